@@ -1,0 +1,3 @@
+"""Loads the hwcal calibration plugin for the whole repository."""
+
+pytest_plugins = ["hwcal.plugin"]

@@ -1,0 +1,20 @@
+"""hwcal: measured GEMM throughput and memory bandwidth per precision, filed in a validated registry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+__all__ = ["HwcalError", "Registry", "__version__"]
+
+from hwcal.errors import HwcalError
+
+
+def __getattr__(name: str) -> Any:
+    # The registry API is imported lazily so the pytest plugin does not pay for it.
+    if name == "Registry":
+        from hwcal.registry import Registry
+
+        return Registry
+    raise AttributeError(name)

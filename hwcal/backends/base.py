@@ -1,0 +1,123 @@
+"""The one interface every framework implements; benchmarks are written once against it.
+
+A backend knows how to make operands of a precision on its device, launch the kernel, wait for the
+device, convert blocks to fp64 for verification, and say honestly what it cannot run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from hwcal.precisions import PRECISIONS
+
+
+@dataclass(frozen=True)
+class Support:
+    """Whether a precision runs here; ``kernel`` says how (BLAS, tensor cores, a generic loop)."""
+
+    runnable: bool
+    reason: str = ""
+    kernel: str = ""
+
+
+@dataclass
+class GemmOperands:
+    """Operands and output buffer of one C = A @ B on the backend's device."""
+
+    precision: str
+    n: int
+    a: Any
+    b: Any
+    out: Any = None
+    # Extra kernel arguments (fp8 scales) and what the operands were drawn from.
+    extra: dict[str, Any] = field(default_factory=dict)
+    operand_range: float | None = None
+
+    @property
+    def flops(self) -> int:
+        """2*M*N*K: one multiply and one add per inner-product term."""
+        return 2 * self.n**3
+
+
+def integer_operand_range(n: int, accumulator_bits: int, cap: int = 100) -> tuple[int, bool]:
+    """Operand bound R for integer GEMM, and whether the accumulator can still wrap.
+
+    R is the largest value with n*R^2 within the accumulator, so sums cannot overflow; where even
+    R = 1 cannot fit (numpy's int8 matmul accumulates in int8), R = 1 and results wrap modulo
+    2**bits, which verification then checks exactly.
+    """
+    limit = 2 ** (accumulator_bits - 1) - 1
+    r = min(cap, math.isqrt(limit // n)) if n <= limit else 0
+    return (r, False) if r >= 1 else (1, True)
+
+
+class Backend(ABC):
+    framework: str
+    device: str  # "cpu", "cuda:0"
+    device_type: str  # "cpu" or "gpu": the registry folder
+    # Timing policy: a round lasts at least min_round_s (launch and sync overhead < 1% on GPUs);
+    # warm-up long enough for clocks to rise before the first timed round.
+    min_round_s: float = 0.001
+    warmup_s: float = 0.0
+    is_async: bool = False
+
+    @abstractmethod
+    def precisions(self) -> list[str]:
+        """Precisions this backend can attempt, canonical order."""
+
+    @abstractmethod
+    def support(self, precision: str) -> Support: ...
+
+    @abstractmethod
+    def make_operands(self, precision: str, n: int, seed: int) -> GemmOperands: ...
+
+    @abstractmethod
+    def gemm(self, ops: GemmOperands) -> Any:
+        """Launch C = A @ B into ``ops.out`` where possible; returns C. Does not wait for the device."""
+
+    def synchronize(self) -> None:
+        """Block until the device has finished all launched work (no-op on synchronous CPUs)."""
+
+    def device_timer(self) -> DeviceTimer | None:
+        """Events timed by the device itself (CUDA events); None where wall time is the truth."""
+        return None
+
+    @abstractmethod
+    def as_f64(self, x: Any) -> Any:
+        """An fp64 copy of an array (or a slice of one) on the backend's device."""
+
+    @abstractmethod
+    def from_host(self, values: Any) -> Any:
+        """Move a host numpy array to the backend's device (fp64)."""
+
+    def bytes_per_gemm(self, precision: str, n: int) -> int:
+        """Device bytes one GEMM case needs: A, B, C and verification blocks."""
+        itemsize = max(1, PRECISIONS[precision].bits // 8)
+        return 3 * n * n * itemsize + 8 * n * 1024 + 8 * 8 * n
+
+    @abstractmethod
+    def free_memory_bytes(self) -> int: ...
+
+    @contextlib.contextmanager
+    def precision_mode(self, precision: str) -> Iterator[dict[str, object]]:
+        """Set framework modes a precision needs (TF32 on only for tf32), restored afterwards."""
+        yield {}
+
+    def default_sizes(self, quick: bool) -> list[int]:
+        return [64, 256, 1024] if quick else [32, 64, 128, 256, 512, 1024, 2048, 4096]
+
+    @abstractmethod
+    def facts(self) -> dict[str, object]:
+        """Framework versions and library details for the calibration's metadata."""
+
+
+class DeviceTimer(ABC):
+    """Times a callable with the device's own clock (e.g. CUDA events), in seconds."""
+
+    @abstractmethod
+    def time(self, fn: Any) -> float: ...

@@ -1,0 +1,207 @@
+"""The calibration builder: a pure function from a session's results and the machine's facts to the
+calibration document (and, for hardware seen the first time, its spec). No I/O, no clocks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from hwcal.backends import Support
+from hwcal.naming import CalibrationKey
+from hwcal.peaks import derive_cpu_peaks
+from hwcal.precisions import PRECISIONS, canonical_sorted
+from hwcal.schema import CALIBRATION_FORMAT_VERSION, SPEC_FORMAT_VERSION
+from hwcal.session import GemmRecord
+
+
+@dataclass
+class BuildInput:
+    key: CalibrationKey
+    hardware_name: str
+    device: str
+    power_mode: str
+    power_mode_source: str
+    freq_source: str
+    calibration_date: datetime
+    tool_version: str
+    framework_facts: dict[str, Any]
+    records: list[GemmRecord]
+    supports: dict[str, Support]
+    precisions: list[str]
+    spec: dict[str, Any]
+    host: dict[str, Any] = field(default_factory=dict)
+    blas: list[dict[str, Any]] = field(default_factory=list)
+    command_line: list[str] = field(default_factory=list)
+    selection: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    wall_time_s: float = 0.0
+    skips: dict[str, list[str]] = field(default_factory=dict)
+    extra_metadata: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    memory: dict[str, Any] | None = None
+
+
+def _r(x: float, digits: int = 4) -> float:
+    """Round to significant digits: the files stay readable, the noise is far above this."""
+    return float(f"{x:.{digits}g}")
+
+
+def _peaks(records: list[GemmRecord]) -> dict[str, GemmRecord]:
+    best: dict[str, GemmRecord] = {}
+    for rec in records:
+        if rec.precision not in best or rec.gflops_best > best[rec.precision].gflops_best:
+            best[rec.precision] = rec
+    return best
+
+
+def precision_matrix(inp: BuildInput) -> tuple[dict[str, Any], list[str]]:
+    """Status, peaks, speedups and efficiencies per precision, and the warnings they raise."""
+    best = _peaks(inp.records)
+    theoretical = {p: float(v) for p, v in (inp.spec.get("theoretical_peaks") or {}).items() if v}
+    fp32 = best["fp32"].gflops_best if "fp32" in best else None
+    status: dict[str, dict[str, Any]] = {}
+    warnings: list[str] = []
+    for p in canonical_sorted(set(inp.precisions) | set(best)):
+        sup = inp.supports.get(p)
+        if p in best:
+            entry: dict[str, Any] = {"status": "native", "kernel": best[p].kernel}
+            if fp32:
+                ratio = best[p].gflops_best / fp32
+                entry["ratio_vs_fp32"] = _r(ratio)
+                floor = PRECISIONS[p].emulated_below_fp32_ratio
+                if ratio < floor:
+                    entry["status"] = "emulated"
+                    entry["reason"] = (f"runs at {ratio:.3g}x fp32, below the {floor:g}x a native {p} GEMM reaches; "
+                                       f"kernel: {best[p].kernel}")
+            status[p] = entry
+        elif sup is not None and not sup.runnable:
+            status[p] = {"status": "unsupported", "reason": sup.reason}
+        else:
+            reasons = inp.skips.get(p)
+            status[p] = {"status": "not_run", "reason": reasons[0] if reasons else "not selected in this run"}
+    peaks = {p: _r(best[p].gflops_best) for p in canonical_sorted(best)}
+    efficiency = {p: _r(peaks[p] / theoretical[p]) for p in peaks if p in theoretical}
+    for p, eff in efficiency.items():
+        if eff > 1.0:
+            warnings.append(
+                f"{p}: measured {peaks[p]:g} GFLOPS is {eff:.3g}x the theoretical peak {theoretical[p]:g} GFLOPS; "
+                f"the peak is wrong (clock under load above the {inp.spec.get('peaks_reference_clock_mhz', '?')} MHz "
+                "it assumes, or a wrong FLOPs/cycle), not the measurement"
+            )
+    matrix = {
+        "supported_precisions": [p for p, s in status.items() if s["status"] == "native"],
+        "emulated_precisions": [p for p, s in status.items() if s["status"] == "emulated"],
+        "unsupported_precisions": [p for p, s in status.items() if s["status"] == "unsupported"],
+        "status": status,
+        "peak_gflops_by_precision": peaks,
+        "peak_size_by_precision": {p: best[p].n for p in peaks},
+        "speedup_vs_fp32": {p: _r(best[p].gflops_best / fp32) for p in peaks} if fp32 else {},
+        "theoretical_peaks": {p: _r(v) for p, v in theoretical.items()},
+        "efficiency_by_precision": efficiency,
+    }
+    return matrix, warnings
+
+
+def _gemm_entry(rec: GemmRecord, theoretical: dict[str, float]) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "precision": rec.precision,
+        "n": rec.n,
+        "flops_per_round": rec.flops_per_round,
+        "launches_per_round": rec.launches_per_round,
+        "rounds": rec.rounds,
+        "warmup_rounds": rec.warmup_rounds,
+        "time_s": {k: float(f"{v:.6g}") for k, v in rec.time_s.items()},
+        "gflops_best": _r(rec.gflops_best, 5),
+        "gflops_median": _r(rec.gflops_median, 5),
+        "cv": _r(rec.cv, 3),
+        "verified": True,
+        "max_error": float(f"{rec.max_error:.3g}"),
+        "tolerance": float(f"{rec.tolerance:.3g}"),
+        "verify_method": rec.verify_method,
+        "kernel": rec.kernel,
+    }
+    if rec.precision in theoretical:
+        entry["efficiency"] = _r(rec.gflops_best / theoretical[rec.precision])
+    if rec.modes:
+        entry["modes"] = rec.modes
+    if rec.operand_range is not None:
+        entry["operand_range"] = rec.operand_range
+        entry["accumulator_wraps"] = rec.accumulator_wraps
+    if rec.device_event_ratio is not None:
+        entry["device_event_ratio"] = _r(rec.device_event_ratio)
+    return entry
+
+
+def build_calibration(inp: BuildInput) -> dict[str, Any]:
+    matrix, warnings = precision_matrix(inp)
+    theoretical = {p: float(v) for p, v in (inp.spec.get("theoretical_peaks") or {}).items() if v}
+    peaks = matrix["peak_gflops_by_precision"]
+    metadata: dict[str, Any] = {
+        "hardware_id": inp.key.hardware_id,
+        "hardware_name": inp.hardware_name,
+        "device_type": inp.key.device_type,
+        "device": inp.device,
+        "calibration_date": inp.calibration_date.isoformat(),
+        "tool_version": inp.tool_version,
+        "power_mode": inp.power_mode,
+        "power_mode_source": inp.power_mode_source,
+        "freq_mhz": inp.key.freq_mhz,
+        "freq_source": inp.freq_source,
+        "framework": inp.key.framework,
+        **inp.framework_facts,
+        "host": inp.host,
+        "blas": inp.blas,
+        "command_line": inp.command_line,
+        "selection": inp.selection,
+        "options": inp.options,
+        "wall_time_s": round(inp.wall_time_s, 2),
+        **inp.extra_metadata,
+    }
+    bandwidth = inp.spec.get("peak_bandwidth_gbps")
+    measured_bw = (inp.memory or {}).get("sustained_gbps")
+    doc: dict[str, Any] = {
+        "schema_version": CALIBRATION_FORMAT_VERSION,
+        "key": inp.key.as_dict(),
+        "metadata": metadata,
+        "theoretical_peak_gflops": theoretical.get("fp32"),
+        "theoretical_bandwidth_gbps": bandwidth or None,
+        "best_measured_gflops": peaks.get("fp32"),
+        "measured_bandwidth_gbps": measured_bw,
+        "bandwidth_efficiency": _r(measured_bw / bandwidth) if measured_bw and bandwidth else None,
+        "precision_matrix": matrix,
+        "gemm": [_gemm_entry(r, theoretical) for r in sorted(
+            inp.records, key=lambda r: (canonical_sorted(PRECISIONS).index(r.precision), r.n))],
+        "warnings": [*inp.warnings, *warnings],
+    }
+    if inp.memory is not None:
+        doc["memory"] = inp.memory
+    return doc
+
+
+def build_cpu_spec(hardware_id: str, host: dict[str, Any], clock_mhz: float, created: datetime) -> dict[str, Any]:
+    """spec.json for a CPU seen for the first time: detected facts and derived (not datasheet) peaks."""
+    cpu = host.get("cpu", {})
+    cores = int(cpu.get("physical_cores") or cpu.get("logical_cores") or 0)
+    peaks, isa = derive_cpu_peaks(cores, list(cpu.get("isa_flags", [])), clock_mhz)
+    spec: dict[str, Any] = {
+        "schema_version": SPEC_FORMAT_VERSION,
+        "id": hardware_id,
+        "model": str(cpu.get("model") or hardware_id),
+        "device_type": "cpu",
+        "theoretical_peaks": peaks,
+        "peaks_source": "derived",
+        "peaks_note": f"{cores} cores x FLOPs/cycle for {isa} x {clock_mhz:g} MHz; precisions without a native "
+                      "vector FMA rule are left out",
+        "platform": str(cpu.get("architecture") or ""),
+        "created": created.isoformat(),
+    }
+    if clock_mhz > 0:
+        spec["peaks_reference_clock_mhz"] = clock_mhz
+    if cpu.get("vendor"):
+        spec["vendor"] = str(cpu["vendor"])
+    if cores:
+        spec["compute_units"] = cores
+    if host.get("total_memory_gb"):
+        spec["memory_gb"] = host["total_memory_gb"]
+    return spec

@@ -1,0 +1,104 @@
+"""End of a calibration session: detect the key, build the document, validate, file it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hwcal import __version__
+from hwcal.builder import BuildInput, build_calibration, build_cpu_spec
+from hwcal.errors import HwcalError
+from hwcal.machine import KeyFacts, collect_blas, collect_host, detect_cpu_key
+from hwcal.naming import CalibrationKey, calibration_path, check_power_mode, spec_path
+from hwcal.schema import schema_errors
+from hwcal.session import CalibrationSession
+from hwcal.writer import write_calibration
+
+
+@dataclass
+class Filed:
+    doc: dict[str, Any]
+    path: Path
+    written: bool
+    history: Path | None = None
+
+
+def detect_key(cal: CalibrationSession) -> tuple[CalibrationKey, KeyFacts, str]:
+    """The registry key, with the options overriding detection; also returns the device type."""
+    opts = cal.options
+    facts = cal.backend.key_facts() if hasattr(cal.backend, "key_facts") else detect_cpu_key()
+    power_mode, pm_source = (opts.power_mode, "--power-mode") if opts.power_mode else \
+        (facts.power_mode, facts.power_mode_source)
+    freq, freq_source = (opts.frequency_mhz, "--frequency-mhz") if opts.frequency_mhz else \
+        (facts.freq_mhz, facts.freq_source)
+    if not freq or freq <= 0:
+        raise HwcalError("could not detect the clock ceiling for the registry key; give --frequency-mhz")
+    facts = KeyFacts(opts.hardware_id or facts.hardware_id, facts.hardware_name, power_mode, pm_source,
+                     int(freq), freq_source)
+    key = CalibrationKey(cal.backend.device_type, facts.hardware_id, check_power_mode(power_mode),
+                         int(freq), cal.backend.framework)
+    return key, facts, cal.backend.device_type
+
+
+def _load_spec(registry: Path, key: CalibrationKey) -> dict[str, Any] | None:
+    path = spec_path(registry, key.device_type, key.hardware_id)
+    if not path.exists():
+        return None
+    try:
+        spec = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise HwcalError(f"{path}: unreadable spec ({exc}); fix or remove it, nothing written") from None
+    errors = schema_errors(spec, "spec")
+    if errors:
+        raise HwcalError(f"{path}: spec is not valid: " + "; ".join(errors[:5]))
+    return spec
+
+
+def file_calibration(cal: CalibrationSession, command_line: list[str], selection: dict[str, Any]) -> Filed:
+    """Build and validate the calibration; write it unless --dry-run. Raises HwcalError, writes nothing then."""
+    key, facts, _ = detect_key(cal)
+    host = collect_host()
+    spec = _load_spec(cal.options.registry, key)
+    new_spec = None
+    if spec is None:
+        new_spec = cal.backend.build_spec(key.hardware_id, host, cal.started_at) if hasattr(
+            cal.backend, "build_spec") else build_cpu_spec(key.hardware_id, host, float(key.freq_mhz), cal.started_at)
+        spec = new_spec
+    o = cal.options
+    inp = BuildInput(
+        key=key,
+        hardware_name=facts.hardware_name,
+        device=cal.backend.device,
+        power_mode=facts.power_mode,
+        power_mode_source=facts.power_mode_source,
+        freq_source=facts.freq_source,
+        calibration_date=cal.started_at,
+        tool_version=__version__,
+        framework_facts=cal.backend.facts(),
+        records=cal.records,
+        supports=cal.supports,
+        precisions=cal.backend.precisions(),
+        spec=spec,
+        host=host,
+        blas=collect_blas(),
+        command_line=command_line,
+        selection=selection,
+        options={"quick": o.quick, "sizes": o.sizes, "min_gflops": o.min_gflops, "max_call_s": o.max_call_s,
+                 "force": o.force},
+        wall_time_s=cal.wall_time_s(),
+        skips=cal.skips,
+        extra_metadata=dict(cal.extra_metadata),
+        warnings=list(cal.warnings),
+        memory=cal.memory,
+    )
+    doc = build_calibration(inp)
+    errors = schema_errors(doc, "calibration")
+    if errors:
+        raise HwcalError("calibration is not valid, nothing written:\n  " + "\n  ".join(errors))
+    path = calibration_path(o.registry, key)
+    if o.dry_run:
+        return Filed(doc, path, written=False)
+    path, kept = write_calibration(o.registry, key, doc, new_spec)
+    return Filed(doc, path, written=True, history=kept)

@@ -1,0 +1,97 @@
+"""CPU identity (model, cores, ISA) and the clock ceiling that keys a CPU calibration."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+
+from hwcal.machine.sources import Sources
+
+# ISA feature names as /proc/cpuinfo spells them (x86 "flags", Arm "Features").
+_ISA_FLAGS = ("avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_tile", "amx_bf16",
+              "amx_int8", "avx2", "fma", "f16c", "avx", "sse4_2", "asimd", "asimdhp", "asimddp", "sve", "sve2",
+              "i8mm", "bf16", "fphp")
+
+
+def _cpuinfo_blocks(text: str) -> list[dict[str, str]]:
+    blocks: list[dict[str, str]] = []
+    for chunk in text.strip().split("\n\n"):
+        block: dict[str, str] = {}
+        for line in chunk.splitlines():
+            if ":" in line:
+                k, v = line.split(":", 1)
+                block[k.strip()] = v.strip()
+        if block:
+            blocks.append(block)
+    return blocks
+
+
+def collect_cpu(src: Sources) -> dict[str, object]:
+    """Model string, vendor, logical/physical cores, ISA flags; keys left out when unknown."""
+    info: dict[str, object] = {"architecture": platform.machine() or None}
+    text = src.read("/proc/cpuinfo") or ""
+    blocks = _cpuinfo_blocks(text)
+    first = blocks[0] if blocks else {}
+    model = first.get("model name") or first.get("Model") or first.get("Processor")
+    if not model:
+        # Arm cpuinfo often lacks a model name; the device tree names the SoC (e.g. a Jetson module).
+        dt = src.read("/proc/device-tree/model")
+        model = dt.strip("\x00 \n") if dt else None
+    if not model:
+        model = platform.processor() or None
+    if model:
+        info["model"] = re.sub(r"\s+", " ", model).strip()
+    if first.get("vendor_id"):
+        info["vendor"] = first["vendor_id"]
+    logical = sum(1 for b in blocks if "processor" in b) or os.cpu_count()
+    if logical:
+        info["logical_cores"] = logical
+    cores = {(b.get("physical id", "0"), b.get("core id", b.get("processor"))) for b in blocks if "processor" in b}
+    if cores and any("core id" in b for b in blocks):
+        info["physical_cores"] = len(cores)
+    elif logical:
+        info["physical_cores"] = logical
+    flags = set((first.get("flags") or first.get("Features") or "").split())
+    info["isa_flags"] = [f for f in _ISA_FLAGS if f in flags]
+    if first.get("cpu MHz"):
+        try:
+            info["nominal_mhz"] = float(first["cpu MHz"])
+        except ValueError:
+            pass
+    return info
+
+
+def cpufreq_ceiling_mhz(src: Sources) -> tuple[float | None, str | None]:
+    """The clock ceiling of the current mode: max over cores of scaling_max_freq (kHz in sysfs)."""
+    best: float | None = None
+    source: str | None = None
+    for name in ("scaling_max_freq", "cpuinfo_max_freq"):
+        for cpu in src.list_dir("/sys/devices/system/cpu"):
+            if not re.fullmatch(r"cpu[0-9]+", cpu):
+                continue
+            raw = src.read_first_line(f"/sys/devices/system/cpu/{cpu}/cpufreq/{name}")
+            if raw and raw.isdigit():
+                mhz = int(raw) / 1000.0
+                if best is None or mhz > best:
+                    best, source = mhz, f"cpufreq {name}"
+        if best is not None:
+            return best, source
+    return None, None
+
+
+def cpufreq_governor(src: Sources) -> str | None:
+    return src.read_first_line("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
+
+
+def collect_memory(src: Sources) -> dict[str, object]:
+    text = src.read("/proc/meminfo") or ""
+    m = re.search(r"^MemTotal:\s+(\d+)\s+kB", text, re.M)
+    if m:
+        return {"total_memory_gb": round(int(m.group(1)) / 1024**2, 3)}
+    try:
+        import psutil
+
+        return {"total_memory_gb": round(psutil.virtual_memory().total / 1024**3, 3)}
+    except Exception:  # psutil is a dependency, but probing never raises
+        return {}

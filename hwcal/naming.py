@@ -1,0 +1,118 @@
+"""Registry naming: the only place that turns user strings into path components.
+
+Every token is reduced to a fixed alphabet before it touches a path, so nothing a user types can
+escape the registry folder. Filenames are ``{power_mode}_{freq}MHz_{framework}.json``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from hwcal.errors import HwcalError
+
+DEVICE_TYPES = ("cpu", "gpu", "board")
+FRAMEWORKS = ("numpy", "pytorch")
+FRAMEWORK_ALIASES = {"numpy": "numpy", "np": "numpy", "pytorch": "pytorch", "torch": "pytorch"}
+
+_FILENAME_RE = re.compile(r"^(?P<power_mode>[A-Za-z0-9]+)_(?P<freq>[0-9]+)MHz_(?P<framework>[a-z]+)\.json$")
+
+
+def power_mode_token(power_mode: str) -> str:
+    """Keep only [A-Za-z0-9] (``MAXN_SUPER`` files as ``MAXNSUPER``, as the original registry did)."""
+    return re.sub(r"[^A-Za-z0-9]", "", power_mode)
+
+
+def hardware_id_token(name: str) -> str:
+    """Lower-case [a-z0-9_] id, compatible with the original registry's ids."""
+    return re.sub(r"_+", "_", re.sub(r"[^a-z0-9]", "_", name.lower())).strip("_")
+
+
+def check_power_mode(power_mode: str) -> str:
+    """Return the power mode's token, or refuse a value that has none or looks like a path."""
+    if any(sep in power_mode for sep in ("/", "\\")) or ".." in power_mode:
+        raise HwcalError(f"power mode {power_mode!r} contains a path separator or '..'; use a name like 7W or MAXN")
+    token = power_mode_token(power_mode)
+    if not token:
+        raise HwcalError(f"power mode {power_mode!r} has no letters or digits; use a name like 7W or MAXN")
+    return token
+
+
+def check_hardware_id(hardware_id: str) -> str:
+    token = hardware_id_token(hardware_id)
+    if not token or token != hardware_id:
+        raise HwcalError(
+            f"hardware id {hardware_id!r} must be lower-case letters, digits and single underscores"
+            + (f" (e.g. {token!r})" if token else "")
+        )
+    return token
+
+
+def normalise_framework(framework: str) -> str:
+    try:
+        return FRAMEWORK_ALIASES[framework.strip().lower()]
+    except KeyError:
+        raise HwcalError(f"unknown framework {framework!r}; supported: {', '.join(FRAMEWORKS)} (alias: torch)") from None
+
+
+@dataclass(frozen=True)
+class CalibrationKey:
+    """What identifies one calibration of one device; also the registry file's name."""
+
+    device_type: str
+    hardware_id: str
+    power_mode: str  # the token, [A-Za-z0-9]+
+    freq_mhz: int
+    framework: str
+
+    def __post_init__(self) -> None:
+        if self.device_type not in DEVICE_TYPES:
+            raise HwcalError(f"device type {self.device_type!r} is not one of {', '.join(DEVICE_TYPES)}")
+        check_hardware_id(self.hardware_id)
+        if power_mode_token(self.power_mode) != self.power_mode or not self.power_mode:
+            raise HwcalError(f"power-mode token {self.power_mode!r} must be [A-Za-z0-9]+")
+        if not isinstance(self.freq_mhz, int) or isinstance(self.freq_mhz, bool) or self.freq_mhz <= 0:
+            raise HwcalError(f"frequency {self.freq_mhz!r} MHz must be a positive whole number")
+        if self.framework not in FRAMEWORKS:
+            raise HwcalError(f"unknown framework {self.framework!r}; supported: {', '.join(FRAMEWORKS)}")
+
+    @property
+    def filename(self) -> str:
+        return f"{self.power_mode}_{self.freq_mhz}MHz_{self.framework}.json"
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "device_type": self.device_type,
+            "hardware_id": self.hardware_id,
+            "power_mode": self.power_mode,
+            "freq_mhz": self.freq_mhz,
+            "framework": self.framework,
+        }
+
+
+def parse_calibration_filename(filename: str) -> tuple[str, int, str]:
+    """``7W_306MHz_pytorch.json`` -> ("7W", 306, "pytorch"); a name off the pattern is an error."""
+    match = _FILENAME_RE.match(filename)
+    if not match or match["framework"] not in FRAMEWORKS:
+        raise HwcalError(f"{filename!r} is not named {{power_mode}}_{{freq}}MHz_{{framework}}.json")
+    return match["power_mode"], int(match["freq"]), match["framework"]
+
+
+def hardware_dir(registry: Path, device_type: str, hardware_id: str) -> Path:
+    if device_type not in DEVICE_TYPES:
+        raise HwcalError(f"device type {device_type!r} is not one of {', '.join(DEVICE_TYPES)}")
+    return Path(registry) / device_type / check_hardware_id(hardware_id)
+
+
+def calibration_path(registry: Path, key: CalibrationKey) -> Path:
+    """The one function that says where a calibration lives."""
+    return hardware_dir(registry, key.device_type, key.hardware_id) / "calibrations" / key.filename
+
+
+def history_dir(registry: Path, key: CalibrationKey) -> Path:
+    return calibration_path(registry, key).parent / "history"
+
+
+def spec_path(registry: Path, device_type: str, hardware_id: str) -> Path:
+    return hardware_dir(registry, device_type, hardware_id) / "spec.json"

@@ -1,0 +1,207 @@
+"""Calibration settings: parse functions (argparse-style errors naming the bad value) and one resolver.
+
+A setting comes from the command line, else an environment variable, else an ini key, else its
+default; an error says where the bad value came from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from hwcal.errors import HwcalError
+from hwcal.naming import check_hardware_id, check_power_mode, normalise_framework
+
+T = TypeVar("T")
+
+
+def _wrap(fn: Callable[[str], T]) -> Callable[[str], T]:
+    """Turn HwcalError/ValueError into ArgumentTypeError so argparse prints one line naming the value."""
+
+    def parse(value: str) -> T:
+        try:
+            return fn(value)
+        except (HwcalError, ValueError) as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = fn.__name__
+    return parse
+
+
+@_wrap
+def parse_power_mode(value: str) -> str:
+    check_power_mode(value)
+    return value
+
+
+@_wrap
+def parse_framework(value: str) -> str:
+    return normalise_framework(value)
+
+
+@_wrap
+def parse_hardware_id(value: str) -> str:
+    return check_hardware_id(value)
+
+
+@_wrap
+def parse_device(value: str) -> str:
+    v = value.strip().lower()
+    if v == "cpu" or v == "cuda" or (v.startswith("cuda:") and v[5:].isdigit()):
+        return "cuda:0" if v == "cuda" else v
+    raise ValueError(f"device {value!r} is not cpu, cuda or cuda:N")
+
+
+@_wrap
+def parse_frequency_mhz(value: str) -> int:
+    try:
+        mhz = float(value)
+    except ValueError:
+        raise ValueError(f"frequency {value!r} is not a number of MHz") from None
+    if not mhz > 0 or mhz != mhz or mhz == float("inf"):
+        raise ValueError(f"frequency {value!r} MHz must be positive")
+    return round(mhz)
+
+
+@_wrap
+def parse_sizes(value: str) -> list[int]:
+    sizes: list[int] = []
+    for part in value.replace(" ", "").split(","):
+        if not part:
+            continue
+        if not part.isdigit() or int(part) <= 0:
+            raise ValueError(f"size {part!r} in {value!r} is not a positive whole number")
+        sizes.append(int(part))
+    if not sizes:
+        raise ValueError(f"sizes {value!r} name no size; give e.g. 256,1024,4096")
+    return sorted(set(sizes))
+
+
+@_wrap
+def parse_nonneg_float(value: str) -> float:
+    v = float(value)
+    if not v >= 0 or v == float("inf"):
+        raise ValueError(f"{value!r} must be a number >= 0")
+    return v
+
+
+@_wrap
+def parse_positive_float(value: str) -> float:
+    v = float(value)
+    if not v > 0 or v == float("inf"):
+        raise ValueError(f"{value!r} must be a number > 0")
+    return v
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    flag: str
+    dest: str
+    metavar: str | None
+    parse: Callable[[str], Any] | None
+    default: Any
+    help: str
+    env: str | None = None
+    is_flag: bool = False
+
+
+OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec("--power-mode", "hwcal_power_mode", "MODE", parse_power_mode, None,
+               "power mode the device is in (7W, 15W, MAXN ...); detected when not given", "HWCAL_POWER_MODE"),
+    OptionSpec("--framework", "hwcal_framework", "{numpy,pytorch}", parse_framework, "numpy",
+               "framework whose kernels are calibrated (torch is an alias of pytorch)", "HWCAL_FRAMEWORK"),
+    OptionSpec("--device", "hwcal_device", "DEV", parse_device, "cpu",
+               "device to calibrate: cpu, cuda or cuda:N", "HWCAL_DEVICE"),
+    OptionSpec("--frequency-mhz", "hwcal_frequency_mhz", "MHZ", parse_frequency_mhz, None,
+               "clock ceiling for the registry key; detected when not given", "HWCAL_FREQUENCY_MHZ"),
+    OptionSpec("--hardware-id", "hwcal_hardware_id", "ID", parse_hardware_id, None,
+               "registry id of the hardware ([a-z0-9_]); detected when not given", "HWCAL_HARDWARE_ID"),
+    OptionSpec("--registry", "hwcal_registry", "PATH", Path, None,
+               "registry folder to file the calibration in (ini hwcal_registry)", "HWCAL_REGISTRY"),
+    OptionSpec("--quick", "hwcal_quick", None, None, False, "short sweep (3 sizes, fewer rounds)", None, True),
+    OptionSpec("--sizes", "hwcal_sizes", "N,N,...", parse_sizes, None,
+               "square GEMM sizes to sweep; the backend's sweep when not given", "HWCAL_SIZES"),
+    OptionSpec("--min-gflops", "hwcal_min_gflops", "GFLOPS", parse_nonneg_float, 1.0,
+               "after a size >= 256, a precision below this skips its larger sizes", "HWCAL_MIN_GFLOPS"),
+    OptionSpec("--max-call-seconds", "hwcal_max_call_s", "S", parse_positive_float, 1.0,
+               "skip a size whose single GEMM is predicted to take longer than this", "HWCAL_MAX_CALL_SECONDS"),
+    OptionSpec("--dry-run", "hwcal_dry_run", None, None, False,
+               "build and validate the calibration, print where it would go, write nothing", None, True),
+    OptionSpec("--force", "hwcal_force", None, None, False,
+               "run even when a preflight check fails (recorded in the calibration)", None, True),
+)
+
+
+def add_options(parser: Any) -> None:
+    group = parser.getgroup("hwcal", "hwcal calibration")
+    for spec in OPTIONS:
+        parser.addini(spec.dest, help=f"default for {spec.flag}", default=None)
+        default_txt = "off" if spec.is_flag else spec.default
+        help_txt = f"{spec.help}. Env {spec.env}. Default: {default_txt}." if spec.env else \
+            f"{spec.help}. Default: {default_txt}."
+        if spec.is_flag:
+            group.addoption(spec.flag, action="store_true", dest=spec.dest, default=False, help=help_txt)
+        else:
+            group.addoption(spec.flag, dest=spec.dest, metavar=spec.metavar, type=spec.parse, default=None,
+                            help=help_txt)
+
+
+def resolve(spec: OptionSpec, cli_value: Any, ini_value: Any = None, environ: dict[str, str] | None = None) -> Any:
+    """Command line, then environment, then ini, then default; a bad value names its source."""
+    if cli_value not in (None, False):
+        return cli_value
+    environ = os.environ if environ is None else environ
+    for source, raw in ((f"environment variable {spec.env}", environ.get(spec.env) if spec.env else None),
+                        (f"ini key {spec.dest}", ini_value)):
+        if raw in (None, ""):
+            continue
+        if spec.is_flag:
+            return str(raw).strip().lower() in ("1", "true", "yes", "on")
+        try:
+            return spec.parse(str(raw)) if spec.parse else raw
+        except argparse.ArgumentTypeError as exc:
+            raise HwcalError(f"{source}: {exc}") from None
+    return spec.default
+
+
+@dataclass(frozen=True)
+class CalibrationOptions:
+    power_mode: str | None
+    framework: str
+    device: str
+    frequency_mhz: int | None
+    hardware_id: str | None
+    registry: Path
+    quick: bool
+    sizes: list[int] | None
+    min_gflops: float
+    max_call_s: float
+    dry_run: bool
+    force: bool
+
+
+def resolve_options(getoption: Callable[[str], Any], getini: Callable[[str], Any], rootdir: Path) -> CalibrationOptions:
+    values = {spec.dest: resolve(spec, getoption(spec.dest), getini(spec.dest)) for spec in OPTIONS}
+    registry = values["hwcal_registry"]
+    registry = Path(registry) if registry else rootdir / "registry"
+    if values["hwcal_framework"] == "numpy" and values["hwcal_device"] != "cpu":
+        raise HwcalError(f"--framework numpy runs on the CPU only, not --device {values['hwcal_device']}; "
+                         "use --framework pytorch for GPUs")
+    return CalibrationOptions(
+        power_mode=values["hwcal_power_mode"],
+        framework=values["hwcal_framework"],
+        device=values["hwcal_device"],
+        frequency_mhz=values["hwcal_frequency_mhz"],
+        hardware_id=values["hwcal_hardware_id"],
+        registry=registry,
+        quick=values["hwcal_quick"],
+        sizes=values["hwcal_sizes"],
+        min_gflops=values["hwcal_min_gflops"],
+        max_call_s=values["hwcal_max_call_s"],
+        dry_run=values["hwcal_dry_run"],
+        force=values["hwcal_force"],
+    )

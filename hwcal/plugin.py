@@ -1,0 +1,134 @@
+"""The pytest plugin: option declarations, hooks and fixtures only.
+
+State lives in one CalibrationSession in ``config.stash``; measuring is in ``hwcal.gemm``, building
+and filing in ``hwcal.filing``. pytest-benchmark is used only through what it publishes (the
+``benchmark`` fixture, ``pedantic``, ``extra_info``, ``stats``).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hwcal.errors import HwcalError
+from hwcal.filing import Filed, file_calibration
+from hwcal.options import add_options, resolve_options
+from hwcal.session import CalibrationSession
+from hwcal.summary import summary_lines
+
+SESSION_KEY = pytest.StashKey[CalibrationSession]()
+OUTCOME_KEY = pytest.StashKey[dict[str, Any]]()
+GEMM_FIXTURE = "gemm_case"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    try:
+        opts = resolve_options(config.getoption, config.getini, Path(str(config.rootpath)))
+        cal = CalibrationSession(opts)
+        if opts.framework != "numpy" or opts.device != "cpu":
+            cal.backend  # noqa: B018 -- fail now, in one line, if torch or the device is missing
+    except HwcalError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.stash[SESSION_KEY] = cal
+    config.stash[OUTCOME_KEY] = {}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if GEMM_FIXTURE not in metafunc.fixturenames:
+        return
+    cal = metafunc.config.stash[SESSION_KEY]
+    try:
+        precisions, sizes = cal.backend.precisions(), cal.sizes()
+    except HwcalError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    # Precision-major, sizes ascending: early termination needs the smaller sizes to run first.
+    cases = [pytest.param((p, n), id=f"{p}-{n}") for p in precisions for n in sizes]
+    metafunc.parametrize(GEMM_FIXTURE, cases)
+
+
+@pytest.fixture(scope="session")
+def hwcal_session(request: pytest.FixtureRequest) -> CalibrationSession:
+    """The calibration session the benchmarks report into."""
+    return request.config.stash[SESSION_KEY]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    outcome = config.stash[OUTCOME_KEY]
+    outcome["selection"] = {
+        "args": [str(a) for a in config.args],
+        "keyword": config.getoption("keyword", "") or None,
+        "markexpr": config.getoption("markexpr", "") or None,
+        "tests_collected": len(items),
+        "gemm_cases_collected": sum(1 for i in items if GEMM_FIXTURE in getattr(i, "fixturenames", ())),
+    }
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    cal = config.stash.get(SESSION_KEY, None)
+    if cal is None or not cal.ran_gemm:
+        return
+    outcome = config.stash[OUTCOME_KEY]
+    if exitstatus == pytest.ExitCode.INTERRUPTED:
+        outcome["message"] = "hwcal: run interrupted: no calibration filed, the registry is unchanged"
+        return
+    if exitstatus != pytest.ExitCode.OK:
+        outcome["message"] = "hwcal: tests failed: no calibration filed, the registry is unchanged"
+        return
+    if not cal.records:
+        outcome["message"] = ("hwcal: nothing timed (benchmarks disabled or all skipped): "
+                              "results verified, no calibration filed")
+        return
+    try:
+        filed = file_calibration(cal, ["pytest", *sys.argv[1:]], outcome.get("selection", {}))
+    except HwcalError as exc:
+        outcome["error"] = f"hwcal: error: {exc}"
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        return
+    outcome["filed"] = filed
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    outcome = config.stash.get(OUTCOME_KEY, {})
+    filed: Filed | None = outcome.get("filed")
+    if filed is None:
+        return
+    terminalreporter.section("hwcal calibration")
+    for line in summary_lines(filed.doc):
+        terminalreporter.write_line(line)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # The last line of the run names the file, after pytest's own summary.
+    outcome = config.stash.get(OUTCOME_KEY, {})
+    filed: Filed | None = outcome.get("filed")
+    if filed is not None:
+        if filed.written:
+            line = f"hwcal: calibration written to {_relative(filed.path)}"
+            if filed.history:
+                line += f" (previous kept as {_relative(filed.history)})"
+        else:
+            line = f"hwcal: dry run: valid calibration, would be written to {_relative(filed.path)}"
+    else:
+        line = outcome.get("error") or outcome.get("message")
+    if line:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(line)
+        else:
+            print(line, file=sys.stderr)

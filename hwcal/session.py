@@ -1,0 +1,80 @@
+"""The state of one calibration session: options, backend, early-termination sweep and results.
+
+One object per pytest session, kept in ``config.stash``; the plugin creates it, the benchmark body
+adds to it, the builder reads it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from hwcal.backends import Backend, Support, make_backend
+from hwcal.options import CalibrationOptions
+from hwcal.sweep import Sweep, SweepPolicy
+
+
+@dataclass
+class GemmRecord:
+    """One measured and verified GEMM case."""
+
+    precision: str
+    n: int
+    flops_per_round: int
+    launches_per_round: int
+    rounds: int
+    warmup_rounds: int
+    time_s: dict[str, float]
+    gflops_best: float
+    gflops_median: float
+    cv: float
+    max_error: float
+    tolerance: float
+    verify_method: str
+    kernel: str
+    modes: dict[str, object] = field(default_factory=dict)
+    operand_range: float | None = None
+    accumulator_wraps: bool = False
+    device_event_ratio: float | None = None
+
+
+@dataclass
+class CalibrationSession:
+    options: CalibrationOptions
+    started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    t0: float = field(default_factory=time.perf_counter)
+    records: list[GemmRecord] = field(default_factory=list)
+    supports: dict[str, Support] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+    skips: dict[str, list[str]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    ran_gemm: bool = False
+    # Filled by other stages (memory sweep, clock sampling, preflight, GPU facts) for the builder.
+    extra_metadata: dict[str, object] = field(default_factory=dict)
+    memory: dict[str, object] | None = None
+    _backend: Backend | None = None
+    sweep: Sweep = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sweep = Sweep(SweepPolicy(min_gflops=self.options.min_gflops, max_call_s=self.options.max_call_s))
+
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            self._backend = make_backend(self.options.framework, self.options.device)
+        return self._backend
+
+    def support(self, precision: str) -> Support:
+        if precision not in self.supports:
+            self.supports[precision] = self.backend.support(precision)
+        return self.supports[precision]
+
+    def sizes(self) -> list[int]:
+        return self.options.sizes or self.backend.default_sizes(self.options.quick)
+
+    def note_skip(self, precision: str, reason: str) -> None:
+        self.skips.setdefault(precision, []).append(reason)
+
+    def wall_time_s(self) -> float:
+        return time.perf_counter() - self.t0

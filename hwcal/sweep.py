@@ -1,0 +1,61 @@
+"""Early termination of a precision's size sweep, as a pure state machine.
+
+Only a size at or above the guard (256) may end a sweep: the original system stopped after 32x32
+and filed 0.5 GFLOPS for a 50 GFLOPS CPU because tiny GEMMs are launch-overhead bound.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+GUARD_SIZE = 256
+
+
+@dataclass
+class SweepPolicy:
+    min_gflops: float = 1.0
+    max_call_s: float = 1.0
+    guard_size: int = GUARD_SIZE
+
+
+@dataclass
+class _Last:
+    n: int
+    call_s: float
+    gflops: float
+
+
+@dataclass
+class Sweep:
+    """Per precision: the largest size run so far, and the reason the sweep ended (if it did)."""
+
+    policy: SweepPolicy
+    _last: dict[str, _Last] = field(default_factory=dict)
+    _ended: dict[str, str] = field(default_factory=dict)
+
+    def record(self, precision: str, n: int, call_s: float, gflops: float) -> None:
+        last = self._last.get(precision)
+        if last is None or n >= last.n:
+            self._last[precision] = _Last(n, call_s, gflops)
+
+    def end(self, precision: str, reason: str) -> None:
+        self._ended.setdefault(precision, reason)
+
+    def skip_reason(self, precision: str, n: int) -> str | None:
+        """Why size ``n`` of ``precision`` should not run, or None to run it."""
+        if precision in self._ended:
+            return self._ended[precision]
+        last = self._last.get(precision)
+        if last is None or last.n < self.policy.guard_size or n <= last.n:
+            return None
+        if last.gflops < self.policy.min_gflops:
+            reason = (f"{precision} reached {last.gflops:.3g} GFLOPS at n={last.n}, below --min-gflops "
+                      f"{self.policy.min_gflops:g}: larger sizes skipped")
+            self.end(precision, reason)
+            return reason
+        predicted_s = last.call_s * (n / last.n) ** 3
+        if predicted_s > self.policy.max_call_s:
+            # Not an end: a smaller size in between could still fit, so only this size is skipped.
+            return (f"{precision} at n={n} predicted {predicted_s:.2g} s per GEMM (from {last.call_s:.2g} s at "
+                    f"n={last.n}), over --max-call-seconds {self.policy.max_call_s:g}")
+        return None
