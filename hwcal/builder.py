@@ -74,6 +74,9 @@ def precision_matrix(inp: BuildInput) -> tuple[dict[str, Any], list[str]]:
                     entry["status"] = "emulated"
                     entry["reason"] = (f"runs at {ratio:.3g}x fp32, below the {floor:g}x a native {p} GEMM reaches; "
                                        f"kernel: {best[p].kernel}")
+            if sup is not None and sup.emulation_evidence:
+                entry["status"] = "emulated"
+                entry["reason"] = "; ".join(filter(None, [sup.emulation_evidence, entry.get("reason")]))
             status[p] = entry
         elif sup is not None and not sup.runnable:
             status[p] = {"status": "unsupported", "reason": sup.reason}

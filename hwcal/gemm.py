@@ -87,6 +87,8 @@ def run_gemm(benchmark: Any, session: CalibrationSession, precision: str, n: int
         session.note_skip(precision, reason)
         pytest.skip(reason)
 
+    if benchmark.enabled:
+        backend.warm_up()
     seed = 1000 * n + sum(map(ord, precision))
     with backend.precision_mode(precision) as modes:
         ops = backend.make_operands(precision, n, seed)

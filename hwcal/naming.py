@@ -53,7 +53,9 @@ def normalise_framework(framework: str) -> str:
     try:
         return FRAMEWORK_ALIASES[framework.strip().lower()]
     except KeyError:
-        raise HwcalError(f"unknown framework {framework!r}; supported: {', '.join(FRAMEWORKS)} (alias: torch)") from None
+        raise HwcalError(
+            f"unknown framework {framework!r}; supported: {', '.join(FRAMEWORKS)} (alias: torch)"
+        ) from None
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ def summary_lines(doc: dict[str, Any]) -> list[str]:
             st.get("reason", "")[:90],
         ))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    lines = ["  ".join(c.rjust(w) if i in (2, 4, 5) else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
+    lines = ["  ".join(c.rjust(w) if i in (2, 4, 5) else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=False)))
              + "  " + r[-1] for r in rows]
     lines.insert(1, "-" * len(lines[0]))
     return [ln.rstrip() for ln in lines] + [f"warning: {w}" for w in doc.get("warnings", [])]

@@ -23,6 +23,9 @@ class Support:
     runnable: bool
     reason: str = ""
     kernel: str = ""
+    # Non-empty when the device has no instructions for this precision (e.g. fp16 GEMM on an AVX2
+    # CPU): the framework converts in software, so a result is filed as emulated whatever its speed.
+    emulation_evidence: str = ""
 
 
 @dataclass
@@ -80,8 +83,11 @@ class Backend(ABC):
     def gemm(self, ops: GemmOperands) -> Any:
         """Launch C = A @ B into ``ops.out`` where possible; returns C. Does not wait for the device."""
 
-    def synchronize(self) -> None:
+    def synchronize(self) -> None:  # noqa: B027 -- synchronous devices need nothing
         """Block until the device has finished all launched work (no-op on synchronous CPUs)."""
+
+    def warm_up(self) -> None:  # noqa: B027 -- CPUs need no warm-up beyond the first call
+        """Bring clocks up before the first timed case (GPUs); once per session, no-op on CPUs."""
 
     def device_timer(self) -> DeviceTimer | None:
         """Events timed by the device itself (CUDA events); None where wall time is the truth."""

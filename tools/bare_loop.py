@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""A bare timing loop around the framework's GEMM at the sizes a calibration peaked at, to check
+that the suite files what the library really reaches (suite peak / bare peak, per precision).
+
+Example:
+    python tools/bare_loop.py registry/cpu/amd_epyc/calibrations/default_2445MHz_numpy.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def _numpy_loop(precision: str, n: int, seconds: float) -> float:
+    import numpy as np
+
+    dtype = {"fp64": np.float64, "fp32": np.float32}[precision]
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n)).astype(dtype)
+    b = rng.standard_normal((n, n)).astype(dtype)
+    c = np.empty((n, n), dtype)
+    np.matmul(a, b, out=c)
+    best = float("inf")
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end or best == float("inf"):
+        t = time.perf_counter()
+        np.matmul(a, b, out=c)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+def _torch_loop(precision: str, n: int, device: str, seconds: float) -> float:
+    import torch
+
+    dev = torch.device(device)
+    torch.set_float32_matmul_precision("high" if precision == "tf32" else "highest")
+    dt = {"fp64": torch.float64, "fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16,
+          "bf16": torch.bfloat16}.get(precision)
+    if dt is not None:
+        a = torch.randn(n, n, device=dev).to(dt)
+        b = torch.randn(n, n, device=dev).to(dt)
+
+        def fn() -> Any:
+            return torch.matmul(a, b)
+    elif precision in ("fp8", "fp8_e5m2"):
+        f8 = torch.float8_e4m3fn if precision == "fp8" else torch.float8_e5m2
+        a = torch.randn(n, n, device=dev).to(f8)
+        b = torch.randn(n, n, device=dev).to(f8).t().contiguous().t()
+        one = torch.ones((), device=dev)
+
+        def fn() -> Any:
+            return torch._scaled_mm(a, b, one, one, out_dtype=torch.bfloat16)
+    elif precision == "int8":
+        a = torch.randint(-100, 101, (n, n), device=dev, dtype=torch.int8)
+        b = torch.randint(-100, 101, (n, n), device=dev, dtype=torch.int8)
+
+        def fn() -> Any:
+            return torch._int_mm(a, b)
+    else:
+        idt = {"int64": torch.int64, "int32": torch.int32, "int16": torch.int16}[precision]
+        a = torch.randint(-3, 4, (n, n), device=dev, dtype=idt)
+        b = torch.randint(-3, 4, (n, n), device=dev, dtype=idt)
+
+        def fn() -> Any:
+            return torch.matmul(a, b)
+    fn()
+    if dev.type == "cuda":
+        # CUDA events around a loop of launches: the device's own clock, no host overhead.
+        torch.cuda.synchronize()
+        one = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        per = max(time.perf_counter() - one, 1e-6)
+        iters = max(3, int(0.05 / per))
+        best = float("inf")
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end or best == float("inf"):
+            s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            s.record()
+            for _ in range(iters):
+                fn()
+            e.record()
+            e.synchronize()
+            best = min(best, s.elapsed_time(e) / 1000.0 / iters)
+    else:
+        best = float("inf")
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end or best == float("inf"):
+            t = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("calibration", type=Path, help="calibration JSON whose peaks to check")
+    parser.add_argument("--seconds", type=float, default=2.0, metavar="S", help="time per loop. Default: 2.0")
+    parser.add_argument("--precisions", default=None, metavar="P,P", help="only these. Default: all measured")
+    args = parser.parse_args(argv)
+    doc = json.loads(args.calibration.read_text())
+    matrix = doc["precision_matrix"]
+    framework, device = doc["key"]["framework"], doc["metadata"]["device"]
+    wanted = args.precisions.split(",") if args.precisions else list(matrix["peak_gflops_by_precision"])
+    print(f"{'precision':10} {'n':>6} {'suite':>12} {'bare loop':>12} {'ratio':>7}")
+    for p in wanted:
+        n = matrix["peak_size_by_precision"][p]
+        suite = matrix["peak_gflops_by_precision"][p]
+        if framework == "numpy":
+            if p not in ("fp64", "fp32"):
+                continue
+            bare = _numpy_loop(p, n, args.seconds)
+        else:
+            bare = _torch_loop(p, n, device, args.seconds)
+        print(f"{p:10} {n:>6} {suite:>12,.1f} {bare:>12,.1f} {suite / bare:>7.3f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
