@@ -53,18 +53,22 @@ class _Benchmark:
         self.enabled = True
         self.stats: Any = None
 
-    def pedantic(self, fn: Any, rounds: int, warmup_rounds: int, iterations: int) -> None:
+    def pedantic(self, fn: Any, rounds: int, warmup_rounds: int, iterations: int, teardown: Any = None) -> None:
         import statistics
         import time
         from types import SimpleNamespace
 
         for _ in range(warmup_rounds):
             fn()
+            if teardown:
+                teardown()
         times = []
         for _ in range(rounds):
             t = time.perf_counter()
             fn()
             times.append(time.perf_counter() - t)
+            if teardown:
+                teardown()
         med = statistics.median(times)
         self.stats = SimpleNamespace(stats=SimpleNamespace(
             min=min(times), max=max(times), mean=statistics.fmean(times), median=med,

@@ -53,10 +53,10 @@ def _torch_loop(precision: str, n: int, device: str, seconds: float) -> float:
         f8 = torch.float8_e4m3fn if precision == "fp8" else torch.float8_e5m2
         a = torch.randn(n, n, device=dev).to(f8)
         b = torch.randn(n, n, device=dev).to(f8).t().contiguous().t()
-        one = torch.ones((), device=dev)
+        scale = torch.ones((), device=dev)
 
         def fn() -> Any:
-            return torch._scaled_mm(a, b, one, one, out_dtype=torch.bfloat16)
+            return torch._scaled_mm(a, b, scale, scale, out_dtype=torch.bfloat16)
     elif precision == "int8":
         a = torch.randint(-100, 101, (n, n), device=dev, dtype=torch.int8)
         b = torch.randint(-100, 101, (n, n), device=dev, dtype=torch.int8)

@@ -89,6 +89,10 @@ class Backend(ABC):
     def warm_up(self) -> None:  # noqa: B027 -- CPUs need no warm-up beyond the first call
         """Bring clocks up before the first timed case (GPUs); once per session, no-op on CPUs."""
 
+    def device_idle(self) -> bool | None:
+        """Whether all launched work has finished; None where the device is synchronous (CPUs)."""
+        return None
+
     def device_timer(self) -> DeviceTimer | None:
         """Events timed by the device itself (CUDA events); None where wall time is the truth."""
         return None

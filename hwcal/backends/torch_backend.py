@@ -239,6 +239,9 @@ class TorchBackend(Backend):
             end.synchronize()
             elapsed = start.elapsed_time(end) / 1000.0
 
+    def device_idle(self) -> bool | None:
+        return torch.cuda.current_stream(self._torch_device).query() if self.device_type == "gpu" else None
+
     def device_timer(self) -> DeviceTimer | None:
         return CudaEventTimer(self._torch_device) if self.device_type == "gpu" else None
 
