@@ -77,6 +77,8 @@ def precision_matrix(inp: BuildInput) -> tuple[dict[str, Any], list[str]]:
             if sup is not None and sup.emulation_evidence:
                 entry["status"] = "emulated"
                 entry["reason"] = "; ".join(filter(None, [sup.emulation_evidence, entry.get("reason")]))
+            if inp.skips.get(p):
+                entry["sizes_skipped"] = list(dict.fromkeys(inp.skips[p]))
             status[p] = entry
         elif sup is not None and not sup.runnable:
             status[p] = {"status": "unsupported", "reason": sup.reason}

@@ -22,7 +22,6 @@ from hwcal.sweep import GUARD_SIZE
 from hwcal.verify import verify_gemm
 
 
-
 @dataclass(frozen=True)
 class RoundPlan:
     launches: int
@@ -163,6 +162,7 @@ def run_gemm(benchmark: Any, session: CalibrationSession, precision: str, n: int
         device_event_ratio=event_ratio,
     )
     session.records.append(record)
-    session.sweep.record(precision, n, stats.median / plan.launches, gflops_best)
+    # The fastest round predicts the next size: one slow round on a busy machine must not end a sweep.
+    session.sweep.record(precision, n, stats.min / plan.launches, gflops_best)
     if n >= GUARD_SIZE:
         benchmark.extra_info["gflops_best"] = gflops_best

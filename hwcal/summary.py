@@ -27,4 +27,6 @@ def summary_lines(doc: dict[str, Any]) -> list[str]:
     lines = ["  ".join(c.rjust(w) if i in (2, 4, 5) else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=False)))
              + "  " + r[-1] for r in rows]
     lines.insert(1, "-" * len(lines[0]))
-    return [ln.rstrip() for ln in lines] + [f"warning: {w}" for w in doc.get("warnings", [])]
+    sweep = [f"{p}: {reason}" for p, st in matrix["status"].items() for reason in st.get("sizes_skipped", [])]
+    return ([ln.rstrip() for ln in lines] + [f"sweep: {s}" for s in sweep]
+            + [f"warning: {w}" for w in doc.get("warnings", [])])
