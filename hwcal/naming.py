@@ -16,7 +16,10 @@ DEVICE_TYPES = ("cpu", "gpu", "board")
 FRAMEWORKS = ("numpy", "pytorch")
 FRAMEWORK_ALIASES = {"numpy": "numpy", "np": "numpy", "pytorch": "pytorch", "torch": "pytorch"}
 
-_FILENAME_RE = re.compile(r"^(?P<power_mode>[A-Za-z0-9]+)_(?P<freq>[0-9]+)MHz_(?P<framework>[a-z]+)\.json$")
+_FILENAME_RE = re.compile(r"(?P<power_mode>[A-Za-z0-9]+)_(?P<freq>[1-9][0-9]*)MHz_(?P<framework>[a-z]+)\.json")
+# The schema's limits, enforced when options are parsed rather than after a whole run.
+POWER_MODE_MAX_LEN = 64
+HARDWARE_ID_MAX_LEN = 120
 
 
 def power_mode_token(power_mode: str) -> str:
@@ -36,10 +39,14 @@ def check_power_mode(power_mode: str) -> str:
     token = power_mode_token(power_mode)
     if not token:
         raise HwcalError(f"power mode {power_mode!r} has no letters or digits; use a name like 7W or MAXN")
+    if len(token) > POWER_MODE_MAX_LEN:
+        raise HwcalError(f"power mode {power_mode[:20]!r}... is longer than {POWER_MODE_MAX_LEN} characters")
     return token
 
 
 def check_hardware_id(hardware_id: str) -> str:
+    if len(hardware_id) > HARDWARE_ID_MAX_LEN:
+        raise HwcalError(f"hardware id {hardware_id[:20]!r}... is longer than {HARDWARE_ID_MAX_LEN} characters")
     token = hardware_id_token(hardware_id)
     if not token or token != hardware_id:
         raise HwcalError(
@@ -95,7 +102,7 @@ class CalibrationKey:
 
 def parse_calibration_filename(filename: str) -> tuple[str, int, str]:
     """``7W_306MHz_pytorch.json`` -> ("7W", 306, "pytorch"); a name off the pattern is an error."""
-    match = _FILENAME_RE.match(filename)
+    match = _FILENAME_RE.fullmatch(filename)
     if not match or match["framework"] not in FRAMEWORKS:
         raise HwcalError(f"{filename!r} is not named {{power_mode}}_{{freq}}MHz_{{framework}}.json")
     return match["power_mode"], int(match["freq"]), match["framework"]

@@ -51,7 +51,7 @@ def parse_hardware_id(value: str) -> str:
 @_wrap
 def parse_device(value: str) -> str:
     v = value.strip().lower()
-    if v == "cpu" or v == "cuda" or (v.startswith("cuda:") and v[5:].isdigit()):
+    if v == "cpu" or v == "cuda" or (v.startswith("cuda:") and v[5:].isascii() and v[5:].isdigit()):
         return "cuda:0" if v == "cuda" else v
     raise ValueError(f"device {value!r} is not cpu, cuda or cuda:N")
 
@@ -62,7 +62,7 @@ def parse_frequency_mhz(value: str) -> int:
         mhz = float(value)
     except ValueError:
         raise ValueError(f"frequency {value!r} is not a number of MHz") from None
-    if not mhz > 0 or mhz != mhz or mhz == float("inf"):
+    if not mhz > 0 or mhz != mhz or mhz == float("inf") or round(mhz) < 1:
         raise ValueError(f"frequency {value!r} MHz must be positive")
     return round(mhz)
 
@@ -152,7 +152,7 @@ def add_options(parser: Any) -> None:
 
 def resolve(spec: OptionSpec, cli_value: Any, ini_value: Any = None, environ: dict[str, str] | None = None) -> Any:
     """Command line, then environment, then ini, then default; a bad value names its source."""
-    if cli_value not in (None, False):
+    if cli_value is not None and not (spec.is_flag and cli_value is False):
         return cli_value
     environ = os.environ if environ is None else environ
     for source, raw in ((f"environment variable {spec.env}", environ.get(spec.env) if spec.env else None),

@@ -17,11 +17,14 @@ from hwcal.errors import HwcalError
 from hwcal.filing import Filed, file_calibration
 from hwcal.options import add_options, resolve_options
 from hwcal.session import CalibrationSession
+from hwcal.stream import size_label, stream_cases
 from hwcal.summary import summary_lines
+from hwcal.writer import check_registry_writable
 
 SESSION_KEY = pytest.StashKey[CalibrationSession]()
 OUTCOME_KEY = pytest.StashKey[dict[str, Any]]()
 GEMM_FIXTURE = "gemm_case"
+STREAM_FIXTURE = "stream_case"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -41,6 +44,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if STREAM_FIXTURE in metafunc.fixturenames:
+        cal = metafunc.config.stash[SESSION_KEY]
+        try:
+            stream = stream_cases(cal.backend, cal.options.quick)
+        except HwcalError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        # Size-major, ascending, STREAM's kernel order: the four kernels of a size share its arrays.
+        metafunc.parametrize(STREAM_FIXTURE, [pytest.param((k, b), id=f"{k}-{size_label(b)}") for k, b in stream])
     if GEMM_FIXTURE not in metafunc.fixturenames:
         return
     cal = metafunc.config.stash[SESSION_KEY]
@@ -67,14 +78,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         "markexpr": config.getoption("markexpr", "") or None,
         "tests_collected": len(items),
         "gemm_cases_collected": sum(1 for i in items if GEMM_FIXTURE in getattr(i, "fixturenames", ())),
+        "stream_cases_collected": sum(1 for i in items if STREAM_FIXTURE in getattr(i, "fixturenames", ())),
     }
+    cal = config.stash[SESSION_KEY]
+    timed = not config.getoption("benchmark_disable", False)
+    selected = outcome["selection"]["gemm_cases_collected"] or outcome["selection"]["stream_cases_collected"]
+    if selected and timed and not cal.options.dry_run:
+        try:
+            check_registry_writable(cal.options.registry)
+        except HwcalError as exc:
+            raise pytest.UsageError(f"{exc}; nothing was run") from None
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     cal = config.stash.get(SESSION_KEY, None)
-    if cal is None or not cal.ran_gemm:
+    if cal is None or not (cal.ran_gemm or cal.ran_memory):
         return
     outcome = config.stash[OUTCOME_KEY]
     if exitstatus == pytest.ExitCode.INTERRUPTED:
@@ -83,12 +103,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if exitstatus != pytest.ExitCode.OK:
         outcome["message"] = "hwcal: tests failed: no calibration filed, the registry is unchanged"
         return
-    if not cal.records:
+    if not cal.records and not getattr(cal.memory, "records", None):
         outcome["message"] = ("hwcal: nothing timed (benchmarks disabled or all skipped): "
                               "results verified, no calibration filed")
         return
     try:
-        filed = file_calibration(cal, ["pytest", *sys.argv[1:]], outcome.get("selection", {}))
+        filed = file_calibration(cal, ["pytest", *config.invocation_params.args], outcome.get("selection", {}))
     except HwcalError as exc:
         outcome["error"] = f"hwcal: error: {exc}"
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

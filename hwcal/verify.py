@@ -62,12 +62,13 @@ def verify_gemm(backend: Backend, ops: GemmOperands, c: Any, seed: int, vectors:
     modulus = float(2 ** int(ops.extra.get("accumulator_bits", prec.bits)))
     if prec.is_integer:
         r = ops.operand_range or 1.0
-        # Freivalds with x in {-1,0,1}: |A(Bx)| <= n^2 R^2 must stay exact in fp64 (< 2**53).
+        # Freivalds with x in {-1,1}: |A(Bx)| <= n^2 R^2 must stay exact in fp64 (< 2**53).
         if n * n * r * r >= 2.0**53:
             raise ValueError(f"integer verification not exact at n={n}, operand range {r}")
     worst = 0.0
     for _ in range(vectors):
-        x_host = rng.integers(-1, 2, size=n).astype(np.float64) if prec.is_integer else rng.standard_normal(n)
+        # +-1 entries: a zero would leave its column of C unchecked by that vector.
+        x_host = rng.choice(np.array([-1.0, 1.0]), size=n) if prec.is_integer else rng.standard_normal(n)
         x = backend.from_host(x_host)
         y = _matvec(backend, c, x, n)
         ref = _matvec(backend, ops.a, _matvec(backend, ops.b, x, n), n)

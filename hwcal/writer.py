@@ -71,10 +71,30 @@ def lock_for(registry: Path, device_type: str, hardware_id: str) -> FileLock:
     return FileLock(str(folder / ".lock"), timeout=LOCK_TIMEOUT_S)
 
 
+def check_registry_writable(registry: Path) -> None:
+    """Fail before a run, not after it, when the registry cannot take a file."""
+    registry = Path(registry)
+    if registry.exists() and not registry.is_dir():
+        raise HwcalError(f"registry {registry} is not a folder; give --registry a folder")
+    folder = registry
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # probe the nearest existing folder: creating the registry now would be a write
+    if not folder.is_dir():
+        raise HwcalError(f"registry {registry} lies under {folder}, which is not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".hwcal-write-probe.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise HwcalError(f"cannot write to registry {registry}: {exc.strerror or exc}") from None
+
+
 def write_calibration(registry: Path, key: CalibrationKey, doc: dict[str, Any],
                       spec: dict[str, Any] | None = None) -> tuple[Path, Path | None]:
     """File ``doc`` under ``key`` (and ``spec`` if the hardware has none). Returns (path, history copy)."""
     errors = schema_errors(doc, "calibration")
+    if doc.get("key") != key.as_dict():
+        errors.append(f"$.key: {doc.get('key')!r} does not match the key it is filed under {key.as_dict()!r}")
     if spec is not None:
         errors += [f"spec.json {e}" for e in schema_errors(spec, "spec")]
     if errors:
@@ -83,9 +103,15 @@ def write_calibration(registry: Path, key: CalibrationKey, doc: dict[str, Any],
     try:
         with lock_for(registry, key.device_type, key.hardware_id):
             kept = _keep_in_history(path, history_dir(registry, key)) if path.exists() else None
-            if spec is not None and not spec_path(registry, key.device_type, key.hardware_id).exists():
-                atomic_write_text(spec_path(registry, key.device_type, key.hardware_id), dumps(spec))
-            atomic_write_text(path, dumps(doc))
+            try:
+                atomic_write_text(path, dumps(doc))
+            except BaseException:
+                if kept is not None:
+                    kept.unlink(missing_ok=True)  # the old file is still in place: no second copy
+                raise
+            target = spec_path(registry, key.device_type, key.hardware_id)
+            if spec is not None and not target.exists():
+                atomic_write_text(target, dumps(spec))
     except Timeout:
         raise HwcalError(f"another calibration holds the lock on {path.parent.parent} for over "
                          f"{LOCK_TIMEOUT_S:g} s; nothing written") from None

@@ -1,0 +1,92 @@
+"""Early termination: never below the 256 guard; after it, too slow or predicted over budget skips."""
+
+from __future__ import annotations
+
+import pytest
+
+from hwcal.sweep import GUARD_SIZE, Sweep, SweepPolicy
+
+
+def _sweep(min_gflops: float = 1.0, max_call_s: float = 1.0) -> Sweep:
+    return Sweep(SweepPolicy(min_gflops=min_gflops, max_call_s=max_call_s))
+
+
+def test_guard_is_256() -> None:
+    assert GUARD_SIZE == 256
+    assert SweepPolicy().guard_size == GUARD_SIZE
+
+
+def test_no_termination_below_the_guard() -> None:
+    """Small GEMMs are launch-overhead bound: 0.5 GFLOPS at 32x32 says nothing about the plateau."""
+    sweep = _sweep(min_gflops=10.0, max_call_s=1e-6)
+    for n in (32, 64, 128):
+        assert sweep.skip_reason("fp32", n) is None
+        sweep.record("fp32", n, call_s=1.0, gflops=0.5)  # slow and over the time budget: still no cut
+    for n in (256, 512, 4096):
+        assert sweep.skip_reason("fp32", n) is None
+
+
+def test_min_gflops_terminates_after_the_guard() -> None:
+    sweep = _sweep(min_gflops=10.0)
+    sweep.record("fp16", 128, call_s=0.001, gflops=0.2)
+    assert sweep.skip_reason("fp16", 256) is None
+    sweep.record("fp16", 256, call_s=0.01, gflops=0.3)
+    reason = sweep.skip_reason("fp16", 512)
+    assert reason is not None
+    assert "fp16" in reason and "n=256" in reason and "--min-gflops" in reason and "skipped" in reason
+    # Ended: every larger size gives the same reason; other precisions are not affected.
+    assert sweep.skip_reason("fp16", 1024) == reason
+    assert sweep.skip_reason("fp16", 4096) == reason
+    assert sweep.skip_reason("fp32", 512) is None
+
+
+def test_min_gflops_is_strictly_below() -> None:
+    sweep = _sweep(min_gflops=1.0)
+    sweep.record("int8", 256, call_s=0.01, gflops=1.0)
+    assert sweep.skip_reason("int8", 512) is None
+
+
+def test_min_gflops_zero_never_terminates() -> None:
+    sweep = _sweep(min_gflops=0.0, max_call_s=1e9)
+    sweep.record("int64", 512, call_s=0.5, gflops=0.001)
+    assert sweep.skip_reason("int64", 4096) is None
+
+
+def test_the_same_or_a_smaller_size_is_never_skipped() -> None:
+    sweep = _sweep(min_gflops=100.0, max_call_s=1e-9)
+    sweep.record("fp64", 512, call_s=1.0, gflops=1.0)
+    assert sweep.skip_reason("fp64", 512) is None
+    assert sweep.skip_reason("fp64", 256) is None
+
+
+def test_predicted_time_over_budget_skips_that_size_only() -> None:
+    sweep = _sweep(min_gflops=1.0, max_call_s=1.0)
+    sweep.record("fp64", 256, call_s=0.1, gflops=50.0)
+    assert sweep.skip_reason("fp64", 512) is None  # 0.1 s x 2^3 = 0.8 s fits
+    reason = sweep.skip_reason("fp64", 1024)  # 0.1 s x 4^3 = 6.4 s does not
+    assert reason is not None
+    assert "predicted" in reason and "n=1024" in reason and "--max-call-seconds" in reason
+    # Not an end: a size in between could still fit.
+    assert sweep.skip_reason("fp64", 512) is None
+
+
+def test_prediction_uses_the_largest_size_run() -> None:
+    sweep = _sweep(max_call_s=1.0)
+    sweep.record("fp32", 512, call_s=0.5, gflops=50.0)
+    sweep.record("fp32", 256, call_s=0.0001, gflops=50.0)  # out of order: ignored for prediction
+    assert sweep.skip_reason("fp32", 1024) is not None  # 0.5 s x 8 = 4 s
+
+
+def test_explicit_end_is_kept_first_reason() -> None:
+    sweep = _sweep()
+    sweep.end("bf16", "first")
+    sweep.end("bf16", "second")
+    assert sweep.skip_reason("bf16", 32) == "first"
+
+
+@pytest.mark.parametrize(("n_last", "gflops", "cut"), [(128, 0.01, False), (256, 0.01, True), (255, 0.01, False),
+                                                      (1024, 0.01, True), (256, 5.0, False)])
+def test_guard_boundary(n_last: int, gflops: float, cut: bool) -> None:
+    sweep = _sweep(min_gflops=1.0, max_call_s=1e9)
+    sweep.record("fp32", n_last, call_s=0.001, gflops=gflops)
+    assert (sweep.skip_reason("fp32", n_last * 2) is not None) is cut
