@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 from hwcal.errors import HwcalError
@@ -121,6 +122,21 @@ def calibration_path(registry: Path, key: CalibrationKey) -> Path:
 
 def history_dir(registry: Path, key: CalibrationKey) -> Path:
     return calibration_path(registry, key).parent / "history"
+
+
+def history_stamp(date: datetime) -> str:
+    """Sortable UTC stamp of a superseded calibration's history name."""
+    return date.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+
+
+def history_path(registry: Path, key: CalibrationKey, stamp: str, suffix: str = "") -> Path:
+    """A free ``calibrations/history/<stem>.<stamp>[.<n>]<suffix>.json`` for a superseded calibration."""
+    folder = history_dir(registry, key)
+    stem = key.filename.removesuffix(".json")
+    target, n = folder / f"{stem}.{stamp}{suffix}.json", 1
+    while target.exists():
+        target, n = folder / f"{stem}.{stamp}.{n}{suffix}.json", n + 1
+    return target
 
 
 def spec_path(registry: Path, device_type: str, hardware_id: str) -> Path:

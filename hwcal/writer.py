@@ -15,7 +15,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from hwcal.errors import HwcalError
-from hwcal.naming import CalibrationKey, calibration_path, hardware_dir, history_dir, spec_path
+from hwcal.naming import CalibrationKey, calibration_path, hardware_dir, history_path, history_stamp, spec_path
 from hwcal.schema import schema_errors
 
 LOCK_TIMEOUT_S = 120.0
@@ -41,26 +41,30 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
-def _history_stamp(existing: Path) -> tuple[str, bool]:
-    """A sortable stamp for the file being superseded: its calibration_date, or mtime if unreadable."""
+def calibration_date(doc: Any) -> datetime | None:
+    """A document's calibration_date as an aware UTC datetime (naive dates are read as UTC)."""
     try:
-        doc = json.loads(existing.read_text())
         date = datetime.fromisoformat(doc["metadata"]["calibration_date"])
-        return date.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ"), True
-    except (OSError, ValueError, KeyError, TypeError):
-        mtime = datetime.fromtimestamp(existing.stat().st_mtime, timezone.utc)
-        return mtime.strftime("%Y%m%dT%H%M%S%fZ"), False
+    except (ValueError, KeyError, TypeError):
+        return None
+    return date if date.tzinfo else date.replace(tzinfo=timezone.utc)
 
 
-def _keep_in_history(existing: Path, hist: Path) -> Path:
-    stamp, readable = _history_stamp(existing)
-    suffix = "" if readable else ".corrupt"
-    target = hist / f"{existing.stem}.{stamp}{suffix}.json"
-    n = 1
-    while target.exists():
-        target = hist / f"{existing.stem}.{stamp}.{n}{suffix}.json"
-        n += 1
-    hist.mkdir(parents=True, exist_ok=True)
+def _read_existing(existing: Path) -> tuple[datetime | None, str]:
+    """The superseded file's date and history stamp; an unreadable file is stamped by mtime."""
+    try:
+        date = calibration_date(json.loads(existing.read_text()))
+    except (OSError, ValueError):
+        date = None
+    if date is not None:
+        return date, history_stamp(date)
+    return None, history_stamp(datetime.fromtimestamp(existing.stat().st_mtime, timezone.utc))
+
+
+def _keep_in_history(registry: Path, key: CalibrationKey, existing: Path) -> Path:
+    date, stamp = _read_existing(existing)
+    target = history_path(registry, key, stamp, "" if date else ".corrupt")
+    target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(existing, target)  # copy, so the key is never missing; the new file replaces it atomically
     return target
 
@@ -91,7 +95,10 @@ def check_registry_writable(registry: Path) -> None:
 
 def write_calibration(registry: Path, key: CalibrationKey, doc: dict[str, Any],
                       spec: dict[str, Any] | None = None) -> tuple[Path, Path | None]:
-    """File ``doc`` under ``key`` (and ``spec`` if the hardware has none). Returns (path, history copy)."""
+    """File ``doc`` under ``key`` (and ``spec`` if the hardware has none). Returns (path, history copy).
+
+    A document older than the key's current one goes straight to history and its path is returned.
+    """
     errors = schema_errors(doc, "calibration")
     if doc.get("key") != key.as_dict():
         errors.append(f"$.key: {doc.get('key')!r} does not match the key it is filed under {key.as_dict()!r}")
@@ -102,7 +109,16 @@ def write_calibration(registry: Path, key: CalibrationKey, doc: dict[str, Any],
     path = calibration_path(registry, key)
     try:
         with lock_for(registry, key.device_type, key.hardware_id):
-            kept = _keep_in_history(path, history_dir(registry, key)) if path.exists() else None
+            if path.exists():
+                existing_date, _ = _read_existing(path)
+                new_date = calibration_date(doc)
+                if existing_date and new_date and new_date < existing_date:
+                    # "Most recent" is by calibration_date: an older document is history, not current.
+                    older = history_path(registry, key, history_stamp(new_date))
+                    older.parent.mkdir(parents=True, exist_ok=True)
+                    atomic_write_text(older, dumps(doc))
+                    return older, None
+            kept = _keep_in_history(registry, key, path) if path.exists() else None
             try:
                 atomic_write_text(path, dumps(doc))
             except BaseException:

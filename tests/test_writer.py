@@ -244,9 +244,11 @@ def test_two_processes_writing_one_key_are_serialised(tmp_path: Path, key: Calib
     path = calibration_path(registry, key)
     final = _load(path)  # valid JSON, never interleaved
     assert schema_errors(final) == []
-    assert final in docs
+    # Whichever wrote first, the newer calibration_date is current and the other is in history.
+    newest = max(docs, key=lambda d: d["metadata"]["calibration_date"])
+    assert final == newest
     history = list(history_dir(registry, key).iterdir())
     assert len(history) == 1
     assert [_load(history[0]), final] in (docs, docs[::-1])  # the other one is kept, nothing lost
-    assert sorted(r["kept"] is None for r in reports) == [False, True]  # exactly one found the other's file
+    assert sum(r["kept"] is not None for r in reports) <= 1
     assert _temp_files(registry) == []

@@ -1,0 +1,266 @@
+"""Compare two calibrations: per-precision peak, bandwidth and efficiency, the ratio B/A, and whether
+the noise the files themselves report (coefficients of variation) can explain the difference.
+
+A difference is called real when |ln(B/A)| exceeds ``k * sqrt(se_A^2 + se_B^2)`` (k = --noise-sigmas,
+at least 1 %), where se = cv / sqrt(rounds) is the relative standard error of the round time of the
+GEMM result the peak came from (the cv and rounds the files carry). Drift between sessions (thermal,
+clocks) is not in the files; the 1 % floor and k = 3 leave room for it. ``--fail-below R`` makes it a
+CI gate: exit 1 when a precision (or the bandwidth) is below R times A and noise cannot explain it,
+or when A measured a precision that B reports unsupported (one B did not run is listed, not failed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from hwcal.cli import (
+    EXIT_FAIL,
+    EXIT_OK,
+    EXIT_USAGE,
+    add_json_option,
+    add_registry_option,
+    fmt_num,
+    make_parser,
+    open_registry,
+    print_json,
+    run,
+    table,
+    warn_skipped,
+)
+from hwcal.errors import HwcalError
+from hwcal.precisions import PRECISIONS, canonical_sorted
+from hwcal.registry import CalibrationEntry, Registry, normalise_filter
+
+PROG = "compare_calibrations.py"
+NOISE_FLOOR = 0.01  # files round peaks to 4-5 significant digits; below 1 % nothing is claimed
+EXAMPLES = """
+  python tools/compare_calibrations.py jetson_orin_nano_gpu:7W:pytorch jetson_orin_nano_gpu:MAXN:pytorch
+  python tools/compare_calibrations.py amd_epyc:default:numpy@previous amd_epyc:default:numpy   # last two
+  python tools/compare_calibrations.py baseline.json registry/cpu/amd_epyc/calibrations/default_2445MHz_numpy.json \\
+      --fail-below 0.95                                     # CI gate: exit 1 listing each regression
+  selectors: HARDWARE_ID:POWER_MODE:FRAMEWORK[:FREQ_MHZ][@N]; @0 (default) is the newest, @1 or @previous the
+  one before it (superseded calibrations in calibrations/history/ count); empty fields match anything.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = make_parser(PROG, "Compare calibration B against calibration A: per-precision peak GFLOPS, bandwidth, "
+                               "efficiency, the ratio B/A, and whether noise explains the difference. Exit 0, "
+                               "or 1 when --fail-below finds a regression; 2 when A or B cannot be read.", EXAMPLES)
+    parser.add_argument("a", metavar="A", help="baseline: a calibration file or a selector (see below)")
+    parser.add_argument("b", metavar="B", help="the calibration compared against A: a file or a selector")
+    parser.add_argument("--fail-below", metavar="RATIO", type=_ratio, default=None,
+                        help="exit 1 listing each precision whose B/A is below RATIO beyond noise (e.g. 0.95). "
+                             "Default: off")
+    parser.add_argument("--noise-sigmas", metavar="K", type=_ratio, default=3.0,
+                        help="how many combined standard deviations a real difference must exceed. Default: 3")
+    add_json_option(parser)
+    add_registry_option(parser)
+    return parser
+
+
+def _ratio(value: str) -> float:
+    try:
+        v = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not (v > 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"{value!r} must be a number > 0")
+    return v
+
+
+def resolve(reg: Registry, text: str) -> CalibrationEntry:
+    """A path (anything naming an existing file or ending in .json) or a registry selector."""
+    path = Path(text)
+    if text.endswith(".json") or path.exists() or "/" in text or "\\" in text:
+        return reg.read(path)
+    m = re.fullmatch(r"(?P<sel>[^@]+)(?:@(?P<which>\w+))?", text)
+    if not m:
+        raise HwcalError(f"{text!r} is neither a file nor a selector HARDWARE_ID:POWER_MODE:FRAMEWORK[:FREQ][@N]")
+    fields = m["sel"].split(":")
+    if len(fields) > 4 or not fields[0]:
+        raise HwcalError(f"selector {text!r} is not HARDWARE_ID:POWER_MODE:FRAMEWORK[:FREQ_MHZ][@N]")
+    names = ("power_mode", "framework", "freq_mhz")
+    flt = normalise_filter({k: v for k, v in zip(names, fields[1:], strict=False) if v})
+    which = (m["which"] or "0").lower()
+    index = 1 if which in ("prev", "previous") else 0 if which in ("latest", "newest") else \
+        int(which) if which.isdigit() else None
+    if index is None:
+        raise HwcalError(f"{text!r}: @{m['which']} is not @N, @previous or @latest")
+    entries = reg.history(fields[0], flt)
+    if not entries:
+        available = ", ".join(e.path.name for e in reg.list_calibrations(fields[0])) or "none"
+        raise HwcalError(f"no calibration of {fields[0]!r} matches {flt.describe()}; available: {available}")
+    keys = {e.key for e in entries}
+    if len(keys) > 1:
+        raise HwcalError(f"selector {text!r} matches {len(keys)} keys ("
+                         + ", ".join(sorted(k.filename for k in keys)) + "); give power mode, framework and MHz")
+    if index >= len(entries):
+        raise HwcalError(f"{text!r}: only {len(entries)} calibration(s) of {entries[0].key.filename} exist "
+                         f"(@0 .. @{len(entries) - 1})")
+    return entries[index]
+
+
+def _gemm_entries(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    imported = doc["metadata"].get("imported")
+    legacy = imported.get("gemm", []) if isinstance(imported, dict) else []
+    return list(doc.get("gemm", [])) + [g for g in legacy if isinstance(g, dict)]
+
+
+def _standard_error(cv: object, rounds: object) -> float | None:
+    if not isinstance(cv, (int, float)) or isinstance(cv, bool) or cv < 0:
+        return None
+    n = rounds if isinstance(rounds, int) and rounds > 0 else 1
+    return float(cv) / math.sqrt(n)
+
+
+def peak_noise(doc: dict[str, Any], precision: str) -> float | None:
+    """Relative standard error (cv / sqrt(rounds)) of the GEMM result a precision's peak came from."""
+    size = doc["precision_matrix"].get("peak_size_by_precision", {}).get(precision)
+    candidates = [g for g in _gemm_entries(doc) if g.get("precision") == precision and "cv" in g
+                  and (size is None or g.get("n") == size)]
+    if not candidates:
+        return None
+    best = max(candidates, key=lambda g: g.get("gflops_best", 0.0))
+    return _standard_error(best["cv"], best.get("rounds"))
+
+
+def bandwidth_noise(doc: dict[str, Any]) -> float | None:
+    """Relative standard error of the sustained bandwidth, where the file carries a cv for it."""
+    memory = doc.get("memory")
+    if isinstance(memory, dict):
+        for name in ("sustained_cv", "cv"):
+            if isinstance(memory.get(name), (int, float)):
+                return _standard_error(memory[name], memory.get("rounds"))
+    imported = doc["metadata"].get("imported")
+    triads = [s for s in (imported or {}).get("stream", []) if s.get("kernel") == "triad" and s.get("time_s")]
+    if triads:
+        best = max(triads, key=lambda s: s.get("size_mb") or 0)
+        t = best["time_s"]
+        if "stddev" in t and t.get("mean"):
+            return _standard_error(t["stddev"] / t["mean"], best.get("rounds"))
+    return None
+
+
+@dataclass
+class Row:
+    metric: str
+    unit: str
+    a: float | None
+    b: float | None
+    ratio: float | None
+    efficiency_a: float | None
+    efficiency_b: float | None
+    noise: float | None  # relative difference noise can explain (k sigma), None when a cv is missing
+    verdict: str
+    regression: bool = False
+
+
+def _verdict(a: float | None, b: float | None, noise: float | None) -> tuple[float | None, str]:
+    if a is None and b is None:
+        return None, "-"
+    if a is None:
+        return None, "new in B"
+    if b is None:
+        return None, "missing in B"
+    if a == 0:
+        return None, "A is zero"
+    ratio = b / a
+    if ratio > 0 and noise is not None and abs(math.log(ratio)) <= noise:
+        return ratio, "within noise"
+    word = "faster" if ratio > 1 else "slower" if ratio < 1 else "same"
+    return ratio, word + (" (noise unknown)" if noise is None and word != "same" else "")
+
+
+def compare(a: dict[str, Any], b: dict[str, Any], sigmas: float = 3.0,
+            fail_below: float | None = None) -> list[Row]:
+    """One row per precision either measured (canonical order), then the bandwidth."""
+    pa, pb = a["precision_matrix"], b["precision_matrix"]
+    rows: list[Row] = []
+    for p in canonical_sorted(set(pa["peak_gflops_by_precision"]) | set(pb["peak_gflops_by_precision"])):
+        va, vb = pa["peak_gflops_by_precision"].get(p), pb["peak_gflops_by_precision"].get(p)
+        cva, cvb = peak_noise(a, p), peak_noise(b, p)
+        noise = max(NOISE_FLOOR, sigmas * math.hypot(cva, cvb)) if cva is not None and cvb is not None else None
+        ratio, verdict = _verdict(va, vb, noise)
+        unit = "GOPS" if PRECISIONS.get(p) and PRECISIONS[p].is_integer else "GFLOPS"
+        row = Row(p, unit, va, vb, ratio, pa.get("efficiency_by_precision", {}).get(p),
+                  pb.get("efficiency_by_precision", {}).get(p), noise, verdict)
+        if fail_below is not None:
+            b_status = pb.get("status", {}).get(p, {}).get("status")
+            lost = verdict == "missing in B" and b_status == "unsupported"
+            row.regression = lost or (ratio is not None and ratio < fail_below and verdict != "within noise")
+            if verdict == "missing in B":
+                row.verdict = "unsupported in B" if lost else "not run in B"
+        rows.append(row)
+    ba, bb = a.get("measured_bandwidth_gbps"), b.get("measured_bandwidth_gbps")
+    if ba is not None or bb is not None:
+        cva, cvb = bandwidth_noise(a), bandwidth_noise(b)
+        noise = max(NOISE_FLOOR, sigmas * math.hypot(cva, cvb)) if cva is not None and cvb is not None else None
+        ratio, verdict = _verdict(ba, bb, noise)
+        row = Row("bandwidth", "GB/s", ba, bb, ratio, a.get("bandwidth_efficiency"), b.get("bandwidth_efficiency"),
+                  noise, verdict)
+        row.regression = bool(fail_below is not None and ratio is not None and ratio < fail_below
+                              and verdict != "within noise")
+        rows.append(row)
+    return rows
+
+
+def _describe(label: str, e: CalibrationEntry) -> str:
+    extra = ", superseded" if e.superseded else ""
+    extra += ", imported" if e.imported else ""
+    return (f"{label}: {e.key.hardware_id} {e.power_mode_name} {e.key.freq_mhz} MHz {e.key.framework}, "
+            f"{e.calibration_date:%Y-%m-%d %H:%M} UTC{extra}  ({e.path})")
+
+
+def main_inner(argv: list[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    reg = open_registry(args.registry)
+    ea, eb = resolve(reg, args.a), resolve(reg, args.b)
+    rows = compare(ea.doc, eb.doc, args.noise_sigmas, args.fail_below)
+    regressions = [r for r in rows if r.regression]
+    if args.json:
+        print_json({"a": ea.summary(), "b": eb.summary(), "noise_sigmas": args.noise_sigmas,
+                    "fail_below": args.fail_below, "rows": [asdict(r) for r in rows],
+                    "regressions": [r.metric for r in regressions]})
+    else:
+        print(_describe("A", ea))
+        print(_describe("B", eb))
+        if ea.path.resolve() == eb.path.resolve():
+            print("note: A and B are the same file")
+        print()
+        cells = [("metric", "unit", "A", "B", "B/A", "eff A", "eff B", "noise ±", "verdict")]
+        for r in rows:
+            flag = " <- regression" if r.regression else ""
+            cells.append((r.metric, r.unit, fmt_num(r.a), fmt_num(r.b),
+                          f"{r.ratio:.3f}" if r.ratio is not None else "-",
+                          f"{r.efficiency_a:.2f}" if r.efficiency_a is not None else "-",
+                          f"{r.efficiency_b:.2f}" if r.efficiency_b is not None else "-",
+                          f"{r.noise:.1%}" if r.noise is not None else "?", r.verdict + flag))
+        print("\n".join(table(cells, right=(2, 3, 4, 5, 6, 7))))
+        print(f"\nnoise: {args.noise_sigmas:g} combined standard errors (cv / sqrt(rounds) from each file), at "
+              f"least {NOISE_FLOOR:.0%}; '?' where a file carries no cv")
+        if args.fail_below is not None:
+            if regressions:
+                print(f"\n{len(regressions)} regression(s) below {args.fail_below:g}x of A:")
+                for r in regressions:
+                    what = (f"{r.ratio:.3f}x ({fmt_num(r.a)} -> {fmt_num(r.b)} {r.unit})" if r.ratio is not None
+                            else f"measured in A ({fmt_num(r.a)} {r.unit}), {r.verdict}")
+                    print(f"  {r.metric}: {what}")
+            else:
+                print(f"\nno regression below {args.fail_below:g}x of A")
+    warn_skipped(reg.skipped)
+    return EXIT_FAIL if regressions else EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(main_inner, argv, PROG, error_code=EXIT_USAGE)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

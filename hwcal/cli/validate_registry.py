@@ -1,0 +1,63 @@
+"""Validate a registry: every spec.json and calibration against the schemas and the naming rules.
+
+Prints ``file: json_path: message`` for each error (every error, not only the first); exit 0 only
+when everything is valid. A registry with nothing filed yet (empty, or not created) is valid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from hwcal.cli import EXIT_FAIL, EXIT_OK, add_json_option, make_parser, print_json, run
+from hwcal.registry import ENV_REGISTRY, default_registry, validate_registry
+
+PROG = "validate_registry.py"
+EXAMPLES = """
+  python tools/validate_registry.py                        # the checkout's registry/
+  python tools/validate_registry.py --registry /tmp/reg    # what .ci/run does after a calibration
+  python tools/validate_registry.py /tmp/reg --json | jq '.errors[]'
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = make_parser(PROG, "Check every spec.json and calibration of a registry against the JSON Schemas and "
+                               "the naming rules (file name and folders agree with the document's key). Exit 0 "
+                               "only when everything is valid.", EXAMPLES)
+    parser.add_argument("path", nargs="?", type=Path, metavar="PATH", help="registry folder (same as --registry)")
+    parser.add_argument("--registry", metavar="PATH", type=Path, default=None,
+                        help=f"registry folder. Env {ENV_REGISTRY}. Default: the checkout's registry/ "
+                             f"({default_registry()})")
+    add_json_option(parser)
+    return parser
+
+
+def main_inner(argv: list[str] | None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.path is not None and args.registry is not None and args.path != args.registry:
+        parser.error(f"two registries given: {args.path} and --registry {args.registry}; give one")
+    root = args.path or args.registry or default_registry()
+    report = validate_registry(root)
+    if args.json:
+        print_json({"registry": str(root), "valid": report.ok, "specs_checked": report.specs_checked,
+                    "calibrations_checked": report.calibrations_checked, "errors": report.errors,
+                    "notes": report.notes})
+    else:
+        for error in report.errors:
+            print(error)
+        for note in report.notes:
+            print(f"note: {note}", file=sys.stderr)
+        verdict = "valid" if report.ok else f"{len(report.errors)} error(s)"
+        print(f"{root}: {report.specs_checked} spec(s), {report.calibrations_checked} calibration(s) checked: "
+              f"{verdict}", file=sys.stderr if report.ok else sys.stdout)
+    return EXIT_OK if report.ok else EXIT_FAIL
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(main_inner, argv, PROG)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,12 @@
+#!/usr/bin/env python3
+"""List the calibrations in an hwcal registry (thin wrapper around hwcal.cli.list_calibrations)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+
+from hwcal.cli.list_calibrations import main
+
+if __name__ == "__main__":
+    sys.exit(main())
