@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from hwcal.backends import Support
+from hwcal.memory import MemorySweep, memory_section
 from hwcal.naming import CalibrationKey
 from hwcal.peaks import derive_cpu_peaks
 from hwcal.precisions import PRECISIONS, canonical_sorted
@@ -39,7 +40,7 @@ class BuildInput:
     skips: dict[str, list[str]] = field(default_factory=dict)
     extra_metadata: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
-    memory: dict[str, Any] | None = None
+    memory: MemorySweep | dict[str, Any] | None = None  # STREAM results, or a section built elsewhere
 
 
 def _r(x: float, digits: int = 4) -> float:
@@ -89,9 +90,11 @@ def precision_matrix(inp: BuildInput) -> tuple[dict[str, Any], list[str]]:
     efficiency = {p: _r(peaks[p] / theoretical[p]) for p in peaks if p in theoretical}
     for p, eff in efficiency.items():
         if eff > 1.0:
+            clock = (inp.spec.get("peaks_reference_clocks_mhz") or {}).get(p) or inp.spec.get(
+                "peaks_reference_clock_mhz", "?")
             warnings.append(
                 f"{p}: measured {peaks[p]:g} GFLOPS is {eff:.3g}x the theoretical peak {theoretical[p]:g} GFLOPS; "
-                f"the peak is wrong (clock under load above the {inp.spec.get('peaks_reference_clock_mhz', '?')} MHz "
+                f"the peak is wrong (clock under load above the {clock} MHz "
                 "it assumes, or a wrong FLOPs/cycle), not the measurement"
             )
     matrix = {
@@ -135,6 +138,8 @@ def _gemm_entry(rec: GemmRecord, theoretical: dict[str, float]) -> dict[str, Any
         entry["accumulator_wraps"] = rec.accumulator_wraps
     if rec.device_event_ratio is not None:
         entry["device_event_ratio"] = _r(rec.device_event_ratio)
+    if rec.throttled is not None:
+        entry["throttled"] = rec.throttled
     return entry
 
 
@@ -164,7 +169,8 @@ def build_calibration(inp: BuildInput) -> dict[str, Any]:
         **inp.extra_metadata,
     }
     bandwidth = inp.spec.get("peak_bandwidth_gbps")
-    measured_bw = (inp.memory or {}).get("sustained_gbps")
+    memory, memory_warnings = memory_section(inp.memory, peaks, theoretical, bandwidth)
+    measured_bw = (memory or {}).get("sustained_gbps")
     doc: dict[str, Any] = {
         "schema_version": CALIBRATION_FORMAT_VERSION,
         "key": inp.key.as_dict(),
@@ -177,10 +183,10 @@ def build_calibration(inp: BuildInput) -> dict[str, Any]:
         "precision_matrix": matrix,
         "gemm": [_gemm_entry(r, theoretical) for r in sorted(
             inp.records, key=lambda r: (canonical_sorted(PRECISIONS).index(r.precision), r.n))],
-        "warnings": [*inp.warnings, *warnings],
+        "warnings": [*inp.warnings, *warnings, *memory_warnings],
     }
-    if inp.memory is not None:
-        doc["memory"] = inp.memory
+    if memory is not None:
+        doc["memory"] = memory
     return doc
 
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from hwcal import __version__
 from hwcal.builder import BuildInput, build_calibration, build_cpu_spec
+from hwcal.clocks import finish_clocks, session_gpu_facts, session_key_facts
 from hwcal.errors import HwcalError
-from hwcal.machine import KeyFacts, collect_blas, collect_host, detect_cpu_key
+from hwcal.machine import KeyFacts, collect_blas, collect_host
 from hwcal.naming import CalibrationKey, calibration_path, check_power_mode, spec_path
+from hwcal.peaks import peaks_at_clock, with_derived_gpu_peaks
 from hwcal.schema import schema_errors
 from hwcal.session import CalibrationSession
 from hwcal.writer import write_calibration
@@ -28,15 +30,16 @@ class Filed:
 def detect_key(cal: CalibrationSession) -> tuple[CalibrationKey, KeyFacts, str]:
     """The registry key, with the options overriding detection; also returns the device type."""
     opts = cal.options
-    facts = cal.backend.key_facts() if hasattr(cal.backend, "key_facts") else detect_cpu_key()
+    facts = session_key_facts(cal)  # detected at session start: NVML failing later cannot change the key
     power_mode, pm_source = (opts.power_mode, "--power-mode") if opts.power_mode else \
         (facts.power_mode, facts.power_mode_source)
     freq, freq_source = (opts.frequency_mhz, "--frequency-mhz") if opts.frequency_mhz else \
         (facts.freq_mhz, facts.freq_source)
     if not freq or freq <= 0:
         raise HwcalError("could not detect the clock ceiling for the registry key; give --frequency-mhz")
-    facts = KeyFacts(opts.hardware_id or facts.hardware_id, facts.hardware_name, power_mode, pm_source,
-                     int(freq), freq_source)
+    facts = replace(facts, hardware_id=opts.hardware_id or facts.hardware_id, power_mode=power_mode,
+                    power_mode_source=pm_source, freq_mhz=int(freq), freq_source=freq_source,
+                    power_mode_id=None if opts.power_mode else facts.power_mode_id)
     key = CalibrationKey(cal.backend.device_type, facts.hardware_id, check_power_mode(power_mode),
                          int(freq), cal.backend.framework)
     return key, facts, cal.backend.device_type
@@ -59,13 +62,14 @@ def _load_spec(registry: Path, key: CalibrationKey) -> dict[str, Any] | None:
 def file_calibration(cal: CalibrationSession, command_line: list[str], selection: dict[str, Any]) -> Filed:
     """Build and validate the calibration; write it unless --dry-run. Raises HwcalError, writes nothing then."""
     key, facts, _ = detect_key(cal)
+    clock = finish_clocks(cal, facts)
     host = collect_host()
     spec = _load_spec(cal.options.registry, key)
     new_spec = None
     if spec is None:
         new_spec = cal.backend.build_spec(key.hardware_id, host, cal.started_at) if hasattr(
             cal.backend, "build_spec") else build_cpu_spec(key.hardware_id, host, float(key.freq_mhz), cal.started_at)
-        spec = new_spec
+        new_spec = spec = with_derived_gpu_peaks(new_spec, session_gpu_facts(cal), float(key.freq_mhz))
     o = cal.options
     inp = BuildInput(
         key=key,
@@ -80,7 +84,8 @@ def file_calibration(cal: CalibrationSession, command_line: list[str], selection
         records=cal.records,
         supports=cal.supports,
         precisions=cal.backend.precisions(),
-        spec=spec,
+        # efficiency against the clock really run at
+        spec=peaks_at_clock(spec, clock.peaks_clock_mhz, clock.peaks_clock_by_precision),
         host=host,
         blas=collect_blas(),
         command_line=command_line,
@@ -89,8 +94,8 @@ def file_calibration(cal: CalibrationSession, command_line: list[str], selection
                  "force": o.force},
         wall_time_s=cal.wall_time_s(),
         skips=cal.skips,
-        extra_metadata=dict(cal.extra_metadata),
-        warnings=list(cal.warnings),
+        extra_metadata={**cal.extra_metadata, "clock": clock.metadata},
+        warnings=[*cal.warnings, *clock.warnings],
         memory=cal.memory,
     )
     doc = build_calibration(inp)

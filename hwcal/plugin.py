@@ -13,9 +13,11 @@ from typing import Any
 
 import pytest
 
+from hwcal.clocks import benchmark_window, stop_sampling
 from hwcal.errors import HwcalError
 from hwcal.filing import Filed, file_calibration
 from hwcal.options import add_options, resolve_options
+from hwcal.preflight import preflight_session
 from hwcal.session import CalibrationSession
 from hwcal.stream import size_label, stream_cases
 from hwcal.summary import summary_lines
@@ -88,6 +90,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             check_registry_writable(cal.options.registry)
         except HwcalError as exc:
             raise pytest.UsageError(f"{exc}; nothing was run") from None
+    if selected and timed and not config.getoption("collectonly", False):
+        # Once per calibration run (not for plain `pytest tests/`): key detection, clock sampler, checks.
+        report = preflight_session(cal)
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        for line in report.summary_lines():
+            if reporter is not None:
+                reporter.write_line(line)
+        if report.stops_run:
+            raise pytest.UsageError(report.failure_message())
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    """Sample the clock while each GEMM benchmark runs, so its result can be flagged as throttled."""
+    cal = item.config.stash.get(SESSION_KEY, None)
+    if cal is None or GEMM_FIXTURE not in getattr(item, "fixturenames", ()):
+        return (yield)
+    with benchmark_window(cal, getattr(getattr(item, "callspec", None), "id", item.name)):
+        return (yield)
 
 
 @pytest.hookimpl(trylast=True)
@@ -134,6 +155,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    cal = config.stash.get(SESSION_KEY, None)
+    if cal is not None:
+        stop_sampling(cal)
     # The last line of the run names the file, after pytest's own summary.
     outcome = config.stash.get(OUTCOME_KEY, {})
     filed: Filed | None = outcome.get("filed")

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from hwcal.backends import Backend, Support, make_backend
+from hwcal.memory import MemorySweep
 from hwcal.options import CalibrationOptions
 from hwcal.sweep import Sweep, SweepPolicy
 
@@ -37,6 +38,8 @@ class GemmRecord:
     operand_range: float | None = None
     accumulator_wraps: bool = False
     device_event_ratio: float | None = None
+    # Whether the clock fell below 75% of the ceiling while this case ran; None when not sampled.
+    throttled: bool | None = None
 
 
 @dataclass
@@ -50,9 +53,13 @@ class CalibrationSession:
     skips: dict[str, list[str]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     ran_gemm: bool = False
+    ran_memory: bool = False  # a STREAM case ran (bench/test_memory.py)
     # Filled by other stages (memory sweep, clock sampling, preflight, GPU facts) for the builder.
     extra_metadata: dict[str, object] = field(default_factory=dict)
-    memory: dict[str, object] | None = None
+    # STREAM results (hwcal.stream fills a MemorySweep; a dict is a section built elsewhere).
+    memory: MemorySweep | dict[str, object] | None = None
+    # hwcal.clocks.MachineState: key facts detected at session start, clock sampler, preflight.
+    machine_state: object | None = None
     _backend: Backend | None = None
     sweep: Sweep = field(init=False)
 

@@ -24,9 +24,33 @@ def summary_lines(doc: dict[str, Any]) -> list[str]:
             st.get("reason", "")[:90],
         ))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    lines = ["  ".join(c.rjust(w) if i in (2, 4, 5) else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=False)))
+    numeric = (2, 4, 5)
+    lines = ["  ".join(c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=False)))
              + "  " + r[-1] for r in rows]
     lines.insert(1, "-" * len(lines[0]))
     sweep = [f"{p}: {reason}" for p, st in matrix["status"].items() for reason in st.get("sizes_skipped", [])]
-    return ([ln.rstrip() for ln in lines] + [f"sweep: {s}" for s in sweep]
+    return ([ln.rstrip() for ln in lines] + [f"sweep: {s}" for s in sweep] + _memory_lines(doc)
             + [f"warning: {w}" for w in doc.get("warnings", [])])
+
+
+def _memory_lines(doc: dict[str, Any]) -> list[str]:
+    """The STREAM result in one line: the sustained DRAM figure that is filed, then the cache levels."""
+    memory = doc.get("memory")
+    if not isinstance(memory, dict):
+        return []
+    sustained = memory.get("sustained_gbps")
+    if sustained is None:
+        line = "memory: no sustained DRAM figure (no triad with arrays >= 4x the last-level caches ran)"
+    else:
+        rule = memory.get("stream_rule", {})
+        line = f"memory: sustained triad {sustained:,.1f} GB/s"
+        if rule.get("min_array_bytes"):
+            line += f" (DRAM: arrays >= {rule['min_array_bytes'] / 2**20:,.0f} MiB)"
+        if memory.get("efficiency") is not None:
+            line += f", {memory['efficiency']:.2f} of the spec's {doc.get('theoretical_bandwidth_gbps'):,.0f} GB/s"
+    caches = [f"{name} {fig['gbps']:,.1f}" for name, fig in memory.get("levels", {}).items() if name != "dram"]
+    if caches:
+        line += f"; in cache: {', '.join(caches)} GB/s"
+    if memory.get("threads"):
+        line += f"; {memory['threads']} thread{'s' if memory['threads'] > 1 else ''}"
+    return [line]

@@ -17,12 +17,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from hwcal.backends.base import Backend, DeviceTimer, GemmOperands, Support, integer_operand_range
+from hwcal.backends.base import (
+    Backend,
+    DeviceTimer,
+    GemmOperands,
+    StreamArrays,
+    StreamMethod,
+    Support,
+    integer_operand_range,
+)
+from hwcal.caches import CacheInfo, gpu_caches
 from hwcal.datasheets import datasheet_for
 from hwcal.errors import HwcalError
-from hwcal.machine import KeyFacts, collect_host, detect_cpu_key
+from hwcal.machine import KeyFacts, collect_host, detect_cpu_key, detect_gpu_key
 from hwcal.machine.gpu import collect_gpu
-from hwcal.naming import hardware_id_token
 from hwcal.precisions import CANONICAL_ORDER
 from hwcal.schema import SPEC_FORMAT_VERSION
 
@@ -288,17 +296,13 @@ class TorchBackend(Backend):
         return facts
 
     def key_facts(self) -> KeyFacts:
-        """GPU: the enforced power limit and the max SM clock (stable), else the CPU's key."""
+        """GPU: the power-mode chain (nvpmodel on a Jetson, the NVML enforced power limit) and the stable
+        SM-clock ceiling (Jetson devfreq max, NVML applications/max clock); else the CPU's key."""
         if self.device_type != "gpu":
             return detect_cpu_key()
         gpu = collect_gpu(self._torch_device.index or 0)
-        name = str(gpu.get("name") or self.device_name)
-        limit = gpu.get("power_limit_w")
-        power_mode, pm_source = (f"{round(float(limit))}W", "NVML enforced power limit") if limit else \
-            ("default", "NVML unavailable")
-        clock = gpu.get("sm_clock_max_mhz")
-        freq, freq_source = (int(clock), "NVML max SM clock") if clock else (0, "unknown (NVML unavailable)")
-        return KeyFacts(hardware_id_token(name) or "unknown_gpu", name, power_mode, pm_source, freq, freq_source)
+        gpu.setdefault("name", self.device_name)
+        return detect_gpu_key(gpu)
 
     def build_spec(self, hardware_id: str, host: dict[str, Any], created: datetime) -> dict[str, Any]:
         """spec.json for a GPU seen the first time: datasheet peaks where hwcal knows the card."""
@@ -322,3 +326,50 @@ class TorchBackend(Backend):
         if gpu.get("l2_cache_bytes"):
             spec["cache_bytes"] = {"l2": int(gpu["l2_cache_bytes"])}
         return spec
+
+    # ==== STREAM memory bandwidth (hwcal.stream) ===============================================
+    # ATen's element-wise kernels use all of torch's threads on a CPU; torch.add(..., alpha=s) is a
+    # fused triad (one pass). On a GPU each kernel is one CUDA launch, timed in synchronised rounds.
+    def stream_caches(self) -> CacheInfo:
+        if self.device_type != "gpu":
+            return super().stream_caches()
+        props = torch.cuda.get_device_properties(self._torch_device)
+        l2_bytes = int(getattr(props, "L2_cache_size", 0) or 0)
+        return gpu_caches(l2_bytes, "torch.cuda.get_device_properties L2_cache_size")
+
+    def stream_threads(self) -> int:
+        return torch.get_num_threads() if self.device_type != "gpu" else 1
+
+    def stream_arrays(self, n: int, values: tuple[float, float, float]) -> StreamArrays:
+        a, b, c = (torch.full((n,), v, dtype=torch.float64, device=self._torch_device) for v in values)
+        return StreamArrays(n, 8, a, b, c)
+
+    def stream_kernel(self, kernel: str, arrays: StreamArrays, scalar: float) -> None:
+        a, b, c = arrays.a, arrays.b, arrays.c
+        if kernel == "copy":
+            c.copy_(a)
+        elif kernel == "scale":
+            torch.mul(c, scalar, out=b)
+        elif kernel == "add":
+            torch.add(a, b, out=c)
+        elif kernel == "triad":
+            torch.add(b, c, alpha=scalar, out=a)
+        else:
+            raise ValueError(f"unknown STREAM kernel {kernel!r}")
+
+    def stream_method(self, kernel: str) -> StreamMethod:
+        where = "one CUDA kernel" if self.device_type == "gpu" else f"{torch.get_num_threads()} threads"
+        return {
+            "copy": StreamMethod(f"c.copy_(a): one pass, {where}", 2),
+            "scale": StreamMethod(f"torch.mul(c, s, out=b): one pass, {where}", 2),
+            "add": StreamMethod(f"torch.add(a, b, out=c): one pass, {where}", 3),
+            "triad": StreamMethod(f"torch.add(b, c, alpha=s, out=a): fused, one pass, {where}", 3),
+        }[kernel]
+
+    def stream_extremes(self, x: Any) -> tuple[float, float]:
+        lo, hi = torch.aminmax(x)
+        return float(lo.item()), float(hi.item())
+
+    def stream_release(self) -> None:
+        if self.device_type == "gpu":
+            torch.cuda.empty_cache()  # cached blocks count as used in mem_get_info

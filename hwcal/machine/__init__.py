@@ -10,11 +10,21 @@ import platform
 import sys
 from dataclasses import dataclass
 
-from hwcal.machine.cpu import collect_cpu, collect_memory, cpufreq_ceiling_mhz, cpufreq_governor
+from hwcal.machine.ceiling import cpu_ceiling_mhz, jetson_gpu_ceiling_mhz, nvml_gpu_ceiling_mhz
+from hwcal.machine.cpu import collect_cpu, collect_memory
+from hwcal.machine.gpu import collect_gpu, sample_sm_clock_mhz
+from hwcal.machine.power import PowerMode, detect_power_mode, jetson_model
 from hwcal.machine.sources import LOCAL, Sources
 from hwcal.naming import hardware_id_token
 
-__all__ = ["KeyFacts", "Sources", "collect_blas", "collect_host", "detect_cpu_key"]
+__all__ = ["KeyFacts", "PowerMode", "Sources", "collect_blas", "collect_gpu", "collect_host", "detect_cpu_key",
+           "detect_gpu_key", "detect_power_mode", "registry_hardware_id", "sample_sm_clock_mhz"]
+
+# Hardware whose registry id predates hwcal's id rule (seed registry): calibrations land next to its spec.
+_KNOWN_IDS: dict[str, tuple[tuple[str, str], ...]] = {
+    "cpu": (("i7-12700K", "intel_12th_gen_intelr_coretm_i7_12700k"),),
+    "gpu": (("H100 80GB HBM3", "h100_sxm5"), ("H100 SXM", "h100_sxm5")),
+}
 
 
 @dataclass(frozen=True)
@@ -27,6 +37,9 @@ class KeyFacts:
     power_mode_source: str
     freq_mhz: int
     freq_source: str
+    power_mode_id: int | None = None
+    # What was tried and did not answer (nvpmodel missing, no cpufreq ...): kept in metadata.clock.
+    notes: tuple[str, ...] = ()
 
 
 def collect_host(src: Sources = LOCAL) -> dict[str, object]:
@@ -50,22 +63,46 @@ def collect_blas() -> list[dict[str, object]]:
     return [{k: entry[k] for k in keep if entry.get(k) is not None} for entry in threadpool_info()]
 
 
+def registry_hardware_id(name: str, device_type: str, src: Sources = LOCAL) -> str:
+    """Registry id: ``jetson_<family>_<cpu|gpu>`` on a Jetson, a seed-registry id for known hardware,
+    else the name reduced to [a-z0-9_]."""
+    family = jetson_model(src)
+    if family and family != "unknown Jetson":
+        return f"jetson_{hardware_id_token(family)}_{device_type}"
+    for needle, hardware_id in _KNOWN_IDS.get(device_type, ()):
+        if needle.lower() in name.lower():
+            return hardware_id
+    return hardware_id_token(name) or f"unknown_{device_type}"
+
+
+def _key(hardware_id: str, name: str, mode: PowerMode, ceiling: float | None, freq_source: str) -> KeyFacts:
+    return KeyFacts(
+        hardware_id=hardware_id,
+        hardware_name=name,
+        power_mode=mode.name,
+        power_mode_source=mode.source,
+        freq_mhz=round(ceiling) if ceiling else 0,
+        freq_source=freq_source,
+        power_mode_id=mode.mode_id,
+        notes=mode.notes,
+    )
+
+
 def detect_cpu_key(src: Sources = LOCAL, cpu: dict[str, object] | None = None) -> KeyFacts:
     """Hardware id, power mode and stable frequency of the host CPU, with the source of each."""
     cpu = cpu if cpu is not None else collect_cpu(src)
     name = str(cpu.get("model") or platform.machine() or "unknown_cpu")
-    governor = cpufreq_governor(src)
-    power_mode, pm_source = (governor, "cpufreq scaling_governor") if governor else ("default", "none found")
-    ceiling, freq_source = cpufreq_ceiling_mhz(src)
-    if ceiling is None and isinstance(cpu.get("nominal_mhz"), float):
-        ceiling, freq_source = float(cpu["nominal_mhz"]), "/proc/cpuinfo cpu MHz (nominal; no cpufreq)"  # type: ignore[arg-type]
-    if ceiling is None:
-        ceiling, freq_source = 0.0, "unknown"
-    return KeyFacts(
-        hardware_id=hardware_id_token(name) or "unknown_cpu",
-        hardware_name=name,
-        power_mode=power_mode,
-        power_mode_source=pm_source,
-        freq_mhz=round(ceiling),
-        freq_source=freq_source or "unknown",
-    )
+    mode = detect_power_mode(src, device_type="cpu")
+    ceiling, freq_source = cpu_ceiling_mhz(src, cpu)
+    return _key(registry_hardware_id(name, "cpu", src), name, mode, ceiling, freq_source)
+
+
+def detect_gpu_key(gpu: dict[str, object], src: Sources = LOCAL) -> KeyFacts:
+    """Hardware id, power mode and stable SM-clock ceiling of a GPU (NVML facts, or a Jetson's sysfs)."""
+    name = str(gpu.get("name") or "unknown_gpu")
+    mode = detect_power_mode(src, device_type="gpu", gpu=gpu)
+    if jetson_model(src):
+        ceiling, freq_source = jetson_gpu_ceiling_mhz(src, mode.mode_id)
+    else:
+        ceiling, freq_source = nvml_gpu_ceiling_mhz(gpu)
+    return _key(registry_hardware_id(name, "gpu", src), name, mode, ceiling, freq_source)

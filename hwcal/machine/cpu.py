@@ -40,6 +40,8 @@ def collect_cpu(src: Sources) -> dict[str, object]:
         dt = src.read("/proc/device-tree/model")
         model = dt.strip("\x00 \n") if dt else None
     if not model:
+        model = _other_os_model(src)
+    if not model:
         model = platform.processor() or None
     if model:
         info["model"] = re.sub(r"\s+", " ", model).strip()
@@ -59,6 +61,38 @@ def collect_cpu(src: Sources) -> dict[str, object]:
         with contextlib.suppress(ValueError):
             info["nominal_mhz"] = float(first["cpu MHz"])
     return info
+
+
+def _wmic_value(src: Sources, field: str) -> str | None:
+    """``wmic cpu get <field> /value`` prints ``Field=value`` (first CPU package)."""
+    out = src.run("wmic", "cpu", "get", field, "/value") or ""
+    m = re.search(rf"^{field}=(.+?)\s*$", out, re.M)
+    return m.group(1).strip() if m else None
+
+
+def _other_os_model(src: Sources) -> str | None:
+    """CPU name where there is no /proc/cpuinfo: wmic on Windows, sysctl on macOS."""
+    system = src.os_name()
+    if system == "Windows":
+        return _wmic_value(src, "Name")
+    if system == "Darwin":
+        out = src.run("sysctl", "-n", "machdep.cpu.brand_string")
+        return out.strip() if out and out.strip() else None
+    return None
+
+
+def other_os_ceiling_mhz(src: Sources) -> tuple[float | None, str | None]:
+    """Windows: Win32_Processor MaxClockSpeed (MHz); Intel macOS: hw.cpufrequency_max (Hz)."""
+    system = src.os_name()
+    if system == "Windows":
+        raw = _wmic_value(src, "MaxClockSpeed")
+        if raw and raw.isdigit() and int(raw) > 0:
+            return float(raw), "wmic cpu MaxClockSpeed"
+    elif system == "Darwin":
+        raw = (src.run("sysctl", "-n", "hw.cpufrequency_max") or "").strip()
+        if raw.isdigit() and int(raw) > 0:
+            return int(raw) / 1e6, "sysctl hw.cpufrequency_max"
+    return None, None
 
 
 def cpufreq_ceiling_mhz(src: Sources) -> tuple[float | None, str | None]:
@@ -81,6 +115,27 @@ def cpufreq_ceiling_mhz(src: Sources) -> tuple[float | None, str | None]:
 
 def cpufreq_governor(src: Sources) -> str | None:
     return src.read_first_line("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
+
+
+def cpufreq_driver(src: Sources) -> str | None:
+    return src.read_first_line("/sys/devices/system/cpu/cpu0/cpufreq/scaling_driver")
+
+
+def online_cpus(src: Sources) -> list[str]:
+    """``cpuN`` names of the cores that have a cpufreq folder (offline Jetson cores have none)."""
+    return [c for c in src.list_dir("/sys/devices/system/cpu")
+            if re.fullmatch(r"cpu[0-9]+", c) and src.list_dir(f"/sys/devices/system/cpu/{c}/cpufreq")]
+
+
+def turbo_state(src: Sources) -> tuple[bool | None, str]:
+    """Whether turbo/boost is enabled, and where that was read (intel_pstate no_turbo, cpufreq boost)."""
+    no_turbo = src.read_first_line("/sys/devices/system/cpu/intel_pstate/no_turbo")
+    if no_turbo in ("0", "1"):
+        return no_turbo == "0", "intel_pstate/no_turbo"
+    boost = src.read_first_line("/sys/devices/system/cpu/cpufreq/boost")
+    if boost in ("0", "1"):
+        return boost == "1", "cpufreq/boost"
+    return None, "no intel_pstate/no_turbo or cpufreq/boost"
 
 
 def collect_memory(src: Sources) -> dict[str, object]:

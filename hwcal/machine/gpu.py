@@ -66,6 +66,8 @@ def collect_gpu(index: int) -> dict[str, Any]:
         "temperature_c": lambda: nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU),
         "persistence_mode": lambda: bool(nv.nvmlDeviceGetPersistenceMode(h)),
         "memory_bus_width_bits": lambda: nv.nvmlDeviceGetMemoryBusWidth(h),
+        "temperature_slowdown_c": lambda: nv.nvmlDeviceGetTemperatureThreshold(h, 1),  # ..._THRESHOLD_SLOWDOWN
+        "clock_event_reasons": lambda: clock_event_reasons(_event_mask(nv, h)),
     }
     for key, read in readers.items():
         with suppress(Exception):
@@ -73,13 +75,52 @@ def collect_gpu(index: int) -> dict[str, Any]:
     return facts
 
 
+# NVML clocks-event ("throttle") reason bits; stable across driver versions.
+EVENT_REASONS = {
+    0x1: "gpu_idle", 0x2: "applications_clocks_setting", 0x4: "sw_power_cap", 0x8: "hw_slowdown",
+    0x10: "sync_boost", 0x20: "sw_thermal_slowdown", 0x40: "hw_thermal_slowdown",
+    0x80: "hw_power_brake_slowdown", 0x100: "display_clock_setting",
+}
+# Reasons that mean the clock is being pulled down by heat or an external brake: results would be wrong.
+SLOWDOWN_REASONS = frozenset({"hw_slowdown", "sw_thermal_slowdown", "hw_thermal_slowdown", "hw_power_brake_slowdown"})
+
+
+def clock_event_reasons(mask: int) -> list[str]:
+    return [name for bit, name in EVENT_REASONS.items() if mask & bit]
+
+
+def _event_mask(nv: Any, h: Any) -> int:
+    fn = getattr(nv, "nvmlDeviceGetCurrentClocksEventReasons", None) or nv.nvmlDeviceGetCurrentClocksThrottleReasons
+    return int(fn(h))
+
+
+class SmClockReader:
+    """Reads the SM clock of one GPU under load: NVML initialised once, the handle kept.
+
+    ``read`` returns (MHz, reasons) or raises; the sampler turns a failure mid-run into a note.
+    """
+
+    def __init__(self, index: int) -> None:
+        nv = _nvml()
+        if nv is None:
+            raise RuntimeError("NVML unavailable (no nvidia-ml-py, no driver, or nvmlInit refused)")
+        self._nv = nv
+        self._h = _handle_for(nv, index)
+        self.source = f"NVML SM clock of GPU {index} (samples with the GPU idle are left out)"
+
+    def read(self) -> tuple[float, list[str]]:
+        mhz = float(self._nv.nvmlDeviceGetClockInfo(self._h, self._nv.NVML_CLOCK_SM))
+        try:
+            reasons = clock_event_reasons(_event_mask(self._nv, self._h))
+        except Exception:  # older drivers: the clock alone still counts
+            reasons = []
+        return mhz, reasons
+
+
 def sample_sm_clock_mhz(index: int) -> float | None:
     """One reading of the SM clock, for sampling under load; None if NVML cannot say."""
-    nv = _nvml()
-    if nv is None:
-        return None
     try:
-        return float(nv.nvmlDeviceGetClockInfo(_handle_for(nv, index), nv.NVML_CLOCK_SM))
+        return SmClockReader(index).read()[0]
     except Exception:
         return None
 

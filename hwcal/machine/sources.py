@@ -6,6 +6,7 @@ recorded command outputs. Nothing here raises for a missing file or command: it 
 
 from __future__ import annotations
 
+import platform
 import shutil
 import subprocess
 from collections.abc import Mapping
@@ -20,7 +21,17 @@ class Sources:
     root: Path = Path("/")
     commands: Mapping[str, str | None] | None = None
     timeout_s: float = 3.0
+    # platform.system() of the machine read ("Linux", "Windows", "Darwin"); tests fake a Windows box.
+    system: str | None = None
     _cache: dict[str, str | None] = field(default_factory=dict, repr=False)
+
+    def os_name(self) -> str:
+        return self.system or platform.system()
+
+    @property
+    def is_local(self) -> bool:
+        """True when reading this machine (real /proc, real commands): live probes may run too."""
+        return self.root == Path("/") and self.commands is None and self.system is None
 
     def read(self, path: str) -> str | None:
         """Text of ``path`` (e.g. ``/proc/cpuinfo``), or None when it is missing or unreadable."""
@@ -32,6 +43,14 @@ class Sources:
     def read_first_line(self, path: str) -> str | None:
         text = self.read(path)
         return text.strip().splitlines()[0].strip() if text and text.strip() else None
+
+    def read_number(self, path: str) -> float | None:
+        """First line of ``path`` as a number (sysfs kHz, Hz, millidegrees ...), None if absent or not numeric."""
+        line = self.read_first_line(path)
+        try:
+            return float(line) if line is not None else None
+        except ValueError:
+            return None
 
     def list_dir(self, path: str) -> list[str]:
         try:
