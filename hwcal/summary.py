@@ -25,8 +25,10 @@ def summary_lines(doc: dict[str, Any]) -> list[str]:
         ))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     numeric = (2, 4, 5)
-    lines = ["  ".join(c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=False)))
-             + "  " + r[-1] for r in rows]
+    def cell(i: int, text: str) -> str:
+        return text.rjust(widths[i]) if i in numeric else text.ljust(widths[i])
+
+    lines = ["  ".join(cell(i, c) for i, c in enumerate(r[:-1])) + "  " + r[-1] for r in rows]
     lines.insert(1, "-" * len(lines[0]))
     sweep = [f"{p}: {reason}" for p, st in matrix["status"].items() for reason in st.get("sizes_skipped", [])]
     return ([ln.rstrip() for ln in lines] + [f"sweep: {s}" for s in sweep] + _memory_lines(doc)
