@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,13 +42,18 @@ def plan_rounds(call_s: float, backend: Backend, quick: bool) -> RoundPlan:
     return RoundPlan(launches, rounds, min(warmup_rounds, 200))
 
 
-def _time_one_call(backend: Backend, ops: GemmOperands) -> float:
-    backend.gemm(ops)
+def time_one_call(backend: Backend, launch: Callable[..., Any], *args: Any) -> float:
+    """Seconds of one synchronised ``launch(*args)``, after an untimed first one."""
+    launch(*args)
     backend.synchronize()  # first call: library initialisation, page faults, clock ramp
     start = time.perf_counter()
-    backend.gemm(ops)
+    launch(*args)
     backend.synchronize()
     return time.perf_counter() - start
+
+
+def _time_one_call(backend: Backend, ops: GemmOperands) -> float:
+    return time_one_call(backend, backend.gemm, ops)
 
 
 class SyncGuard:
@@ -85,6 +91,38 @@ def _device_event_ratio(backend: Backend, round_fn: Any, wall_min_s: float) -> f
     return wall_min_s / device_s if device_s > 0 else None
 
 
+@dataclass(frozen=True)
+class TimedRounds:
+    """pytest-benchmark's statistics (None with --benchmark-disable), the wall time of all rounds, and
+    the device-event ratio (GPUs: evidence that the rounds were synchronised)."""
+
+    stats: Any
+    elapsed_s: float
+    event_ratio: float | None
+
+
+def timed_rounds(benchmark: Any, backend: Backend, plan: RoundPlan, launch: Callable[..., Any],
+                 *args: Any) -> TimedRounds:
+    """The round structure every benchmark body shares: ``plan.launches`` launches then one device
+    synchronisation per round, timed by ``benchmark.pedantic``; SyncGuard checks after every round,
+    outside the timed region, that nothing is left queued (HwcalError otherwise)."""
+
+    def round_fn() -> None:
+        for _ in range(plan.launches):
+            launch(*args)
+        backend.synchronize()
+
+    guard = SyncGuard(backend)
+    start = time.perf_counter()
+    benchmark.pedantic(round_fn, rounds=plan.rounds, warmup_rounds=plan.warmup_rounds, iterations=1,
+                       teardown=guard)
+    elapsed_s = time.perf_counter() - start
+    guard.check()
+    stats = benchmark.stats.stats if benchmark.enabled and benchmark.stats else None
+    event_ratio = _device_event_ratio(backend, round_fn, stats.min) if stats else None
+    return TimedRounds(stats, elapsed_s, event_ratio)
+
+
 def run_gemm(benchmark: Any, session: CalibrationSession, precision: str, n: int) -> None:
     """Measure, verify and record one (precision, size) case, or skip it with the reason."""
     session.ran_gemm = True
@@ -114,22 +152,10 @@ def run_gemm(benchmark: Any, session: CalibrationSession, precision: str, n: int
             plan = plan_rounds(_time_one_call(backend, ops), backend, session.options.quick)
         else:
             plan = RoundPlan(launches=1, rounds=1, warmup_rounds=0)  # the fast correctness mode
-
-        def round_fn() -> None:
-            for _ in range(plan.launches):
-                backend.gemm(ops)
-            backend.synchronize()
-
         benchmark.extra_info.update({"precision": precision, "n": n, "flops": ops.flops * plan.launches,
                                      "launches_per_round": plan.launches, "kernel": support.kernel})
-        guard = SyncGuard(backend)
-        start = time.perf_counter()
-        benchmark.pedantic(round_fn, rounds=plan.rounds, warmup_rounds=plan.warmup_rounds, iterations=1,
-                           teardown=guard)
-        elapsed_s = time.perf_counter() - start
-        guard.check()
-        stats = benchmark.stats.stats if benchmark.enabled and benchmark.stats else None
-        event_ratio = _device_event_ratio(backend, round_fn, stats.min) if stats else None
+        timed = timed_rounds(benchmark, backend, plan, backend.gemm, ops)
+        stats, elapsed_s, event_ratio = timed.stats, timed.elapsed_s, timed.event_ratio
         check = verify_gemm(backend, ops, ops.out if ops.out is not None else backend.gemm(ops), seed)
     benchmark.extra_info.update({"verified": check.ok, "max_error": check.max_error})
     if not check.ok:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from hwcal.caches import CacheInfo, detect_cpu_caches
 from hwcal.precisions import PRECISIONS
 
 
@@ -125,9 +126,62 @@ class Backend(ABC):
     def facts(self) -> dict[str, object]:
         """Framework versions and library details for the calibration's metadata."""
 
+    # ==== STREAM memory bandwidth (hwcal.stream) ===============================================
+    # Defaults: the host CPU's caches, one thread; the kernels themselves each framework provides.
+    stream_element_bytes: int = 8  # STREAM's default element type is double
+
+    def stream_caches(self) -> CacheInfo:
+        """Data caches the STREAM sweep must outgrow (host CPU caches here; a GPU backend gives its L2)."""
+        return detect_cpu_caches()
+
+    def stream_threads(self) -> int:
+        """Threads the element-wise kernels use (numpy's ufuncs run on one)."""
+        return 1
+
+    def stream_arrays(self, n: int, values: tuple[float, float, float]) -> StreamArrays:
+        """STREAM's a, b, c: ``n`` fp64 elements each, filled with ``values`` (first touch happens here,
+        outside any timed round)."""
+        raise NotImplementedError(f"{self.framework} backend has no STREAM kernels")
+
+    def stream_kernel(self, kernel: str, arrays: StreamArrays, scalar: float) -> None:
+        """Launch one pass of copy (c=a), scale (b=s*c), add (c=a+b) or triad (a=b+s*c); does not wait."""
+        raise NotImplementedError(f"{self.framework} backend has no STREAM kernels")
+
+    def stream_method(self, kernel: str) -> StreamMethod:
+        """How the kernel is computed here, and how many array traversals that really makes."""
+        raise NotImplementedError(f"{self.framework} backend has no STREAM kernels")
+
+    def stream_extremes(self, x: Any) -> tuple[float, float]:
+        """(min, max) of a whole array: STREAM's arrays hold one value each, so this validates every element."""
+        raise NotImplementedError(f"{self.framework} backend has no STREAM kernels")
+
+    def stream_release(self) -> None:  # noqa: B027 -- host memory goes back on its own
+        """After STREAM arrays are dropped: hand cached device memory back, so free memory reads true."""
+
 
 class DeviceTimer(ABC):
     """Times a callable with the device's own clock (e.g. CUDA events), in seconds."""
 
     @abstractmethod
     def time(self, fn: Any) -> float: ...
+
+
+# ==== STREAM memory bandwidth (hwcal.stream) ===================================================
+@dataclass
+class StreamArrays:
+    """STREAM's three arrays on the backend's device, ``n`` elements of ``element_bytes`` each."""
+
+    n: int
+    element_bytes: int
+    a: Any
+    b: Any
+    c: Any
+
+
+@dataclass(frozen=True)
+class StreamMethod:
+    """How one STREAM kernel runs: the calls made, and the array traversals they really make (numpy's
+    two-pass triad makes 5 where STREAM counts 3; the figure filed is STREAM's count all the same)."""
+
+    description: str
+    arrays_moved: int

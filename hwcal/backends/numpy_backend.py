@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from hwcal.backends.base import Backend, GemmOperands, Support, integer_operand_range
+from hwcal.backends.base import Backend, GemmOperands, StreamArrays, StreamMethod, Support, integer_operand_range
 from hwcal.machine import collect_blas
 
 _DTYPES: dict[str, Any] = {
@@ -77,3 +77,36 @@ class NumpyBackend(Backend):
 
     def facts(self) -> dict[str, object]:
         return {"framework_version": np.__version__, "numpy_version": np.__version__}
+
+    # ==== STREAM memory bandwidth (hwcal.stream) ===============================================
+    # numpy's element-wise ufuncs run on one thread and it has no fused multiply-add ufunc: every
+    # kernel writes into an existing array (out=, no temporaries); triad takes two passes.
+    def stream_arrays(self, n: int, values: tuple[float, float, float]) -> StreamArrays:
+        a, b, c = (np.full(n, v, dtype=np.float64) for v in values)
+        return StreamArrays(n, 8, a, b, c)
+
+    def stream_kernel(self, kernel: str, arrays: StreamArrays, scalar: float) -> None:
+        a, b, c = arrays.a, arrays.b, arrays.c
+        if kernel == "copy":
+            np.copyto(c, a)
+        elif kernel == "scale":
+            np.multiply(c, scalar, out=b)
+        elif kernel == "add":
+            np.add(a, b, out=c)
+        elif kernel == "triad":
+            np.multiply(c, scalar, out=a)
+            np.add(a, b, out=a)
+        else:
+            raise ValueError(f"unknown STREAM kernel {kernel!r}")
+
+    def stream_method(self, kernel: str) -> StreamMethod:
+        return {
+            "copy": StreamMethod("np.copyto(c, a): one pass, 1 thread", 2),
+            "scale": StreamMethod("np.multiply(c, s, out=b): one pass, 1 thread", 2),
+            "add": StreamMethod("np.add(a, b, out=c): one pass, 1 thread", 3),
+            "triad": StreamMethod("np.multiply(c, s, out=a); np.add(a, b, out=a): two passes (numpy has no fused "
+                                  "triad), 5 array traversals where STREAM counts 3, 1 thread", 5),
+        }[kernel]
+
+    def stream_extremes(self, x: Any) -> tuple[float, float]:
+        return float(np.min(x)), float(np.max(x))

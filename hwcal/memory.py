@@ -1,0 +1,316 @@
+"""STREAM results and what the calibration says about them: pure functions, no I/O, no clocks.
+
+The benchmark body (``hwcal.stream``) fills a ``MemorySweep``; the builder turns it into the
+calibration's ``memory`` section with ``memory_section``: per-size bandwidths per kernel, the
+sustained DRAM figure (triad plateau at STREAM-sized arrays, never an in-cache peak), per-level
+figures where the cache steps are clear, and the roofline's ridge points.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+from hwcal.caches import CacheInfo
+
+KERNELS = ("copy", "scale", "add", "triad")
+# STREAM counts the arrays a kernel names: copy/scale read one and write one, add/triad read two and
+# write one. Write-allocate traffic is not counted (STREAM's rule), so real traffic is higher.
+ARRAYS_COUNTED = {"copy": 2, "scale": 2, "add": 3, "triad": 3}
+STREAM_SCALAR = 3.0  # STREAM's ``scalar``
+STREAM_INITIAL = (1.0, 2.0, 0.0)  # a, b, c before the first kernel (STREAM fills 1, 2, 0)
+STREAM_ARRAY_FACTOR = 4  # STREAM: each array at least 4x the sum of the last-level caches
+PLATEAU_TOLERANCE = 0.10  # sizes within 10% of each other belong to one plateau
+CLEAR_STEP = 1.15  # a cache level is reported only where it is >= 15% faster than the level behind it
+# STREAM's validation thresholds (epsilon per element type) for the average relative error.
+STREAM_EPSILON = {8: 1e-13, 4: 1e-6}
+
+
+def stream_bytes(kernel: str, n: int, element_bytes: int) -> int:
+    """Bytes one pass of ``kernel`` moves as STREAM counts them (arrays named x n x element size)."""
+    try:
+        return ARRAYS_COUNTED[kernel] * n * element_bytes
+    except KeyError:
+        raise ValueError(f"unknown STREAM kernel {kernel!r}; one of {', '.join(KERNELS)}") from None
+
+
+def after_kernel(kernel: str, values: tuple[float, float, float], scalar: float = STREAM_SCALAR
+                 ) -> tuple[float, float, float]:
+    """(a, b, c) after ``kernel`` ran once or many times: each kernel alone is idempotent, so repeated
+    rounds leave the values the single pass leaves (the recurrence STREAM's checker replays)."""
+    a, b, c = values
+    if kernel == "copy":
+        return a, b, a
+    if kernel == "scale":
+        return a, scalar * c, c
+    if kernel == "add":
+        return a, b, a + b
+    if kernel == "triad":
+        return b + scalar * c, b, c
+    raise ValueError(f"unknown STREAM kernel {kernel!r}; one of {', '.join(KERNELS)}")
+
+
+def relative_error(extremes: tuple[float, float], expected: float) -> float:
+    """Largest relative deviation of an array whose (min, max) are given from its one expected value."""
+    scale = abs(expected) if expected else 1.0
+    return max(abs(extremes[0] - expected), abs(extremes[1] - expected)) / scale
+
+
+def validation_error(extremes: list[tuple[float, float]], expected: tuple[float, float, float]) -> float:
+    """Largest relative error over a, b and c: every element is checked, since all lie in [min, max]."""
+    return max(relative_error(x, e) for x, e in zip(extremes, expected, strict=True))
+
+
+@dataclass
+class StreamRecord:
+    """One measured and validated (kernel, array size) case."""
+
+    kernel: str
+    n: int
+    element_bytes: int
+    bytes_per_pass: int  # STREAM's count
+    arrays_moved: int  # array traversals the implementation really makes (numpy's triad: 5)
+    passes_per_round: int
+    rounds: int
+    warmup_rounds: int
+    time_s: dict[str, float]
+    gbps_best: float
+    gbps_median: float
+    cv: float
+    max_rel_error: float
+    method: str
+    device_event_ratio: float | None = None
+
+    @property
+    def array_bytes(self) -> int:
+        return self.n * self.element_bytes
+
+    @property
+    def working_set_bytes(self) -> int:
+        return self.bytes_per_pass
+
+
+@dataclass
+class MemorySweep:
+    """What the STREAM benchmarks of one session found, as plain data for the builder."""
+
+    caches: CacheInfo
+    device: str
+    threads: int | None
+    element_bytes: int = 8
+    dtype: str = "fp64"
+    budget_s: float = 0.0
+    spent_s: float = 0.0
+    records: list[StreamRecord] = field(default_factory=list)
+    methods: dict[str, str] = field(default_factory=dict)
+    skips: list[str] = field(default_factory=list)
+    planned_array_bytes: list[int] = field(default_factory=list)
+
+    @property
+    def stream_min_array_bytes(self) -> int:
+        """STREAM's rule: each array at least 4x the sum of the last-level caches."""
+        return STREAM_ARRAY_FACTOR * self.caches.llc_total_bytes
+
+
+@dataclass(frozen=True)
+class Plateau:
+    """The largest sizes whose bandwidths agree: the sustained figure is their median."""
+
+    array_bytes: tuple[int, ...]
+    gbps: float
+    spread: float  # (max - min) / median over the plateau
+
+
+def find_plateau(points: list[tuple[int, float]], min_array_bytes: int,
+                 tolerance: float = PLATEAU_TOLERANCE) -> Plateau | None:
+    """The plateau among (array_bytes, GB/s) points with arrays >= ``min_array_bytes``.
+
+    Walks down from the largest size and keeps each next-smaller size while it stays within
+    ``tolerance`` of the median so far; None when no size is large enough (no DRAM figure then).
+    """
+    valid = sorted((p for p in points if p[0] >= min_array_bytes), reverse=True)
+    if not valid:
+        return None
+    kept = [valid[0]]
+    for size, gbps in valid[1:]:
+        ref = statistics.median(g for _, g in kept)
+        if abs(gbps - ref) > tolerance * ref:
+            break
+        kept.append((size, gbps))
+    values = [g for _, g in kept]
+    median = statistics.median(values)
+    return Plateau(tuple(sorted(s for s, _ in kept)), median, (max(values) - min(values)) / median if median else 0.0)
+
+
+def level_of(working_set_bytes: int, caches: CacheInfo, threads: int | None) -> str:
+    """The innermost cache level that holds the working set with ``threads`` threads, else ``dram``."""
+    for cache in sorted(caches.levels, key=lambda c: c.level):
+        if working_set_bytes <= cache.capacity_bytes(threads or 1):
+            return cache.name
+    return "dram"
+
+
+def level_figures(records: list[StreamRecord], caches: CacheInfo, threads: int | None,
+                  sustained_gbps: float | None, kernel: str = "triad") -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Per-level bandwidth where the steps are clear, and a note for each level that is not.
+
+    A cache level's figure is the best ``kernel`` bandwidth among sizes well inside it (working set at
+    most half its capacity, beyond the level before it). It is kept only where it beats the next kept
+    level behind it by ``CLEAR_STEP``: a level that is not faster than what lies behind it (small
+    arrays bound by call overhead, a victim cache) is no step, and is left out with the reason.
+    """
+    levels = sorted(caches.levels, key=lambda c: c.level)
+    figures: dict[str, dict[str, Any]] = {}
+    notes: list[str] = []
+    previous_capacity = 0
+    for cache in levels:
+        capacity = cache.capacity_bytes(threads or 1)
+        inside = [r for r in records if r.kernel == kernel and previous_capacity < r.working_set_bytes <= capacity / 2]
+        if inside:
+            best = max(inside, key=lambda r: r.gbps_best)
+            figures[cache.name] = {
+                "gbps": best.gbps_best,
+                "kernel": kernel,
+                "capacity_bytes": capacity,
+                "working_set_bytes": best.working_set_bytes,
+                "sizes": len(inside),
+            }
+        else:
+            notes.append(f"{cache.name}: no {kernel} size well inside it ({previous_capacity:,} < working set <= "
+                         f"{capacity // 2:,} bytes)")
+        previous_capacity = capacity
+    if sustained_gbps is not None:
+        figures["dram"] = {"gbps": sustained_gbps, "kernel": kernel}
+    kept: dict[str, dict[str, Any]] = {}
+    behind: tuple[str, float] | None = ("dram", sustained_gbps) if sustained_gbps is not None else None
+    for cache in reversed(levels):
+        fig = figures.get(cache.name)
+        if fig is None:
+            continue
+        if behind is not None and fig["gbps"] < CLEAR_STEP * behind[1]:
+            notes.append(f"{cache.name}: {fig['gbps']:.3g} GB/s is not clearly above {behind[0]}'s {behind[1]:.3g} "
+                         f"GB/s (no clear step; small arrays are often bound by per-call overhead)")
+            continue
+        kept[cache.name] = fig
+        behind = (cache.name, fig["gbps"])
+    if "dram" in figures:
+        kept["dram"] = figures["dram"]
+    return {name: kept[name] for name in [c.name for c in levels] + ["dram"] if name in kept}, notes
+
+
+def ridge_points(gflops: dict[str, float], gbps: float | None) -> dict[str, float]:
+    """Arithmetic intensity (FLOPs, or integer ops, per DRAM byte) where a kernel turns compute-bound."""
+    if not gbps:
+        return {}
+    return {p: _r(v / gbps) for p, v in gflops.items() if v}
+
+
+def _r(x: float, digits: int = 4) -> float:
+    return float(f"{x:.{digits}g}")
+
+
+def _record_entry(rec: StreamRecord, sweep: MemorySweep) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "kernel": rec.kernel,
+        "n": rec.n,
+        "array_bytes": rec.array_bytes,
+        "working_set_bytes": rec.working_set_bytes,
+        "level": level_of(rec.working_set_bytes, sweep.caches, sweep.threads),
+        "stream_valid": rec.array_bytes >= sweep.stream_min_array_bytes,
+        "bytes_per_pass": rec.bytes_per_pass,
+        "bytes_moved_per_pass": rec.arrays_moved * rec.array_bytes,
+        "passes_per_round": rec.passes_per_round,
+        "rounds": rec.rounds,
+        "warmup_rounds": rec.warmup_rounds,
+        "time_s": {k: float(f"{v:.6g}") for k, v in rec.time_s.items()},
+        "gbps_best": _r(rec.gbps_best, 5),
+        "gbps_median": _r(rec.gbps_median, 5),
+        "cv": _r(rec.cv, 3),
+        "verified": True,
+        "max_rel_error": float(f"{rec.max_rel_error:.3g}"),
+    }
+    if rec.device_event_ratio is not None:
+        entry["device_event_ratio"] = _r(rec.device_event_ratio)
+    return entry
+
+
+def memory_section(memory: MemorySweep | dict[str, Any] | None, peak_gflops: dict[str, float],
+                   theoretical_gflops: dict[str, float], spec_gbps: float | None
+                   ) -> tuple[dict[str, Any] | None, list[str]]:
+    """The calibration's ``memory`` section and the warnings it raises.
+
+    A ``MemorySweep`` is analysed; a dict is a section built elsewhere (an imported file) and is kept
+    as it is; None means no memory benchmark ran.
+    """
+    if not isinstance(memory, MemorySweep):
+        return (dict(memory) if memory is not None else None), []
+    warnings: list[str] = []
+    records = sorted(memory.records, key=lambda r: (r.array_bytes, KERNELS.index(r.kernel)))
+    min_array = memory.stream_min_array_bytes
+    by_kernel: dict[str, Plateau] = {}
+    for kernel in KERNELS:
+        plateau = find_plateau([(r.array_bytes, r.gbps_best) for r in records if r.kernel == kernel], min_array)
+        if plateau is not None:
+            by_kernel[kernel] = plateau
+    triad = by_kernel.get("triad")
+    sustained = _r(triad.gbps) if triad else None
+    if triad is None:
+        largest = max((r.array_bytes for r in records if r.kernel == "triad"), default=0)
+        warnings.append(
+            f"memory: no triad run with arrays >= {min_array:,} bytes (4x the {memory.caches.llc_total_bytes:,}-byte "
+            f"last-level cache{'s' if memory.caches.last_level and memory.caches.last_level.instances > 1 else ''}; "
+            f"largest run: {largest:,}): sustained DRAM bandwidth not measured, measured_bandwidth_gbps is null")
+    else:
+        left_out = sorted(r.array_bytes for r in records if r.kernel == "triad"
+                          and r.array_bytes >= min_array and r.array_bytes not in triad.array_bytes)
+        if left_out:
+            warnings.append(f"memory: triad at STREAM-sized arrays of {', '.join(f'{b:,}' for b in left_out)} bytes "
+                            f"differs by more than {PLATEAU_TOLERANCE:.0%} from the larger sizes' plateau and was "
+                            "left out of the sustained figure (a noisy run?)")
+    levels, level_notes = level_figures(records, memory.caches, memory.threads, sustained)
+    section: dict[str, Any] = {
+        "sustained_gbps": sustained,
+        "sustained_kernel": "triad",
+        "dtype": memory.dtype,
+        "element_bytes": memory.element_bytes,
+        "threads": memory.threads,
+        "device": memory.device,
+        "methods": dict(sorted(memory.methods.items(), key=lambda kv: KERNELS.index(kv[0]))),
+        "bytes_counting": ("STREAM's: copy and scale 2 arrays, add and triad 3 arrays, x n x element bytes per "
+                           "pass; write-allocate traffic and extra passes of an implementation not counted "
+                           "(bytes_moved_per_pass says what the implementation really traverses)"),
+        "caches": memory.caches.as_dict(),
+        "stream_rule": {
+            "min_array_bytes": min_array,
+            "largest_array_bytes": max((r.array_bytes for r in records), default=0),
+            "met": any(r.array_bytes >= min_array for r in records if r.kernel == "triad"),
+        },
+        "plateau": {k: {"array_bytes": list(p.array_bytes), "gbps": _r(p.gbps), "spread": _r(p.spread, 3)}
+                    for k, p in by_kernel.items()},
+        "sustained_gbps_by_kernel": {k: _r(p.gbps) for k, p in by_kernel.items()},
+        "levels": {name: {k: (_r(v) if k == "gbps" else v) for k, v in fig.items()} for name, fig in levels.items()},
+        "budget": {"limit_s": round(memory.budget_s, 2), "spent_s": round(memory.spent_s, 2)},
+        "sweep": [_record_entry(r, memory) for r in records],
+    }
+    if level_notes:
+        section["levels_notes"] = level_notes
+    if memory.skips:
+        section["skipped"] = list(memory.skips)
+    if triad is not None:
+        at = next(r for r in records if r.kernel == "triad" and r.array_bytes == triad.array_bytes[-1])
+        section["sustained_cv"] = _r(at.cv, 3)
+        section["rounds"] = at.rounds
+    if sustained and spec_gbps:
+        eff = sustained / spec_gbps
+        section["efficiency"] = _r(eff)
+        if eff > 1.0:
+            warnings.append(f"memory: sustained {sustained:g} GB/s is {eff:.3g}x the spec's {spec_gbps:g} GB/s; "
+                            "the spec's bandwidth is wrong, not the measurement")
+    ridge: dict[str, dict[str, float]] = {}
+    if sustained:
+        ridge["measured"] = ridge_points(peak_gflops, sustained)
+    if spec_gbps:
+        ridge["theoretical"] = ridge_points(theoretical_gflops, spec_gbps)
+    section["ridge_point_flops_per_byte"] = ridge
+    return section, warnings
