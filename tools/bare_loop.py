@@ -99,6 +99,50 @@ def _torch_loop(precision: str, n: int, device: str, seconds: float) -> float:
     return 2 * n**3 / best / 1e9
 
 
+def _triad_loop(framework: str, device: str, array_bytes: int, seconds: float) -> float:
+    """Best STREAM triad GB/s (3 arrays counted, as STREAM does) of a bare loop, same method as the suite."""
+    n = array_bytes // 8
+    if framework == "numpy":
+        import numpy as np
+
+        a, b, c = np.full(n, 1.0), np.full(n, 2.0), np.full(n, 0.5)
+
+        def fn() -> Any:
+            np.multiply(c, 3.0, out=a)
+            return np.add(a, b, out=a)
+
+        sync = None
+    else:
+        import torch
+
+        dev = torch.device(device)
+        a, b, c = (torch.full((n,), v, dtype=torch.float64, device=dev) for v in (1.0, 2.0, 0.5))
+
+        def fn() -> Any:
+            return torch.add(b, c, alpha=3.0, out=a)
+
+        sync = torch.cuda.synchronize if dev.type == "cuda" else None
+    fn()
+    best = float("inf")
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end or best == float("inf"):
+        if sync is not None:
+            import torch
+
+            s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            s.record()
+            for _ in range(10):
+                fn()
+            e.record()
+            e.synchronize()
+            best = min(best, s.elapsed_time(e) / 1000.0 / 10)
+        else:
+            t = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - t)
+    return 3 * n * 8 / best / 1e9
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("calibration", type=Path, help="calibration JSON whose peaks to check")
@@ -120,6 +164,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             bare = _torch_loop(p, n, device, args.seconds)
         print(f"{p:10} {n:>6} {suite:>12,.1f} {bare:>12,.1f} {suite / bare:>7.3f}", flush=True)
+    memory = doc.get("memory") or {}
+    sustained = memory.get("sustained_gbps")
+    if sustained:
+        array_bytes = max(memory["plateau"]["triad"]["array_bytes"])
+        bare = _triad_loop(framework, device, array_bytes, args.seconds)
+        label = f"{array_bytes // 2**20}Mi"
+        print(f"{'triad GB/s':10} {label:>6} {sustained:>12,.1f} {bare:>12,.1f} {sustained / bare:>7.3f}")
     return 0
 
 
