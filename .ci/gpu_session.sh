@@ -12,7 +12,7 @@ for run in 1 2; do
     | tee $OUT/cal_run$run.log | grep -v '^test_' | tail -45
 done
 for f in $(git ls-files --others --exclude-standard registry; git diff --name-only registry); do
-  cp "$f" "$OUT/$(echo "$f" | tr '/' '~')"
+  cp "$f" "$OUT/$(echo "$f" | sed 's#/#__#g')"
 done
 cal=$(git ls-files --others --exclude-standard registry | grep -v history | grep calibrations | head -1)
 [ -n "$cal" ] || cal=$(git diff --name-only registry | grep -v history | grep calibrations | head -1)
