@@ -6,6 +6,7 @@ and filed 0.5 GFLOPS for a 50 GFLOPS CPU because tiny GEMMs are launch-overhead 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 GUARD_SIZE = 256
@@ -23,6 +24,9 @@ class _Last:
     n: int
     call_s: float
     gflops: float
+    # How time grew from the previous size: above n^3 once operands fall out of cache (a generic
+    # int GEMM loop went 2.6x worse than cubic from 1024 to 2048 here), never taken below it.
+    exponent: float = 3.0
 
 
 @dataclass
@@ -35,8 +39,13 @@ class Sweep:
 
     def record(self, precision: str, n: int, call_s: float, gflops: float) -> None:
         last = self._last.get(precision)
-        if last is None or n >= last.n:
-            self._last[precision] = _Last(n, call_s, gflops)
+        if last is None or n > last.n:
+            exponent = 3.0
+            if last is not None and last.call_s > 0 and call_s > 0:
+                exponent = min(4.5, max(3.0, math.log(call_s / last.call_s) / math.log(n / last.n)))
+            self._last[precision] = _Last(n, call_s, gflops, exponent)
+        elif n == last.n:
+            self._last[precision] = _Last(n, call_s, gflops, last.exponent)
 
     def end(self, precision: str, reason: str) -> None:
         self._ended.setdefault(precision, reason)
@@ -53,9 +62,9 @@ class Sweep:
                       f"{self.policy.min_gflops:g}: larger sizes skipped")
             self.end(precision, reason)
             return reason
-        predicted_s = last.call_s * (n / last.n) ** 3
+        predicted_s = last.call_s * (n / last.n) ** last.exponent
         if predicted_s > self.policy.max_call_s:
             # Not an end: a smaller size in between could still fit, so only this size is skipped.
             return (f"{precision} at n={n} predicted {predicted_s:.2g} s per GEMM (from {last.call_s:.2g} s at "
-                    f"n={last.n}), over --max-call-seconds {self.policy.max_call_s:g}")
+                    f"n={last.n}, time ~ n^{last.exponent:.2g}), over --max-call-seconds {self.policy.max_call_s:g}")
         return None

@@ -90,3 +90,19 @@ def test_guard_boundary(n_last: int, gflops: float, cut: bool) -> None:
     sweep = _sweep(min_gflops=1.0, max_call_s=1e9)
     sweep.record("fp32", n_last, call_s=0.001, gflops=gflops)
     assert (sweep.skip_reason("fp32", n_last * 2) is not None) is cut
+
+
+def test_growth_faster_than_cubic_is_learned_from_the_last_two_sizes() -> None:
+    sweep = Sweep(SweepPolicy(min_gflops=0.0, max_call_s=10.0))
+    sweep.record("int32", 512, 0.1, 2.0)
+    sweep.record("int32", 1024, 1.6, 1.3)  # 16x for 2x: time ~ n^4 once operands leave the cache
+    reason = sweep.skip_reason("int32", 2048)
+    assert reason is not None and "n^4" in reason and "predicted 26 s" in reason
+
+
+def test_growth_never_predicted_below_cubic() -> None:
+    sweep = Sweep(SweepPolicy(min_gflops=0.0, max_call_s=1.0))
+    sweep.record("fp32", 256, 0.01, 3.0)
+    sweep.record("fp32", 512, 0.02, 13.0)  # overhead-bound: 2x for 2x
+    reason = sweep.skip_reason("fp32", 4096)
+    assert reason is not None and "n^3" in reason and "predicted 10 s" in reason
