@@ -155,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     wanted = args.precisions.split(",") if args.precisions else list(matrix["peak_gflops_by_precision"])
     print(f"{'precision':10} {'n':>6} {'suite':>12} {'bare loop':>12} {'ratio':>7}")
     for p in wanted:
+        if p not in matrix["peak_size_by_precision"]:
+            print(f"{p:10} not measured in this calibration")
+            continue
         n = matrix["peak_size_by_precision"][p]
         suite = matrix["peak_gflops_by_precision"][p]
         if framework == "numpy":
