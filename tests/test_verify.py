@@ -39,7 +39,7 @@ def test_correct_result_passes(precision: str, n: int) -> None:
     check = verify_gemm(BACKEND, ops, c, SEED)
     assert check.ok, check.describe()
     assert check.max_error <= check.tolerance
-    assert check.tolerance == PRECISIONS[precision].tolerance
+    assert check.tolerance == PRECISIONS[precision].tolerance(n)
     if PRECISIONS[precision].is_integer:
         assert check.max_error == 0.0  # integers are exact
 
@@ -155,3 +155,28 @@ def test_describe_names_error_tolerance_and_method() -> None:
     ops, c = _case("fp32", 32)
     text = verify_gemm(BACKEND, ops, c, SEED).describe()
     assert "max error" in text and "tolerance" in text and "Freivalds" in text
+
+
+@pytest.mark.parametrize("precision", FLOATS)
+def test_unwritten_output_fails_at_large_n(precision: str) -> None:
+    """An all-zero C must fail for every float precision, however large n: the error is taken
+    relative to the result's RMS, not to sum |a||b|, which grows like n and would hide it."""
+    n = 512 if precision == "fp16" else 2048
+    ops, c = _case(precision, n)
+    check = verify_gemm(BACKEND, ops, np.zeros_like(c), SEED)
+    assert not check.ok and check.max_error > 1.0, check.describe()
+
+
+def test_fp32_computed_at_lower_precision_fails() -> None:
+    """What TF32 left on would do to an fp32 result: operands rounded to a 10-bit mantissa."""
+    ops, _ = _case("fp32", 1024)
+    low = (ops.a.astype(np.float16).astype(np.float32) @ ops.b.astype(np.float16).astype(np.float32))
+    check = verify_gemm(BACKEND, ops, low, SEED)
+    assert not check.ok, check.describe()
+    assert verify_gemm(BACKEND, ops, ops.a @ ops.b, SEED).ok
+
+
+def test_one_garbage_tile_fails() -> None:
+    ops, c = _case("fp32", 1024)
+    c[128:192, 256:320] = np.random.default_rng(1).standard_normal((64, 64)) * float(c.std())
+    assert not verify_gemm(BACKEND, ops, c, SEED).ok
