@@ -41,6 +41,8 @@ class BuildInput:
     extra_metadata: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     memory: MemorySweep | dict[str, Any] | None = None  # STREAM results, or a section built elsewhere
+    # The spec with its peaks scaled to the clock measured under load; efficiency is against it.
+    efficiency_spec: dict[str, Any] | None = None
 
 
 def _r(x: float, digits: int = 4) -> float:
@@ -56,10 +58,25 @@ def _peaks(records: list[GemmRecord]) -> dict[str, GemmRecord]:
     return best
 
 
+def _spec_peaks(spec: dict[str, Any]) -> dict[str, float]:
+    return {p: float(v) for p, v in (spec.get("theoretical_peaks") or {}).items() if v}
+
+
+def _efficiency_spec(inp: BuildInput) -> dict[str, Any]:
+    """The spec efficiency is computed against: its peaks scaled to the clock measured, where known."""
+    return inp.efficiency_spec if inp.efficiency_spec is not None else inp.spec
+
+
 def precision_matrix(inp: BuildInput) -> tuple[dict[str, Any], list[str]]:
-    """Status, peaks, speedups and efficiencies per precision, and the warnings they raise."""
+    """Status, peaks, speedups and efficiencies per precision, and the warnings they raise.
+
+    ``theoretical_peaks`` stay the spec's own figures (consumers compare them across files); the
+    efficiency is against those peaks scaled to the clock really run at, filed beside them.
+    """
     best = _peaks(inp.records)
-    theoretical = {p: float(v) for p, v in (inp.spec.get("theoretical_peaks") or {}).items() if v}
+    theoretical = _spec_peaks(inp.spec)
+    eff_spec = _efficiency_spec(inp)
+    reference = _spec_peaks(eff_spec)
     fp32 = best["fp32"].gflops_best if "fp32" in best else None
     status: dict[str, dict[str, Any]] = {}
     warnings: list[str] = []
@@ -87,13 +104,13 @@ def precision_matrix(inp: BuildInput) -> tuple[dict[str, Any], list[str]]:
             reasons = inp.skips.get(p)
             status[p] = {"status": "not_run", "reason": reasons[0] if reasons else "not selected in this run"}
     peaks = {p: _r(best[p].gflops_best) for p in canonical_sorted(best)}
-    efficiency = {p: _r(peaks[p] / theoretical[p]) for p in peaks if p in theoretical}
+    efficiency = {p: _r(peaks[p] / reference[p]) for p in peaks if p in reference}
     for p, eff in efficiency.items():
         if eff > 1.0:
-            clock = (inp.spec.get("peaks_reference_clocks_mhz") or {}).get(p) or inp.spec.get(
+            clock = (eff_spec.get("peaks_reference_clocks_mhz") or {}).get(p) or eff_spec.get(
                 "peaks_reference_clock_mhz", "?")
             warnings.append(
-                f"{p}: measured {peaks[p]:g} GFLOPS is {eff:.3g}x the theoretical peak {theoretical[p]:g} GFLOPS; "
+                f"{p}: measured {peaks[p]:g} GFLOPS is {eff:.3g}x the theoretical peak {reference[p]:g} GFLOPS; "
                 f"the peak is wrong (clock under load above the {clock} MHz "
                 "it assumes, or a wrong FLOPs/cycle), not the measurement"
             )
@@ -108,6 +125,11 @@ def precision_matrix(inp: BuildInput) -> tuple[dict[str, Any], list[str]]:
         "theoretical_peaks": {p: _r(v) for p, v in theoretical.items()},
         "efficiency_by_precision": efficiency,
     }
+    if inp.efficiency_spec is not None and reference != theoretical:
+        matrix["efficiency_reference_gflops"] = {p: _r(v) for p, v in reference.items()}
+        clocks = eff_spec.get("peaks_reference_clocks_mhz") or {}
+        if clocks:
+            matrix["efficiency_reference_clocks_mhz"] = {p: float(v) for p, v in clocks.items()}
     return matrix, warnings
 
 
@@ -145,7 +167,7 @@ def _gemm_entry(rec: GemmRecord, theoretical: dict[str, float]) -> dict[str, Any
 
 def build_calibration(inp: BuildInput) -> dict[str, Any]:
     matrix, warnings = precision_matrix(inp)
-    theoretical = {p: float(v) for p, v in (inp.spec.get("theoretical_peaks") or {}).items() if v}
+    theoretical = _spec_peaks(inp.spec)
     peaks = matrix["peak_gflops_by_precision"]
     metadata: dict[str, Any] = {
         "hardware_id": inp.key.hardware_id,
@@ -181,7 +203,7 @@ def build_calibration(inp: BuildInput) -> dict[str, Any]:
         "measured_bandwidth_gbps": measured_bw,
         "bandwidth_efficiency": _r(measured_bw / bandwidth) if measured_bw and bandwidth else None,
         "precision_matrix": matrix,
-        "gemm": [_gemm_entry(r, theoretical) for r in sorted(
+        "gemm": [_gemm_entry(r, _spec_peaks(_efficiency_spec(inp))) for r in sorted(
             inp.records, key=lambda r: (canonical_sorted(PRECISIONS).index(r.precision), r.n))],
         "warnings": [*inp.warnings, *warnings, *memory_warnings],
     }

@@ -59,6 +59,30 @@ def _load_spec(registry: Path, key: CalibrationKey) -> dict[str, Any] | None:
     return spec
 
 
+def _is_partial(doc: dict[str, Any]) -> bool:
+    return bool((doc.get("metadata", {}).get("selection") or {}).get("partial", False))
+
+
+def check_before_run(cal: CalibrationSession, selection: dict[str, Any]) -> None:
+    """What would make filing fail, checked before the benchmarks run rather than after them:
+    the key's power-mode token, a corrupt spec, and a partial run about to replace a complete one."""
+    key, _, _ = detect_key(cal)
+    _load_spec(cal.options.registry, key)
+    if not selection.get("partial") or cal.options.allow_partial or cal.options.dry_run:
+        return
+    path = calibration_path(cal.options.registry, key)
+    try:
+        current = json.loads(path.read_text()) if path.exists() else None
+    except (OSError, ValueError):
+        current = None  # unreadable: the writer keeps it in history as .corrupt
+    if isinstance(current, dict) and not _is_partial(current):
+        raise HwcalError(
+            f"this run is partial ({selection.get('partial_why')}) and {path} holds a complete calibration of "
+            "the same key: run the whole suite, or pass --allow-partial (the complete one goes to history), "
+            "or --dry-run"
+        )
+
+
 def file_calibration(cal: CalibrationSession, command_line: list[str], selection: dict[str, Any]) -> Filed:
     """Build and validate the calibration; write it unless --dry-run. Raises HwcalError, writes nothing then."""
     key, facts, _ = detect_key(cal)
@@ -67,8 +91,9 @@ def file_calibration(cal: CalibrationSession, command_line: list[str], selection
     spec = _load_spec(cal.options.registry, key)
     new_spec = None
     if spec is None:
-        new_spec = cal.backend.build_spec(key.hardware_id, host, cal.started_at) if hasattr(
-            cal.backend, "build_spec") else build_cpu_spec(key.hardware_id, host, float(key.freq_mhz), cal.started_at)
+        # A CPU's derived peaks use the key's clock, whatever the framework (and --frequency-mhz).
+        new_spec = cal.backend.build_spec(key.hardware_id, host, cal.started_at) if key.device_type == "gpu" \
+            else build_cpu_spec(key.hardware_id, host, float(key.freq_mhz), cal.started_at)
         new_spec = spec = with_derived_gpu_peaks(new_spec, session_gpu_facts(cal), float(key.freq_mhz))
     o = cal.options
     inp = BuildInput(
@@ -84,8 +109,9 @@ def file_calibration(cal: CalibrationSession, command_line: list[str], selection
         records=cal.records,
         supports=cal.supports,
         precisions=cal.backend.precisions(),
+        spec=spec,
         # efficiency against the clock really run at
-        spec=peaks_at_clock(spec, clock.peaks_clock_mhz, clock.peaks_clock_by_precision),
+        efficiency_spec=peaks_at_clock(spec, clock.peaks_clock_mhz, clock.peaks_clock_by_precision),
         host=host,
         blas=collect_blas(),
         command_line=command_line,

@@ -133,6 +133,9 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "build and validate the calibration, print where it would go, write nothing", None, True),
     OptionSpec("--force", "hwcal_force", None, None, False,
                "run even when a preflight check fails (recorded in the calibration)", None, True),
+    OptionSpec("--allow-partial", "hwcal_allow_partial", None, None, False,
+               "let a partial run (-k, -m, --sizes, one benchmark file) replace a complete calibration of the "
+               "same key (the previous one is kept in history)", None, True),
 )
 
 
@@ -182,6 +185,7 @@ class CalibrationOptions:
     max_call_s: float
     dry_run: bool
     force: bool
+    allow_partial: bool = False
 
 
 def resolve_options(getoption: Callable[[str], Any], getini: Callable[[str], Any], rootdir: Path) -> CalibrationOptions:
@@ -204,4 +208,5 @@ def resolve_options(getoption: Callable[[str], Any], getini: Callable[[str], Any
         max_call_s=values["hwcal_max_call_s"],
         dry_run=values["hwcal_dry_run"],
         force=values["hwcal_force"],
+        allow_partial=values["hwcal_allow_partial"],
     )

@@ -15,7 +15,7 @@ import pytest
 
 from hwcal.clocks import benchmark_window, stop_sampling
 from hwcal.errors import HwcalError
-from hwcal.filing import Filed, file_calibration
+from hwcal.filing import Filed, check_before_run, file_calibration
 from hwcal.options import add_options, resolve_options
 from hwcal.preflight import preflight_session
 from hwcal.session import CalibrationSession
@@ -43,6 +43,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     config.stash[SESSION_KEY] = cal
     config.stash[OUTCOME_KEY] = {}
+    _check_timer(config)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -72,9 +73,10 @@ def hwcal_session(request: pytest.FixtureRequest) -> CalibrationSession:
     return request.config.stash[SESSION_KEY]
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    outcome = config.stash[OUTCOME_KEY]
-    outcome["selection"] = {
+def _selection(config: pytest.Config, items: list[pytest.Item]) -> dict[str, Any]:
+    """What this run selected, and whether it is partial (then it must not silently replace a whole one)."""
+    opts = config.stash[SESSION_KEY].options
+    selection: dict[str, Any] = {
         "args": [str(a) for a in config.args],
         "keyword": config.getoption("keyword", "") or None,
         "markexpr": config.getoption("markexpr", "") or None,
@@ -82,6 +84,30 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         "gemm_cases_collected": sum(1 for i in items if GEMM_FIXTURE in getattr(i, "fixturenames", ())),
         "stream_cases_collected": sum(1 for i in items if STREAM_FIXTURE in getattr(i, "fixturenames", ())),
     }
+    why = [w for w, on in (("-k", selection["keyword"]), ("-m", selection["markexpr"]), ("--sizes", opts.sizes),
+                           ("no GEMM cases", not selection["gemm_cases_collected"]),
+                           ("no STREAM cases", not selection["stream_cases_collected"])) if on]
+    selection["partial"] = bool(why)
+    if why:
+        selection["partial_why"] = ", ".join(why)
+    return selection
+
+
+def _check_timer(config: pytest.Config) -> None:
+    """Rounds are wall-clock time: a CPU-time timer would divide multithreaded BLAS figures by the thread
+    count and time only the host side of GPU work."""
+    timer = str(config.getoption("benchmark_timer", "time.perf_counter"))
+    if timer != "time.perf_counter":
+        raise pytest.UsageError(f"--benchmark-timer {timer}: hwcal times rounds on the wall clock; "
+                                "use the default time.perf_counter")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # After -k/-m deselection: session.items is what will run.
+    config = session.config
+    items = session.items
+    outcome = config.stash[OUTCOME_KEY]
+    outcome["selection"] = _selection(config, items)
     cal = config.stash[SESSION_KEY]
     timed = not config.getoption("benchmark_disable", False)
     selected = outcome["selection"]["gemm_cases_collected"] or outcome["selection"]["stream_cases_collected"]
@@ -99,6 +125,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 reporter.write_line(line)
         if report.stops_run:
             raise pytest.UsageError(report.failure_message())
+        try:
+            check_before_run(cal, outcome["selection"])
+        except HwcalError as exc:
+            raise pytest.UsageError(f"{exc}; nothing was run") from None
 
 
 @pytest.hookimpl(wrapper=True)

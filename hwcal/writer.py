@@ -44,7 +44,8 @@ def atomic_write_text(path: Path, text: str) -> None:
 def calibration_date(doc: Any) -> datetime | None:
     """A document's calibration_date as an aware UTC datetime (naive dates are read as UTC)."""
     try:
-        date = datetime.fromisoformat(doc["metadata"]["calibration_date"])
+        # "Z" is not accepted by fromisoformat before Python 3.11.
+        date = datetime.fromisoformat(str(doc["metadata"]["calibration_date"]).replace("Z", "+00:00"))
     except (ValueError, KeyError, TypeError):
         return None
     return date if date.tzinfo else date.replace(tzinfo=timezone.utc)

@@ -92,10 +92,21 @@ def test_unknown_kernel_is_refused() -> None:
         stream_bytes("fma", 10, 8)
 
 
-def test_numpy_triad_is_two_passes_and_says_so() -> None:
+def test_numpy_triad_moves_streams_three_arrays_and_says_how() -> None:
     method = NumpyBackend().stream_method("triad")
-    assert method.arrays_moved == 5  # c read, a written; a and b read, a written
-    assert "two passes" in method.description and "1 thread" in method.description
+    assert method.arrays_moved == 3  # chunked: a's chunk stays in cache between multiply and add
+    assert "chunk" in method.description and "1 thread" in method.description
+
+
+def test_numpy_chunked_triad_is_stream_triad() -> None:
+    import numpy as np
+
+    backend = NumpyBackend()
+    n = 3 * backend.TRIAD_CHUNK + 5  # a ragged last chunk
+    arrays = backend.stream_arrays(n, (1.0, 2.0, 0.5))
+    b, c = arrays.b.copy(), arrays.c.copy()
+    backend.stream_kernel("triad", arrays, 3.0)
+    assert np.array_equal(arrays.a, b + 3.0 * c)
 
 
 # ---- validation --------------------------------------------------------------------------------
@@ -355,7 +366,7 @@ def test_body_measures_validates_and_files_a_sustained_figure(tmp_path: Path, mo
     assert all(r.max_rel_error == 0.0 for r in sweep.records)
     assert {r.kernel: r.bytes_per_pass for r in sweep.records if r.n == 8192} == {
         "copy": 2 * 64 * KiB, "scale": 2 * 64 * KiB, "add": 3 * 64 * KiB, "triad": 3 * 64 * KiB}
-    assert sweep.methods["triad"].startswith("np.multiply(c, s, out=a); np.add(a, b, out=a)")
+    assert "np.multiply(c, s, out=a); np.add(a, b, out=a)" in sweep.methods["triad"]
     doc = build_calibration(input_factory(memory=sweep))
     assert schema_errors(doc) == []
     memory = doc["memory"]

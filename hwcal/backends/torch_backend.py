@@ -208,8 +208,9 @@ class TorchBackend(Backend):
         if precision in _FP8:
             one = torch.ones((), device=self._torch_device, dtype=torch.float32)
             ops.extra.update(scale_a=one, scale_b=one)
-        elif precision != "int8":
-            ops.out = torch.empty(n, n, device=self._torch_device, dtype=sets[0][0].dtype)
+        # A preallocated output keeps allocation (and, on CPUs, page faults) out of the timed launches.
+        out_dtype = {"int8": torch.int32}.get(precision, torch.bfloat16 if precision in _FP8 else sets[0][0].dtype)
+        ops.out = torch.empty(n, n, device=self._torch_device, dtype=out_dtype)
         return ops
 
     def gemm(self, ops: GemmOperands) -> Any:
@@ -218,10 +219,10 @@ class TorchBackend(Backend):
         ops.extra["next"] = (i + 1) % len(sets)
         ops.a, ops.b = sets[i]  # verification checks the operands of the last launch
         if ops.precision in _FP8:
-            ops.out = torch._scaled_mm(ops.a, ops.b, ops.extra["scale_a"], ops.extra["scale_b"],
-                                       out_dtype=torch.bfloat16)
+            torch._scaled_mm(ops.a, ops.b, ops.extra["scale_a"], ops.extra["scale_b"], out_dtype=torch.bfloat16,
+                             out=ops.out)
         elif ops.precision == "int8":
-            ops.out = torch._int_mm(ops.a, ops.b)
+            torch._int_mm(ops.a, ops.b, out=ops.out)
         else:
             torch.mm(ops.a, ops.b, out=ops.out)
         return ops.out
@@ -267,6 +268,7 @@ class TorchBackend(Backend):
 
     def free_memory_bytes(self) -> int:
         if self.device_type == "gpu":
+            torch.cuda.empty_cache()  # blocks cached from earlier cases are free to this one
             return int(torch.cuda.mem_get_info(self._torch_device)[0])
         import psutil
 
@@ -307,9 +309,7 @@ class TorchBackend(Backend):
     def build_spec(self, hardware_id: str, host: dict[str, Any], created: datetime) -> dict[str, Any]:
         """spec.json for a GPU seen the first time: datasheet peaks where hwcal knows the card."""
         if self.device_type != "gpu":
-            from hwcal.builder import build_cpu_spec
-
-            return build_cpu_spec(hardware_id, host or collect_host(), float(detect_cpu_key().freq_mhz), created)
+            raise HwcalError("a CPU spec is built from the registry key by hwcal.filing")
         gpu = collect_gpu(self._torch_device.index or 0)
         name = str(gpu.get("name") or self.device_name)
         spec: dict[str, Any] = {"schema_version": SPEC_FORMAT_VERSION, "id": hardware_id, "model": name,
