@@ -8,10 +8,12 @@ and filing in ``hwcal.filing``. pytest-benchmark is used only through what it pu
 from __future__ import annotations
 
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+from filelock import FileLock, Timeout
 
 from hwcal.clocks import benchmark_window, stop_sampling
 from hwcal.errors import HwcalError
@@ -24,6 +26,8 @@ from hwcal.summary import summary_lines
 from hwcal.writer import check_registry_writable
 
 SESSION_KEY = pytest.StashKey[CalibrationSession]()
+DEVICE_LOCK_KEY = pytest.StashKey[FileLock]()
+DEVICE_WAIT_S = 3600.0
 OUTCOME_KEY = pytest.StashKey[dict[str, Any]]()
 GEMM_FIXTURE = "gemm_case"
 STREAM_FIXTURE = "stream_case"
@@ -129,6 +133,27 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             check_before_run(cal, outcome["selection"])
         except HwcalError as exc:
             raise pytest.UsageError(f"{exc}; nothing was run") from None
+        _hold_device(config, cal)
+
+
+def _hold_device(config: pytest.Config, cal: CalibrationSession) -> None:
+    """Two calibrations measuring one device at once would both file wrong numbers: the second waits."""
+    token = "".join(ch for ch in cal.options.device if ch.isalnum())
+    lock = FileLock(str(Path(tempfile.gettempdir()) / f"hwcal-device-{token}.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"hwcal: another calibration is measuring {cal.options.device}; waiting for it "
+                                f"to finish ({lock.lock_file})")
+            reporter.flush()
+        try:
+            lock.acquire(timeout=DEVICE_WAIT_S)
+        except Timeout:
+            raise pytest.UsageError(f"another calibration held {cal.options.device} for over {DEVICE_WAIT_S:g} s "
+                                    f"({lock.lock_file}); nothing was run") from None
+    config.stash[DEVICE_LOCK_KEY] = lock
 
 
 @pytest.hookimpl(wrapper=True)
@@ -188,6 +213,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     cal = config.stash.get(SESSION_KEY, None)
     if cal is not None:
         stop_sampling(cal)
+    lock = config.stash.get(DEVICE_LOCK_KEY, None)
+    if lock is not None:
+        lock.release()
     # The last line of the run names the file, after pytest's own summary.
     outcome = config.stash.get(OUTCOME_KEY, {})
     filed: Filed | None = outcome.get("filed")

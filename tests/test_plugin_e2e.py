@@ -8,6 +8,7 @@ subprocess runs only where isolation matters (the real file-writing run and Ctrl
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -225,3 +226,30 @@ def test_interrupted_run_leaves_no_file(bench: pytest.Pytester) -> None:
     result.assert_outcomes(passed=2, deselected=5)
     assert _all_files(_registry(bench)) == []
     assert _last_line(result) == "hwcal: run interrupted: no calibration filed, the registry is unchanged"
+
+
+def test_a_second_calibration_of_the_same_device_waits_for_the_first(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import tempfile
+
+    from filelock import FileLock
+
+    repo = Path(__file__).resolve().parent.parent
+    lock = FileLock(str(Path(tempfile.gettempdir()) / "hwcal-device-cpu.lock"))
+    lock.acquire()  # "another calibration" holds the CPU
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pytest", "bench/test_gemm.py", "-p", "no:randomly", "-q", "--sizes", "32",
+             "-k", "fp64", "--registry", str(tmp_path / "registry"), "--power-mode", "7W", "--frequency-mhz", "1000"],
+            cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        assert proc.stdout is not None
+        waited = next((line for line in iter(proc.stdout.readline, "") if "waiting for it to finish" in line), None)
+        assert waited, "the second run did not wait for the device"
+        assert not (tmp_path / "registry").exists() or not list((tmp_path / "registry").rglob("*.json"))
+    finally:
+        lock.release()
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    assert list((tmp_path / "registry").rglob("calibrations/7W_1000MHz_numpy.json"))

@@ -26,6 +26,10 @@ def make_backend(framework: str, device: str = "cpu") -> Backend:
             "--framework pytorch needs torch, which is not installed: "
             "pip install -e '.[torch]' (or pip install torch==2.13.0 for the CPU build)"
         ) from None
+    except Exception as exc:  # installed but broken (a CUDA library that does not load, ...)
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise HwcalError(f"--framework pytorch: torch is installed but fails to import: {type(exc).__name__}: "
+                         f"{first}") from None
     from hwcal.backends.torch_backend import TorchBackend
 
     return TorchBackend(device)
