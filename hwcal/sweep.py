@@ -7,6 +7,8 @@ and filed 0.5 GFLOPS for a 50 GFLOPS CPU because tiny GEMMs are launch-overhead 
 from __future__ import annotations
 
 import math
+
+from hwcal.precisions import PRECISIONS
 from dataclasses import dataclass, field
 
 GUARD_SIZE = 256
@@ -58,7 +60,8 @@ class Sweep:
         if last is None or last.n < self.policy.guard_size or n <= last.n:
             return None
         if last.gflops < self.policy.min_gflops:
-            reason = (f"{precision} reached {last.gflops:.3g} GFLOPS at n={last.n}, below --min-gflops "
+            unit = "GOPS" if PRECISIONS[precision].is_integer else "GFLOPS"
+            reason = (f"{precision} reached {last.gflops:.3g} {unit} at n={last.n}, below --min-gflops "
                       f"{self.policy.min_gflops:g}: larger sizes skipped")
             self.end(precision, reason)
             return reason
