@@ -7,9 +7,9 @@ and filed 0.5 GFLOPS for a 50 GFLOPS CPU because tiny GEMMs are launch-overhead 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 from hwcal.precisions import PRECISIONS
-from dataclasses import dataclass, field
 
 GUARD_SIZE = 256
 
