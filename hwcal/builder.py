@@ -67,6 +67,15 @@ def _efficiency_spec(inp: BuildInput) -> dict[str, Any]:
     return inp.efficiency_spec if inp.efficiency_spec is not None else inp.spec
 
 
+def status_lists(status: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
+    """The seed-compatible lists, disjoint by construction: each precision has one status."""
+    return {
+        "supported_precisions": [p for p, s in status.items() if s["status"] == "native"],
+        "emulated_precisions": [p for p, s in status.items() if s["status"] == "emulated"],
+        "unsupported_precisions": [p for p, s in status.items() if s["status"] == "unsupported"],
+    }
+
+
 def precision_matrix(inp: BuildInput) -> tuple[dict[str, Any], list[str]]:
     """Status, peaks, speedups and efficiencies per precision, and the warnings they raise.
 
@@ -115,9 +124,7 @@ def precision_matrix(inp: BuildInput) -> tuple[dict[str, Any], list[str]]:
                 "it assumes, or a wrong FLOPs/cycle), not the measurement"
             )
     matrix = {
-        "supported_precisions": [p for p, s in status.items() if s["status"] == "native"],
-        "emulated_precisions": [p for p, s in status.items() if s["status"] == "emulated"],
-        "unsupported_precisions": [p for p, s in status.items() if s["status"] == "unsupported"],
+        **status_lists(status),
         "status": status,
         "peak_gflops_by_precision": peaks,
         "peak_size_by_precision": {p: best[p].n for p in peaks},

@@ -36,6 +36,7 @@ from typing import Any
 from filelock import Timeout
 
 from hwcal import __version__
+from hwcal.builder import status_lists
 from hwcal.errors import HwcalError
 from hwcal.naming import (
     CalibrationKey,
@@ -509,9 +510,7 @@ def legacy_calibration_to_v1(legacy: Any, *, rel: str, type_folder: str | None, 
     theory_bw = _pos(legacy.get("theoretical_bandwidth_gbps"))
 
     matrix = {
-        "supported_precisions": [p for p, s in status.items() if s["status"] == "native"],
-        "emulated_precisions": [p for p, s in status.items() if s["status"] == "emulated"],
-        "unsupported_precisions": [p for p, s in status.items() if s["status"] == "unsupported"],
+        **status_lists(status),
         "status": status,
         "peak_gflops_by_precision": peaks,
         "peak_size_by_precision": {p: best[p]["n"] for p in peaks},

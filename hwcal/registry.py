@@ -322,20 +322,26 @@ class CalibrationEntry:
         }
 
 
+def _read_checked(path: Path, kind: str, registry_root: Path | None) -> dict[str, Any]:
+    """JSON of a registry file, refused in one line if its format version or its schema is wrong."""
+    doc = read_json(path, registry_root)
+    problem = version_problem(doc, kind)
+    if problem:
+        raise BadRegistryFile(path, f"{problem}")
+    errors = schema_errors(doc, kind)
+    if errors:
+        more = f" (and {len(errors) - 1} more; tools/validate_registry.py lists them)" if len(errors) > 1 else ""
+        raise BadRegistryFile(path, f"not a valid {kind}: {errors[0]}{more}")
+    return doc
+
+
 def read_calibration(path: str | Path, registry_root: Path | None = None) -> CalibrationEntry:
     """Read and check one calibration the user named; any problem is a one-line RegistryFileError.
 
     Inside a registry's ``calibrations/`` folder the name and folders must agree with the key.
     """
     path = Path(path)
-    doc = read_json(path, registry_root)
-    problem = version_problem(doc)
-    if problem:
-        raise BadRegistryFile(path, f"{problem}")
-    errors = schema_errors(doc, "calibration")
-    if errors:
-        more = f" (and {len(errors) - 1} more; tools/validate_registry.py lists them)" if len(errors) > 1 else ""
-        raise BadRegistryFile(path, f"not a valid calibration: {errors[0]}{more}")
+    doc = _read_checked(path, "calibration", registry_root)
     naming = naming_problems(path, doc)
     if naming:
         json_path, message = naming[0]
@@ -351,16 +357,7 @@ def read_calibration(path: str | Path, registry_root: Path | None = None) -> Cal
 
 def read_spec(path: str | Path, registry_root: Path | None = None) -> dict[str, Any]:
     """Read and check one spec.json; any problem is a one-line RegistryFileError."""
-    path = Path(path)
-    doc = read_json(path, registry_root)
-    problem = version_problem(doc, "spec")
-    if problem:
-        raise BadRegistryFile(path, f"{problem}")
-    errors = schema_errors(doc, "spec")
-    if errors:
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise BadRegistryFile(path, f"not a valid spec: {errors[0]}{more}")
-    return doc
+    return _read_checked(Path(path), "spec", registry_root)
 
 
 # ---- the registry ------------------------------------------------------------------------------
