@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -125,11 +127,24 @@ def file_calibration(cal: CalibrationSession, command_line: list[str], selection
         memory=cal.memory,
     )
     doc = build_calibration(inp)
-    errors = schema_errors(doc, "calibration")
-    if errors:
-        raise HwcalError("calibration is not valid, nothing written:\n  " + "\n  ".join(errors))
     path = calibration_path(o.registry, key)
-    if o.dry_run:
-        return Filed(doc, path, written=False)
-    path, kept = write_calibration(o.registry, key, doc, new_spec)
+    errors = schema_errors(doc, "calibration")
+    try:
+        if errors:
+            raise HwcalError("calibration is not valid, nothing written:\n  " + "\n  ".join(errors))
+        if o.dry_run:
+            return Filed(doc, path, written=False)
+        path, kept = write_calibration(o.registry, key, doc, new_spec)
+    except HwcalError as exc:
+        raise HwcalError(f"{exc}\n  the measurements are kept in {_keep_rejected(doc, key)}") from None
     return Filed(doc, path, written=True, history=kept)
+
+
+def _keep_rejected(doc: dict[str, Any], key: CalibrationKey) -> Path:
+    """A run that cannot be filed still keeps what it measured, outside the registry, for a look or a retry."""
+    folder = Path(tempfile.gettempdir()) / "hwcal-rejected"
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    target = folder / f"{key.hardware_id}__{key.filename.removesuffix('.json')}.{stamp}.json"
+    target.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    return target

@@ -105,7 +105,6 @@ class MemorySweep:
     records: list[StreamRecord] = field(default_factory=list)
     methods: dict[str, str] = field(default_factory=dict)
     skips: list[str] = field(default_factory=list)
-    planned_array_bytes: list[int] = field(default_factory=list)
 
     @property
     def stream_min_array_bytes(self) -> int:

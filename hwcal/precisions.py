@@ -58,11 +58,3 @@ def canonical_sorted(names: object) -> list[str]:
     order = {name: i for i, name in enumerate(CANONICAL_ORDER)}
     return sorted(names, key=lambda n: (order.get(n, len(order)), n))  # type: ignore[arg-type]
 
-
-def get_precision(name: str) -> Precision:
-    from hwcal.errors import HwcalError
-
-    try:
-        return PRECISIONS[name]
-    except KeyError:
-        raise HwcalError(f"unknown precision {name!r}; known: {', '.join(CANONICAL_ORDER)}") from None

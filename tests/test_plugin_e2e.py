@@ -253,3 +253,21 @@ def test_a_second_calibration_of_the_same_device_waits_for_the_first(tmp_path: P
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, out
     assert list((tmp_path / "registry").rglob("calibrations/7W_1000MHz_numpy.json"))
+
+
+def test_a_run_that_cannot_be_filed_keeps_its_measurements(bench: pytest.Pytester,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import hwcal.filing
+    from hwcal.errors import HwcalError
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise HwcalError("another calibration holds the lock for over 120 s; nothing written")
+
+    monkeypatch.setattr(hwcal.filing, "write_calibration", refuse)
+    result = bench.runpytest("-p", "no:randomly", "--registry", "registry", *KEY_ARGS, *FAST)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    kept = re.search(r"the measurements are kept in (\S+\.json)", result.stdout.str())
+    assert kept, result.stdout.str()
+    doc = json.loads(Path(kept.group(1)).read_text())
+    assert schema_errors(doc) == [] and doc["gemm"]
+    assert not (bench.path / CAL_REL).exists()
