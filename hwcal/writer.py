@@ -16,6 +16,7 @@ from filelock import FileLock, Timeout
 
 from hwcal.errors import HwcalError
 from hwcal.naming import CalibrationKey, calibration_path, hardware_dir, history_path, history_stamp, spec_path
+from hwcal.registry import parse_date
 from hwcal.schema import schema_errors
 
 LOCK_TIMEOUT_S = 120.0
@@ -44,11 +45,9 @@ def atomic_write_text(path: Path, text: str) -> None:
 def calibration_date(doc: Any) -> datetime | None:
     """A document's calibration_date as an aware UTC datetime (naive dates are read as UTC)."""
     try:
-        # "Z" is not accepted by fromisoformat before Python 3.11.
-        date = datetime.fromisoformat(str(doc["metadata"]["calibration_date"]).replace("Z", "+00:00"))
+        return parse_date(doc["metadata"]["calibration_date"])
     except (ValueError, KeyError, TypeError):
         return None
-    return date if date.tzinfo else date.replace(tzinfo=timezone.utc)
 
 
 def _read_existing(existing: Path) -> tuple[datetime | None, str]:

@@ -47,47 +47,18 @@ def test_precision_mode_restores_previous_setting() -> None:
     torch.set_float32_matmul_precision("highest")
 
 
-class _Benchmark:
-    """The parts of pytest-benchmark's fixture the body uses, timing rounds on the wall clock."""
-
-    def __init__(self) -> None:
-        self.extra_info: dict[str, Any] = {}
-        self.enabled = True
-        self.stats: Any = None
-
-    def pedantic(self, fn: Any, rounds: int, warmup_rounds: int, iterations: int, teardown: Any = None) -> None:
-        import statistics
-        import time
-        from types import SimpleNamespace
-
-        for _ in range(warmup_rounds):
-            fn()
-            if teardown:
-                teardown()
-        times = []
-        for _ in range(rounds):
-            t = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t)
-            if teardown:
-                teardown()
-        med = statistics.median(times)
-        self.stats = SimpleNamespace(stats=SimpleNamespace(
-            min=min(times), max=max(times), mean=statistics.fmean(times), median=med,
-            stddev=statistics.pstdev(times), iqr=0.0, rounds=rounds))
-
-
 def test_unsynchronised_gpu_timing_fails_the_run(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from hwcal.errors import HwcalError
     from hwcal.gemm import run_gemm
     from hwcal.options import CalibrationOptions
     from hwcal.session import CalibrationSession
+    from tests.fakes import FakeBenchmark
 
     opts = CalibrationOptions(None, "pytorch", "cuda:0", None, None, tmp_path, True, [8192], 1.0, 10.0,
                               False, False)
     cal = CalibrationSession(opts)
     monkeypatch.setattr(type(cal.backend), "synchronize", lambda self: None)
     with pytest.raises(HwcalError, match="not synchronised"):
-        run_gemm(_Benchmark(), cal, "bf16", 8192)
+        run_gemm(FakeBenchmark(), cal, "bf16", 8192)
     torch.cuda.synchronize()
     assert cal.records == []

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import statistics
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -44,6 +43,7 @@ from hwcal.stream import (
     size_label,
     stream_cases,
 )
+from tests.fakes import FakeBenchmark
 
 REPO = Path(hwcal.__file__).resolve().parent.parent
 KiB, MiB, GiB = 2**10, 2**20, 2**30
@@ -173,7 +173,7 @@ def test_validation_failure_fails_the_case_and_files_nothing(tmp_path: Path, mon
     monkeypatch.setattr(NumpyBackend, "stream_kernel", lambda self, kernel, arrays, s: arrays.a.fill(7.0))
     state = StreamState(cal.backend)
     with pytest.raises(pytest.fail.Exception, match="STREAM copy at 64KiB gave wrong values"):
-        run_stream(_Benchmark(), cal, state, "copy", 64 * KiB)
+        run_stream(FakeBenchmark(), cal, state, "copy", 64 * KiB)
     assert cal.memory.records == []  # type: ignore[union-attr]
     assert state.arrays is None  # values unknown: the next case starts from fresh arrays
 
@@ -318,33 +318,6 @@ def test_budget_shortens_then_skips_with_the_reason() -> None:
 
 # ---- the benchmark body, in process ------------------------------------------------------------
 
-class _Benchmark:
-    """The parts of pytest-benchmark's fixture the bodies use, timing rounds on the wall clock."""
-
-    def __init__(self, enabled: bool = True) -> None:
-        self.extra_info: dict[str, Any] = {}
-        self.enabled = enabled
-        self.stats: Any = None
-
-    def pedantic(self, fn: Any, rounds: int, warmup_rounds: int, iterations: int, teardown: Any = None) -> None:
-        import time
-
-        for _ in range(warmup_rounds if self.enabled else 0):
-            fn()
-            if teardown:
-                teardown()
-        times = []
-        for _ in range(rounds):
-            t = time.perf_counter()
-            fn()
-            times.append(max(time.perf_counter() - t, 1e-9))
-            if teardown:
-                teardown()
-        if self.enabled:
-            self.stats = SimpleNamespace(stats=SimpleNamespace(
-                min=min(times), max=max(times), mean=statistics.fmean(times), median=statistics.median(times),
-                stddev=statistics.pstdev(times), iqr=0.0, rounds=rounds))
-
 
 def _session(tmp_path: Path, quick: bool = True) -> CalibrationSession:
     opts = CalibrationOptions(None, "numpy", "cpu", None, None, tmp_path, quick, None, 1.0, 1.0, False, False)
@@ -360,7 +333,7 @@ def test_body_measures_validates_and_files_a_sustained_figure(tmp_path: Path, mo
     state = StreamState(cal.backend)
     for size in (KiB, 64 * KiB, 128 * KiB):
         for kernel in KERNELS:
-            run_stream(_Benchmark(), cal, state, kernel, size)
+            run_stream(FakeBenchmark(), cal, state, kernel, size)
     sweep = cal.memory
     assert isinstance(sweep, MemorySweep) and len(sweep.records) == 12
     assert all(r.max_rel_error == 0.0 for r in sweep.records)
@@ -382,7 +355,7 @@ def test_benchmark_disable_validates_and_records_nothing(tmp_path: Path) -> None
     cal = _session(tmp_path)
     state = StreamState(cal.backend)
     for kernel in KERNELS:
-        run_stream(_Benchmark(enabled=False), cal, state, kernel, 4 * KiB)
+        run_stream(FakeBenchmark(enabled=False), cal, state, kernel, 4 * KiB)
     assert cal.ran_memory and cal.memory.records == []  # type: ignore[union-attr]
     assert state.expected == (15.0, 3.0, 4.0)
 
@@ -392,7 +365,7 @@ def test_rounds_share_the_gemm_bodys_sync_guard(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setattr(NumpyBackend, "device_idle", lambda self: False)
     cal = _session(tmp_path)
     with pytest.raises(HwcalError, match="not synchronised"):
-        run_stream(_Benchmark(), cal, StreamState(cal.backend), "triad", 4 * KiB)
+        run_stream(FakeBenchmark(), cal, StreamState(cal.backend), "triad", 4 * KiB)
     assert cal.memory.records == []  # type: ignore[union-attr]
 
 
@@ -400,7 +373,7 @@ def test_arrays_larger_than_free_memory_are_skipped(tmp_path: Path, monkeypatch:
     monkeypatch.setattr(NumpyBackend, "free_memory_bytes", lambda self: 64 * MiB)
     cal = _session(tmp_path)
     with pytest.raises(pytest.skip.Exception, match=r"STREAM arrays of 32MiB need 0.09 GiB, more than 80%"):
-        run_stream(_Benchmark(), cal, StreamState(cal.backend), "copy", 32 * MiB)
+        run_stream(FakeBenchmark(), cal, StreamState(cal.backend), "copy", 32 * MiB)
     assert cal.memory.skips  # type: ignore[union-attr]
 
 

@@ -111,8 +111,11 @@ class Backend(ABC):
         itemsize = max(1, PRECISIONS[precision].bits // 8)
         return 3 * n * n * itemsize + 8 * n * 1024 + 8 * 8 * n
 
-    @abstractmethod
-    def free_memory_bytes(self) -> int: ...
+    def free_memory_bytes(self) -> int:
+        """Bytes a case may allocate: the host's available memory (devices with their own memory override)."""
+        import psutil
+
+        return int(psutil.virtual_memory().available)
 
     @contextlib.contextmanager
     def precision_mode(self, precision: str) -> Iterator[dict[str, object]]:

@@ -70,11 +70,6 @@ class NumpyBackend(Backend):
     def from_host(self, values: Any) -> Any:
         return np.asarray(values, dtype=np.float64)
 
-    def free_memory_bytes(self) -> int:
-        import psutil
-
-        return int(psutil.virtual_memory().available)
-
     def facts(self) -> dict[str, object]:
         return {"framework_version": np.__version__, "numpy_version": np.__version__}
 

@@ -270,9 +270,7 @@ class TorchBackend(Backend):
         if self.device_type == "gpu":
             torch.cuda.empty_cache()  # blocks cached from earlier cases are free to this one
             return int(torch.cuda.mem_get_info(self._torch_device)[0])
-        import psutil
-
-        return int(psutil.virtual_memory().available)
+        return super().free_memory_bytes()
 
     def default_sizes(self, quick: bool) -> list[int]:
         if self.device_type == "gpu":
