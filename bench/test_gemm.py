@@ -1,11 +1,11 @@
-"""GEMM throughput per precision and size: one body for every framework (see hwcal.gemm)."""
+"""GEMM throughput per precision and size: one body for every framework (see hwcal.measure.gemm)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from hwcal.gemm import run_gemm
-from hwcal.session import CalibrationSession
+from hwcal.measure.gemm import run_gemm
+from hwcal.measure.session import CalibrationSession
 
 
 def test_gemm(benchmark: Any, hwcal_session: CalibrationSession, gemm_case: tuple[str, int]) -> None:

@@ -1,5 +1,5 @@
 """Memory bandwidth by STREAM's rules: copy, scale, add and triad per array size, one body for every
-framework and device (see hwcal.stream)."""
+framework and device (see hwcal.measure.stream)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from hwcal.session import CalibrationSession
-from hwcal.stream import StreamState, run_stream
+from hwcal.measure.session import CalibrationSession
+from hwcal.measure.stream import StreamState, run_stream
 
 
 @pytest.fixture(scope="module")

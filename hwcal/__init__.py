@@ -14,7 +14,7 @@ from hwcal.errors import HwcalError
 def __getattr__(name: str) -> Any:
     # The registry API is imported lazily so the pytest plugin does not pay for it.
     if name == "Registry":
-        from hwcal.registry import Registry
+        from hwcal.registry.api import Registry
 
         return Registry
     raise AttributeError(name)

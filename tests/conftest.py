@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from hwcal.backends import Support
-from hwcal.builder import BuildInput, build_calibration
+from hwcal.document.builder import BuildInput, build_calibration
+from hwcal.measure.records import GemmRecord
 from hwcal.naming import CalibrationKey
-from hwcal.session import GemmRecord
 
 pytest_plugins = ["pytester"]
 

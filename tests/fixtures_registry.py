@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 
 from hwcal.backends import Support
-from hwcal.builder import BuildInput, build_calibration
+from hwcal.document.builder import BuildInput, build_calibration
+from hwcal.document.schema import SPEC_FORMAT_VERSION
+from hwcal.measure.records import GemmRecord
 from hwcal.naming import CalibrationKey, check_power_mode
-from hwcal.schema import SPEC_FORMAT_VERSION
-from hwcal.session import GemmRecord
-from hwcal.writer import atomic_write_text, dumps, write_calibration
+from hwcal.registry.writer import atomic_write_text, dumps, write_calibration
 
 REPO = Path(__file__).resolve().parent.parent
 SEED = Path(os.environ.get("HWCAL_SEED_REGISTRY", REPO.parent / "shared" / "seed-registry"))
@@ -124,7 +124,7 @@ def registry(registry_template: Path, tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The seed registry imported once into a temp registry (the tests only read it)."""
-    from hwcal.migrate import execute, plan_migration
+    from hwcal.registry.migrate import execute, plan_migration
 
     root = tmp_path_factory.mktemp("migrated") / "registry"
     actions = execute(plan_migration(copy_seed(tmp_path_factory.mktemp("seed") / "seed"), root), root)

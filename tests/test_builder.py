@@ -12,12 +12,13 @@ from typing import Any
 import pytest
 
 from hwcal.backends import Support
-from hwcal.builder import BuildInput, build_calibration, build_cpu_spec, precision_matrix
+from hwcal.document.builder import BuildInput, build_calibration, precision_matrix
+from hwcal.document.schema import CALIBRATION_FORMAT_VERSION, schema_errors
+from hwcal.document.spec import build_cpu_spec
+from hwcal.measure.records import GemmRecord
 from hwcal.naming import CalibrationKey
+from hwcal.plugin.summary import summary_lines
 from hwcal.precisions import CANONICAL_ORDER, canonical_sorted
-from hwcal.schema import CALIBRATION_FORMAT_VERSION, schema_errors
-from hwcal.session import GemmRecord
-from hwcal.summary import summary_lines
 
 RecordFactory = Callable[..., GemmRecord]
 InputFactory = Callable[..., BuildInput]

@@ -16,24 +16,22 @@ from typing import Any
 
 import pytest
 
-from hwcal.builder import build_calibration
-from hwcal.clocks import (
+from hwcal.document.builder import build_calibration
+from hwcal.document.peaks import derive_gpu_peaks, peaks_at_clock, with_derived_gpu_peaks
+from hwcal.document.schema import schema_errors
+from hwcal.machine.gpu import SmClockReader
+from hwcal.machine.sampler import (
     ChainProbe,
     ClockMonitor,
     DevfreqGpuProbe,
     MachineState,
     NvmlGpuProbe,
     SysfsCpuProbe,
-    benchmark_window,
-    finish_clocks,
     make_probe,
-    start_machine_state,
 )
-from hwcal.machine.gpu import SmClockReader
 from hwcal.machine.sources import Sources
-from hwcal.peaks import derive_gpu_peaks, peaks_at_clock, with_derived_gpu_peaks
-from hwcal.schema import schema_errors
-from hwcal.summary import summary_lines
+from hwcal.plugin.clocks import benchmark_window, finish_clocks, start_machine_state
+from hwcal.plugin.summary import summary_lines
 from tests.conftest import make_input, make_record
 from tests.test_machine import FakeNvml, install_fake_nvml, machine, machine_copy
 
@@ -69,7 +67,8 @@ def _window(mon: ClockMonitor, test: str, n: int) -> Any:
 
 
 def _fake_cal(src: Sources, device_type: str = "cpu", device: str = "cpu") -> Any:
-    return SimpleNamespace(backend=SimpleNamespace(device_type=device_type, device=device, device_name="Orin"),
+    return SimpleNamespace(backend=SimpleNamespace(device_type=device_type, device=device, device_name="Orin",
+                                                   warm_up=lambda: None),
                            options=SimpleNamespace(frequency_mhz=None), records=[], machine_state=None)
 
 
@@ -285,7 +284,7 @@ def test_power_mode_changed_mid_run_is_a_warning() -> None:
 
 
 def test_without_session_state_the_metadata_says_sampling_did_not_start() -> None:
-    cal = SimpleNamespace(machine_state=None)
+    cal = SimpleNamespace(machine_state=None, records=[])
     key = start_machine_state(_fake_cal(machine("i7_12700k_pstate")), machine("i7_12700k_pstate")).key
     outcome = finish_clocks(cal, key)  # type: ignore[arg-type]
     assert outcome.metadata["under_load"]["status"] == "unknown"

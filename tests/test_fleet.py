@@ -16,11 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from hwcal.builder import build_calibration, build_cpu_spec
+from hwcal.cli.fleet import DEFAULT_FLEET, FleetConfigError, load_fleet
+from hwcal.cli.nvpmodel import Nvpmodel
+from hwcal.document.builder import build_calibration
+from hwcal.document.spec import build_cpu_spec
 from hwcal.errors import HwcalError
-from hwcal.fleet import DEFAULT_FLEET, FleetConfigError, Nvpmodel, load_fleet
 from hwcal.naming import CalibrationKey, calibration_path, spec_path
-from hwcal.writer import dumps, write_calibration
+from hwcal.registry.writer import dumps, write_calibration
 from tests.conftest import CAL_DATE, make_input, make_record
 
 REPO = Path(__file__).resolve().parent.parent
@@ -201,12 +203,9 @@ def test_preflight_names_every_mode_it_cannot_set(fake_nvpmodel: dict[str, str])
 # ---- the workflows ------------------------------------------------------------------------------
 
 def _calibrate_flags() -> set[str]:
-    sys.path.insert(0, str(REPO / "fleet"))
-    try:
-        import calibrate  # fleet/calibrate.py
-    finally:
-        sys.path.remove(str(REPO / "fleet"))
-    return {s for a in calibrate.build_parser()._actions for s in a.option_strings}
+    from hwcal.cli import fleet_calibrate  # what fleet/calibrate.py runs
+
+    return {s for a in fleet_calibrate.build_parser()._actions for s in a.option_strings}
 
 
 def test_workflow_text_uses_what_the_scripts_offer() -> None:

@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 
 def test_fp32_and_tf32_errors_are_at_their_precisions_level() -> None:
     from hwcal.backends.torch_backend import TorchBackend
-    from hwcal.verify import verify_gemm
+    from hwcal.measure.verify import verify_gemm
 
     backend = TorchBackend("cuda:0")
     errors = {}
@@ -49,9 +49,9 @@ def test_precision_mode_restores_previous_setting() -> None:
 
 def test_unsynchronised_gpu_timing_fails_the_run(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from hwcal.errors import HwcalError
-    from hwcal.gemm import run_gemm
-    from hwcal.options import CalibrationOptions
-    from hwcal.session import CalibrationSession
+    from hwcal.measure.gemm import run_gemm
+    from hwcal.measure.session import CalibrationSession
+    from hwcal.plugin.options import CalibrationOptions
     from tests.fakes import FakeBenchmark
 
     opts = CalibrationOptions(None, "pytorch", "cuda:0", None, None, tmp_path, True, [8192], 1.0, 10.0,

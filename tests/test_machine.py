@@ -31,7 +31,7 @@ from hwcal.machine.ceiling import cpu_ceiling_mhz, jetson_gpu_ceiling_mhz, nvpmo
 from hwcal.machine.cpu import collect_cpu, turbo_state
 from hwcal.machine.power import clean_mode_name, parse_nvpmodel, parse_powercfg
 from hwcal.naming import check_power_mode
-from hwcal.options import parse_frequency_mhz, parse_power_mode
+from hwcal.plugin.options import parse_frequency_mhz, parse_power_mode
 
 MACHINES = Path(__file__).parent / "data" / "machines"
 

@@ -14,27 +14,23 @@ import pytest
 
 import hwcal
 from hwcal.backends.numpy_backend import NumpyBackend
-from hwcal.builder import build_calibration
-from hwcal.caches import ASSUMED_LLC_BYTES, CacheInfo, CacheLevel, detect_cpu_caches, gpu_caches, parse_size
+from hwcal.document.builder import build_calibration
+from hwcal.document.memory import find_plateau, level_figures, level_of, memory_section
+from hwcal.document.schema import schema_errors
 from hwcal.errors import HwcalError
+from hwcal.machine.caches import ASSUMED_LLC_BYTES, CacheInfo, CacheLevel, detect_cpu_caches, gpu_caches, parse_size
 from hwcal.machine.sources import Sources
-from hwcal.memory import (
+from hwcal.measure.records import (
     KERNELS,
     STREAM_INITIAL,
     MemorySweep,
     StreamRecord,
     after_kernel,
-    find_plateau,
-    level_figures,
-    level_of,
-    memory_section,
     stream_bytes,
     validation_error,
 )
-from hwcal.options import CalibrationOptions
-from hwcal.schema import schema_errors
-from hwcal.session import CalibrationSession
-from hwcal.stream import (
+from hwcal.measure.session import CalibrationSession
+from hwcal.measure.stream import (
     MEMORY_BUDGET_S,
     StreamState,
     _rounds_within_budget,
@@ -43,6 +39,7 @@ from hwcal.stream import (
     size_label,
     stream_cases,
 )
+from hwcal.plugin.options import CalibrationOptions
 from tests.fakes import FakeBenchmark
 
 REPO = Path(hwcal.__file__).resolve().parent.parent
@@ -431,7 +428,7 @@ def test_strict_schema_refuses_unknown_memory_fields(input_factory: Any) -> None
 
 
 def test_summary_has_a_bandwidth_line(input_factory: Any) -> None:
-    from hwcal.summary import summary_lines
+    from hwcal.plugin.summary import summary_lines
 
     doc = build_calibration(input_factory(memory=epyc_sweep(), spec={"theoretical_peaks": {},
                                                                       "peak_bandwidth_gbps": 25.0}))
@@ -449,7 +446,7 @@ def bench(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.
                  "HWCAL_REGISTRY", "HWCAL_SIZES", "HWCAL_MIN_GFLOPS", "HWCAL_MAX_CALL_SECONDS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PYTHONPATH", str(REPO))
-    pytester.makeconftest('pytest_plugins = ["hwcal.plugin"]\n')
+    pytester.makeconftest('"""hwcal registers itself through its pytest11 entry point."""\n')
     pytester.makepyfile(test_memory=(REPO / "bench" / "test_memory.py").read_text())
     return pytester
 

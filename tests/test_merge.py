@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from hwcal.builder import build_cpu_spec
 from hwcal.cli.merge_calibrations import main
+from hwcal.document.spec import build_cpu_spec
 from hwcal.naming import CalibrationKey, calibration_path, history_dir, spec_path
-from hwcal.writer import dumps, write_calibration
+from hwcal.registry.writer import dumps, write_calibration
 from tests.conftest import make_key, make_valid_doc
 
 REPO = Path(__file__).resolve().parent.parent

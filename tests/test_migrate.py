@@ -12,16 +12,11 @@ from typing import Any
 import pytest
 
 from hwcal import Registry
-from hwcal.migrate import (
-    LegacyFormatError,
-    execute,
-    find_legacy_files,
-    legacy_calibration_to_v1,
-    legacy_spec_to_v1,
-    plan_migration,
-)
-from hwcal.registry import validate_registry
-from hwcal.schema import schema_errors
+from hwcal.document.schema import schema_errors
+from hwcal.registry.legacy_calibration import legacy_calibration_to_v1
+from hwcal.registry.legacy_files import LegacyFormatError, find_legacy_files, legacy_spec_to_v1
+from hwcal.registry.migrate import execute, plan_migration
+from hwcal.registry.validate import validate_registry
 from tests.fixtures_registry import SEED, copy_seed, file_calibration, migrated
 
 __all__ = ["migrated"]  # the session fixture, imported for pytest

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from hwcal.document.schema import schema_errors
 from hwcal.errors import HwcalError
 from hwcal.naming import (
     FRAMEWORKS,
@@ -23,7 +24,6 @@ from hwcal.naming import (
     power_mode_token,
     spec_path,
 )
-from hwcal.schema import schema_errors
 
 POWER_MODE_TOKENS = st.from_regex(r"[A-Za-z0-9]{1,64}", fullmatch=True)
 HARDWARE_IDS = st.from_regex(r"[a-z0-9]{1,8}(_[a-z0-9]{1,8}){0,4}", fullmatch=True)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from hwcal.errors import HwcalError
-from hwcal.options import (
+from hwcal.plugin.options import (
     OPTIONS,
     OptionSpec,
     parse_device,

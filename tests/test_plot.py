@@ -14,10 +14,10 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from hwcal.builder import build_calibration
-from hwcal.caches import CacheInfo, CacheLevel
-from hwcal.memory import KERNELS, MemorySweep, StreamRecord, stream_bytes
-from hwcal.plot import CHARTS, bytes_label, figures, main, render, series_gids
+from hwcal.cli.plot import CHARTS, bytes_label, figures, main, render, series_gids
+from hwcal.document.builder import build_calibration
+from hwcal.machine.caches import CacheInfo, CacheLevel
+from hwcal.measure.records import KERNELS, MemorySweep, StreamRecord, stream_bytes
 
 KiB, MiB = 2**10, 2**20
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -21,21 +21,22 @@ import threadpoolctl
 
 import hwcal
 import hwcal.backends.numpy_backend
-import hwcal.filing
-import hwcal.gemm
 import hwcal.machine
-import hwcal.plugin
-import hwcal.summary
-import hwcal.verify
-import hwcal.writer
+import hwcal.measure.gemm
+import hwcal.measure.verify
+import hwcal.plugin.filing
+import hwcal.plugin.hooks
+import hwcal.plugin.summary
+import hwcal.registry.writer
+from hwcal.document.schema import schema_errors
 from hwcal.naming import parse_calibration_filename
-from hwcal.schema import schema_errors
 
 # pytester's in-process runs forget every module first imported during the run; with no bytecode
 # cache (PYTHONDONTWRITEBYTECODE) each run would compile hwcal and hypothesis (assertion-rewritten as
 # a pytest plugin) again, ~1 s a run. Imported here, before any run, they stay.
 _KEEP_IMPORTED = (filelock, hypothesis.strategies, numpy.random, psutil, threadpoolctl, hwcal.backends.numpy_backend,
-                  hwcal.filing, hwcal.gemm, hwcal.machine, hwcal.plugin, hwcal.summary, hwcal.verify, hwcal.writer)
+                  hwcal.plugin.filing, hwcal.measure.gemm, hwcal.machine, hwcal.plugin.hooks, hwcal.plugin.summary,
+                  hwcal.measure.verify, hwcal.registry.writer)
 
 REPO = Path(hwcal.__file__).resolve().parent.parent
 BENCH_GEMM = (REPO / "bench" / "test_gemm.py").read_text()
@@ -51,7 +52,7 @@ def bench(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.
                  "HWCAL_REGISTRY", "HWCAL_SIZES", "HWCAL_MIN_GFLOPS", "HWCAL_MAX_CALL_SECONDS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PYTHONPATH", str(REPO))  # for the subprocess runs
-    pytester.makeconftest('pytest_plugins = ["hwcal.plugin"]\n')
+    pytester.makeconftest('"""hwcal registers itself through its pytest11 entry point."""\n')
     pytester.makepyfile(test_gemm=BENCH_GEMM)
     return pytester
 
@@ -257,13 +258,13 @@ def test_a_second_calibration_of_the_same_device_waits_for_the_first(tmp_path: P
 
 def test_a_run_that_cannot_be_filed_keeps_its_measurements(bench: pytest.Pytester,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    import hwcal.filing
+    import hwcal.plugin.filing
     from hwcal.errors import HwcalError
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise HwcalError("another calibration holds the lock for over 120 s; nothing written")
 
-    monkeypatch.setattr(hwcal.filing, "write_calibration", refuse)
+    monkeypatch.setattr(hwcal.plugin.filing, "write_calibration", refuse)
     result = bench.runpytest("-p", "no:randomly", "--registry", "registry", *KEY_ARGS, *FAST)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     kept = re.search(r"the measurements are kept in (\S+\.json)", result.stdout.str())

@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 
-import hwcal.clocks
-import hwcal.plugin
-import hwcal.preflight
+import hwcal.plugin.clocks
+import hwcal.plugin.hooks
+import hwcal.plugin.preflight
+from hwcal.document.schema import schema_errors
 from hwcal.machine import detect_cpu_key, detect_gpu_key
-from hwcal.preflight import (
+from hwcal.plugin.preflight import (
     CHECKS,
     FAILED,
     PASSED,
@@ -27,10 +28,9 @@ from hwcal.preflight import (
     PreflightReport,
     run_preflight,
 )
-from hwcal.schema import schema_errors
 from tests.test_machine import FakeNvml, install_fake_nvml, machine, machine_copy
 
-REPO = Path(hwcal.plugin.__file__).resolve().parent.parent
+REPO = Path(hwcal.plugin.__file__).resolve().parents[2]
 BENCH_GEMM = (REPO / "bench" / "test_gemm.py").read_text()
 FAST = ["--sizes", "32", "-k", "fp64", "--quick"]
 
@@ -202,13 +202,13 @@ def test_force_overrides_and_is_recorded() -> None:
 
 
 def test_a_broken_check_reports_instead_of_crashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    class Broken(hwcal.preflight.Check):
+    class Broken(hwcal.plugin.preflight.Check):
         name = "broken"
 
         def run(self, ctx: PreflightContext) -> CheckResult:
             raise KeyError("nope")
 
-    monkeypatch.setattr(hwcal.preflight, "CHECKS", (*CHECKS, Broken()))
+    monkeypatch.setattr(hwcal.plugin.preflight, "CHECKS", (*CHECKS, Broken()))
     report = run_preflight(_ctx("vm_epyc_no_cpufreq"), force=False)
     assert _by_name(report)["broken"].status == WARNING and "KeyError" in _by_name(report)["broken"].message
     assert report.passed
@@ -229,14 +229,14 @@ def bench(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.
     for name in ("HWCAL_POWER_MODE", "HWCAL_FRAMEWORK", "HWCAL_DEVICE", "HWCAL_FREQUENCY_MHZ", "HWCAL_HARDWARE_ID",
                  "HWCAL_REGISTRY", "HWCAL_SIZES", "HWCAL_MIN_GFLOPS", "HWCAL_MAX_CALL_SECONDS"):
         monkeypatch.delenv(name, raising=False)
-    pytester.makeconftest('pytest_plugins = ["hwcal.plugin"]\n')
+    pytester.makeconftest('"""hwcal registers itself through its pytest11 entry point."""\n')
     pytester.makepyfile(test_gemm=BENCH_GEMM)
     return pytester
 
 
 def _fake_host(monkeypatch: pytest.MonkeyPatch, name: str, commands: dict[str, str | None] | None = None) -> None:
     """The calibration run reads a recorded machine instead of this one (key detection, checks, sampling)."""
-    monkeypatch.setattr(hwcal.clocks, "Sources", lambda: machine(name, commands=commands))
+    monkeypatch.setattr(hwcal.plugin.clocks, "Sources", lambda: machine(name, commands=commands))
 
 
 def _written(pytester: pytest.Pytester) -> list[Path]:
@@ -247,8 +247,8 @@ def test_plain_tests_run_no_preflight(pytester: pytest.Pytester, monkeypatch: py
     def must_not_run(*args: Any) -> None:
         raise AssertionError("preflight ran for plain tests")
 
-    monkeypatch.setattr(hwcal.plugin, "preflight_session", must_not_run)
-    pytester.makeconftest('pytest_plugins = ["hwcal.plugin"]\n')
+    monkeypatch.setattr(hwcal.plugin.hooks, "preflight_session", must_not_run)
+    pytester.makeconftest('"""hwcal registers itself through its pytest11 entry point."""\n')
     pytester.makepyfile(test_plain="def test_one():\n    assert 1 + 1 == 2\n")
     result = pytester.runpytest_inprocess("-p", "no:randomly")
     assert result.ret == 0

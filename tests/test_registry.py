@@ -16,16 +16,11 @@ from hypothesis import strategies as st
 from hwcal import HwcalError, Registry
 from hwcal.errors import RegistryFileError
 from hwcal.naming import CalibrationKey, power_mode_token
-from hwcal.registry import (
-    FILTER_KEYS,
-    RegistryWarning,
-    UnknownHardwareError,
-    default_registry,
-    natural_key,
-    normalise_filter,
-    read_calibration,
-    validate_registry,
-)
+from hwcal.registry.api import RegistryWarning, UnknownHardwareError
+from hwcal.registry.filters import FILTER_KEYS, natural_key, normalise_filter
+from hwcal.registry.layout import default_registry
+from hwcal.registry.reader import read_calibration
+from hwcal.registry.validate import validate_registry
 from tests.fixtures_registry import (
     BASE_DATE,
     file_calibration,

@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from hwcal.schema import SCHEMA_DIR, schema_errors, validator
+from hwcal.document.schema import schema_errors, schema_files, validator
 
 ERROR_RE = re.compile(r"^\$[^\s:]*: \S.*$")
 
 
 def test_schemas_are_valid_draft_2020_12_with_ids() -> None:
-    for path in sorted(SCHEMA_DIR.glob("*.schema.json")):
+    for path in schema_files():
         schema = json.loads(path.read_text())
         assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema", path.name
         assert schema["$id"].startswith("urn:hwcal:schema:"), path.name

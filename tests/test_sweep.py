@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hwcal.sweep import GUARD_SIZE, Sweep, SweepPolicy
+from hwcal.measure.sweep import GUARD_SIZE, Sweep, SweepPolicy
 
 
 def _sweep(min_gflops: float = 1.0, max_call_s: float = 1.0) -> Sweep:

@@ -7,8 +7,8 @@ import pytest
 
 from hwcal.backends.base import GemmOperands, integer_operand_range
 from hwcal.backends.numpy_backend import NumpyBackend
+from hwcal.measure.verify import verify_gemm
 from hwcal.precisions import PRECISIONS
-from hwcal.verify import verify_gemm
 
 BACKEND = NumpyBackend()
 NUMPY_PRECISIONS = BACKEND.precisions()

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 import hwcal
+from hwcal.document.schema import schema_errors
 from hwcal.errors import HwcalError
 from hwcal.naming import CalibrationKey, calibration_path, history_dir, spec_path
-from hwcal.schema import schema_errors
-from hwcal.writer import atomic_write_text, dumps, lock_for, write_calibration
+from hwcal.registry.writer import atomic_write_text, dumps, lock_for, write_calibration
 
 DocFactory = Callable[..., dict[str, Any]]
 SPEC = {"schema_version": 1, "id": "test_cpu", "model": "Test CPU 9000", "device_type": "cpu",
@@ -204,7 +204,7 @@ _CHILD = textwrap.dedent("""
     import json, sys
     from pathlib import Path
     from hwcal.naming import CalibrationKey
-    from hwcal.writer import write_calibration
+    from hwcal.registry.writer import write_calibration
     registry, doc_file = Path(sys.argv[1]), Path(sys.argv[2])
     doc = json.loads(doc_file.read_text())
     print("ready", flush=True)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from hwcal.caches import CacheInfo, detect_cpu_caches
+from hwcal.machine.caches import CacheInfo, detect_cpu_caches
 from hwcal.precisions import PRECISIONS
 
 
@@ -64,6 +64,7 @@ class Backend(ABC):
     framework: str
     device: str  # "cpu", "cuda:0"
     device_type: str  # "cpu" or "gpu": the registry folder
+    device_name: str | None = None  # the accelerator's own name (GPUs), for key detection
     # Timing policy: a round lasts at least min_round_s (launch and sync overhead < 1% on GPUs);
     # warm-up long enough for clocks to rise before the first timed round.
     min_round_s: float = 0.001
@@ -129,7 +130,7 @@ class Backend(ABC):
     def facts(self) -> dict[str, object]:
         """Framework versions and library details for the calibration's metadata."""
 
-    # ==== STREAM memory bandwidth (hwcal.stream) ===============================================
+    # ==== STREAM memory bandwidth (hwcal.measure.stream) ===============================================
     # Defaults: the host CPU's caches, one thread; the kernels themselves each framework provides.
     stream_element_bytes: int = 8  # STREAM's default element type is double
 
@@ -169,7 +170,7 @@ class DeviceTimer(ABC):
     def time(self, fn: Any) -> float: ...
 
 
-# ==== STREAM memory bandwidth (hwcal.stream) ===================================================
+# ==== STREAM memory bandwidth (hwcal.measure.stream) ===================================================
 @dataclass
 class StreamArrays:
     """STREAM's three arrays on the backend's device, ``n`` elements of ``element_bytes`` each."""

@@ -73,7 +73,7 @@ class NumpyBackend(Backend):
     def facts(self) -> dict[str, object]:
         return {"framework_version": np.__version__, "numpy_version": np.__version__}
 
-    # ==== STREAM memory bandwidth (hwcal.stream) ===============================================
+    # ==== STREAM memory bandwidth (hwcal.measure.stream) ===============================================
     # numpy's element-wise ufuncs run on one thread and it has no fused multiply-add ufunc: every
     # kernel writes into an existing array (out=, no temporaries). Triad runs its two ufuncs chunk by
     # chunk, each chunk small enough to stay in cache between them, so memory sees STREAM's three

@@ -11,7 +11,6 @@ import contextlib
 import math
 import warnings
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -26,13 +25,11 @@ from hwcal.backends.base import (
     Support,
     integer_operand_range,
 )
-from hwcal.caches import CacheInfo, gpu_caches
-from hwcal.datasheets import datasheet_for
 from hwcal.errors import HwcalError
-from hwcal.machine import KeyFacts, collect_host, detect_cpu_key, detect_gpu_key
+from hwcal.machine import collect_host
+from hwcal.machine.caches import CacheInfo, gpu_caches
 from hwcal.machine.gpu import collect_gpu
 from hwcal.precisions import CANONICAL_ORDER
-from hwcal.schema import SPEC_FORMAT_VERSION
 
 _FLOAT = {"fp64": torch.float64, "fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16,
           "bf16": torch.bfloat16}
@@ -295,37 +292,7 @@ class TorchBackend(Backend):
             facts["gpu"] = collect_gpu(self._torch_device.index or 0)
         return facts
 
-    def key_facts(self) -> KeyFacts:
-        """GPU: the power-mode chain (nvpmodel on a Jetson, the NVML enforced power limit) and the stable
-        SM-clock ceiling (Jetson devfreq max, NVML applications/max clock); else the CPU's key."""
-        if self.device_type != "gpu":
-            return detect_cpu_key()
-        gpu = collect_gpu(self._torch_device.index or 0)
-        gpu.setdefault("name", self.device_name)
-        return detect_gpu_key(gpu)
-
-    def build_spec(self, hardware_id: str, host: dict[str, Any], created: datetime) -> dict[str, Any]:
-        """spec.json for a GPU seen the first time: datasheet peaks where hwcal knows the card."""
-        if self.device_type != "gpu":
-            raise HwcalError("a CPU spec is built from the registry key by hwcal.filing")
-        gpu = collect_gpu(self._torch_device.index or 0)
-        name = str(gpu.get("name") or self.device_name)
-        spec: dict[str, Any] = {"schema_version": SPEC_FORMAT_VERSION, "id": hardware_id, "model": name,
-                                "device_type": "gpu", "platform": "cuda", "created": created.isoformat()}
-        sheet = datasheet_for(name)
-        if sheet:
-            spec.update(sheet)
-            spec["peaks_source"] = "datasheet"
-        else:
-            spec.update({"theoretical_peaks": {}, "peaks_source": "derived",
-                         "peaks_note": f"no datasheet known for {name}; peaks left out"})
-        if gpu.get("sm_count"):
-            spec["compute_units"] = int(gpu["sm_count"])
-        if gpu.get("l2_cache_bytes"):
-            spec["cache_bytes"] = {"l2": int(gpu["l2_cache_bytes"])}
-        return spec
-
-    # ==== STREAM memory bandwidth (hwcal.stream) ===============================================
+    # ==== STREAM memory bandwidth (hwcal.measure.stream) ===============================================
     # ATen's element-wise kernels use all of torch's threads on a CPU; torch.add(..., alpha=s) is a
     # fused triad (one pass). On a GPU each kernel is one CUDA launch, timed in synchronised rounds.
     def stream_caches(self) -> CacheInfo:

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from hwcal.cli import (
+from hwcal.cli.common import (
     EXIT_FAIL,
     EXIT_OK,
     EXIT_USAGE,
@@ -35,7 +35,9 @@ from hwcal.cli import (
 )
 from hwcal.errors import HwcalError
 from hwcal.precisions import PRECISIONS, canonical_sorted
-from hwcal.registry import CalibrationEntry, Registry, normalise_filter
+from hwcal.registry.api import Registry
+from hwcal.registry.filters import normalise_filter
+from hwcal.registry.reader import CalibrationEntry
 
 PROG = "compare_calibrations.py"
 NOISE_FLOOR = 0.01  # files round peaks to 4-5 significant digits; below 1 % nothing is claimed

@@ -8,7 +8,7 @@ import sys
 from collections import Counter
 from typing import Any
 
-from hwcal.cli import (
+from hwcal.cli.common import (
     EXIT_OK,
     add_json_option,
     add_registry_option,
@@ -21,7 +21,9 @@ from hwcal.cli import (
     warn_skipped,
 )
 from hwcal.precisions import PRECISIONS
-from hwcal.registry import CalibrationEntry, Registry, UnknownHardwareError, natural_key, normalise_filter
+from hwcal.registry.api import Registry, UnknownHardwareError
+from hwcal.registry.filters import natural_key, normalise_filter
+from hwcal.registry.reader import CalibrationEntry
 
 PROG = "list_calibrations.py"
 EXAMPLES = """

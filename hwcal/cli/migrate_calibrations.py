@@ -9,7 +9,7 @@ from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
-from hwcal.cli import (
+from hwcal.cli.common import (
     EXIT_FAIL,
     EXIT_OK,
     add_json_option,
@@ -18,8 +18,8 @@ from hwcal.cli import (
     print_json,
     run,
 )
-from hwcal.migrate import Action, execute, plan_migration
-from hwcal.registry import default_registry
+from hwcal.registry.layout import default_registry
+from hwcal.registry.migrate import MigrationStep, execute, plan_migration
 
 PROG = "migrate_calibrations.py"
 EXAMPLES = """
@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _line(a: Action, registry: Path, dry_run: bool) -> str:
+def _line(a: MigrationStep, registry: Path, dry_run: bool) -> str:
     verb = _VERB[a.action][1 if dry_run else 0].ljust(21 if dry_run else 7)
     if a.action == "error":
         return f"{verb} {a.rel}: {a.message}"

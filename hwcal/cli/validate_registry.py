@@ -10,8 +10,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from hwcal.cli import EXIT_FAIL, EXIT_OK, add_json_option, make_parser, print_json, run
-from hwcal.registry import ENV_REGISTRY, default_registry, validate_registry
+from hwcal.cli.common import EXIT_FAIL, EXIT_OK, add_json_option, make_parser, print_json, run
+from hwcal.registry.layout import ENV_REGISTRY, default_registry
+from hwcal.registry.validate import validate_registry
 
 PROG = "validate_registry.py"
 EXAMPLES = """

@@ -11,19 +11,17 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
-from hwcal.clocks import start_machine_state
 from hwcal.machine import KeyFacts
 from hwcal.machine.ceiling import jetson_gpu_devfreq
 from hwcal.machine.cpu import cpufreq_driver, cpufreq_governor, turbo_state
 from hwcal.machine.gpu import SLOWDOWN_REASONS
 from hwcal.machine.power import jetson_model, parse_nvpmodel
 from hwcal.machine.sources import Sources
+from hwcal.measure.session import CalibrationSession
 from hwcal.naming import power_mode_token
-
-if TYPE_CHECKING:
-    from hwcal.session import CalibrationSession
+from hwcal.plugin.clocks import start_machine_state
 
 PASSED, WARNING, FAILED, SKIPPED = "passed", "warning", "failed", "skipped"
 WARN_TEMP_C = 80.0

@@ -1,32 +1,23 @@
-"""The clock under load: sampled in a background thread while each benchmark runs.
+"""Sampling the clock under load: probes (CPU add chain, cpufreq, Jetson devfreq, NVML) and a
+background sampler that reads one only while a benchmark window is open.
 
-The registry key carries the clock *ceiling* of the power mode (stable); what the silicon really ran
-at goes into ``metadata.clock`` as min/median/max per benchmark and for the session, with its source.
-A result whose clock fell below 75% of the ceiling during its benchmark is flagged ``throttled``,
-and theoretical peaks are scaled to the median clock under load before efficiency is computed.
-
-Where nothing can measure the clock (a VM without cpufreq on a CPU the add-chain probe does not
-support), the document says so; a clock is never invented.
+A probe that fails mid-run stops the sampling with a note; samples taken before it are kept. Where
+nothing can measure the clock (a VM without cpufreq on a CPU the add-chain probe does not support), the
+reason is kept; a clock is never invented.
 """
 
 from __future__ import annotations
 
-import contextlib
 import statistics
 import threading
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-from hwcal.machine import KeyFacts, collect_gpu, detect_cpu_key, detect_gpu_key
+from hwcal.machine import KeyFacts
 from hwcal.machine.ceiling import jetson_gpu_devfreq
 from hwcal.machine.cpu import online_cpus
 from hwcal.machine.power import jetson_model
 from hwcal.machine.sources import LOCAL, Sources
-
-if TYPE_CHECKING:
-    from hwcal.session import CalibrationSession
 
 THROTTLE_FRACTION = 0.75
 CPU_INTERVAL_S = 0.1  # the add-chain probe costs ~0.4 ms of one core per sample: well under 1%
@@ -305,201 +296,3 @@ class MachineState:
     case_windows: dict[tuple[str, int], Window] = field(default_factory=dict)
 
 
-def device_index(device: str) -> int:
-    return int(device.split(":")[1]) if ":" in device else 0
-
-
-def detect_machine(cal: CalibrationSession, src: Sources = LOCAL) -> tuple[KeyFacts, dict[str, Any] | None]:
-    """Key facts of the device being calibrated (before --power-mode/--frequency-mhz), and GPU facts."""
-    backend = cal.backend
-    if backend.device_type == "gpu":
-        gpu = collect_gpu(device_index(backend.device))
-        if getattr(backend, "device_name", None):
-            gpu.setdefault("name", backend.device_name)
-        return detect_gpu_key(gpu, src), gpu
-    return detect_cpu_key(src), None
-
-
-def start_machine_state(cal: CalibrationSession, src: Sources | None = None) -> MachineState:
-    """Detect the key and set up clock sampling; the preflight runs on the result.
-
-    A fresh ``Sources`` per session: its command cache must not carry a mode across sessions.
-    """
-    t0 = time.perf_counter()
-    src = src if src is not None else Sources()
-    key, gpu = detect_machine(cal, src)
-    ceiling = float(cal.options.frequency_mhz or key.freq_mhz or 0)
-    backend = cal.backend
-    probe, why = make_probe(backend.device_type, backend.device, src)
-    interval = GPU_INTERVAL_S if backend.device_type == "gpu" else CPU_INTERVAL_S
-    monitor = ClockMonitor(probe, ceiling, interval, unavailable=why)
-    return MachineState(key, gpu, monitor, probe.source if probe else "", time.perf_counter() - t0, src)
-
-
-def session_key_facts(cal: CalibrationSession) -> KeyFacts:
-    """The key facts detected at session start (so NVML failing later cannot change the key), else now."""
-    state = getattr(cal, "machine_state", None)
-    if isinstance(state, MachineState):
-        return state.key
-    if hasattr(cal.backend, "key_facts"):
-        return cal.backend.key_facts()
-    return detect_machine(cal)[0]
-
-
-def session_gpu_facts(cal: CalibrationSession) -> dict[str, Any] | None:
-    state = getattr(cal, "machine_state", None)
-    return state.gpu if isinstance(state, MachineState) else None
-
-
-def mode_change_warning(cal: CalibrationSession, state: MachineState) -> str | None:
-    """Detect the key again at the end: a power mode or ceiling that changed mid-run mixes two modes.
-
-    Compared only where the same source answered both times (NVML lost at the end is not a change).
-    """
-    src = replace(state.src, _cache={})  # a fresh command cache: nvpmodel must be asked again
-    try:
-        end, _ = detect_machine(cal, src)
-    except Exception:
-        return None
-    start = state.key
-    changes = []
-    if end.power_mode_source == start.power_mode_source and end.power_mode != start.power_mode:
-        changes.append(f"power mode {start.power_mode} -> {end.power_mode} ({end.power_mode_source})")
-    if end.freq_source == start.freq_source and end.freq_mhz and end.freq_mhz != start.freq_mhz:
-        changes.append(f"clock ceiling {start.freq_mhz} -> {end.freq_mhz} MHz ({end.freq_source})")
-    if not changes:
-        return None
-    return ("changed during the run: " + "; ".join(changes) + "; filed under the mode at the start, but results "
-            "mix both: calibrate again in one mode")
-
-
-def attach_window(state: MachineState, window: Window | None, records: list[Any]) -> None:
-    """Flag the records a benchmark window produced as throttled or not (left unset without samples)."""
-    if window is None:
-        return
-    window.results += len(records)
-    throttled = state.monitor.throttled(window)
-    for rec in records:
-        if hasattr(rec, "throttled"):
-            rec.throttled = throttled
-        state.case_windows[(rec.precision, rec.n)] = window
-
-
-@dataclass
-class ClockOutcome:
-    metadata: dict[str, Any]
-    warnings: list[str]
-    peaks_clock_mhz: float | None
-    peaks_clock_by_precision: dict[str, float] = field(default_factory=dict)
-
-
-def clock_by_precision(state: MachineState, records: list[Any]) -> dict[str, float]:
-    """Per precision, the median clock while its best result was measured.
-
-    Clocks differ a lot between precisions (an H200 holds 1980 MHz on fp32 GEMMs and drops to ~1400 MHz
-    at its 700 W cap on fp8), so one session median would mis-state every efficiency. A window with
-    fewer than 2 samples falls back to all windows of that precision, then to the session median.
-    """
-    best: dict[str, Any] = {}
-    for rec in records:
-        if rec.precision not in best or rec.gflops_best > best[rec.precision].gflops_best:
-            best[rec.precision] = rec
-    out = {}
-    for p, rec in best.items():
-        window = state.case_windows.get((p, rec.n))
-        samples = window.samples if window else []
-        if len(samples) < 2:
-            samples = [s for (q, _), w in state.case_windows.items() if q == p for s in w.samples]
-        if len(samples) >= 2:
-            out[p] = round(statistics.median(samples), 1)
-    return out
-
-
-def finish_clocks(cal: CalibrationSession, key: KeyFacts) -> ClockOutcome:
-    """metadata.clock for the document, warnings (throttling, NVML lost, mode changed), and the clock
-    the theoretical peaks are scaled to (the median under load; None when it was not measured)."""
-    state = getattr(cal, "machine_state", None)
-    meta: dict[str, Any] = {"ceiling_mhz": key.freq_mhz, "ceiling_source": key.freq_source,
-                            "throttle_threshold_fraction": THROTTLE_FRACTION}
-    if key.power_mode_id is not None:
-        meta["power_mode_id"] = key.power_mode_id
-    if key.notes:
-        meta["detection_notes"] = list(key.notes)
-    warnings: list[str] = []
-    if not isinstance(state, MachineState):
-        meta["under_load"] = {"status": "unknown", "source": "none", "reason": "clock sampling was not started"}
-        meta["peaks_clock_source"] = "spec peaks at their stated clock (clock under load not measured)"
-        return ClockOutcome(meta, warnings, None)
-    mon = state.monitor
-    mon.stop()
-    samples = mon.all_samples()
-    under: dict[str, Any] = {"source": state.probe_source or "none"}
-    if samples:
-        under["status"] = "partial" if mon.failure else "measured"
-        under.update(summarise(samples))
-    else:
-        under["status"] = "unknown"
-        under["reason"] = mon.unavailable or mon.failure or "no sample was taken while the device was busy"
-    if mon.failure:
-        under["failure"] = f"sampling stopped mid-run: {mon.failure}"
-        warnings.append(f"clock under load: sampling stopped mid-run ({mon.failure}); {len(samples)} samples "
-                        "before that are kept, throttling after it is unknown")
-    reasons = sorted({r for w in mon.measured_windows() for r in w.reasons})
-    if reasons:
-        under["clock_event_reasons"] = reasons
-    meta["under_load"] = under
-    per_test = []
-    for w in mon.measured_windows():
-        if not w.samples:
-            continue
-        entry = {"test": w.test, **summarise(w.samples), "throttled": bool(mon.throttled(w))}
-        per_test.append(entry)
-        if entry["throttled"]:
-            why = f" ({', '.join(sorted(w.reasons))})" if w.reasons else ""
-            warnings.append(f"{w.test}: clock fell to {_robust_min(w.samples):.0f} MHz{why}, below "
-                            f"{THROTTLE_FRACTION:.0%} of the {mon.ceiling_mhz:.0f} MHz ceiling: "
-                            "result flagged throttled")
-    if per_test:
-        meta["per_test"] = per_test
-    peaks_clock = round(statistics.median(samples), 1) if len(samples) >= 3 else None
-    by_precision = clock_by_precision(state, list(getattr(cal, "records", []))) if peaks_clock else {}
-    if peaks_clock:
-        meta["peaks_clock_mhz"] = peaks_clock
-        meta["peaks_clock_source"] = ("per precision: median clock while its best result was measured; "
-                                      "the session median where that window had too few samples")
-        if by_precision:
-            meta["peaks_clock_by_precision_mhz"] = by_precision
-    else:
-        meta["peaks_clock_source"] = "spec peaks at their stated clock (clock under load not measured)"
-    meta["detect_s"] = round(state.detect_s, 3)
-    warnings.extend(state.clock_warnings)
-    changed = mode_change_warning(cal, state)
-    if changed:
-        warnings.append(changed)
-        meta["mode_changed"] = changed
-    return ClockOutcome(meta, warnings, peaks_clock, by_precision)
-
-
-@contextlib.contextmanager
-def benchmark_window(cal: CalibrationSession, test: str) -> Iterator[None]:
-    """Sample the clock while one benchmark test runs, then flag the records it produced."""
-    state = getattr(cal, "machine_state", None)
-    if not isinstance(state, MachineState):
-        yield
-        return
-    # The backend's one-off warm-up (a second of GPU work at the power cap) must not count as this test's clock.
-    warm_up = getattr(cal.backend, "warm_up", None)
-    if callable(warm_up):
-        warm_up()
-    before = len(cal.records)
-    state.monitor.open_window(test)
-    try:
-        yield
-    finally:
-        attach_window(state, state.monitor.close_window(), cal.records[before:])
-
-
-def stop_sampling(cal: CalibrationSession) -> None:
-    state = getattr(cal, "machine_state", None)
-    if isinstance(state, MachineState):
-        state.monitor.stop()

@@ -1,4 +1,5 @@
-"""The GEMM benchmark body, written once for every backend.
+"""The timing harness every benchmark body shares: one round structure (launches, then one device
+synchronisation), one warm-up rule, the sync guard, and the device-event cross-check.
 
 A round is ``launches`` kernels followed by one device synchronisation, so pytest-benchmark's wall
 clock stops only after the device has finished; after every round the device must report itself
@@ -15,13 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
-
-from hwcal.backends import Backend, GemmOperands
+from hwcal.backends import Backend
 from hwcal.errors import HwcalError
-from hwcal.session import CalibrationSession, GemmRecord
-from hwcal.sweep import GUARD_SIZE
-from hwcal.verify import verify_gemm
 
 
 @dataclass(frozen=True)
@@ -39,8 +35,16 @@ def plan_rounds(call_s: float, backend: Backend, quick: bool) -> RoundPlan:
     target_s = 0.1 if quick else 0.3
     min_rounds = 3 if round_s > 0.05 else 5
     rounds = max(min_rounds, min(100, math.ceil(target_s / round_s)))
-    warmup_rounds = math.ceil(backend.warmup_s / round_s) if backend.warmup_s else (1 if round_s < 0.05 else 0)
-    return RoundPlan(launches, rounds, min(warmup_rounds, 200))
+    return RoundPlan(launches, rounds, warmup_rounds(backend, round_s))
+
+
+def warmup_rounds(backend: Backend, round_s: float) -> int:
+    """The one warm-up rule: untimed rounds covering the backend's warm-up time (GPU clocks ramping),
+    else one where rounds are short (caches, page faults, thread pools); a long round needs none beyond
+    the two untimed calls that sized it (``time_one_call``), which is STREAM's "after an untimed one"."""
+    if backend.warmup_s:
+        return min(200, max(1, math.ceil(backend.warmup_s / max(round_s, 1e-9))))
+    return 1 if round_s < 0.05 else 0
 
 
 def time_one_call(backend: Backend, launch: Callable[..., Any], *args: Any) -> float:
@@ -51,10 +55,6 @@ def time_one_call(backend: Backend, launch: Callable[..., Any], *args: Any) -> f
     launch(*args)
     backend.synchronize()
     return time.perf_counter() - start
-
-
-def _time_one_call(backend: Backend, ops: GemmOperands) -> float:
-    return time_one_call(backend, backend.gemm, ops)
 
 
 class SyncGuard:
@@ -124,72 +124,3 @@ def timed_rounds(benchmark: Any, backend: Backend, plan: RoundPlan, launch: Call
     return TimedRounds(stats, elapsed_s, event_ratio)
 
 
-def run_gemm(benchmark: Any, session: CalibrationSession, precision: str, n: int) -> None:
-    """Measure, verify and record one (precision, size) case, or skip it with the reason."""
-    session.ran_gemm = True
-    backend = session.backend
-    if precision in session.failures:
-        pytest.skip(f"{precision} failed verification earlier: {session.failures[precision]}")
-    support = session.support(precision)
-    if not support.runnable:
-        pytest.skip(f"{precision} unsupported: {support.reason}")
-    reason = session.sweep.skip_reason(precision, n)
-    if reason:
-        session.note_skip(precision, reason)
-        pytest.skip(reason)
-    need = backend.bytes_per_gemm(precision, n)
-    free = backend.free_memory_bytes()
-    if need > 0.8 * free:
-        reason = f"{precision} at n={n} needs {need / 2**30:.2f} GiB, more than 80% of the {free / 2**30:.2f} GiB free"
-        session.note_skip(precision, reason)
-        pytest.skip(reason)
-
-    if benchmark.enabled:
-        backend.warm_up()
-    seed = 1000 * n + sum(map(ord, precision))
-    with backend.precision_mode(precision) as modes:
-        ops = backend.make_operands(precision, n, seed)
-        if benchmark.enabled:
-            plan = plan_rounds(_time_one_call(backend, ops), backend, session.options.quick)
-        else:
-            plan = RoundPlan(launches=1, rounds=1, warmup_rounds=0)  # the fast correctness mode
-        benchmark.extra_info.update({"precision": precision, "n": n, "flops": ops.flops * plan.launches,
-                                     "launches_per_round": plan.launches, "kernel": support.kernel})
-        timed = timed_rounds(benchmark, backend, plan, backend.gemm, ops)
-        stats, elapsed_s, event_ratio = timed.stats, timed.elapsed_s, timed.event_ratio
-        check = verify_gemm(backend, ops, ops.out if ops.out is not None else backend.gemm(ops), seed)
-    benchmark.extra_info.update({"verified": check.ok, "max_error": check.max_error})
-    if not check.ok:
-        session.failures[precision] = f"n={n}: {check.describe()}"
-        pytest.fail(f"{precision} GEMM at n={n} gave wrong results: {check.describe()}")
-    flops = ops.flops * plan.launches
-    if stats is None:
-        # --benchmark-disable: verified once, nothing filed; the one run still feeds early termination.
-        session.sweep.record(precision, n, elapsed_s, flops / max(elapsed_s, 1e-9) / 1e9)
-        return
-    gflops_best = flops / stats.min / 1e9
-    record = GemmRecord(
-        precision=precision,
-        n=n,
-        flops_per_round=flops,
-        launches_per_round=plan.launches,
-        rounds=int(stats.rounds),
-        warmup_rounds=plan.warmup_rounds,
-        time_s={k: float(getattr(stats, k)) for k in ("min", "max", "mean", "median", "stddev", "iqr")},
-        gflops_best=gflops_best,
-        gflops_median=flops / stats.median / 1e9,
-        cv=float(stats.stddev / stats.mean) if stats.mean > 0 and stats.rounds > 1 else 0.0,
-        max_error=check.max_error,
-        tolerance=check.tolerance,
-        verify_method=check.method,
-        kernel=support.kernel,
-        modes=dict(modes),
-        operand_range=ops.operand_range,
-        accumulator_wraps=bool(ops.extra.get("accumulator_wraps")),
-        device_event_ratio=event_ratio,
-    )
-    session.records.append(record)
-    # The fastest round predicts the next size: one slow round on a busy machine must not end a sweep.
-    session.sweep.record(precision, n, stats.min / plan.launches, gflops_best)
-    if n >= GUARD_SIZE:
-        benchmark.extra_info["gflops_best"] = gflops_best

@@ -14,10 +14,11 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
+from hwcal.document.schema import schema_errors
 from hwcal.errors import HwcalError
 from hwcal.naming import CalibrationKey, calibration_path, hardware_dir, history_path, history_stamp, spec_path
-from hwcal.registry import parse_date
-from hwcal.schema import schema_errors
+from hwcal.registry.planner import split_newest
+from hwcal.registry.reader import parse_date
 
 LOCK_TIMEOUT_S = 120.0
 
@@ -93,6 +94,28 @@ def check_registry_writable(registry: Path) -> None:
         raise HwcalError(f"cannot write to registry {registry}: {exc.strerror or exc}") from None
 
 
+def check_valid(doc: dict[str, Any], kind: str) -> None:
+    """Refuse, in one HwcalError listing every schema error, a document that may not be filed."""
+    errors = schema_errors(doc, kind)
+    if errors:
+        raise HwcalError(f"{kind} is not valid, nothing written:\n  " + "\n  ".join(errors))
+
+
+def write_spec(registry: Path, spec: dict[str, Any]) -> bool:
+    """File a hardware's spec.json unless it has one (never overwritten); True when written."""
+    check_valid(spec, "spec")
+    target = spec_path(registry, spec["device_type"], spec["id"])
+    try:
+        with lock_for(registry, spec["device_type"], spec["id"]):
+            if target.exists():
+                return False
+            atomic_write_text(target, dumps(spec))
+            return True
+    except Timeout:
+        raise HwcalError(f"another writer holds the lock on {target.parent} for over {LOCK_TIMEOUT_S:g} s; "
+                         "nothing written") from None
+
+
 def write_calibration(registry: Path, key: CalibrationKey, doc: dict[str, Any],
                       spec: dict[str, Any] | None = None) -> tuple[Path, Path | None]:
     """File ``doc`` under ``key`` (and ``spec`` if the hardware has none). Returns (path, history copy).
@@ -109,15 +132,13 @@ def write_calibration(registry: Path, key: CalibrationKey, doc: dict[str, Any],
     path = calibration_path(registry, key)
     try:
         with lock_for(registry, key.device_type, key.hardware_id):
-            if path.exists():
+            new_date = calibration_date(doc)
+            if path.exists() and new_date is not None:
                 existing_date, _ = _read_existing(path)
-                new_date = calibration_date(doc)
-                if existing_date and new_date and new_date < existing_date:
+                winner, _older = split_newest([new_date], lambda d: d, existing_date)
+                if winner is None:
                     # "Most recent" is by calibration_date: an older document is history, not current.
-                    older = history_path(registry, key, history_stamp(new_date))
-                    older.parent.mkdir(parents=True, exist_ok=True)
-                    atomic_write_text(older, dumps(doc))
-                    return older, None
+                    return _write_history_locked(registry, key, dumps(doc), new_date), None
             kept = _keep_in_history(registry, key, path) if path.exists() else None
             try:
                 atomic_write_text(path, dumps(doc))
@@ -134,3 +155,20 @@ def write_calibration(registry: Path, key: CalibrationKey, doc: dict[str, Any],
     except OSError as exc:
         raise HwcalError(f"cannot write to registry {registry}: {exc.strerror or exc}; nothing written") from None
     return path, kept
+
+
+def _write_history_locked(registry: Path, key: CalibrationKey, text: str, date: datetime) -> Path:
+    target = history_path(registry, key, history_stamp(date))
+    atomic_write_text(target, text)
+    return target
+
+
+def write_history(registry: Path, key: CalibrationKey, text: str, date: datetime) -> Path:
+    """File a superseded calibration (its bytes as given) straight into the key's history, atomically and
+    under the hardware folder's lock; returns the free history path it took."""
+    try:
+        with lock_for(registry, key.device_type, key.hardware_id):
+            return _write_history_locked(registry, key, text, date)
+    except Timeout:
+        raise HwcalError(f"another writer holds the lock on {hardware_dir(registry, key.device_type, key.hardware_id)} "
+                         f"for over {LOCK_TIMEOUT_S:g} s; nothing written") from None

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from hwcal.errors import HwcalError
+from hwcal.measure.session import CalibrationOptions
 from hwcal.naming import check_hardware_id, check_power_mode, normalise_framework
 
 T = TypeVar("T")
@@ -169,23 +170,6 @@ def resolve(spec: OptionSpec, cli_value: Any, ini_value: Any = None, environ: di
         except argparse.ArgumentTypeError as exc:
             raise HwcalError(f"{source}: {exc}") from None
     return spec.default
-
-
-@dataclass(frozen=True)
-class CalibrationOptions:
-    power_mode: str | None
-    framework: str
-    device: str
-    frequency_mhz: int | None
-    hardware_id: str | None
-    registry: Path
-    quick: bool
-    sizes: list[int] | None
-    min_gflops: float
-    max_call_s: float
-    dry_run: bool
-    force: bool
-    allow_partial: bool = False
 
 
 def resolve_options(getoption: Callable[[str], Any], getini: Callable[[str], Any], rootdir: Path) -> CalibrationOptions:

@@ -8,12 +8,11 @@ from datetime import datetime
 from typing import Any
 
 from hwcal.backends import Support
-from hwcal.memory import MemorySweep, memory_section
+from hwcal.document.memory import memory_section
+from hwcal.document.schema import CALIBRATION_FORMAT_VERSION
+from hwcal.measure.records import GemmRecord, MemorySweep
 from hwcal.naming import CalibrationKey
-from hwcal.peaks import derive_cpu_peaks
 from hwcal.precisions import PRECISIONS, canonical_sorted
-from hwcal.schema import CALIBRATION_FORMAT_VERSION, SPEC_FORMAT_VERSION
-from hwcal.session import GemmRecord
 
 
 @dataclass
@@ -217,31 +216,3 @@ def build_calibration(inp: BuildInput) -> dict[str, Any]:
     if memory is not None:
         doc["memory"] = memory
     return doc
-
-
-def build_cpu_spec(hardware_id: str, host: dict[str, Any], clock_mhz: float, created: datetime) -> dict[str, Any]:
-    """spec.json for a CPU seen for the first time: detected facts and derived (not datasheet) peaks."""
-    cpu = host.get("cpu", {})
-    cores = int(cpu.get("physical_cores") or cpu.get("logical_cores") or 0)
-    peaks, isa = derive_cpu_peaks(cores, list(cpu.get("isa_flags", [])), clock_mhz)
-    spec: dict[str, Any] = {
-        "schema_version": SPEC_FORMAT_VERSION,
-        "id": hardware_id,
-        "model": str(cpu.get("model") or hardware_id),
-        "device_type": "cpu",
-        "theoretical_peaks": peaks,
-        "peaks_source": "derived",
-        "peaks_note": f"{cores} cores x FLOPs/cycle for {isa} x {clock_mhz:g} MHz; precisions without a native "
-                      "vector FMA rule are left out",
-        "platform": str(cpu.get("architecture") or ""),
-        "created": created.isoformat(),
-    }
-    if clock_mhz > 0:
-        spec["peaks_reference_clock_mhz"] = clock_mhz
-    if cpu.get("vendor"):
-        spec["vendor"] = str(cpu["vendor"])
-    if cores:
-        spec["compute_units"] = cores
-    if host.get("total_memory_gb"):
-        spec["memory_gb"] = host["total_memory_gb"]
-    return spec

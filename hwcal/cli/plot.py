@@ -270,7 +270,7 @@ def load_calibration(path: Path) -> dict[str, Any]:
     """A calibration file the user named: unreadable or invalid fails loudly, every error listed."""
     import json
 
-    from hwcal.schema import schema_errors
+    from hwcal.document.schema import schema_errors
 
     try:
         doc = json.loads(path.read_text())

@@ -22,9 +22,8 @@ import pytest
 
 from hwcal.backends import Backend
 from hwcal.backends.base import StreamArrays
-from hwcal.caches import CacheInfo
-from hwcal.gemm import RoundPlan, time_one_call, timed_rounds
-from hwcal.memory import (
+from hwcal.machine.caches import CacheInfo
+from hwcal.measure.records import (
     KERNELS,
     STREAM_ARRAY_FACTOR,
     STREAM_EPSILON,
@@ -36,7 +35,8 @@ from hwcal.memory import (
     stream_bytes,
     validation_error,
 )
-from hwcal.session import CalibrationSession
+from hwcal.measure.session import CalibrationSession
+from hwcal.measure.timing import RoundPlan, time_one_call, timed_rounds, warmup_rounds
 
 # Seconds by device type and --quick: on a CPU the sweep adds at most ~15 s to a calibration; a GPU's
 # rounds last >= 20 ms each (launch overhead < 1%), so its 44 cases need longer.
@@ -163,8 +163,7 @@ def _rounds_within_budget(sweep: MemorySweep, state: StreamState, backend: Backe
     round_s = max(pass_s, backend.min_round_s)
     # Beyond the timed rounds: warm-up rounds, two calls to size the rounds, three device-event rounds
     # (GPUs) and the check (min and max of three arrays).
-    warmup = max(1, math.ceil(backend.warmup_s / round_s)) if backend.warmup_s else 1
-    extra_rounds = warmup + 2 + (3 if backend.is_async else 0)
+    extra_rounds = warmup_rounds(backend, round_s) + 2 + (3 if backend.is_async else 0)
     fixed_s = alloc_s + extra_rounds * round_s + 2 * n * element_bytes * 3 / (gbps * 1e9)
     left_s = sweep.budget_s - sweep.spent_s
     fit = math.floor((left_s - fixed_s) / round_s)
@@ -223,8 +222,7 @@ def _measure(benchmark: Any, session: CalibrationSession, sweep: MemorySweep, st
                                        for _ in range(3)))
             launches = max(1, math.ceil(backend.min_round_s / max(pass_s, 1e-7)))
             round_s = launches * pass_s
-            warmup = max(1, math.ceil(backend.warmup_s / round_s)) if backend.warmup_s else 1
-            plan = RoundPlan(launches, rounds, min(warmup, 200))
+            plan = RoundPlan(launches, rounds, warmup_rounds(backend, round_s))
         else:
             plan = RoundPlan(launches=1, rounds=1, warmup_rounds=0)  # --benchmark-disable: validate only
         bytes_per_pass = stream_bytes(kernel, n, arrays.element_bytes)

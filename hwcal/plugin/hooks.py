@@ -1,7 +1,7 @@
 """The pytest plugin: option declarations, hooks and fixtures only.
 
-State lives in one CalibrationSession in ``config.stash``; measuring is in ``hwcal.gemm``, building
-and filing in ``hwcal.filing``. pytest-benchmark is used only through what it publishes (the
+State lives in one CalibrationSession in ``config.stash``; measuring is in ``hwcal.measure``, building
+and filing in ``hwcal.plugin.filing``. pytest-benchmark is used only through what it publishes (the
 ``benchmark`` fixture, ``pedantic``, ``extra_info``, ``stats``).
 """
 
@@ -15,15 +15,15 @@ from typing import Any
 import pytest
 from filelock import FileLock, Timeout
 
-from hwcal.clocks import benchmark_window, stop_sampling
 from hwcal.errors import HwcalError
-from hwcal.filing import Filed, check_before_run, file_calibration
-from hwcal.options import add_options, resolve_options
-from hwcal.preflight import preflight_session
-from hwcal.session import CalibrationSession
-from hwcal.stream import size_label, stream_cases
-from hwcal.summary import summary_lines
-from hwcal.writer import check_registry_writable
+from hwcal.measure.session import CalibrationSession
+from hwcal.measure.stream import size_label, stream_cases
+from hwcal.plugin.clocks import benchmark_window, stop_sampling
+from hwcal.plugin.filing import Filed, check_before_run, file_calibration
+from hwcal.plugin.options import add_options, resolve_options
+from hwcal.plugin.preflight import preflight_session
+from hwcal.plugin.summary import summary_lines
+from hwcal.registry.writer import check_registry_writable
 
 SESSION_KEY = pytest.StashKey[CalibrationSession]()
 DEVICE_LOCK_KEY = pytest.StashKey[FileLock]()

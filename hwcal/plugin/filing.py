@@ -10,15 +10,16 @@ from pathlib import Path
 from typing import Any
 
 from hwcal import __version__
-from hwcal.builder import BuildInput, build_calibration, build_cpu_spec
-from hwcal.clocks import finish_clocks, session_gpu_facts, session_key_facts
+from hwcal.document.builder import BuildInput, build_calibration
+from hwcal.document.peaks import peaks_at_clock, with_derived_gpu_peaks
+from hwcal.document.schema import schema_errors
+from hwcal.document.spec import build_cpu_spec, build_gpu_spec
 from hwcal.errors import HwcalError
 from hwcal.machine import KeyFacts, collect_blas, collect_host
+from hwcal.measure.session import CalibrationSession
 from hwcal.naming import CalibrationKey, calibration_path, check_power_mode, spec_path
-from hwcal.peaks import peaks_at_clock, with_derived_gpu_peaks
-from hwcal.schema import schema_errors
-from hwcal.session import CalibrationSession
-from hwcal.writer import write_calibration
+from hwcal.plugin.clocks import finish_clocks, session_gpu_facts, session_key_facts
+from hwcal.registry.writer import write_calibration
 
 
 @dataclass
@@ -94,8 +95,8 @@ def file_calibration(cal: CalibrationSession, command_line: list[str], selection
     new_spec = None
     if spec is None:
         # A CPU's derived peaks use the key's clock, whatever the framework (and --frequency-mhz).
-        new_spec = cal.backend.build_spec(key.hardware_id, host, cal.started_at) if key.device_type == "gpu" \
-            else build_cpu_spec(key.hardware_id, host, float(key.freq_mhz), cal.started_at)
+        new_spec = build_gpu_spec(key.hardware_id, session_gpu_facts(cal) or {}, cal.started_at) \
+            if key.device_type == "gpu" else build_cpu_spec(key.hardware_id, host, float(key.freq_mhz), cal.started_at)
         new_spec = spec = with_derived_gpu_peaks(new_spec, session_gpu_facts(cal), float(key.freq_mhz))
     o = cal.options
     inp = BuildInput(

@@ -9,37 +9,31 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 
 from hwcal.backends import Backend, Support, make_backend
-from hwcal.memory import MemorySweep
-from hwcal.options import CalibrationOptions
-from hwcal.sweep import Sweep, SweepPolicy
+from hwcal.machine.sampler import MachineState
+from hwcal.measure.records import GemmRecord, MemorySweep
+from hwcal.measure.sweep import Sweep, SweepPolicy
 
 
-@dataclass
-class GemmRecord:
-    """One measured and verified GEMM case."""
+@dataclass(frozen=True)
+class CalibrationOptions:
+    """The resolved settings of one run (the plugin parses and resolves them)."""
 
-    precision: str
-    n: int
-    flops_per_round: int
-    launches_per_round: int
-    rounds: int
-    warmup_rounds: int
-    time_s: dict[str, float]
-    gflops_best: float
-    gflops_median: float
-    cv: float
-    max_error: float
-    tolerance: float
-    verify_method: str
-    kernel: str
-    modes: dict[str, object] = field(default_factory=dict)
-    operand_range: float | None = None
-    accumulator_wraps: bool = False
-    device_event_ratio: float | None = None
-    # Whether the clock fell below 75% of the ceiling while this case ran; None when not sampled.
-    throttled: bool | None = None
+    power_mode: str | None
+    framework: str
+    device: str
+    frequency_mhz: int | None
+    hardware_id: str | None
+    registry: Path
+    quick: bool
+    sizes: list[int] | None
+    min_gflops: float
+    max_call_s: float
+    dry_run: bool
+    force: bool
+    allow_partial: bool = False
 
 
 @dataclass
@@ -56,10 +50,10 @@ class CalibrationSession:
     ran_memory: bool = False  # a STREAM case ran (bench/test_memory.py)
     # Filled by other stages (memory sweep, clock sampling, preflight, GPU facts) for the builder.
     extra_metadata: dict[str, object] = field(default_factory=dict)
-    # STREAM results (hwcal.stream fills a MemorySweep; a dict is a section built elsewhere).
+    # STREAM results (hwcal.measure.stream fills a MemorySweep; a dict is a section built elsewhere).
     memory: MemorySweep | dict[str, object] | None = None
-    # hwcal.clocks.MachineState: key facts detected at session start, clock sampler, preflight.
-    machine_state: object | None = None
+    # Key facts detected at session start and the clock sampler (the plugin's preflight sets it).
+    machine_state: MachineState | None = None
     _backend: Backend | None = None
     sweep: Sweep = field(init=False)
 

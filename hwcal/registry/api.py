@@ -1,0 +1,227 @@
+"""Reading the registry back: listing, filtering, choosing the most recent calibration, and saying
+why a file cannot be used.
+
+asv's rule: a listing skips a bad file with a warning that names it; a file the user names fails
+loudly with the reason (``RegistryFileError``, one line). "Most recent" is the newest
+``metadata.calibration_date``, never the file's mtime (copies and checkouts rewrite mtimes).
+
+    from hwcal import Registry
+    reg = Registry()                                   # $HWCAL_REGISTRY, else the repo's registry/
+    profile = reg.get("jetson_orin_nano_gpu", calibration_filter={"power_mode": "MAXN", "framework": "torch"})
+    profile.calibration["precision_matrix"]["peak_gflops_by_precision"]["fp16"]
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from hwcal.errors import HwcalError
+from hwcal.naming import CalibrationKey
+from hwcal.registry.filters import CalibrationFilter, normalise_filter
+from hwcal.registry.layout import ENV_REGISTRY, default_registry, hardware_files, walk
+from hwcal.registry.reader import BadRegistryFile, CalibrationEntry, read_calibration, read_spec
+
+
+class RegistryWarning(UserWarning):
+    """A registry file skipped while listing; the message names the file and the reason."""
+
+
+class UnknownHardwareError(HwcalError):
+    """A hardware id the registry does not hold; the message lists the ids it does."""
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    path: Path
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+@dataclass
+class HardwareInfo:
+    """One ``<device_type>/<hardware_id>/`` folder: its spec (None when missing or unreadable)."""
+
+    hardware_id: str
+    device_type: str
+    path: Path
+    spec: dict[str, Any] | None = None
+
+    @property
+    def model(self) -> str:
+        return str((self.spec or {}).get("model") or self.hardware_id)
+
+    def summary(self) -> dict[str, Any]:
+        return {"hardware_id": self.hardware_id, "device_type": self.device_type, "model": self.model,
+                "path": str(self.path), "has_spec": self.spec is not None}
+
+
+@dataclass
+class Profile:
+    """What ``Registry.get`` returns: the hardware's spec with the chosen calibration."""
+
+    hardware_id: str
+    device_type: str
+    spec: dict[str, Any] | None
+    calibration: dict[str, Any]
+    path: Path
+    calibration_date: datetime
+
+    @property
+    def key(self) -> CalibrationKey:
+        return CalibrationKey(**self.calibration["key"])
+
+    def peak_gflops(self, precision: str) -> float | None:
+        return self.calibration["precision_matrix"]["peak_gflops_by_precision"].get(precision)
+
+    @property
+    def measured_bandwidth_gbps(self) -> float | None:
+        return self.calibration.get("measured_bandwidth_gbps")
+
+
+class Registry:
+    """Read access to a registry folder (``<device_type>/<hardware_id>/spec.json`` and ``calibrations/``).
+
+    Every call rescans the folder, so a calibration filed meanwhile is seen. Files that cannot be used
+    are skipped, reported once each as a ``RegistryWarning`` and kept in ``skipped``.
+    """
+
+    def __init__(self, root: str | Path | None = None, *, emit_warnings: bool = True) -> None:
+        self.root = Path(root) if root is not None else default_registry()
+        self.emit_warnings = emit_warnings
+        self.skipped: list[SkippedFile] = []
+        self._warned: set[tuple[Path, str]] = set()
+
+    def __repr__(self) -> str:
+        return f"Registry({str(self.root)!r})"
+
+    # -- scanning --
+    def _skip(self, path: Path, reason: str) -> None:
+        item = SkippedFile(path, reason)
+        if item not in self.skipped:
+            self.skipped.append(item)
+        if self.emit_warnings and (path, reason) not in self._warned:
+            self._warned.add((path, reason))
+            warnings.warn(str(item), RegistryWarning, stacklevel=3)
+
+    def _check_root(self) -> bool:
+        if not self.root.exists():
+            return False
+        if not self.root.is_dir():
+            raise HwcalError(f"registry {self.root} is not a folder; give --registry PATH or set {ENV_REGISTRY}")
+        return True
+
+    def _hardware_dirs(self) -> list[tuple[str, Path]]:
+        if not self._check_root():
+            return []
+        found: list[tuple[str, Path]] = []
+        for spot in walk(self.root, calibrations=False):
+            if spot.kind == "hardware":
+                found.append((spot.device_type, spot.path))
+            elif spot.kind == "problem" and spot.listed:
+                self._skip(spot.path, spot.reason)
+        return found
+
+    def _hardware_info(self, device_type: str, hw_dir: Path) -> HardwareInfo:
+        info = HardwareInfo(hw_dir.name, device_type, hw_dir)
+        spec_file = hw_dir / "spec.json"
+        if not spec_file.exists() and not spec_file.is_symlink():
+            self._skip(spec_file, "missing: this hardware has no spec.json (theoretical peaks unknown)")
+        else:
+            try:
+                info.spec = read_spec(spec_file, self.root)
+            except BadRegistryFile as exc:
+                self._skip(exc.path, exc.reason)
+        return info
+
+    def _read_entries(self, hw_dir: Path, history: bool) -> list[CalibrationEntry]:
+        entries: list[CalibrationEntry] = []
+        for spot in hardware_files(hw_dir, hw_dir.parent.name, history):
+            if spot.kind == "calibration":
+                try:
+                    entries.append(read_calibration(spot.path, self.root))
+                except BadRegistryFile as exc:
+                    self._skip(exc.path, exc.reason)
+            elif spot.kind in ("problem", "corrupt") and spot.listed:
+                self._skip(spot.path, spot.reason)
+        return entries
+
+    # -- public API --
+    def hardware(self) -> list[HardwareInfo]:
+        """Every hardware folder, sorted by id; a missing or invalid spec.json is warned about."""
+        return [self._hardware_info(t, d) for t, d in self._hardware_dirs()]
+
+    def hardware_ids(self) -> list[str]:
+        return sorted({d.name for _, d in self._hardware_dirs()})
+
+    def search(self, text: str) -> list[HardwareInfo]:
+        """Hardware whose id, model or vendor contains ``text`` (case-insensitive)."""
+        needle = text.casefold()
+        found = []
+        for info in self.hardware():
+            spec = info.spec or {}
+            hay = " ".join(str(v) for v in (info.hardware_id, spec.get("model"), spec.get("vendor")) if v)
+            if needle in hay.casefold():
+                found.append(info)
+        return found
+
+    def _dirs_for(self, hardware_id: str | None) -> list[tuple[str, Path]]:
+        dirs = self._hardware_dirs()
+        if hardware_id is None:
+            return dirs
+        chosen = [(t, d) for t, d in dirs if d.name == hardware_id]
+        if not chosen:
+            known = sorted({d.name for _, d in dirs})
+            raise UnknownHardwareError(
+                f"unknown hardware {hardware_id!r} in registry {self.root}; known: "
+                + (", ".join(known) if known else "none (the registry is empty)"))
+        return chosen
+
+    def list_calibrations(self, hardware_id: str | None = None,
+                          calibration_filter: Mapping[str, object] | CalibrationFilter | None = None,
+                          *, history: bool = False) -> list[CalibrationEntry]:
+        """Valid calibrations (of one hardware, or all), filtered, sorted naturally by power mode.
+
+        With ``history`` the superseded ones under ``calibrations/history/`` are included.
+        """
+        flt = normalise_filter(calibration_filter)
+        entries: list[CalibrationEntry] = []
+        for device_type, hw_dir in self._dirs_for(hardware_id):
+            self._hardware_info(device_type, hw_dir)  # warns about a missing or broken spec.json
+            entries += [e for e in self._read_entries(hw_dir, history) if flt.matches(e.key)]
+        return sorted(entries, key=CalibrationEntry.sort_key)
+
+    def history(self, hardware_id: str, calibration_filter: Mapping[str, object] | None = None
+                ) -> list[CalibrationEntry]:
+        """Current and superseded calibrations matching the filter, newest first."""
+        entries = self.list_calibrations(hardware_id, calibration_filter, history=True)
+        return sorted(entries, key=lambda e: e.calibration_date, reverse=True)
+
+    def get(self, hardware_id: str, calibration_filter: Mapping[str, object] | None = None) -> Profile:
+        """The spec with the most recent (by ``calibration_date``) calibration matching every filter key."""
+        flt = normalise_filter(calibration_filter)
+        dirs = self._dirs_for(hardware_id)
+        candidates = self.list_calibrations(hardware_id, flt)
+        if not candidates:
+            available = [e.path.name for e in self.list_calibrations(hardware_id)]
+            raise HwcalError(f"no calibration of {hardware_id!r} matches {flt.describe()}; available: "
+                             + (", ".join(available) if available else "none"))
+        best = max(candidates, key=lambda e: e.calibration_date)
+        hw_dir = next(d for t, d in dirs if t == best.key.device_type)
+        spec = self._hardware_info(best.key.device_type, hw_dir).spec
+        return Profile(hardware_id, best.key.device_type, spec, best.doc, best.path, best.calibration_date)
+
+    def read(self, path: str | Path) -> CalibrationEntry:
+        """One calibration the user named; fails with the reason (RegistryFileError)."""
+        return read_calibration(Path(path), self.root)
+
+    def spec(self, hardware_id: str) -> dict[str, Any]:
+        """The hardware's spec.json; fails with the reason when missing or invalid."""
+        _device_type, hw_dir = self._dirs_for(hardware_id)[0]
+        return read_spec(hw_dir / "spec.json", self.root)

@@ -1,0 +1,177 @@
+"""Where things live in a registry folder and how a folder is walked: the one walker that listing,
+``get`` and validation share, and the containment rule (nothing that resolves outside the registry)."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from hwcal.naming import DEVICE_TYPES, hardware_id_token
+
+ENV_REGISTRY = "HWCAL_REGISTRY"
+UPGRADE_HINT = "upgrade hwcal (pip install --upgrade hwcal, or git pull in its checkout)"
+MIGRATE_HINT = "python tools/migrate_calibrations.py SOURCE --registry REGISTRY"
+# calibrations/history/<stem>.<UTC stamp>[.n][.corrupt].json, as the writer names superseded files.
+HISTORY_RE = re.compile(r"^(?P<stem>[^.]+)\.(?P<stamp>\d{8}T\d{6}\d*Z)(?:\.(?P<n>\d+))?(?P<corrupt>\.corrupt)?\.json$")
+
+
+def default_registry() -> Path:
+    """``$HWCAL_REGISTRY``, else the checkout's ``registry/`` (an editable install), else ``./registry``."""
+    env = os.environ.get(ENV_REGISTRY)
+    if env:
+        return Path(env)
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "registry").is_dir():
+        return checkout / "registry"
+    return Path.cwd() / "registry"
+
+
+def inside(path: Path, root: Path) -> bool:
+    """Whether ``path`` really (symlinks followed) lies inside ``root``."""
+    try:
+        path.resolve().relative_to(root.resolve())
+    except (ValueError, OSError):
+        return False
+    return True
+
+
+def _lexically_inside(path: Path, root: Path) -> bool:
+    try:
+        Path(os.path.abspath(path)).relative_to(os.path.abspath(root))
+    except ValueError:
+        return False
+    return True
+
+
+def escape_reason(path: Path, root: Path | None) -> str | None:
+    """Why a file that sits in the registry may not be read: a symlink leading out of it."""
+    if root is None or not _lexically_inside(path, root) or inside(path, root):
+        return None
+    return f"symlink pointing outside the registry (to {path.resolve()}); not read"
+
+
+def layout_of(path: Path) -> tuple[str, str | None]:
+    """('current'|'history'|'other', expected key stem) from where the file sits."""
+    parent = path.parent
+    if parent.name == "calibrations":
+        return "current", path.name[:-5] if path.name.endswith(".json") else None
+    if parent.name == "history" and parent.parent.name == "calibrations":
+        m = HISTORY_RE.match(path.name)
+        return "history", m["stem"] if m else None
+    return "other", None
+
+
+
+
+@dataclass(frozen=True)
+class Spot:
+    """One thing the walker found: a hardware folder, a calibration file, a writer-kept corrupt copy,
+    or a problem (``listed``: listing warns about it too; otherwise only validation reports it)."""
+
+    kind: str  # "hardware" | "calibration" | "corrupt" | "problem"
+    path: Path
+    device_type: str = ""
+    hardware_dir: Path | None = None
+    history: bool = False
+    reason: str = ""
+    listed: bool = True
+
+
+def _children(folder: Path) -> tuple[list[Path], str | None]:
+    try:
+        return sorted(p for p in folder.iterdir() if not p.name.startswith(".")), None
+    except OSError as exc:
+        return [], f"cannot list folder: {exc.strerror or exc}"
+
+
+def walk(root: Path, *, hardware_id: str | None = None, calibrations: bool = True,
+         history: bool = True) -> Iterator[Spot]:
+    """Every hardware folder of ``root`` (or the one named), then, with ``calibrations``, its files.
+
+    The root itself must be a folder (the caller checks); everything below that breaks the layout
+    is a ``problem`` spot rather than an exception, so one bad file never hides the others.
+    """
+    types, why = _children(root)
+    if why:
+        yield Spot("problem", root, reason=why)
+    for type_dir in types:
+        if not type_dir.is_dir():
+            if type_dir.suffix == ".json":
+                yield Spot("problem", type_dir, reason="JSON file outside <device_type>/<hardware_id>/; not part "
+                           "of the layout", listed=False)
+            continue
+        if type_dir.name not in DEVICE_TYPES:
+            hint = f"; an original-registry layout? import it: {MIGRATE_HINT}" \
+                if type_dir.name in ("boards", "gpus", "cpus") else ""
+            yield Spot("problem", type_dir, reason=f"folder {type_dir.name!r} is not a device type "
+                       f"({', '.join(DEVICE_TYPES)}){hint}")
+            continue
+        hw_dirs, why = _children(type_dir)
+        if why:
+            yield Spot("problem", type_dir, reason=why)
+        for hw_dir in hw_dirs:
+            if hardware_id is not None and hw_dir.name != hardware_id:
+                continue
+            if not hw_dir.is_dir():
+                yield Spot("problem", hw_dir, reason="file where a <hardware_id>/ folder belongs", listed=False)
+                continue
+            if not inside(hw_dir, root):
+                yield Spot("problem", hw_dir, reason=f"symlink pointing outside the registry (to {hw_dir.resolve()}); "
+                           "not read")
+                continue
+            if hardware_id_token(hw_dir.name) != hw_dir.name:
+                yield Spot("problem", hw_dir, reason="folder name is not a hardware id (lower-case letters, digits, "
+                           f"single underscores, e.g. {hardware_id_token(hw_dir.name)!r})")
+                continue
+            yield Spot("hardware", hw_dir, type_dir.name, hw_dir)
+            if calibrations:
+                yield from hardware_files(hw_dir, type_dir.name, history)
+
+
+def hardware_files(hw_dir: Path, device_type: str, history: bool) -> Iterator[Spot]:
+    """The files of one hardware folder: calibrations (and history), and what does not belong there."""
+    files, why = _children(hw_dir)
+    if why:
+        yield Spot("problem", hw_dir, device_type, hw_dir, reason=why)
+    for path in files:
+        if path.name == "calibration.json":
+            yield Spot("problem", path, device_type, hw_dir,
+                       reason=f"single calibration.json of the original registry; import it: {MIGRATE_HINT}")
+        elif path.name not in ("spec.json", "calibrations") and path.suffix == ".json":
+            yield Spot("problem", path, device_type, hw_dir,
+                       reason="unexpected JSON file; calibrations belong in calibrations/", listed=False)
+    cal_dir = hw_dir / "calibrations"
+    if not cal_dir.is_dir():
+        return
+    entries, why = _children(cal_dir)
+    if why:
+        yield Spot("problem", cal_dir, device_type, hw_dir, reason=why)
+    for path in entries:
+        if path.name == "history" and path.is_dir():
+            if not history:
+                continue
+            old, why = _children(path)
+            if why:
+                yield Spot("problem", path, device_type, hw_dir, reason=why)
+            for hist in old:
+                yield _calibration_spot(hist, device_type, hw_dir, True)
+        elif path.is_dir():
+            yield Spot("problem", path, device_type, hw_dir,
+                       reason="unexpected folder in calibrations/ (only history/ belongs there)")
+        else:
+            yield _calibration_spot(path, device_type, hw_dir, False)
+
+
+def _calibration_spot(path: Path, device_type: str, hw_dir: Path, in_history: bool) -> Spot:
+    if path.is_dir():
+        return Spot("problem", path, device_type, hw_dir, in_history, reason="unexpected folder")
+    if path.suffix != ".json":
+        return Spot("problem", path, device_type, hw_dir, in_history, reason="not a .json calibration file; ignored")
+    m = HISTORY_RE.match(path.name)
+    if in_history and m and m["corrupt"]:
+        return Spot("corrupt", path, device_type, hw_dir, in_history,
+                    reason="kept by the writer as unreadable when it was superseded; not checked")
+    return Spot("calibration", path, device_type, hw_dir, in_history)

@@ -1,0 +1,24 @@
+"""The one rule for "which calibration of a key is current": the newest ``calibration_date`` wins, and
+everything else of that key goes to ``calibrations/history/``. The writer, merge and migrate all ask here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def split_newest(items: Sequence[T], date_of: Callable[[T], datetime],
+                 current_date: datetime | None) -> tuple[T | None, list[T]]:
+    """(the item that becomes current, the items that go to history, oldest first).
+
+    The newest item becomes current unless the key's current calibration is newer than it; a tie goes to
+    the new item (the one it replaces is kept in history, so nothing is lost either way). Items of equal
+    date keep their given order, so a caller's tie-break (e.g. by source path) holds.
+    """
+    ordered = sorted(items, key=date_of)
+    if ordered and (current_date is None or date_of(ordered[-1]) >= current_date):
+        return ordered[-1], ordered[:-1]
+    return None, ordered

@@ -1,0 +1,201 @@
+"""Reading one registry file: the one checked reader. Every failure is a one-line ``RegistryFileError``
+naming the file (asv's rule: a file the user names fails loudly with the reason)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from hwcal.document.schema import CALIBRATION_FORMAT_VERSION, SPEC_FORMAT_VERSION, schema_errors
+from hwcal.errors import HwcalError, RegistryFileError
+from hwcal.naming import CalibrationKey, parse_calibration_filename, power_mode_token
+from hwcal.registry.filters import natural_key
+from hwcal.registry.layout import MIGRATE_HINT, UPGRADE_HINT, escape_reason, layout_of
+
+
+class BadRegistryFile(RegistryFileError):
+    """A registry file that cannot be used; ``str()`` is ``path: reason``, one line."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+
+def parse_date(value: object) -> datetime:
+    """An ISO 8601 date as aware UTC; a date without offset is read as UTC (the format requires one)."""
+    if not isinstance(value, str):
+        raise ValueError(f"calibration_date {value!r} is not a string")
+    date = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return date.replace(tzinfo=timezone.utc) if date.tzinfo is None else date.astimezone(timezone.utc)
+
+
+def read_json(path: Path, registry_root: Path | None = None) -> Any:
+    """Parse a registry file; every failure is a one-line RegistryFileError naming the file."""
+    escape = escape_reason(path, registry_root)
+    if escape:
+        raise BadRegistryFile(path, f"{escape}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BadRegistryFile(path, "no such file") from None
+    except IsADirectoryError:
+        raise BadRegistryFile(path, "is a folder, not a calibration file") from None
+    except UnicodeDecodeError:
+        raise BadRegistryFile(path, "not UTF-8 text (a binary or damaged file)") from None
+    except OSError as exc:
+        raise BadRegistryFile(path, f"cannot read: {exc.strerror or exc}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        what = "empty file" if not text.strip() else "not valid JSON (truncated or corrupt?)"
+        raise BadRegistryFile(path, f"{what}: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+
+
+def is_legacy_calibration(doc: object) -> bool:
+    """A calibration written by the original system (no schema_version, operation profiles)."""
+    return isinstance(doc, dict) and "schema_version" not in doc and (
+        "operation_profiles" in doc or ("metadata" in doc and "precision_matrix" in doc))
+
+
+def version_problem(doc: object, kind: str = "calibration") -> str | None:
+    """Refuse a format this hwcal cannot read, with the command that fixes it (asv's habit)."""
+    current = CALIBRATION_FORMAT_VERSION if kind == "calibration" else SPEC_FORMAT_VERSION
+    if not isinstance(doc, dict):
+        return f"not a JSON object (a {type(doc).__name__})"
+    if "schema_version" not in doc:
+        if (kind == "calibration" and is_legacy_calibration(doc)) or (kind == "spec" and "theoretical_peaks" in doc):
+            return f"in the original registry's format (no schema_version); import it: {MIGRATE_HINT}"
+        return "has no schema_version; not an hwcal file"
+    version = doc["schema_version"]
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        return f"schema_version {version!r} is not a format version hwcal knows"
+    if version > current:
+        return (f"schema_version {version} is newer than this hwcal reads ({current}); refused, "
+                f"{UPGRADE_HINT}")
+    if version < current:
+        return f"schema_version {version} is older than {current}; update it: {MIGRATE_HINT}"
+    return None
+
+
+def naming_problems(path: Path, doc: dict[str, Any]) -> list[tuple[str, str]]:
+    """(json_path, message) where the file's name or folder disagrees with the document's key."""
+    where, stem = layout_of(path)
+    if where == "other":
+        return []
+    problems: list[tuple[str, str]] = []
+    key = doc.get("key") if isinstance(doc.get("key"), dict) else {}
+    if stem is None:
+        pattern = "{stem}.{YYYYmmddTHHMMSSffffffZ}.json" if where == "history" else \
+            "{power_mode}_{freq}MHz_{framework}.json"
+        return [("$", f"file name {path.name!r} is not {pattern}")]
+    try:
+        power_mode, freq, framework = parse_calibration_filename(stem + ".json")
+    except HwcalError:
+        return [("$", f"file name {path.name!r} is not named {{power_mode}}_{{freq}}MHz_{{framework}}.json")]
+    for field_name, expected in (("power_mode", power_mode), ("freq_mhz", freq), ("framework", framework)):
+        if key.get(field_name) != expected:
+            problems.append((f"$.key.{field_name}", f"{key.get(field_name)!r} disagrees with the file name "
+                                                     f"{path.name!r} ({expected!r})"))
+    hw_dir = path.parent.parent if where == "current" else path.parent.parent.parent
+    if key.get("hardware_id") != hw_dir.name:
+        problems.append(("$.key.hardware_id", f"{key.get('hardware_id')!r} disagrees with the folder "
+                                              f"{hw_dir.name!r}"))
+    if key.get("device_type") != hw_dir.parent.name:
+        problems.append(("$.key.device_type", f"{key.get('device_type')!r} disagrees with the folder "
+                                              f"{hw_dir.parent.name!r}"))
+    meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+    for field_name in ("hardware_id", "device_type", "freq_mhz", "framework"):
+        if field_name in meta and meta[field_name] != key.get(field_name):
+            problems.append((f"$.metadata.{field_name}", f"{meta[field_name]!r} disagrees with the key "
+                                                         f"({key.get(field_name)!r})"))
+    if isinstance(meta.get("power_mode"), str) and power_mode_token(meta["power_mode"]) != key.get("power_mode"):
+        problems.append(("$.metadata.power_mode", f"{meta['power_mode']!r} does not reduce to the key's "
+                                                  f"power mode {key.get('power_mode')!r}"))
+    return problems
+
+
+@dataclass(frozen=True)
+class CalibrationEntry:
+    """One readable, valid calibration file and what identifies it."""
+
+    path: Path
+    key: CalibrationKey
+    calibration_date: datetime
+    doc: dict[str, Any] = field(repr=False, compare=False)
+    superseded: bool = False
+
+    @property
+    def power_mode_name(self) -> str:
+        """The power mode as given or detected (``MAXN_SUPER``), before reduction to the key token."""
+        return str(self.doc["metadata"].get("power_mode", self.key.power_mode))
+
+    @property
+    def imported(self) -> bool:
+        return "imported" in self.doc["metadata"]
+
+    @property
+    def peaks(self) -> dict[str, float]:
+        return dict(self.doc["precision_matrix"]["peak_gflops_by_precision"])
+
+    def sort_key(self) -> tuple[Any, ...]:
+        return (self.key.hardware_id, self.key.device_type, natural_key(self.key.power_mode), self.key.freq_mhz,
+                self.key.framework, self.superseded, -self.calibration_date.timestamp())
+
+    def summary(self) -> dict[str, Any]:
+        """The fields scripts read (``--json``): identity, date, peaks, bandwidth, where the file is."""
+        return {
+            **self.key.as_dict(),
+            "power_mode_name": self.power_mode_name,
+            "calibration_date": self.calibration_date.isoformat(),
+            "superseded": self.superseded,
+            "imported": self.imported,
+            "path": str(self.path),
+            "peak_gflops_by_precision": self.peaks,
+            "measured_bandwidth_gbps": self.doc.get("measured_bandwidth_gbps"),
+            "warnings": len(self.doc.get("warnings", [])),
+        }
+
+
+def _read_checked(path: Path, kind: str, registry_root: Path | None) -> dict[str, Any]:
+    """JSON of a registry file, refused in one line if its format version or its schema is wrong."""
+    doc = read_json(path, registry_root)
+    problem = version_problem(doc, kind)
+    if problem:
+        raise BadRegistryFile(path, f"{problem}")
+    errors = schema_errors(doc, kind)
+    if errors:
+        more = f" (and {len(errors) - 1} more; tools/validate_registry.py lists them)" if len(errors) > 1 else ""
+        raise BadRegistryFile(path, f"not a valid {kind}: {errors[0]}{more}")
+    return doc
+
+
+def read_calibration(path: str | Path, registry_root: Path | None = None) -> CalibrationEntry:
+    """Read and check one calibration the user named; any problem is a one-line RegistryFileError.
+
+    Inside a registry's ``calibrations/`` folder the name and folders must agree with the key.
+    """
+    path = Path(path)
+    doc = _read_checked(path, "calibration", registry_root)
+    naming = naming_problems(path, doc)
+    if naming:
+        json_path, message = naming[0]
+        raise BadRegistryFile(path, f"misnamed: {json_path}: {message}")
+    try:
+        date = parse_date(doc["metadata"]["calibration_date"])
+        key = CalibrationKey(**doc["key"])
+    except (ValueError, HwcalError) as exc:
+        raise BadRegistryFile(path, f"{exc}") from None
+    where, _ = layout_of(path)
+    return CalibrationEntry(path=path, key=key, calibration_date=date, doc=doc, superseded=where == "history")
+
+
+def read_spec(path: str | Path, registry_root: Path | None = None) -> dict[str, Any]:
+    """Read and check one spec.json; any problem is a one-line RegistryFileError."""
+    return _read_checked(Path(path), "spec", registry_root)
+
+
