@@ -129,8 +129,8 @@ def test_command_line_writes_and_names_the_files(full_doc: dict[str, Any], tmp_p
 
 
 @pytest.mark.parametrize(("content", "message"), [
-    (None, "cannot read"),
-    ("{not json", "not JSON"),
+    (None, "no such file"),
+    ("{not json", "not valid JSON"),
     ('{"schema_version": 1}', "not a valid calibration"),
 ])
 def test_command_line_fails_loudly_on_a_bad_file(tmp_path: Path, capsys: pytest.CaptureFixture[str],

@@ -268,16 +268,10 @@ examples:
 
 def load_calibration(path: Path) -> dict[str, Any]:
     """A calibration file the user named: unreadable or invalid fails loudly, every error listed."""
-    import json
-
     from hwcal.document.schema import schema_errors
+    from hwcal.registry.reader import read_json
 
-    try:
-        doc = json.loads(path.read_text())
-    except OSError as exc:
-        raise HwcalError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except ValueError as exc:
-        raise HwcalError(f"{path}: not JSON ({exc})") from None
+    doc = read_json(path)
     errors = schema_errors(doc, "calibration")
     if errors:
         raise HwcalError(f"{path}: not a valid calibration:\n  " + "\n  ".join(f"{path}: {e}" for e in errors))

@@ -19,6 +19,8 @@ from hwcal.machine import KeyFacts, collect_blas, collect_host
 from hwcal.measure.session import CalibrationSession
 from hwcal.naming import CalibrationKey, calibration_path, check_power_mode, spec_path
 from hwcal.plugin.clocks import finish_clocks, session_gpu_facts, session_key_facts
+from hwcal.registry.planner import is_partial
+from hwcal.registry.reader import BadRegistryFile, read_json, read_spec
 from hwcal.registry.writer import write_calibration
 
 
@@ -50,20 +52,12 @@ def detect_key(cal: CalibrationSession) -> tuple[CalibrationKey, KeyFacts, str]:
 
 def _load_spec(registry: Path, key: CalibrationKey) -> dict[str, Any] | None:
     path = spec_path(registry, key.device_type, key.hardware_id)
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return None
     try:
-        spec = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise HwcalError(f"{path}: unreadable spec ({exc}); fix or remove it, nothing written") from None
-    errors = schema_errors(spec, "spec")
-    if errors:
-        raise HwcalError(f"{path}: spec is not valid: " + "; ".join(errors[:5]))
-    return spec
-
-
-def _is_partial(doc: dict[str, Any]) -> bool:
-    return bool((doc.get("metadata", {}).get("selection") or {}).get("partial", False))
+        return read_spec(path, registry)
+    except BadRegistryFile as exc:
+        raise HwcalError(f"{exc}; fix or remove it, nothing written") from None
 
 
 def check_before_run(cal: CalibrationSession, selection: dict[str, Any]) -> None:
@@ -75,10 +69,10 @@ def check_before_run(cal: CalibrationSession, selection: dict[str, Any]) -> None
         return
     path = calibration_path(cal.options.registry, key)
     try:
-        current = json.loads(path.read_text()) if path.exists() else None
-    except (OSError, ValueError):
+        current = read_json(path, cal.options.registry) if path.exists() else None
+    except BadRegistryFile:
         current = None  # unreadable: the writer keeps it in history as .corrupt
-    if isinstance(current, dict) and not _is_partial(current):
+    if isinstance(current, dict) and not is_partial(current):
         raise HwcalError(
             f"this run is partial ({selection.get('partial_why')}) and {path} holds a complete calibration of "
             "the same key: run the whole suite, or pass --allow-partial (the complete one goes to history), "

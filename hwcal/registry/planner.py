@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -22,3 +22,10 @@ def split_newest(items: Sequence[T], date_of: Callable[[T], datetime],
     if ordered and (current_date is None or date_of(ordered[-1]) >= current_date):
         return ordered[-1], ordered[:-1]
     return None, ordered
+
+
+def is_partial(doc: dict[str, Any]) -> bool:
+    """A calibration of a partial run (``-k``, ``-m``, ``--sizes``, one benchmark file): it may not replace
+    a complete calibration of its key unless the user says so (``--allow-partial``)."""
+    selection = (doc.get("metadata") or {}).get("selection") or {}
+    return bool(isinstance(selection, dict) and selection.get("partial", False))

@@ -18,7 +18,7 @@ from hwcal.document.schema import schema_errors
 from hwcal.errors import HwcalError
 from hwcal.naming import CalibrationKey, calibration_path, hardware_dir, history_path, history_stamp, spec_path
 from hwcal.registry.planner import split_newest
-from hwcal.registry.reader import parse_date
+from hwcal.registry.reader import BadRegistryFile, parse_date, read_json
 
 LOCK_TIMEOUT_S = 120.0
 
@@ -54,8 +54,8 @@ def calibration_date(doc: Any) -> datetime | None:
 def _read_existing(existing: Path) -> tuple[datetime | None, str]:
     """The superseded file's date and history stamp; an unreadable file is stamped by mtime."""
     try:
-        date = calibration_date(json.loads(existing.read_text()))
-    except (OSError, ValueError):
+        date = calibration_date(read_json(existing))
+    except BadRegistryFile:
         date = None
     if date is not None:
         return date, history_stamp(date)
