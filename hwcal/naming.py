@@ -57,6 +57,14 @@ def check_hardware_id(hardware_id: str) -> str:
     return token
 
 
+def check_device(value: str) -> str:
+    """``cpu``, ``cuda`` (= ``cuda:0``) or ``cuda:N``, normalised; anything else is a one-line error."""
+    v = value.strip().lower()
+    if v == "cpu" or v == "cuda" or (v.startswith("cuda:") and v[5:].isascii() and v[5:].isdigit()):
+        return "cuda:0" if v == "cuda" else v
+    raise HwcalError(f"device {value!r} is not cpu, cuda or cuda:N")
+
+
 def normalise_framework(framework: str) -> str:
     try:
         return FRAMEWORK_ALIASES[framework.strip().lower()]

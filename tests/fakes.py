@@ -32,3 +32,16 @@ class FakeBenchmark:
             self.stats = SimpleNamespace(stats=SimpleNamespace(
                 min=min(times), max=max(times), mean=statistics.fmean(times), median=statistics.median(times),
                 stddev=statistics.pstdev(times), iqr=0.0, rounds=rounds))
+
+
+def v1_matrix(doc: dict[str, Any]) -> dict[str, Any]:
+    """The format-1 view of a document's precision matrix (legacy keys + hwcal's detail, supported meaning
+    native only), so tests written against format 1 read a format-2 document the same way."""
+    from hwcal.document.legacy import precision_detail
+
+    detail = precision_detail(doc)
+    emulated = set(detail.get("emulated_precisions", []))
+    matrix = {**doc["precision_matrix"], **detail}
+    matrix["supported_precisions"] = [p for p in matrix.get("supported_precisions", []) if p not in emulated]
+    matrix.pop("hardware_name", None)
+    return matrix

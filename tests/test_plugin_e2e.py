@@ -30,6 +30,7 @@ import hwcal.plugin.summary
 import hwcal.registry.writer
 from hwcal.document.schema import schema_errors
 from hwcal.naming import parse_calibration_filename
+from tests.fakes import v1_matrix
 
 # pytester's in-process runs forget every module first imported during the run; with no bytecode
 # cache (PYTHONDONTWRITEBYTECODE) each run would compile hwcal and hypothesis (assertion-rewritten as
@@ -97,7 +98,7 @@ def test_tiny_run_files_one_valid_calibration(bench: pytest.Pytester) -> None:
     assert doc["metadata"]["power_mode"] == "MAXN_SUPER"
     assert [(g["precision"], g["n"]) for g in doc["gemm"]] == [("fp64", 32), ("fp64", 64), ("fp32", 32), ("fp32", 64)]
     assert all(g["verified"] for g in doc["gemm"])
-    matrix = doc["precision_matrix"]
+    matrix = v1_matrix(doc)
     assert matrix["supported_precisions"] == ["fp64", "fp32"]
     assert matrix["status"]["fp16"] == {"status": "not_run", "reason": "not selected in this run"}
     assert doc["metadata"]["selection"]["keyword"] == "fp32 or fp64"
@@ -232,19 +233,18 @@ def test_interrupted_run_leaves_no_file(bench: pytest.Pytester) -> None:
 def test_a_second_calibration_of_the_same_device_waits_for_the_first(tmp_path: Path) -> None:
     import subprocess
     import sys
-    import tempfile
 
-    from filelock import FileLock
+    from hwcal.registry.hoststate import device_lock
 
     repo = Path(__file__).resolve().parent.parent
-    lock = FileLock(str(Path(tempfile.gettempdir()) / "hwcal-device-cpu.lock"))
-    lock.acquire()  # "another calibration" holds the CPU
+    lock = device_lock("cpu")  # host-wide, whatever $TMPDIR: the run below has another one
+    assert lock.acquire(timeout=60)  # "another calibration" holds the CPU
     try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "pytest", "bench/test_gemm.py", "-p", "no:randomly", "-q", "--sizes", "32",
              "-k", "fp64", "--registry", str(tmp_path / "registry"), "--power-mode", "7W", "--frequency-mhz", "1000"],
             cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": str(tmp_path)})
         assert proc.stdout is not None
         waited = next((line for line in iter(proc.stdout.readline, "") if "waiting for it to finish" in line), None)
         assert waited, "the second run did not wait for the device"

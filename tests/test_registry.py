@@ -223,7 +223,7 @@ def _break_registry(root: Path, outside: Path) -> dict[str, Path]:
     bad["truncated"] = cal / "25W_2500MHz_numpy.json"
     bad["truncated"].write_text(good.read_text()[:500])
     _, newer = make_calibration("test_cpu", "30W", 3000)
-    newer["schema_version"] = 2
+    newer["schema_version"] = 3
     bad["newer"] = write_json(cal / "30W_3000MHz_numpy.json", newer)
     _, invalid = make_calibration("test_cpu", "40W", 4000)
     del invalid["precision_matrix"]
@@ -262,7 +262,7 @@ def test_listing_skips_each_bad_file_with_a_warning_naming_it(registry: Path, tm
 @pytest.mark.parametrize(("kind", "reason"), [
     ("copy", r"misnamed: \$: file name 'calibration \(copy\).json' is not named"),
     ("truncated", "not valid JSON"),
-    ("newer", r"schema_version 2 is newer than this hwcal reads \(1\); refused, upgrade hwcal \(pip install"),
+    ("newer", r"schema_version 3 is newer than this hwcal reads \(2\); refused, upgrade hwcal \(pip install"),
     ("invalid", r"not a valid calibration: \$: 'precision_matrix' is a required property"),
     ("symlink", "symlink pointing outside the registry"),
     ("misnamed", r"misnamed: \$.key.freq_mhz: 6000 disagrees with the file name"),

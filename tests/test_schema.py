@@ -85,8 +85,8 @@ def test_extra_key(valid_doc: dict[str, Any]) -> None:
 @pytest.mark.parametrize(("path", "value"), [(("key", "power_mode"), "MAXN_SUPER"), (("key", "power_mode"), "../x"),
                                              (("key", "freq_mhz"), 0), (("key", "framework"), "tensorflow"),
                                              (("key", "hardware_id"), "Bad Id"), (("gemm", 0, "verified"), False),
-                                             (("schema_version",), 2), (("best_measured_gflops",), -1.0),
-                                             (("precision_matrix", "status", "fp32", "status"), "great")])
+                                             (("schema_version",), 3), (("best_measured_gflops",), -1.0),
+                                             (("precision_detail", "status", "fp32", "status"), "great")])
 def test_each_rule(valid_doc: dict[str, Any], path: tuple[Any, ...], value: Any) -> None:
     target: Any = valid_doc
     for part in path[:-1]:

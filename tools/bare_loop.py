@@ -9,13 +9,14 @@ Example:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from hwcal.document.legacy import precision_detail
 
 
 def _numpy_loop(precision: str, n: int, seconds: float) -> float:
@@ -145,22 +146,71 @@ def _triad_loop(framework: str, device: str, array_bytes: int, seconds: float) -
     return 3 * n * 8 / best / 1e9
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+# Bounds on what a file may make this tool allocate or run: a calibration names its sizes, and a hostile or
+# damaged one must not take the machine's memory (three n x n operands; three triad arrays).
+MAX_GEMM_N = 32768
+MAX_SECONDS = 600.0
+MEMORY_SHARE = 0.5  # of the memory available now
+
+
+def _seconds(value: str) -> float:
+    try:
+        v = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if not 0 < v <= MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"{value!r} must be > 0 and <= {MAX_SECONDS:g} s")
+    return v
+
+
+def _available_bytes() -> int:
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except Exception:  # psutil missing or unreadable /proc: assume a small machine
+        return 4 * 2**30
+
+
+def _check_alloc(what: str, nbytes: int) -> None:
+    from hwcal.errors import HwcalError
+
+    budget = int(_available_bytes() * MEMORY_SHARE)
+    if nbytes > budget:
+        raise HwcalError(f"{what} needs {nbytes / 2**30:.1f} GiB, over half the {budget * 2 / 2**30:.1f} GiB "
+                         "available now; not run")
+
+
+def _gemm_n(p: str, value: object) -> int:
+    from hwcal.errors import HwcalError
+
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= MAX_GEMM_N:
+        raise HwcalError(f"peak_size_by_precision.{p} = {value!r} is not a GEMM size in 1..{MAX_GEMM_N}; not run")
+    _check_alloc(f"{p} GEMM n={value}", 3 * value * value * 8)
+    return value
+
+
+def main_inner(argv: list[str] | None) -> int:
+    from hwcal.errors import HwcalError
+    from hwcal.registry.reader import read_calibration
+
+    parser = argparse.ArgumentParser(prog="bare_loop.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("calibration", type=Path, help="calibration JSON whose peaks to check")
-    parser.add_argument("--seconds", type=float, default=2.0, metavar="S", help="time per loop. Default: 2.0")
+    parser.add_argument("--seconds", type=_seconds, default=2.0, metavar="S",
+                        help=f"time per loop, up to {MAX_SECONDS:g}. Default: 2.0")
     parser.add_argument("--precisions", default=None, metavar="P,P", help="only these. Default: all measured")
     args = parser.parse_args(argv)
-    doc = json.loads(args.calibration.read_text())
-    matrix = doc["precision_matrix"]
+    doc = read_calibration(args.calibration).doc  # the one checked reader: regular file, bounded, schema-valid
+    matrix = {**doc["precision_matrix"], **precision_detail(doc)}
     framework, device = doc["key"]["framework"], doc["metadata"]["device"]
     wanted = args.precisions.split(",") if args.precisions else list(matrix["peak_gflops_by_precision"])
     print(f"{'precision':10} {'n':>6} {'suite':>12} {'bare loop':>12} {'ratio':>7}")
     for p in wanted:
-        if p not in matrix["peak_size_by_precision"]:
+        if p not in matrix.get("peak_size_by_precision", {}) or p not in matrix["peak_gflops_by_precision"]:
             print(f"{p:10} not measured in this calibration")
             continue
-        n = matrix["peak_size_by_precision"][p]
+        n = _gemm_n(p, matrix["peak_size_by_precision"][p])
         suite = matrix["peak_gflops_by_precision"][p]
         if framework == "numpy":
             if p not in ("fp64", "fp32"):
@@ -172,11 +222,24 @@ def main(argv: list[str] | None = None) -> int:
     memory = doc.get("memory") or {}
     sustained = memory.get("sustained_gbps")
     if sustained:
-        array_bytes = max(memory["plateau"]["triad"]["array_bytes"])
+        try:
+            array_bytes = int(max(memory["plateau"]["triad"]["array_bytes"]))
+        except (KeyError, TypeError, ValueError):
+            raise HwcalError(f"{args.calibration}: memory.plateau.triad.array_bytes missing; triad not run") from None
+        if array_bytes <= 0:
+            raise HwcalError(f"{args.calibration}: triad array of {array_bytes} bytes; not run")
+        _check_alloc(f"triad arrays of {array_bytes / 2**20:.0f} MiB", 3 * array_bytes)
         bare = _triad_loop(framework, device, array_bytes, args.seconds)
         label = f"{array_bytes // 2**20}Mi"
         print(f"{'triad GB/s':10} {label:>6} {sustained:>12,.1f} {bare:>12,.1f} {sustained / bare:>7.3f}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Through the tools' one error wrapper: one line and exit 1 for a bad file, 130 for Ctrl-C."""
+    from hwcal.cli.common import run
+
+    return run(main_inner, argv, "bare_loop.py")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -162,6 +162,66 @@ class Backend(ABC):
     def stream_release(self) -> None:  # noqa: B027 -- host memory goes back on its own
         """After STREAM arrays are dropped: hand cached device memory back, so free memory reads true."""
 
+    # ==== BLAS1/BLAS2 (hwcal.measure.blas) ==============================================================
+    # Each framework's fastest route for dot, axpy, scal and gemv; a backend without them runs none.
+    def blas_precisions(self) -> list[str]:
+        """Precisions the BLAS1/BLAS2 sweep tries, canonical order (none where a backend has no BLAS)."""
+        return []
+
+    def blas_operands(self, operation: str, precision: str, n: int, m: int, seed: int) -> BlasOperands:
+        """Operands of one ``operation`` call (``m`` is gemv's rows), first touched here, outside any round."""
+        raise NotImplementedError(f"{self.framework} backend has no BLAS1/BLAS2 kernels")
+
+    def blas_call(self, ops: BlasOperands, alpha: float | None = None) -> Any:
+        """Launch one call; axpy/scal take the next scalar of ``ops.alphas`` unless ``alpha`` is given.
+        Does not wait for the device."""
+        raise NotImplementedError(f"{self.framework} backend has no BLAS1/BLAS2 kernels")
+
+    def blas_kernel(self, operation: str, precision: str) -> str:
+        """The call made and the library or loop behind it."""
+        return ""
+
+    def blas_threads(self, operation: str) -> int | None:
+        """Host threads the operation's kernel may use (None on a GPU)."""
+        return 1
+
+    def blas_support(self, operation: str, precision: str) -> Support:
+        """Whether the operation runs in this precision here: a tiny call, the framework's own words if not."""
+        if precision not in self.blas_precisions():
+            return Support(False, f"{self.framework} has no {precision} {operation} route calibrated")
+        try:
+            ops = self.blas_operands(operation, precision, 8, 8, seed=0)
+            self.blas_call(ops)
+            self.synchronize()
+        except Exception as exc:  # the framework's own words are the reason
+            text = (str(exc).strip().splitlines() or [""])[0]
+            return Support(False, f"{type(exc).__name__}: {text}"[:300])
+        return Support(True, kernel=self.blas_kernel(operation, precision))
+
+    # ==== GEMM beyond square (hwcal.measure.shapes) =====================================================
+    def shape_precisions(self) -> list[str]:
+        """Precisions the shape families run in: the ones with a fast GEMM kernel here."""
+        return []
+
+    def make_shape_operands(self, precision: str, m: int, n: int, k: int, batch: int, seed: int) -> ShapeOperands:
+        raise NotImplementedError(f"{self.framework} backend has no shaped GEMM")
+
+    def gemm_shape(self, ops: ShapeOperands) -> Any:
+        """Launch C = A @ B (batched where ``ops.batch`` > 1) into ``ops.out``; returns C. Does not wait."""
+        raise NotImplementedError(f"{self.framework} backend has no shaped GEMM")
+
+    def shape_kernel(self, precision: str, batch: int) -> str:
+        return ""
+
+    def shape_layout(self, batch: int) -> str:
+        """How the operands lie in memory (part of the measurement)."""
+        return ""
+
+    # ==== launch and dispatch floors (hwcal.measure.floors) =============================================
+    def floor_calls(self) -> dict[str, FloorCall]:
+        """Per operation, its smallest call (1 element, 1x1): what a model adds per kernel launched."""
+        return {}
+
 
 class DeviceTimer(ABC):
     """Times a callable with the device's own clock (e.g. CUDA events), in seconds."""
@@ -189,3 +249,61 @@ class StreamMethod:
 
     description: str
     arrays_moved: int
+
+
+# ==== BLAS1/BLAS2, GEMM shapes and launch floors (hwcal.measure.blas, .shapes, .floors) =================
+BLAS_OPERATIONS = ("dot", "axpy", "scal", "gemv")
+# axpy and scal run in place, so repeated launches alternate their scalar to keep values bounded:
+# axpy +-0.5 (y oscillates around its start), scal 2 and 0.5 (exact in every binary float format).
+AXPY_ALPHAS = (0.5, -0.5)
+SCAL_ALPHAS = (2.0, 0.5)
+
+
+@dataclass
+class BlasOperands:
+    """Operands of one BLAS1/BLAS2 call on the backend's device.
+
+    dot: ``x . y`` into ``result``; axpy: ``y += alpha x``; scal: ``x *= alpha``; gemv: ``y = A x``
+    with A ``m`` x ``n`` row-major.
+    """
+
+    operation: str
+    precision: str
+    n: int
+    m: int = 1
+    x: Any = None
+    y: Any = None
+    a: Any = None
+    result: Any = None
+    alphas: Iterator[float] | None = None  # axpy/scal: the scalar of each launch, cycling
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ShapeOperands:
+    """Operands of one C = A @ B of any shape: A (batch,) m x k, B (batch,) k x n, row-major; ``batch``
+    is 1 for a plain GEMM. Small operands rotate through ``extra["sets"]`` on GPUs (L2 flushed)."""
+
+    precision: str
+    m: int
+    n: int
+    k: int
+    batch: int
+    a: Any
+    b: Any
+    out: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def flops(self) -> int:
+        """2*B*M*N*K: one multiply and one add per inner-product term."""
+        return 2 * self.batch * self.m * self.n * self.k
+
+
+@dataclass(frozen=True)
+class FloorCall:
+    """The smallest call of one operation: a zero-argument launcher and what it does."""
+
+    launch: Callable[[], Any]
+    description: str
+    precision: str

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import functools
+import itertools
 from typing import Any
 
 import numpy as np
 
-from hwcal.backends.base import Backend, GemmOperands, StreamArrays, StreamMethod, Support, integer_operand_range
+from hwcal.backends.base import (
+    AXPY_ALPHAS,
+    SCAL_ALPHAS,
+    Backend,
+    BlasOperands,
+    FloorCall,
+    GemmOperands,
+    ShapeOperands,
+    StreamArrays,
+    StreamMethod,
+    Support,
+    integer_operand_range,
+)
 from hwcal.machine import collect_blas
 
 _DTYPES: dict[str, Any] = {
@@ -18,6 +32,7 @@ _DTYPES: dict[str, Any] = {
     "int16": np.int16,
     "int8": np.int8,
 }
+_BLAS_DTYPES: dict[str, Any] = {"fp64": np.float64, "fp32": np.float32}  # the ones numpy hands to BLAS
 
 
 class NumpyBackend(Backend):
@@ -112,3 +127,122 @@ class NumpyBackend(Backend):
 
     def stream_extremes(self, x: Any) -> tuple[float, float]:
         return float(np.min(x)), float(np.max(x))
+
+    # ==== BLAS1/BLAS2, GEMM shapes, launch floors (hwcal.measure.blas, .shapes, .floors) =================
+    # numpy reaches BLAS for dot and gemv (np.dot on float32/float64 calls cblas_?dot / cblas_?gemv, which
+    # OpenBLAS runs on its threads); it exposes no axpy or scal, so those are ufuncs on one thread: scal
+    # is one in-place multiply, axpy a multiply into a cache-sized scratch then an add, chunk by chunk,
+    # so memory sees x and y read and y written once (3n), as BLAS counts it.
+    AXPY_CHUNK = 1 << 16  # elements: 512 KiB of fp64, in L2 between the multiply and the add
+
+    def blas_precisions(self) -> list[str]:
+        return list(_BLAS_DTYPES)
+
+    @staticmethod
+    def _filled(rng: np.random.Generator, size: int, dtype: Any, low: float, high: float) -> Any:
+        """``size`` values from a 64 Ki-element random block repeated: drawing a full 100 MiB vector costs
+        more than timing it, and bandwidth does not depend on the values."""
+        block = rng.uniform(low, high, size=min(size, 1 << 16)).astype(dtype)
+        return np.resize(block, size)
+
+    def blas_operands(self, operation: str, precision: str, n: int, m: int, seed: int) -> BlasOperands:
+        dtype = _BLAS_DTYPES[precision]
+        rng = np.random.default_rng(seed)
+        if operation == "dot":
+            # Positive values: the result grows like n, so a wrong (or zero) result cannot hide in the tolerance.
+            scale = 1.0 / max(1.0, n**0.5)
+            return BlasOperands("dot", precision, n, x=self._filled(rng, n, dtype, 0.5 * scale, 1.5 * scale),
+                                y=self._filled(rng, n, dtype, 0.5 * scale, 1.5 * scale))
+        if operation == "axpy":
+            ops = BlasOperands("axpy", precision, n, x=self._filled(rng, n, dtype, -1.0, 1.0),
+                               y=self._filled(rng, n, dtype, -1.0, 1.0), alphas=itertools.cycle(AXPY_ALPHAS))
+            ops.extra["scratch"] = np.empty(min(n, self.AXPY_CHUNK), dtype=dtype)
+            return ops
+        if operation == "scal":
+            return BlasOperands("scal", precision, n, x=self._filled(rng, n, dtype, -1.0, 1.0),
+                                alphas=itertools.cycle(SCAL_ALPHAS))
+        if operation == "gemv":
+            a = self._filled(rng, m * n, dtype, -1.0, 1.0).reshape(m, n)
+            return BlasOperands("gemv", precision, n, m, x=self._filled(rng, n, dtype, -1.0, 1.0), a=a,
+                                y=np.empty(m, dtype=dtype))
+        raise ValueError(f"unknown BLAS operation {operation!r}")
+
+    def blas_call(self, ops: BlasOperands, alpha: float | None = None) -> Any:
+        op = ops.operation
+        if op == "dot":
+            ops.result = np.dot(ops.x, ops.y)
+            return ops.result
+        if op == "gemv":
+            return np.dot(ops.a, ops.x, out=ops.y)
+        if alpha is None:
+            alpha = next(ops.alphas)  # type: ignore[arg-type]
+        if op == "scal":
+            return np.multiply(ops.x, alpha, out=ops.x)
+        x, y, t = ops.x, ops.y, ops.extra["scratch"]
+        step = t.shape[0]
+        for i in range(0, ops.n, step):
+            t_i = t[: min(step, ops.n - i)]
+            np.multiply(x[i : i + step], alpha, out=t_i)
+            np.add(y[i : i + step], t_i, out=y[i : i + step])
+        return y
+
+    def _blas_threads(self) -> int:
+        blas = [b for b in collect_blas() if b.get("user_api") == "blas"]
+        return int(blas[0].get("num_threads") or 1) if blas else 1
+
+    def blas_threads(self, operation: str) -> int | None:
+        return self._blas_threads() if operation in ("dot", "gemv") else 1
+
+    def blas_kernel(self, operation: str, precision: str) -> str:
+        letter = "d" if precision == "fp64" else "s"
+        threads = self.blas_threads(operation)
+        return {
+            "dot": f"np.dot(x, y) -> cblas_{letter}dot ({self._blas_kernel()}, {threads} threads)",
+            "gemv": (f"np.dot(A, x, out=y), A row-major -> cblas_{letter}gemv ({self._blas_kernel()}, "
+                     f"{threads} threads)"),
+            "axpy": (f"per {self.AXPY_CHUNK}-element chunk: np.multiply(x, a, out=t); np.add(y, t, out=y) "
+                     "(numpy has no axpy; t stays in cache), 1 thread"),
+            "scal": "np.multiply(x, a, out=x): one in-place pass (numpy has no scal), 1 thread",
+        }[operation]
+
+    def shape_precisions(self) -> list[str]:
+        return ["fp64", "fp32"]  # the BLAS-backed ones; numpy's other matmul loops run at ~1 GFLOPS
+
+    def make_shape_operands(self, precision: str, m: int, n: int, k: int, batch: int, seed: int) -> ShapeOperands:
+        dtype = _DTYPES[precision]
+        rng = np.random.default_rng(seed)
+        lead = (batch,) if batch > 1 else ()
+        a = rng.standard_normal((*lead, m, k), dtype=np.float32).astype(dtype)
+        b = rng.standard_normal((*lead, k, n), dtype=np.float32).astype(dtype)
+        return ShapeOperands(precision, m, n, k, batch, a, b, out=np.empty((*lead, m, n), dtype=dtype))
+
+    def gemm_shape(self, ops: ShapeOperands) -> Any:
+        return np.matmul(ops.a, ops.b, out=ops.out)
+
+    def shape_kernel(self, precision: str, batch: int) -> str:
+        letter = "d" if precision == "fp64" else "s"
+        if batch > 1:
+            return f"np.matmul on (B,M,K) @ (B,K,N) stacks: one cblas_{letter}gemm per matrix ({self._blas_kernel()})"
+        return f"np.matmul -> cblas_{letter}gemm ({self._blas_kernel()}, {self._blas_threads()} threads)"
+
+    def shape_layout(self, batch: int) -> str:
+        return ("C-contiguous stacks (B,M,K) @ (B,K,N) -> (B,M,N)" if batch > 1
+                else "row-major A (M,K) @ row-major B (K,N) -> C (M,N)")
+
+    def floor_calls(self) -> dict[str, FloorCall]:
+        x, y = np.ones(1, dtype=np.float32), np.ones(1, dtype=np.float32)
+        a, c, t = np.ones((1, 1), dtype=np.float32), np.empty((1, 1), dtype=np.float32), np.empty(1, dtype=np.float32)
+
+        def axpy() -> None:
+            np.multiply(x, 1.0, out=t)
+            np.add(y, t, out=y)
+
+        return {
+            "dot": FloorCall(functools.partial(np.dot, x, y), "np.dot on 1-element fp32 vectors (BLAS sdot)", "fp32"),
+            "axpy": FloorCall(axpy, "np.multiply + np.add on 1 fp32 element (the axpy route)", "fp32"),
+            "scal": FloorCall(functools.partial(np.multiply, x, 1.0, out=x), "np.multiply(x, a, out=x), 1 fp32 element",
+                              "fp32"),
+            "gemv": FloorCall(functools.partial(np.dot, a, x, out=t), "np.dot(A, x, out=y), 1x1 fp32 (BLAS sgemv)",
+                              "fp32"),
+            "gemm": FloorCall(functools.partial(np.matmul, a, a, out=c), "np.matmul(A, B, out=C), 1x1 fp32", "fp32"),
+        }

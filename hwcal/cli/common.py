@@ -1,7 +1,16 @@
 """What the registry tools share: the --registry option, one-line errors, exit codes, plain tables.
 
-Exit codes: 0 success, 1 the answer is "no" (unknown hardware, invalid files, a regression) or a file
-could not be used, 2 bad usage (argparse's own code).
+Every tool (list, validate, compare, merge, migrate, plot, tools/bare_loop.py) runs its body through
+``run``, so every tool follows one exit-code rule:
+
+- 0   success;
+- 1   the answer is "no" (unknown hardware, invalid files, a regression, something refused) or a user
+      error (a file that cannot be used, a registry that cannot be written); one line on stderr;
+- 2   bad usage (argparse's own code: an unknown option, a value out of bounds, a missing input);
+- 130 interrupted (Ctrl-C): one line, no traceback; every registry write is all or nothing, so the
+      registry is whole.
+
+Never a traceback for a user's mistake: a traceback is a bug.
 """
 
 from __future__ import annotations
@@ -22,6 +31,14 @@ from hwcal.registry.layout import ENV_REGISTRY, default_registry
 EXIT_OK = 0
 EXIT_FAIL = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def registry_path(value: str) -> Path:
+    """argparse type of --registry: an empty path would mean "the current folder", never what was meant."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("registry path is empty; give a folder (or leave the option out)")
+    return Path(value)
 
 
 def make_parser(prog: str, description: str, examples: str) -> argparse.ArgumentParser:
@@ -32,7 +49,7 @@ def make_parser(prog: str, description: str, examples: str) -> argparse.Argument
 
 
 def add_registry_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--registry", metavar="PATH", type=Path, default=None,
+    parser.add_argument("--registry", metavar="PATH", type=registry_path, default=None,
                         help=f"registry folder. Env {ENV_REGISTRY}. Default: the checkout's registry/ "
                              f"({default_registry()})")
 
@@ -47,7 +64,8 @@ def open_registry(path: Path | None) -> Registry:
 
 
 def print_json(data: Any) -> None:
-    json.dump(data, sys.stdout, indent=2, default=str)
+    """Strict JSON (no NaN or Infinity, which JSON parsers refuse): scripts read it."""
+    json.dump(data, sys.stdout, indent=2, default=str, allow_nan=False)
     sys.stdout.write("\n")
 
 
@@ -93,5 +111,15 @@ def run(main: Callable[[list[str] | None], int], argv: list[str] | None, prog: s
         sys.stderr.close()
         return EXIT_OK
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
+        print(f"{prog}: interrupted; the registry is unchanged by the step under way", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except RecursionError:
+        print(f"{prog}: error: input nested too deep to be a calibration", file=sys.stderr)
+        return EXIT_FAIL
+    except MemoryError:
+        print(f"{prog}: error: out of memory", file=sys.stderr)
+        return EXIT_FAIL
+    except OSError as exc:  # a disk full, a permission: the user's to fix, in one line
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        print(f"{prog}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAIL

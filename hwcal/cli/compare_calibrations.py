@@ -33,6 +33,7 @@ from hwcal.cli.common import (
     table,
     warn_skipped,
 )
+from hwcal.document.legacy import precision_detail
 from hwcal.errors import HwcalError
 from hwcal.precisions import PRECISIONS, canonical_sorted
 from hwcal.registry.api import Registry
@@ -124,7 +125,7 @@ def _standard_error(cv: object, rounds: object) -> float | None:
 
 def peak_noise(doc: dict[str, Any], precision: str) -> float | None:
     """Relative standard error (cv / sqrt(rounds)) of the GEMM result a precision's peak came from."""
-    size = doc["precision_matrix"].get("peak_size_by_precision", {}).get(precision)
+    size = precision_detail(doc).get("peak_size_by_precision", {}).get(precision)
     candidates = [g for g in _gemm_entries(doc) if g.get("precision") == precision and "cv" in g
                   and (size is None or g.get("n") == size)]
     if not candidates:
@@ -184,6 +185,7 @@ def compare(a: dict[str, Any], b: dict[str, Any], sigmas: float = 3.0,
             fail_below: float | None = None) -> list[Row]:
     """One row per precision either measured (canonical order), then the bandwidth."""
     pa, pb = a["precision_matrix"], b["precision_matrix"]
+    da, db = precision_detail(a), precision_detail(b)
     rows: list[Row] = []
     for p in canonical_sorted(set(pa["peak_gflops_by_precision"]) | set(pb["peak_gflops_by_precision"])):
         va, vb = pa["peak_gflops_by_precision"].get(p), pb["peak_gflops_by_precision"].get(p)
@@ -191,10 +193,10 @@ def compare(a: dict[str, Any], b: dict[str, Any], sigmas: float = 3.0,
         noise = max(NOISE_FLOOR, sigmas * math.hypot(cva, cvb)) if cva is not None and cvb is not None else None
         ratio, verdict = _verdict(va, vb, noise)
         unit = "GOPS" if PRECISIONS.get(p) and PRECISIONS[p].is_integer else "GFLOPS"
-        row = Row(p, unit, va, vb, ratio, pa.get("efficiency_by_precision", {}).get(p),
-                  pb.get("efficiency_by_precision", {}).get(p), noise, verdict)
+        row = Row(p, unit, va, vb, ratio, da.get("efficiency_by_precision", {}).get(p),
+                  db.get("efficiency_by_precision", {}).get(p), noise, verdict)
         if fail_below is not None:
-            b_status = pb.get("status", {}).get(p, {}).get("status")
+            b_status = db.get("status", {}).get(p, {}).get("status")
             lost = verdict == "missing in B" and b_status == "unsupported"
             row.regression = lost or (ratio is not None and ratio < fail_below and verdict != "within noise")
             if verdict == "missing in B":

@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from hwcal.errors import HwcalError
-from hwcal.naming import check_hardware_id, check_power_mode, normalise_framework, power_mode_token
-from hwcal.plugin.options import parse_device
+from hwcal.naming import check_device, check_hardware_id, check_power_mode, normalise_framework, power_mode_token
 
 FLEET_FORMAT_VERSION = 1
 DEFAULT_FLEET = Path(__file__).resolve().parents[2] / "fleet" / "fleet.toml"
@@ -256,7 +255,7 @@ def _runner(path: Path, index: int, table: Any, defaults: Mapping[str, Any]) -> 
     if "self-hosted" not in labels:
         r.fail("labels must include 'self-hosted': a calibration on a shared hosted VM measures nothing stable")
     try:
-        device = parse_device(r.str("device", "cpu"))
+        device = check_device(r.str("device", "cpu"))
         frameworks = tuple(normalise_framework(f) for f in r.strs("frameworks", ["numpy"]))
         modes = r.strs("power_modes", [AUTO])
         for mode in modes:

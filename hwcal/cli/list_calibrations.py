@@ -20,6 +20,7 @@ from hwcal.cli.common import (
     table,
     warn_skipped,
 )
+from hwcal.document.legacy import precision_detail
 from hwcal.precisions import PRECISIONS
 from hwcal.registry.api import Registry, UnknownHardwareError
 from hwcal.registry.filters import natural_key, normalise_filter
@@ -80,8 +81,8 @@ def _note(entry: CalibrationEntry) -> str:
         notes.append("superseded")
     if entry.imported:
         notes.append("imported")
-    if entry.doc.get("warnings"):
-        notes.append(f"{len(entry.doc['warnings'])} warning(s)")
+    if entry.warning_count:
+        notes.append(f"{entry.warning_count} warning(s)")
     return ", ".join(notes)
 
 
@@ -90,7 +91,7 @@ def _rows(entries: list[CalibrationEntry]) -> list[str]:
              "bandwidth GB/s", "note")]
     for e in entries:
         rows.append((e.key.hardware_id, e.key.device_type, e.power_mode_name, str(e.key.freq_mhz), e.key.framework,
-                     _date(e), fmt_num(e.peaks.get("fp32")), fmt_num(e.doc.get("measured_bandwidth_gbps")),
+                     _date(e), fmt_num(e.peaks.get("fp32")), fmt_num(e.measured_bandwidth_gbps),
                      _note(e)))
     return table(rows, right=(3, 6, 7))
 
@@ -115,7 +116,7 @@ def _governor(meta: dict[str, Any]) -> str | None:
 
 
 def _detail(e: CalibrationEntry) -> list[str]:
-    doc, meta, matrix = e.doc, e.doc["metadata"], e.doc["precision_matrix"]
+    doc, meta, matrix = e.doc, e.doc["metadata"], precision_detail(e.doc)
     head = f"{e.key.hardware_id}  {e.power_mode_name}  {e.key.freq_mhz} MHz  {e.key.framework}"
     if e.superseded:
         head += "  (superseded)"
@@ -137,7 +138,7 @@ def _detail(e: CalibrationEntry) -> list[str]:
     if bw_eff is not None:
         bw_text += f" ({bw_eff:.0%})"
     lines.append(f"  bandwidth    {bw_text}")
-    peaks, sizes = matrix["peak_gflops_by_precision"], matrix.get("peak_size_by_precision", {})
+    peaks, sizes = e.doc["precision_matrix"]["peak_gflops_by_precision"], matrix.get("peak_size_by_precision", {})
     eff = matrix.get("efficiency_by_precision", {})
     rows = [("precision", "status", "peak", "unit", "at n", "efficiency")]
     for p, st in matrix["status"].items():
@@ -170,10 +171,12 @@ def main_inner(argv: list[str] | None) -> int:
         entries += reg.list_calibrations(hw, flt, history=args.history)
     entries.sort(key=CalibrationEntry.sort_key)
     skipped = [{"path": str(s.path), "reason": s.reason} for s in reg.skipped]
+    notices = [{"path": str(s.path), "reason": s.reason} for s in reg.notices]
     if args.summary:
         counts = _summary(entries)
         if args.json:
-            print_json({"registry": str(reg.root), "total": len(entries), **counts, "skipped": skipped})
+            print_json({"registry": str(reg.root), "total": len(entries), **counts, "skipped": skipped,
+                        "notices": notices})
         else:
             print(f"registry {reg.root}: {len(entries)} calibration(s)")
             for title, key in (("hardware", "by_hardware"), ("framework", "by_framework"),
@@ -182,7 +185,8 @@ def main_inner(argv: list[str] | None) -> int:
                 print("\n" + "\n".join(lines))
     elif args.json:
         data: dict[str, Any] = {"registry": str(reg.root), "filter": flt.describe(),
-                                "calibrations": [e.summary() for e in entries], "skipped": skipped}
+                                "calibrations": [e.summary() for e in entries], "skipped": skipped,
+                                "notices": notices}
         if args.detail:
             data["documents"] = {str(e.path): e.doc for e in entries}
         print_json(data)
@@ -195,6 +199,8 @@ def main_inner(argv: list[str] | None) -> int:
     else:
         print("\n".join(_rows(entries)))
     warn_skipped(reg.skipped)
+    for item in reg.notices:
+        print(f"warning: {item}", file=sys.stderr)
     return EXIT_OK
 
 

@@ -12,9 +12,11 @@ calibrations; ``history/`` folders and hidden files are left alone. Nothing is l
 - a file the registry already holds (same content, current or in history) is not filed twice, so
   merging the same artifacts again changes nothing.
 
-Writes go through ``hwcal.registry.writer`` (validated, atomic, locked per hardware folder). Exit 0 when
-everything was merged, 1 when something was refused or conflicted (the rest is still merged), 2 for
-bad usage.
+Writes go through ``hwcal.registry.writer`` (validated, atomic, locked per hardware folder). A partial run
+(``metadata.selection.partial``) does not replace a complete calibration unless ``--allow-partial``.
+
+Exit 0 when everything was merged, 1 when something was refused or conflicted (the rest is still
+merged), 2 for bad usage (a missing input), 130 when interrupted.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ from pathlib import Path
 from hwcal.cli.common import (
     EXIT_FAIL,
     EXIT_OK,
-    EXIT_USAGE,
     add_json_option,
     add_registry_option,
     make_parser,
@@ -56,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--allow-new-hardware", action="store_true",
                         help="accept hardware the registry does not hold yet; its spec.json must be among the "
                              "inputs (a runner's artifact carries it). Default: off, such files are refused")
+    parser.add_argument("--allow-partial", action="store_true",
+                        help="let a partial run (-k, -m, --sizes, one benchmark file) replace a complete calibration "
+                             "of its key (the complete one goes to history). Default: off, such files are refused")
     parser.add_argument("--dry-run", action="store_true", help="say what would happen, write nothing. Default: off")
     add_json_option(parser)
     add_registry_option(parser)
@@ -88,11 +92,15 @@ def report_text(registry: Path, plan: Plan, dry_run: bool) -> None:
 
 
 def main_inner(argv: list[str] | None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     registry = args.registry or default_registry()
     if registry.exists() and not registry.is_dir():
         raise HwcalError(f"registry {registry} is not a folder")
-    plan = plan_merge(registry, args.inputs, args.allow_new_hardware)
+    missing = [str(p) for p in args.inputs if not p.exists()]
+    if missing:
+        parser.error(f"{', '.join(missing)}: no such file or folder")
+    plan = plan_merge(registry, args.inputs, args.allow_new_hardware, args.allow_partial)
     if not args.dry_run:
         apply(registry, plan)
     if args.json:
@@ -106,7 +114,7 @@ def main_inner(argv: list[str] | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(main_inner, argv, PROG, error_code=EXIT_USAGE)
+    return run(main_inner, argv, PROG)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from hwcal.document.legacy import precision_detail
 from hwcal.errors import HwcalError
 from hwcal.precisions import CANONICAL_ORDER, PRECISIONS, canonical_sorted
 
@@ -88,7 +89,7 @@ def gemm_figure(doc: dict[str, Any]) -> Any:
     entries = doc.get("gemm") or []
     matrix = doc.get("precision_matrix", {})
     theoretical = matrix.get("theoretical_peaks", {})
-    status = matrix.get("status", {})
+    status = precision_detail(doc).get("status", {})
     precisions = canonical_sorted({g["precision"] for g in entries})
     if not precisions:
         _no_data(ax, "no GEMM results in this calibration")
@@ -188,6 +189,18 @@ def _roofs(doc: dict[str, Any]) -> tuple[dict[str, float], dict[str, float]]:
     return peaks, roofs
 
 
+def _compute_roofs(doc: dict[str, Any]) -> tuple[dict[str, float], dict[str, float]]:
+    """The derived peaks (spec: cores x FLOPs/cycle x clock) and the measured FMA ceiling, GFLOPS."""
+    derived: dict[str, float] = {}
+    for section in (doc.get("precision_detail"), doc.get("precision_matrix")):
+        if isinstance(section, dict) and isinstance(section.get("theoretical_peaks"), dict):
+            derived = {p: float(v) for p, v in section["theoretical_peaks"].items() if v}
+            break
+    ceiling = (doc.get("metadata") or {}).get("compute_ceiling") or {}
+    measured = {p: float(v) for p, v in (ceiling.get("gflops") or {}).items() if v}
+    return derived, measured
+
+
 def roofline_figure(doc: dict[str, Any]) -> Any:
     """(c) Roofline: attainable throughput against arithmetic intensity, measured ceilings only
     (GEMM peak per precision, STREAM triad per memory level), ridge points marked."""
@@ -208,7 +221,10 @@ def roofline_figure(doc: dict[str, Any]) -> Any:
     lo = min(min(ridges.values()) / 8, 1 / 64)
     hi = max(max(ridges.values()) * 8, 64.0)
     intensity = np.logspace(np.log10(lo), np.log10(hi), 256)
-    top_peak = max(peaks.values())
+    derived, fma = _compute_roofs(doc)
+    derived = {p: v for p, v in derived.items() if p in peaks}
+    fma = {p: v for p, v in fma.items() if p in peaks}
+    top_peak = max([*peaks.values(), *derived.values(), *fma.values()])
     for name, gbps in roofs.items():
         style = dict(color=LEVEL_COLOURS.get(name, "gray"), lw=2.0 if name == "dram" else 1.2,
                      ls="-" if name == "dram" else ":")
@@ -221,6 +237,13 @@ def roofline_figure(doc: dict[str, Any]) -> Any:
         ax.plot([ridges[p], hi], [peaks[p], peaks[p]], color=precision_colour(p), lw=1.6,
                 label=f"{p} {peaks[p]:,.4g} {_unit(p)}, ridge {ridges[p]:.3g} {per_byte}", gid=f"ceiling-compute-{p}")
         ax.plot([ridges[p]], [peaks[p]], marker="o", color=precision_colour(p), ms=6)
+        # Beside the GEMM roof: the derived peak (dashed) and the measured FMA ceiling (solid, thin).
+        if p in derived:
+            ax.plot([derived[p] / dram, hi], [derived[p], derived[p]], color=precision_colour(p), lw=1.0, ls="--",
+                    label=f"{p} derived peak {derived[p]:,.4g} {_unit(p)}", gid=f"ceiling-derived-{p}")
+        if p in fma:
+            ax.plot([fma[p] / dram, hi], [fma[p], fma[p]], color=precision_colour(p), lw=0.9, ls="-", alpha=0.6,
+                    label=f"{p} measured FMA ceiling {fma[p]:,.4g} {_unit(p)}", gid=f"ceiling-measured-{p}")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlim(lo, hi)
@@ -271,17 +294,17 @@ def load_calibration(path: Path) -> dict[str, Any]:
     from hwcal.document.schema import schema_errors
     from hwcal.registry.reader import read_json
 
+    from hwcal.document.legacy import update_to_2
+
     doc = read_json(path)
     errors = schema_errors(doc, "calibration")
     if errors:
         raise HwcalError(f"{path}: not a valid calibration:\n  " + "\n  ".join(f"{path}: {e}" for e in errors))
-    return doc
+    return update_to_2(doc)  # readers see format 2; a format-1 file is upgraded in memory
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line of tools/plot_calibration.py: 0 written, 2 bad input or matplotlib missing."""
+def main_inner(argv: list[str] | None) -> int:
     import argparse
-    import sys
 
     parser = argparse.ArgumentParser(
         prog="plot_calibration.py", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -292,15 +315,36 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder for the pictures (created). Default: plots")
     parser.add_argument("--formats", default="png,svg", metavar="FMT,FMT",
                         help="picture formats, any matplotlib writes. Default: png,svg")
-    parser.add_argument("--dpi", type=int, default=150, metavar="N", help="PNG resolution. Default: 150")
+    parser.add_argument("--dpi", type=_dpi, default=150, metavar="N", help="PNG resolution, 10..1200. Default: 150")
     args = parser.parse_args(argv)
     formats = [f.strip().lower() for f in args.formats.split(",") if f.strip()]
+    if not formats or any(not f.isalnum() for f in formats):
+        parser.error(f"--formats {args.formats!r}: give picture formats such as png,svg")
+    doc = load_calibration(args.calibration)
     try:
-        doc = load_calibration(args.calibration)
         written = render(doc, args.out, args.calibration.stem, formats, args.dpi)
-    except HwcalError as exc:
-        print(f"plot_calibration.py: error: {exc}", file=sys.stderr)
-        return 2
+    except ValueError as exc:  # matplotlib: a format it does not write
+        raise HwcalError(f"cannot draw {args.calibration}: {exc}") from None
     for path in written:
         print(path)
     return 0
+
+
+def _dpi(value: str) -> int:
+    import argparse
+
+    try:
+        dpi = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if not 10 <= dpi <= 1200:  # a picture's size grows with dpi squared: bound what a typo allocates
+        raise argparse.ArgumentTypeError(f"{dpi} is outside 10..1200")
+    return dpi
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line of tools/plot_calibration.py, through the tools' one error wrapper: 0 written, 1 a bad
+    file or matplotlib missing, 2 bad usage, 130 interrupted."""
+    from hwcal.cli.common import run
+
+    return run(main_inner, argv, "plot_calibration.py")

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from hwcal.cli.common import EXIT_FAIL, EXIT_OK, add_json_option, make_parser, print_json, run
+from hwcal.cli.common import EXIT_FAIL, EXIT_OK, add_json_option, make_parser, print_json, registry_path, run
 from hwcal.registry.layout import ENV_REGISTRY, default_registry
 from hwcal.registry.validate import validate_registry
 
@@ -26,8 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = make_parser(PROG, "Check every spec.json and calibration of a registry against the JSON Schemas and "
                                "the naming rules (file name and folders agree with the document's key). Exit 0 "
                                "only when everything is valid.", EXAMPLES)
-    parser.add_argument("path", nargs="?", type=Path, metavar="PATH", help="registry folder (same as --registry)")
-    parser.add_argument("--registry", metavar="PATH", type=Path, default=None,
+    parser.add_argument("path", nargs="?", type=registry_path, metavar="PATH",
+                        help="registry folder (same as --registry)")
+    parser.add_argument("--registry", metavar="PATH", type=registry_path, default=None,
                         help=f"registry folder. Env {ENV_REGISTRY}. Default: the checkout's registry/ "
                              f"({default_registry()})")
     add_json_option(parser)

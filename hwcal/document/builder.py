@@ -8,9 +8,10 @@ from datetime import datetime
 from typing import Any
 
 from hwcal.backends import Support
+from hwcal.document.legacy import to_format_2
 from hwcal.document.memory import memory_section
-from hwcal.document.schema import CALIBRATION_FORMAT_VERSION
-from hwcal.measure.records import GemmRecord, MemorySweep
+from hwcal.document.peaks import with_ceiling_efficiency
+from hwcal.measure.records import BlasRecord, GemmRecord, LaunchFloor, MemorySweep, ShapeRecord
 from hwcal.naming import CalibrationKey
 from hwcal.precisions import PRECISIONS, canonical_sorted
 
@@ -42,6 +43,10 @@ class BuildInput:
     memory: MemorySweep | dict[str, Any] | None = None  # STREAM results, or a section built elsewhere
     # The spec with its peaks scaled to the clock measured under load; efficiency is against it.
     efficiency_spec: dict[str, Any] | None = None
+    # BLAS1/BLAS2, GEMM shapes and launch floors (sections ``blas``, ``gemm_shapes``, ``launch_floors``)
+    blas_records: list[BlasRecord] = field(default_factory=list)
+    shape_records: list[ShapeRecord] = field(default_factory=list)
+    launch_floors: dict[str, LaunchFloor] = field(default_factory=dict)
 
 
 def _r(x: float, digits: int = 4) -> float:
@@ -171,6 +176,122 @@ def _gemm_entry(rec: GemmRecord, theoretical: dict[str, float]) -> dict[str, Any
     return entry
 
 
+_BLAS_ORDER = ("dot", "axpy", "scal", "gemv")
+_FAMILY_ORDER = ("small_m", "proj_up", "proj_down", "batched")
+_FLOOR_ORDER = (*_BLAS_ORDER, "gemm")
+
+
+def _times(time_s: dict[str, float]) -> dict[str, float]:
+    return {k: float(f"{v:.6g}") for k, v in time_s.items()}
+
+
+def blas_section(records: list[BlasRecord], sustained_gbps: float | None, spec_gbps: float | None
+                 ) -> tuple[list[dict[str, Any]], list[str]]:
+    """The ``blas`` section: per (operation, precision, size), and the warnings it raises.
+
+    A size whose counted bytes are at least 4x the last-level cache is a DRAM figure: it is set against
+    the same run's sustained triad (``efficiency_vs_measured_dram``; read-only dot has no write-allocate
+    traffic and may exceed 1.0) and the spec's bandwidth. In-cache sizes get null for both.
+    """
+    order = canonical_sorted(PRECISIONS)
+    entries: list[dict[str, Any]] = []
+    warnings: list[str] = []
+    for rec in sorted(records, key=lambda r: (_BLAS_ORDER.index(r.operation), order.index(r.precision), r.bytes)):
+        vs_measured = _r(rec.gbps_best / sustained_gbps) if rec.at_dram and sustained_gbps else None
+        vs_theoretical = _r(rec.gbps_best / spec_gbps) if rec.at_dram and spec_gbps else None
+        entry: dict[str, Any] = {
+            "operation": rec.operation,
+            "precision": rec.precision,
+            "n": rec.n,
+            **({"m": rec.m} if rec.m is not None else {}),
+            "flops": rec.flops,
+            "bytes": rec.bytes,
+            "element_bytes": rec.element_bytes,
+            "gflops_best": _r(rec.gflops_best, 5),
+            "gflops_median": _r(rec.gflops_median, 5),
+            "gbps_best": _r(rec.gbps_best, 5),
+            "gbps_median": _r(rec.gbps_median, 5),
+            "arithmetic_intensity": _r(rec.flops / rec.bytes),
+            "time_s": _times(rec.time_s),
+            "time_per": "call",
+            "launches_per_round": rec.launches_per_round,
+            "rounds": rec.rounds,
+            "warmup_rounds": rec.warmup_rounds,
+            "cv": _r(rec.cv, 3),
+            "verified": True,
+            "max_error": float(f"{rec.max_error:.3g}"),
+            "tolerance": float(f"{rec.tolerance:.3g}"),
+            "verify_method": rec.verify_method,
+            "kernel": rec.kernel,
+            "threads": rec.threads,
+            "at_dram": rec.at_dram,
+            "efficiency_vs_measured_dram": vs_measured,
+            "efficiency_vs_theoretical": vs_theoretical,
+        }
+        if rec.device_event_ratio is not None:
+            entry["device_event_ratio"] = _r(rec.device_event_ratio)
+        if vs_theoretical is not None and vs_theoretical > 1.0:
+            warnings.append(f"blas: {rec.operation} {rec.precision} n={rec.n}: {rec.gbps_best:.4g} GB/s is "
+                            f"{vs_theoretical:.3g}x the spec's {spec_gbps:g} GB/s; the spec's bandwidth is wrong, "
+                            "not the measurement")
+        entries.append(entry)
+    return entries, warnings
+
+
+def gemm_shapes_section(records: list[ShapeRecord], reference: dict[str, float]
+                        ) -> tuple[list[dict[str, Any]], list[str]]:
+    """The ``gemm_shapes`` section, efficiency against the same peaks as square GEMM."""
+    order = canonical_sorted(PRECISIONS)
+    entries: list[dict[str, Any]] = []
+    warnings: list[str] = []
+    for rec in sorted(records, key=lambda r: (order.index(r.precision), _FAMILY_ORDER.index(r.family), r.flops)):
+        eff = _r(rec.gflops_best / reference[rec.precision]) if reference.get(rec.precision) else None
+        entry: dict[str, Any] = {
+            "family": rec.family,
+            "precision": rec.precision,
+            "m": rec.m,
+            "n": rec.n,
+            "k": rec.k,
+            "batch": rec.batch,
+            "layout": rec.layout,
+            "flops": rec.flops,
+            "gflops_best": _r(rec.gflops_best, 5),
+            "gflops_median": _r(rec.gflops_median, 5),
+            "time_s": _times(rec.time_s),
+            "time_per": "call",
+            "launches_per_round": rec.launches_per_round,
+            "rounds": rec.rounds,
+            "warmup_rounds": rec.warmup_rounds,
+            "cv": _r(rec.cv, 3),
+            "efficiency": eff,
+            "kernel": rec.kernel,
+            "verified": True,
+            "max_error": float(f"{rec.max_error:.3g}"),
+            "tolerance": float(f"{rec.tolerance:.3g}"),
+            "verify_method": rec.verify_method,
+            "source": rec.source,
+        }
+        if rec.modes:
+            entry["modes"] = rec.modes
+        if rec.device_event_ratio is not None:
+            entry["device_event_ratio"] = _r(rec.device_event_ratio)
+        if eff is not None and eff > 1.0:
+            warnings.append(f"gemm_shapes: {rec.precision} {rec.m}x{rec.n}x{rec.k}: {rec.gflops_best:.4g} GFLOPS is "
+                            f"{eff:.3g}x the peak {reference[rec.precision]:g} GFLOPS; the peak is wrong, not the "
+                            "measurement")
+        entries.append(entry)
+    return entries, warnings
+
+
+def launch_floors_section(floors: dict[str, LaunchFloor]) -> dict[str, dict[str, Any]]:
+    """Per operation, the time of its smallest call (seconds): a model adds it per kernel launched."""
+    return {op: {"seconds_min": float(f"{f.seconds_min:.4g}"), "seconds_median": float(f"{f.seconds_median:.4g}"),
+                 "calls": f.calls, "rounds": f.rounds, "method": f.method, "framework": f.framework,
+                 "device": f.device, "precision": f.precision}
+            for op, f in sorted(floors.items(), key=lambda kv: (_FLOOR_ORDER.index(kv[0]) if kv[0] in _FLOOR_ORDER
+                                                                else len(_FLOOR_ORDER), kv[0]))}
+
+
 def build_calibration(inp: BuildInput) -> dict[str, Any]:
     matrix, warnings = precision_matrix(inp)
     theoretical = _spec_peaks(inp.spec)
@@ -196,11 +317,17 @@ def build_calibration(inp: BuildInput) -> dict[str, Any]:
         "wall_time_s": round(inp.wall_time_s, 2),
         **inp.extra_metadata,
     }
+    ceiling = metadata.get("compute_ceiling")
+    if isinstance(ceiling, dict) and ceiling.get("gflops"):
+        # The measured FMA ceiling beside the derived peak: efficiency against both.
+        metadata["compute_ceiling"], ceiling_warnings = with_ceiling_efficiency(
+            ceiling, peaks, _spec_peaks(_efficiency_spec(inp)))
+        warnings = [*warnings, *ceiling_warnings]
     bandwidth = inp.spec.get("peak_bandwidth_gbps")
     memory, memory_warnings = memory_section(inp.memory, peaks, theoretical, bandwidth)
     measured_bw = (memory or {}).get("sustained_gbps")
     doc: dict[str, Any] = {
-        "schema_version": CALIBRATION_FORMAT_VERSION,
+        "schema_version": 1,  # hwcal's own sections; to_format_2 adds what the original loader reads
         "key": inp.key.as_dict(),
         "metadata": metadata,
         "theoretical_peak_gflops": theoretical.get("fp32"),
@@ -215,4 +342,12 @@ def build_calibration(inp: BuildInput) -> dict[str, Any]:
     }
     if memory is not None:
         doc["memory"] = memory
-    return doc
+    if inp.blas_records:
+        doc["blas"], blas_warnings = blas_section(inp.blas_records, measured_bw, bandwidth or None)
+        doc["warnings"] += blas_warnings
+    if inp.shape_records:
+        doc["gemm_shapes"], shape_warnings = gemm_shapes_section(inp.shape_records, _spec_peaks(_efficiency_spec(inp)))
+        doc["warnings"] += shape_warnings
+    if inp.launch_floors:
+        doc["launch_floors"] = launch_floors_section(inp.launch_floors)
+    return to_format_2(doc)

@@ -8,9 +8,14 @@ for the compute capability x clock. These are marked as derived in spec.json; a 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-# FLOPs per cycle per core: two FMA pipes x lanes x 2 (multiply + add).
+from hwcal.machine.uarch import Microarch, peak_flops_per_cycle
+
+# FLOPs per cycle per core: two FMA pipes x lanes x 2 (multiply + add). The ISA-flag rule: used only
+# where the microarchitecture is unknown (and then marked), since flags cannot tell a Zen 4 (AVX-512 on
+# 256-bit datapaths) from a Xeon Platinum (two 512-bit FMA units).
 _X86_AVX512 = {"fp64": 32, "fp32": 64}
 _X86_AVX2_FMA = {"fp64": 16, "fp32": 32}
 _X86_AVX = {"fp64": 8, "fp32": 16}
@@ -20,7 +25,7 @@ _ARM_NEON_FP16 = {"fp64": 8, "fp32": 16, "fp16": 32}
 
 
 def cpu_flops_per_cycle(isa_flags: list[str]) -> tuple[dict[str, int], str]:
-    """Per-core FLOPs per cycle by precision, and the ISA it was derived for."""
+    """The ISA-flag rule: per-core FLOPs per cycle by precision, and the ISA it was derived for."""
     flags = set(isa_flags)
     if "avx512f" in flags:
         table, isa = dict(_X86_AVX512), "AVX-512"
@@ -38,12 +43,67 @@ def cpu_flops_per_cycle(isa_flags: list[str]) -> tuple[dict[str, int], str]:
     return {}, "unknown"
 
 
-def derive_cpu_peaks(cores: int, isa_flags: list[str], clock_mhz: float) -> tuple[dict[str, float], str]:
-    """GFLOPS per precision = cores x FLOPs/cycle x GHz; precisions without a native rule are left out."""
-    per_cycle, isa = cpu_flops_per_cycle(isa_flags)
-    if cores <= 0 or clock_mhz <= 0:
-        return {}, isa
-    return {p: round(cores * f * clock_mhz / 1000.0, 3) for p, f in per_cycle.items()}, isa
+@dataclass(frozen=True)
+class CpuPeaks:
+    """Derived CPU peaks (GFLOPS; GOPS for int8) and where each factor came from."""
+
+    gflops: dict[str, float]
+    flops_per_cycle_per_core: dict[str, float]
+    cores: int
+    clock_mhz: float
+    microarchitecture: str | None
+    basis: str           # the table entry and its source, or the ISA rule with "marked"
+    from_table: bool     # False: unknown microarchitecture, ISA-flag fallback
+
+    @property
+    def note(self) -> str:
+        rates = ", ".join(f"{p} {v:g}" for p, v in self.flops_per_cycle_per_core.items()) or "none known"
+        head = (f"{self.cores} cores x FLOPs/cycle/core ({rates}) x {self.clock_mhz:g} MHz; "
+                f"microarchitecture {self.microarchitecture or 'unknown'}: {self.basis}")
+        return head + "; precisions without a native rate are left out"
+
+    def as_basis(self) -> dict[str, Any]:
+        """The spec's ``peaks_basis``: the factors, so a reader can redo the product."""
+        return {"method": "cores x FLOPs/cycle/core x clock", "cores": self.cores, "clock_mhz": self.clock_mhz,
+                "microarchitecture": self.microarchitecture,
+                "flops_per_cycle_per_core": dict(self.flops_per_cycle_per_core),
+                "source": "microarchitecture table" if self.from_table else "ISA-flag fallback",
+                "basis": self.basis}
+
+
+def microarch_from_cpu_facts(cpu: dict[str, Any]) -> Microarch:
+    """A ``Microarch`` from the facts ``machine.collect_cpu`` filed (metadata.host.cpu, a spec)."""
+    def num(key: str) -> int | None:
+        value = cpu.get(key)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    def text(key: str) -> str | None:
+        value = cpu.get(key)
+        return str(value) if value not in (None, "") else None
+
+    return Microarch(text("microarchitecture"), text("vendor"), num("cpu_family"), num("cpu_model"),
+                     num("cpu_stepping"), text("cpu_implementer"), text("cpu_part"),
+                     flags=tuple(str(f) for f in cpu.get("isa_flags") or ()), model_name=text("model"),
+                     source=text("microarchitecture_source") or "")
+
+
+def derive_cpu_peaks(cores: int, cpu: dict[str, Any] | list[str], clock_mhz: float) -> CpuPeaks:
+    """GFLOPS per precision = cores x FLOPs/cycle/core (uarch table, by microarchitecture) x GHz.
+
+    ``cpu`` is ``collect_cpu``'s dict (a bare ISA-flag list is read as a CPU of unknown
+    microarchitecture). An unknown microarchitecture falls back to the ISA-flag rule, said so in the
+    basis. Precisions without a native rate are left out, never 0.
+    """
+    facts = {"isa_flags": list(cpu)} if isinstance(cpu, list) else cpu
+    uarch = microarch_from_cpu_facts(facts)
+    per_cycle, basis = peak_flops_per_cycle(uarch)
+    from_table = not basis.startswith("unknown microarchitecture")
+    if not from_table and not per_cycle:
+        basis += " (no vector FMA flag: no peak)"
+    peaks: dict[str, float] = {}
+    if cores > 0 and clock_mhz > 0:
+        peaks = {p: round(cores * f * clock_mhz / 1000.0, 3) for p, f in per_cycle.items()}
+    return CpuPeaks(peaks, dict(per_cycle), cores, float(clock_mhz), uarch.name, basis, from_table)
 
 
 # GPU FLOPs (OPs for integers) per cycle per SM, dense, by compute capability. CUDA-core rates for
@@ -117,3 +177,22 @@ def with_derived_gpu_peaks(spec: dict[str, Any], gpu: dict[str, Any] | None, clo
         return spec
     return {**spec, "theoretical_peaks": peaks, "peaks_source": "derived", "peaks_note": note,
             "peaks_reference_clock_mhz": float(clock_mhz)}
+
+
+def with_ceiling_efficiency(ceiling: dict[str, Any], gemm_gflops: dict[str, float],
+                            derived_gflops: dict[str, float]) -> tuple[dict[str, Any], list[str]]:
+    """``metadata.compute_ceiling`` with the GEMM peaks set against it: ``efficiency_by_precision`` (best
+    GEMM / measured FMA ceiling) and ``ceiling_vs_derived_by_precision`` (measured ceiling / the derived
+    peak at the clock run at), and a warning where a GEMM beats the ceiling (a noisy ceiling run)."""
+    out = dict(ceiling)
+    measured = {p: float(v) for p, v in (ceiling.get("gflops") or {}).items() if v}
+    eff = {p: float(f"{gemm_gflops[p] / v:.4g}") for p, v in measured.items() if gemm_gflops.get(p)}
+    if eff:
+        out["efficiency_by_precision"] = eff
+    vs = {p: float(f"{v / derived_gflops[p]:.4g}") for p, v in measured.items() if derived_gflops.get(p)}
+    if vs:
+        out["ceiling_vs_derived_by_precision"] = vs
+    warnings = [f"{p}: GEMM {gemm_gflops[p]:g} GFLOPS is {e:.3g}x the measured FMA ceiling {measured[p]:g} GFLOPS; "
+                "the ceiling run was disturbed (it lasts about a second), not the GEMM"
+                for p, e in eff.items() if e > 1.05]
+    return out, warnings

@@ -1,5 +1,9 @@
 """spec.json for hardware seen the first time: identity facts, and peaks from a datasheet (GPUs hwcal
-knows) or derived from the core count, FLOPs per cycle and clock (CPUs)."""
+knows) or derived from the core count, FLOPs per cycle of the microarchitecture and clock (CPUs).
+
+The identity facts (microarchitecture, CPUID family/model/stepping or Arm implementer/part, ISA
+flags) are what a later run is compared with before it may file into the folder: a VM's "AMD EPYC"
+can be a Zen 3 today and a Zen 4 tomorrow, and one must never become the other's history."""
 
 from __future__ import annotations
 
@@ -10,24 +14,69 @@ from hwcal.document.datasheets import datasheet_for
 from hwcal.document.peaks import derive_cpu_peaks
 from hwcal.document.schema import SPEC_FORMAT_VERSION
 
+# collect_cpu's identity keys, as spec.json's ``identity`` keeps them.
+IDENTITY_KEYS = ("vendor", "cpu_family", "cpu_model", "cpu_stepping", "cpu_implementer", "cpu_part", "cpu_variant",
+                 "cpu_revision", "microarchitecture", "microarchitecture_source", "isa_flags")
+
+
+def cpu_identity(cpu: dict[str, Any]) -> dict[str, Any]:
+    """The identity facts of ``collect_cpu``'s dict (metadata.host.cpu), the keys it has."""
+    return {k: cpu[k] for k in IDENTITY_KEYS if cpu.get(k) not in (None, "", [])}
+
+
+def _describe(facts: dict[str, Any]) -> str:
+    uarch = facts.get("microarchitecture") or "unknown microarchitecture"
+    ids = [f"{k.removeprefix('cpu_')} {facts[k]}" for k in ("cpu_family", "cpu_model", "cpu_implementer", "cpu_part")
+           if facts.get(k) is not None]
+    return f"{uarch} ({', '.join(ids)})" if ids else str(uarch)
+
+
+def identity_conflict(spec: dict[str, Any], cpu: dict[str, Any]) -> str | None:
+    """Why the CPU described by ``cpu`` (collect_cpu's facts) is not the chip ``spec`` describes, or None.
+
+    Compared, where both sides know them: the microarchitecture, then the CPUID family/model or the Arm
+    implementer/part, then the vendor. Facts only one side has decide nothing (an old spec without
+    identity facts accepts any run, as before)."""
+    if spec.get("device_type") != "cpu":
+        return None
+    known = {**(spec.get("identity") or {})}
+    if spec.get("microarchitecture"):
+        known["microarchitecture"] = spec["microarchitecture"]
+    here = cpu_identity(cpu)
+    for group in (("microarchitecture",), ("cpu_family", "cpu_model"), ("cpu_implementer", "cpu_part"), ("vendor",)):
+        theirs = tuple(known.get(k) for k in group)
+        ours = tuple(here.get(k) for k in group)
+        if None in theirs or None in ours:
+            continue
+        if tuple(str(v).lower() for v in theirs) != tuple(str(v).lower() for v in ours):
+            return (f"spec.json of {spec.get('device_type')}/{spec.get('id')} describes a {_describe(known)}, "
+                    f"but this machine is a {_describe(here)}")
+    return None
+
 
 def build_cpu_spec(hardware_id: str, host: dict[str, Any], clock_mhz: float, created: datetime) -> dict[str, Any]:
-    """spec.json for a CPU seen for the first time: detected facts and derived (not datasheet) peaks."""
+    """spec.json for a CPU seen for the first time: identity facts and derived (not datasheet) peaks,
+    cores x FLOPs/cycle/core of the microarchitecture (uarch table) x clock, with their basis."""
     cpu = host.get("cpu", {})
     cores = int(cpu.get("physical_cores") or cpu.get("logical_cores") or 0)
-    peaks, isa = derive_cpu_peaks(cores, list(cpu.get("isa_flags", [])), clock_mhz)
+    derived = derive_cpu_peaks(cores, cpu, clock_mhz)
     spec: dict[str, Any] = {
         "schema_version": SPEC_FORMAT_VERSION,
         "id": hardware_id,
         "model": str(cpu.get("model") or hardware_id),
         "device_type": "cpu",
-        "theoretical_peaks": peaks,
+        "theoretical_peaks": derived.gflops,
         "peaks_source": "derived",
-        "peaks_note": f"{cores} cores x FLOPs/cycle for {isa} x {clock_mhz:g} MHz; precisions without a native "
-                      "vector FMA rule are left out",
+        "peaks_note": derived.note,
+        "peaks_basis": derived.as_basis(),
         "platform": str(cpu.get("architecture") or ""),
         "created": created.isoformat(),
     }
+    if cpu.get("microarchitecture"):
+        spec["microarchitecture"] = str(cpu["microarchitecture"])
+    identity = cpu_identity(cpu)
+    if identity:
+        spec["identity"] = identity
     if clock_mhz > 0:
         spec["peaks_reference_clock_mhz"] = clock_mhz
     if cpu.get("vendor"):
@@ -56,3 +105,57 @@ def build_gpu_spec(hardware_id: str, gpu: dict[str, Any], created: datetime) -> 
     if gpu.get("l2_cache_bytes"):
         spec["cache_bytes"] = {"l2": int(gpu["l2_cache_bytes"])}
     return spec
+
+
+# ---- fields waiting for the calibration schema ---------------------------------------------------------
+# Sections this stage writes that schema/calibration.schema.json (another owner) may not declare yet. A
+# document is filed without them until it does, rather than refused; the summary says what was left out.
+PENDING_CALIBRATION_FIELDS: tuple[tuple[str, ...], ...] = (
+    ("metadata", "compute_ceiling"),
+    ("metadata", "rehomed_from"),
+    ("memory", "sustained_ci95_gbps"),
+    ("memory", "sustained_rounds"),
+    ("memory", "sustained_method"),
+)
+
+
+def undeclared_fields(doc: dict[str, Any], kind: str = "calibration",
+                      paths: tuple[tuple[str, ...], ...] = PENDING_CALIBRATION_FIELDS) -> list[tuple[str, ...]]:
+    """Those of ``paths`` present in ``doc`` that the schema refuses as unknown properties."""
+    from hwcal.document.schema import validator
+
+    present = [p for p in paths if _get(doc, p) is not _MISSING]
+    refused = []
+    errors = [e for e in validator(kind).iter_errors(doc)
+              if e.validator in ("additionalProperties", "unevaluatedProperties")]
+    for path in present:
+        parent = list(path[:-1])
+        if any([str(x) for x in e.absolute_path] == parent and repr(path[-1]) in e.message for e in errors):
+            refused.append(path)
+    return refused
+
+
+def without_fields(doc: dict[str, Any], paths: list[tuple[str, ...]]) -> dict[str, Any]:
+    """A copy of ``doc`` without ``paths`` (only the objects on the way are copied)."""
+    out = dict(doc)
+    for path in paths:
+        node = out
+        for part in path[:-1]:
+            if not isinstance(node.get(part), dict):
+                break
+            node[part] = dict(node[part])
+            node = node[part]
+        else:
+            node.pop(path[-1], None)
+    return out
+
+
+_MISSING = object()
+
+
+def _get(doc: Any, path: tuple[str, ...]) -> Any:
+    for part in path:
+        if not isinstance(doc, dict) or part not in doc:
+            return _MISSING
+        doc = doc[part]
+    return doc

@@ -15,10 +15,12 @@ from hwcal.machine.cpu import collect_cpu, collect_memory
 from hwcal.machine.gpu import collect_gpu, sample_sm_clock_mhz
 from hwcal.machine.power import PowerMode, detect_power_mode, jetson_model
 from hwcal.machine.sources import LOCAL, Sources
+from hwcal.machine.uarch import Microarch, detect_microarchitecture, hardware_id_suffix
 from hwcal.naming import hardware_id_token
 
-__all__ = ["KeyFacts", "PowerMode", "Sources", "collect_blas", "collect_gpu", "collect_host", "detect_cpu_key",
-           "detect_gpu_key", "detect_power_mode", "registry_hardware_id", "sample_sm_clock_mhz"]
+__all__ = ["KeyFacts", "Microarch", "PowerMode", "Sources", "collect_blas", "collect_gpu", "collect_host",
+           "detect_cpu_key", "detect_gpu_key", "detect_microarchitecture", "detect_power_mode",
+           "registry_hardware_id", "sample_sm_clock_mhz"]
 
 # Hardware whose registry id predates hwcal's id rule (seed registry): calibrations land next to its spec.
 _KNOWN_IDS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -63,16 +65,23 @@ def collect_blas() -> list[dict[str, object]]:
     return [{k: entry[k] for k in keep if entry.get(k) is not None} for entry in threadpool_info()]
 
 
-def registry_hardware_id(name: str, device_type: str, src: Sources = LOCAL) -> str:
+def registry_hardware_id(name: str, device_type: str, src: Sources = LOCAL, uarch: Microarch | None = None) -> str:
     """Registry id: ``jetson_<family>_<cpu|gpu>`` on a Jetson, a seed-registry id for known hardware,
-    else the name reduced to [a-z0-9_]."""
+    else the name reduced to [a-z0-9_]. A CPU whose model string names no chip (a VM's "AMD EPYC")
+    gets its microarchitecture appended (``amd_epyc_zen4``): two chips a VM names alike file apart."""
     family = jetson_model(src)
     if family and family != "unknown Jetson":
         return f"jetson_{hardware_id_token(family)}_{device_type}"
     for needle, hardware_id in _KNOWN_IDS.get(device_type, ()):
         if needle.lower() in name.lower():
             return hardware_id
-    return hardware_id_token(name) or f"unknown_{device_type}"
+    base = hardware_id_token(name) or f"unknown_{device_type}"
+    if device_type != "cpu":
+        return base
+    suffix = hardware_id_suffix(uarch if uarch is not None else detect_microarchitecture(src), name)
+    if not suffix or base == suffix or base.endswith(f"_{suffix}"):
+        return base
+    return f"{base}_{hardware_id_token(suffix)}"
 
 
 def _key(hardware_id: str, name: str, mode: PowerMode, ceiling: float | None, freq_source: str) -> KeyFacts:
@@ -90,11 +99,12 @@ def _key(hardware_id: str, name: str, mode: PowerMode, ceiling: float | None, fr
 
 def detect_cpu_key(src: Sources = LOCAL, cpu: dict[str, object] | None = None) -> KeyFacts:
     """Hardware id, power mode and stable frequency of the host CPU, with the source of each."""
-    cpu = cpu if cpu is not None else collect_cpu(src)
-    name = str(cpu.get("model") or platform.machine() or "unknown_cpu")
+    uarch = detect_microarchitecture(src)
+    cpu = cpu if cpu is not None else collect_cpu(src, uarch)
+    name = str(cpu.get("model") or (platform.machine() if src.is_local else "") or "unknown_cpu")
     mode = detect_power_mode(src, device_type="cpu")
     ceiling, freq_source = cpu_ceiling_mhz(src, cpu)
-    return _key(registry_hardware_id(name, "cpu", src), name, mode, ceiling, freq_source)
+    return _key(registry_hardware_id(name, "cpu", src, uarch), name, mode, ceiling, freq_source)
 
 
 def detect_gpu_key(gpu: dict[str, object], src: Sources = LOCAL) -> KeyFacts:

@@ -8,11 +8,15 @@ import platform
 import re
 
 from hwcal.machine.sources import Sources
+from hwcal.machine.uarch import ISA_FLAGS, Microarch, detect_microarchitecture
 
-# ISA feature names as /proc/cpuinfo spells them (x86 "flags", Arm "Features").
-_ISA_FLAGS = ("avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_tile", "amx_bf16",
-              "amx_int8", "avx2", "fma", "f16c", "avx", "sse4_2", "asimd", "asimdhp", "asimddp", "sve", "sve2",
-              "i8mm", "bf16", "fphp")
+# ISA feature names as /proc/cpuinfo spells them (x86 "flags", Arm "Features"): the ones hwcal recorded
+# first (their order kept, so old and new files list them alike), then every flag a peak depends on
+# (uarch.ISA_FLAGS: AVX-512 subsets, AMX, SVE/SVE2, dot-product asimddp, i8mm, bf16, SME).
+_ISA_FLAGS = tuple(dict.fromkeys((
+    "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8",
+    "avx2", "fma", "f16c", "avx", "sse4_2", "asimd", "asimdhp", "asimddp", "sve", "sve2", "i8mm", "bf16", "fphp",
+    *ISA_FLAGS)))
 
 
 def _cpuinfo_blocks(text: str) -> list[dict[str, str]]:
@@ -28,12 +32,31 @@ def _cpuinfo_blocks(text: str) -> list[dict[str, str]]:
     return blocks
 
 
-def collect_cpu(src: Sources) -> dict[str, object]:
-    """Model string, vendor, logical/physical cores, ISA flags; keys left out when unknown."""
+def identity_facts(uarch: Microarch) -> dict[str, object]:
+    """The microarchitecture and the ids it was decided from (CPUID family/model/stepping, Arm MIDR
+    implementer/part): what tells apart chips a VM names alike. Unknown ids are left out."""
+    facts: dict[str, object] = {
+        "microarchitecture": uarch.name,
+        "cpu_family": uarch.family,
+        "cpu_model": uarch.model,
+        "cpu_stepping": uarch.stepping,
+        "cpu_implementer": uarch.implementer,
+        "cpu_part": uarch.part,
+        "cpu_variant": uarch.variant,
+        "cpu_revision": uarch.revision,
+        "microarchitecture_source": uarch.source or None,
+    }
+    return {k: v for k, v in facts.items() if v is not None}
+
+
+def collect_cpu(src: Sources, uarch: Microarch | None = None) -> dict[str, object]:
+    """Model string, vendor, logical/physical cores, ISA flags, microarchitecture and its ids; keys left
+    out when unknown. ``uarch`` saves a second parse of /proc/cpuinfo where the caller has it."""
     info: dict[str, object] = {"architecture": platform.machine() or None}
     text = src.read("/proc/cpuinfo") or ""
     blocks = _cpuinfo_blocks(text)
     first = blocks[0] if blocks else {}
+    uarch = uarch if uarch is not None else detect_microarchitecture(src)
     model = first.get("model name") or first.get("Model") or first.get("Processor")
     if not model:
         # Arm cpuinfo often lacks a model name; the device tree names the SoC (e.g. a Jetson module).
@@ -41,12 +64,18 @@ def collect_cpu(src: Sources) -> dict[str, object]:
         model = dt.strip("\x00 \n") if dt else None
     if not model:
         model = _other_os_model(src)
-    if not model:
+    if not model and uarch.model_name:
+        # No name line (an Arm server, a board without a device tree): the core named from its MIDR
+        # implementer/part ("ARM Neoverse-N1"), never this host's platform.processor().
+        model = uarch.model_name
+    if not model and src.is_local:
         model = platform.processor() or None
     if model:
         info["model"] = re.sub(r"\s+", " ", model).strip()
     if first.get("vendor_id"):
         info["vendor"] = first["vendor_id"]
+    elif uarch.vendor:
+        info["vendor"] = uarch.vendor
     logical = sum(1 for b in blocks if "processor" in b) or os.cpu_count()
     if logical:
         info["logical_cores"] = logical
@@ -55,8 +84,9 @@ def collect_cpu(src: Sources) -> dict[str, object]:
         info["physical_cores"] = len(cores)
     elif logical:
         info["physical_cores"] = logical
-    flags = set((first.get("flags") or first.get("Features") or "").split())
+    flags = set((first.get("flags") or first.get("Features") or "").split()) or set(uarch.flags)
     info["isa_flags"] = [f for f in _ISA_FLAGS if f in flags]
+    info.update(identity_facts(uarch))
     if first.get("cpu MHz"):
         with contextlib.suppress(ValueError):
             info["nominal_mhz"] = float(first["cpu MHz"])

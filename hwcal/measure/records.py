@@ -131,3 +131,80 @@ class GemmRecord:
     # Whether the clock fell below 75% of the ceiling while this case ran; None when not sampled.
     throttled: bool | None = None
 
+
+
+@dataclass
+class BlasRecord:
+    """One measured and verified BLAS1/BLAS2 case (dot, axpy, scal, gemv); times are per call."""
+
+    operation: str
+    precision: str
+    n: int
+    m: int | None  # gemv's rows
+    flops: int  # per call, as BLAS counts
+    bytes: int  # per call: the elements BLAS counts x element size (minimal traffic)
+    element_bytes: int
+    launches_per_round: int
+    rounds: int
+    warmup_rounds: int
+    time_s: dict[str, float]
+    gflops_best: float
+    gflops_median: float
+    gbps_best: float
+    gbps_median: float
+    cv: float
+    max_error: float
+    tolerance: float
+    verify_method: str
+    kernel: str
+    threads: int | None
+    llc_bytes: int  # last-level cache (a GPU: L2) the sizes are planned against
+    device_event_ratio: float | None = None
+
+    @property
+    def at_dram(self) -> bool:
+        """STREAM's rule for this operation's data: at least 4x the last-level caches."""
+        return self.bytes >= STREAM_ARRAY_FACTOR * self.llc_bytes
+
+
+@dataclass
+class ShapeRecord:
+    """One measured and verified GEMM of a shape family (small_m, proj_up, proj_down, batched); per call."""
+
+    family: str
+    precision: str
+    m: int
+    n: int
+    k: int
+    batch: int
+    layout: str
+    flops: int  # per call: 2*B*M*N*K
+    launches_per_round: int
+    rounds: int
+    warmup_rounds: int
+    time_s: dict[str, float]
+    gflops_best: float
+    gflops_median: float
+    cv: float
+    max_error: float
+    tolerance: float
+    verify_method: str
+    kernel: str
+    source: str = "default"  # or "--shapes"
+    modes: dict[str, object] = field(default_factory=dict)
+    device_event_ratio: float | None = None
+
+
+@dataclass
+class LaunchFloor:
+    """The time of an operation's smallest call: back-to-back calls, one synchronisation, / calls."""
+
+    operation: str
+    seconds_min: float
+    seconds_median: float
+    calls: int  # per round
+    rounds: int
+    method: str
+    framework: str
+    device: str
+    precision: str

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from hwcal.backends import Backend, Support, make_backend
 from hwcal.machine.sampler import MachineState
-from hwcal.measure.records import GemmRecord, MemorySweep
+from hwcal.measure.records import BlasRecord, GemmRecord, LaunchFloor, MemorySweep, ShapeRecord
 from hwcal.measure.sweep import Sweep, SweepPolicy
 
 
@@ -34,6 +34,8 @@ class CalibrationOptions:
     dry_run: bool
     force: bool
     allow_partial: bool = False
+    # --shapes: (batch, m, n, k) GEMM shapes replacing the shape families' default list
+    shapes: list[tuple[int, int, int, int]] | None = None
 
 
 @dataclass
@@ -48,6 +50,13 @@ class CalibrationSession:
     warnings: list[str] = field(default_factory=list)
     ran_gemm: bool = False
     ran_memory: bool = False  # a STREAM case ran (bench/test_memory.py)
+    # BLAS1/BLAS2, GEMM shapes and launch floors (bench/test_blas.py, test_gemm_shapes.py, test_floors.py)
+    blas_records: list[BlasRecord] = field(default_factory=list)
+    shape_records: list[ShapeRecord] = field(default_factory=list)
+    launch_floors: dict[str, LaunchFloor] = field(default_factory=dict)
+    ran_operations: set[str] = field(default_factory=set)  # "blas", "gemm_shapes", "launch_floors"
+    budget_spent_s: dict[str, float] = field(default_factory=dict)  # per time-budgeted sweep
+    operation_supports: dict[tuple[str, str], Support] = field(default_factory=dict)  # (operation, precision)
     # Filled by other stages (memory sweep, clock sampling, preflight, GPU facts) for the builder.
     extra_metadata: dict[str, object] = field(default_factory=dict)
     # STREAM results (hwcal.measure.stream fills a MemorySweep; a dict is a section built elsewhere).

@@ -15,7 +15,9 @@ three would.
 from __future__ import annotations
 
 import math
+import statistics
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -50,6 +52,83 @@ MIN_TOP_ARRAY_BYTES = {"cpu": 64 * 2**20, "gpu": 256 * 2**20}
 MEMORY_FRACTION_PLANNED = 0.5  # the three arrays of a planned size take at most half of free memory
 MEMORY_FRACTION_RUN = 0.8  # ... and at run time at most 80% of what is free then (as GEMM)
 FILL_BYTES_PER_S_GUESS = {"cpu": 1e9, "gpu": 1e11}  # first-touch rate before one was measured
+# The DRAM figure: triad rounds at every size >= 4x LLC, pooled; more rounds are taken (beyond the
+# planned ones, per DRAM-sized triad case) until the 95% confidence interval of the pooled mean is
+# within +-3% of it or this many extra seconds per case are spent.
+DRAM_CI_TARGET = 0.03
+DRAM_EXTRA_S = {("cpu", False): 4.0, ("cpu", True): 2.0, ("gpu", False): 4.0, ("gpu", True): 2.0}
+DRAM_EXTRA_BATCH = 5  # rounds between two looks at the interval
+DRAM_MAX_ROUNDS = 400  # per case, whatever the budget
+DRAM_METHOD = ("mean of per-round triad GB/s pooled over every array size >= 4x the last-level caches; 95% "
+               "confidence interval mean +- t(0.975, rounds-1) x s/sqrt(rounds), s the standard deviation of "
+               "all rounds about the pooled mean (within and between sizes); rounds added per DRAM-sized "
+               f"case until the interval is within +-{DRAM_CI_TARGET:.0%} or the case's extra time budget ends")
+
+
+def _t975(dof: int) -> float:
+    """Student's t 97.5% quantile (two-sided 95%); exact table to 30, then a close approximation."""
+    table = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+             2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+             2.045, 2.042)
+    if dof < 1:
+        return math.inf
+    if dof <= len(table):
+        return table[dof - 1]
+    return 1.959964 + 2.37 / dof  # within 0.002 of the exact value for dof > 30
+
+
+class DramEstimate:
+    """The pooled sustained-DRAM figure: mean GB/s per round over the DRAM-sized triad rounds, and its CI."""
+
+    def __init__(self, groups: list[tuple[int, float, float]]) -> None:
+        # groups: (rounds, mean GB/s, standard deviation of GB/s) per size
+        self.rounds = sum(n for n, _, _ in groups)
+        self.sizes = len(groups)
+        self.gbps = sum(n * m for n, m, _ in groups) / self.rounds if self.rounds else 0.0
+        if self.rounds > 1:
+            # within-size and between-size spread about the pooled mean
+            ss = sum(n * (sd**2 + (m - self.gbps) ** 2) for n, m, sd in groups)
+            half = _t975(self.rounds - 1) * math.sqrt(ss / (self.rounds - 1)) / math.sqrt(self.rounds)
+        else:
+            half = math.inf
+        self.lo, self.hi = self.gbps - half, self.gbps + half
+
+    @property
+    def relative_half_width(self) -> float:
+        return (self.hi - self.gbps) / self.gbps if self.gbps > 0 else math.inf
+
+    @property
+    def converged(self) -> bool:
+        return self.relative_half_width <= DRAM_CI_TARGET
+
+
+def _gbps_group(bytes_per_round: float, times_s: list[float]) -> tuple[int, float, float]:
+    rates = [bytes_per_round / t / 1e9 for t in times_s if t > 0]
+    if not rates:
+        return 0, 0.0, 0.0
+    mean = sum(rates) / len(rates)
+    sd = math.sqrt(sum((r - mean) ** 2 for r in rates) / (len(rates) - 1)) if len(rates) > 1 else 0.0
+    return len(rates), mean, sd
+
+
+def record_gbps_group(rec: StreamRecord) -> tuple[int, float, float]:
+    """(rounds, mean GB/s, sd GB/s) of a record from its time statistics (delta method: sd_GB/s =
+    GB/s x sd_t / mean_t), for records whose single round times are not at hand."""
+    mean_t, sd_t = rec.time_s.get("mean", 0.0), rec.time_s.get("stddev", 0.0)
+    if mean_t <= 0:
+        return 0, 0.0, 0.0
+    gbps = rec.bytes_per_pass * rec.passes_per_round / mean_t / 1e9
+    return rec.rounds, gbps, gbps * sd_t / mean_t
+
+
+def dram_estimate(records: list[StreamRecord], min_array_bytes: int,
+                  extra: tuple[int, float, float] | None = None) -> DramEstimate | None:
+    """The pooled DRAM estimate over every triad record with arrays >= ``min_array_bytes`` (and one
+    group being measured, ``extra``); None when there is none."""
+    groups = [record_gbps_group(r) for r in records if r.kernel == "triad" and r.array_bytes >= min_array_bytes]
+    groups += [extra] if extra else []
+    groups = [g for g in groups if g[0] > 0]
+    return DramEstimate(groups) if groups else None
 
 
 def _pow2_ceil(x: int) -> int:
@@ -230,6 +309,11 @@ def _measure(benchmark: Any, session: CalibrationSession, sweep: MemorySweep, st
                                      "bytes": bytes_per_pass * plan.launches, "launches_per_round": plan.launches,
                                      "method": method.description})
         timed = timed_rounds(benchmark, backend, plan, backend.stream_kernel, kernel, arrays, STREAM_SCALAR)
+        extra_start = time.perf_counter()
+        extra_times = _dram_rounds(session, sweep, kernel, arrays, plan.launches, bytes_per_pass, timed.stats)
+        # The interval's extra rounds have their own budget (DRAM_EXTRA_S): they must not starve the next
+        # DRAM-sized case of the sweep's budget, so they are not counted in spent_s.
+        sweep.spent_s -= time.perf_counter() - extra_start
         state.expected = after_kernel(kernel, state.expected, STREAM_SCALAR)
         error = state.validate()
     except BaseException:
@@ -245,6 +329,9 @@ def _measure(benchmark: Any, session: CalibrationSession, sweep: MemorySweep, st
     if stats is None:
         return  # --benchmark-disable: validated, nothing filed
     bytes_per_round = bytes_per_pass * plan.launches
+    if extra_times:
+        stats = _merged_stats(list(stats.data) + extra_times)
+        benchmark.extra_info["dram_extra_rounds"] = len(extra_times)
     sweep.records.append(StreamRecord(
         kernel=kernel,
         n=n,
@@ -263,3 +350,40 @@ def _measure(benchmark: Any, session: CalibrationSession, sweep: MemorySweep, st
         device_event_ratio=timed.event_ratio,
     ))
     benchmark.extra_info["gbps_best"] = bytes_per_round / stats.min / 1e9
+
+
+def _dram_rounds(session: CalibrationSession, sweep: MemorySweep, kernel: str, arrays: StreamArrays, launches: int,
+                 bytes_per_pass: int, stats: Any) -> list[float]:
+    """More rounds of a DRAM-sized triad case, timed as ``timed_rounds`` times them (launches, then one
+    synchronisation), until the pooled interval is within the target or the extra budget is spent.
+    Needs the planned rounds' single times (pytest-benchmark's ``stats.data``); none: no extra rounds."""
+    backend = session.backend
+    data = getattr(stats, "data", None) if stats is not None else None
+    if kernel != "triad" or not data or arrays.n * arrays.element_bytes < sweep.stream_min_array_bytes:
+        return []
+    bytes_per_round = bytes_per_pass * launches
+    budget_s = DRAM_EXTRA_S[backend.device_type, session.options.quick]
+    extra: list[float] = []
+    start = time.perf_counter()
+    while len(data) + len(extra) < DRAM_MAX_ROUNDS:
+        est = dram_estimate(sweep.records, sweep.stream_min_array_bytes,
+                            _gbps_group(bytes_per_round, list(data) + extra))
+        if est is None or est.converged or time.perf_counter() - start > budget_s:
+            break
+        for _ in range(DRAM_EXTRA_BATCH):
+            t0 = time.perf_counter()
+            for _ in range(launches):
+                backend.stream_kernel(kernel, arrays, STREAM_SCALAR)
+            backend.synchronize()
+            extra.append(time.perf_counter() - t0)
+    return extra
+
+
+def _merged_stats(times: list[float]) -> Any:
+    """min/max/mean/median/stddev/iqr/rounds/data of all round times (pytest-benchmark's names)."""
+    ordered = sorted(times)
+    q = statistics.quantiles(ordered, n=4) if len(ordered) > 1 else [ordered[0]] * 3
+    return SimpleNamespace(min=ordered[0], max=ordered[-1], mean=statistics.fmean(ordered),
+                           median=statistics.median(ordered),
+                           stddev=statistics.stdev(ordered) if len(ordered) > 1 else 0.0,
+                           iqr=q[2] - q[0], rounds=len(ordered), data=list(times))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import tempfile
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -13,12 +12,20 @@ from hwcal import __version__
 from hwcal.document.builder import BuildInput, build_calibration
 from hwcal.document.peaks import peaks_at_clock, with_derived_gpu_peaks
 from hwcal.document.schema import schema_errors
-from hwcal.document.spec import build_cpu_spec, build_gpu_spec
+from hwcal.document.spec import (
+    build_cpu_spec,
+    build_gpu_spec,
+    identity_conflict,
+    undeclared_fields,
+    without_fields,
+)
 from hwcal.errors import HwcalError
 from hwcal.machine import KeyFacts, collect_blas, collect_host
+from hwcal.machine.cpu import collect_cpu
 from hwcal.measure.session import CalibrationSession
 from hwcal.naming import CalibrationKey, calibration_path, check_power_mode, spec_path
 from hwcal.plugin.clocks import finish_clocks, session_gpu_facts, session_key_facts
+from hwcal.registry.hoststate import keep_rejected_text
 from hwcal.registry.planner import is_partial
 from hwcal.registry.reader import BadRegistryFile, read_json, read_spec
 from hwcal.registry.writer import write_calibration
@@ -60,11 +67,34 @@ def _load_spec(registry: Path, key: CalibrationKey) -> dict[str, Any] | None:
         raise HwcalError(f"{exc}; fix or remove it, nothing written") from None
 
 
+def check_identity(spec: dict[str, Any] | None, cpu: dict[str, Any], key: CalibrationKey,
+                   detected_id: str) -> None:
+    """Refuse a CPU run whose identity disagrees with the spec.json of the folder it would file into:
+    it would be filed as another chip's history."""
+    if spec is None or key.device_type != "cpu":
+        return
+    conflict = identity_conflict(spec, cpu)
+    if conflict is None:
+        return
+    other = (f"drop --hardware-id to file under this machine's own id {detected_id}, or give "
+             if detected_id != key.hardware_id else "give ")
+    raise HwcalError(f"{conflict}: refusing to file this machine's calibration as that chip's history; "
+                     f"{other}--hardware-id ID to choose another folder")
+
+
+def _machine_cpu(cal: CalibrationSession) -> dict[str, Any]:
+    """The CPU facts of the machine the session measures (the session's Sources: faked in tests)."""
+    state = cal.machine_state
+    return collect_cpu(state.src) if state is not None else collect_host()["cpu"]  # type: ignore[return-value]
+
+
 def check_before_run(cal: CalibrationSession, selection: dict[str, Any]) -> None:
     """What would make filing fail, checked before the benchmarks run rather than after them:
-    the key's power-mode token, a corrupt spec, and a partial run about to replace a complete one."""
+    the key's power-mode token, a corrupt spec, a spec describing another chip, and a partial run
+    about to replace a complete one."""
     key, _, _ = detect_key(cal)
-    _load_spec(cal.options.registry, key)
+    spec = _load_spec(cal.options.registry, key)
+    check_identity(spec, _machine_cpu(cal), key, session_key_facts(cal).hardware_id)
     if not selection.get("partial") or cal.options.allow_partial or cal.options.dry_run:
         return
     path = calibration_path(cal.options.registry, key)
@@ -86,6 +116,7 @@ def file_calibration(cal: CalibrationSession, command_line: list[str], selection
     clock = finish_clocks(cal, facts)
     host = collect_host()
     spec = _load_spec(cal.options.registry, key)
+    check_identity(spec, host.get("cpu") or {}, key, session_key_facts(cal).hardware_id)
     new_spec = None
     if spec is None:
         # A CPU's derived peaks use the key's clock, whatever the framework (and --frequency-mhz).
@@ -120,26 +151,29 @@ def file_calibration(cal: CalibrationSession, command_line: list[str], selection
         extra_metadata={**cal.extra_metadata, "clock": clock.metadata},
         warnings=[*cal.warnings, *clock.warnings],
         memory=cal.memory,
+        blas_records=cal.blas_records,
+        shape_records=cal.shape_records,
+        launch_floors=cal.launch_floors,
     )
-    doc = build_calibration(inp)
+    full_doc = build_calibration(inp)
+    # Sections the calibration schema does not declare yet are filed once it does (the summary says so).
+    doc = without_fields(full_doc, undeclared_fields(full_doc))
     path = calibration_path(o.registry, key)
     errors = schema_errors(doc, "calibration")
     try:
         if errors:
             raise HwcalError("calibration is not valid, nothing written:\n  " + "\n  ".join(errors))
         if o.dry_run:
-            return Filed(doc, path, written=False)
+            return Filed(full_doc, path, written=False)
         path, kept = write_calibration(o.registry, key, doc, new_spec)
     except HwcalError as exc:
-        raise HwcalError(f"{exc}\n  the measurements are kept in {_keep_rejected(doc, key)}") from None
-    return Filed(doc, path, written=True, history=kept)
+        raise HwcalError(f"{exc}\n  the measurements are kept in {_keep_rejected(full_doc, key)}") from None
+    return Filed(full_doc, path, written=True, history=kept)
 
 
 def _keep_rejected(doc: dict[str, Any], key: CalibrationKey) -> Path:
-    """A run that cannot be filed still keeps what it measured, outside the registry, for a look or a retry."""
-    folder = Path(tempfile.gettempdir()) / "hwcal-rejected"
-    folder.mkdir(parents=True, exist_ok=True)
+    """A run that cannot be filed still keeps what it measured, outside the registry, for a look or a retry:
+    in this user's own folder of the host's shared state folder (``hwcal.registry.hoststate``)."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    target = folder / f"{key.hardware_id}__{key.filename.removesuffix('.json')}.{stamp}.json"
-    target.write_text(json.dumps(doc, indent=2, default=str) + "\n")
-    return target
+    name = f"{key.hardware_id}__{key.filename.removesuffix('.json')}.{stamp}.json"
+    return keep_rejected_text(name, json.dumps(doc, indent=2, default=str) + "\n")

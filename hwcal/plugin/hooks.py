@@ -8,29 +8,37 @@ and filing in ``hwcal.plugin.filing``. pytest-benchmark is used only through wha
 from __future__ import annotations
 
 import sys
-import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
-from filelock import FileLock, Timeout
 
 from hwcal.errors import HwcalError
+from hwcal.measure.blas import blas_cases, case_id
+from hwcal.measure.floors import floor_operations
 from hwcal.measure.session import CalibrationSession
+from hwcal.measure.shapes import shape_cases
 from hwcal.measure.stream import size_label, stream_cases
 from hwcal.plugin.clocks import benchmark_window, stop_sampling
 from hwcal.plugin.filing import Filed, check_before_run, file_calibration
 from hwcal.plugin.options import add_options, resolve_options
 from hwcal.plugin.preflight import preflight_session
 from hwcal.plugin.summary import summary_lines
+from hwcal.registry.hoststate import HostLock, device_lock
 from hwcal.registry.writer import check_registry_writable
 
 SESSION_KEY = pytest.StashKey[CalibrationSession]()
-DEVICE_LOCK_KEY = pytest.StashKey[FileLock]()
+DEVICE_LOCK_KEY = pytest.StashKey[HostLock]()
 DEVICE_WAIT_S = 3600.0
 OUTCOME_KEY = pytest.StashKey[dict[str, Any]]()
 GEMM_FIXTURE = "gemm_case"
 STREAM_FIXTURE = "stream_case"
+BLAS_FIXTURE = "blas_case"
+SHAPE_FIXTURE = "shape_case"
+FLOOR_FIXTURE = "floor_case"
+# Operations a complete calibration measures; a run that collects none of one says so (partial).
+OPERATIONS = ("gemm", "stream", "dot", "axpy", "scal", "gemv", "gemm_shapes", "launch_floors")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -59,6 +67,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             raise pytest.UsageError(str(exc)) from None
         # Size-major, ascending, STREAM's kernel order: the four kernels of a size share its arrays.
         metafunc.parametrize(STREAM_FIXTURE, [pytest.param((k, b), id=f"{k}-{size_label(b)}") for k, b in stream])
+    _parametrize_operations(metafunc)
     if GEMM_FIXTURE not in metafunc.fixturenames:
         return
     cal = metafunc.config.stash[SESSION_KEY]
@@ -69,6 +78,38 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     # Precision-major, sizes ascending: early termination needs the smaller sizes to run first.
     cases = [pytest.param((p, n), id=f"{p}-{n}") for p in precisions for n in sizes]
     metafunc.parametrize(GEMM_FIXTURE, cases)
+
+
+def _parametrize_operations(metafunc: pytest.Metafunc) -> None:
+    """BLAS1/BLAS2 (operation-major, sizes ascending), GEMM shapes (precision-major) and launch floors."""
+    names = metafunc.fixturenames
+    if not any(f in names for f in (BLAS_FIXTURE, SHAPE_FIXTURE, FLOOR_FIXTURE)):
+        return
+    cal = metafunc.config.stash[SESSION_KEY]
+    try:
+        if BLAS_FIXTURE in names:
+            metafunc.parametrize(BLAS_FIXTURE, [pytest.param(c, id=case_id(*c))
+                                                for c in blas_cases(cal.backend, cal.options.quick)])
+        if SHAPE_FIXTURE in names:
+            metafunc.parametrize(SHAPE_FIXTURE, [pytest.param((p, s), id=f"{p}-{s.label}")
+                                                 for p, s in shape_cases(cal)])
+        if FLOOR_FIXTURE in names:
+            metafunc.parametrize(FLOOR_FIXTURE, [pytest.param(op, id=op) for op in floor_operations(cal.backend)])
+    except HwcalError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def _item_operation(item: pytest.Item) -> str | None:
+    """Which of OPERATIONS a collected test measures (None for a test that is no benchmark)."""
+    names = getattr(item, "fixturenames", ())
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    if BLAS_FIXTURE in names:
+        return str(params.get(BLAS_FIXTURE, ("blas",))[0])
+    for fixture, operation in ((GEMM_FIXTURE, "gemm"), (STREAM_FIXTURE, "stream"), (SHAPE_FIXTURE, "gemm_shapes"),
+                               (FLOOR_FIXTURE, "launch_floors")):
+        if fixture in names:
+            return operation
+    return None
 
 
 @pytest.fixture(scope="session")
@@ -88,9 +129,15 @@ def _selection(config: pytest.Config, items: list[pytest.Item]) -> dict[str, Any
         "gemm_cases_collected": sum(1 for i in items if GEMM_FIXTURE in getattr(i, "fixturenames", ())),
         "stream_cases_collected": sum(1 for i in items if STREAM_FIXTURE in getattr(i, "fixturenames", ())),
     }
+    collected = {_item_operation(i) for i in items}
+    selection["operations_not_run"] = [op for op in OPERATIONS if op not in collected]
     why = [w for w, on in (("-k", selection["keyword"]), ("-m", selection["markexpr"]), ("--sizes", opts.sizes),
+                           ("--shapes", opts.shapes),
                            ("no GEMM cases", not selection["gemm_cases_collected"]),
                            ("no STREAM cases", not selection["stream_cases_collected"])) if on]
+    missing = [op for op in selection["operations_not_run"] if op not in ("gemm", "stream")]
+    if missing:
+        why.append(f"no {', '.join(missing)} cases")
     selection["partial"] = bool(why)
     if why:
         selection["partial_why"] = ", ".join(why)
@@ -114,7 +161,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     outcome["selection"] = _selection(config, items)
     cal = config.stash[SESSION_KEY]
     timed = not config.getoption("benchmark_disable", False)
-    selected = outcome["selection"]["gemm_cases_collected"] or outcome["selection"]["stream_cases_collected"]
+    selected = len(outcome["selection"]["operations_not_run"]) < len(OPERATIONS)
     if selected and timed and not cal.options.dry_run:
         try:
             check_registry_writable(cal.options.registry)
@@ -137,22 +184,24 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 
 def _hold_device(config: pytest.Config, cal: CalibrationSession) -> None:
-    """Two calibrations measuring one device at once would both file wrong numbers: the second waits."""
-    token = "".join(ch for ch in cal.options.device if ch.isalnum())
-    lock = FileLock(str(Path(tempfile.gettempdir()) / f"hwcal-device-{token}.lock"))
+    """Two calibrations measuring one device at once would both file wrong numbers: the second waits.
+
+    The lock is host-wide (``hwcal.registry.hoststate``: ``$HWCAL_STATE_DIR`` or /var/tmp/hwcal), whatever
+    each user's $TMPDIR. The run is dated when it holds the device: that is when its measurements start."""
     try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        reporter = config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
-            reporter.write_line(f"hwcal: another calibration is measuring {cal.options.device}; waiting for it "
-                                f"to finish ({lock.lock_file})")
-            reporter.flush()
-        try:
-            lock.acquire(timeout=DEVICE_WAIT_S)
-        except Timeout:
-            raise pytest.UsageError(f"another calibration held {cal.options.device} for over {DEVICE_WAIT_S:g} s "
-                                    f"({lock.lock_file}); nothing was run") from None
+        lock = device_lock(cal.options.device)
+        if not lock.acquire(timeout=0):
+            reporter = config.pluginmanager.get_plugin("terminalreporter")
+            if reporter is not None:
+                reporter.write_line(f"hwcal: another calibration is measuring {cal.options.device} "
+                                    f"(held by {lock.holder()}); waiting for it to finish ({lock.path})")
+                reporter.flush()
+            if not lock.acquire(timeout=DEVICE_WAIT_S):
+                raise HwcalError(f"another calibration ({lock.holder()}) held {cal.options.device} for over "
+                                 f"{DEVICE_WAIT_S:g} s ({lock.path}); nothing was run")
+    except HwcalError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    cal.started_at = datetime.now(timezone.utc)
     config.stash[DEVICE_LOCK_KEY] = lock
 
 
@@ -170,7 +219,7 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     cal = config.stash.get(SESSION_KEY, None)
-    if cal is None or not (cal.ran_gemm or cal.ran_memory):
+    if cal is None or not (cal.ran_gemm or cal.ran_memory or cal.ran_operations):
         return
     outcome = config.stash[OUTCOME_KEY]
     if exitstatus == pytest.ExitCode.INTERRUPTED:
@@ -179,7 +228,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if exitstatus != pytest.ExitCode.OK:
         outcome["message"] = "hwcal: tests failed: no calibration filed, the registry is unchanged"
         return
-    if not cal.records and not getattr(cal.memory, "records", None):
+    if not (cal.records or getattr(cal.memory, "records", None) or cal.blas_records or cal.shape_records
+            or cal.launch_floors):
         outcome["message"] = ("hwcal: nothing timed (benchmarks disabled or all skipped): "
                               "results verified, no calibration filed")
         return
@@ -188,6 +238,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     except HwcalError as exc:
         outcome["error"] = f"hwcal: error: {exc}"
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        return
+    except KeyboardInterrupt:
+        # The writer holds Ctrl-C during each write step, so the registry is whole: one line, no traceback.
+        outcome["message"] = "hwcal: interrupted while filing: the registry holds no half-written file"
+        session.exitstatus = pytest.ExitCode.INTERRUPTED
         return
     outcome["filed"] = filed
 

@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 
 from hwcal.errors import HwcalError
 from hwcal.measure.session import CalibrationOptions
-from hwcal.naming import check_hardware_id, check_power_mode, normalise_framework
+from hwcal.measure.shapes import parse_shape_list
+from hwcal.naming import check_device, check_hardware_id, check_power_mode, normalise_framework
 
 T = TypeVar("T")
 
@@ -51,10 +52,11 @@ def parse_hardware_id(value: str) -> str:
 
 @_wrap
 def parse_device(value: str) -> str:
-    v = value.strip().lower()
-    if v == "cpu" or v == "cuda" or (v.startswith("cuda:") and v[5:].isascii() and v[5:].isdigit()):
-        return "cuda:0" if v == "cuda" else v
-    raise ValueError(f"device {value!r} is not cpu, cuda or cuda:N")
+    return check_device(value)
+
+
+# No CPU or GPU clocks near 10 GHz; a larger figure is a typo (Hz, kHz) that would file a nonsense key and peaks.
+MAX_FREQUENCY_MHZ = 10_000
 
 
 @_wrap
@@ -65,7 +67,17 @@ def parse_frequency_mhz(value: str) -> int:
         raise ValueError(f"frequency {value!r} is not a number of MHz") from None
     if not mhz > 0 or mhz != mhz or mhz == float("inf") or round(mhz) < 1:
         raise ValueError(f"frequency {value!r} MHz must be positive")
+    if mhz > MAX_FREQUENCY_MHZ:
+        raise ValueError(f"frequency {value!r} MHz is above {MAX_FREQUENCY_MHZ:,} MHz, beyond any CPU or GPU "
+                         "clock; give the clock ceiling in MHz (e.g. 1980)")
     return round(mhz)
+
+
+@_wrap
+def parse_registry(value: str) -> Path:
+    if not value.strip():
+        raise ValueError("registry path is empty (it would mean the current folder); give a folder")
+    return Path(value)
 
 
 @_wrap
@@ -80,6 +92,12 @@ def parse_sizes(value: str) -> list[int]:
     if not sizes:
         raise ValueError(f"sizes {value!r} name no size; give e.g. 256,1024,4096")
     return sorted(set(sizes))
+
+
+@_wrap
+def parse_shapes(value: str) -> list[tuple[int, int, int, int]]:
+    """``MxNxK[,..]`` (``bBxMxNxK`` for a batch) into (B, M, N, K) tuples."""
+    return parse_shape_list(value)
 
 
 @_wrap
@@ -121,11 +139,14 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "clock ceiling for the registry key; detected when not given", "HWCAL_FREQUENCY_MHZ"),
     OptionSpec("--hardware-id", "hwcal_hardware_id", "ID", parse_hardware_id, None,
                "registry id of the hardware ([a-z0-9_]); detected when not given", "HWCAL_HARDWARE_ID"),
-    OptionSpec("--registry", "hwcal_registry", "PATH", Path, None,
+    OptionSpec("--registry", "hwcal_registry", "PATH", parse_registry, None,
                "registry folder to file the calibration in (ini hwcal_registry)", "HWCAL_REGISTRY"),
     OptionSpec("--quick", "hwcal_quick", None, None, False, "short sweep (3 sizes, fewer rounds)", None, True),
     OptionSpec("--sizes", "hwcal_sizes", "N,N,...", parse_sizes, None,
                "square GEMM sizes to sweep; the backend's sweep when not given", "HWCAL_SIZES"),
+    OptionSpec("--shapes", "hwcal_shapes", "MxNxK[,..]", parse_shapes, None,
+               "GEMM shapes (M x N x K; bBxMxNxK for a batch) replacing the shape families' list; the "
+               "backend's families when not given", "HWCAL_SHAPES"),
     OptionSpec("--min-gflops", "hwcal_min_gflops", "GFLOPS", parse_nonneg_float, 1.0,
                "after a size >= 256, a precision below this skips its larger sizes", "HWCAL_MIN_GFLOPS"),
     OptionSpec("--max-call-seconds", "hwcal_max_call_s", "S", parse_positive_float, 1.0,
@@ -193,4 +214,5 @@ def resolve_options(getoption: Callable[[str], Any], getini: Callable[[str], Any
         dry_run=values["hwcal_dry_run"],
         force=values["hwcal_force"],
         allow_partial=values["hwcal_allow_partial"],
+        shapes=values["hwcal_shapes"],
     )

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from hwcal.document.legacy import precision_detail
 from hwcal.precisions import PRECISIONS
 
 
 def summary_lines(doc: dict[str, Any]) -> list[str]:
-    matrix = doc["precision_matrix"]
-    peaks = matrix["peak_gflops_by_precision"]
+    matrix = precision_detail(doc)
+    peaks = doc["precision_matrix"]["peak_gflops_by_precision"]
     rows = [("precision", "status", "peak", "unit", "at n", "efficiency", "note")]
     for p, st in matrix["status"].items():
         unit = "GOPS" if PRECISIONS[p].is_integer else "GFLOPS"
@@ -31,8 +32,46 @@ def summary_lines(doc: dict[str, Any]) -> list[str]:
     lines = ["  ".join(cell(i, c) for i, c in enumerate(r[:-1])) + "  " + r[-1] for r in rows]
     lines.insert(1, "-" * len(lines[0]))
     sweep = [f"{p}: {reason}" for p, st in matrix["status"].items() for reason in st.get("sizes_skipped", [])]
-    return ([ln.rstrip() for ln in lines] + [f"sweep: {s}" for s in sweep] + _memory_lines(doc)
+    return ([ln.rstrip() for ln in lines] + [f"sweep: {s}" for s in sweep] + _ceiling_lines(doc)
+            + _memory_lines(doc) + _operation_lines(doc) + _pending_lines(doc)
             + [f"warning: {w}" for w in doc.get("warnings", [])])
+
+
+def _ceiling_lines(doc: dict[str, Any]) -> list[str]:
+    """The measured FMA ceiling beside the derived peak, and the GEMM's efficiency against each."""
+    ceiling = (doc.get("metadata") or {}).get("compute_ceiling")
+    if not isinstance(ceiling, dict):
+        return []
+    if ceiling.get("unavailable"):
+        return [f"compute ceiling: not measured ({ceiling['unavailable']})"]
+    matrix = precision_detail(doc)
+    derived = matrix.get("efficiency_reference_gflops") or matrix.get("theoretical_peaks") or {}
+    peak_eff = matrix.get("efficiency_by_precision") or {}
+    parts = []
+    for p, gflops in (ceiling.get("gflops") or {}).items():
+        part = f"{p} {gflops:,.1f} GFLOPS"
+        if p in derived:
+            part += f" (derived peak {derived[p]:,.1f})"
+        effs = [f"{e:.2f} of the derived peak" for e in [peak_eff.get(p)] if e is not None]
+        effs += [f"{e:.2f} of the ceiling" for e in [(ceiling.get("efficiency_by_precision") or {}).get(p)]
+                 if e is not None]
+        if effs:
+            part += f": GEMM {', '.join(effs)}"
+        parts.append(part)
+    head = (f"compute ceiling (measured FMA, {ceiling.get('threads')} threads, "
+            f"{ceiling.get('duration_s', 0):.2f} s)")
+    return [f"{head}: {'; '.join(parts)}"]
+
+
+def _pending_lines(doc: dict[str, Any]) -> list[str]:
+    """Sections measured but not in the filed file until the calibration schema declares them."""
+    from hwcal.document.spec import undeclared_fields
+
+    pending = undeclared_fields(doc)
+    if not pending:
+        return []
+    return [f"note: not in the filed file until the calibration schema declares them: "
+            f"{', '.join('.'.join(p) for p in pending)}"]
 
 
 def _memory_lines(doc: dict[str, Any]) -> list[str]:
@@ -55,4 +94,40 @@ def _memory_lines(doc: dict[str, Any]) -> list[str]:
         line += f"; in cache: {', '.join(caches)} GB/s"
     if memory.get("threads"):
         line += f"; {memory['threads']} thread{'s' if memory['threads'] > 1 else ''}"
+    ci = memory.get("sustained_ci95_gbps")
+    if isinstance(ci, list) and len(ci) == 2:
+        half = (ci[1] - ci[0]) / 2
+        rel = half / sustained if sustained else 0.0
+        line += (f"; 95% CI [{ci[0]:,.1f}, {ci[1]:,.1f}] GB/s (+-{rel:.1%}, "
+                 f"{memory.get('sustained_rounds', '?')} rounds)")
     return [line]
+
+
+def _operation_lines(doc: dict[str, Any]) -> list[str]:
+    """BLAS at the DRAM plateau (GB/s and / triad), the best GEMM per shape family, the launch floors."""
+    lines: list[str] = []
+    by_op: dict[str, list[str]] = {}
+    for e in doc.get("blas") or []:
+        if e.get("at_dram"):
+            ratio = e.get("efficiency_vs_measured_dram")
+            by_op.setdefault(e["operation"], []).append(
+                f"{e['precision']} {e['gbps_best']:,.1f} GB/s" + (f" ({ratio:.2f} of triad)" if ratio is not None
+                                                                  else ""))
+    if by_op:
+        lines.append("blas at DRAM: " + "; ".join(f"{op} {', '.join(v)}" for op, v in by_op.items()))
+    best: dict[str, dict[str, Any]] = {}
+    for e in doc.get("gemm_shapes") or []:
+        if e["family"] not in best or e["gflops_best"] > best[e["family"]]["gflops_best"]:
+            best[e["family"]] = e
+    if best:
+        lines.append("gemm shapes (best): " + "; ".join(
+            f"{fam} {e['precision']} {e['gflops_best']:,.1f} GFLOPS at "
+            f"{'b' + str(e['batch']) + 'x' if e['batch'] > 1 else ''}{e['m']}x{e['n']}x{e['k']}"
+            + (f" ({e['efficiency']:.2f} of peak)" if e.get("efficiency") is not None else "")
+            for fam, e in best.items()))
+    floors = doc.get("launch_floors") or {}
+    if floors:
+        first = next(iter(floors.values()))
+        lines.append("launch floors: " + ", ".join(f"{op} {f['seconds_min'] * 1e6:,.2f} us" for op, f in floors.items())
+                     + f" ({first.get('framework')}, {first.get('device')})")
+    return lines

@@ -22,9 +22,18 @@ from typing import Any
 
 from hwcal.errors import HwcalError
 from hwcal.naming import CalibrationKey
+from hwcal.registry.cache import ListingCache, file_signature
 from hwcal.registry.filters import CalibrationFilter, normalise_filter
-from hwcal.registry.layout import ENV_REGISTRY, default_registry, hardware_files, walk
-from hwcal.registry.reader import BadRegistryFile, CalibrationEntry, read_calibration, read_spec
+from hwcal.registry.layout import ENV_REGISTRY, default_registry, escape_reason, hardware_files, walk
+from hwcal.registry.planner import FUTURE_SKEW_S, is_future
+from hwcal.registry.reader import (
+    BadRegistryFile,
+    CalibrationEntry,
+    brief_of,
+    entry_from_brief,
+    read_calibration,
+    read_spec,
+)
 
 
 class RegistryWarning(UserWarning):
@@ -96,7 +105,10 @@ class Registry:
         self.root = Path(root) if root is not None else default_registry()
         self.emit_warnings = emit_warnings
         self.skipped: list[SkippedFile] = []
+        # Files used, but worth a warning (a calibration dated in the future).
+        self.notices: list[SkippedFile] = []
         self._warned: set[tuple[Path, str]] = set()
+        self._cache: ListingCache | None = None
 
     def __repr__(self) -> str:
         return f"Registry({str(self.root)!r})"
@@ -128,26 +140,77 @@ class Registry:
                 self._skip(spot.path, spot.reason)
         return found
 
+    def _notice(self, path: Path, reason: str) -> None:
+        item = SkippedFile(path, reason)
+        if item not in self.notices:
+            self.notices.append(item)
+            if self.emit_warnings:
+                warnings.warn(str(item), RegistryWarning, stacklevel=3)
+
+    @property
+    def cache(self) -> ListingCache:
+        if self._cache is None:
+            self._cache = ListingCache(self.root)
+        return self._cache
+
     def _hardware_info(self, device_type: str, hw_dir: Path) -> HardwareInfo:
         info = HardwareInfo(hw_dir.name, device_type, hw_dir)
         spec_file = hw_dir / "spec.json"
         if not spec_file.exists() and not spec_file.is_symlink():
             self._skip(spec_file, "missing: this hardware has no spec.json (theoretical peaks unknown)")
-        else:
+            return info
+        escape = escape_reason(spec_file, self.root)
+        sig = None if escape else file_signature(spec_file)
+        hit = self.cache.get(spec_file, sig)
+        if hit is not None:
+            if hit["ok"]:
+                info.spec = hit["brief"]
+            else:
+                self._skip(spec_file, hit["reason"])
+            return info
+        try:
+            info.spec = read_spec(spec_file, self.root)
+            self.cache.put(spec_file, sig, True, brief=info.spec)
+        except BadRegistryFile as exc:
+            self._skip(exc.path, exc.reason)
+            self.cache.put(spec_file, sig, False, exc.reason)
+        return info
+
+    def _read_one(self, path: Path) -> CalibrationEntry | None:
+        """One listed calibration: from the cache when the file is unchanged, else fully read and checked."""
+        escape = escape_reason(path, self.root)
+        sig = None if escape else file_signature(path)  # None (links out, FIFOs, devices): never cached
+        hit = self.cache.get(path, sig)
+        entry: CalibrationEntry | None = None
+        if hit is not None:
+            if not hit["ok"]:
+                self._skip(path, hit["reason"])
+                return None
             try:
-                info.spec = read_spec(spec_file, self.root)
+                entry = entry_from_brief(path, hit["brief"], self.root)
+            except (KeyError, TypeError, ValueError, HwcalError):
+                entry = None  # a cache entry of another shape: read the file
+        if entry is None:
+            try:
+                entry = read_calibration(path, self.root)
+                self.cache.put(path, sig, True, brief=brief_of(entry.doc))
             except BadRegistryFile as exc:
                 self._skip(exc.path, exc.reason)
-        return info
+                self.cache.put(path, sig, False, exc.reason)
+                return None
+        if is_future(entry.calibration_date):
+            self._notice(path, f"calibration_date {entry.calibration_date.isoformat()} is in the future (more "
+                               f"than {FUTURE_SKEW_S / 60:g} min ahead of this host's clock); the next calibration "
+                               "of its key replaces it")
+        return entry
 
     def _read_entries(self, hw_dir: Path, history: bool) -> list[CalibrationEntry]:
         entries: list[CalibrationEntry] = []
         for spot in hardware_files(hw_dir, hw_dir.parent.name, history):
             if spot.kind == "calibration":
-                try:
-                    entries.append(read_calibration(spot.path, self.root))
-                except BadRegistryFile as exc:
-                    self._skip(exc.path, exc.reason)
+                entry = self._read_one(spot.path)
+                if entry is not None:
+                    entries.append(entry)
             elif spot.kind in ("problem", "corrupt") and spot.listed:
                 self._skip(spot.path, spot.reason)
         return entries
@@ -195,6 +258,7 @@ class Registry:
         for device_type, hw_dir in self._dirs_for(hardware_id):
             self._hardware_info(device_type, hw_dir)  # warns about a missing or broken spec.json
             entries += [e for e in self._read_entries(hw_dir, history) if flt.matches(e.key)]
+        self.cache.save()
         return sorted(entries, key=CalibrationEntry.sort_key)
 
     def history(self, hardware_id: str, calibration_filter: Mapping[str, object] | None = None
@@ -215,7 +279,12 @@ class Registry:
         best = max(candidates, key=lambda e: e.calibration_date)
         hw_dir = next(d for t, d in dirs if t == best.key.device_type)
         spec = self._hardware_info(best.key.device_type, hw_dir).spec
-        return Profile(hardware_id, best.key.device_type, spec, best.doc, best.path, best.calibration_date)
+        self.cache.save()
+        try:
+            doc = best.doc  # read and fully checked now (the listing may have come from the cache)
+        except BadRegistryFile as exc:  # changed since it was listed
+            raise HwcalError(str(exc)) from None
+        return Profile(hardware_id, best.key.device_type, spec, doc, best.path, best.calibration_date)
 
     def read(self, path: str | Path) -> CalibrationEntry:
         """One calibration the user named; fails with the reason (RegistryFileError)."""

@@ -24,6 +24,7 @@ to write without writing; ``execute`` writes through ``hwcal.registry.writer``.
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -32,7 +33,6 @@ from typing import Any
 
 from hwcal import __version__
 from hwcal.document.builder import status_lists
-from hwcal.document.schema import CALIBRATION_FORMAT_VERSION
 from hwcal.naming import (
     CalibrationKey,
     check_power_mode,
@@ -165,6 +165,28 @@ def _peak_origin(legacy: dict[str, Any], precision: str, value: float) -> str | 
     return None
 
 
+# Fields of the original format that hold a measured or derived magnitude: never negative. A negative value
+# there is dropped by the conversion, and each one is recorded as a fault (nothing is dropped silently).
+_MAGNITUDE_RE = re.compile(r"(latency|_ms$|gops|gflops|gbps|bandwidth|efficiency|peak|size_mb|time_s)")
+
+
+def _negative_values(node: Any, where: str = "$") -> list[str]:
+    """Every negative number under a magnitude field of ``node``, as ``json_path (value)``."""
+    found: list[str] = []
+    if isinstance(node, dict):
+        for k, v in node.items():
+            path = f"{where}.{k}"
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                if v < 0 and _MAGNITUDE_RE.search(str(k)):
+                    found.append(f"{path} ({v:g})")
+            else:
+                found += _negative_values(v, path)
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            found += _negative_values(v, f"{where}[{i}]")
+    return found
+
+
 def legacy_calibration_to_v1(legacy: Any, *, rel: str, type_folder: str | None, hardware_folder: str | None,
                              imported_at: datetime, source_sha256: str = "") -> Converted:
     """An original calibration as a format-1 document (step 0 -> 1); raises LegacyFormatError."""
@@ -189,6 +211,11 @@ def legacy_calibration_to_v1(legacy: Any, *, rel: str, type_folder: str | None, 
     if not meta.get("calibration_date"):
         raise LegacyFormatError("metadata.calibration_date missing")
     date = _utc_iso(meta["calibration_date"], "calibration_date", corrections)
+
+    negative = _negative_values({k: v for k, v in legacy.items() if k != "metadata"})
+    if negative:
+        faults.append(f"{len(negative)} negative measurement value(s) dropped (a magnitude is never negative): "
+                      + ", ".join(negative))
 
     # GEMM: status and peaks from the GEMM results alone.
     warmup = meta.get("num_warmup_runs") if isinstance(meta.get("num_warmup_runs"), int) else None
@@ -274,6 +301,10 @@ def legacy_calibration_to_v1(legacy: Any, *, rel: str, type_folder: str | None, 
                            f"kernel and size (cache-resident included); this format's is the triad of the largest "
                            f"array ({largest.get('size_mb')} MB): {measured_bw:g} GB/s")
     theory_bw = _pos(legacy.get("theoretical_bandwidth_gbps"))
+    if not gemm and measured_bw is None and not _legacy_other_ops(legacy):
+        # Nothing was measured: filing it would make an empty calibration the key's current one.
+        raise LegacyFormatError("no measurement in it (no timed GEMM, STREAM or BLAS result with a positive "
+                                "figure); not imported")
 
     matrix = {
         **status_lists(status),
@@ -342,7 +373,7 @@ def legacy_calibration_to_v1(legacy: Any, *, rel: str, type_folder: str | None, 
     warnings.insert(0, f"imported from the original registry ({rel}): its GEMM results were not verified against "
                        "an fp64 reference; per-size results and every correction are in metadata.imported")
     doc: dict[str, Any] = {
-        "schema_version": CALIBRATION_FORMAT_VERSION,
+        "schema_version": 1,  # then upgraded to the current format by the migration (update_to_2)
         "key": key.as_dict(),
         "metadata": metadata,
         "theoretical_peak_gflops": theoretical.get("fp32", _pos(legacy.get("theoretical_peak_gflops"))),

@@ -16,7 +16,7 @@ from typing import Any
 
 from hwcal.errors import HwcalError
 from hwcal.naming import CalibrationKey, calibration_path, history_dir, spec_path
-from hwcal.registry.planner import split_newest
+from hwcal.registry.planner import is_partial, split_newest
 from hwcal.registry.reader import BadRegistryFile, parse_date, read_calibration, read_json, read_spec
 from hwcal.registry.writer import write_calibration, write_history
 
@@ -156,7 +156,7 @@ def _spec_for(key: CalibrationKey, source: Path, specs: dict[tuple[str, str], li
     return found[0][1] if found else None
 
 
-def plan_merge(registry: Path, inputs: list[Path], allow_new_hardware: bool) -> Plan:
+def plan_merge(registry: Path, inputs: list[Path], allow_new_hardware: bool, allow_partial: bool = False) -> Plan:
     """Decide everything before writing anything: what is refused, what conflicts, where each file goes."""
     plan = Plan()
     cal_paths, spec_paths, plan.notes = find_inputs(inputs)
@@ -196,12 +196,12 @@ def plan_merge(registry: Path, inputs: list[Path], allow_new_hardware: bool) -> 
                                              "has no spec.json among the inputs; nothing to file it with"))
                     continue
                 known[hw] = spec
-        _plan_key(plan, registry, key, by_key[key], known[hw])
+        _plan_key(plan, registry, key, by_key[key], known[hw], allow_partial)
     return plan
 
 
 def _plan_key(plan: Plan, registry: Path, key: CalibrationKey, cands: list[Candidate],
-              spec: dict[str, Any] | None) -> None:
+              spec: dict[str, Any] | None, allow_partial: bool = False) -> None:
     """The newest new calibration becomes current if newer than the registry's; every other one goes to history."""
     current, current_date, history = _held(registry, key)
     target = calibration_path(registry, key)
@@ -220,6 +220,14 @@ def _plan_key(plan: Plan, registry: Path, key: CalibrationKey, cands: list[Candi
     if len(fresh) > 1:  # two runners claimed one key: the newer wins, the other is kept, both are reported
         plan.conflicts.append(Conflict(key, fresh[-1], fresh[:-1]))
     newest, older = split_newest(fresh, lambda c: c.date, current_date)
+    if newest is not None and is_partial(newest.doc) and current is not None and not is_partial(current) \
+            and not allow_partial:
+        # The plugin's rule (planner.is_partial): a partial run never silently replaces a complete one.
+        why = (newest.doc.get("metadata", {}).get("selection") or {}).get("partial_why", "partial selection")
+        plan.refused.append((newest.source, f"a partial run ({why}) would replace the complete calibration "
+                                            f"{target}; merge with --allow-partial to let it (the complete one "
+                                            "goes to history)"))
+        newest = None
     if newest is not None:
         why = "new key" if not target.exists() else \
             f"newer than the current calibration ({current_date.isoformat() if current_date else 'unreadable'})"

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from hwcal.document.legacy import update_to_2
 from hwcal.document.schema import schema_errors
 from hwcal.errors import HwcalError
 from hwcal.naming import (
@@ -122,6 +123,7 @@ def plan_migration(source: Path, registry: Path, imported_at: datetime | None = 
             conv = legacy_calibration_to_v1(legacy, rel=lf.rel, type_folder=lf.type_folder,
                                             hardware_folder=lf.hardware_folder, imported_at=imported_at,
                                             source_sha256=hashlib.sha256(raw).hexdigest())
+            conv.doc = update_to_2(conv.doc)  # imported straight into the current format
             errors = schema_errors(conv.doc, "calibration")
             if errors:
                 raise LegacyFormatError("converted calibration is not valid: " + "; ".join(errors[:5]))

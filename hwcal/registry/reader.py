@@ -4,15 +4,23 @@ naming the file (asv's rule: a file the user names fails loudly with the reason)
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from hwcal.document.schema import CALIBRATION_FORMAT_VERSION, SPEC_FORMAT_VERSION, schema_errors
+from hwcal.document.legacy import legacy_device_type, update_to_2
+from hwcal.document.schema import (
+    CALIBRATION_FORMAT_VERSION,
+    OLDEST_CALIBRATION_FORMAT,
+    SPEC_FORMAT_VERSION,
+    schema_errors,
+)
 from hwcal.errors import HwcalError, RegistryFileError
 from hwcal.naming import CalibrationKey, parse_calibration_filename, power_mode_token
 from hwcal.registry.filters import natural_key
+from hwcal.registry.fsio import UnsafePathError, read_regular_bytes
 from hwcal.registry.layout import MIGRATE_HINT, UPGRADE_HINT, escape_reason, layout_of
 
 
@@ -34,26 +42,54 @@ def parse_date(value: object) -> datetime:
     return date.replace(tzinfo=timezone.utc) if date.tzinfo is None else date.astimezone(timezone.utc)
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"non-finite number {name} (JSON has no NaN or Infinity)")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 parses as inf
+        raise ValueError(f"number {text[:40]} overflows to {value} (JSON has no Infinity)")
+    return value
+
+
+def parse_json_text(text: str) -> Any:
+    """Strict JSON: NaN/Infinity refused, depth and number size bounded; ValueError/RecursionError otherwise."""
+    return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
 def read_json(path: Path, registry_root: Path | None = None) -> Any:
-    """Parse a registry file; every failure is a one-line RegistryFileError naming the file."""
+    """Parse a registry file; every failure is a one-line RegistryFileError naming the file.
+
+    Only regular files are opened (a FIFO or a device never hangs a reader), at most 64 MiB; a document
+    nested too deep, not UTF-8, or with non-finite numbers is refused with the reason.
+    """
     escape = escape_reason(path, registry_root)
     if escape:
         raise BadRegistryFile(path, f"{escape}")
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = read_regular_bytes(path)
+    except UnsafePathError as exc:
+        raise BadRegistryFile(path, str(exc)) from None
     except FileNotFoundError:
         raise BadRegistryFile(path, "no such file") from None
     except IsADirectoryError:
         raise BadRegistryFile(path, "is a folder, not a calibration file") from None
-    except UnicodeDecodeError:
-        raise BadRegistryFile(path, "not UTF-8 text (a binary or damaged file)") from None
     except OSError as exc:
         raise BadRegistryFile(path, f"cannot read: {exc.strerror or exc}") from None
     try:
-        return json.loads(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRegistryFile(path, "not UTF-8 text (a binary or damaged file)") from None
+    try:
+        return parse_json_text(text)
     except json.JSONDecodeError as exc:
         what = "empty file" if not text.strip() else "not valid JSON (truncated or corrupt?)"
         raise BadRegistryFile(path, f"{what}: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise BadRegistryFile(path, "JSON nested too deep to be a registry file; not read") from None
+    except ValueError as exc:  # NaN/Infinity, an integer of thousands of digits
+        raise BadRegistryFile(path, f"not valid JSON for a registry: {exc}") from None
 
 
 def is_legacy_calibration(doc: object) -> bool:
@@ -77,8 +113,9 @@ def version_problem(doc: object, kind: str = "calibration") -> str | None:
     if version > current:
         return (f"schema_version {version} is newer than this hwcal reads ({current}); refused, "
                 f"{UPGRADE_HINT}")
-    if version < current:
-        return f"schema_version {version} is older than {current}; update it: {MIGRATE_HINT}"
+    oldest = OLDEST_CALIBRATION_FORMAT if kind == "calibration" else SPEC_FORMAT_VERSION
+    if version < oldest:
+        return f"schema_version {version} is older than {oldest}; update it: {MIGRATE_HINT}"
     return None
 
 
@@ -110,9 +147,12 @@ def naming_problems(path: Path, doc: dict[str, Any]) -> list[tuple[str, str]]:
                                               f"{hw_dir.parent.name!r}"))
     meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
     for field_name in ("hardware_id", "device_type", "freq_mhz", "framework"):
-        if field_name in meta and meta[field_name] != key.get(field_name):
+        expected = key.get(field_name)
+        if field_name == "device_type" and doc.get("schema_version") != 1:
+            expected = legacy_device_type(doc)  # format 2 speaks the original loader's "cpu" / "cuda" there
+        if field_name in meta and meta[field_name] != expected:
             problems.append((f"$.metadata.{field_name}", f"{meta[field_name]!r} disagrees with the key "
-                                                         f"({key.get(field_name)!r})"))
+                                                         f"({expected!r})"))
     if isinstance(meta.get("power_mode"), str) and power_mode_token(meta["power_mode"]) != key.get("power_mode"):
         problems.append(("$.metadata.power_mode", f"{meta['power_mode']!r} does not reduce to the key's "
                                                   f"power mode {key.get('power_mode')!r}"))
@@ -121,26 +161,53 @@ def naming_problems(path: Path, doc: dict[str, Any]) -> list[tuple[str, str]]:
 
 @dataclass(frozen=True)
 class CalibrationEntry:
-    """One readable, valid calibration file and what identifies it."""
+    """One readable, valid calibration file and what identifies it.
+
+    A listing served from the cache carries only ``brief`` (what ``summary()`` and a table need); the
+    document itself is read, fully checked, the first time ``doc`` is asked for.
+    """
 
     path: Path
     key: CalibrationKey
     calibration_date: datetime
-    doc: dict[str, Any] = field(repr=False, compare=False)
+    loaded: dict[str, Any] | None = field(default=None, repr=False, compare=False)
     superseded: bool = False
+    brief: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    registry_root: Path | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def doc(self) -> dict[str, Any]:
+        if self.loaded is None:
+            object.__setattr__(self, "loaded", read_calibration(self.path, self.registry_root).doc)
+        assert self.loaded is not None
+        return self.loaded
+
+    def _brief(self) -> dict[str, Any]:
+        if self.brief is None:
+            object.__setattr__(self, "brief", brief_of(self.doc))
+        assert self.brief is not None
+        return self.brief
 
     @property
     def power_mode_name(self) -> str:
         """The power mode as given or detected (``MAXN_SUPER``), before reduction to the key token."""
-        return str(self.doc["metadata"].get("power_mode", self.key.power_mode))
+        return str(self._brief()["power_mode_name"] or self.key.power_mode)
 
     @property
     def imported(self) -> bool:
-        return "imported" in self.doc["metadata"]
+        return bool(self._brief()["imported"])
 
     @property
     def peaks(self) -> dict[str, float]:
-        return dict(self.doc["precision_matrix"]["peak_gflops_by_precision"])
+        return dict(self._brief()["peak_gflops_by_precision"])
+
+    @property
+    def measured_bandwidth_gbps(self) -> float | None:
+        return self._brief()["measured_bandwidth_gbps"]
+
+    @property
+    def warning_count(self) -> int:
+        return int(self._brief()["warnings"])
 
     def sort_key(self) -> tuple[Any, ...]:
         return (self.key.hardware_id, self.key.device_type, natural_key(self.key.power_mode), self.key.freq_mhz,
@@ -156,9 +223,31 @@ class CalibrationEntry:
             "imported": self.imported,
             "path": str(self.path),
             "peak_gflops_by_precision": self.peaks,
-            "measured_bandwidth_gbps": self.doc.get("measured_bandwidth_gbps"),
-            "warnings": len(self.doc.get("warnings", [])),
+            "measured_bandwidth_gbps": self.measured_bandwidth_gbps,
+            "warnings": self.warning_count,
         }
+
+
+def brief_of(doc: dict[str, Any]) -> dict[str, Any]:
+    """What a listing shows of a valid calibration (kept in the listing cache instead of the document)."""
+    meta = doc["metadata"]
+    return {
+        "key": doc["key"],
+        "calibration_date": meta["calibration_date"],
+        "power_mode_name": meta.get("power_mode"),
+        "imported": "imported" in meta,
+        "peak_gflops_by_precision": dict(doc["precision_matrix"]["peak_gflops_by_precision"]),
+        "measured_bandwidth_gbps": doc.get("measured_bandwidth_gbps"),
+        "warnings": len(doc.get("warnings", [])),
+    }
+
+
+def entry_from_brief(path: Path, brief: dict[str, Any], registry_root: Path | None) -> CalibrationEntry:
+    """A listing entry from the cache: the document is read (and checked) only when asked for."""
+    where, _ = layout_of(path)
+    return CalibrationEntry(path=path, key=CalibrationKey(**brief["key"]),
+                            calibration_date=parse_date(brief["calibration_date"]), superseded=where == "history",
+                            brief=brief, registry_root=registry_root)
 
 
 def _read_checked(path: Path, kind: str, registry_root: Path | None) -> dict[str, Any]:
@@ -191,7 +280,9 @@ def read_calibration(path: str | Path, registry_root: Path | None = None) -> Cal
     except (ValueError, HwcalError) as exc:
         raise BadRegistryFile(path, f"{exc}") from None
     where, _ = layout_of(path)
-    return CalibrationEntry(path=path, key=key, calibration_date=date, doc=doc, superseded=where == "history")
+    # Readers see format 2 only: a format-1 file is upgraded in memory (hwcal-upgrade rewrites it on disk).
+    return CalibrationEntry(path=path, key=key, calibration_date=date, loaded=update_to_2(doc),
+                            superseded=where == "history", registry_root=registry_root)
 
 
 def read_spec(path: str | Path, registry_root: Path | None = None) -> dict[str, Any]:

@@ -3,13 +3,20 @@ reported as ``file: json_path: message``."""
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hwcal.document.schema import schema_errors
+from hwcal.registry.fsio import stale_temps
 from hwcal.registry.layout import walk
-from hwcal.registry.reader import BadRegistryFile, naming_problems, read_json, version_problem
+from hwcal.registry.planner import FUTURE_SKEW_S, is_future
+from hwcal.registry.reader import BadRegistryFile, naming_problems, parse_date, read_json, version_problem
 
 
 @dataclass
@@ -60,6 +67,7 @@ def validate_registry(root: str | Path) -> ValidationReport:
     if not root.is_dir():
         report.add(root, "$", "registry is not a folder")
         return report
+    pending: list[Path] = []
     for spot in walk(root):
         if spot.kind == "problem":
             report.add(spot.path, "$", spot.reason)
@@ -67,13 +75,45 @@ def validate_registry(root: str | Path) -> ValidationReport:
             report.notes.append(f"{spot.path}: {spot.reason}")
         elif spot.kind == "hardware":
             _validate_spec(report, spot.device_type, spot.path)
+            cal_dir = spot.path / "calibrations"
+            for leftover in stale_temps([spot.path, cal_dir, cal_dir / "history"]):
+                report.notes.append(f"{leftover}: temp file of a killed write; the next write to this hardware "
+                                    "removes it")
         else:
             report.calibrations_checked += 1
-            doc = _check_document(report, spot.path, "calibration")
-            if isinstance(doc, dict):
-                for json_path, message in naming_problems(spot.path, doc):
-                    report.add(spot.path, json_path, message)
+            pending.append(spot.path)
+    for errors, notes in _map(_check_calibration, [(root, p) for p in pending]):
+        report.errors += errors
+        report.notes += notes
     return report
+
+
+# A fleet registry holds thousands of calibrations and the full schema check costs tens of ms each: check
+# them in parallel, one process per core, above this many (below it, starting processes costs more).
+PARALLEL_FROM = 64
+
+
+def _check_calibration(args: tuple[Path, Path]) -> tuple[list[str], list[str]]:
+    root, path = args
+    report = ValidationReport(root)
+    doc = _check_document(report, path, "calibration")
+    if isinstance(doc, dict):
+        for json_path, message in naming_problems(path, doc):
+            report.add(path, json_path, message)
+        _note_future(report, path, doc)
+    return report.errors, report.notes
+
+
+def _map(fn: Callable[[tuple[Path, Path]], tuple[list[str], list[str]]],
+         items: list[tuple[Path, Path]]) -> list[tuple[list[str], list[str]]]:
+    workers = min(os.cpu_count() or 1, 16)
+    if len(items) < PARALLEL_FROM or workers < 2:
+        return [fn(i) for i in items]
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            return list(pool.map(fn, items, chunksize=max(1, len(items) // (workers * 8))))
+    except (OSError, ValueError, BrokenProcessPool):  # no fork, no processes: the same work, serially
+        return [fn(i) for i in items]
 
 
 def _validate_spec(report: ValidationReport, device_type: str, hw_dir: Path) -> None:
@@ -89,3 +129,14 @@ def _validate_spec(report: ValidationReport, device_type: str, hw_dir: Path) -> 
         if spec.get("device_type") != device_type:
             report.add(spec_file, "$.device_type",
                        f"{spec.get('device_type')!r} disagrees with the folder {device_type!r}")
+
+
+def _note_future(report: ValidationReport, path: Path, doc: dict[str, Any]) -> None:
+    try:
+        date = parse_date(doc["metadata"]["calibration_date"])
+    except (KeyError, TypeError, ValueError):
+        return
+    if is_future(date):
+        report.notes.append(f"{path}: $.metadata.calibration_date: {date.isoformat()} is in the future (more than "
+                            f"{FUTURE_SKEW_S / 60:g} min ahead of this host's clock); the next calibration of its "
+                            "key replaces it")

@@ -3,11 +3,10 @@ hardware folder, and the calibration a key held before kept under ``calibrations
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
 import tempfile
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -17,30 +16,27 @@ from filelock import FileLock, Timeout
 from hwcal.document.schema import schema_errors
 from hwcal.errors import HwcalError
 from hwcal.naming import CalibrationKey, calibration_path, hardware_dir, history_path, history_stamp, spec_path
-from hwcal.registry.planner import split_newest
+from hwcal.registry import fsio
+from hwcal.registry.fsio import UnsafePathError, check_write_target
+from hwcal.registry.planner import FUTURE_SKEW_S, is_future, split_newest
 from hwcal.registry.reader import BadRegistryFile, parse_date, read_json
 
 LOCK_TIMEOUT_S = 120.0
+
+
+class RegistryWriteWarning(UserWarning):
+    """Something the writer did that the user should know (a future-dated calibration replaced)."""
 
 
 def dumps(doc: dict[str, Any]) -> str:
     return json.dumps(doc, indent=2, sort_keys=False, allow_nan=False) + "\n"
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write to a temp file in the same folder, fsync, then os.replace: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+def atomic_write_text(path: Path, text: str, root: Path | None = None) -> None:
+    """Write to a temp file in the same folder, fsync, then os.replace: readers never see half a file.
+
+    With ``root`` the target must resolve inside that registry and not be a special file."""
+    fsio.atomic_write_text(Path(path), text, root)
 
 
 def calibration_date(doc: Any) -> datetime | None:
@@ -51,29 +47,51 @@ def calibration_date(doc: Any) -> datetime | None:
         return None
 
 
-def _read_existing(existing: Path) -> tuple[datetime | None, str]:
+def _read_existing(existing: Path, registry: Path | None = None) -> tuple[datetime | None, str]:
     """The superseded file's date and history stamp; an unreadable file is stamped by mtime."""
     try:
-        date = calibration_date(read_json(existing))
+        date = calibration_date(read_json(existing, registry))
     except BadRegistryFile:
         date = None
     if date is not None:
         return date, history_stamp(date)
-    return None, history_stamp(datetime.fromtimestamp(existing.stat().st_mtime, timezone.utc))
+    return None, history_stamp(datetime.fromtimestamp(existing.lstat().st_mtime, timezone.utc))
 
 
 def _keep_in_history(registry: Path, key: CalibrationKey, existing: Path) -> Path:
-    date, stamp = _read_existing(existing)
+    """Copy the current file into history through the one write path (never a plain copy: a kill must not
+    leave half a history file, and a link or special file must not have its target copied in)."""
+    check_write_target(existing, registry)  # a symlink leading out, a FIFO: refused, nothing written
+    try:
+        data = fsio.read_regular_bytes(existing)
+    except UnsafePathError as exc:
+        raise UnsafePathError(f"{existing} {exc}; nothing written") from None
+    date, stamp = _read_existing(existing, registry)
     target = history_path(registry, key, stamp, "" if date else ".corrupt")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(existing, target)  # copy, so the key is never missing; the new file replaces it atomically
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = data.decode("utf-8", errors="replace")  # kept as .corrupt: its bytes were not text anyway
+    atomic_write_text(target, text, registry)
     return target
 
 
 def lock_for(registry: Path, device_type: str, hardware_id: str) -> FileLock:
     folder = hardware_dir(registry, device_type, hardware_id)
+    if not fsio.contained(folder, registry):
+        raise UnsafePathError(f"{folder} leads outside the registry {registry} (a symlink?); nothing written")
     folder.mkdir(parents=True, exist_ok=True)
-    return FileLock(str(folder / ".lock"), timeout=LOCK_TIMEOUT_S)
+    return FileLock(str(folder / ".lock"), timeout=LOCK_TIMEOUT_S, mode=0o666 & ~fsio.current_umask())
+
+
+def _hardware_folders(registry: Path, device_type: str, hardware_id: str) -> list[Path]:
+    folder = hardware_dir(registry, device_type, hardware_id)
+    return [folder, folder / "calibrations", folder / "calibrations" / "history"]
+
+
+def clean_leftovers(registry: Path, device_type: str, hardware_id: str) -> list[Path]:
+    """Remove the temp files killed writers left in a hardware folder; call with its lock held."""
+    return fsio.remove_stale_temps(_hardware_folders(registry, device_type, hardware_id))
 
 
 def check_registry_writable(registry: Path) -> None:
@@ -107,9 +125,11 @@ def write_spec(registry: Path, spec: dict[str, Any]) -> bool:
     target = spec_path(registry, spec["device_type"], spec["id"])
     try:
         with lock_for(registry, spec["device_type"], spec["id"]):
-            if target.exists():
+            clean_leftovers(registry, spec["device_type"], spec["id"])
+            if target.exists() or target.is_symlink():
                 return False
-            atomic_write_text(target, dumps(spec))
+            with fsio.interrupts_deferred():
+                atomic_write_text(target, dumps(spec), registry)
             return True
     except Timeout:
         raise HwcalError(f"another writer holds the lock on {target.parent} for over {LOCK_TIMEOUT_S:g} s; "
@@ -131,24 +151,28 @@ def write_calibration(registry: Path, key: CalibrationKey, doc: dict[str, Any],
         raise HwcalError("calibration is not valid, nothing written:\n  " + "\n  ".join(errors))
     path = calibration_path(registry, key)
     try:
-        with lock_for(registry, key.device_type, key.hardware_id):
+        with lock_for(registry, key.device_type, key.hardware_id), fsio.interrupts_deferred():
+            # Ctrl-C is held until the step is done: the key is never left with a duplicate history copy.
+            clean_leftovers(registry, key.device_type, key.hardware_id)
+            target = spec_path(registry, key.device_type, key.hardware_id)
+            if spec is not None and not target.exists() and not target.is_symlink():
+                # Spec first: a kill between the two leaves a hardware with a spec, never one without.
+                atomic_write_text(target, dumps(spec), registry)
+            check_write_target(path, registry)
             new_date = calibration_date(doc)
             if path.exists() and new_date is not None:
-                existing_date, _ = _read_existing(path)
-                winner, _older = split_newest([new_date], lambda d: d, existing_date)
+                existing_date, _ = _read_existing(path, registry)
+                winner, _older = split_newest([new_date], lambda d: d, trusted_date(existing_date, path))
                 if winner is None:
                     # "Most recent" is by calibration_date: an older document is history, not current.
                     return _write_history_locked(registry, key, dumps(doc), new_date), None
             kept = _keep_in_history(registry, key, path) if path.exists() else None
             try:
-                atomic_write_text(path, dumps(doc))
+                atomic_write_text(path, dumps(doc), registry)
             except BaseException:
                 if kept is not None:
                     kept.unlink(missing_ok=True)  # the old file is still in place: no second copy
                 raise
-            target = spec_path(registry, key.device_type, key.hardware_id)
-            if spec is not None and not target.exists():
-                atomic_write_text(target, dumps(spec))
     except Timeout:
         raise HwcalError(f"another calibration holds the lock on {path.parent.parent} for over "
                          f"{LOCK_TIMEOUT_S:g} s; nothing written") from None
@@ -157,9 +181,22 @@ def write_calibration(registry: Path, key: CalibrationKey, doc: dict[str, Any],
     return path, kept
 
 
+def trusted_date(date: datetime | None, path: Path) -> datetime | None:
+    """A current calibration dated in the future (a wrong clock) may not win over every new run: it counts
+    as not newer, with a warning naming it."""
+    if date is not None and is_future(date):
+        warnings.warn(f"{path}: calibration_date {date.isoformat()} is in the future (more than "
+                      f"{FUTURE_SKEW_S / 60:g} min ahead of this host's clock); a new calibration replaces it "
+                      "(it is kept in history)", RegistryWriteWarning, stacklevel=3)
+        return None
+    return date
+
+
 def _write_history_locked(registry: Path, key: CalibrationKey, text: str, date: datetime) -> Path:
+    clean_leftovers(registry, key.device_type, key.hardware_id)
     target = history_path(registry, key, history_stamp(date))
-    atomic_write_text(target, text)
+    with fsio.interrupts_deferred():
+        atomic_write_text(target, text, registry)
     return target
 
 

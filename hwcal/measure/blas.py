@@ -1,0 +1,348 @@
+"""The BLAS1/BLAS2 benchmark body (dot, axpy, scal, gemv), written once for every backend.
+
+Counting is BLAS's (and the original calibrator's): dot 2n FLOPs over 2n elements, axpy 2n over 3n
+(x and y read, y written), scal n over 2n, gemv 2mn over mn + m + n; bytes are those elements x the
+element size, the least traffic the call can make. Sizes are planned by those bytes, from inside L1
+(a GPU: L2) to at least 4x the last-level cache, where the figure is a DRAM figure (STREAM's rule) and
+the document compares it with the same run's sustained triad. Each series runs its DRAM size first.
+
+Rounds are the shared harness's (``hwcal.measure.timing``); like STREAM the figure is the best of a
+fixed number of rounds (10, --quick 5), inside a time budget (CPU 6 s, --quick 3 s; GPU 20 s) that each
+(operation, precision) series shares fairly: a series may spend its share plus what earlier series
+left, so a slow first series cannot starve the last one of its DRAM sizes.
+
+Verification: dot against an fp64 sum of the stored operands (relative to the result, tolerance from
+the precision's unit roundoff and sqrt(n)); gemv against fp64 A @ x row block by row block (relative to
+the result's RMS); axpy and scal run in place, so after the timed rounds one more call is checked
+element by element against fp64 arithmetic on a copy of its inputs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from hwcal.backends import Backend
+from hwcal.backends.base import AXPY_ALPHAS, BLAS_OPERATIONS, SCAL_ALPHAS, BlasOperands, Support
+from hwcal.machine.caches import CacheInfo
+from hwcal.measure.records import STREAM_ARRAY_FACTOR, BlasRecord
+from hwcal.measure.session import CalibrationSession
+from hwcal.measure.stream import size_label
+from hwcal.measure.timing import RoundPlan, time_one_call, timed_rounds, warmup_rounds
+from hwcal.measure.verify import Verification
+from hwcal.precisions import PRECISIONS
+
+BLAS_BUDGET_S = {("cpu", False): 6.0, ("cpu", True): 3.0, ("gpu", False): 20.0, ("gpu", True): 10.0}
+BLAS_ROUNDS = {False: 10, True: 5}  # best of N after an untimed call, as STREAM
+MIN_ROUNDS = 3
+SMALLEST_BYTES = {"cpu": 16 * 2**10, "gpu": 2**20}  # GPUs: smaller calls only time the launch
+# The largest size at least this big where caches read small (SoC system caches; GPU L2s of 50 MB+).
+MIN_TOP_BYTES = {"cpu": 64 * 2**20, "gpu": 256 * 2**20}
+MEMORY_FRACTION_PLANNED = 0.5
+MEMORY_FRACTION_RUN = 0.8
+FILL_BYTES_PER_S_GUESS = {"cpu": 1e9, "gpu": 1e11}  # first touch of the operands, for the budget
+_CHUNK = 1 << 18  # elements per fp64 block when verifying: 2 MiB, cache-sized and bounded extra memory
+
+# Elements per call as BLAS counts them, and FLOPs: (flops, elements) as functions of (n, m).
+_COUNTS = {
+    "dot": (lambda n, m: 2 * n, lambda n, m: 2 * n),
+    "axpy": (lambda n, m: 2 * n, lambda n, m: 3 * n),
+    "scal": (lambda n, m: n, lambda n, m: 2 * n),
+    "gemv": (lambda n, m: 2 * m * n, lambda n, m: m * n + m + n),
+}
+
+
+def _check_operation(operation: str) -> None:
+    if operation not in _COUNTS:
+        raise ValueError(f"unknown BLAS operation {operation!r}; one of {', '.join(BLAS_OPERATIONS)}")
+
+
+def blas_flops(operation: str, n: int, m: int = 1) -> int:
+    """FLOPs of one call as BLAS counts them (a multiply-add is 2; scal's multiply is 1)."""
+    _check_operation(operation)
+    return _COUNTS[operation][0](n, m)
+
+
+def blas_elements(operation: str, n: int, m: int = 1) -> int:
+    """Elements one call must read or write at least (gemv: A, x and y)."""
+    _check_operation(operation)
+    return _COUNTS[operation][1](n, m)
+
+
+def blas_bytes(operation: str, n: int, element_bytes: int, m: int = 1) -> int:
+    return blas_elements(operation, n, m) * element_bytes
+
+
+def arithmetic_intensity(operation: str, n: int, element_bytes: int, m: int = 1) -> float:
+    """FLOPs per byte of minimal traffic: dot 1/8 in fp64, axpy 1/12, scal 1/16, gemv ~1/4."""
+    return blas_flops(operation, n, m) / blas_bytes(operation, n, element_bytes, m)
+
+
+def size_for(operation: str, working_bytes: int, element_bytes: int) -> tuple[int, int]:
+    """(n, m) whose counted bytes are at least ``working_bytes`` (so a planned DRAM size stays one);
+    gemv is square."""
+    if operation == "gemv":
+        n = max(1, math.ceil(math.sqrt(working_bytes / element_bytes)))
+        while blas_bytes("gemv", n, element_bytes, n) < working_bytes:
+            n += 1
+        return n, n
+    per_n = blas_elements(operation, 1)
+    return max(1, math.ceil(working_bytes / (per_n * element_bytes))), 1
+
+
+def _pow2_ceil(x: int) -> int:
+    return 1 << max(0, math.ceil(math.log2(max(1, x))))
+
+
+def _pow2_floor(x: int) -> int:
+    return 1 << max(0, int(math.log2(max(1, x))))
+
+
+def plan_working_sets(caches: CacheInfo, device_type: str, free_bytes: int, quick: bool) -> list[int]:
+    """Bytes per call: one size well inside each cache level (half of one instance, so even one thread
+    keeps it resident), then the first power of two >= 4x the last-level cache (the DRAM figure);
+    --quick keeps the innermost and outermost levels. Sizes beyond half of free memory are left out."""
+    levels = sorted(caches.levels, key=lambda c: c.level)
+    if quick and len(levels) > 2:
+        levels = [levels[0], levels[-1]]
+    smallest = SMALLEST_BYTES[device_type]
+    sizes = {max(smallest, _pow2_floor(c.size_bytes // 2)) for c in levels} | {smallest}
+    sizes.add(max(_pow2_ceil(STREAM_ARRAY_FACTOR * caches.llc_total_bytes), MIN_TOP_BYTES[device_type]))
+    ordered = sorted(sizes)
+    limit = MEMORY_FRACTION_PLANNED * free_bytes
+    return [s for s in ordered if s <= limit] or ordered[:1]
+
+
+def blas_series(backend: Backend) -> list[tuple[str, str]]:
+    """(operation, precision) in run order: BLAS1 then BLAS2, canonical precision order."""
+    return [(op, p) for op in BLAS_OPERATIONS for p in backend.blas_precisions()]
+
+
+def blas_cases(backend: Backend, quick: bool) -> list[tuple[str, str, int]]:
+    """(operation, precision, bytes per call), the DRAM size first in each series: it is the figure the
+    document sets against STREAM, so a tight budget leaves out an in-cache size rather than it."""
+    sizes = plan_working_sets(backend.stream_caches(), backend.device_type, backend.free_memory_bytes(), quick)
+    return [(op, p, s) for op, p in blas_series(backend) for s in sorted(sizes, reverse=True)]
+
+
+def case_id(operation: str, precision: str, working_bytes: int) -> str:
+    return f"{operation}-{precision}-{size_label(working_bytes)}"
+
+
+# ---- verification ---------------------------------------------------------------------------------------
+def _worse(worst: float, value: Any) -> float:
+    """Running maximum in which NaN or inf anywhere makes the result fail (max() would drop NaN)."""
+    v = float(value)
+    return float("inf") if not math.isfinite(v) else max(worst, v)
+
+
+def _copy(x: Any) -> Any:
+    """A copy in the array's own precision (numpy and torch keep the dtype for ``* 1``), which the in-place
+    call cannot change; converted to fp64 a chunk at a time when checked, so the check stays cache-sized."""
+    return x * 1
+
+
+def verify_dot(backend: Backend, ops: BlasOperands) -> Verification:
+    """The result against an fp64 sum of the operands as stored, relative to the result."""
+    ref = 0.0
+    for i in range(0, ops.n, _CHUNK):
+        ref += float(backend.as_f64(ops.x[i : i + _CHUNK]) @ backend.as_f64(ops.y[i : i + _CHUNK]))
+    got = float(backend.as_f64(ops.result))
+    error = _worse(0.0, abs(got - ref) / abs(ref)) if ref else (0.0 if got == 0 else float("inf"))
+    tolerance = PRECISIONS[ops.precision].tolerance(ops.n)
+    return Verification(error <= tolerance, error, tolerance, "vs fp64 sum of the operands, relative to the result")
+
+
+def verify_gemv(backend: Backend, ops: BlasOperands) -> Verification:
+    """y against fp64 A @ x, row block by row block, relative to the RMS of the reference."""
+    x64 = backend.as_f64(ops.x)
+    rows = max(1, _CHUNK // max(1, ops.n))
+    worst, squares = 0.0, 0.0
+    for i in range(0, ops.m, rows):
+        ref = backend.as_f64(ops.a[i : i + rows]) @ x64
+        worst = _worse(worst, abs(backend.as_f64(ops.y[i : i + rows]) - ref).max())
+        squares += float((ref * ref).sum())
+    rms = (squares / ops.m) ** 0.5
+    error = worst / rms if rms > 0 else (0.0 if worst == 0 else float("inf"))
+    tolerance = PRECISIONS[ops.precision].tolerance(ops.n)
+    return Verification(error <= tolerance, error, tolerance, "vs fp64 A @ x (all rows), relative to its RMS")
+
+
+def verify_in_place(backend: Backend, ops: BlasOperands) -> Verification:
+    """One more axpy/scal call, element by element against fp64 arithmetic on a copy of its inputs.
+
+    Each element is rounded once (scal) or twice (axpy: product, sum), so the error of every element
+    is within 2 (scal: 1) unit roundoffs of its own scale; a missed or wrong element fails by far more.
+    """
+    u = PRECISIONS[ops.precision].unit_roundoff
+    tiny = float(np.finfo(np.float64).tiny)
+    error = 0.0
+    if ops.operation == "scal":
+        alpha = SCAL_ALPHAS[0]
+        x0 = _copy(ops.x)
+        backend.blas_call(ops, alpha)
+        backend.synchronize()
+        for i in range(0, ops.n, _CHUNK):
+            ref = backend.as_f64(x0[i : i + _CHUNK]) * alpha
+            got = backend.as_f64(ops.x[i : i + _CHUNK])
+            error = _worse(error, (abs(got - ref) / (abs(ref) + tiny)).max())
+        tolerance = 2 * u
+    else:
+        alpha = AXPY_ALPHAS[0]
+        y0 = _copy(ops.y)
+        backend.blas_call(ops, alpha)
+        backend.synchronize()
+        for i in range(0, ops.n, _CHUNK):
+            ax = backend.as_f64(ops.x[i : i + _CHUNK]) * alpha
+            y_i = backend.as_f64(y0[i : i + _CHUNK])
+            got = backend.as_f64(ops.y[i : i + _CHUNK])
+            error = _worse(error, (abs(got - (y_i + ax)) / (abs(y_i) + abs(ax) + tiny)).max())
+        tolerance = 4 * u
+    return Verification(error <= tolerance, error, tolerance,
+                        "one more call after the timed rounds, every element vs fp64 on a copy of its inputs")
+
+
+def verify_blas(backend: Backend, ops: BlasOperands) -> Verification:
+    if ops.operation == "dot":
+        return verify_dot(backend, ops)
+    if ops.operation == "gemv":
+        return verify_gemv(backend, ops)
+    return verify_in_place(backend, ops)
+
+
+# ---- the body -------------------------------------------------------------------------------------------
+def fair_allowance(budget_s: float, spent_s: float, index: int, count: int) -> float:
+    """Seconds series ``index`` of ``count`` may still spend: its share of the budget plus what the
+    series before it left unused."""
+    return budget_s * (index + 1) / max(1, count) - spent_s
+
+
+def _support(session: CalibrationSession, operation: str, precision: str) -> Support:
+    key = (operation, precision)
+    if key not in session.operation_supports:
+        session.operation_supports[key] = session.backend.blas_support(operation, precision)
+    return session.operation_supports[key]
+
+
+def _predicted_call_s(session: CalibrationSession, operation: str, precision: str, nbytes: int) -> float | None:
+    """From the largest size of the series run so far, scaled by bytes: smaller sizes sit in faster caches, so
+    this over-predicts them (safe); a larger one (a -k reordering) is predicted at the same bandwidth."""
+    done = [r for r in session.blas_records if r.operation == operation and r.precision == precision]
+    if not done:
+        return None
+    last = max(done, key=lambda r: r.bytes)
+    return last.time_s["min"] * nbytes / last.bytes
+
+
+def _rounds_within_budget(session: CalibrationSession, operation: str, precision: str, nbytes: int,
+                          wanted: int, label: str) -> tuple[int, str | None]:
+    backend = session.backend
+    budget = BLAS_BUDGET_S[backend.device_type, session.options.quick]
+    series = blas_series(backend)
+    index = series.index((operation, precision)) if (operation, precision) in series else len(series) - 1
+    left = fair_allowance(budget, session.budget_spent_s.get("blas", 0.0), index, len(series))
+    call_s = _predicted_call_s(session, operation, precision, nbytes)
+    if call_s is None:
+        return (wanted, None) if left > 0 else (0, f"{operation} {precision} at {label}: the {budget:g} s BLAS "
+                                                   "budget is spent")
+    round_s = max(call_s, backend.min_round_s)
+    fill_s = nbytes / FILL_BYTES_PER_S_GUESS[backend.device_type]
+    # Beyond the timed rounds: warm-up, two sizing calls, device-event rounds (GPUs), verification (~4 calls).
+    fixed_s = fill_s + (warmup_rounds(backend, round_s) + 2 + (3 if backend.is_async else 0)) * round_s + 4 * call_s
+    fit = math.floor((left - fixed_s) / round_s)
+    if fit >= wanted:
+        return wanted, None
+    if fit >= MIN_ROUNDS:
+        return fit, None
+    return 0, (f"{operation} {precision} at {label} would take about {fixed_s + MIN_ROUNDS * round_s:.2f} s, more "
+               f"than the {max(left, 0):.2f} s its series has left of the {budget:g} s BLAS budget")
+
+
+def run_blas(benchmark: Any, session: CalibrationSession, operation: str, precision: str, working_bytes: int) -> None:
+    """Measure, verify and record one (operation, precision, size) case, or skip it with the reason."""
+    session.ran_operations.add("blas")
+    started = time.perf_counter()
+    try:
+        _run(benchmark, session, operation, precision, working_bytes)
+    finally:
+        session.budget_spent_s["blas"] = session.budget_spent_s.get("blas", 0.0) + time.perf_counter() - started
+
+
+def _run(benchmark: Any, session: CalibrationSession, operation: str, precision: str, working_bytes: int) -> None:
+    backend = session.backend
+    support = _support(session, operation, precision)
+    if not support.runnable:
+        pytest.skip(f"{operation} {precision} unsupported: {support.reason}")
+    failed = session.failures.get(f"{operation}:{precision}")
+    if failed:
+        pytest.skip(f"{operation} {precision} failed verification earlier: {failed}")
+    element_bytes = PRECISIONS[precision].bits // 8
+    n, m = size_for(operation, working_bytes, element_bytes)
+    nbytes = blas_bytes(operation, n, element_bytes, m)
+    free = backend.free_memory_bytes()
+    if nbytes > MEMORY_FRACTION_RUN * free:
+        pytest.skip(f"{operation} {precision} at {size_label(working_bytes)} needs {nbytes / 2**30:.2f} GiB, more "
+                    f"than {MEMORY_FRACTION_RUN:.0%} of the {free / 2**30:.2f} GiB free")
+    rounds, reason = _rounds_within_budget(session, operation, precision, nbytes, BLAS_ROUNDS[session.options.quick],
+                                           size_label(working_bytes))
+    if reason:
+        session.warnings.append(f"blas: {reason}")  # a missing DRAM figure must show in the document
+        pytest.skip(reason)
+
+    if benchmark.enabled:
+        backend.warm_up()
+    seed = working_bytes + sum(map(ord, operation + precision))
+    ops = backend.blas_operands(operation, precision, n, m, seed)
+    backend.synchronize()
+    if benchmark.enabled:
+        call_s = time_one_call(backend, backend.blas_call, ops)
+        if call_s < backend.min_round_s:  # short calls: one preempted sample would leave 1 call per round
+            call_s = min(call_s, *(time_one_call(backend, backend.blas_call, ops) for _ in range(3)))
+        launches = max(1, math.ceil(backend.min_round_s / max(call_s, 1e-7)))
+        plan = RoundPlan(launches, rounds, warmup_rounds(backend, launches * call_s))
+    else:
+        plan = RoundPlan(launches=1, rounds=1, warmup_rounds=0)  # --benchmark-disable: verify only
+    flops = blas_flops(operation, n, m)
+    benchmark.extra_info.update({"operation": operation, "precision": precision, "n": n, "m": m,
+                                 "flops": flops * plan.launches, "bytes": nbytes * plan.launches,
+                                 "launches_per_round": plan.launches, "kernel": support.kernel})
+    timed = timed_rounds(benchmark, backend, plan, backend.blas_call, ops)
+    check = verify_blas(backend, ops)
+    benchmark.extra_info.update({"verified": check.ok, "max_error": check.max_error})
+    if not check.ok:
+        session.failures[f"{operation}:{precision}"] = f"n={n}: {check.describe()}"
+        pytest.fail(f"{operation} {precision} at n={n} gave wrong results: {check.describe()}")
+    stats = timed.stats
+    if stats is None:
+        return
+    per_call = {k: float(getattr(stats, k)) / plan.launches for k in ("min", "max", "mean", "median", "stddev", "iqr")}
+    session.blas_records.append(BlasRecord(
+        operation=operation,
+        precision=precision,
+        n=n,
+        m=m if operation == "gemv" else None,
+        flops=flops,
+        bytes=nbytes,
+        element_bytes=element_bytes,
+        launches_per_round=plan.launches,
+        rounds=int(stats.rounds),
+        warmup_rounds=plan.warmup_rounds,
+        time_s=per_call,
+        gflops_best=flops / per_call["min"] / 1e9,
+        gflops_median=flops / per_call["median"] / 1e9,
+        gbps_best=nbytes / per_call["min"] / 1e9,
+        gbps_median=nbytes / per_call["median"] / 1e9,
+        cv=float(stats.stddev / stats.mean) if stats.mean > 0 and stats.rounds > 1 else 0.0,
+        max_error=check.max_error,
+        tolerance=check.tolerance,
+        verify_method=check.method,
+        kernel=support.kernel,
+        threads=backend.blas_threads(operation),
+        llc_bytes=backend.stream_caches().llc_total_bytes,
+        device_event_ratio=timed.event_ratio,
+    ))
+    benchmark.extra_info["gbps_best"] = nbytes / per_call["min"] / 1e9

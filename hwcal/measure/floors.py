@@ -1,0 +1,64 @@
+"""Launch and dispatch floors: the time of each operation's smallest call (1 element, 1x1).
+
+What a model adds per kernel: numpy's call overhead, torch's CPU dispatch, a CUDA launch. Timed by the
+shared harness as back-to-back calls then one device synchronisation, divided by the count: on a GPU
+the queue fills and each launch waits for a slot, so the figure is the sustained launch rate, not the
+latency of one isolated call (which adds a synchronisation, ~10 us). Best and median of the rounds.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from hwcal.backends import Backend
+from hwcal.measure.records import LaunchFloor
+from hwcal.measure.session import CalibrationSession
+from hwcal.measure.timing import RoundPlan, time_one_call, timed_rounds, warmup_rounds
+
+FLOOR_ROUNDS = {False: 20, True: 10}
+# Calls per round: a round of at least the backend's minimum (1 ms CPU, 20 ms GPU) and 200 calls, so
+# the one synchronisation per round and the timer's own cost are under 1% of it.
+MIN_CALLS = 200
+
+
+def floor_operations(backend: Backend) -> list[str]:
+    return list(backend.floor_calls())
+
+
+def run_floor(benchmark: Any, session: CalibrationSession, operation: str) -> None:
+    """Measure and record one operation's launch floor, or skip it with the reason."""
+    session.ran_operations.add("launch_floors")
+    backend = session.backend
+    calls = backend.floor_calls()
+    if operation not in calls:
+        pytest.skip(f"{backend.framework} has no {operation} floor call")
+    floor = calls[operation]
+    if benchmark.enabled:
+        backend.warm_up()
+        call_s = min(time_one_call(backend, floor.launch) for _ in range(3))
+        launches = max(MIN_CALLS, math.ceil(backend.min_round_s / max(call_s, 1e-8)))
+        plan = RoundPlan(launches, FLOOR_ROUNDS[session.options.quick], warmup_rounds(backend, launches * call_s))
+    else:
+        plan = RoundPlan(launches=1, rounds=1, warmup_rounds=0)
+    benchmark.extra_info.update({"operation": operation, "calls_per_round": plan.launches,
+                                 "method": floor.description})
+    timed = timed_rounds(benchmark, backend, plan, floor.launch)
+    stats = timed.stats
+    if stats is None:
+        return
+    session.launch_floors[operation] = LaunchFloor(
+        operation=operation,
+        seconds_min=float(stats.min) / plan.launches,
+        seconds_median=float(stats.median) / plan.launches,
+        calls=plan.launches,
+        rounds=int(stats.rounds),
+        method=(f"{floor.description}: {plan.launches} back-to-back calls then one synchronisation, per call = "
+                f"round / calls; best and median of {int(stats.rounds)} rounds"),
+        framework=backend.framework,
+        device=backend.device,
+        precision=floor.precision,
+    )
+    benchmark.extra_info["seconds_min"] = float(stats.min) / plan.launches

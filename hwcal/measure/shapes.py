@@ -1,0 +1,297 @@
+"""GEMM beyond square: the shape families performance models ask about, one body for every backend.
+
+- ``small_m``: M = 1, 16, 128 rows against an N x K weight (decode and small batches: memory-bound
+  at M = 1, turning compute-bound as M grows);
+- ``proj_up`` / ``proj_down``: a transformer block's projections, M x 4H x H and M x H x 4H;
+- ``batched``: stacks (B,M,K) @ (B,K,N) (attention's QK^T and PV per head): numpy matmul on 3-D
+  stacks, ``torch.bmm``.
+
+Sizes are per device type: a 2-core CPU runs H = 256 .. 768 with M = 128, a GPU H = 768 .. 4096 with
+M = 2048 / 4096. ``--shapes MxNxK[,..]`` (``bBxMxNxK`` for a batch) replaces the list. Rounds are the
+shared harness's; like STREAM and BLAS the figure is the best of a fixed number of rounds inside a time
+budget shared fairly by the precisions. Every result is verified (Freivalds per matrix of the batch,
+plus one block against exact fp64 inner products).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+
+from hwcal.backends import Backend
+from hwcal.backends.base import ShapeOperands
+from hwcal.measure.blas import fair_allowance
+from hwcal.measure.records import ShapeRecord
+from hwcal.measure.session import CalibrationSession
+from hwcal.measure.timing import RoundPlan, time_one_call, timed_rounds, warmup_rounds
+from hwcal.measure.verify import Verification
+from hwcal.precisions import PRECISIONS
+
+FAMILIES = ("small_m", "proj_up", "proj_down", "batched")
+SHAPES_BUDGET_S = {("cpu", False): 4.0, ("cpu", True): 2.0, ("gpu", False): 30.0, ("gpu", True): 15.0}
+SHAPE_ROUNDS = {False: 10, True: 5}
+MIN_ROUNDS = 3
+MEMORY_FRACTION_RUN = 0.8
+_SAMPLE = 8
+_VECTORS = 2
+
+
+@dataclass(frozen=True)
+class Shape:
+    family: str
+    batch: int
+    m: int
+    n: int
+    k: int
+    source: str = "default"
+
+    @property
+    def label(self) -> str:
+        """``128x3072x768`` (M x N x K), ``b32x128x128x64`` for a batch: ids a ``-k`` can name."""
+        mnk = f"{self.m}x{self.n}x{self.k}"
+        return f"b{self.batch}x{mnk}" if self.batch > 1 else mnk
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.batch * self.m * self.n * self.k
+
+
+# Per device type: (small_m rows, its N = K), (projection H values, M values), batched (B, M, N, K).
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "cpu": {"small_m": ((1, 16, 128), 1024), "proj": ((256, 512, 768), (128,)),
+            "batched": ((32, 128, 128, 64), (32, 128, 64, 128))},
+    "gpu": {"small_m": ((1, 16, 128), 4096), "proj": ((768, 1024, 4096), (2048, 4096)),
+            "batched": ((32, 2048, 2048, 128), (32, 2048, 128, 2048))},
+}
+
+
+def default_shapes(device_type: str, quick: bool) -> list[Shape]:
+    """The families' shapes, small to large in each; --quick keeps the ends of each family."""
+    d = _DEFAULTS[device_type]
+    rows, nk = d["small_m"]
+    hs, ms = d["proj"]
+    if quick:
+        rows, hs, ms = (rows[0], rows[-1]), hs[-1:], ms[:1]
+    shapes = [Shape("small_m", 1, m, nk, nk) for m in rows]
+    shapes += [Shape("proj_up", 1, m, 4 * h, h) for h in hs for m in ms]
+    shapes += [Shape("proj_down", 1, m, h, 4 * h) for h in hs for m in ms]
+    shapes += [Shape("batched", b, m, n, k) for b, m, n, k in (d["batched"][:1] if quick else d["batched"])]
+    return shapes
+
+
+def classify(batch: int, m: int, n: int, k: int) -> str:
+    """The family of a --shapes shape: batched if B > 1, small_m if M <= 128, else proj_up when N >= K
+    (widening) and proj_down when N < K."""
+    if batch > 1:
+        return "batched"
+    if m <= 128:
+        return "small_m"
+    return "proj_up" if n >= k else "proj_down"
+
+
+def parse_shape_list(value: str) -> list[tuple[int, int, int, int]]:
+    """``MxNxK[,..]``, ``bBxMxNxK`` for a batch, into (B, M, N, K); ValueError names the bad part."""
+    shapes: list[tuple[int, int, int, int]] = []
+    for raw in value.replace(" ", "").lower().split(","):
+        if not raw:
+            continue
+        part = raw
+        batch = 1
+        if part.startswith("b"):
+            head, _, part = part[1:].partition("x")
+            if not head.isdigit() or int(head) <= 0:
+                raise ValueError(f"shape {raw!r} in {value!r}: the batch of bBxMxNxK must be a positive whole number")
+            batch = int(head)
+        dims = part.split("x")
+        if len(dims) != 3 or not all(d.isascii() and d.isdigit() and int(d) > 0 for d in dims):
+            raise ValueError(f"shape {raw!r} in {value!r} is not MxNxK (or bBxMxNxK) with positive whole numbers, "
+                             "e.g. 128x3072x768")
+        m, n, k = (int(d) for d in dims)
+        shapes.append((batch, m, n, k))
+    if not shapes:
+        raise ValueError(f"shapes {value!r} name no shape; give e.g. 1x4096x4096,128x3072x768,b32x128x128x64")
+    return list(dict.fromkeys(shapes))
+
+
+def planned_shapes(session: CalibrationSession) -> list[Shape]:
+    if session.options.shapes:
+        return [Shape(classify(b, m, n, k), b, m, n, k, "--shapes") for b, m, n, k in session.options.shapes]
+    return default_shapes(session.backend.device_type, session.options.quick)
+
+
+def shape_cases(session: CalibrationSession) -> list[tuple[str, Shape]]:
+    """(precision, shape), precision-major in the backend's order."""
+    return [(p, s) for p in session.backend.shape_precisions() for s in planned_shapes(session)]
+
+
+# ---- verification ---------------------------------------------------------------------------------------
+def _worse(worst: float, value: Any) -> float:
+    v = float(value)
+    return float("inf") if not math.isfinite(v) else max(worst, v)
+
+
+def _rows_f64(backend: Backend, m: Any, x: Any, block: int = 512) -> Any:
+    """M @ X in fp64, converting M one row block at a time."""
+    out = backend.from_host(np.zeros((m.shape[0], x.shape[1])))
+    for i in range(0, m.shape[0], block):
+        out[i : i + block] = backend.as_f64(m[i : i + block]) @ x
+    return out
+
+
+def verify_shape(backend: Backend, ops: ShapeOperands, c: Any, seed: int) -> Verification:
+    """Per matrix of the batch: Freivalds (C X against A (B X), X random N x 2) relative to the RMS of
+    the reference, and one 8 x 8 block against exact fp64 inner products."""
+    rng = np.random.default_rng(seed + 1)
+    worst = 0.0
+    for b in range(ops.batch):
+        a_b, b_b, c_b = (t[b] if ops.batch > 1 else t for t in (ops.a, ops.b, c))
+        x = backend.from_host(rng.standard_normal((ops.n, _VECTORS)))
+        ref = _rows_f64(backend, a_b, _rows_f64(backend, b_b, x))
+        got = _rows_f64(backend, c_b, x)
+        rms = float((ref * ref).mean()) ** 0.5
+        diff = float(abs(got - ref).max())
+        worst = _worse(worst, diff / rms if rms > 0 else (0.0 if diff == 0 else float("inf")))
+        i = int(rng.integers(0, max(1, ops.m - _SAMPLE + 1)))
+        j = int(rng.integers(0, max(1, ops.n - _SAMPLE + 1)))
+        block_ref = backend.as_f64(a_b[i : i + _SAMPLE]) @ backend.as_f64(b_b[:, j : j + _SAMPLE])
+        block_got = backend.as_f64(c_b[i : i + _SAMPLE, j : j + _SAMPLE])
+        rms = float((block_ref * block_ref).mean()) ** 0.5
+        diff = float(abs(block_got - block_ref).max())
+        worst = _worse(worst, diff / rms if rms > 0 else (0.0 if diff == 0 else float("inf")))
+    tolerance = PRECISIONS[ops.precision].tolerance(ops.k)
+    method = f"Freivalds x{_VECTORS} + one 8x8 block vs fp64, every matrix of the batch"
+    return Verification(bool(math.isfinite(worst)) and worst <= tolerance, worst, tolerance, method)
+
+
+# ---- the body -------------------------------------------------------------------------------------------
+def _predicted_call_s(session: CalibrationSession, precision: str, shape: Shape) -> float | None:
+    """From the best square-GEMM rate of this precision in this run: a lower bound on the call's time."""
+    rates = [r.gflops_best for r in session.records if r.precision == precision]
+    return shape.flops / (max(rates) * 1e9) if rates else None
+
+
+def _allowance(session: CalibrationSession, precision: str) -> tuple[float, float]:
+    """(seconds this precision may still spend, the whole budget)."""
+    backend = session.backend
+    budget = SHAPES_BUDGET_S[backend.device_type, session.options.quick]
+    precisions = backend.shape_precisions()
+    index = precisions.index(precision) if precision in precisions else len(precisions) - 1
+    return fair_allowance(budget, session.budget_spent_s.get("gemm_shapes", 0.0), index, len(precisions)), budget
+
+
+def _skip_before(session: CalibrationSession, precision: str, shape: Shape) -> str | None:
+    """Why not even to size this case: its precision's share is spent, or a call would be too slow."""
+    left, budget = _allowance(session, precision)
+    if left <= 0:
+        return f"{precision} {shape.label}: its share of the {budget:g} s shape budget is spent"
+    call_s = _predicted_call_s(session, precision, shape)
+    if call_s is not None and call_s > session.options.max_call_s:
+        return (f"{precision} {shape.label} predicted {call_s:.2g} s per GEMM from the square GEMM rate, over "
+                f"--max-call-seconds {session.options.max_call_s:g}")
+    return None
+
+
+def _rounds_that_fit(session: CalibrationSession, precision: str, shape: Shape, round_s: float, spent_s: float,
+                     wanted: int) -> tuple[int, str | None]:
+    """Rounds of ``round_s`` (measured) that fit what the precision has left, after ``spent_s`` already
+    spent on this case and its warm-up rounds; a skip reason when not even MIN_ROUNDS do."""
+    left, budget = _allowance(session, precision)
+    left -= spent_s
+    fixed_s = (warmup_rounds(session.backend, round_s) + (3 if session.backend.is_async else 0)) * round_s
+    fit = math.floor((left - fixed_s) / round_s)
+    if fit >= MIN_ROUNDS:
+        return min(wanted, fit), None
+    return 0, (f"{precision} {shape.label} would take about {fixed_s + MIN_ROUNDS * round_s:.2f} s more, beyond the "
+               f"{max(left, 0):.2f} s its precision has left of the {budget:g} s shape budget")
+
+
+def run_shape(benchmark: Any, session: CalibrationSession, precision: str, shape: Shape) -> None:
+    """Measure, verify and record one (precision, shape) case, or skip it with the reason."""
+    session.ran_operations.add("gemm_shapes")
+    started = time.perf_counter()
+    try:
+        _run(benchmark, session, precision, shape)
+    finally:
+        session.budget_spent_s["gemm_shapes"] = (session.budget_spent_s.get("gemm_shapes", 0.0)
+                                                 + time.perf_counter() - started)
+
+
+def _run(benchmark: Any, session: CalibrationSession, precision: str, shape: Shape) -> None:
+    backend = session.backend
+    if precision in session.failures:
+        pytest.skip(f"{precision} failed verification earlier: {session.failures[precision]}")
+    support = session.support(precision)
+    if not support.runnable:
+        pytest.skip(f"{precision} unsupported: {support.reason}")
+    itemsize = max(1, PRECISIONS[precision].bits // 8)
+    need = shape.batch * (shape.m * shape.k + shape.k * shape.n + shape.m * shape.n) * itemsize
+    free = backend.free_memory_bytes()
+    if need > MEMORY_FRACTION_RUN * free:
+        pytest.skip(f"{precision} {shape.label} needs {need / 2**30:.2f} GiB, more than "
+                    f"{MEMORY_FRACTION_RUN:.0%} of the {free / 2**30:.2f} GiB free")
+    reason = _skip_before(session, precision, shape)
+    if reason:
+        session.warnings.append(f"gemm_shapes: {reason}")
+        pytest.skip(reason)
+
+    if benchmark.enabled:
+        backend.warm_up()
+    seed = shape.batch * 7 + shape.m * 1000 + shape.n + shape.k * 3 + sum(map(ord, precision))
+    with backend.precision_mode(precision) as modes:
+        ops = backend.make_shape_operands(precision, shape.m, shape.n, shape.k, shape.batch, seed)
+        if benchmark.enabled:
+            started = time.perf_counter()
+            call_s = time_one_call(backend, backend.gemm_shape, ops)
+            launches = max(1, math.ceil(backend.min_round_s / max(call_s, 1e-7)))
+            rounds, reason = _rounds_that_fit(session, precision, shape, launches * call_s,
+                                              time.perf_counter() - started, SHAPE_ROUNDS[session.options.quick])
+            if reason:
+                session.warnings.append(f"gemm_shapes: {reason}")
+                pytest.skip(reason)
+            plan = RoundPlan(launches, rounds, warmup_rounds(backend, launches * call_s))
+        else:
+            plan = RoundPlan(launches=1, rounds=1, warmup_rounds=0)
+        kernel = backend.shape_kernel(precision, shape.batch)
+        benchmark.extra_info.update({"family": shape.family, "precision": precision, "shape": shape.label,
+                                     "flops": shape.flops * plan.launches, "launches_per_round": plan.launches,
+                                     "kernel": kernel})
+        timed = timed_rounds(benchmark, backend, plan, backend.gemm_shape, ops)
+        check = verify_shape(backend, ops, ops.out, seed)
+    benchmark.extra_info.update({"verified": check.ok, "max_error": check.max_error})
+    if not check.ok:
+        session.failures[precision] = f"{shape.label}: {check.describe()}"
+        pytest.fail(f"{precision} GEMM {shape.label} gave wrong results: {check.describe()}")
+    stats = timed.stats
+    if stats is None:
+        return
+    per_call = {k: float(getattr(stats, k)) / plan.launches for k in ("min", "max", "mean", "median", "stddev", "iqr")}
+    session.shape_records.append(ShapeRecord(
+        family=shape.family,
+        precision=precision,
+        m=shape.m,
+        n=shape.n,
+        k=shape.k,
+        batch=shape.batch,
+        layout=backend.shape_layout(shape.batch),
+        flops=shape.flops,
+        launches_per_round=plan.launches,
+        rounds=int(stats.rounds),
+        warmup_rounds=plan.warmup_rounds,
+        time_s=per_call,
+        gflops_best=shape.flops / per_call["min"] / 1e9,
+        gflops_median=shape.flops / per_call["median"] / 1e9,
+        cv=float(stats.stddev / stats.mean) if stats.mean > 0 and stats.rounds > 1 else 0.0,
+        max_error=check.max_error,
+        tolerance=check.tolerance,
+        verify_method=check.method,
+        kernel=kernel,
+        source=shape.source,
+        modes=dict(modes),
+        device_event_ratio=timed.event_ratio,
+    ))
+    benchmark.extra_info["gflops_best"] = shape.flops / per_call["min"] / 1e9
