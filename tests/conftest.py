@@ -6,6 +6,8 @@ document) build their input by hand here instead of running a benchmark.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
@@ -19,6 +21,14 @@ from hwcal.measure.records import GemmRecord
 from hwcal.naming import CalibrationKey
 
 pytest_plugins = ["pytester"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The tests' calibration runs take their device lock in a private state folder: they never wait on
+    (or block) a real calibration of this host, and no test waits on a real lock. Tests of the host-wide
+    lock itself point HWCAL_STATE_DIR where they need it."""
+    if "HWCAL_STATE_DIR" not in os.environ:
+        os.environ["HWCAL_STATE_DIR"] = tempfile.mkdtemp(prefix="hwcal-test-state-")
 
 CAL_DATE = datetime(2026, 11, 26, 18, 46, 57, 123456, tzinfo=timezone.utc)
 NUMPY_PRECISIONS = ["fp64", "fp32", "fp16", "int64", "int32", "int16", "int8"]

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from hwcal.errors import HwcalError
+from hwcal.machine import collect_host
 from hwcal.measure.blas import blas_cases, case_id
 from hwcal.measure.floors import floor_operations
 from hwcal.measure.session import CalibrationSession
@@ -254,7 +255,22 @@ def _relative(path: Path) -> str:
         return str(path)
 
 
+def _filed_line(outcome: dict[str, Any]) -> str | None:
+    """Where the calibration went (or why none was filed): the line a run ends with."""
+    filed: Filed | None = outcome.get("filed")
+    if filed is None:
+        return outcome.get("error") or outcome.get("message")
+    if not filed.written:
+        return f"hwcal: dry run: valid calibration, would be written to {_relative(filed.path)}"
+    line = f"hwcal: calibration written to {_relative(filed.path)}"
+    if filed.history:
+        line += f" (previous kept as {_relative(filed.history)})"
+    return line
+
+
+@pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """The last block of the report, after pytest-benchmark's table, ending with the filed path."""
     outcome = config.stash.get(OUTCOME_KEY, {})
     filed: Filed | None = outcome.get("filed")
     if filed is None:
@@ -262,6 +278,28 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     terminalreporter.section("hwcal calibration")
     for line in summary_lines(filed.doc):
         terminalreporter.write_line(line)
+    terminalreporter.write_line(_filed_line(outcome) or "")
+
+
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
+    """The device being calibrated, so ``--benchmark-compare`` warns when runs come from different chips."""
+    cal = config.stash.get(SESSION_KEY, None)
+    if cal is None:
+        return
+    # Only facts read the same way whenever pytest-benchmark asks (its compare check runs before the
+    # plugin's key detection): the device, the framework, the CPU's and the accelerator's identity.
+    info: dict[str, Any] = {"device": cal.options.device, "framework": cal.options.framework}
+    backend = cal.backend
+    if backend.device_name:
+        info["gpu_name"] = backend.device_name
+    info.update({f"gpu_{k}": v for k, v in backend.facts().get("gpu_identity", {}).items()}
+                if isinstance(backend.facts().get("gpu_identity"), dict) else {})
+    cpu = collect_host().get("cpu")
+    if isinstance(cpu, dict):
+        for field in ("model", "vendor", "microarchitecture", "cpu_family", "cpu_model", "cpu_part"):
+            if cpu.get(field) is not None:
+                info[field if field.startswith("cpu_") else f"cpu_{field}"] = cpu[field]
+    machine_info["hwcal"] = info
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -272,17 +310,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if lock is not None:
         lock.release()
     # The last line of the run names the file, after pytest's own summary.
-    outcome = config.stash.get(OUTCOME_KEY, {})
-    filed: Filed | None = outcome.get("filed")
-    if filed is not None:
-        if filed.written:
-            line = f"hwcal: calibration written to {_relative(filed.path)}"
-            if filed.history:
-                line += f" (previous kept as {_relative(filed.history)})"
-        else:
-            line = f"hwcal: dry run: valid calibration, would be written to {_relative(filed.path)}"
-    else:
-        line = outcome.get("error") or outcome.get("message")
+    line = _filed_line(config.stash.get(OUTCOME_KEY, {}))
     if line:
         reporter = config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
