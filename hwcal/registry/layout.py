@@ -14,8 +14,10 @@ from hwcal.naming import DEVICE_TYPES, hardware_id_token
 ENV_REGISTRY = "HWCAL_REGISTRY"
 UPGRADE_HINT = "upgrade hwcal (pip install --upgrade hwcal, or git pull in its checkout)"
 MIGRATE_HINT = "python tools/migrate_calibrations.py SOURCE --registry REGISTRY"
-# calibrations/history/<stem>.<UTC stamp>[.n][.corrupt].json, as the writer names superseded files.
-HISTORY_RE = re.compile(r"^(?P<stem>[^.]+)\.(?P<stamp>\d{8}T\d{6}\d*Z)(?:\.(?P<n>\d+))?(?P<corrupt>\.corrupt)?\.json$")
+# calibrations/history/<stem>.<UTC stamp>[.n][.corrupt][.format1].json, as the writer names superseded files
+# (.corrupt: unreadable when superseded; .format1: the original bytes of a file hwcal-upgrade rewrote).
+HISTORY_RE = re.compile(r"^(?P<stem>[^.]+)\.(?P<stamp>\d{8}T\d{6}\d*Z)(?:\.(?P<n>\d+))?(?P<corrupt>\.corrupt)?"
+                        r"(?P<format1>\.format1)?\.json$")
 
 
 def default_registry() -> Path:
@@ -171,6 +173,9 @@ def _calibration_spot(path: Path, device_type: str, hw_dir: Path, in_history: bo
     if path.suffix != ".json":
         return Spot("problem", path, device_type, hw_dir, in_history, reason="not a .json calibration file; ignored")
     m = HISTORY_RE.match(path.name)
+    if in_history and m and m["format1"]:
+        return Spot("corrupt", path, device_type, hw_dir, in_history,
+                    reason="the format-1 original of a file hwcal-upgrade rewrote as format 2; kept, not listed")
     if in_history and m and m["corrupt"]:
         return Spot("corrupt", path, device_type, hw_dir, in_history,
                     reason="kept by the writer as unreadable when it was superseded; not checked")

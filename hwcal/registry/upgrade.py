@@ -1,0 +1,85 @@
+"""Upgrading a registry's files to the current format in place, asv-style (``update_to_2``).
+
+Every format-1 calibration (current and history) is rewritten as format 2; the bytes it had are kept
+first in ``calibrations/history/<stem>.<stamp>.format1.json``, which listing skips. Each step is two
+atomic writes under the hardware folder's lock (keep, then replace), so a run interrupted anywhere leaves
+every file whole, and running it again finishes the job: a file already in format 2 is left alone, and a
+kept original with the same bytes is reused rather than kept twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hwcal.document.legacy import update_to_2
+from hwcal.document.schema import CALIBRATION_FORMAT_VERSION, schema_errors
+from hwcal.errors import HwcalError
+from hwcal.naming import CalibrationKey, history_dir, history_path, history_stamp
+from hwcal.registry.layout import walk
+from hwcal.registry.reader import BadRegistryFile, parse_date, read_json
+from hwcal.registry.writer import atomic_write_text, dumps, lock_for
+
+
+@dataclass
+class UpgradeStep:
+    """What happened to one file: ``upgraded``, ``current`` (already the current format) or ``error``."""
+
+    path: Path
+    action: str
+    kept: Path | None = None
+    message: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path), "action": self.action, "kept": str(self.kept) if self.kept else None,
+                "message": self.message}
+
+
+def _kept_original(key: CalibrationKey, registry: Path, original: bytes) -> Path | None:
+    """A ``.format1`` copy of these exact bytes kept by an earlier, interrupted run."""
+    folder = history_dir(registry, key)
+    for kept in sorted(folder.glob(f"{key.filename.removesuffix('.json')}.*.format1.json")):
+        try:
+            if kept.read_bytes() == original:
+                return kept
+        except OSError:
+            continue
+    return None
+
+
+def upgrade_file(registry: Path, path: Path, dry_run: bool = False) -> UpgradeStep:
+    """Upgrade one calibration file of ``registry`` to the current format (see the module docstring)."""
+    try:
+        doc = read_json(path, registry)
+        version = doc.get("schema_version") if isinstance(doc, dict) else None
+        if version == CALIBRATION_FORMAT_VERSION:
+            return UpgradeStep(path, "current")
+        upgraded = update_to_2(doc)
+        errors = schema_errors(upgraded, "calibration")
+        if errors:
+            raise HwcalError(f"format {version} file does not upgrade to a valid format 2: {errors[0]}")
+        key = CalibrationKey(**upgraded["key"])
+        stamp = history_stamp(parse_date(upgraded["metadata"]["calibration_date"]))
+    except (BadRegistryFile, HwcalError, ValueError, TypeError, KeyError) as exc:
+        return UpgradeStep(path, "error", message=str(exc))
+    if dry_run:
+        return UpgradeStep(path, "upgraded", message="would upgrade to format 2 (dry run)")
+    try:
+        with lock_for(registry, key.device_type, key.hardware_id):
+            original = path.read_bytes()
+            kept = _kept_original(key, registry, original)
+            if kept is None:
+                kept = history_path(registry, key, stamp, ".format1")
+                atomic_write_text(kept, original.decode("utf-8"), registry)
+            atomic_write_text(path, dumps(upgraded), registry)
+    except (HwcalError, OSError, UnicodeDecodeError) as exc:
+        return UpgradeStep(path, "error", message=f"not upgraded: {exc}")
+    return UpgradeStep(path, "upgraded", kept, f"format {version} -> {CALIBRATION_FORMAT_VERSION}")
+
+
+def upgrade_registry(registry: Path, dry_run: bool = False) -> list[UpgradeStep]:
+    """Upgrade every calibration of ``registry`` (current and history) that is not in the current format."""
+    if not registry.is_dir():
+        raise HwcalError(f"registry {registry} is not a folder")
+    return [upgrade_file(registry, spot.path, dry_run) for spot in walk(registry) if spot.kind == "calibration"]

@@ -1,0 +1,93 @@
+"""hwcal-upgrade: every format-1 file of a registry becomes format 2 in place, the original kept in
+history, safe to interrupt and to run again."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+import hwcal.registry.upgrade as upgrade_mod
+from hwcal.cli.upgrade_registry import main
+from hwcal.registry.api import Registry
+from hwcal.registry.upgrade import upgrade_registry
+from hwcal.registry.validate import validate_registry
+
+V1 = Path(__file__).parent / "data" / "v1"
+
+
+def _registry(tmp_path: Path) -> Path:
+    """A registry holding the real format-1 CPU calibration as current and a copy of it as history."""
+    root = tmp_path / "reg"
+    src = V1 / "default_2445MHz_numpy.json"
+    doc = json.loads(src.read_text())
+    hw = root / "cpu" / doc["key"]["hardware_id"]
+    (hw / "calibrations" / "history").mkdir(parents=True)
+    shutil.copy(V1 / "amd_epyc_spec.json", hw / "spec.json")  # the real spec that file was filed with
+    shutil.copy(src, hw / "calibrations" / src.name)
+    older = dict(doc, metadata={**doc["metadata"], "calibration_date": "2026-11-20T10:00:00+00:00"})
+    (hw / "calibrations" / "history" / "default_2445MHz_numpy.20261120T100000000000Z.json").write_text(
+        json.dumps(older, indent=2))
+    return root
+
+
+def _versions(root: Path) -> list[int]:
+    return sorted(json.loads(p.read_text())["schema_version"] for p in root.rglob("*.json")
+                  if p.name != "spec.json" and not p.name.endswith(".format1.json"))
+
+
+def test_upgrade_rewrites_every_file_keeps_originals_and_is_idempotent(tmp_path: Path) -> None:
+    root = _registry(tmp_path)
+    before = {p: p.read_bytes() for p in root.rglob("*.json")}
+    assert _versions(root) == [1, 1]
+    dry = upgrade_registry(root, dry_run=True)
+    assert [s.action for s in dry] == ["upgraded", "upgraded"]
+    assert {p: p.read_bytes() for p in root.rglob("*.json")} == before  # dry run wrote nothing
+    steps = upgrade_registry(root)
+    assert [s.action for s in steps] == ["upgraded", "upgraded"]
+    assert _versions(root) == [2, 2]
+    kept = sorted(root.rglob("*.format1.json"))
+    assert len(kept) == 2 and {k.read_bytes() for k in kept} == {before[s.path] for s in steps}
+    assert validate_registry(root).ok
+    entries = Registry(root, emit_warnings=False).list_calibrations(history=True)
+    assert len(entries) == 2  # the kept originals are not listed as calibrations
+    again = upgrade_registry(root)
+    assert [s.action for s in again] == ["current", "current"]
+    assert sorted(root.rglob("*.format1.json")) == kept
+
+
+def test_an_interrupted_upgrade_loses_nothing_and_a_rerun_finishes(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    root = _registry(tmp_path)
+    real = upgrade_mod.atomic_write_text
+    calls = {"n": 0}
+
+    def dies_on_the_replace(path: Path, text: str, root_: Path | None = None) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:  # the original is kept, then the process dies before the file is replaced
+            raise KeyboardInterrupt
+        real(path, text, root_)
+
+    monkeypatch.setattr(upgrade_mod, "atomic_write_text", dies_on_the_replace)
+    with pytest.raises(KeyboardInterrupt):
+        upgrade_registry(root)
+    monkeypatch.setattr(upgrade_mod, "atomic_write_text", real)
+    assert validate_registry(root).ok and _versions(root) == [1, 1]
+    upgrade_registry(root)
+    assert _versions(root) == [2, 2]
+    assert len(list(root.rglob("*.format1.json"))) == 2  # the first run's kept copy was reused
+
+
+def test_a_v1_file_with_unknown_keys_is_reported_not_upgraded(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                                              ) -> None:
+    root = _registry(tmp_path)
+    current = next((root / "cpu").glob("*/calibrations/*.json"))
+    doc = json.loads(current.read_text())
+    doc["surprise"] = 1
+    current.write_text(json.dumps(doc))
+    assert main(["--registry", str(root)]) == 1
+    out = capsys.readouterr().out
+    assert "error" in out and "surprise" in out
+    assert json.loads(current.read_text())["schema_version"] == 1  # left as it was
