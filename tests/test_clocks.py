@@ -37,6 +37,7 @@ from tests.fakes import v1_matrix
 from tests.test_machine import FakeNvml, install_fake_nvml, machine, machine_copy
 
 REGISTRY = Path(__file__).resolve().parent.parent / "registry"
+REGISTRY_SPECS = Path(__file__).resolve().parent / "data" / "specs"
 
 
 class ListProbe:
@@ -293,19 +294,21 @@ def test_without_session_state_the_metadata_says_sampling_did_not_start() -> Non
 
 
 # ---- peaks --------------------------------------------------------------------------------------------
-def test_peaks_scale_per_precision_to_the_measured_clock() -> None:
-    spec = json.loads((REGISTRY / "gpu/h100_sxm5/spec.json").read_text())
-    scaled = peaks_at_clock(spec, 1755.0)
-    assert scaled["theoretical_peaks"]["fp16"] == pytest.approx(989_400.0 * 1755 / 1830)
-    assert scaled["theoretical_peaks"]["fp32"] == pytest.approx(66_900.0 * 1755 / 1980)
-    assert scaled["peaks_reference_clock_mhz"] == 1755.0
-    assert set(scaled["peaks_reference_clocks_mhz"].values()) == {1755.0}
+def test_peaks_scale_up_to_the_measured_clock_never_below_the_stated_one() -> None:
+    spec = json.loads((REGISTRY_SPECS / "h100_sxm5.json").read_text())
+    scaled = peaks_at_clock(spec, 1900.0)
+    assert scaled["theoretical_peaks"]["fp16"] == pytest.approx(989_400.0 * 1900 / 1830)  # above 1830: up
+    assert scaled["theoretical_peaks"]["fp32"] == pytest.approx(66_900.0)  # below its 1980: kept
+    assert scaled["peaks_reference_clock_mhz"] == 1900.0
+    clocks = scaled["peaks_reference_clocks_mhz"]
+    assert clocks["fp16"] == 1900.0 and clocks["fp32"] == 1980
     assert spec["theoretical_peaks"]["fp16"] == 989_400.0  # the spec itself is untouched
+    # A power-capped fp8 at 1410 MHz keeps its datasheet peak: the cap is the device's loss, shown as efficiency.
     per = peaks_at_clock(spec, 1890.0, {"fp8": 1410.0, "fp32": 1980.0})
-    assert per["theoretical_peaks"]["fp8"] == pytest.approx(1_978_900.0 * 1410 / 1830)
+    assert per["theoretical_peaks"]["fp8"] == pytest.approx(1_978_900.0)
     assert per["theoretical_peaks"]["fp32"] == pytest.approx(66_900.0)
     assert per["theoretical_peaks"]["bf16"] == pytest.approx(989_400.0 * 1890 / 1830)
-    assert per["peaks_reference_clocks_mhz"]["fp8"] == 1410.0
+    assert per["peaks_reference_clocks_mhz"]["fp8"] == 1830.0
 
 
 def test_peaks_without_a_clock_are_kept() -> None:

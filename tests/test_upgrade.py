@@ -25,7 +25,7 @@ def _registry(tmp_path: Path) -> Path:
     doc = json.loads(src.read_text())
     hw = root / "cpu" / doc["key"]["hardware_id"]
     (hw / "calibrations" / "history").mkdir(parents=True)
-    shutil.copy(V1 / "amd_epyc_spec.json", hw / "spec.json")  # the real spec that file was filed with
+    shutil.copy(V1.parent / "specs" / "amd_epyc_zen3.json", hw / "spec.json")  # the real spec that file was filed with
     shutil.copy(src, hw / "calibrations" / src.name)
     older = dict(doc, metadata={**doc["metadata"], "calibration_date": "2026-11-20T10:00:00+00:00"})
     (hw / "calibrations" / "history" / "default_2445MHz_numpy.20261120T100000000000Z.json").write_text(

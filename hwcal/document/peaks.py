@@ -139,11 +139,15 @@ def derive_gpu_peaks(compute_capability: str, sm_count: int, clock_mhz: float) -
 
 def peaks_at_clock(spec: dict[str, Any], clock_mhz: float | None,
                    clock_by_precision: dict[str, float] | None = None) -> dict[str, Any]:
-    """A copy of ``spec`` whose peaks are scaled from the clock each is stated at to the clock measured
-    (``clock_by_precision[p]``, else ``clock_mhz``).
+    """A copy of ``spec`` whose peaks are scaled from the clock each is stated at up to the clock measured
+    (``clock_by_precision[p]``, else ``clock_mhz``), never below the stated clock.
 
+    Up, because a clock above the one a peak is stated at (a CPU's turbo) raises the roof. Never down:
+    a clock held below it by a power or thermal cap is the device's own loss, which efficiency must show,
+    and a sampled clock is a median of moments, not the clock every instruction ran at (an H200's fp64
+    GEMM scored 1.01 against its FP64 tensor-core peak scaled down to the median NVML sample).
     Peaks without a stated clock are kept as they are; without a clock nothing is scaled. The copy
-    states the new clocks, so a later warning names the clock the peak really assumed.
+    states the clocks used, so a later warning names the clock the peak really assumed.
     """
     out = dict(spec)
     peaks = {p: float(v) for p, v in (spec.get("theoretical_peaks") or {}).items() if v}
@@ -155,7 +159,8 @@ def peaks_at_clock(spec: dict[str, Any], clock_mhz: float | None,
     for p, v in peaks.items():
         ref, now = per.get(p) or common, (clock_by_precision or {}).get(p) or clock_mhz
         if ref and now and now > 0:
-            scaled[p], clocks[p] = v * now / float(ref), round(now, 1)
+            used = max(float(now), float(ref))
+            scaled[p], clocks[p] = v * used / float(ref), round(used, 1)
         else:
             scaled[p] = v
             if ref:
