@@ -21,14 +21,14 @@ from make_synthetic_registry import build
 
 def _fleet(tmp_path: Path, n: int = 300, hw: int = 10) -> tuple[Path, list[Path]]:
     registry = tmp_path / "fleet"
-    key, doc = make_calibration()
+    _key, doc = make_calibration()
     source = write_json(tmp_path / "source.json", doc)
     spec = write_json(tmp_path / "spec.json", make_spec())
     return registry, build(registry, n, hw, source, spec)
 
 
 def test_the_cache_answers_as_full_reads_do(tmp_path: Path) -> None:
-    registry, paths = _fleet(tmp_path)
+    registry, _paths = _fleet(tmp_path)
     cold = Registry(registry, emit_warnings=False)
     first = [e.summary() for e in cold.list_calibrations()]
     assert len(first) == 300 and not cold.skipped
@@ -55,7 +55,7 @@ def test_a_file_changed_behind_the_cache_is_read_again(tmp_path: Path) -> None:
 
 
 def test_a_hostile_cache_is_only_a_slower_listing(tmp_path: Path) -> None:
-    registry, paths = _fleet(tmp_path, 40, 2)
+    registry, _paths = _fleet(tmp_path, 40, 2)
     expected = [e.summary() for e in Registry(registry, emit_warnings=False).list_calibrations()]
     cache_file = next((registry / CACHE_DIR).iterdir())
     cache_file.write_text(json.dumps({"fingerprint": "x", "entries": {"a": 1}}))
@@ -66,7 +66,7 @@ def test_a_hostile_cache_is_only_a_slower_listing(tmp_path: Path) -> None:
 
 def test_a_read_only_registry_is_listed_without_a_cache(tmp_path: Path) -> None:
     registry, _ = _fleet(tmp_path, 20, 2)
-    key, doc = make_calibration("synth_cpu_000", "P1", 1000)
+    key, _doc = make_calibration("synth_cpu_000", "P1", 1000)
     assert calibration_path(registry, key).exists()
     registry.chmod(0o555)
     try:

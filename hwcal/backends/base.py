@@ -31,7 +31,11 @@ class Support:
 
 @dataclass
 class GemmOperands:
-    """Operands and output buffer of one C = A @ B on the backend's device."""
+    """Operands and output buffer of one C (M x N) = A (M x K) @ B (K x N) on the backend's device.
+
+    Square by default (``m`` and ``k`` unset: M = K = N). ``layout`` says how A and B lie in memory, as
+    BLAS names it: "NN" both row-major, "NT" B column-major, "TN" A column-major.
+    """
 
     precision: str
     n: int
@@ -41,11 +45,22 @@ class GemmOperands:
     # Extra kernel arguments (fp8 scales) and what the operands were drawn from.
     extra: dict[str, Any] = field(default_factory=dict)
     operand_range: float | None = None
+    m: int | None = None
+    k: int | None = None
+    layout: str = "NN"
+
+    @property
+    def rows(self) -> int:
+        return self.m or self.n
+
+    @property
+    def inner(self) -> int:
+        return self.k or self.n
 
     @property
     def flops(self) -> int:
         """2*M*N*K: one multiply and one add per inner-product term."""
-        return 2 * self.n**3
+        return 2 * self.rows * self.n * self.inner
 
 
 def integer_operand_range(n: int, accumulator_bits: int, cap: int = 100) -> tuple[int, bool]:
@@ -79,7 +94,23 @@ class Backend(ABC):
     def support(self, precision: str) -> Support: ...
 
     @abstractmethod
-    def make_operands(self, precision: str, n: int, seed: int) -> GemmOperands: ...
+    def make_operands(self, precision: str, n: int, seed: int, layout: str = "NN", m: int | None = None,
+                      k: int | None = None) -> GemmOperands:
+        """Operands of one (square unless ``m``/``k`` say otherwise) GEMM in ``layout``; a layout the
+        framework's kernel cannot take raises when ``gemm`` runs it, with the framework's own words."""
+
+    def burst_times(self, launch: Callable[[], Any], out: Any, count: int) -> list[float]:
+        """Seconds of ``count`` calls timed by the device, each after its caches were flushed and ``out``
+        re-written (the max-achievable search's burst method); devices without a device timer cannot."""
+        raise NotImplementedError(f"{self.framework} on {self.device} has no device timer for burst timing")
+
+    def sustained_time(self, launch: Callable[[], Any], warmup_s: float, hold_s: float) -> tuple[int, float] | None:
+        """(launches, seconds) of back-to-back calls after a warm-up; None where the device cannot time it."""
+        return None
+
+    def gemm_layouts(self, precision: str) -> tuple[str, ...]:
+        """Operand layouts worth trying for a precision (the fastest is used and filed)."""
+        return ("NN",)
 
     @abstractmethod
     def gemm(self, ops: GemmOperands) -> Any:

@@ -58,21 +58,34 @@ class NumpyBackend(Backend):
         # numpy dispatches only float32/64 (and complex) matmul to BLAS; other dtypes use its C loops.
         return Support(True, kernel=f"numpy generic matmul loop (no BLAS kernel for {precision})")
 
-    def make_operands(self, precision: str, n: int, seed: int) -> GemmOperands:
+    def gemm_layouts(self, precision: str) -> tuple[str, ...]:
+        # BLAS takes either operand transposed ("T": column-major storage) at no copy; numpy's own loops
+        # for the other dtypes walk strides, where the layout decides the cache behaviour.
+        return ("NN", "NT", "TN")
+
+    def make_operands(self, precision: str, n: int, seed: int, layout: str = "NN", m: int | None = None,
+                      k: int | None = None) -> GemmOperands:
         rng = np.random.default_rng(seed)
         dtype = _DTYPES[precision]
+        rows, inner = m or n, k or n
         if np.issubdtype(dtype, np.integer):
             bits = np.dtype(dtype).itemsize * 8
-            bound, wraps = integer_operand_range(n, bits)
-            a = rng.integers(-bound, bound + 1, size=(n, n), dtype=dtype)
-            b = rng.integers(-bound, bound + 1, size=(n, n), dtype=dtype)
-            ops = GemmOperands(precision, n, a, b, operand_range=float(bound))
+            bound, wraps = integer_operand_range(inner, bits)
+            a = rng.integers(-bound, bound + 1, size=(rows, inner), dtype=dtype)
+            b = rng.integers(-bound, bound + 1, size=(inner, n), dtype=dtype)
+            ops = GemmOperands(precision, n, a, b, operand_range=float(bound), m=m, k=k, layout=layout)
             ops.extra["accumulator_wraps"] = wraps
         else:
-            a = rng.standard_normal((n, n), dtype=np.float32 if dtype != np.float64 else np.float64).astype(dtype)
-            b = rng.standard_normal((n, n), dtype=np.float32 if dtype != np.float64 else np.float64).astype(dtype)
-            ops = GemmOperands(precision, n, a, b)
-        ops.out = np.empty((n, n), dtype=dtype)
+            draw = np.float32 if dtype != np.float64 else np.float64
+            a = rng.standard_normal((rows, inner), dtype=draw).astype(dtype)
+            b = rng.standard_normal((inner, n), dtype=draw).astype(dtype)
+            ops = GemmOperands(precision, n, a, b, m=m, k=k, layout=layout)
+        # "T": the same values stored column-major (Fortran order), as BLAS's transposed operand.
+        if layout[0] == "T":
+            ops.a = np.asfortranarray(ops.a)
+        if layout[1] == "T":
+            ops.b = np.asfortranarray(ops.b)
+        ops.out = np.empty((rows, n), dtype=dtype)
         return ops
 
     def gemm(self, ops: GemmOperands) -> Any:

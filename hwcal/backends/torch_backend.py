@@ -8,8 +8,6 @@ through several operand sets so L2 cannot hold them between launches, and TF32 i
 from __future__ import annotations
 
 import contextlib
-import functools
-import itertools
 import math
 import warnings
 from collections.abc import Iterator
@@ -18,30 +16,24 @@ from typing import Any
 import numpy as np
 import torch
 
+import hwcal.backends.torch_gemm as torch_gemm
 from hwcal.backends.base import (
-    AXPY_ALPHAS,
-    SCAL_ALPHAS,
     Backend,
-    BlasOperands,
     DeviceTimer,
-    FloorCall,
     GemmOperands,
-    ShapeOperands,
     StreamArrays,
     StreamMethod,
     Support,
     integer_operand_range,
 )
+from hwcal.backends.torch_ops import TorchOperations
 from hwcal.errors import HwcalError
 from hwcal.machine import collect_host
 from hwcal.machine.caches import CacheInfo, gpu_caches
 from hwcal.machine.gpu import collect_gpu
 from hwcal.precisions import CANONICAL_ORDER
 
-_FLOAT = {"fp64": torch.float64, "fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16,
-          "bf16": torch.bfloat16}
-_FP8 = {"fp8": getattr(torch, "float8_e4m3fn", None), "fp8_e5m2": getattr(torch, "float8_e5m2", None)}
-_INT = {"int64": torch.int64, "int32": torch.int32, "int16": torch.int16, "int8": torch.int8}
+_FLOAT, _FP8, _INT = torch_gemm.FLOAT, torch_gemm.FP8, torch_gemm.INT
 
 
 def _first_line(exc: BaseException) -> str:
@@ -63,7 +55,7 @@ class CudaEventTimer(DeviceTimer):
         return start.elapsed_time(end) / 1000.0
 
 
-class TorchBackend(Backend):
+class TorchBackend(TorchOperations, Backend):  # BLAS, shapes and floors: torch_ops
     framework = "pytorch"
 
     def __init__(self, device: str = "cpu") -> None:
@@ -94,6 +86,7 @@ class TorchBackend(Backend):
             self.capability = None
             self.l2_bytes = 0
         self._warm = False
+        self._timers = torch_gemm.EventTimers(self._torch_device)
 
     # ---- what can run -------------------------------------------------------------------------
     def precisions(self) -> list[str]:
@@ -112,14 +105,18 @@ class TorchBackend(Backend):
                 return Support(False, f"torch {torch.__version__} has no {precision} dtype or _scaled_mm")
             if cuda and self.capability < (8, 9):
                 return Support(False, f"no fp8 GEMM before compute capability 8.9 (this device: {self._cc()})")
-        try:
-            with self.precision_mode(precision):
-                ops = self.make_operands(precision, 32, seed=0)
-                self.gemm(ops)
-                self.synchronize()
-        except Exception as exc:  # the framework's own words are the reason
-            return Support(False, _first_line(exc))
-        return Support(True, kernel=self._kernel(precision), emulation_evidence=self._cpu_isa_evidence(precision))
+        refusals = []
+        for layout in self.gemm_layouts(precision):  # runnable when any layout runs (fp8 takes only NT)
+            try:
+                with self.precision_mode(precision):
+                    self.gemm(self.make_operands(precision, 32, seed=0, layout=layout))
+                    self.synchronize()
+            except Exception as exc:  # the framework's own words are the reason
+                refusals.append(_first_line(exc))
+                continue
+            return Support(True, kernel=self._kernel(precision),
+                           emulation_evidence=self._cpu_isa_evidence(precision))
+        return Support(False, refusals[0])
 
     def _cpu_isa_evidence(self, precision: str) -> str:
         """On a CPU, whether its ISA has instructions for the precision (flags from /proc/cpuinfo)."""
@@ -178,43 +175,37 @@ class TorchBackend(Backend):
             return 1
         return min(64, math.ceil(2 * self.l2_bytes / max(1, bytes_one_set)))
 
-    def _one_set(self, precision: str, n: int, gen: torch.Generator, bound: int) -> tuple[Any, Any]:
-        dev = self._torch_device
-        if precision in _FLOAT:
-            a = torch.randn(n, n, generator=gen, device=dev, dtype=torch.float32).to(_FLOAT[precision])
-            b = torch.randn(n, n, generator=gen, device=dev, dtype=torch.float32).to(_FLOAT[precision])
-            return a, b
-        if precision in _FP8:
-            dt = _FP8[precision]
-            a = torch.randn(n, n, generator=gen, device=dev).to(dt)
-            # _scaled_mm wants its second operand column-major.
-            b = torch.randn(n, n, generator=gen, device=dev).to(dt).t().contiguous().t()
-            return a, b
-        dt = _INT[precision]
-        a = torch.randint(-bound, bound + 1, (n, n), generator=gen, device=dev, dtype=torch.int64).to(dt)
-        b = torch.randint(-bound, bound + 1, (n, n), generator=gen, device=dev, dtype=torch.int64).to(dt)
-        return a, b
+    def gemm_layouts(self, precision: str) -> tuple[str, ...]:
+        return torch_gemm.LAYOUTS
 
-    def make_operands(self, precision: str, n: int, seed: int) -> GemmOperands:
+    def burst_times(self, launch: Any, out: Any, count: int) -> list[float]:
+        if self.device_type != "gpu":
+            return super().burst_times(launch, out, count)
+        return self._timers.burst_times(launch, out, count)
+
+    def sustained_time(self, launch: Any, warmup_s: float, hold_s: float) -> tuple[int, float] | None:
+        return self._timers.sustained_time(launch, warmup_s, hold_s) if self.device_type == "gpu" else None
+
+    def make_operands(self, precision: str, n: int, seed: int, layout: str = "NN", m: int | None = None,
+                      k: int | None = None) -> GemmOperands:
         gen = torch.Generator(device=self._torch_device).manual_seed(seed)
+        rows, inner = m or n, k or n
         bound, wraps, acc_bits = 0, False, 0
         if precision in _INT:
             # _int_mm accumulates int8 in int32; torch.mm accumulates in the operand type.
             acc_bits = 32 if precision == "int8" else int(_INT[precision].itemsize * 8)
-            bound, wraps = integer_operand_range(n, acc_bits, cap=100)
-        itemsize = _FLOAT[precision].itemsize if precision in _FLOAT else (1 if precision in _FP8 else
-                                                                            _INT[precision].itemsize)
-        sets = [self._one_set(precision, n, gen, bound) for _ in range(self._sets_needed(2 * n * n * itemsize))]
-        ops = GemmOperands(precision, n, sets[-1][0], sets[-1][1], operand_range=float(bound) if bound else None)
-        ops.extra.update({"sets": sets, "next": 0, "accumulator_wraps": wraps})
+            bound, wraps = integer_operand_range(inner, acc_bits, cap=100)
+        one_set = (rows * inner + inner * n) * torch_gemm.itemsize(precision)
+        sets = [torch_gemm.operands(precision, rows, n, inner, layout, self._torch_device, gen, bound)
+                for _ in range(self._sets_needed(one_set))]
+        ops = GemmOperands(precision, n, sets[-1][0], sets[-1][1], operand_range=float(bound) if bound else None,
+                           m=m, k=k, layout=layout)
+        ops.extra.update({"sets": sets, "next": 0, "accumulator_wraps": wraps,
+                          **torch_gemm.kernel_extra(precision, self._torch_device)})
         if acc_bits:
             ops.extra["accumulator_bits"] = acc_bits
-        if precision in _FP8:
-            one = torch.ones((), device=self._torch_device, dtype=torch.float32)
-            ops.extra.update(scale_a=one, scale_b=one)
         # A preallocated output keeps allocation (and, on CPUs, page faults) out of the timed launches.
-        out_dtype = {"int8": torch.int32}.get(precision, torch.bfloat16 if precision in _FP8 else sets[0][0].dtype)
-        ops.out = torch.empty(n, n, device=self._torch_device, dtype=out_dtype)
+        ops.out = torch.empty(rows, n, device=self._torch_device, dtype=torch_gemm.out_dtype(precision))
         return ops
 
     def gemm(self, ops: GemmOperands) -> Any:
@@ -222,14 +213,7 @@ class TorchBackend(Backend):
         i = ops.extra["next"]
         ops.extra["next"] = (i + 1) % len(sets)
         ops.a, ops.b = sets[i]  # verification checks the operands of the last launch
-        if ops.precision in _FP8:
-            torch._scaled_mm(ops.a, ops.b, ops.extra["scale_a"], ops.extra["scale_b"], out_dtype=torch.bfloat16,
-                             out=ops.out)
-        elif ops.precision == "int8":
-            torch._int_mm(ops.a, ops.b, out=ops.out)
-        else:
-            torch.mm(ops.a, ops.b, out=ops.out)
-        return ops.out
+        return torch_gemm.launch(ops.precision, ops.a, ops.b, ops.out, ops.extra)
 
     def synchronize(self) -> None:
         if self.device_type == "gpu":
@@ -345,114 +329,3 @@ class TorchBackend(Backend):
     def stream_release(self) -> None:
         if self.device_type == "gpu":
             torch.cuda.empty_cache()  # cached blocks count as used in mem_get_info
-
-    # ==== BLAS1/BLAS2, GEMM shapes, launch floors (hwcal.measure.blas, .shapes, .floors) =================
-    # Kept apart from the square-GEMM and STREAM methods above. torch.dot / torch.mv reach the BLAS
-    # torch was built with (CPU) or cuBLAS (GPU) for fp32/fp64 and ATen's own kernels for fp16/bf16;
-    # axpy is y.add_(x, alpha=a) and scal x.mul_(a): one fused in-place pass each, on all of torch's
-    # threads (CPU) or one CUDA kernel.
-    def blas_precisions(self) -> list[str]:
-        return ["fp64", "fp32", "fp16", "bf16"]
-
-    def _blas_filled(self, gen: torch.Generator, size: int, dtype: Any, low: float, high: float) -> Any:
-        """``size`` values from a 64 Ki-element random block repeated (drawing 100 MiB costs more than timing it)."""
-        block = torch.rand(min(size, 1 << 16), generator=gen, device=self._torch_device, dtype=torch.float32)
-        block = (block * (high - low) + low).to(dtype)
-        return block.repeat(math.ceil(size / block.numel()))[:size]
-
-    def blas_operands(self, operation: str, precision: str, n: int, m: int, seed: int) -> BlasOperands:
-        dtype = _FLOAT[precision]
-        gen = torch.Generator(device=self._torch_device).manual_seed(seed)
-        if operation == "dot":
-            # Positive values scaled by 1/sqrt(n): the result is ~1 (fp16 cannot hold n) and grows with every
-            # term, so a wrong or zero result cannot hide in the tolerance.
-            scale = 1.0 / max(1.0, n**0.5)
-            return BlasOperands("dot", precision, n, x=self._blas_filled(gen, n, dtype, 0.5 * scale, 1.5 * scale),
-                                y=self._blas_filled(gen, n, dtype, 0.5 * scale, 1.5 * scale),
-                                result=torch.empty((), dtype=dtype, device=self._torch_device))
-        if operation == "axpy":
-            return BlasOperands("axpy", precision, n, x=self._blas_filled(gen, n, dtype, -1.0, 1.0),
-                                y=self._blas_filled(gen, n, dtype, -1.0, 1.0), alphas=itertools.cycle(AXPY_ALPHAS))
-        if operation == "scal":
-            return BlasOperands("scal", precision, n, x=self._blas_filled(gen, n, dtype, -1.0, 1.0),
-                                alphas=itertools.cycle(SCAL_ALPHAS))
-        if operation == "gemv":
-            a = self._blas_filled(gen, m * n, dtype, -1.0, 1.0).view(m, n)
-            return BlasOperands("gemv", precision, n, m, x=self._blas_filled(gen, n, dtype, -1.0, 1.0), a=a,
-                                y=torch.empty(m, dtype=dtype, device=self._torch_device))
-        raise ValueError(f"unknown BLAS operation {operation!r}")
-
-    def blas_call(self, ops: BlasOperands, alpha: float | None = None) -> Any:
-        op = ops.operation
-        if op == "dot":
-            return torch.dot(ops.x, ops.y, out=ops.result)
-        if op == "gemv":
-            return torch.mv(ops.a, ops.x, out=ops.y)
-        if alpha is None:
-            alpha = next(ops.alphas)  # type: ignore[arg-type]
-        if op == "scal":
-            return ops.x.mul_(alpha)
-        return ops.y.add_(ops.x, alpha=alpha)
-
-    def blas_threads(self, operation: str) -> int | None:
-        return torch.get_num_threads() if self.device_type == "cpu" else None
-
-    def blas_kernel(self, operation: str, precision: str) -> str:
-        call = {"dot": "torch.dot(x, y, out=r)", "gemv": "torch.mv(A, x, out=y), A row-major",
-                "axpy": "y.add_(x, alpha=a): one fused pass", "scal": "x.mul_(a): one in-place pass"}[operation]
-        if self.device_type == "gpu":
-            lib = "cuBLAS" if operation in ("dot", "gemv") and precision in ("fp32", "fp64") else "CUDA kernel"
-            return f"{call} ({lib}, {self.device})"
-        return f"{call} (CPU {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads)"
-
-    def shape_precisions(self) -> list[str]:
-        return ["fp32", "tf32", "fp16", "bf16"] if self.device_type == "gpu" else ["fp32", "bf16", "fp16"]
-
-    def make_shape_operands(self, precision: str, m: int, n: int, k: int, batch: int, seed: int) -> ShapeOperands:
-        dtype = _FLOAT[precision]
-        gen = torch.Generator(device=self._torch_device).manual_seed(seed)
-        lead = (batch,) if batch > 1 else ()
-
-        def one_set() -> tuple[Any, Any]:
-            a = torch.randn(*lead, m, k, generator=gen, device=self._torch_device, dtype=torch.float32).to(dtype)
-            b = torch.randn(*lead, k, n, generator=gen, device=self._torch_device, dtype=torch.float32).to(dtype)
-            return a, b
-
-        # GPUs: rotate operand sets so one launch never finds the last one's operands in L2.
-        sets = [one_set() for _ in range(self._sets_needed(batch * (m * k + k * n) * dtype.itemsize))]
-        ops = ShapeOperands(precision, m, n, k, batch, sets[-1][0], sets[-1][1],
-                            out=torch.empty(*lead, m, n, device=self._torch_device, dtype=dtype))
-        ops.extra.update({"sets": sets, "next": 0})
-        return ops
-
-    def gemm_shape(self, ops: ShapeOperands) -> Any:
-        sets = ops.extra["sets"]
-        i = ops.extra["next"]
-        ops.extra["next"] = (i + 1) % len(sets)
-        ops.a, ops.b = sets[i]  # verification checks the operands of the last launch
-        return (torch.bmm if ops.batch > 1 else torch.mm)(ops.a, ops.b, out=ops.out)
-
-    def shape_kernel(self, precision: str, batch: int) -> str:
-        call = "torch.bmm" if batch > 1 else "torch.mm"
-        if self.device_type == "gpu":
-            return f"{call} -> {self._kernel(precision).replace(' GEMM', '')} ({'batched' if batch > 1 else 'GEMM'})"
-        return f"{call} {precision} (CPU {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads)"
-
-    def shape_layout(self, batch: int) -> str:
-        return ("contiguous (B,M,K) @ (B,K,N) -> (B,M,N)" if batch > 1
-                else "row-major A (M,K) @ row-major B (K,N) -> C (M,N)")
-
-    def floor_calls(self) -> dict[str, FloorCall]:
-        dev = self._torch_device
-        x, y = torch.ones(1, device=dev), torch.ones(1, device=dev)
-        r, a, c = torch.empty((), device=dev), torch.ones(1, 1, device=dev), torch.empty(1, 1, device=dev)
-        out = torch.empty(1, device=dev)
-        what = "CUDA launch" if self.device_type == "gpu" else "CPU dispatch"
-        return {
-            "dot": FloorCall(functools.partial(torch.dot, x, y, out=r), f"torch.dot, 1 fp32 element ({what})", "fp32"),
-            "axpy": FloorCall(functools.partial(y.add_, x, alpha=1.0), f"y.add_(x, alpha=a), 1 fp32 element ({what})",
-                              "fp32"),
-            "scal": FloorCall(functools.partial(x.mul_, 1.0), f"x.mul_(a), 1 fp32 element ({what})", "fp32"),
-            "gemv": FloorCall(functools.partial(torch.mv, a, x, out=out), f"torch.mv, 1x1 fp32 ({what})", "fp32"),
-            "gemm": FloorCall(functools.partial(torch.mm, a, a, out=c), f"torch.mm, 1x1 fp32 ({what})", "fp32"),
-        }

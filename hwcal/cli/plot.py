@@ -262,6 +262,29 @@ def figures(doc: dict[str, Any]) -> dict[str, Any]:
     return {"gemm": gemm_figure(doc), "bandwidth": bandwidth_figure(doc), "roofline": roofline_figure(doc)}
 
 
+def figure_svg(doc: dict[str, Any], chart: str, *, title: bool = True) -> str:
+    """One chart (``gemm``, ``bandwidth`` or ``roofline``) as SVG text, the same figure ``render`` draws.
+
+    Deterministic (no date, fixed ids), so equal inputs give equal bytes; ``title=False`` leaves the title
+    to the page that shows it (the static site), so the picture depends on the measurements only.
+    """
+    makers = {"gemm": gemm_figure, "bandwidth": bandwidth_figure, "roofline": roofline_figure}
+    if chart not in makers:
+        raise HwcalError(f"unknown chart {chart!r}; charts: {', '.join(CHARTS)}")
+    import io
+
+    import matplotlib
+
+    fig = makers[chart](doc)
+    if not title:
+        for ax in fig.axes:
+            ax.set_title("")
+    buffer = io.StringIO()
+    with matplotlib.rc_context({"svg.hashsalt": "hwcal", "svg.fonttype": "path"}):
+        fig.savefig(buffer, format="svg", metadata={"Date": None})
+    return buffer.getvalue()
+
+
 def series_gids(fig: Any) -> list[str]:
     """The gids of the lines a figure shows (``series-...`` measured, ``ceiling-...`` peaks and roofs)."""
     return [line.get_gid() for ax in fig.axes for line in ax.get_lines() if line.get_gid()]

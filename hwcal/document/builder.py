@@ -41,6 +41,10 @@ class BuildInput:
     extra_metadata: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     memory: MemorySweep | dict[str, Any] | None = None  # STREAM results, or a section built elsewhere
+    # Per precision, the operand layout chosen and what each layout reached (LayoutChoice.as_dict()).
+    layouts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Per precision, the max-achievable search's result (hwcal.measure.mamf), GPUs.
+    max_achievable: dict[str, dict[str, Any]] = field(default_factory=dict)
     # The spec with its peaks scaled to the clock measured under load; efficiency is against it.
     efficiency_spec: dict[str, Any] | None = None
     # BLAS1/BLAS2, GEMM shapes and launch floors (sections ``blas``, ``gemm_shapes``, ``launch_floors``)
@@ -52,6 +56,11 @@ class BuildInput:
 def _r(x: float, digits: int = 4) -> float:
     """Round to significant digits: the files stay readable, the noise is far above this."""
     return float(f"{x:.{digits}g}")
+
+
+def _shape(result: dict[str, Any]) -> str:
+    shape = result["shape"]
+    return f"{shape['m']}x{shape['n']}x{shape['k']}"
 
 
 def _peaks(records: list[GemmRecord]) -> dict[str, GemmRecord]:
@@ -96,7 +105,9 @@ def precision_matrix(inp: BuildInput) -> tuple[dict[str, Any], list[str]]:
     for p in canonical_sorted(set(inp.precisions) | set(best)):
         sup = inp.supports.get(p)
         if p in best:
-            entry: dict[str, Any] = {"status": "native", "kernel": best[p].kernel}
+            entry: dict[str, Any] = {"status": "native", "kernel": best[p].kernel, "layout": best[p].layout}
+            if p in inp.layouts:
+                entry["layouts"] = inp.layouts[p]
             if fp32:
                 ratio = best[p].gflops_best / fp32
                 entry["ratio_vs_fp32"] = _r(ratio)
@@ -117,6 +128,9 @@ def precision_matrix(inp: BuildInput) -> tuple[dict[str, Any], list[str]]:
             reasons = inp.skips.get(p)
             status[p] = {"status": "not_run", "reason": reasons[0] if reasons else "not selected in this run"}
     peaks = {p: _r(best[p].gflops_best) for p in canonical_sorted(best)}
+    # Where the max-achievable search ran (GPUs), its burst best mean is the peak; the square curve stays.
+    searched = {p: r for p, r in inp.max_achievable.items() if p in peaks}
+    peaks.update({p: _r(r["peak_gflops"]) for p, r in searched.items()})
     efficiency = {p: _r(peaks[p] / reference[p]) for p in peaks if p in reference}
     for p, eff in efficiency.items():
         if eff > 1.0:
@@ -132,7 +146,11 @@ def precision_matrix(inp: BuildInput) -> tuple[dict[str, Any], list[str]]:
         "status": status,
         "peak_gflops_by_precision": peaks,
         "peak_size_by_precision": {p: best[p].n for p in peaks},
-        "speedup_vs_fp32": {p: _r(best[p].gflops_best / fp32) for p in peaks} if fp32 else {},
+        "speedup_vs_fp32": {p: _r(peaks[p] / peaks["fp32"]) for p in peaks} if "fp32" in peaks else {},
+        "peak_source_by_precision": {
+            p: (f"max_achievable: {searched[p]['peak']} at {_shape(searched[p])} ({searched[p]['layout']})"
+                if p in searched else f"square sweep: fastest round at n={best[p].n} ({best[p].layout})")
+            for p in peaks},
         "theoretical_peaks": {p: _r(v) for p, v in theoretical.items()},
         "efficiency_by_precision": efficiency,
     }
@@ -161,6 +179,7 @@ def _gemm_entry(rec: GemmRecord, theoretical: dict[str, float]) -> dict[str, Any
         "tolerance": float(f"{rec.tolerance:.3g}"),
         "verify_method": rec.verify_method,
         "kernel": rec.kernel,
+        "layout": rec.layout,
     }
     if rec.precision in theoretical:
         entry["efficiency"] = _r(rec.gflops_best / theoretical[rec.precision])
@@ -342,6 +361,8 @@ def build_calibration(inp: BuildInput) -> dict[str, Any]:
     }
     if memory is not None:
         doc["memory"] = memory
+    if inp.max_achievable:
+        doc["max_achievable"] = {p: inp.max_achievable[p] for p in canonical_sorted(inp.max_achievable)}
     if inp.blas_records:
         doc["blas"], blas_warnings = blas_section(inp.blas_records, measured_bw, bandwidth or None)
         doc["warnings"] += blas_warnings

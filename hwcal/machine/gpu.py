@@ -131,3 +131,65 @@ def _s(v: Any) -> str:
 
 def _cuda_version(v: int) -> str:
     return f"{v // 1000}.{(v % 1000) // 10}"
+
+
+class ClockPowerSampler:
+    """SM clock and board power of one GPU, sampled in a thread while a measurement runs.
+
+    NVML missing, or lost mid-run, never stops the measurement: the summary then says so (``status``
+    "missing" or "partial") and keeps what was sampled before.
+    """
+
+    def __init__(self, index: int, interval_s: float = 0.05) -> None:
+        import threading
+
+        self.interval_s = interval_s
+        self.clock: list[float] = []
+        self.power: list[float] = []
+        self.failure: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="hwcal-gpu-sampler", daemon=True)
+        try:
+            nv = _nvml()
+            if nv is None:
+                raise RuntimeError("NVML unavailable (no nvidia-ml-py, no driver, or nvmlInit refused)")
+            self._nv, self._h = nv, _handle_for(nv, index)
+        except Exception as exc:
+            self._nv = None
+            self.failure = f"{type(exc).__name__}: {exc}"
+
+    def __enter__(self) -> ClockPowerSampler:
+        if self._nv is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2.0)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.clock.append(float(self._nv.nvmlDeviceGetClockInfo(self._h, self._nv.NVML_CLOCK_SM)))
+                self.power.append(self._nv.nvmlDeviceGetPowerUsage(self._h) / 1000.0)
+            except Exception as exc:  # NVML lost mid-run: keep what was sampled
+                self.failure = f"{type(exc).__name__}: {exc}"
+                return
+            self._stop.wait(self.interval_s)
+
+    def summary(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(clock, power): median/min/max and sample count of each, with a status and any failure."""
+        import statistics
+
+        def one(values: list[float], digits: int) -> dict[str, Any]:
+            status = "measured" if values and not self.failure else ("partial" if values else "missing")
+            out: dict[str, Any] = {"status": status, "samples": len(values)}
+            if values:
+                out.update(median=round(statistics.median(values), digits), min=round(min(values), digits),
+                           max=round(max(values), digits))
+            if self.failure:
+                out["reason"] = self.failure
+            return out
+
+        return one(self.clock, 1), one(self.power, 1)

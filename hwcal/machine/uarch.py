@@ -377,6 +377,7 @@ def peak_flops_per_cycle(uarch: Microarch, sku_hint: str | None = None) -> tuple
     return rates, f"{basis}; {why}" if why else basis
 
 
-def x86_microarchitecture(vendor: str, family: int | None, model: int | None, stepping: int | None = None) -> str | None:
+def x86_microarchitecture(vendor: str, family: int | None, model: int | None,
+                          stepping: int | None = None) -> str | None:
     """The microarchitecture of recorded CPUID ids (``AuthenticAMD``, 25, 1 -> ``zen3``); None if unknown."""
     return _x86_name(vendor, family, model, stepping)

@@ -265,6 +265,8 @@ def _rounds_within_budget(session: CalibrationSession, operation: str, precision
 def run_blas(benchmark: Any, session: CalibrationSession, operation: str, precision: str, working_bytes: int) -> None:
     """Measure, verify and record one (operation, precision, size) case, or skip it with the reason."""
     session.ran_operations.add("blas")
+    if benchmark.enabled:
+        session.backend.warm_up()  # once per session (GPU clocks): not this sweep's budget
     started = time.perf_counter()
     try:
         _run(benchmark, session, operation, precision, working_bytes)
@@ -293,8 +295,6 @@ def _run(benchmark: Any, session: CalibrationSession, operation: str, precision:
         session.warnings.append(f"blas: {reason}")  # a missing DRAM figure must show in the document
         pytest.skip(reason)
 
-    if benchmark.enabled:
-        backend.warm_up()
     seed = working_bytes + sum(map(ord, operation + precision))
     ops = backend.blas_operands(operation, precision, n, m, seed)
     backend.synchronize()

@@ -7,11 +7,21 @@ from typing import Any
 
 import pytest
 
+from hwcal.measure.layouts import PROBE_N, choose_layout
 from hwcal.measure.records import GemmRecord
 from hwcal.measure.session import CalibrationSession
 from hwcal.measure.sweep import GUARD_SIZE
 from hwcal.measure.timing import RoundPlan, plan_rounds, time_one_call, timed_rounds
 from hwcal.measure.verify import verify_gemm
+
+
+def session_layout(session: CalibrationSession, precision: str) -> str:
+    """The precision's fastest operand layout, chosen once per session at a representative size."""
+    if precision not in session.layouts:
+        sizes = session.sizes()
+        probe_n = min(max(sizes), PROBE_N[session.backend.device_type])
+        session.layouts[precision] = choose_layout(session.backend, precision, probe_n)
+    return session.layouts[precision].layout
 
 
 def run_gemm(benchmark: Any, session: CalibrationSession, precision: str, n: int) -> None:
@@ -36,9 +46,10 @@ def run_gemm(benchmark: Any, session: CalibrationSession, precision: str, n: int
 
     if benchmark.enabled:
         backend.warm_up()
+    layout = session_layout(session, precision)
     seed = 1000 * n + sum(map(ord, precision))
     with backend.precision_mode(precision) as modes:
-        ops = backend.make_operands(precision, n, seed)
+        ops = backend.make_operands(precision, n, seed, layout=layout)
         if benchmark.enabled:
             plan = plan_rounds(time_one_call(backend, backend.gemm, ops), backend, session.options.quick)
         else:
@@ -73,6 +84,7 @@ def run_gemm(benchmark: Any, session: CalibrationSession, precision: str, n: int
         tolerance=check.tolerance,
         verify_method=check.method,
         kernel=support.kernel,
+        layout=ops.layout,
         modes=dict(modes),
         operand_range=ops.operand_range,
         accumulator_wraps=bool(ops.extra.get("accumulator_wraps")),

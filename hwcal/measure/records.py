@@ -130,6 +130,8 @@ class GemmRecord:
     device_event_ratio: float | None = None
     # Whether the clock fell below 75% of the ceiling while this case ran; None when not sampled.
     throttled: bool | None = None
+    # Operand layout as BLAS names it (NN, NT, TN): the fastest the framework offers, chosen per precision.
+    layout: str = "NN"
 
 
 

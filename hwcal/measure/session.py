@@ -13,6 +13,8 @@ from pathlib import Path
 
 from hwcal.backends import Backend, Support, make_backend
 from hwcal.machine.sampler import MachineState
+from hwcal.measure.layouts import LayoutChoice
+from hwcal.measure.mamf_result import MamfResult
 from hwcal.measure.records import BlasRecord, GemmRecord, LaunchFloor, MemorySweep, ShapeRecord
 from hwcal.measure.sweep import Sweep, SweepPolicy
 
@@ -45,6 +47,10 @@ class CalibrationSession:
     t0: float = field(default_factory=time.perf_counter)
     records: list[GemmRecord] = field(default_factory=list)
     supports: dict[str, Support] = field(default_factory=dict)
+    # Per precision, the operand layout chosen for it (hwcal.measure.layouts) and what each one reached.
+    layouts: dict[str, LayoutChoice] = field(default_factory=dict)
+    # Per precision, the max-achievable (MAMF) search's result (hwcal.measure.mamf).
+    max_achievable: dict[str, MamfResult] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
     skips: dict[str, list[str]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)

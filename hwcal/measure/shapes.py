@@ -213,6 +213,8 @@ def _rounds_that_fit(session: CalibrationSession, precision: str, shape: Shape, 
 def run_shape(benchmark: Any, session: CalibrationSession, precision: str, shape: Shape) -> None:
     """Measure, verify and record one (precision, shape) case, or skip it with the reason."""
     session.ran_operations.add("gemm_shapes")
+    if benchmark.enabled:
+        session.backend.warm_up()  # once per session (GPU clocks): not this sweep's budget
     started = time.perf_counter()
     try:
         _run(benchmark, session, precision, shape)
@@ -239,8 +241,6 @@ def _run(benchmark: Any, session: CalibrationSession, precision: str, shape: Sha
         session.warnings.append(f"gemm_shapes: {reason}")
         pytest.skip(reason)
 
-    if benchmark.enabled:
-        backend.warm_up()
     seed = shape.batch * 7 + shape.m * 1000 + shape.n + shape.k * 3 + sum(map(ord, precision))
     with backend.precision_mode(precision) as modes:
         ops = backend.make_shape_operands(precision, shape.m, shape.n, shape.k, shape.batch, seed)

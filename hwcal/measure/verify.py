@@ -63,15 +63,15 @@ def _worse(worst: float, value: Any) -> float:
 
 def verify_gemm(backend: Backend, ops: GemmOperands, c: Any, seed: int, vectors: int = 4) -> Verification:
     prec = PRECISIONS[ops.precision]
-    n = ops.n
+    n, rows, inner = ops.n, ops.rows, ops.inner  # C is rows x n, the inner products inner long
     rng = np.random.default_rng(seed + 1)
     wraps = bool(ops.extra.get("accumulator_wraps"))
     modulus = float(2 ** int(ops.extra.get("accumulator_bits", prec.bits)))
     if prec.is_integer:
         r = ops.operand_range or 1.0
-        # Freivalds with x in {-1,1}: |A(Bx)| <= n^2 R^2 must stay exact in fp64 (< 2**53).
-        if n * n * r * r >= 2.0**53:
-            raise ValueError(f"integer verification not exact at n={n}, operand range {r}")
+        # Freivalds with x in {-1,1}: |A(Bx)| <= K N R^2 must stay exact in fp64 (< 2**53).
+        if inner * n * r * r >= 2.0**53:
+            raise ValueError(f"integer verification not exact at {rows}x{n}x{inner}, operand range {r}")
     worst = 0.0
     # Freivalds: C X against A (B X), X holding ``vectors`` random columns; +-1 entries for integers
     # (a zero would leave its column of C unchecked by that vector).
@@ -86,7 +86,8 @@ def verify_gemm(backend: Backend, ops: GemmOperands, c: Any, seed: int, vectors:
     else:
         worst = _worse(worst, _relative_to_rms(abs(y - ref), ref))
     for _ in range(2):
-        i, j = (int(v) for v in rng.integers(0, max(1, n - _SAMPLE + 1), size=2))
+        i = int(rng.integers(0, max(1, rows - _SAMPLE + 1)))
+        j = int(rng.integers(0, max(1, n - _SAMPLE + 1)))
         a_rows = backend.as_f64(ops.a[i : i + _SAMPLE])
         b_cols = backend.as_f64(ops.b[:, j : j + _SAMPLE])
         ref = a_rows @ b_cols
@@ -96,7 +97,7 @@ def verify_gemm(backend: Backend, ops: GemmOperands, c: Any, seed: int, vectors:
             worst = _worse(worst, diff.max())
         else:
             worst = _worse(worst, _relative_to_rms(abs(got - ref), ref))
-    tolerance = prec.tolerance(n)
+    tolerance = prec.tolerance(inner)
     method = f"Freivalds x{vectors} + sampled blocks vs fp64"
     if wraps:
         method += f", exact modulo 2^{int(np.log2(modulus))} (accumulator wraps)"

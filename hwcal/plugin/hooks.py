@@ -38,8 +38,9 @@ STREAM_FIXTURE = "stream_case"
 BLAS_FIXTURE = "blas_case"
 SHAPE_FIXTURE = "shape_case"
 FLOOR_FIXTURE = "floor_case"
+MAMF_FIXTURE = "max_achievable_case"
 # Operations a complete calibration measures; a run that collects none of one says so (partial).
-OPERATIONS = ("gemm", "stream", "dot", "axpy", "scal", "gemv", "gemm_shapes", "launch_floors")
+OPERATIONS = ("gemm", "stream", "dot", "axpy", "scal", "gemv", "gemm_shapes", "launch_floors", "max_achievable")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -69,6 +70,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         # Size-major, ascending, STREAM's kernel order: the four kernels of a size share its arrays.
         metafunc.parametrize(STREAM_FIXTURE, [pytest.param((k, b), id=f"{k}-{size_label(b)}") for k, b in stream])
     _parametrize_operations(metafunc)
+    if MAMF_FIXTURE in metafunc.fixturenames:
+        cal = metafunc.config.stash[SESSION_KEY]
+        metafunc.parametrize(MAMF_FIXTURE, [pytest.param(p, id=p) for p in cal.backend.precisions()])
     if GEMM_FIXTURE not in metafunc.fixturenames:
         return
     cal = metafunc.config.stash[SESSION_KEY]
@@ -107,7 +111,7 @@ def _item_operation(item: pytest.Item) -> str | None:
     if BLAS_FIXTURE in names:
         return str(params.get(BLAS_FIXTURE, ("blas",))[0])
     for fixture, operation in ((GEMM_FIXTURE, "gemm"), (STREAM_FIXTURE, "stream"), (SHAPE_FIXTURE, "gemm_shapes"),
-                               (FLOOR_FIXTURE, "launch_floors")):
+                               (FLOOR_FIXTURE, "launch_floors"), (MAMF_FIXTURE, "max_achievable")):
         if fixture in names:
             return operation
     return None

@@ -33,7 +33,7 @@ def summary_lines(doc: dict[str, Any]) -> list[str]:
     lines.insert(1, "-" * len(lines[0]))
     sweep = [f"{p}: {reason}" for p, st in matrix["status"].items() for reason in st.get("sizes_skipped", [])]
     return ([ln.rstrip() for ln in lines] + [f"sweep: {s}" for s in sweep] + _ceiling_lines(doc)
-            + _memory_lines(doc) + _operation_lines(doc) + _pending_lines(doc)
+            + _memory_lines(doc) + _operation_lines(doc)
             + [f"warning: {w}" for w in doc.get("warnings", [])])
 
 
@@ -61,17 +61,6 @@ def _ceiling_lines(doc: dict[str, Any]) -> list[str]:
     head = (f"compute ceiling (measured FMA, {ceiling.get('threads')} threads, "
             f"{ceiling.get('duration_s', 0):.2f} s)")
     return [f"{head}: {'; '.join(parts)}"]
-
-
-def _pending_lines(doc: dict[str, Any]) -> list[str]:
-    """Sections measured but not in the filed file until the calibration schema declares them."""
-    from hwcal.document.spec import undeclared_fields
-
-    pending = undeclared_fields(doc)
-    if not pending:
-        return []
-    return [f"note: not in the filed file until the calibration schema declares them: "
-            f"{', '.join('.'.join(p) for p in pending)}"]
 
 
 def _memory_lines(doc: dict[str, Any]) -> list[str]:

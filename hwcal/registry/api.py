@@ -93,6 +93,17 @@ class Profile:
     def measured_bandwidth_gbps(self) -> float | None:
         return self.calibration.get("measured_bandwidth_gbps")
 
+    def predict(self, operation: str, precision: str, **dims: int) -> Any:
+        """Predicted time of one call (``hwcal.registry.predict.Prediction``: seconds, gflops, gbps,
+        efficiency, basis, points); e.g. ``predict("gemm", "bf16", m=4096, n=4096, k=4096)``."""
+        from hwcal.registry.predict import predictor_for  # curves built once per Profile, kept on it
+        return predictor_for(self).predict(operation, precision, **dims)
+
+    def efficiency(self, operation: str, precision: str, **dims: int) -> float | None:
+        """The predicted call's fraction of the precision's peak (of bandwidth for memory-bound ops)."""
+        from hwcal.registry.predict import predictor_for
+        return predictor_for(self).efficiency(operation, precision, **dims)
+
 
 class Registry:
     """Read access to a registry folder (``<device_type>/<hardware_id>/spec.json`` and ``calibrations/``).

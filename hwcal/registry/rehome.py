@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from hwcal.document.schema import schema_errors
-from hwcal.document.spec import undeclared_fields, without_fields
 from hwcal.errors import HwcalError
 from hwcal.machine.uarch import x86_microarchitecture
 from hwcal.naming import (
@@ -235,7 +234,7 @@ def rehomed_doc(doc: dict[str, Any], plan: RehomePlan, date: datetime) -> dict[s
                        f"rehomed from {plan.device_type}/{plan.old_id} to {plan.device_type}/{plan.new_id} on "
                        f"{date.date().isoformat()} by {TOOL}: {record['reason']}; evidence: "
                        f"{'; '.join(plan.inference.evidence)}"]
-    return without_fields(out, undeclared_fields(out, "calibration", (("metadata", "rehomed_from"),)))
+    return out
 
 
 def rehomed_spec(spec: dict[str, Any], plan: RehomePlan, date: datetime) -> dict[str, Any]:

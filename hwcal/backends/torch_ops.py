@@ -1,0 +1,141 @@
+"""TorchBackend's BLAS1/BLAS2, GEMM-shape and launch-floor methods, kept apart from its square-GEMM,
+STREAM and layout methods (``torch_backend``), which mix this class in.
+
+torch.dot / torch.mv reach the BLAS torch was built with (CPU) or cuBLAS (GPU) for fp32/fp64 and ATen's
+own kernels for fp16/bf16; axpy is ``y.add_(x, alpha=a)`` and scal ``x.mul_(a)``: one fused in-place
+pass each, on all of torch's threads (CPU) or one CUDA kernel. Shaped GEMMs are ``torch.mm`` /
+``torch.bmm`` into a preallocated output; on a GPU small operands rotate so L2 never holds the last
+launch's. The floors are each operation's 1-element / 1x1 call.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+from typing import Any
+
+import torch
+
+from hwcal.backends.base import AXPY_ALPHAS, SCAL_ALPHAS, BlasOperands, FloorCall, ShapeOperands
+from hwcal.backends.torch_gemm import FLOAT as _FLOAT
+
+
+class TorchOperations:
+    """Mixed into TorchBackend, which provides ``device``, ``device_type``, ``_torch_device``,
+    ``_sets_needed`` and ``_kernel``."""
+
+    device: str
+    device_type: str
+    _torch_device: Any
+
+    def _sets_needed(self, bytes_one_set: int) -> int: ...  # provided by TorchBackend
+
+    def _kernel(self, precision: str) -> str: ...  # provided by TorchBackend
+
+    # torch was built with (CPU) or cuBLAS (GPU) for fp32/fp64 and ATen's own kernels for fp16/bf16;
+    def blas_precisions(self) -> list[str]:
+        return ["fp64", "fp32", "fp16", "bf16"]
+
+    def _blas_filled(self, gen: torch.Generator, size: int, dtype: Any, low: float, high: float) -> Any:
+        """``size`` values from a 64 Ki-element random block repeated (drawing 100 MiB costs more than timing it)."""
+        block = torch.rand(min(size, 1 << 16), generator=gen, device=self._torch_device, dtype=torch.float32)
+        block = (block * (high - low) + low).to(dtype)
+        return block.repeat(math.ceil(size / block.numel()))[:size]
+
+    def blas_operands(self, operation: str, precision: str, n: int, m: int, seed: int) -> BlasOperands:
+        dtype = _FLOAT[precision]
+        gen = torch.Generator(device=self._torch_device).manual_seed(seed)
+        if operation == "dot":
+            # Positive values scaled by 1/sqrt(n): the result is ~1 (fp16 cannot hold n) and grows with every
+            # term, so a wrong or zero result cannot hide in the tolerance.
+            scale = 1.0 / max(1.0, n**0.5)
+            return BlasOperands("dot", precision, n, x=self._blas_filled(gen, n, dtype, 0.5 * scale, 1.5 * scale),
+                                y=self._blas_filled(gen, n, dtype, 0.5 * scale, 1.5 * scale),
+                                result=torch.empty((), dtype=dtype, device=self._torch_device))
+        if operation == "axpy":
+            return BlasOperands("axpy", precision, n, x=self._blas_filled(gen, n, dtype, -1.0, 1.0),
+                                y=self._blas_filled(gen, n, dtype, -1.0, 1.0), alphas=itertools.cycle(AXPY_ALPHAS))
+        if operation == "scal":
+            return BlasOperands("scal", precision, n, x=self._blas_filled(gen, n, dtype, -1.0, 1.0),
+                                alphas=itertools.cycle(SCAL_ALPHAS))
+        if operation == "gemv":
+            a = self._blas_filled(gen, m * n, dtype, -1.0, 1.0).view(m, n)
+            return BlasOperands("gemv", precision, n, m, x=self._blas_filled(gen, n, dtype, -1.0, 1.0), a=a,
+                                y=torch.empty(m, dtype=dtype, device=self._torch_device))
+        raise ValueError(f"unknown BLAS operation {operation!r}")
+
+    def blas_call(self, ops: BlasOperands, alpha: float | None = None) -> Any:
+        op = ops.operation
+        if op == "dot":
+            return torch.dot(ops.x, ops.y, out=ops.result)
+        if op == "gemv":
+            return torch.mv(ops.a, ops.x, out=ops.y)
+        if alpha is None:
+            alpha = next(ops.alphas)  # type: ignore[arg-type]
+        if op == "scal":
+            return ops.x.mul_(alpha)
+        return ops.y.add_(ops.x, alpha=alpha)
+
+    def blas_threads(self, operation: str) -> int | None:
+        return torch.get_num_threads() if self.device_type == "cpu" else None
+
+    def blas_kernel(self, operation: str, precision: str) -> str:
+        call = {"dot": "torch.dot(x, y, out=r)", "gemv": "torch.mv(A, x, out=y), A row-major",
+                "axpy": "y.add_(x, alpha=a): one fused pass", "scal": "x.mul_(a): one in-place pass"}[operation]
+        if self.device_type == "gpu":
+            lib = "cuBLAS" if operation in ("dot", "gemv") and precision in ("fp32", "fp64") else "CUDA kernel"
+            return f"{call} ({lib}, {self.device})"
+        return f"{call} (CPU {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads)"
+
+    def shape_precisions(self) -> list[str]:
+        return ["fp32", "tf32", "fp16", "bf16"] if self.device_type == "gpu" else ["fp32", "bf16", "fp16"]
+
+    def make_shape_operands(self, precision: str, m: int, n: int, k: int, batch: int, seed: int) -> ShapeOperands:
+        dtype = _FLOAT[precision]
+        gen = torch.Generator(device=self._torch_device).manual_seed(seed)
+        lead = (batch,) if batch > 1 else ()
+
+        def one_set() -> tuple[Any, Any]:
+            a = torch.randn(*lead, m, k, generator=gen, device=self._torch_device, dtype=torch.float32).to(dtype)
+            b = torch.randn(*lead, k, n, generator=gen, device=self._torch_device, dtype=torch.float32).to(dtype)
+            return a, b
+
+        # GPUs: rotate operand sets so one launch never finds the last one's operands in L2.
+        sets = [one_set() for _ in range(self._sets_needed(batch * (m * k + k * n) * dtype.itemsize))]
+        ops = ShapeOperands(precision, m, n, k, batch, sets[-1][0], sets[-1][1],
+                            out=torch.empty(*lead, m, n, device=self._torch_device, dtype=dtype))
+        ops.extra.update({"sets": sets, "next": 0})
+        return ops
+
+    def gemm_shape(self, ops: ShapeOperands) -> Any:
+        sets = ops.extra["sets"]
+        i = ops.extra["next"]
+        ops.extra["next"] = (i + 1) % len(sets)
+        ops.a, ops.b = sets[i]  # verification checks the operands of the last launch
+        return (torch.bmm if ops.batch > 1 else torch.mm)(ops.a, ops.b, out=ops.out)
+
+    def shape_kernel(self, precision: str, batch: int) -> str:
+        call = "torch.bmm" if batch > 1 else "torch.mm"
+        if self.device_type == "gpu":
+            return f"{call} -> {self._kernel(precision).replace(' GEMM', '')} ({'batched' if batch > 1 else 'GEMM'})"
+        return f"{call} {precision} (CPU {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads)"
+
+    def shape_layout(self, batch: int) -> str:
+        return ("contiguous (B,M,K) @ (B,K,N) -> (B,M,N)" if batch > 1
+                else "row-major A (M,K) @ row-major B (K,N) -> C (M,N)")
+
+    def floor_calls(self) -> dict[str, FloorCall]:
+        dev = self._torch_device
+        x, y = torch.ones(1, device=dev), torch.ones(1, device=dev)
+        r, a, c = torch.empty((), device=dev), torch.ones(1, 1, device=dev), torch.empty(1, 1, device=dev)
+        out = torch.empty(1, device=dev)
+        what = "CUDA launch" if self.device_type == "gpu" else "CPU dispatch"
+        return {
+            "dot": FloorCall(functools.partial(torch.dot, x, y, out=r), f"torch.dot, 1 fp32 element ({what})", "fp32"),
+            "axpy": FloorCall(functools.partial(y.add_, x, alpha=1.0), f"y.add_(x, alpha=a), 1 fp32 element ({what})",
+                              "fp32"),
+            "scal": FloorCall(functools.partial(x.mul_, 1.0), f"x.mul_(a), 1 fp32 element ({what})", "fp32"),
+            "gemv": FloorCall(functools.partial(torch.mv, a, x, out=out), f"torch.mv, 1x1 fp32 ({what})", "fp32"),
+            "gemm": FloorCall(functools.partial(torch.mm, a, a, out=c), f"torch.mm, 1x1 fp32 ({what})", "fp32"),
+        }

@@ -1,0 +1,214 @@
+"""The max-achievable matmul (MAMF) search: per precision, the (M, N, K) at which the device's GEMM is
+fastest, found within a time budget, then timed two ways (burst and sustained) with the clock and the
+power sampled, and verified.
+
+Why a search: a GPU's best GEMM is rarely square. mamf-finder's best bf16 shapes on an H200 have small
+M with large N and K (1024 x 4096 x 16384); a square sweep peaks several percent lower. The search times a
+coarse grid of tile-multiple shapes, then the neighbours of the best three, each by the burst method
+mamf-finder uses (per call, CUDA events, L2 flushed and the output re-written before each call), and never
+a shape whose call would outlast ``MAX_CALL_S`` or whose operands would crowd free memory.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from hwcal.backends import Backend, GemmOperands
+from hwcal.machine.gpu import ClockPowerSampler
+from hwcal.measure.gemm import session_layout
+from hwcal.measure.mamf_result import MamfResult
+from hwcal.measure.session import CalibrationSession
+from hwcal.measure.verify import verify_gemm
+from hwcal.precisions import PRECISIONS
+
+COARSE_M = (1024, 2048, 4096, 8192)
+COARSE_N = (2048, 4096, 8192)
+COARSE_K = (4096, 8192, 13312, 16384)
+STEP = 256  # tile multiple of every refined dimension
+MAX_CALL_S = 0.03  # a call longer than this costs the search more than it can tell it
+MEMORY_FRACTION = 0.5
+BUDGET_S = {False: 8.0, True: 3.0}  # per precision, by --quick
+FINAL_ITERATIONS = (25, 100)  # warm-up and timed calls of the best shape (mamf-finder: 50 and 100)
+SUSTAIN = {False: (2.0, 1.0), True: (1.0, 0.5)}  # warm-up and timed seconds of the sustained figure
+
+
+@dataclass(frozen=True)
+class Shape:
+    m: int
+    n: int
+    k: int
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.m * self.n * self.k
+
+    def label(self) -> str:
+        return f"{self.m}x{self.n}x{self.k}"
+
+
+@dataclass
+class Timed:
+    shape: Shape
+    mean_s: float
+    median_s: float
+    min_s: float
+    iterations: int
+
+    @property
+    def gflops(self) -> float:
+        return self.shape.flops / self.mean_s / 1e9
+
+
+def coarse_grid() -> list[Shape]:
+    return [Shape(m, n, k) for m in COARSE_M for n in COARSE_N for k in COARSE_K]
+
+
+def neighbours(shape: Shape) -> Iterator[Shape]:
+    """Shapes one step away in each dimension: half and one-and-a-half the size, and +- a few tiles."""
+    def ladder(v: int) -> set[int]:
+        out = {v // 2, v * 3 // 2, v - 4 * STEP, v + 4 * STEP, v - 2 * STEP, v + 2 * STEP}
+        return {max(STEP, x - x % STEP) for x in out}
+
+    for m in sorted(ladder(shape.m) - {shape.m}):
+        yield Shape(m, shape.n, shape.k)
+    for n in sorted(ladder(shape.n) - {shape.n}):
+        yield Shape(shape.m, n, shape.k)
+    for k in sorted(ladder(shape.k) - {shape.k}):
+        yield Shape(shape.m, shape.n, k)
+
+
+class Search:
+    """One precision's search state: what was timed, what was skipped and why, and the time spent."""
+
+    def __init__(self, backend: Backend, precision: str, layout: str, rate_gflops: float, budget_s: float,
+                 seed: int = 11) -> None:
+        self.backend, self.precision, self.layout = backend, precision, layout
+        self.rate_gflops = max(rate_gflops, 1.0)
+        self.budget_s, self.seed = budget_s, seed
+        self.timed: dict[Shape, Timed] = {}
+        self.skipped: list[str] = []
+        self.start = time.perf_counter()
+        self.free = backend.free_memory_bytes()
+
+    def spent(self) -> float:
+        return time.perf_counter() - self.start
+
+    def fits(self, shape: Shape) -> str | None:
+        """Why ``shape`` is not timed (too slow a call, too much memory), or None."""
+        if shape.flops / (self.rate_gflops * 1e9) > MAX_CALL_S:
+            return f"{shape.label()}: one call would take over {MAX_CALL_S * 1e3:.0f} ms at the sweep's rate"
+        size = max(1, PRECISIONS[self.precision].bits // 8)
+        need = (shape.m * shape.k + shape.k * shape.n) * size + shape.m * shape.n * 4 + 2**28
+        if need > MEMORY_FRACTION * self.free:
+            return (f"{shape.label()}: needs {need / 2**30:.2f} GiB, over {MEMORY_FRACTION:.0%} of the "
+                    f"{self.free / 2**30:.2f} GiB free")
+        return None
+
+    def operands(self, shape: Shape) -> GemmOperands:
+        return self.backend.make_operands(self.precision, shape.n, self.seed, layout=self.layout, m=shape.m,
+                                          k=shape.k)
+
+    def time(self, shape: Shape, warmup: int | None = None, iterations: int | None = None) -> Timed | None:
+        reason = self.fits(shape)
+        if reason:
+            self.skipped.append(reason)
+            return None
+        est = shape.flops / (self.rate_gflops * 1e9)
+        warmup = warmup if warmup is not None else max(2, min(20, math.ceil(0.01 / est)))
+        iterations = iterations if iterations is not None else max(5, min(30, math.ceil(0.03 / est)))
+        ops = self.operands(shape)
+        times = self.backend.burst_times(lambda: self.backend.gemm(ops), ops.out, warmup + iterations)[warmup:]
+        t = Timed(shape, statistics.fmean(times), statistics.median(times), min(times), len(times))
+        self.timed[shape] = t
+        return t
+
+    def best(self, count: int = 1) -> list[Timed]:
+        return sorted(self.timed.values(), key=lambda t: t.gflops, reverse=True)[:count]
+
+    def run(self) -> Timed | None:
+        """Coarse grid, then neighbours of the best three, until the budget ends."""
+        for shape in coarse_grid():
+            if self.spent() > 0.6 * self.budget_s:
+                self.skipped.append(f"coarse grid cut at {len(self.timed)} shapes by the {self.budget_s:g} s budget")
+                break
+            self.time(shape)
+        seen = set(self.timed)
+        for top in self.best(3):
+            for shape in neighbours(top.shape):
+                if self.spent() > self.budget_s:
+                    break
+                if shape not in seen:
+                    seen.add(shape)
+                    self.time(shape)
+        best = self.best(1)
+        return best[0] if best else None
+
+
+def max_achievable(backend: Backend, precision: str, layout: str, kernel: str, rate_gflops: float,
+                   quick: bool, device_index: int) -> MamfResult | None:
+    """The search, then the best shape timed again (burst, more iterations) and sustained, with the clock
+    and power sampled over both, and its result verified. None when no shape could be timed."""
+    search = Search(backend, precision, layout, rate_gflops, BUDGET_S[quick])
+    with backend.precision_mode(precision):
+        found = search.run()
+        if found is None:
+            return None
+        shape = found.shape
+        ops = search.operands(shape)
+        warm_s, hold_s = SUSTAIN[quick]
+        with ClockPowerSampler(device_index) as sampler:
+            times = backend.burst_times(lambda: backend.gemm(ops), ops.out, sum(FINAL_ITERATIONS))
+            times = times[FINAL_ITERATIONS[0]:]
+            sustained = backend.sustained_time(lambda: backend.gemm(ops), warm_s, hold_s)
+        clock, power = sampler.summary()
+        check = verify_gemm(backend, ops, ops.out, search.seed)
+    launches, seconds = sustained if sustained else (None, None)
+    flops = shape.flops
+    return MamfResult(
+        precision=precision, m=shape.m, n=shape.n, k=shape.k, layout=layout, kernel=kernel,
+        burst_mean_gflops=flops / statistics.fmean(times) / 1e9,
+        burst_median_gflops=flops / statistics.median(times) / 1e9,
+        burst_max_gflops=flops / min(times) / 1e9, burst_iterations=len(times),
+        sustained_gflops=flops * launches / seconds / 1e9 if launches and seconds else None,
+        sustained_s=seconds, sustained_launches=launches, warmup_s=warm_s,
+        verified=check.ok, max_error=check.max_error, tolerance=check.tolerance,
+        shapes_tried=len(search.timed), search_s=search.spent(), budget_s=search.budget_s,
+        clock_mhz=clock, power_w=power, skipped=search.skipped[:20],
+    )
+
+
+def run_max_achievable(session: CalibrationSession, precision: str, timed: bool) -> None:
+    """The search for one precision as a calibration test: skipped with the reason where it cannot run
+    (no GPU, unsupported, nothing measured to size it from, --benchmark-disable), failed when the best
+    shape's result is wrong, else filed into the session."""
+    backend = session.backend
+    if backend.device_type != "gpu":
+        pytest.skip("the max-achievable search runs on GPUs; a CPU's peak is its square sweep and its measured "
+                    "FMA ceiling")
+    if not timed:
+        pytest.skip("--benchmark-disable: correctness only, no search")
+    support = session.support(precision)
+    if not support.runnable:
+        pytest.skip(f"{precision} unsupported: {support.reason}")
+    if precision in session.failures:
+        pytest.skip(f"{precision} failed verification earlier: {session.failures[precision]}")
+    rates = [r.gflops_best for r in session.records if r.precision == precision]
+    if not rates:
+        pytest.skip(f"{precision}: no square GEMM was measured in this run to size the search from")
+    layout = session_layout(session, precision)
+    index = int(backend.device.split(":")[1]) if ":" in backend.device else 0
+    result = max_achievable(backend, precision, layout, support.kernel, max(rates), session.options.quick, index)
+    if result is None:
+        pytest.skip(f"{precision}: no shape of the search fits this device's memory and call-time bounds")
+    if not result.verified:
+        shape = f"{result.m}x{result.n}x{result.k}"
+        session.failures[precision] = f"max-achievable {shape}: max error {result.max_error:.3g}"
+        pytest.fail(f"{precision} GEMM at {result.m}x{result.n}x{result.k} gave wrong results: max error "
+                    f"{result.max_error:.3g} (tolerance {result.tolerance:.3g})")
+    session.max_achievable[precision] = result

@@ -1,0 +1,159 @@
+"""What ``Profile.predict`` reads from a format-2 calibration: measured points per operation, precision
+and shape family, the cache tiers, the launch floors and the efficiency references. Pure, no I/O.
+
+Every time is the *best* per call (``flops / gflops_best`` or ``bytes / gbps_best``, which is
+``time_s.min / launches_per_round`` for the square sweep): the figure a calibration calls its peak.
+Unverified results (``verified: false``) are left out; nothing else is filtered.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from hwcal.precisions import PRECISIONS
+from hwcal.registry.predict_curves import Point, Tiers, tiers_of
+
+SQUARE = "square"
+GEMM_FAMILIES = (SQUARE, "small_m", "proj_up", "proj_down", "batched")
+STREAM_KERNELS = ("copy", "scale", "add", "triad")
+BLAS_OPS = ("dot", "axpy", "scal", "gemv")
+MEMORY_OPS = BLAS_OPS + STREAM_KERNELS
+OPERATIONS = ("gemm", *MEMORY_OPS)
+
+# STREAM's counting: (FLOPs per element, arrays moved) per kernel; BLAS1/2 minimal traffic in vectors.
+STREAM_COUNTS = {"copy": (0, 2), "scale": (1, 2), "add": (1, 3), "triad": (2, 3)}
+BLAS_COUNTS = {"dot": (2, 2), "axpy": (2, 3), "scal": (1, 2)}
+# Without BLAS records, a BLAS call is predicted from the STREAM kernel of the same traffic pattern:
+# axpy is triad (2 reads, 1 write, 2 FLOPs/element), scal is scale; dot and gemv only read, and add is
+# the kernel with two read streams (their one write is small next to them).
+STREAM_PROXY = {"dot": "add", "axpy": "triad", "scal": "scale", "gemv": "add"}
+
+
+def element_bytes(precision: str) -> int:
+    return max(1, PRECISIONS[precision].bits // 8)
+
+
+def work_of(operation: str, precision: str, dims: dict[str, int]) -> tuple[float, float]:
+    """(FLOPs, minimal bytes moved) of one call, as the benchmarks count them."""
+    eb = element_bytes(precision)
+    if operation == "gemm":
+        b, m, n, k = dims["batch"], dims["m"], dims["n"], dims["k"]
+        return 2.0 * b * m * n * k, float(b * (m * k + k * n + m * n) * eb)
+    if operation == "gemv":
+        m, n = dims["m"], dims["n"]
+        return 2.0 * m * n, float((m * n + m + n) * eb)
+    flops_per, arrays = STREAM_COUNTS[operation] if operation in STREAM_COUNTS else BLAS_COUNTS[operation]
+    n = dims["n"]
+    return float(flops_per * n), float(arrays * n * eb)
+
+
+def _num(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) and value > 0 else None
+
+
+def _int(value: object, default: int | None = None) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else default
+
+
+@dataclass
+class Inputs:
+    """Everything a Predictor needs; leave-one-out builds copies with one point removed."""
+
+    name: str
+    device_type: str
+    gemm: list[Point] = field(default_factory=list)  # square sweep and shape families
+    blas: list[Point] = field(default_factory=list)
+    stream: list[Point] = field(default_factory=list)
+    tiers: Tiers | None = None
+    tier_names: tuple[str, ...] = ()
+    launch_floor_s: dict[str, float] = field(default_factory=dict)
+    peak_gflops_theoretical: dict[str, float] = field(default_factory=dict)
+    bandwidth_gbps_theoretical: float | None = None
+    stream_dtype: str = "fp64"
+
+    def without(self, point: Point) -> Inputs:
+        return Inputs(self.name, self.device_type,
+                      [p for p in self.gemm if p is not point], [p for p in self.blas if p is not point],
+                      [p for p in self.stream if p is not point], self.tiers, self.tier_names,
+                      self.launch_floor_s, self.peak_gflops_theoretical, self.bandwidth_gbps_theoretical,
+                      self.stream_dtype)
+
+
+def _gemm_points(doc: dict[str, Any]) -> list[Point]:
+    points: list[Point] = []
+    for rec in doc.get("gemm") or []:
+        prec, n, gflops = rec.get("precision"), _int(rec.get("n")), _num(rec.get("gflops_best"))
+        if prec not in PRECISIONS or n is None or gflops is None or rec.get("verified") is False:
+            continue
+        flops, bytes_moved = work_of("gemm", prec, {"m": n, "n": n, "k": n, "batch": 1})
+        points.append(Point(SQUARE, prec, (("m", n), ("n", n), ("k", n), ("batch", 1)), flops, bytes_moved,
+                            flops / (gflops * 1e9), "gemm"))
+    for rec in doc.get("gemm_shapes") or []:
+        prec, fam, gflops = rec.get("precision"), rec.get("family"), _num(rec.get("gflops_best"))
+        m, n, k = (_int(rec.get(x)) for x in ("m", "n", "k"))
+        b = _int(rec.get("batch"), 1)
+        if (prec not in PRECISIONS or fam not in GEMM_FAMILIES or None in (m, n, k, b) or gflops is None
+                or rec.get("verified") is False):
+            continue
+        dims = {"m": m, "n": n, "k": k, "batch": b}
+        flops, bytes_moved = work_of("gemm", prec, dims)  # type: ignore[arg-type]
+        points.append(Point(fam, prec, tuple(dims.items()), flops, bytes_moved,  # type: ignore[arg-type]
+                            flops / (gflops * 1e9), "gemm_shapes"))
+    return points
+
+
+def _blas_points(doc: dict[str, Any]) -> list[Point]:
+    points: list[Point] = []
+    for rec in doc.get("blas") or []:
+        op, prec, n = rec.get("operation"), rec.get("precision"), _int(rec.get("n"))
+        if op not in BLAS_OPS or prec not in PRECISIONS or n is None or rec.get("verified") is False:
+            continue
+        dims = {"m": _int(rec.get("m"), n), "n": n} if op == "gemv" else {"n": n}
+        flops, bytes_moved = work_of(op, prec, dims)  # type: ignore[arg-type]
+        gbps, gflops = _num(rec.get("gbps_best")), _num(rec.get("gflops_best"))
+        filed_bytes, filed_flops = _num(rec.get("bytes")), _num(rec.get("flops"))
+        if gbps and filed_bytes:
+            seconds = filed_bytes / (gbps * 1e9)
+        elif gflops and filed_flops:
+            seconds = filed_flops / (gflops * 1e9)
+        else:
+            continue
+        points.append(Point(op, prec, tuple(dims.items()), flops, bytes_moved, seconds, "blas"))  # type: ignore[arg-type]
+    return points
+
+
+def _stream_points(memory: dict[str, Any], dtype: str) -> list[Point]:
+    points: list[Point] = []
+    for rec in memory.get("sweep") or []:
+        kernel, n, gbps = rec.get("kernel"), _int(rec.get("n")), _num(rec.get("gbps_best"))
+        bytes_per_pass = _num(rec.get("bytes_per_pass"))
+        if kernel not in STREAM_KERNELS or n is None or gbps is None or rec.get("verified") is False:
+            continue
+        flops, bytes_moved = work_of(kernel, dtype, {"n": n})
+        bytes_moved = bytes_per_pass or bytes_moved
+        points.append(Point(kernel, dtype, (("n", n),), flops, bytes_moved, bytes_moved / (gbps * 1e9),
+                            "memory.sweep"))
+    return points
+
+
+def inputs_of(doc: dict[str, Any], name: str = "") -> Inputs:
+    """The prediction inputs of a format-2 calibration document."""
+    key = doc.get("key") or {}
+    memory = doc.get("memory") if isinstance(doc.get("memory"), dict) else {}
+    dtype = memory.get("dtype") if memory.get("dtype") in PRECISIONS else "fp64"
+    tiers = tiers_of(memory)
+    floors = {op: float(v["seconds_min"]) for op, v in (doc.get("launch_floors") or {}).items()
+              if isinstance(v, dict) and _num(v.get("seconds_min"))}
+    pm = doc.get("precision_matrix") or {}
+    theoretical = {p: float(v) for p, v in (pm.get("theoretical_peaks") or {}).items() if _num(v)}
+    return Inputs(
+        name=name or f"{key.get('hardware_id', '?')} {key.get('power_mode', '?')} {key.get('framework', '?')}",
+        device_type=str(key.get("device_type", "")),
+        gemm=_gemm_points(doc), blas=_blas_points(doc), stream=_stream_points(memory, dtype),
+        tiers=tiers[0] if tiers else None, tier_names=tiers[1] if tiers else (),
+        launch_floor_s=floors, peak_gflops_theoretical=theoretical,
+        bandwidth_gbps_theoretical=_num(doc.get("theoretical_bandwidth_gbps")), stream_dtype=dtype)
