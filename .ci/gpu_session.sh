@@ -1,19 +1,36 @@
 #!/usr/bin/env bash
-# One device-tool call (see the device README): install the carried wheels, calibrate the GPU twice
-# back to back into the repository's registry, check against bare CUDA-event loops, run the GPU tests.
-# Everything comes back flat under $OUT (the tool returns files at most two folders down).
+# One device-tool call (see the device README): install the carried wheels, calibrate the GPU twice back to
+# back into the repository's registry, run the referees on the same card (mamf-finder for bf16, fp16 and
+# fp8 over the anchors' grid; tools/gpu_referee.py for int8, tf32, fp32, fp64 at the shapes the search
+# filed), and the GPU tests. Everything comes back as one archive under $OUT (the tool returns <= 8 files).
+#   smoke: bash .ci/gpu_session.sh smoke   (a quick run, nothing kept)
+#   full:  bash .ci/gpu_session.sh full
 set -uo pipefail
+mode=${1:-full}
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
-stamp=$(mktemp); sleep 1  # files the runs write are newer than this
-nvidia-smi --query-gpu=name,clocks.max.sm,clocks.sm,power.limit,temperature.gpu,persistence_mode --format=csv | tee $OUT/nvidia-smi.txt
-for run in 1 2; do
-  /usr/bin/time -f "wall %e s, max RSS %M kB" python3 -m pytest bench/ "$@" --framework pytorch --device cuda \
-    --registry registry -p no:randomly -q --benchmark-columns=min,median,rounds 2>&1 \
-    | tee $OUT/cal_run$run.log | grep -v '^test_' | tail -45
-done
-new=$(find registry -name '*.json' -newer "$stamp")
-for f in $new; do cp "$f" "$OUT/$(echo "$f" | sed 's#/#__#g')"; done
-cal=$(echo "$new" | tr ' ' '\n' | grep '/calibrations/' | grep -v history | head -1)
-python3 tools/bare_loop.py "$cal" --seconds 1.5 2>&1 | tee $OUT/bare_loop.txt
-python3 -m pytest tests/test_gpu.py -q -p no:randomly 2>&1 | tail -4
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 HWCAL_STATE_DIR=/tmp/hwcal-state
+res=/tmp/res; mkdir -p $res
+stamp=$(mktemp); sleep 1
+nvidia-smi --query-gpu=name,clocks.max.sm,clocks.sm,power.limit,temperature.gpu,persistence_mode --format=csv | tee $res/nvidia-smi.txt
+plugin=(-p hwcal.plugin.hooks)  # not pip-installed here: the entry point is not registered
+if [ "$mode" = smoke ]; then
+  python3 -m pytest bench/ "${plugin[@]}" --framework pytorch --device cuda --quick --registry /tmp/smoke-reg \
+    -p no:randomly -q -x --benchmark-columns=min,rounds 2>&1 | tee $res/smoke.log | grep -v '^test_' | tail -60
+  python3 tools/gpu_referee.py /tmp/smoke-reg/gpu/*/calibrations/*.json --precisions int8,fp32 2>&1 | tee $res/referee.txt
+else
+  for run in 1 2; do
+    /usr/bin/time -f "wall %e s, max RSS %M kB" python3 -m pytest bench/ "${plugin[@]}" --framework pytorch \
+      --device cuda --registry registry -p no:randomly -q --benchmark-columns=min,median,rounds 2>&1 \
+      | tee $res/cal_run$run.log | grep -v '^test_' | tail -40
+  done
+  cal=$(find registry/gpu -path '*/calibrations/*.json' -newer "$stamp" -not -path '*/history/*' | head -1)
+  python3 tools/gpu_referee.py "$cal" 2>&1 | tee $res/referee.txt
+  for dt in bfloat16 float16 float8_e4m3fn; do
+    timeout 300 python3 .devout/anchors/mamf-finder.py --m 1024 2048 4096 8192 16384 --n 1024 2048 4096 8192 16384 \
+      --k 2048 4096 8192 13312 16384 --dtype $dt --output_file $res/mamf_$dt.txt --no-verbose 2>&1 | tail -4
+  done
+  python3 -m pytest tests/test_gpu.py -q -p no:randomly 2>&1 | tail -4 | tee $res/gpu_tests.txt
+  find registry -name '*.json' -newer "$stamp" | tee $res/new_files.txt
+  tar czf $OUT/registry_new.tgz $(cat $res/new_files.txt)
+fi
+tar czf $OUT/results.tgz -C /tmp res

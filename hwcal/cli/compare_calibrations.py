@@ -37,6 +37,7 @@ from hwcal.document.legacy import precision_detail
 from hwcal.errors import HwcalError
 from hwcal.precisions import PRECISIONS, canonical_sorted
 from hwcal.registry.api import Registry
+from hwcal.registry.errata import entry_errata
 from hwcal.registry.filters import normalise_filter
 from hwcal.registry.reader import CalibrationEntry
 
@@ -235,6 +236,9 @@ def main_inner(argv: list[str] | None) -> int:
     else:
         print(_describe("A", ea))
         print(_describe("B", eb))
+        for label, e in (("A", ea), ("B", eb)):
+            for erratum in entry_errata(reg.root, e):
+                print(f"warning: {label}: {erratum}")
         if ea.path.resolve() == eb.path.resolve():
             print("note: A and B are the same file")
         print()

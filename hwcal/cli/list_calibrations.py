@@ -23,6 +23,7 @@ from hwcal.cli.common import (
 from hwcal.document.legacy import precision_detail
 from hwcal.precisions import PRECISIONS
 from hwcal.registry.api import Registry, UnknownHardwareError
+from hwcal.registry.errata import entry_errata
 from hwcal.registry.filters import natural_key, normalise_filter
 from hwcal.registry.reader import CalibrationEntry
 
@@ -201,6 +202,9 @@ def main_inner(argv: list[str] | None) -> int:
     warn_skipped(reg.skipped)
     for item in reg.notices:
         print(f"warning: {item}", file=sys.stderr)
+    for e in entries:
+        for erratum in entry_errata(reg.root, e):
+            print(f"warning: {e.path}: {erratum}", file=sys.stderr)
     return EXIT_OK
 
 

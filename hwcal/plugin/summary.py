@@ -11,7 +11,9 @@ from hwcal.precisions import PRECISIONS
 def summary_lines(doc: dict[str, Any]) -> list[str]:
     matrix = precision_detail(doc)
     peaks = doc["precision_matrix"]["peak_gflops_by_precision"]
-    rows = [("precision", "status", "peak", "unit", "at n", "efficiency", "note")]
+    searched = doc.get("max_achievable") or {}
+    sizes = matrix.get("peak_size_by_precision", {})
+    rows = [("precision", "status", "peak", "unit", "at", "layout", "efficiency", "note")]
     for p, st in matrix["status"].items():
         unit = "GOPS" if PRECISIONS[p].is_integer else "GFLOPS"
         eff = matrix.get("efficiency_by_precision", {}).get(p)
@@ -20,21 +22,51 @@ def summary_lines(doc: dict[str, Any]) -> list[str]:
             st["status"],
             f"{peaks[p]:,.1f}" if p in peaks else "-",
             unit if p in peaks else "",
-            str(matrix.get("peak_size_by_precision", {}).get(p, "-")),
+            _shape(searched[p]["shape"]) if p in searched else f"n={sizes.get(p, '-')}",
+            str(searched[p]["layout"] if p in searched else st.get("layout", "")),
             (f"{eff:.2f}" + (" (!)" if eff > 1.0 else "")) if eff is not None else "-",
             st.get("reason", "")[:90],
         ))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    numeric = (2, 4, 5)
+    numeric = (2, 4, 6)
     def cell(i: int, text: str) -> str:
         return text.rjust(widths[i]) if i in numeric else text.ljust(widths[i])
 
     lines = ["  ".join(cell(i, c) for i, c in enumerate(r[:-1])) + "  " + r[-1] for r in rows]
     lines.insert(1, "-" * len(lines[0]))
     sweep = [f"{p}: {reason}" for p, st in matrix["status"].items() for reason in st.get("sizes_skipped", [])]
-    return ([ln.rstrip() for ln in lines] + [f"sweep: {s}" for s in sweep] + _ceiling_lines(doc)
+    return ([ln.rstrip() for ln in lines] + [f"sweep: {s}" for s in sweep] + _searched_lines(searched)
+            + _ceiling_lines(doc)
             + _memory_lines(doc) + _operation_lines(doc)
             + [f"warning: {w}" for w in doc.get("warnings", [])])
+
+
+def _shape(shape: dict[str, int]) -> str:
+    return f"{shape['m']}x{shape['n']}x{shape['k']}"
+
+
+def _searched_lines(searched: dict[str, Any]) -> list[str]:
+    """Which figure is the peak (the burst mean, per call with L2 flushed), and the sustained one beside it,
+    with the clock and power over them."""
+    lines = []
+    for p, r in searched.items():
+        burst, held = r["burst"], r["sustained"]
+        unit = "GOPS" if PRECISIONS[p].is_integer else "GFLOPS"
+        text = (f"max achievable {p}: peak = burst mean {burst['mean_gflops']:,.0f} {unit} (median "
+                f"{burst['median_gflops']:,.0f}, best call {burst['max_gflops']:,.0f}) at {_shape(r['shape'])} "
+                f"{r['layout']}")
+        if held.get("gflops"):
+            text += f"; sustained {held['gflops']:,.0f} over {held['seconds']:.1f} s"
+        clock, power = r.get("clock_mhz", {}), r.get("power_w", {})
+        if clock.get("median"):
+            text += f"; SM clock {clock['median']:.0f} MHz"
+        if power.get("median"):
+            text += f", {power['median']:.0f} W"
+        if clock.get("status") == "missing":
+            text += f"; clock not sampled ({clock.get('reason', 'NVML missing')})"
+        text += f"; {r['search']['shapes_tried']} shapes in {r['search']['seconds']:.1f} s"
+        lines.append(text)
+    return lines
 
 
 def _ceiling_lines(doc: dict[str, Any]) -> list[str]:

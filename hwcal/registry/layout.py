@@ -101,6 +101,8 @@ def walk(root: Path, *, hardware_id: str | None = None, calibrations: bool = Tru
         yield Spot("problem", root, reason=why)
     for type_dir in types:
         if not type_dir.is_dir():
+            if type_dir.name == "errata.json":
+                continue  # the registry's errata (hwcal.registry.errata), validated on its own
             if type_dir.suffix == ".json":
                 yield Spot("problem", type_dir, reason="JSON file outside <device_type>/<hardware_id>/; not part "
                            "of the layout", listed=False)
