@@ -7,6 +7,7 @@ fp64 (or exact integer) reference is at the level its precision implies: the rou
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -53,8 +54,8 @@ PRECISIONS: dict[str, Precision] = {p.name: p for p in _TABLE}
 CANONICAL_ORDER: tuple[str, ...] = tuple(PRECISIONS)
 
 
-def canonical_sorted(names: object) -> list[str]:
+def canonical_sorted(names: Iterable[str]) -> list[str]:
     """Sort precision names in canonical order; unknown names go last, alphabetically."""
     order = {name: i for i, name in enumerate(CANONICAL_ORDER)}
-    return sorted(names, key=lambda n: (order.get(n, len(order)), n))  # type: ignore[arg-type]
+    return sorted(names, key=lambda n: (order.get(n, len(order)), n))
 

@@ -14,7 +14,9 @@ and set with ``sudo -n nvpmodel -m ID``, which a sudoers rule allows (docs/fleet
 from __future__ import annotations
 
 import argparse
+import builtins
 import re
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,11 +181,11 @@ def _show(value: str | Sequence[str] | None) -> str:
 # ---- reading the config ------------------------------------------------------------------------
 
 def _load_toml(path: Path) -> dict[str, Any]:
-    try:
+    if sys.version_info >= (3, 11):
         import tomllib
-    except ModuleNotFoundError:  # Python 3.10
+    else:  # Python 3.10
         try:
-            import tomli as tomllib  # type: ignore[no-redef]
+            import tomli as tomllib
         except ModuleNotFoundError:
             raise FleetConfigError(f"{path}: reading TOML needs Python 3.11+ or `pip install tomli`") from None
     try:
@@ -213,24 +215,26 @@ class _Reader:
         value = self.table.get(key, default)
         if not isinstance(value, str) or not value:
             self.fail(f"{key} must be a non-empty string, not {value!r}")
-        return value  # type: ignore[return-value]
+        return value
 
-    def strs(self, key: str, default: Sequence[str] | None = None, allow_empty: bool = False) -> tuple[str, ...]:
+    # builtins.str below: inside this class body the name ``str`` is the method above.
+    def strs(self, key: builtins.str, default: Sequence[builtins.str] | None = None,
+             allow_empty: bool = False) -> tuple[builtins.str, ...]:
         value = self.table.get(key, default)
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value) \
                 or (not value and not allow_empty):
             self.fail(f"{key} must be a list of non-empty strings, not {value!r}")
-        if len(set(value)) != len(value):  # type: ignore[arg-type]
+        if len(set(value)) != len(value):
             self.fail(f"{key} lists a value twice: {value!r}")
-        return tuple(value)  # type: ignore[arg-type]
+        return tuple(value)
 
-    def number(self, key: str, default: float, positive: bool = True) -> float:
+    def number(self, key: builtins.str, default: float, positive: bool = True) -> float:
         value = self.table.get(key, default)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (positive and not value > 0):
             self.fail(f"{key} must be a positive number, not {value!r}")
         return float(value)
 
-    def mapping(self, key: str) -> Mapping[str, Any]:
+    def mapping(self, key: builtins.str) -> Mapping[builtins.str, Any]:
         value = self.table.get(key, {})
         if not isinstance(value, Mapping):
             self.fail(f"{key} must be a table, not {value!r}")

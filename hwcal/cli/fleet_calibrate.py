@@ -127,12 +127,14 @@ def preflight(cells: list[Cell], args: argparse.Namespace, nv: Nvpmodel | None) 
     """Problems found before any power mode is touched: mode ids, the sudo rule, and whether pytest accepts
     each framework's options (torch importable, the device there); empty when all is well."""
     problems: list[str] = []
-    for mode in dict.fromkeys(c.power_mode for c in cells) if nv is not None else ():
-        try:
-            mode_id = nv.check_switch(mode, cells[0].runner.nvpmodel_ids)
-            print(f"preflight: power mode {mode} is nvpmodel id {mode_id}; sudo allows switching to it", flush=True)
-        except HwcalError as exc:
-            problems.append(f"power mode {mode}: {exc}")
+    if nv is not None:
+        for mode in dict.fromkeys(c.power_mode for c in cells):
+            try:
+                mode_id = nv.check_switch(mode, cells[0].runner.nvpmodel_ids)
+                print(f"preflight: power mode {mode} is nvpmodel id {mode_id}; sudo allows switching to it",
+                      flush=True)
+            except HwcalError as exc:
+                problems.append(f"power mode {mode}: {exc}")
     checked: set[tuple[str, str]] = set()
     for cell in cells:
         if (cell.framework, cell.runner.device_for(cell.framework)) in checked:

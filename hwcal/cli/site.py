@@ -111,6 +111,13 @@ def _load_manifest(out: Path, version: str) -> dict[str, Any]:
     return data
 
 
+@dataclass(frozen=True)
+class _Listed:
+    path: Path
+    superseded: bool
+    power_mode_name: str
+
+
 @dataclass
 class BuildReport:
     calibrations: int = 0
@@ -187,7 +194,9 @@ def build(registry: Path | None, out: Path, *, figures: str = "current", jobs: i
                for s in reg.skipped]
     dest = Output(out)
     files: dict[str, dict[str, Any]] = {}
-    by_rel = {e.path.relative_to(reg.root).as_posix(): e for e in entries}
+    by_rel = {e.path.relative_to(reg.root).as_posix(): _Listed(e.path, e.superseded, e.power_mode_name)
+              for e in entries}
+    del entries  # a cold listing holds every document it checked; the pages re-read one at a time
     draw = site_figures.have_matplotlib() and figures != "none"
 
     def wants(superseded: bool) -> bool:
@@ -228,21 +237,27 @@ def build(registry: Path | None, out: Path, *, figures: str = "current", jobs: i
             files[rel].update(result)
             report.pages_drawn += 1
 
-    absorb(stale, _run_all([task(rel) for rel in stale], jobs))
+    # Current calibrations first, then their pictures, then the superseded ones: a superseded page whose
+    # measurements equal a picture drawn now shows it from its first build on.
+    first = stale if figures == "all" else [rel for rel in stale if not by_rel[rel].superseded]
+    chosen = set(first)
+    later = [rel for rel in stale if rel not in chosen]
+    absorb(first, _run_all([task(rel) for rel in first], jobs))
 
     # Pictures: drawn for current calibrations (all with --figures all), kept by content hash.
     missing = {}
     for rel, rec in files.items():
-        if wants(by_rel[rel].superseded) and not _figs_present(out, rec["fig"]):
+        if wants(by_rel[rel].superseded) and "fig" in rec and not _figs_present(out, rec["fig"]):
             missing.setdefault(rec["fig"], str(by_rel[rel].path))
     if missing:
         fig_errors = site_figures.render_missing(out, list(missing.items()), jobs)
         drawn = sorted(set(missing) - set(fig_errors))
         dest.written += [site_figures.figure_path(k, c) for k in drawn for c in site_figures.CHARTS]
         report.figures_drawn = len(site_figures.CHARTS) * len(drawn)
-        failed = [rel for rel, rec in files.items() if rec["fig"] in fig_errors]
+        failed = [rel for rel, rec in files.items() if rec.get("fig") in fig_errors]
         absorb(failed, _run_all([task(rel, fig_errors[files[rel]["fig"]]) for rel in failed], 1))
         report.pages_drawn -= len(failed)
+    absorb(later, _run_all([task(rel) for rel in later], jobs))
     for rec in files.values():
         if rec["shown"]:
             for c in site_figures.CHARTS:

@@ -101,7 +101,7 @@ def _runs(doc: dict[str, Any]) -> dict[str, int]:
     return out
 
 
-def _check(preflight: dict[str, Any], name: str) -> Any:
+def _check(preflight: dict[str, Any] | None, name: str) -> Any:
     for c in (preflight or {}).get("checks") or []:
         if isinstance(c, dict) and c.get("name") == name:
             return c.get("value")

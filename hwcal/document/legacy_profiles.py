@@ -220,6 +220,7 @@ def stream_profiles(doc: dict[str, Any], env: dict[str, Any]) -> list[dict[str, 
     out = []
     for entry in sorted(memory.get("sweep") or [], key=lambda e: (STREAM_KERNELS.index(e["kernel"]), e["n"])):
         kernel = entry["kernel"]
+        reference: float | None
         if spec_bw:
             reference, basis = spec_bw, "theoretical_bandwidth"
         else:

@@ -4,10 +4,15 @@ error reported as ``json_path: message`` (not only the first)."""
 from __future__ import annotations
 
 import json
+import sys
 from functools import cache, lru_cache
 from importlib import resources
-from importlib.resources.abc import Traversable
 from typing import Any
+
+if sys.version_info >= (3, 11):
+    from importlib.resources.abc import Traversable
+else:  # 3.10 has no importlib.resources.abc
+    from importlib.abc import Traversable
 
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
@@ -28,7 +33,7 @@ def schema_dir() -> Traversable:
     try:
         return resources.files(SCHEMA_PACKAGE)
     except ModuleNotFoundError:
-        return resources.files("hwcal").joinpath("..", "schema")
+        return resources.files("hwcal").joinpath("..").joinpath("schema")
 
 
 def schema_files() -> list[Traversable]:

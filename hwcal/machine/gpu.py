@@ -26,7 +26,8 @@ def _handle_for(nv: Any, index: int) -> Any:
     try:
         import torch
 
-        props = torch.cuda.get_device_properties(index)
+        # Any: torch's stubs omit pci_domain_id/pci_bus_id/pci_device_id, which the runtime object has.
+        props: Any = torch.cuda.get_device_properties(index)
         bus = f"{props.pci_domain_id:08x}:{props.pci_bus_id:02x}:{props.pci_device_id:02x}.0"
         return nv.nvmlDeviceGetHandleByPciBusId(bus.encode())
     except Exception:

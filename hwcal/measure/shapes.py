@@ -9,8 +9,8 @@
 Sizes are per device type: a 2-core CPU runs H = 256 .. 768 with M = 128, a GPU H = 768 .. 4096 with
 M = 2048 / 4096. ``--shapes MxNxK[,..]`` (``bBxMxNxK`` for a batch) replaces the list. Rounds are the
 shared harness's; like STREAM and BLAS the figure is the best of a fixed number of rounds inside a time
-budget shared fairly by the precisions. Every result is verified (Freivalds per matrix of the batch,
-plus one block against exact fp64 inner products).
+budget shared fairly by the precisions (--quick: the backend's first precision only). Every result is
+verified (Freivalds per matrix of the batch, plus one block against exact fp64 inner products).
 """
 
 from __future__ import annotations
@@ -124,9 +124,15 @@ def planned_shapes(session: CalibrationSession) -> list[Shape]:
     return default_shapes(session.backend.device_type, session.options.quick)
 
 
+def shape_precisions(session: CalibrationSession) -> list[str]:
+    """The backend's shape precisions, most asked-about first; --quick keeps that one."""
+    precisions = session.backend.shape_precisions()
+    return precisions[:1] if session.options.quick else precisions
+
+
 def shape_cases(session: CalibrationSession) -> list[tuple[str, Shape]]:
     """(precision, shape), precision-major in the backend's order."""
-    return [(p, s) for p in session.backend.shape_precisions() for s in planned_shapes(session)]
+    return [(p, s) for p in shape_precisions(session) for s in planned_shapes(session)]
 
 
 # ---- verification ---------------------------------------------------------------------------------------
@@ -179,7 +185,7 @@ def _allowance(session: CalibrationSession, precision: str) -> tuple[float, floa
     """(seconds this precision may still spend, the whole budget)."""
     backend = session.backend
     budget = SHAPES_BUDGET_S[backend.device_type, session.options.quick]
-    precisions = backend.shape_precisions()
+    precisions = shape_precisions(session)
     index = precisions.index(precision) if precision in precisions else len(precisions) - 1
     return fair_allowance(budget, session.budget_spent_s.get("gemm_shapes", 0.0), index, len(precisions)), budget
 

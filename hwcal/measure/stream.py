@@ -272,7 +272,7 @@ def run_stream(benchmark: Any, session: CalibrationSession, state: StreamState, 
             need = 3 * array_bytes
             free = backend.free_memory_bytes()
             if need > MEMORY_FRACTION_RUN * free:
-                reason = (f"STREAM arrays of {label} need {need / 2**30:.2f} GiB, more than "
+                reason: str | None = (f"STREAM arrays of {label} need {need / 2**30:.2f} GiB, more than "
                           f"{MEMORY_FRACTION_RUN:.0%} of the {free / 2**30:.2f} GiB free")
                 sweep.skips.append(reason)
                 pytest.skip(reason)

@@ -113,7 +113,8 @@ def file_calibration(cal: CalibrationSession, command_line: list[str], selection
     clock = finish_clocks(cal, facts)
     host = collect_host()
     spec = _load_spec(cal.options.registry, key)
-    check_identity(spec, host.get("cpu") or {}, key, session_key_facts(cal).hardware_id)
+    host_cpu = host.get("cpu")
+    check_identity(spec, host_cpu if isinstance(host_cpu, dict) else {}, key, session_key_facts(cal).hardware_id)
     new_spec = None
     if spec is None:
         # A CPU's derived peaks use the key's clock, whatever the framework (and --frequency-mhz).

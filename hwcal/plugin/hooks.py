@@ -296,8 +296,9 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
     backend = cal.backend
     if backend.device_name:
         info["gpu_name"] = backend.device_name
-    info.update({f"gpu_{k}": v for k, v in backend.facts().get("gpu_identity", {}).items()}
-                if isinstance(backend.facts().get("gpu_identity"), dict) else {})
+    gpu_identity = backend.facts().get("gpu_identity")
+    if isinstance(gpu_identity, dict):
+        info.update({f"gpu_{k}": v for k, v in gpu_identity.items()})
     cpu = collect_host().get("cpu")
     if isinstance(cpu, dict):
         for field in ("model", "vendor", "microarchitecture", "cpu_family", "cpu_model", "cpu_part"):

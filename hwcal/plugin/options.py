@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -175,7 +175,8 @@ def add_options(parser: Any) -> None:
                             help=help_txt)
 
 
-def resolve(spec: OptionSpec, cli_value: Any, ini_value: Any = None, environ: dict[str, str] | None = None) -> Any:
+def resolve(spec: OptionSpec, cli_value: Any, ini_value: Any = None,
+            environ: Mapping[str, str] | None = None) -> Any:
     """Command line, then environment, then ini, then default; a bad value names its source."""
     if cli_value is not None and not (spec.is_flag and cli_value is False):
         return cli_value

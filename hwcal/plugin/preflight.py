@@ -367,7 +367,8 @@ CEILING_BUDGET_S = 1.5  # the FMA probe's share of session start (the whole prob
 
 def compute_ceiling_metadata(src: Sources, budget_s: float = CEILING_BUDGET_S) -> dict[str, Any]:
     """The measured FMA ceiling on all cores, once per CPU session, as ``metadata.compute_ceiling``."""
-    flags = [str(f) for f in collect_cpu(src).get("isa_flags") or []]  # type: ignore[union-attr]
+    isa_flags = collect_cpu(src).get("isa_flags")
+    flags = [str(f) for f in isa_flags] if isinstance(isa_flags, list) else []
     result = measure_compute_ceiling(flags, budget_s=budget_s, src=src)
     out: dict[str, Any] = {"gflops": dict(result.gflops), "by_width": {w: dict(v) for w, v in result.by_width.items()},
                            "method": result.method, "duration_s": round(result.duration_s, 3),

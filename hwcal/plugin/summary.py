@@ -22,7 +22,7 @@ def summary_lines(doc: dict[str, Any]) -> list[str]:
             st["status"],
             f"{peaks[p]:,.1f}" if p in peaks else "-",
             unit if p in peaks else "",
-            _shape(searched[p]["shape"]) if p in searched else f"n={sizes.get(p, '-')}",
+            _shape(searched[p]["shape"]) if p in searched else (f"n={sizes[p]}" if p in sizes else "-"),
             str(searched[p]["layout"] if p in searched else st.get("layout", "")),
             (f"{eff:.2f}" + (" (!)" if eff > 1.0 else "")) if eff is not None else "-",
             st.get("reason", "")[:90],

@@ -272,7 +272,8 @@ class Registry:
         self.cache.save()
         return sorted(entries, key=CalibrationEntry.sort_key)
 
-    def history(self, hardware_id: str, calibration_filter: Mapping[str, object] | None = None
+    def history(self, hardware_id: str,
+                calibration_filter: Mapping[str, object] | CalibrationFilter | None = None
                 ) -> list[CalibrationEntry]:
         """Current and superseded calibrations matching the filter, newest first."""
         entries = self.list_calibrations(hardware_id, calibration_filter, history=True)

@@ -224,7 +224,7 @@ def legacy_calibration_to_v1(legacy: Any, *, rel: str, type_folder: str | None, 
     for e in gemm:
         if e["precision"] not in best or e["gflops_best"] > best[e["precision"]]["gflops_best"]:
             best[e["precision"]] = e
-    old_pm = legacy.get("precision_matrix") if isinstance(legacy.get("precision_matrix"), dict) else {}
+    old_pm: dict[str, Any] = legacy["precision_matrix"] if isinstance(legacy.get("precision_matrix"), dict) else {}
     listed_sup = [p for p in old_pm.get("supported_precisions") or [] if isinstance(p, str)]
     listed_unsup = [p for p in old_pm.get("unsupported_precisions") or [] if isinstance(p, str)]
     both = [p for p in listed_sup if p in listed_unsup]
@@ -254,8 +254,8 @@ def legacy_calibration_to_v1(legacy: Any, *, rel: str, type_folder: str | None, 
     if both:
         faults.append(f"{', '.join(both)} listed as both supported and unsupported; the GEMM results decide: "
                       + ", ".join(f"{p} {status[p]['status']}" for p in both if p in status))
-    old_peaks = old_pm.get("peak_gflops_by_precision") if isinstance(old_pm.get("peak_gflops_by_precision"),
-                                                                      dict) else {}
+    old_peaks: dict[str, Any] = old_pm["peak_gflops_by_precision"] \
+        if isinstance(old_pm.get("peak_gflops_by_precision"), dict) else {}
     for p, value in old_peaks.items():
         origin = _peak_origin(legacy, p, value) if _pos(value) else None
         if origin and not origin.startswith("blas3_gemm"):
@@ -270,7 +270,7 @@ def legacy_calibration_to_v1(legacy: Any, *, rel: str, type_folder: str | None, 
         warnings.append(f"GEMM was measured only up to n={max(e['n'] for e in gemm)} by the original tool: these "
                         "peaks are overhead-bound, far below what the device reaches")
 
-    raw_theory = old_pm.get("theoretical_peaks") if isinstance(old_pm.get("theoretical_peaks"), dict) else {}
+    raw_theory: dict[str, Any] = old_pm["theoretical_peaks"] if isinstance(old_pm.get("theoretical_peaks"), dict) else {}
     theoretical = {p: float(v) for p, v in raw_theory.items() if p in PRECISIONS and _pos(v)}
     zero = [p for p, v in raw_theory.items() if p in PRECISIONS and not _pos(v)]
     if zero:

@@ -157,7 +157,7 @@ def legacy_spec_to_v1(legacy: Any, *, rel: str, type_folder: str | None, hardwar
     for name in ("memory_gb", "base_clock_mhz", "boost_clock_mhz"):
         if _pos(legacy.get(name)) is not None:
             spec[name] = legacy[name]
-    raw_peaks = legacy.get("theoretical_peaks") if isinstance(legacy.get("theoretical_peaks"), dict) else {}
+    raw_peaks: dict[str, Any] = legacy["theoretical_peaks"] if isinstance(legacy.get("theoretical_peaks"), dict) else {}
     peaks = {p: float(v) for p, v in raw_peaks.items() if p in PRECISIONS and _pos(v) is not None}
     zero = [p for p, v in raw_peaks.items() if p in PRECISIONS and _pos(v) is None]
     unknown = [p for p in raw_peaks if p not in PRECISIONS]
@@ -196,8 +196,8 @@ def legacy_spec_to_v1(legacy: Any, *, rel: str, type_folder: str | None, hardwar
 
 def _power_mode_and_freq(meta: dict[str, Any], device_type: str, legacy_name: re.Match[str] | None,
                          corrections: list[str], faults: list[str]) -> tuple[str, str, int, str]:
-    gpu = meta.get("gpu_clock") if isinstance(meta.get("gpu_clock"), dict) else {}
-    cpu = meta.get("cpu_clock") if isinstance(meta.get("cpu_clock"), dict) else {}
+    gpu: dict[str, Any] = meta["gpu_clock"] if isinstance(meta.get("gpu_clock"), dict) else {}
+    cpu: dict[str, Any] = meta["cpu_clock"] if isinstance(meta.get("cpu_clock"), dict) else {}
     if device_type == "gpu" and gpu.get("power_mode_name"):
         power_mode, pm_source = str(gpu["power_mode_name"]), "original file: gpu_clock.power_mode_name (nvpmodel)"
     elif device_type != "gpu" and cpu.get("governor"):

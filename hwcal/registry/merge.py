@@ -189,13 +189,13 @@ def plan_merge(registry: Path, inputs: list[Path], allow_new_hardware: bool, all
                                          "--allow-new-hardware"))
                 continue
             else:
-                spec = _spec_for(key, by_key[key][0].source, specs)
-                if spec is None:
+                new_spec = _spec_for(key, by_key[key][0].source, specs)
+                if new_spec is None:
                     for cand in by_key[key]:
                         plan.refused.append((cand.source, f"new hardware {key.hardware_id!r} ({key.device_type}) "
                                              "has no spec.json among the inputs; nothing to file it with"))
                     continue
-                known[hw] = spec
+                known[hw] = new_spec
         _plan_key(plan, registry, key, by_key[key], known[hw], allow_partial)
     return plan
 

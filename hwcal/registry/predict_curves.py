@@ -27,7 +27,7 @@ import math
 from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 # A streamed working set stays cache-resident only up to about half the cache's capacity (other data,
 # conflict misses, an exclusive L3 that holds what L2 evicted): leave-one-out on the EPYC sweep, median /
@@ -105,7 +105,7 @@ def tiers_of(memory: dict[str, Any] | None) -> tuple[Tiers, tuple[str, ...]] | N
     return Tiers(tuple((c, g) for c, g, _ in found)), tuple(n for _, _, n in found)
 
 
-def _positive(value: object) -> bool:
+def _positive(value: object) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 and math.isfinite(value)
 
 

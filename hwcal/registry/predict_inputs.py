@@ -143,8 +143,8 @@ def _stream_points(memory: dict[str, Any], dtype: str) -> list[Point]:
 def inputs_of(doc: dict[str, Any], name: str = "") -> Inputs:
     """The prediction inputs of a format-2 calibration document."""
     key = doc.get("key") or {}
-    memory = doc.get("memory") if isinstance(doc.get("memory"), dict) else {}
-    dtype = memory.get("dtype") if memory.get("dtype") in PRECISIONS else "fp64"
+    memory: dict[str, Any] = doc["memory"] if isinstance(doc.get("memory"), dict) else {}
+    dtype: str = memory["dtype"] if memory.get("dtype") in PRECISIONS else "fp64"
     tiers = tiers_of(memory)
     floors = {op: float(v["seconds_min"]) for op, v in (doc.get("launch_floors") or {}).items()
               if isinstance(v, dict) and _num(v.get("seconds_min"))}

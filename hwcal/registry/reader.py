@@ -125,7 +125,7 @@ def naming_problems(path: Path, doc: dict[str, Any]) -> list[tuple[str, str]]:
     if where == "other":
         return []
     problems: list[tuple[str, str]] = []
-    key = doc.get("key") if isinstance(doc.get("key"), dict) else {}
+    key: dict[str, Any] = doc["key"] if isinstance(doc.get("key"), dict) else {}
     if stem is None:
         pattern = "{stem}.{YYYYmmddTHHMMSSffffffZ}.json" if where == "history" else \
             "{power_mode}_{freq}MHz_{framework}.json"
@@ -145,14 +145,14 @@ def naming_problems(path: Path, doc: dict[str, Any]) -> list[tuple[str, str]]:
     if key.get("device_type") != hw_dir.parent.name:
         problems.append(("$.key.device_type", f"{key.get('device_type')!r} disagrees with the folder "
                                               f"{hw_dir.parent.name!r}"))
-    meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+    meta: dict[str, Any] = doc["metadata"] if isinstance(doc.get("metadata"), dict) else {}
     for field_name in ("hardware_id", "device_type", "freq_mhz", "framework"):
-        expected = key.get(field_name)
+        from_key = key.get(field_name)
         if field_name == "device_type" and doc.get("schema_version") != 1:
-            expected = legacy_device_type(doc)  # format 2 speaks the original loader's "cpu" / "cuda" there
-        if field_name in meta and meta[field_name] != expected:
+            from_key = legacy_device_type(doc)  # format 2 speaks the original loader's "cpu" / "cuda" there
+        if field_name in meta and meta[field_name] != from_key:
             problems.append((f"$.metadata.{field_name}", f"{meta[field_name]!r} disagrees with the key "
-                                                         f"({expected!r})"))
+                                                         f"({from_key!r})"))
     if isinstance(meta.get("power_mode"), str) and power_mode_token(meta["power_mode"]) != key.get("power_mode"):
         problems.append(("$.metadata.power_mode", f"{meta['power_mode']!r} does not reduce to the key's "
                                                   f"power mode {key.get('power_mode')!r}"))
