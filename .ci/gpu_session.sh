@@ -21,16 +21,17 @@ else
   for run in 1 2; do
     /usr/bin/time -f "wall %e s, max RSS %M kB" python3 -m pytest bench/ "${plugin[@]}" --framework pytorch \
       --device cuda --registry registry -p no:randomly -q --benchmark-columns=min,median,rounds 2>&1 \
-      | tee $res/cal_run$run.log | grep -v '^test_' | tail -40
+      | tee $res/cal_run$run.log | grep -v '^test_' | grep -v '^blas\|^gemm shapes\|^launch floors' | tail -32
+    find registry -name '*.json' -newer "$stamp" > $res/new_files.txt
+    tar czf $OUT/registry_new.tgz $(cat $res/new_files.txt); tar czf $OUT/results.tgz -C /tmp res
   done
   cal=$(find registry/gpu -path '*/calibrations/*.json' -newer "$stamp" -not -path '*/history/*' | head -1)
   python3 tools/gpu_referee.py "$cal" 2>&1 | tee $res/referee.txt
   for dt in bfloat16 float16 float8_e4m3fn; do
-    timeout 300 python3 .devout/anchors/mamf-finder.py --m 1024 2048 4096 8192 16384 --n 1024 2048 4096 8192 16384 \
+    timeout 150 python3 .devout/anchors/mamf-finder.py --m 1024 2048 4096 8192 16384 --n 1024 2048 4096 8192 16384 \
       --k 2048 4096 8192 13312 16384 --dtype $dt --output_file $res/mamf_$dt.txt --no-verbose 2>&1 | tail -4
+    tar czf $OUT/results.tgz -C /tmp res
   done
   python3 -m pytest tests/test_gpu.py -q -p no:randomly 2>&1 | tail -4 | tee $res/gpu_tests.txt
-  find registry -name '*.json' -newer "$stamp" | tee $res/new_files.txt
-  tar czf $OUT/registry_new.tgz $(cat $res/new_files.txt)
 fi
 tar czf $OUT/results.tgz -C /tmp res

@@ -1,0 +1,130 @@
+"""The max-achievable search, on a fake device whose GEMM rate is a known function of the shape: the search
+must find the fastest shape, respect its bounds (call time, memory, budget) and file what it found."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from hwcal.backends import GemmOperands
+from hwcal.measure.layouts import choose_layout
+from hwcal.measure.mamf import COARSE_K, COARSE_M, COARSE_N, Search, Shape, max_achievable, neighbours
+
+
+class FakeGpu:
+    """Times a GEMM at 100 TFLOP/s x an efficiency that peaks at M=1024, N=4096, K=12800 (a refined K)."""
+
+    framework, device, device_type, device_name = "fake", "cuda:0", "gpu", "Fake GPU"
+
+    def __init__(self, free: int = 80 * 2**30) -> None:
+        self.free = free
+        self.calls: list[tuple[int, int, int]] = []
+
+    def efficiency(self, m: int, n: int, k: int) -> float:
+        return 0.95 - 0.05 * abs(np.log2(m / 1024)) - 0.05 * abs(np.log2(n / 4096)) - 0.1 * abs(np.log2(k / 12800))
+
+    def free_memory_bytes(self) -> int:
+        return self.free
+
+    def make_operands(self, precision: str, n: int, seed: int, layout: str = "NN", m: int | None = None,
+                      k: int | None = None) -> GemmOperands:
+        rows, inner = m or n, k or n
+        rng = np.random.default_rng(seed)
+        a, b = rng.standard_normal((rows, inner)), rng.standard_normal((inner, n))
+        return GemmOperands(precision, n, a, b, out=np.empty((rows, n)), m=m, k=k, layout=layout)
+
+    def gemm(self, ops: GemmOperands) -> Any:
+        self.calls.append((ops.rows, ops.n, ops.inner))
+        return np.matmul(ops.a, ops.b, out=ops.out)
+
+    def burst_times(self, launch: Any, out: Any, count: int) -> list[float]:
+        launch()  # the output is really written: verification checks it
+        m, n, k = self._shape
+        return [2 * m * n * k / (100e12 * self.efficiency(m, n, k))] * count
+
+    def sustained_time(self, launch: Any, warmup_s: float, hold_s: float) -> tuple[int, float]:
+        return 10, 1.0
+
+    def precision_mode(self, precision: str) -> Any:
+        import contextlib
+
+        return contextlib.nullcontext({})
+
+    def as_f64(self, x: Any) -> Any:
+        return np.asarray(x, dtype=np.float64)
+
+    def from_host(self, values: Any) -> Any:
+        return np.asarray(values, dtype=np.float64)
+
+
+@pytest.fixture
+def gpu(monkeypatch: pytest.MonkeyPatch) -> FakeGpu:
+    fake = FakeGpu()
+    original = fake.make_operands
+
+    def remember_k(precision: str, n: int, seed: int, layout: str = "NN", m: int | None = None,
+                   k: int | None = None) -> GemmOperands:
+        fake._shape = (m or n, n, k or n)  # the fake times by the requested shape; its operands stay tiny
+        return original(precision, min(n, 64), seed, layout, min(m or n, 64), min(k or n, 64))
+
+    monkeypatch.setattr(fake, "make_operands", remember_k)
+    return fake
+
+
+def test_neighbours_change_one_dimension_by_tile_multiples() -> None:
+    shape = Shape(1024, 4096, 13312)
+    near = list(neighbours(shape))
+    assert near and all(sum(a != b for a, b in zip((s.m, s.n, s.k), (1024, 4096, 13312), strict=True)) == 1
+                        for s in near)
+    assert all(v % 256 == 0 for s in near for v in (s.m, s.n, s.k))
+
+
+def test_the_search_finds_the_fastest_shape_and_refines_beyond_the_grid(gpu: FakeGpu) -> None:
+    search = Search(gpu, "bf16", "NT", rate_gflops=95_000.0, budget_s=60.0)  # type: ignore[arg-type]
+    best = search.run()
+    assert best is not None
+    assert (best.shape.m, best.shape.n) == (1024, 4096)
+    assert best.shape.k not in COARSE_K and abs(best.shape.k - 12800) <= 512  # refined between 8192 and 13312
+    assert len(search.timed) > len(COARSE_M) * len(COARSE_N) * len(COARSE_K) // 2
+
+
+def test_shapes_over_the_call_time_or_memory_bound_are_skipped_with_the_reason(gpu: FakeGpu) -> None:
+    slow = Search(gpu, "fp64", "NN", rate_gflops=1_000.0, budget_s=60.0)  # type: ignore[arg-type]
+    slow.run()
+    assert all(t.shape.flops / 1e12 <= 0.03 for t in slow.timed.values())
+    assert any("one call would take over 30 ms" in s for s in slow.skipped)
+    gpu.free = 2**30
+    small = Search(gpu, "bf16", "NN", rate_gflops=95_000.0, budget_s=60.0)  # type: ignore[arg-type]
+    small.run()
+    assert any("GiB free" in s for s in small.skipped)
+
+
+def test_the_result_is_verified_and_names_its_figures(gpu: FakeGpu, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("hwcal.measure.mamf.BUDGET_S", {False: 60.0, True: 60.0})
+    result = max_achievable(gpu, "fp32", "NT", "fake kernel", 95_000.0, quick=True,  # type: ignore[arg-type]
+                            device_index=0)
+    assert result is not None and result.verified and result.peak == "burst_mean"
+    assert (result.m, result.n) == (1024, 4096)
+    doc = result.as_dict()
+    assert doc["peak_gflops"] == doc["burst"]["mean_gflops"] and doc["sustained"]["launches"] == 10
+    assert doc["clock_mhz"]["status"] in ("missing", "measured", "partial")  # NVML absent here: said, not invented
+
+
+def test_a_layout_the_kernel_refuses_is_recorded_and_the_next_tried(gpu: FakeGpu) -> None:
+    class Picky(FakeGpu):
+        def gemm_layouts(self, precision: str) -> tuple[str, ...]:
+            return ("NN", "NT", "TN")
+
+        def gemm(self, ops: GemmOperands) -> Any:
+            if ops.layout == "NN":
+                raise ValueError("mat2 must be col_major")
+            return super().gemm(ops)
+
+        def synchronize(self) -> None:
+            pass
+
+    choice = choose_layout(Picky(), "int8", 64)  # type: ignore[arg-type]
+    assert choice.refused == {"NN": "ValueError: mat2 must be col_major"}
+    assert choice.layout in ("NT", "TN") and set(choice.gflops) == {"NT", "TN"}
