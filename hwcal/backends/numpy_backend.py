@@ -201,7 +201,8 @@ class NumpyBackend(Backend):
 
     def _blas_threads(self) -> int:
         blas = [b for b in collect_blas() if b.get("user_api") == "blas"]
-        return int(blas[0].get("num_threads") or 1) if blas else 1
+        num_threads = blas[0].get("num_threads") if blas else None
+        return int(num_threads) if isinstance(num_threads, int) and num_threads else 1
 
     def blas_threads(self, operation: str) -> int | None:
         return self._blas_threads() if operation in ("dot", "gemv") else 1

@@ -75,7 +75,7 @@ class TorchBackend(TorchOperations, Backend):  # BLAS, shapes and floors: torch_
             self.warmup_s = 0.05
             self._torch_device = torch.device(self.device)
             torch.cuda.set_device(self._torch_device)
-            self.capability = torch.cuda.get_device_capability(self._torch_device)
+            self.capability: tuple[int, int] | None = torch.cuda.get_device_capability(self._torch_device)
             props = torch.cuda.get_device_properties(self._torch_device)
             self.l2_bytes = int(getattr(props, "L2_cache_size", 0) or 50 * 2**20)
             self.device_name = props.name
@@ -98,12 +98,12 @@ class TorchBackend(TorchOperations, Backend):  # BLAS, shapes and floors: torch_
             if not cuda:
                 return Support(False, "TF32 is a tensor-core mode of NVIDIA GPUs (compute capability >= 8.0); "
                                       "on a CPU torch computes it as plain fp32")
-            if self.capability < (8, 0):
+            if self.capability is not None and self.capability < (8, 0):  # not None: set for every GPU
                 return Support(False, f"no TF32 before compute capability 8.0 (this device: {self._cc()})")
         if precision in _FP8:
             if _FP8[precision] is None or not hasattr(torch, "_scaled_mm"):
                 return Support(False, f"torch {torch.__version__} has no {precision} dtype or _scaled_mm")
-            if cuda and self.capability < (8, 9):
+            if cuda and self.capability is not None and self.capability < (8, 9):
                 return Support(False, f"no fp8 GEMM before compute capability 8.9 (this device: {self._cc()})")
         refusals = []
         for layout in self.gemm_layouts(precision):  # runnable when any layout runs (fp8 takes only NT)
@@ -122,7 +122,8 @@ class TorchBackend(TorchOperations, Backend):  # BLAS, shapes and floors: torch_
         """On a CPU, whether its ISA has instructions for the precision (flags from /proc/cpuinfo)."""
         if self.device_type != "cpu":
             return ""
-        flags = set(collect_host()["cpu"].get("isa_flags", []))  # type: ignore[union-attr]
+        cpu = collect_host()["cpu"]
+        flags = set(cpu.get("isa_flags", [])) if isinstance(cpu, dict) else set()
         needs = {"fp16": {"avx512_fp16", "amx_tile", "asimdhp", "fphp"},
                  "bf16": {"avx512_bf16", "amx_bf16", "bf16"},
                  "int8": {"avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm"},

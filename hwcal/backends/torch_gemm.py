@@ -48,7 +48,7 @@ def operands(precision: str, m: int, n: int, k: int, layout: str, device: Any, g
     if layout not in LAYOUTS:
         raise ValueError(f"layout {layout!r} is not one of {', '.join(LAYOUTS)}")
     if precision in INT:
-        dt = INT[precision]
+        dt: torch.dtype | None = INT[precision]  # None: an fp8 dtype this torch lacks (FP8 below)
         a = torch.randint(-bound, bound + 1, (m, k), generator=gen, device=device, dtype=torch.int64).to(dt)
         b = torch.randint(-bound, bound + 1, (k, n), generator=gen, device=device, dtype=torch.int64).to(dt)
     else:

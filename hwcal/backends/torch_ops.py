@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -29,9 +29,10 @@ class TorchOperations:
     device_type: str
     _torch_device: Any
 
-    def _sets_needed(self, bytes_one_set: int) -> int: ...  # provided by TorchBackend
+    if TYPE_CHECKING:  # declared for the type checker only: TorchBackend defines both
+        def _sets_needed(self, bytes_one_set: int) -> int: ...
 
-    def _kernel(self, precision: str) -> str: ...  # provided by TorchBackend
+        def _kernel(self, precision: str) -> str: ...
 
     # torch was built with (CPU) or cuBLAS (GPU) for fp32/fp64 and ATen's own kernels for fp16/bf16;
     def blas_precisions(self) -> list[str]:

@@ -245,7 +245,7 @@ def build(registry: Path | None, out: Path, *, figures: str = "current", jobs: i
     absorb(first, _run_all([task(rel) for rel in first], jobs))
 
     # Pictures: drawn for current calibrations (all with --figures all), kept by content hash.
-    missing = {}
+    missing: dict[str, str] = {}
     for rel, rec in files.items():
         if wants(by_rel[rel].superseded) and "fig" in rec and not _figs_present(out, rec["fig"]):
             missing.setdefault(rec["fig"], str(by_rel[rel].path))

@@ -35,7 +35,7 @@ def json_copy(rel: str) -> str:
 
 def measured_clock(meta: dict[str, Any]) -> float | None:
     """The clock the peaks were measured at (median under load), MHz."""
-    clock = meta.get("clock") if isinstance(meta.get("clock"), dict) else {}
+    clock: dict[str, Any] = meta["clock"] if isinstance(meta.get("clock"), dict) else {}
     for value in (clock.get("peaks_clock_mhz"), (clock.get("under_load") or {}).get("median_mhz"),
                   (meta.get("gpu_clock") or {}).get("sm_clock_mhz"),
                   (meta.get("cpu_clock") or {}).get("current_freq_mhz")):

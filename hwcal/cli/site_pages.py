@@ -133,7 +133,7 @@ def _operations(doc: dict[str, Any]) -> str:
 
 
 def _clocks(meta: dict[str, Any]) -> str:
-    clock = meta.get("clock") if isinstance(meta.get("clock"), dict) else {}
+    clock: dict[str, Any] = meta["clock"] if isinstance(meta.get("clock"), dict) else {}
     load = clock.get("under_load") or {}
     out = facts([("clock in the key (MHz)", meta.get("freq_mhz")), ("ceiling (MHz)", clock.get("ceiling_mhz")),
                  ("ceiling from", clock.get("ceiling_source")), ("measured under load, median (MHz)",
@@ -150,7 +150,7 @@ def _clocks(meta: dict[str, Any]) -> str:
 
 
 def _preflight(meta: dict[str, Any]) -> str:
-    pre = meta.get("preflight") if isinstance(meta.get("preflight"), dict) else {}
+    pre: dict[str, Any] = meta["preflight"] if isinstance(meta.get("preflight"), dict) else {}
     checks = [c for c in pre.get("checks") or [] if isinstance(c, dict)]
     if not pre:
         return '<p class="note">No preflight record.</p>'

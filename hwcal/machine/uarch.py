@@ -214,7 +214,7 @@ def _archspec_match(arch: str, vendor: str, flags: set[str], cpu_part: str) -> s
     """archspec's own host-selection rule (``archspec.cpu.detect.host``) applied to parsed cpuinfo
     instead of the live /proc/cpuinfo. None when archspec is missing or its internals changed."""
     try:
-        from archspec.cpu import TARGETS, detect  # type: ignore[import-untyped,unused-ignore]
+        from archspec.cpu import TARGETS, detect
     except ImportError:
         return None
     try:

@@ -231,6 +231,9 @@ def _support(session: CalibrationSession, operation: str, precision: str) -> Sup
     return session.operation_supports[key]
 
 
+PROBE_FRACTION = 64  # a series' first case is predicted from one call on 1/64 of its bytes
+
+
 def _predicted_call_s(session: CalibrationSession, operation: str, precision: str, nbytes: int) -> float | None:
     """From the largest size of the series run so far, scaled by bytes: smaller sizes sit in faster caches, so
     this over-predicts them (safe); a larger one (a -k reordering) is predicted at the same bandwidth."""
@@ -239,6 +242,19 @@ def _predicted_call_s(session: CalibrationSession, operation: str, precision: st
         return None
     last = max(done, key=lambda r: r.bytes)
     return last.time_s["min"] * nbytes / last.bytes
+
+
+def _probe_call_s(session: CalibrationSession, operation: str, precision: str, nbytes: int) -> float:
+    """One call on 1/64 of the bytes, scaled up: a slow path (torch's CPU bf16 dot runs at ~1 GB/s) shows
+    before 100 MiB of it are allocated and timed."""
+    backend = session.backend
+    element_bytes = PRECISIONS[precision].bits // 8
+    small = max(SMALLEST_BYTES[backend.device_type], nbytes // PROBE_FRACTION)
+    n, m = size_for(operation, small, element_bytes)
+    ops = backend.blas_operands(operation, precision, n, m, seed=1)
+    # Best of three: one call descheduled on a shared machine (a BLAS thread waking late) would predict 100x.
+    call_s = min(time_one_call(backend, backend.blas_call, ops) for _ in range(3))
+    return call_s * nbytes / blas_bytes(operation, n, element_bytes, m)
 
 
 def _rounds_within_budget(session: CalibrationSession, operation: str, precision: str, nbytes: int,
@@ -251,10 +267,13 @@ def _rounds_within_budget(session: CalibrationSession, operation: str, precision
     call_s = _predicted_call_s(session, operation, precision, nbytes)
     spent = session.budget_spent_s.get("blas", 0.0)
     if call_s is None:
-        # A series' first (DRAM) case runs while the whole budget has room: a first series that absorbed the
-        # session's one-off costs (thread pools, first page faults) must not starve the next of its DRAM figure.
-        return (wanted, None) if spent < budget else (0, f"{operation} {precision} at {label}: the {budget:g} s "
-                                                        "BLAS budget is spent")
+        if spent >= budget:
+            return 0, f"{operation} {precision} at {label}: the {budget:g} s BLAS budget is spent"
+        # A series' first (DRAM) case may use what the whole budget has left, not only its share: a first
+        # series that absorbed the session's one-off costs (thread pools, first page faults) must not starve
+        # the next of its DRAM figure. A probe guards against a slow path eating the budget.
+        call_s = _probe_call_s(session, operation, precision, nbytes)
+        left = max(left, min(budget - spent, 2 * budget / len(series)))
     round_s = max(call_s, backend.min_round_s)
     fill_s = nbytes / FILL_BYTES_PER_S_GUESS[backend.device_type]
     # Beyond the timed rounds: warm-up, two sizing calls, device-event rounds (GPUs), verification (~4 calls).

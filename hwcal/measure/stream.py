@@ -272,10 +272,10 @@ def run_stream(benchmark: Any, session: CalibrationSession, state: StreamState, 
             need = 3 * array_bytes
             free = backend.free_memory_bytes()
             if need > MEMORY_FRACTION_RUN * free:
-                reason: str | None = (f"STREAM arrays of {label} need {need / 2**30:.2f} GiB, more than "
-                          f"{MEMORY_FRACTION_RUN:.0%} of the {free / 2**30:.2f} GiB free")
-                sweep.skips.append(reason)
-                pytest.skip(reason)
+                too_big = (f"STREAM arrays of {label} need {need / 2**30:.2f} GiB, more than "
+                           f"{MEMORY_FRACTION_RUN:.0%} of the {free / 2**30:.2f} GiB free")
+                sweep.skips.append(too_big)
+                pytest.skip(too_big)
         rounds, reason = _rounds_within_budget(sweep, state, backend, kernel, n, STREAM_ROUNDS[session.options.quick])
         if reason:
             sweep.skips.append(reason)
