@@ -47,6 +47,9 @@ class FakeGpu:
     def sustained_time(self, launch: Any, warmup_s: float, hold_s: float) -> tuple[int, float]:
         return 10, 1.0
 
+    def synchronize(self) -> None:
+        pass
+
     def precision_mode(self, precision: str) -> Any:
         import contextlib
 
@@ -103,13 +106,14 @@ def test_shapes_over_the_call_time_or_memory_bound_are_skipped_with_the_reason(g
 
 def test_the_result_is_verified_and_names_its_figures(gpu: FakeGpu, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("hwcal.measure.mamf.BUDGET_S", {False: 60.0, True: 60.0})
+    monkeypatch.setattr("hwcal.measure.mamf.REST_S", {False: 0.0, True: 0.0})
     result = max_achievable(gpu, "fp32", "NT", "fake kernel", 95_000.0, quick=True,  # type: ignore[arg-type]
                             device_index=0)
     assert result is not None and result.verified and result.peak == "burst_mean"
     assert (result.m, result.n) == (1024, 4096)
     doc = result.as_dict()
     assert doc["peak_gflops"] == doc["burst"]["mean_gflops"] and doc["sustained"]["launches"] == 10
-    assert doc["clock_mhz"]["status"] in ("missing", "measured", "partial")  # NVML absent here: said, not invented
+    assert doc["clock_mhz"]["burst"]["status"] in ("missing", "measured", "partial")  # NVML absent: said, not invented
 
 
 def test_a_layout_the_kernel_refuses_is_recorded_and_the_next_tried(gpu: FakeGpu) -> None:

@@ -36,6 +36,7 @@ class MamfResult:
     clock_mhz: dict[str, Any] = field(default_factory=dict)
     power_w: dict[str, Any] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    rest_s: float = 0.0
     peak: str = "burst_mean"
 
     @property
@@ -51,7 +52,9 @@ class MamfResult:
             "peak": self.peak, "peak_gflops": r(self.peak_gflops),
             "burst": {"mean_gflops": r(self.burst_mean_gflops), "median_gflops": r(self.burst_median_gflops),
                       "max_gflops": r(self.burst_max_gflops), "iterations": self.burst_iterations,
-                      "method": "CUDA events around each call; before each call the L2 is flushed (256 MiB "
+                      "rest_s": self.rest_s,
+                      "method": "after rest_s idle (a power-capped clock follows recent power), warm-up calls, "
+                                "then CUDA events around each call; before each call the L2 is flushed (256 MiB "
                                 "written) and the output re-written from a random matrix (mamf-finder's method); "
                                 "mean, median and best call over the iterations"},
             "sustained": {"gflops": r(self.sustained_gflops), "seconds": r(self.sustained_s, 4),

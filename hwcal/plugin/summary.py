@@ -57,13 +57,14 @@ def _searched_lines(searched: dict[str, Any]) -> list[str]:
                 f"{r['layout']}")
         if held.get("gflops"):
             text += f"; sustained {held['gflops']:,.0f} over {held['seconds']:.1f} s"
-        clock, power = r.get("clock_mhz", {}), r.get("power_w", {})
-        if clock.get("median"):
-            text += f"; SM clock {clock['median']:.0f} MHz"
-        if power.get("median"):
-            text += f", {power['median']:.0f} W"
-        if clock.get("status") == "missing":
-            text += f"; clock not sampled ({clock.get('reason', 'NVML missing')})"
+        for phase in ("burst", "sustained"):
+            clock, power = r.get("clock_mhz", {}).get(phase, {}), r.get("power_w", {}).get(phase, {})
+            if clock.get("median"):
+                text += f"; {phase} SM clock {clock['median']:.0f} MHz"
+            if power.get("median"):
+                text += f", {power['median']:.0f} W"
+            if clock.get("status") == "missing":
+                text += f"; {phase} clock not sampled ({clock.get('reason', 'NVML missing')})"
         text += f"; {r['search']['shapes_tried']} shapes in {r['search']['seconds']:.1f} s"
         lines.append(text)
     return lines

@@ -270,7 +270,8 @@ def legacy_calibration_to_v1(legacy: Any, *, rel: str, type_folder: str | None, 
         warnings.append(f"GEMM was measured only up to n={max(e['n'] for e in gemm)} by the original tool: these "
                         "peaks are overhead-bound, far below what the device reaches")
 
-    raw_theory: dict[str, Any] = old_pm["theoretical_peaks"] if isinstance(old_pm.get("theoretical_peaks"), dict) else {}
+    raw_theory: dict[str, Any] = old_pm["theoretical_peaks"] \
+        if isinstance(old_pm.get("theoretical_peaks"), dict) else {}
     theoretical = {p: float(v) for p, v in raw_theory.items() if p in PRECISIONS and _pos(v)}
     zero = [p for p, v in raw_theory.items() if p in PRECISIONS and not _pos(v)]
     if zero:
