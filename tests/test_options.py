@@ -203,7 +203,7 @@ def test_resolve_options_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert opts.registry == Path("/proj/registry")
     assert opts.sizes is None
     assert opts.min_gflops == 1.0
-    assert opts.max_call_s == 1.0
+    assert opts.max_call_s == 0.3
     assert (opts.quick, opts.dry_run, opts.force) == (False, False, False)
 
 

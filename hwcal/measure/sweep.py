@@ -17,7 +17,7 @@ GUARD_SIZE = 256
 @dataclass
 class SweepPolicy:
     min_gflops: float = 1.0
-    max_call_s: float = 1.0
+    max_call_s: float = 0.3
     guard_size: int = GUARD_SIZE
 
 

@@ -149,7 +149,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "backend's families when not given", "HWCAL_SHAPES"),
     OptionSpec("--min-gflops", "hwcal_min_gflops", "GFLOPS", parse_nonneg_float, 1.0,
                "after a size >= 256, a precision below this skips its larger sizes", "HWCAL_MIN_GFLOPS"),
-    OptionSpec("--max-call-seconds", "hwcal_max_call_s", "S", parse_positive_float, 1.0,
+    OptionSpec("--max-call-seconds", "hwcal_max_call_s", "S", parse_positive_float, 0.3,
                "skip a size whose single GEMM is predicted to take longer than this", "HWCAL_MAX_CALL_SECONDS"),
     OptionSpec("--dry-run", "hwcal_dry_run", None, None, False,
                "build and validate the calibration, print where it would go, write nothing", None, True),
