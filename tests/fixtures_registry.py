@@ -24,7 +24,7 @@ from hwcal.naming import CalibrationKey, check_power_mode
 from hwcal.registry.writer import atomic_write_text, dumps, write_calibration
 
 REPO = Path(__file__).resolve().parent.parent
-# Real files of the original system, copied unmodified from shared/seed-registry: the tests need nothing beside the repo.
+# Real files of the original system, copied unmodified from shared/seed-registry: tests need nothing beside the repo.
 SEED = Path(__file__).resolve().parent / "data" / "seed-registry"
 BASE_DATE = datetime(2026, 11, 1, 12, 0, 0, tzinfo=timezone.utc)
 

@@ -13,14 +13,17 @@ from hwcal.cli import compare_calibrations, list_calibrations
 from hwcal.registry.errata import errata_for
 from hwcal.registry.validate import validate_registry
 
-REPO = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).resolve().parent / "data"
 
 
 @pytest.fixture
 def registry(tmp_path: Path) -> Path:
-    root = tmp_path / "reg"
-    shutil.copytree(REPO / "registry" / "gpu" / "h100_sxm5", root / "gpu" / "h100_sxm5")
-    return root
+    """The real H100 calibration (as filed, format 1) under its key, with its spec."""
+    hw = tmp_path / "reg" / "gpu" / "h100_sxm5"
+    (hw / "calibrations").mkdir(parents=True)
+    shutil.copy(DATA / "specs" / "h100_sxm5.json", hw / "spec.json")
+    shutil.copy(DATA / "v1" / "700W_1980MHz_pytorch.json", hw / "calibrations" / "700W_1980MHz_pytorch.json")
+    return tmp_path / "reg"
 
 
 def _errata(root: Path, until: str) -> None:

@@ -314,10 +314,9 @@ examples:
 
 def load_calibration(path: Path) -> dict[str, Any]:
     """A calibration file the user named: unreadable or invalid fails loudly, every error listed."""
+    from hwcal.document.legacy import update_to_2
     from hwcal.document.schema import schema_errors
     from hwcal.registry.reader import read_json
-
-    from hwcal.document.legacy import update_to_2
 
     doc = read_json(path)
     errors = schema_errors(doc, "calibration")
