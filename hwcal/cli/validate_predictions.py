@@ -44,8 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="hardware ids (or unique prefixes/substrings) or calibration files")
     parser.add_argument("--detail", action="store_true", help="also print every point's prediction. Default: off")
     parser.add_argument("--check", action="store_true",
-                        help=f"exit 1 when an operation's median is over {TARGET_MEDIAN:.0%} or its p90 over "
-                             f"{TARGET_P90:.0%}. Default: off (report only)")
+                        help=f"exit 1 when an operation's median is over {TARGET_MEDIAN * 100:.0f}%% or its p90 over "
+                             f"{TARGET_P90 * 100:.0f}%%. Default: off (report only)")
     add_selection_options(parser)
     add_json_option(parser)
     add_registry_option(parser)
