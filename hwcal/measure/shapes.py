@@ -36,8 +36,6 @@ SHAPES_BUDGET_S = {("cpu", False): 4.0, ("cpu", True): 2.0, ("gpu", False): 30.0
 SHAPE_ROUNDS = {False: 10, True: 5}
 MIN_ROUNDS = 3
 MEMORY_FRACTION_RUN = 0.8
-_SAMPLE = 8
-_VECTORS = 2
 
 
 @dataclass(frozen=True)
