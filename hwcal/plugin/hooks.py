@@ -296,9 +296,11 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
     backend = cal.backend
     if backend.device_name:
         info["gpu_name"] = backend.device_name
-    gpu_identity = backend.facts().get("gpu_identity")
-    if isinstance(gpu_identity, dict):
-        info.update({f"gpu_{k}": v for k, v in gpu_identity.items()})
+    if backend.device_type == "gpu":
+        gpu = backend.facts().get("gpu")
+        if isinstance(gpu, dict):  # identity only: clocks and temperature differ between any two runs
+            info.update({f"gpu_{k}": gpu[k] for k in ("name", "compute_capability", "sm_count", "driver_version",
+                                                      "uuid", "pci_bus_id") if gpu.get(k) is not None})
     cpu = collect_host().get("cpu")
     if isinstance(cpu, dict):
         for field in ("model", "vendor", "microarchitecture", "cpu_family", "cpu_model", "cpu_part"):
