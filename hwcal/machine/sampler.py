@@ -33,6 +33,9 @@ class ClockProbe(Protocol):
 
     def read(self) -> tuple[float, list[str]] | None: ...
 
+    def reset(self) -> None:
+        """Forget what the previous window left (a busy-core baseline); a new window starts."""
+
 
 class CoreBusy:
     """Per-core busy fractions since the previous call, from /proc/stat (None where it is unreadable)."""
@@ -220,9 +223,7 @@ class ClockMonitor:
             return
         with self._lock:
             self._current = Window(test)
-        reset = getattr(self.probe, "reset", None)
-        if reset:
-            reset()
+        self.probe.reset()
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="hwcal-clock-sampler", daemon=True)
             self._thread.start()

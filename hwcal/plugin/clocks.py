@@ -25,7 +25,7 @@ def detect_machine(cal: CalibrationSession, src: Sources = LOCAL) -> tuple[KeyFa
     backend = cal.backend
     if backend.device_type == "gpu":
         gpu = collect_gpu(device_index(backend.device))
-        if getattr(backend, "device_name", None):
+        if backend.device_name:
             gpu.setdefault("name", backend.device_name)
         return detect_gpu_key(gpu, src), gpu
     return detect_cpu_key(src), None

@@ -18,6 +18,7 @@ from hwcal.errors import HwcalError
 from hwcal.machine import collect_host
 from hwcal.measure.blas import blas_cases, case_id
 from hwcal.measure.floors import floor_operations
+from hwcal.measure.records import MemorySweep
 from hwcal.measure.session import CalibrationSession
 from hwcal.measure.shapes import shape_cases
 from hwcal.measure.stream import size_label, stream_cases
@@ -233,7 +234,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if exitstatus != pytest.ExitCode.OK:
         outcome["message"] = "hwcal: tests failed: no calibration filed, the registry is unchanged"
         return
-    if not (cal.records or getattr(cal.memory, "records", None) or cal.blas_records or cal.shape_records
+    stream_records = cal.memory.records if isinstance(cal.memory, MemorySweep) else []
+    if not (cal.records or stream_records or cal.blas_records or cal.shape_records
             or cal.launch_floors):
         outcome["message"] = ("hwcal: nothing timed (benchmarks disabled or all skipped): "
                               "results verified, no calibration filed")
