@@ -25,15 +25,18 @@ def _summary(doc: dict[str, Any]) -> str:
     peaks, status = matrix.get("peak_gflops_by_precision") or {}, detail.get("status") or {}
     theory = detail.get("theoretical_peaks") or matrix.get("theoretical_peaks") or {}
     sizes, eff = detail.get("peak_size_by_precision") or {}, detail.get("efficiency_by_precision") or {}
+    source = detail.get("peak_source_by_precision") or {}
     rows = []
     for p in canonical_sorted(set(peaks) | set(status)):
         s = status.get(p) or {}
         why = [s.get("reason"), *(s.get("sizes_skipped") or [])]
         rows.append([esc(p), f'<span class="st st-{esc(s.get("status", "measured"))}">{esc(s.get("status", "-"))}'
                      "</span>", num(peaks.get(p)), esc(_unit(p)), num(theory.get(p)), pct(eff.get(p)),
-                     num(sizes.get(p)), esc(s.get("kernel") or ""), "<br>".join(esc(w) for w in why if w)])
-    out = table("Peak throughput per precision (best GEMM result)", ["precision", "status", "peak", "unit",
-                "theoretical", "efficiency", "at n", "kernel", "reasons"], rows, numeric=(2, 4, 5, 6))
+                     esc(source.get(p) or (f"square sweep at n={sizes[p]}" if p in sizes else "")),
+                     esc(s.get("kernel") or ""), "<br>".join(esc(w) for w in why if w)])
+    out = table("Peak throughput per precision", ["precision", "status", "peak", "unit", "theoretical",
+                "efficiency", "where the peak comes from", "kernel", "reasons"], rows, numeric=(2, 4, 5))
+    out += _searched(doc.get("max_achievable") or {})
     memory = doc.get("memory") or {}
     bw = [("sustained DRAM bandwidth (GB/s)", num(doc.get("measured_bandwidth_gbps"))),
           ("spec bandwidth (GB/s)", num(doc.get("theoretical_bandwidth_gbps"))),
@@ -41,6 +44,26 @@ def _summary(doc: dict[str, Any]) -> str:
           ("sustained kernel", memory.get("sustained_kernel"))]
     bw += [(f"{k} plateau (GB/s)", num(v)) for k, v in (memory.get("sustained_gbps_by_kernel") or {}).items()]
     return out + facts(bw)
+
+
+def _searched(searched: dict[str, Any]) -> str:
+    """The max-achievable search per precision: the burst figure filed as the peak, the sustained one beside
+    it, and the clock and power over each (GPUs)."""
+    if not searched:
+        return ""
+    rows = []
+    for p in canonical_sorted(searched):
+        r = searched[p]
+        shape = r["shape"]
+        clock, power = r.get("clock_mhz") or {}, r.get("power_w") or {}
+        rows.append([esc(p), f"{shape['m']}x{shape['n']}x{shape['k']}", esc(r["layout"]),
+                     num(r["burst"]["mean_gflops"]), num(r["burst"]["max_gflops"]), num(r["sustained"].get("gflops")),
+                     num((clock.get("burst") or {}).get("median")), num((clock.get("sustained") or {}).get("median")),
+                     num((power.get("sustained") or {}).get("median")), str(r["search"].get("shapes_tried", ""))])
+    return table("Max achievable GEMM (peak = burst mean: per call, L2 flushed, after a rest; sustained: back to "
+                 "back after a warm-up)", ["precision", "shape (MxNxK)", "layout", "burst mean", "best call",
+                 "sustained", "burst SM MHz", "sustained SM MHz", "sustained W", "shapes tried"], rows,
+                 numeric=(3, 4, 5, 6, 7, 8, 9))
 
 
 def _method(doc: dict[str, Any]) -> dict[str, str]:

@@ -176,7 +176,7 @@ def _calibration_spot(path: Path, device_type: str, hw_dir: Path, in_history: bo
         return Spot("problem", path, device_type, hw_dir, in_history, reason="not a .json calibration file; ignored")
     m = HISTORY_RE.match(path.name)
     if in_history and m and m["format1"]:
-        return Spot("corrupt", path, device_type, hw_dir, in_history,
+        return Spot("corrupt", path, device_type, hw_dir, in_history, listed=False,
                     reason="the format-1 original of a file hwcal-upgrade rewrote as format 2; kept, not listed")
     if in_history and m and m["corrupt"]:
         return Spot("corrupt", path, device_type, hw_dir, in_history,
