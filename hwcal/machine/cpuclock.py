@@ -19,11 +19,25 @@ import platform
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 ADDS_PER_ITERATION = 16
 # mov rax, rsi ; loop: (add rax, rsi) x16 ; dec rdi ; jnz loop ; ret     (System V: rdi = n, rsi = step)
 _BODY = bytes([0x48, 0x01, 0xF0]) * ADDS_PER_ITERATION + bytes([0x48, 0xFF, 0xCF])
 _CODE = bytes([0x48, 0x89, 0xF0]) + _BODY + bytes([0x75, (256 - (len(_BODY) + 2)) & 0xFF, 0xC3])
+
+
+def executable(code: bytes, functype: type) -> tuple[Callable[..., Any], mmap.mmap]:
+    """``code`` in a page mapped read+execute, as a ctypes function of ``functype``, and the page (keep it:
+    the code lives as long as it does). OSError where the kernel refuses executable memory."""
+    page = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    page.write(code)
+    addr = ctypes.addressof(ctypes.c_char.from_buffer(page))
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    if libc.mprotect(addr, mmap.PAGESIZE, mmap.PROT_READ | mmap.PROT_EXEC) != 0:
+        raise OSError(ctypes.get_errno(), f"kernel refused executable memory (mprotect errno {ctypes.get_errno()})")
+    return functype(addr), page
 
 
 class ChainClock:
@@ -43,14 +57,7 @@ class ChainClock:
         if sys.platform != "linux" or platform.machine().lower() not in ("x86_64", "amd64"):
             return None, f"no dependent-add probe for {sys.platform} {platform.machine()} (x86-64 Linux only)"
         try:
-            page = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
-            page.write(_CODE)
-            addr = ctypes.addressof(ctypes.c_char.from_buffer(page))
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-            if libc.mprotect(addr, mmap.PAGESIZE, mmap.PROT_READ | mmap.PROT_EXEC) != 0:
-                return None, f"kernel refused executable memory (mprotect errno {ctypes.get_errno()})"
-            fn = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint64)(addr)
+            fn, page = executable(_CODE, ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint64))
             # The chain computes step * (1 + 16 n): a wrong answer means the code did not run as written.
             if fn(1000, 3) != 3 * (1 + ADDS_PER_ITERATION * 1000):
                 return None, "dependent-add probe self-check failed"

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hwcal.machine.cpuclock import executable
 from hwcal.machine.sources import LOCAL, Sources
 
 CHAINS = 12  # accumulators ymm/zmm 0..11; x in register 14, y in 15
@@ -133,14 +134,7 @@ class _Kernel:
 def _make_kernel(width: int, precision: str) -> tuple[_Kernel | None, str]:
     code = kernel_code(width, precision == "fp64")
     try:
-        page = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
-        page.write(code)
-        addr = ctypes.addressof(ctypes.c_char.from_buffer(page))
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-        if libc.mprotect(addr, mmap.PAGESIZE, mmap.PROT_READ | mmap.PROT_EXEC) != 0:
-            return None, f"kernel refused executable memory (mprotect errno {ctypes.get_errno()})"
-        fn = ctypes.CFUNCTYPE(None, ctypes.c_uint64, ctypes.c_void_p)(addr)
+        fn, page = executable(code, ctypes.CFUNCTYPE(None, ctypes.c_uint64, ctypes.c_void_p))
         kernel = _Kernel(fn, page, width, _DTYPES[precision])
         if not kernel.verify():
             return None, f"{width}-bit {precision} FMA kernel failed its arithmetic check"

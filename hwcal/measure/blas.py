@@ -32,7 +32,7 @@ from hwcal.machine.caches import CacheInfo
 from hwcal.measure.records import STREAM_ARRAY_FACTOR, BlasRecord
 from hwcal.measure.session import CalibrationSession
 from hwcal.measure.stream import size_label
-from hwcal.measure.timing import RoundPlan, time_one_call, timed_rounds, warmup_rounds
+from hwcal.measure.timing import RoundPlan, round_cv, round_times, time_one_call, timed_rounds, warmup_rounds
 from hwcal.measure.verify import Verification
 from hwcal.precisions import PRECISIONS
 
@@ -349,7 +349,7 @@ def _run(benchmark: Any, session: CalibrationSession, operation: str, precision:
     stats = timed.stats
     if stats is None:
         return
-    per_call = {k: float(getattr(stats, k)) / plan.launches for k in ("min", "max", "mean", "median", "stddev", "iqr")}
+    per_call = round_times(stats, plan.launches)
     session.blas_records.append(BlasRecord(
         operation=operation,
         precision=precision,
@@ -366,7 +366,7 @@ def _run(benchmark: Any, session: CalibrationSession, operation: str, precision:
         gflops_median=flops / per_call["median"] / 1e9,
         gbps_best=nbytes / per_call["min"] / 1e9,
         gbps_median=nbytes / per_call["median"] / 1e9,
-        cv=float(stats.stddev / stats.mean) if stats.mean > 0 and stats.rounds > 1 else 0.0,
+        cv=round_cv(stats),
         max_error=check.max_error,
         tolerance=check.tolerance,
         verify_method=check.method,

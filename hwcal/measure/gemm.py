@@ -11,7 +11,7 @@ from hwcal.measure.layouts import PROBE_N, choose_layout
 from hwcal.measure.records import GemmRecord
 from hwcal.measure.session import CalibrationSession
 from hwcal.measure.sweep import GUARD_SIZE
-from hwcal.measure.timing import RoundPlan, plan_rounds, time_one_call, timed_rounds
+from hwcal.measure.timing import RoundPlan, plan_rounds, round_cv, round_times, time_one_call, timed_rounds
 from hwcal.measure.verify import verify_gemm
 
 
@@ -76,10 +76,10 @@ def run_gemm(benchmark: Any, session: CalibrationSession, precision: str, n: int
         launches_per_round=plan.launches,
         rounds=int(stats.rounds),
         warmup_rounds=plan.warmup_rounds,
-        time_s={k: float(getattr(stats, k)) for k in ("min", "max", "mean", "median", "stddev", "iqr")},
+        time_s=round_times(stats),
         gflops_best=gflops_best,
         gflops_median=flops / stats.median / 1e9,
-        cv=float(stats.stddev / stats.mean) if stats.mean > 0 and stats.rounds > 1 else 0.0,
+        cv=round_cv(stats),
         max_error=check.max_error,
         tolerance=check.tolerance,
         verify_method=check.method,

@@ -27,7 +27,7 @@ from hwcal.backends.base import GemmOperands, ShapeOperands
 from hwcal.measure.blas import fair_allowance
 from hwcal.measure.records import ShapeRecord
 from hwcal.measure.session import CalibrationSession
-from hwcal.measure.timing import RoundPlan, time_one_call, timed_rounds, warmup_rounds
+from hwcal.measure.timing import RoundPlan, round_cv, round_times, time_one_call, timed_rounds, warmup_rounds
 from hwcal.measure.verify import Verification, verify_gemm
 from hwcal.precisions import PRECISIONS
 
@@ -247,7 +247,7 @@ def _run(benchmark: Any, session: CalibrationSession, precision: str, shape: Sha
     stats = timed.stats
     if stats is None:
         return
-    per_call = {k: float(getattr(stats, k)) / plan.launches for k in ("min", "max", "mean", "median", "stddev", "iqr")}
+    per_call = round_times(stats, plan.launches)
     session.shape_records.append(ShapeRecord(
         family=shape.family,
         precision=precision,
@@ -263,7 +263,7 @@ def _run(benchmark: Any, session: CalibrationSession, precision: str, shape: Sha
         time_s=per_call,
         gflops_best=shape.flops / per_call["min"] / 1e9,
         gflops_median=shape.flops / per_call["median"] / 1e9,
-        cv=float(stats.stddev / stats.mean) if stats.mean > 0 and stats.rounds > 1 else 0.0,
+        cv=round_cv(stats),
         max_error=check.max_error,
         tolerance=check.tolerance,
         verify_method=check.method,

@@ -38,7 +38,7 @@ from hwcal.measure.records import (
     validation_error,
 )
 from hwcal.measure.session import CalibrationSession
-from hwcal.measure.timing import RoundPlan, time_one_call, timed_rounds, warmup_rounds
+from hwcal.measure.timing import RoundPlan, round_cv, round_times, time_one_call, timed_rounds, warmup_rounds
 
 # Seconds by device type and --quick: on a CPU the sweep adds at most ~15 s to a calibration; a GPU's
 # rounds last >= 20 ms each (launch overhead < 1%), so its 44 cases need longer.
@@ -341,10 +341,10 @@ def _measure(benchmark: Any, session: CalibrationSession, sweep: MemorySweep, st
         passes_per_round=plan.launches,
         rounds=int(stats.rounds),
         warmup_rounds=plan.warmup_rounds,
-        time_s={k: float(getattr(stats, k)) for k in ("min", "max", "mean", "median", "stddev", "iqr")},
+        time_s=round_times(stats),
         gbps_best=bytes_per_round / stats.min / 1e9,
         gbps_median=bytes_per_round / stats.median / 1e9,
-        cv=float(stats.stddev / stats.mean) if stats.mean > 0 and stats.rounds > 1 else 0.0,
+        cv=round_cv(stats),
         max_rel_error=error,
         method=method.description,
         device_event_ratio=timed.event_ratio,

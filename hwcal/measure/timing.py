@@ -124,3 +124,14 @@ def timed_rounds(benchmark: Any, backend: Backend, plan: RoundPlan, launch: Call
     return TimedRounds(stats, elapsed_s, event_ratio)
 
 
+STAT_FIELDS = ("min", "max", "mean", "median", "stddev", "iqr")
+
+
+def round_times(stats: Any, per: int = 1) -> dict[str, float]:
+    """pytest-benchmark's statistics of the rounds in seconds; per call when ``per`` is a round's launches."""
+    return {k: float(getattr(stats, k)) / per for k in STAT_FIELDS}
+
+
+def round_cv(stats: Any) -> float:
+    """Coefficient of variation of the rounds (0 with a single round)."""
+    return float(stats.stddev / stats.mean) if stats.mean > 0 and stats.rounds > 1 else 0.0
