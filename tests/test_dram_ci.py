@@ -3,11 +3,7 @@ interval is within +-3% (or the budget ends), the interval filed and shown."""
 
 from __future__ import annotations
 
-import statistics
-import time
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
 import pytest
 
@@ -18,31 +14,9 @@ from hwcal.measure.records import KERNELS
 from hwcal.measure.session import CalibrationOptions, CalibrationSession
 from hwcal.measure.stream import DramEstimate, StreamState, _t975, run_stream
 from hwcal.plugin.summary import _memory_lines
+from tests.fakes import FakeBenchmark
 
 KiB = 2**10
-
-
-class DataBenchmark:
-    """pytest-benchmark's fixture as the bodies use it, with the single round times (``stats.data``)."""
-
-    def __init__(self) -> None:
-        self.extra_info: dict[str, Any] = {}
-        self.enabled = True
-        self.stats: Any = None
-
-    def pedantic(self, fn: Any, rounds: int, warmup_rounds: int, iterations: int, teardown: Any = None) -> None:
-        for _ in range(warmup_rounds):
-            fn()
-        times = []
-        for _ in range(rounds):
-            t = time.perf_counter()
-            fn()
-            times.append(max(time.perf_counter() - t, 1e-9))
-            if teardown:
-                teardown()
-        self.stats = SimpleNamespace(stats=SimpleNamespace(
-            min=min(times), max=max(times), mean=statistics.fmean(times), median=statistics.median(times),
-            stddev=statistics.stdev(times), iqr=0.0, rounds=rounds, data=times))
 
 
 def test_t_quantiles() -> None:
@@ -73,7 +47,7 @@ def test_dram_sized_triad_takes_rounds_until_the_interval_is_narrow(tmp_path: Pa
     state = StreamState(cal.backend)
     for size in (KiB, 64 * KiB, 128 * KiB):
         for kernel in KERNELS:
-            run_stream(DataBenchmark(), cal, state, kernel, size)
+            run_stream(FakeBenchmark(), cal, state, kernel, size)
     sweep = cal.memory
     triads = {r.array_bytes: r.rounds for r in sweep.records if r.kernel == "triad"}  # type: ignore[union-attr]
     copies = {r.array_bytes: r.rounds for r in sweep.records if r.kernel == "copy"}  # type: ignore[union-attr]
