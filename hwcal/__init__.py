@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
-
 __all__ = ["HwcalError", "Registry", "__version__"]
 
 from hwcal.errors import HwcalError
+from hwcal.version import __version__
 
 
 def __getattr__(name: str) -> Any:

@@ -38,7 +38,7 @@ class FakeBenchmark:
 def v1_matrix(doc: dict[str, Any]) -> dict[str, Any]:
     """The format-1 view of a document's precision matrix (legacy keys + hwcal's detail, supported meaning
     native only), so tests written against format 1 read a format-2 document the same way."""
-    from hwcal.document.legacy import precision_detail
+    from hwcal.document.format2 import precision_detail
 
     detail = precision_detail(doc)
     emulated = set(detail.get("emulated_precisions", []))

@@ -123,7 +123,7 @@ def registry(registry_template: Path, tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The seed registry imported once into a temp registry (the tests only read it)."""
-    from hwcal.registry.migrate import execute, plan_migration
+    from hwcal.interop.migrate import execute, plan_migration
 
     root = tmp_path_factory.mktemp("migrated") / "registry"
     actions = execute(plan_migration(copy_seed(tmp_path_factory.mktemp("seed") / "seed"), root), root)

@@ -53,7 +53,7 @@ def test_summary_prints_the_ceiling_beside_the_derived_peak(valid_doc: dict[str,
 
 def test_roofline_draws_both_roofs(valid_doc: dict[str, Any]) -> None:
     pytest.importorskip("matplotlib")
-    from hwcal.cli.plot import roofline_figure, series_gids
+    from hwcal.report.figures import roofline_figure, series_gids
 
     doc = _doc(valid_doc)
     doc["memory"] = {"sustained_gbps": 20.0}

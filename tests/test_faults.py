@@ -19,7 +19,8 @@ from fixtures_registry import REPO, make_calibration, make_spec, run_tool, write
 
 from hwcal.errors import HwcalError
 from hwcal.naming import calibration_path, history_dir, spec_path
-from hwcal.registry import fsio, hoststate
+from hwcal.registry import fsio
+from hwcal.registry import locks as hoststate
 from hwcal.registry.api import Registry
 from hwcal.registry.reader import read_json
 from hwcal.registry.validate import validate_registry
@@ -225,7 +226,7 @@ def test_a_lock_held_by_another_user_names_the_holder(tmp_path: Path, monkeypatc
     holder = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(f"""
             import sys, time; sys.path.insert(0, {str(REPO)!r})
-            from hwcal.registry.hoststate import device_lock
+            from hwcal.registry.locks import device_lock
             lock = device_lock("cpu"); assert lock.acquire(60); print("held", flush=True); sys.stdin.read()
         """)], env={**os.environ, "TMPDIR": str(tmp_path)}, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
@@ -342,7 +343,7 @@ def test_tools_refuse_an_empty_registry(tmp_path: Path) -> None:
 
 
 def test_bare_loop_refuses_sizes_it_cannot_allocate(tmp_path: Path) -> None:
-    from hwcal.document.legacy import precision_detail
+    from hwcal.document.format2 import precision_detail
 
     key, doc = make_calibration()
     precision_detail(doc)["peak_size_by_precision"]["fp64"] = 10**7  # where the format keeps it
@@ -406,8 +407,8 @@ def test_merge_applies_the_partial_run_rule(tmp_path: Path) -> None:
 
 
 def test_migrate_refuses_a_document_without_measurements(tmp_path: Path) -> None:
-    from hwcal.registry.legacy_calibration import legacy_calibration_to_v1
-    from hwcal.registry.legacy_files import LegacyFormatError
+    from hwcal.interop.legacy_calibration import legacy_calibration_to_v1
+    from hwcal.interop.legacy_files import LegacyFormatError
 
     legacy = {"metadata": {"framework": "numpy", "calibration_date": "2025-01-01T00:00:00",
                            "hardware_name": "Test", "device_type": "cpu", "cpu_clock": {"max_freq_mhz": 2000}},
@@ -418,7 +419,7 @@ def test_migrate_refuses_a_document_without_measurements(tmp_path: Path) -> None
 
 
 def test_migrate_records_every_dropped_negative_value() -> None:
-    from hwcal.registry.legacy_calibration import _negative_values
+    from hwcal.interop.legacy_calibration import _negative_values
 
     legacy = {"operation_profiles": {"gemm": {"precision_results": {"fp32": {"mean_latency_ms": -1.0,
                                                                              "measured_gops": -3}}}},

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from hwcal.machine import fma_ceiling
-from hwcal.machine.fma_ceiling import CHAINS, kernel_code, measure_compute_ceiling
+from hwcal.machine import fma_probe as fma_ceiling
+from hwcal.machine.fma_probe import CHAINS, kernel_code, measure_compute_ceiling
 from hwcal.machine.sources import LOCAL, Sources
 from hwcal.machine.uarch import detect_microarchitecture
 

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from hwcal.document.legacy import (
+from hwcal.document.format2 import (
     LEGACY_MATRIX_KEYS,
     to_format_2,
     update_to_2,
 )
-from hwcal.document.legacy_profiles import profile_key, valid_efficiency
+from hwcal.document.operation_profiles import profile_key, valid_efficiency
 from tests.legacy_loader import HardwareCalibration
 
 try:

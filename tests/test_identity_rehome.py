@@ -14,7 +14,7 @@ import pytest
 from hwcal.cli.rehome_hardware import main
 from hwcal.document.schema import schema_errors
 from hwcal.errors import HwcalError
-from hwcal.registry.rehome import execute_rehome, infer_microarchitecture, plan_rehome
+from hwcal.interop.rehome import execute_rehome, infer_microarchitecture, plan_rehome
 
 ROOT = Path(__file__).resolve().parent.parent
 # The real Zen 3 VM's files (2026-11: current and history, numpy and pytorch, spec.json), copied as hwcal

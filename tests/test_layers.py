@@ -1,6 +1,7 @@
 """The package's stages import one way only: a module may import from its own stage or a lower one.
 
-errors, precisions, naming  <  machine  <  backends  <  measure  <  document  <  registry  <  plugin  <  cli
+errors, precisions, naming, version  <  machine  <  backends  <  measure  <  document  <  model  <  registry
+    <  interop  <  report  <  plugin  <  site  <  cli
 
 The check walks every module's AST (imports inside functions and under TYPE_CHECKING included, so a
 cycle cannot hide behind either) and fails on an import that climbs a layer, and on any import cycle
@@ -15,8 +16,9 @@ from pathlib import Path
 import hwcal
 
 PACKAGE = Path(hwcal.__file__).resolve().parent
-LAYERS = ("base", "machine", "backends", "measure", "document", "registry", "plugin", "cli")
-BASE_MODULES = {"errors", "precisions", "naming"}
+LAYERS = ("base", "machine", "backends", "measure", "document", "model", "registry", "interop", "report", "plugin",
+          "site", "cli")
+BASE_MODULES = {"errors", "precisions", "naming", "version"}
 
 
 def _module_name(path: Path) -> str:

@@ -27,7 +27,7 @@ from hwcal.machine import (
     detect_power_mode,
     registry_hardware_id,
 )
-from hwcal.machine.ceiling import cpu_ceiling_mhz, jetson_gpu_ceiling_mhz, nvpmodel_conf_gpu_max_mhz
+from hwcal.machine.clock_ceiling import cpu_ceiling_mhz, jetson_gpu_ceiling_mhz, nvpmodel_conf_gpu_max_mhz
 from hwcal.machine.cpu import collect_cpu, turbo_state
 from hwcal.machine.power import clean_mode_name, parse_nvpmodel, parse_powercfg
 from hwcal.naming import check_power_mode

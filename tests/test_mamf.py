@@ -10,7 +10,7 @@ import pytest
 
 from hwcal.backends import GemmOperands
 from hwcal.measure.layouts import choose_layout
-from hwcal.measure.mamf import COARSE_K, COARSE_M, COARSE_N, Search, Shape, max_achievable, neighbours
+from hwcal.measure.max_achievable import COARSE_K, COARSE_M, COARSE_N, Search, Shape, max_achievable, neighbours
 
 
 class FakeGpu:
@@ -105,8 +105,8 @@ def test_shapes_over_the_call_time_or_memory_bound_are_skipped_with_the_reason(g
 
 
 def test_the_result_is_verified_and_names_its_figures(gpu: FakeGpu, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("hwcal.measure.mamf.BUDGET_S", {False: 60.0, True: 60.0})
-    monkeypatch.setattr("hwcal.measure.mamf.REST_S", {False: 0.0, True: 0.0})
+    monkeypatch.setattr("hwcal.measure.max_achievable.BUDGET_S", {False: 60.0, True: 60.0})
+    monkeypatch.setattr("hwcal.measure.max_achievable.REST_S", {False: 0.0, True: 0.0})
     result = max_achievable(gpu, "fp32", "NT", "fake kernel", 95_000.0, quick=True,  # type: ignore[arg-type]
                             device_index=0)
     assert result is not None and result.verified and result.peak == "burst_mean"

@@ -13,9 +13,9 @@ import pytest
 
 from hwcal import Registry
 from hwcal.document.schema import schema_errors
-from hwcal.registry.legacy_calibration import legacy_calibration_to_v1
-from hwcal.registry.legacy_files import LegacyFormatError, find_legacy_files, legacy_spec_to_v1
-from hwcal.registry.migrate import execute, plan_migration
+from hwcal.interop.legacy_calibration import legacy_calibration_to_v1
+from hwcal.interop.legacy_files import LegacyFormatError, find_legacy_files, legacy_spec_to_v1
+from hwcal.interop.migrate import execute, plan_migration
 from hwcal.registry.validate import validate_registry
 from tests.fakes import v1_matrix
 from tests.fixtures_registry import SEED, copy_seed, file_calibration, migrated

@@ -14,10 +14,11 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from hwcal.cli.plot import CHARTS, bytes_label, figures, main, render, series_gids
+from hwcal.cli.plot import main
 from hwcal.document.builder import build_calibration
 from hwcal.machine.caches import CacheInfo, CacheLevel
 from hwcal.measure.records import KERNELS, MemorySweep, StreamRecord, stream_bytes
+from hwcal.report.figures import CHARTS, bytes_label, figures, render, series_gids
 
 KiB, MiB = 2**10, 2**20
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

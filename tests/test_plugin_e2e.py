@@ -234,7 +234,7 @@ def test_a_second_calibration_of_the_same_device_waits_for_the_first(tmp_path: P
     import subprocess
     import sys
 
-    from hwcal.registry.hoststate import device_lock
+    from hwcal.registry.locks import device_lock
 
     repo = Path(__file__).resolve().parent.parent
     lock = device_lock("cpu")  # host-wide, whatever $TMPDIR: the run below has another one

@@ -19,10 +19,10 @@ import pytest
 from hwcal import Registry
 from hwcal.cli.predict import main as predict_main
 from hwcal.cli.validate_predictions import main as validate_main
-from hwcal.document.legacy import update_to_2
+from hwcal.document.format2 import update_to_2
 from hwcal.errors import HwcalError
-from hwcal.registry.predict import Predictor, predictor_for, predictor_of_document
-from hwcal.registry.predict_loo import leave_one_out, report
+from hwcal.model.loo import leave_one_out, report
+from hwcal.model.predict import Predictor, predictor_for, predictor_of_document
 
 DATA = Path(__file__).parent / "data" / "predict"
 H100 = DATA / "h100_sxm5_700W_1980MHz_pytorch.json"

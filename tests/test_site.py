@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from hwcal.cli import site
-from hwcal.cli.compare_calibrations import compare
-from hwcal.cli.site_data import compare_core
 from hwcal.naming import power_mode_token
 from hwcal.registry.api import Registry
+from hwcal.report.compare import compare
+from hwcal.site.data import compare_core
 
 DATA = Path(__file__).parent / "data" / "site_registry"
 HOSTILE_MODE = "<script>alert(1)</script>"

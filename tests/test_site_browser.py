@@ -187,7 +187,7 @@ PAIRS = [("gpu/h100_sxm5/calibrations/history/700W_1980MHz_pytorch.20261126T1941
 @pytest.mark.parametrize(("a", "b"), PAIRS, ids=["h100-history", "epyc-history", "numpy-vs-torch", "cpu-vs-gpu"])
 def test_the_compare_view_gives_hwcal_compare_s_numbers(driver: Any, site_dir: tuple[Path, Path], shots: Path,
                                                          a: str, b: str) -> None:
-    from hwcal.cli.site_data import page_path
+    from hwcal.site.data import page_path
 
     registry, out = site_dir
     errors = _open(driver, Path(f"{out}/compare.html?a={page_path(a)}&b={page_path(b)}"))

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-import hwcal.registry.upgrade as upgrade_mod
+import hwcal.interop.upgrade as upgrade_mod
 from hwcal.cli.upgrade_registry import main
+from hwcal.interop.upgrade import upgrade_registry
 from hwcal.registry.api import Registry
-from hwcal.registry.upgrade import upgrade_registry
 from hwcal.registry.validate import validate_registry
 
 V1 = Path(__file__).parent / "data" / "v1"

@@ -16,7 +16,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hwcal.document.legacy import precision_detail
+from hwcal.document.format2 import precision_detail
 
 
 def _numpy_loop(precision: str, n: int, seconds: float) -> float:

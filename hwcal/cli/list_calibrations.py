@@ -20,7 +20,7 @@ from hwcal.cli.common import (
     table,
     warn_skipped,
 )
-from hwcal.document.legacy import precision_detail
+from hwcal.document.format2 import precision_detail
 from hwcal.precisions import PRECISIONS
 from hwcal.registry.api import Registry, UnknownHardwareError
 from hwcal.registry.errata import entry_errata

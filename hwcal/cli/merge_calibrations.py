@@ -35,8 +35,8 @@ from hwcal.cli.common import (
     run,
 )
 from hwcal.errors import HwcalError
+from hwcal.interop.merge import Plan, apply, plan_merge
 from hwcal.registry.layout import default_registry
-from hwcal.registry.merge import Plan, apply, plan_merge
 
 PROG = "merge_calibrations.py"
 EXAMPLES = """

@@ -18,8 +18,8 @@ from hwcal.cli.common import (
     print_json,
     run,
 )
+from hwcal.interop.migrate import MigrationStep, execute, plan_migration
 from hwcal.registry.layout import default_registry
-from hwcal.registry.migrate import MigrationStep, execute, plan_migration
 
 PROG = "migrate_calibrations.py"
 EXAMPLES = """

@@ -26,8 +26,8 @@ from hwcal.cli.common import (
     table,
 )
 from hwcal.errors import HwcalError
+from hwcal.model.predict import OPERATIONS, Prediction, Predictor, predictor_of_document
 from hwcal.registry.api import Registry
-from hwcal.registry.predict import OPERATIONS, Prediction, Predictor, predictor_of_document
 from hwcal.registry.reader import read_calibration
 
 PROG = "hwcal-predict"

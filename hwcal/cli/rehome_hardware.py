@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from hwcal.cli.common import EXIT_OK, add_json_option, add_registry_option, make_parser, print_json, run
+from hwcal.interop.rehome import execute_rehome, plan_rehome
 from hwcal.registry.layout import default_registry
-from hwcal.registry.rehome import execute_rehome, plan_rehome
 
 PROG = "rehome_hardware.py"
 EXAMPLES = """

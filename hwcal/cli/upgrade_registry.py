@@ -7,8 +7,8 @@ import sys
 from collections import Counter
 
 from hwcal.cli.common import EXIT_FAIL, EXIT_OK, add_json_option, add_registry_option, make_parser, print_json, run
+from hwcal.interop.upgrade import upgrade_registry
 from hwcal.registry.layout import default_registry
-from hwcal.registry.upgrade import upgrade_registry
 
 PROG = "upgrade_registry.py"
 EXAMPLES = """

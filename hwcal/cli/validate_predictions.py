@@ -25,7 +25,7 @@ from hwcal.cli.common import (
     table,
 )
 from hwcal.cli.predict import _json_safe, add_selection_options, load_predictor
-from hwcal.registry.predict_loo import leave_one_out, report
+from hwcal.model.loo import leave_one_out, report
 
 PROG = "hwcal-validate-predictions"
 TARGET_MEDIAN = 0.10

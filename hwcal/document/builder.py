@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from hwcal.backends import Support
-from hwcal.document.legacy import to_format_2
+from hwcal.document.format2 import to_format_2
 from hwcal.document.memory import memory_section
 from hwcal.document.peaks import with_ceiling_efficiency
 from hwcal.measure.records import BlasRecord, GemmRecord, LaunchFloor, MemorySweep, ShapeRecord
@@ -43,7 +43,7 @@ class BuildInput:
     memory: MemorySweep | dict[str, Any] | None = None  # STREAM results, or a section built elsewhere
     # Per precision, the operand layout chosen and what each layout reached (LayoutChoice.as_dict()).
     layouts: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # Per precision, the max-achievable search's result (hwcal.measure.mamf), GPUs.
+    # Per precision, the max-achievable search's result (hwcal.measure.max_achievable), GPUs.
     max_achievable: dict[str, dict[str, Any]] = field(default_factory=dict)
     # The spec with its peaks scaled to the clock measured under load; efficiency is against it.
     efficiency_spec: dict[str, Any] | None = None

@@ -20,7 +20,7 @@ from referencing import Registry, Resource
 # The repository's schema/ folder is the source; the wheel ships it as the package ``hwcal.schemas``
 # (pyproject maps it), so an installed hwcal and a checkout read the same files.
 SCHEMA_PACKAGE = "hwcal.schemas"
-CALIBRATION_FORMAT_VERSION = 2  # format 1 is still read (hwcal.document.legacy.update_to_2 upgrades it)
+CALIBRATION_FORMAT_VERSION = 2  # format 1 is still read (hwcal.document.format2.update_to_2 upgrades it)
 OLDEST_CALIBRATION_FORMAT = 1
 SPEC_FORMAT_VERSION = 1
 _NAMES = {"calibration": "calibration.schema.json", "spec": "spec.schema.json"}

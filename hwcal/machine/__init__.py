@@ -10,7 +10,7 @@ import platform
 import sys
 from dataclasses import dataclass
 
-from hwcal.machine.ceiling import cpu_ceiling_mhz, jetson_gpu_ceiling_mhz, nvml_gpu_ceiling_mhz
+from hwcal.machine.clock_ceiling import cpu_ceiling_mhz, jetson_gpu_ceiling_mhz, nvml_gpu_ceiling_mhz
 from hwcal.machine.cpu import collect_cpu, collect_memory
 from hwcal.machine.gpu import collect_gpu, sample_sm_clock_mhz
 from hwcal.machine.power import PowerMode, detect_power_mode, jetson_model

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from hwcal.machine import KeyFacts
-from hwcal.machine.ceiling import jetson_gpu_devfreq
+from hwcal.machine.clock_ceiling import jetson_gpu_devfreq
 from hwcal.machine.cpu import online_cpus
 from hwcal.machine.power import jetson_model
 from hwcal.machine.sources import LOCAL, Sources

@@ -49,7 +49,7 @@ class CalibrationSession:
     supports: dict[str, Support] = field(default_factory=dict)
     # Per precision, the operand layout chosen for it (hwcal.measure.layouts) and what each one reached.
     layouts: dict[str, LayoutChoice] = field(default_factory=dict)
-    # Per precision, the max-achievable (MAMF) search's result (hwcal.measure.mamf).
+    # Per precision, the max-achievable (MAMF) search's result (hwcal.measure.max_achievable).
     max_achievable: dict[str, MamfResult] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
     skips: dict[str, list[str]] = field(default_factory=dict)

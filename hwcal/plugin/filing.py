@@ -8,7 +8,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from hwcal import __version__
 from hwcal.document.builder import BuildInput, build_calibration
 from hwcal.document.peaks import peaks_at_clock, with_derived_gpu_peaks
 from hwcal.document.spec import (
@@ -22,10 +21,11 @@ from hwcal.machine.cpu import collect_cpu
 from hwcal.measure.session import CalibrationSession
 from hwcal.naming import CalibrationKey, calibration_path, check_power_mode, spec_path
 from hwcal.plugin.clocks import finish_clocks, session_gpu_facts, session_key_facts
-from hwcal.registry.hoststate import keep_rejected_text
-from hwcal.registry.planner import is_partial
+from hwcal.registry.locks import keep_rejected_text
 from hwcal.registry.reader import BadRegistryFile, read_json, read_spec
+from hwcal.registry.succession import is_partial
 from hwcal.registry.writer import check_valid, write_calibration
+from hwcal.version import __version__
 
 
 @dataclass
@@ -169,7 +169,7 @@ def file_calibration(cal: CalibrationSession, command_line: list[str], selection
 
 def _keep_rejected(doc: dict[str, Any], key: CalibrationKey) -> Path:
     """A run that cannot be filed still keeps what it measured, outside the registry, for a look or a retry:
-    in this user's own folder of the host's shared state folder (``hwcal.registry.hoststate``)."""
+    in this user's own folder of the host's shared state folder (``hwcal.registry.locks``)."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     name = f"{key.hardware_id}__{key.filename.removesuffix('.json')}.{stamp}.json"
     return keep_rejected_text(name, json.dumps(doc, indent=2, default=str) + "\n")

@@ -27,7 +27,7 @@ from hwcal.plugin.filing import Filed, check_before_run, file_calibration
 from hwcal.plugin.options import add_options, resolve_options
 from hwcal.plugin.preflight import preflight_session
 from hwcal.plugin.summary import summary_lines
-from hwcal.registry.hoststate import HostLock, device_lock
+from hwcal.registry.locks import HostLock, device_lock
 from hwcal.registry.writer import check_registry_writable
 
 SESSION_KEY = pytest.StashKey[CalibrationSession]()
@@ -192,7 +192,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def _hold_device(config: pytest.Config, cal: CalibrationSession) -> None:
     """Two calibrations measuring one device at once would both file wrong numbers: the second waits.
 
-    The lock is host-wide (``hwcal.registry.hoststate``: ``$HWCAL_STATE_DIR`` or /var/tmp/hwcal), whatever
+    The lock is host-wide (``hwcal.registry.locks``: ``$HWCAL_STATE_DIR`` or /var/tmp/hwcal), whatever
     each user's $TMPDIR. The run is dated when it holds the device: that is when its measurements start."""
     try:
         lock = device_lock(cal.options.device)

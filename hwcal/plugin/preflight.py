@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from hwcal.machine import KeyFacts
-from hwcal.machine.ceiling import jetson_gpu_devfreq
+from hwcal.machine.clock_ceiling import jetson_gpu_devfreq
 from hwcal.machine.cpu import collect_cpu, cpufreq_driver, cpufreq_governor, turbo_state
-from hwcal.machine.fma_ceiling import measure_compute_ceiling
+from hwcal.machine.fma_probe import measure_compute_ceiling
 from hwcal.machine.gpu import SLOWDOWN_REASONS
 from hwcal.machine.power import jetson_model, parse_nvpmodel
 from hwcal.machine.sources import Sources

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hwcal.document.legacy import precision_detail
+from hwcal.document.format2 import precision_detail
 from hwcal.precisions import PRECISIONS
 
 

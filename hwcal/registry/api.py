@@ -25,7 +25,6 @@ from hwcal.naming import CalibrationKey
 from hwcal.registry.cache import ListingCache, file_signature
 from hwcal.registry.filters import CalibrationFilter, normalise_filter
 from hwcal.registry.layout import ENV_REGISTRY, default_registry, escape_reason, hardware_files, walk
-from hwcal.registry.planner import FUTURE_SKEW_S, is_future
 from hwcal.registry.reader import (
     BadRegistryFile,
     CalibrationEntry,
@@ -34,6 +33,7 @@ from hwcal.registry.reader import (
     read_calibration,
     read_spec,
 )
+from hwcal.registry.succession import FUTURE_SKEW_S, is_future
 
 
 class RegistryWarning(UserWarning):
@@ -94,14 +94,14 @@ class Profile:
         return self.calibration.get("measured_bandwidth_gbps")
 
     def predict(self, operation: str, precision: str, **dims: int) -> Any:
-        """Predicted time of one call (``hwcal.registry.predict.Prediction``: seconds, gflops, gbps,
+        """Predicted time of one call (``hwcal.model.predict.Prediction``: seconds, gflops, gbps,
         efficiency, basis, points); e.g. ``predict("gemm", "bf16", m=4096, n=4096, k=4096)``."""
-        from hwcal.registry.predict import predictor_for  # curves built once per Profile, kept on it
+        from hwcal.model.predict import predictor_for  # curves built once per Profile, kept on it
         return predictor_for(self).predict(operation, precision, **dims)
 
     def efficiency(self, operation: str, precision: str, **dims: int) -> float | None:
         """The predicted call's fraction of the precision's peak (of bandwidth for memory-bound ops)."""
-        from hwcal.registry.predict import predictor_for
+        from hwcal.model.predict import predictor_for
         return predictor_for(self).efficiency(operation, precision, **dims)
 
 

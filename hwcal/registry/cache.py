@@ -19,10 +19,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from hwcal import __version__
 from hwcal.document.schema import schema_files
 from hwcal.errors import HwcalError
 from hwcal.registry import fsio
+from hwcal.version import __version__
 
 CACHE_DIR = ".hwcal-cache"
 CACHE_FILE = "listing-v1.cache"  # not *.json: no tool or glob takes it for a registry file

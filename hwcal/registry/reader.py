@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from hwcal.document.legacy import legacy_device_type, update_to_2
+from hwcal.document.format2 import legacy_device_type, update_to_2
 from hwcal.document.schema import (
     CALIBRATION_FORMAT_VERSION,
     OLDEST_CALIBRATION_FORMAT,

@@ -15,8 +15,8 @@ from typing import Any
 from hwcal.document.schema import schema_errors
 from hwcal.registry.fsio import stale_temps
 from hwcal.registry.layout import walk
-from hwcal.registry.planner import FUTURE_SKEW_S, is_future
 from hwcal.registry.reader import BadRegistryFile, naming_problems, parse_date, read_json, version_problem
+from hwcal.registry.succession import FUTURE_SKEW_S, is_future
 
 
 @dataclass

@@ -18,8 +18,8 @@ from hwcal.errors import HwcalError
 from hwcal.naming import CalibrationKey, calibration_path, hardware_dir, history_path, history_stamp, spec_path
 from hwcal.registry import fsio
 from hwcal.registry.fsio import UnsafePathError, check_write_target
-from hwcal.registry.planner import FUTURE_SKEW_S, is_future, split_newest
 from hwcal.registry.reader import BadRegistryFile, parse_date, read_json
+from hwcal.registry.succession import FUTURE_SKEW_S, is_future, split_newest
 
 LOCK_TIMEOUT_S = 120.0
 

@@ -14,7 +14,7 @@ Operations and their dimensions (positive integers):
   pattern (basis ``roofline``), by bytes.
 - ``copy``, ``scale``, ``add``, ``triad`` (``n`` elements per array): the STREAM sweep, by bytes.
 
-Along each curve the time is interpolated in the log of the roofline time (``predict_curves``): the
+Along each curve the time is interpolated in the log of the roofline time (``hwcal.model.curves``): the
 log of the FLOPs where compute-bound, of the bytes where memory-bound, with the cache tier of the
 working set (``memory.levels``). Then two rules:
 
@@ -38,11 +38,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hwcal.document.legacy import update_to_2
+from hwcal.document.format2 import update_to_2
 from hwcal.errors import HwcalError
-from hwcal.precisions import PRECISIONS, canonical_sorted
-from hwcal.registry.predict_curves import Curve, Point, Roofline, floor_estimate
-from hwcal.registry.predict_inputs import (
+from hwcal.model.curves import Curve, Point, Roofline, floor_estimate
+from hwcal.model.inputs import (
     BLAS_OPS,
     MEMORY_OPS,
     OPERATIONS,
@@ -53,6 +52,7 @@ from hwcal.registry.predict_inputs import (
     inputs_of,
     work_of,
 )
+from hwcal.precisions import PRECISIONS, canonical_sorted
 
 BASES = ("measured", "interpolated", "roofline", "extrapolated")
 _DIMS = {"gemm": ("m", "n", "k", "batch"), "gemv": ("m", "n")}

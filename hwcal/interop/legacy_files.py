@@ -14,7 +14,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from hwcal import __version__
 from hwcal.document.schema import SPEC_FORMAT_VERSION
 from hwcal.errors import HwcalError
 from hwcal.naming import (
@@ -22,6 +21,7 @@ from hwcal.naming import (
     hardware_id_token,
 )
 from hwcal.precisions import PRECISIONS, canonical_sorted
+from hwcal.version import __version__
 
 LEGACY_TYPE_FOLDERS = {"cpu": "cpu", "cpus": "cpu", "gpu": "gpu", "gpus": "gpu", "board": "board",
                        "boards": "board"}

@@ -1,4 +1,4 @@
-"""The site's pictures: the same three matplotlib charts as ``tools/plot_calibration.py`` (``hwcal.cli.plot``),
+"""The site's pictures: the same three matplotlib charts as ``tools/plot_calibration.py`` (``hwcal.report.figures``),
 as SVG files named by the hash of what they show, so a picture is drawn once and reused by every later
 build (and by every calibration whose measurements are the same).
 
@@ -17,12 +17,12 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from hwcal.cli import plot
-from hwcal.document.legacy import update_to_2
+from hwcal.document.format2 import update_to_2
+from hwcal.report import figures as plot
 
 CHARTS = plot.CHARTS
 FIG_DIR = "fig"
-# What the three charts read (hwcal.cli.plot): everything else of a document leaves the picture unchanged.
+# What the three charts read (hwcal.report.figures): everything else of a document leaves the picture unchanged.
 _FIGURE_FIELDS = ("gemm", "precision_matrix", "precision_detail", "memory", "theoretical_bandwidth_gbps")
 
 

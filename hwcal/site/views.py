@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from hwcal.cli.compare_calibrations import NOISE_FLOOR, compare
-from hwcal.cli.site_data import PRECISIONS, compare_inputs
-from hwcal.cli.site_html import PALETTE, esc, href, js_data, num, page, short_date, table, time_chart
 from hwcal.precisions import canonical_sorted
+from hwcal.report.compare import NOISE_FLOOR, compare
+from hwcal.site.data import PRECISIONS, compare_inputs
+from hwcal.site.html import PALETTE, esc, href, js_data, num, page, short_date, table, time_chart
 
 INDEX_FIELDS = ["page", "key", "json", "dt", "hw", "model", "mode", "freq", "fw", "date", "clock", "bw", "sup", "warn",
                 "peaks"]

@@ -12,8 +12,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from hwcal.model.curves import Point, Tiers, tiers_of
 from hwcal.precisions import PRECISIONS
-from hwcal.registry.predict_curves import Point, Tiers, tiers_of
 
 SQUARE = "square"
 GEMM_FAMILIES = (SQUARE, "small_m", "proj_up", "proj_down", "batched")

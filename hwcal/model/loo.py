@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from hwcal.errors import HwcalError
-from hwcal.registry.predict import Predictor
-from hwcal.registry.predict_curves import Point, quantile
-from hwcal.registry.predict_inputs import SQUARE, Inputs
+from hwcal.model.curves import Point, quantile
+from hwcal.model.inputs import SQUARE, Inputs
+from hwcal.model.predict import Predictor
 
 
 @dataclass(frozen=True)

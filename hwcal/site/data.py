@@ -10,9 +10,9 @@ from __future__ import annotations
 import posixpath
 from typing import Any
 
-from hwcal.cli.compare_calibrations import bandwidth_noise, peak_noise
-from hwcal.document.legacy import precision_detail
+from hwcal.document.format2 import precision_detail
 from hwcal.precisions import CANONICAL_ORDER, canonical_sorted
+from hwcal.report.compare import bandwidth_noise, peak_noise
 
 PRECISIONS = list(CANONICAL_ORDER)
 

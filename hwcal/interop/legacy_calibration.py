@@ -31,15 +31,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from hwcal import __version__
 from hwcal.document.builder import status_lists
-from hwcal.naming import (
-    CalibrationKey,
-    check_power_mode,
-    normalise_framework,
-)
-from hwcal.precisions import PRECISIONS, canonical_sorted
-from hwcal.registry.legacy_files import (
+from hwcal.interop.legacy_files import (
     _LEGACY_NAME_RE,
     _UNSUPPORTED_WORDS,
     LegacyFormatError,
@@ -51,7 +44,14 @@ from hwcal.registry.legacy_files import (
     _r,
     _utc_iso,
 )
+from hwcal.naming import (
+    CalibrationKey,
+    check_power_mode,
+    normalise_framework,
+)
+from hwcal.precisions import PRECISIONS, canonical_sorted
 from hwcal.registry.reader import parse_date
+from hwcal.version import __version__
 
 # ---- calibrations ------------------------------------------------------------------------------
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hwcal.cli.site_data import measured_clock
-from hwcal.cli.site_figures import CHARTS, figure_path
-from hwcal.cli.site_html import esc, facts, href, num, page, pct, short_date, table
-from hwcal.document.legacy import precision_detail
+from hwcal.document.format2 import precision_detail
 from hwcal.precisions import PRECISIONS, canonical_sorted
+from hwcal.site.data import measured_clock
+from hwcal.site.figures import CHARTS, figure_path
+from hwcal.site.html import esc, facts, href, num, page, pct, short_date, table
 
 CHART_NAMES = {"gemm": "GEMM throughput against matrix size", "bandwidth": "Memory bandwidth against working set "
                "(STREAM)", "roofline": "Roofline from the measured ceilings"}

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hwcal.document.legacy import update_to_2
+from hwcal.document.format2 import update_to_2
 from hwcal.document.schema import CALIBRATION_FORMAT_VERSION, schema_errors
 from hwcal.errors import HwcalError
 from hwcal.naming import CalibrationKey, history_dir, history_path, history_stamp

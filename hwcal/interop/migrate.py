@@ -11,9 +11,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from hwcal.document.legacy import update_to_2
+from hwcal.document.format2 import update_to_2
 from hwcal.document.schema import schema_errors
 from hwcal.errors import HwcalError
+from hwcal.interop.legacy_calibration import Converted, legacy_calibration_to_v1
+from hwcal.interop.legacy_files import LegacyFile, LegacyFormatError, find_legacy_files, legacy_spec_to_v1
 from hwcal.naming import (
     CalibrationKey,
     calibration_path,
@@ -22,10 +24,8 @@ from hwcal.naming import (
     history_stamp,
     spec_path,
 )
-from hwcal.registry.legacy_calibration import Converted, legacy_calibration_to_v1
-from hwcal.registry.legacy_files import LegacyFile, LegacyFormatError, find_legacy_files, legacy_spec_to_v1
-from hwcal.registry.planner import split_newest
 from hwcal.registry.reader import BadRegistryFile, read_calibration, read_json
+from hwcal.registry.succession import split_newest
 from hwcal.registry.writer import check_valid, dumps, write_calibration, write_history, write_spec
 
 # ---- planning and writing ----------------------------------------------------------------------

@@ -20,7 +20,7 @@ its ``HardwareCalibration.from_dict`` reads an hwcal file unchanged:
   ``precision_matrix.peak_gflops_by_precision.fp32``); ``best/avg/worst_efficiency`` are over the
   profiles whose efficiency is valid for the old models, (0, 1] (unknown ones, 0, are left out).
   ``measured_bandwidth_gbps`` stays hwcal's sustained DRAM figure.
-- ``operation_profiles`` (``hwcal.document.legacy_profiles``, which says which profile of each type
+- ``operation_profiles`` (``hwcal.document.operation_profiles``, which says which profile of each type
   comes first) and ``fusion_profiles: {}``. A document imported from the original registry keeps its
   unverified results under ``metadata.imported`` only, so it gets no profiles (the loader then falls
   back to ``avg_efficiency``, 0 there).
@@ -36,7 +36,7 @@ import json
 import statistics
 from typing import Any
 
-from hwcal.document.legacy_profiles import operation_profiles, valid_efficiency
+from hwcal.document.operation_profiles import operation_profiles, valid_efficiency
 from hwcal.precisions import canonical_sorted
 
 FORMAT_1, FORMAT_2 = 1, 2

@@ -16,8 +16,8 @@ from typing import Any
 
 from hwcal.errors import HwcalError
 from hwcal.naming import CalibrationKey, calibration_path, history_dir, spec_path
-from hwcal.registry.planner import is_partial, split_newest
 from hwcal.registry.reader import BadRegistryFile, parse_date, read_calibration, read_json, read_spec
+from hwcal.registry.succession import is_partial, split_newest
 from hwcal.registry.writer import write_calibration, write_history
 
 
@@ -222,7 +222,7 @@ def _plan_key(plan: Plan, registry: Path, key: CalibrationKey, cands: list[Candi
     newest, older = split_newest(fresh, lambda c: c.date, current_date)
     if newest is not None and is_partial(newest.doc) and current is not None and not is_partial(current) \
             and not allow_partial:
-        # The plugin's rule (planner.is_partial): a partial run never silently replaces a complete one.
+        # The plugin's rule (succession.is_partial): a partial run never silently replaces a complete one.
         why = (newest.doc.get("metadata", {}).get("selection") or {}).get("partial_why", "partial selection")
         plan.refused.append((newest.source, f"a partial run ({why}) would replace the complete calibration "
                                             f"{target}; merge with --allow-partial to let it (the complete one "
