@@ -246,7 +246,7 @@ RUNNER_KEYS = ("name", "description", "labels", "device", "python", "extras", "p
                "timeout_minutes")
 
 
-def _runner(path: Path, index: int, table: Any, defaults: Mapping[str, Any]) -> Runner:
+def _runner(path: Path, index: int, table: Any, defaults: Mapping[str, Any]) -> Runner:  # noqa: C901 -- TODO(issue 21): split
     if not isinstance(table, Mapping):
         raise FleetConfigError(f"{path}: runner[{index}] must be a table ([[runner]])")
     merged = {**defaults, **table}

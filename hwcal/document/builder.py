@@ -89,7 +89,7 @@ def status_lists(status: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
     }
 
 
-def precision_matrix(inp: BuildInput) -> tuple[dict[str, Any], list[str]]:
+def precision_matrix(inp: BuildInput) -> tuple[dict[str, Any], list[str]]:  # noqa: C901 -- TODO(issue 21): split
     """Status, peaks, speedups and efficiencies per precision, and the warnings they raise.
 
     ``theoretical_peaks`` stay the spec's own figures (consumers compare them across files); the

@@ -45,7 +45,7 @@ def clock_by_precision(state: MachineState, records: list[GemmRecord]) -> dict[s
     return out
 
 
-def clock_summary(state: MachineState | None, records: list[GemmRecord], key: KeyFacts,
+def clock_summary(state: MachineState | None, records: list[GemmRecord], key: KeyFacts,  # noqa: C901 -- TODO(issue 21): split
                   mode_changed: str | None = None) -> ClockOutcome:
     """metadata.clock for the document, warnings (throttling, NVML lost, mode changed), and the clock
     the theoretical peaks are scaled to (the median under load; None when it was not measured).

@@ -147,7 +147,7 @@ def _record_entry(rec: StreamRecord, sweep: MemorySweep) -> dict[str, Any]:
     return entry
 
 
-def memory_section(memory: MemorySweep | dict[str, Any] | None, peak_gflops: dict[str, float],
+def memory_section(memory: MemorySweep | dict[str, Any] | None, peak_gflops: dict[str, float],  # noqa: C901 -- TODO(issue 21): split
                    theoretical_gflops: dict[str, float], spec_gbps: float | None
                    ) -> tuple[dict[str, Any] | None, list[str]]:
     """The calibration's ``memory`` section and the warnings it raises.

@@ -187,7 +187,7 @@ def _negative_values(node: Any, where: str = "$") -> list[str]:
     return found
 
 
-def legacy_calibration_to_v1(legacy: Any, *, rel: str, type_folder: str | None, hardware_folder: str | None,
+def legacy_calibration_to_v1(legacy: Any, *, rel: str, type_folder: str | None, hardware_folder: str | None,  # noqa: C901 -- TODO(issue 21): split
                              imported_at: datetime, source_sha256: str = "") -> Converted:
     """An original calibration as a format-1 document (step 0 -> 1); raises LegacyFormatError."""
     if not isinstance(legacy, dict) or not isinstance(legacy.get("metadata"), dict):

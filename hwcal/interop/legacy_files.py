@@ -133,7 +133,7 @@ def _hardware_id(folder: str | None, fallback: object, notes: list[str]) -> str:
         return token
 
 
-def legacy_spec_to_v1(legacy: Any, *, rel: str, type_folder: str | None, hardware_folder: str | None,
+def legacy_spec_to_v1(legacy: Any, *, rel: str, type_folder: str | None, hardware_folder: str | None,  # noqa: C901 -- TODO(issue 21): split
                       imported_at: datetime) -> tuple[dict[str, Any], list[str], list[str]]:
     """An original spec.json as a format-1 spec, with the corrections made and the faults found."""
     if not isinstance(legacy, dict) or "schema_version" in legacy:

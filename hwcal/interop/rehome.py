@@ -147,7 +147,7 @@ def _folder_files(folder: Path) -> tuple[list[Path], list[Path]]:
     return current, history
 
 
-def plan_rehome(registry: Path, source: str, to: str | None) -> tuple[RehomePlan, dict[Path, dict[str, Any]],
+def plan_rehome(registry: Path, source: str, to: str | None) -> tuple[RehomePlan, dict[Path, dict[str, Any]],  # noqa: C901 -- TODO(issue 21): split
                                                                       dict[str, Any] | None]:
     """What moves where, and why; raises HwcalError (nothing written) when the files do not support it."""
     device_type, _, old_id = source.strip("/").partition("/")

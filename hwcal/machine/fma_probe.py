@@ -202,7 +202,7 @@ def _live_flags() -> set[str]:
     return set()
 
 
-def measure_compute_ceiling(flags: Iterable[str], threads: int | None = None, budget_s: float = 1.5,
+def measure_compute_ceiling(flags: Iterable[str], threads: int | None = None, budget_s: float = 1.5,  # noqa: C901 -- TODO(issue 21): split
                             src: Sources = LOCAL) -> CeilingResult:
     """FMA GFLOPS on all online cores (or ``threads`` of them), per precision (fp64, fp32) and width.
 

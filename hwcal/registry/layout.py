@@ -89,7 +89,7 @@ def _children(folder: Path) -> tuple[list[Path], str | None]:
         return [], f"cannot list folder: {exc.strerror or exc}"
 
 
-def walk(root: Path, *, hardware_id: str | None = None, calibrations: bool = True,
+def walk(root: Path, *, hardware_id: str | None = None, calibrations: bool = True,  # noqa: C901 -- TODO(issue 21): split
          history: bool = True) -> Iterator[Spot]:
     """Every hardware folder of ``root`` (or the one named), then, with ``calibrations``, its files.
 
@@ -135,7 +135,7 @@ def walk(root: Path, *, hardware_id: str | None = None, calibrations: bool = Tru
                 yield from hardware_files(hw_dir, type_dir.name, history)
 
 
-def hardware_files(hw_dir: Path, device_type: str, history: bool) -> Iterator[Spot]:
+def hardware_files(hw_dir: Path, device_type: str, history: bool) -> Iterator[Spot]:  # noqa: C901 -- TODO(issue 21): split
     """The files of one hardware folder: calibrations (and history), and what does not belong there."""
     files, why = _children(hw_dir)
     if why:

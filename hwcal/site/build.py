@@ -176,7 +176,7 @@ def _guarded(task: Any) -> dict[str, Any] | str:
         return f"cannot be shown: {type(exc).__name__}: {exc}"
 
 
-def build(registry: Path | None, out: Path, *, figures: str = "current", jobs: int = 0) -> BuildReport:
+def build(registry: Path | None, out: Path, *, figures: str = "current", jobs: int = 0) -> BuildReport:  # noqa: C901 -- TODO(issue 21): split
     """Build (or bring up to date) the site of ``registry`` in ``out``."""
     started = time.perf_counter()
     jobs = jobs or os.cpu_count() or 1
