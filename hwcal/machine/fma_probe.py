@@ -1,17 +1,18 @@
 """A measured compute ceiling: FMA throughput on every core (the Empirical Roofline Toolkit's idea).
 
 The table peak (``uarch.peak_flops_per_cycle``) says what the core can issue; this says what it
-sustains here, in this VM, at this clock and power limit. Each online core runs one thread of
-x86-64 machine code through ctypes (which releases the GIL, so Python threads run in parallel): a
-loop of ``CHAINS`` independent ``vfmadd231pd/ps acc_i, x, y`` chains. Twelve chains cover FMA
-latency (4 cycles on Zen 2-5, Skylake-SP, Ice Lake, Golden Cove) x two FMA pipes with room to spare,
-so the loop runs at the FMA issue rate, not the latency. 256-bit (VEX, AVX2+FMA) and 512-bit (EVEX,
-AVX-512F) forms are built by a small encoder below.
+sustains here, in this VM, at this clock and power limit. Each online core runs one pinned thread of
+hand-encoded machine code through ctypes (which releases the GIL, so Python threads run in parallel):
+a loop of independent ``acc_i += x * y`` chains, enough of them to cover FMA latency x FMA pipes, so
+the loop runs at the issue rate, not the latency. The kernel is described once (``isa.fma_kernel``)
+and encoded per form (``FORMS``): x86-64 ``vfmadd231pd/ps`` on ymm (AVX2+FMA) and zmm (AVX-512F);
+A64 ``FMLA`` on NEON v-registers (fp64, fp32, and fp16 with FEAT_FP16 / ``asimdhp``) and SVE
+z-registers at the core's vector length (``sve``).
 
 Before any timing, each kernel runs a short loop on distinct per-lane inputs and every lane of every
-accumulator must equal ``init + n * x * y`` exactly: a wrong encoding cannot produce a number.
-Only on x86-64 Linux; elsewhere, or where executable memory is refused, the result is marked
-unavailable with the reason. Never raises.
+accumulator must equal ``init + n * x * y`` exactly: a wrong encoding cannot produce a number. A form
+runs only where both the flags given and this CPU's own (x86 /proc/cpuinfo, Arm AT_HWCAP) list it.
+Under an emulator the figures are the emulator's speed and the result says so. Never raises.
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ import contextlib
 import ctypes
 import mmap
 import os
-import platform
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -29,72 +28,43 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hwcal.machine.cpuclock import executable
+from hwcal.machine.cpuclock import executable, native_arch
+from hwcal.machine.identity import live_flags, live_ids, verify_identity
+from hwcal.machine.isa import A64, X86, Encoder, fma_kernel
 from hwcal.machine.sources import LOCAL, Sources
 
-CHAINS = 12  # accumulators ymm/zmm 0..11; x in register 14, y in 15
-_X_REG, _Y_REG = 14, 15
-_DTYPES = {"fp64": np.float64, "fp32": np.float32}
-# (width bits, flags that must all be present) -- the same ISA names /proc/cpuinfo uses.
-_WIDTHS: dict[int, tuple[str, ...]] = {256: ("avx2", "fma"), 512: ("avx512f",)}
+_DTYPES = {"fp64": np.float64, "fp32": np.float32, "fp16": np.float16}
+_X, _Y = 1.5, 0.25  # x * y = 0.375 = 3/8: exact in fp16 while accumulators stay below 256
 
 
-# ---- a tiny encoder for exactly the instructions the kernel needs -------------------------------------
+@dataclass(frozen=True)
+class Form:
+    """One vector form of the FMA kernel: its ISA flags (cpuinfo spelling), the extra flag a precision needs,
+    the encoder, and how the method text names it. ``width_bits`` 0: the SVE vector length, read live."""
 
-def _vex3(r: int, b: int, mmmmm: int, w: int, vvvv: int, l256: int, pp: int) -> bytes:
-    """3-byte VEX prefix (C4); r, b are the high (bit 3) register bits, stored inverted."""
-    byte1 = ((~r & 1) << 7) | (1 << 6) | ((~b & 1) << 5) | mmmmm
-    byte2 = (w << 7) | ((~vvvv & 0xF) << 3) | (l256 << 2) | pp
-    return bytes([0xC4, byte1, byte2])
-
-
-def _evex(r: int, b: int, mm: int, w: int, vvvv: int, pp: int) -> bytes:
-    """EVEX prefix (62) for 512-bit ops on registers 0..15, no masking, no broadcast."""
-    p0 = ((~r & 1) << 7) | (1 << 6) | ((~b & 1) << 5) | (1 << 4) | mm  # X=1, R'=1 (regs < 16)
-    p1 = (w << 7) | ((~vvvv & 0xF) << 3) | (1 << 2) | pp
-    p2 = (0b10 << 5) | (1 << 3)  # L'L = 10 (512-bit), V'=1
-    return bytes([0x62, p0, p1, p2])
+    key: str
+    arch: str
+    needs: tuple[str, ...]
+    precisions: dict[str, tuple[str, ...]]
+    encoder: Encoder
+    width_bits: int
+    instruction: str
 
 
-def _fma(width: int, fp64: bool, acc: int) -> bytes:
-    """vfmadd231p[d|s] acc, x, y  (acc += x * y): 66.0F38 B8 /r, W1 = pd, W0 = ps."""
-    w = 1 if fp64 else 0
-    modrm = 0xC0 | ((acc & 7) << 3) | (_Y_REG & 7)
-    if width == 256:
-        prefix = _vex3(acc >> 3, _Y_REG >> 3, 0b00010, w, _X_REG, 1, 0b01)
-    else:
-        prefix = _evex(acc >> 3, _Y_REG >> 3, 0b10, w, _X_REG, 0b01)
-    return prefix + bytes([0xB8, modrm])
+FORMS: tuple[Form, ...] = (
+    Form("256", "x86_64", ("avx2", "fma"), {"fp64": (), "fp32": ()}, X86(256), 256, "vfmadd231pd/ps ymm (AVX2+FMA)"),
+    Form("512", "x86_64", ("avx512f",), {"fp64": (), "fp32": ()}, X86(512), 512, "vfmadd231pd/ps zmm (AVX-512F)"),
+    Form("128", "aarch64", ("asimd",), {"fp64": (), "fp32": (), "fp16": ("asimdhp",)}, A64(), 128,
+         "FMLA v.2d/.4s/.8h (NEON; .8h needs FEAT_FP16)"),
+    Form("sve", "aarch64", ("sve",), {"fp64": (), "fp32": (), "fp16": ()}, A64(sve=True), 0,
+         "FMLA z.d/.s/.h, p0/m (SVE)"),
+)
 
-
-def _mov(width: int, reg: int, disp: int, store: bool) -> bytes:
-    """vmovups reg <-> [rsi + disp32] (0F 10 load, 0F 11 store); bits are bits, so ps serves pd too."""
-    modrm = 0x80 | ((reg & 7) << 3) | 0b110  # mod=10 (disp32, never EVEX-compressed), rm=rsi
-    prefix = _vex3(reg >> 3, 0, 0b00001, 0, 0, 1, 0b00) if width == 256 else _evex(reg >> 3, 0, 0b01, 0, 0, 0b00)
-    return prefix + bytes([0x11 if store else 0x10, modrm]) + disp.to_bytes(4, "little", signed=True)
-
-
-def kernel_code(width: int, fp64: bool) -> bytes:
-    """``void k(uint64 n, void *buf)`` (System V: rdi, rsi). buf holds CHAINS accumulators, then x, y;
-    the accumulators are loaded, advanced n iterations of CHAINS independent FMAs, and stored back."""
-    vec = width // 8
-    code = b"".join(_mov(width, i, i * vec, store=False) for i in range(CHAINS))
-    code += _mov(width, _X_REG, CHAINS * vec, store=False) + _mov(width, _Y_REG, (CHAINS + 1) * vec, store=False)
-    loop = len(code)
-    code += b"".join(_fma(width, fp64, i) for i in range(CHAINS))
-    code += bytes([0x48, 0xFF, 0xCF])  # dec rdi
-    rel = loop - (len(code) + 6)
-    code += bytes([0x0F, 0x85]) + rel.to_bytes(4, "little", signed=True)  # jnz loop (rel32)
-    code += b"".join(_mov(width, i, i * vec, store=True) for i in range(CHAINS))
-    return code + bytes([0xC5, 0xF8, 0x77, 0xC3])  # vzeroupper ; ret
-
-
-# ---- running it ----------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class CeilingResult:
-    """GFLOPS on all ``threads`` cores: ``gflops`` best over widths per precision, ``by_width`` per
-    width ("256", "512") then precision. ``unavailable`` says why nothing was measured (else None)."""
+    """GFLOPS on all ``threads`` cores: ``gflops`` best over forms per precision, ``by_width`` per form ("256",
+    "512" x86; "128" NEON, "sve<bits>" SVE) then precision. ``unavailable`` says why nothing was measured."""
 
     gflops: dict[str, float]
     by_width: dict[str, dict[str, float]]
@@ -107,46 +77,66 @@ class CeilingResult:
 
 
 class _Kernel:
-    def __init__(self, fn: Callable[[int, int], None], page: mmap.mmap, width: int, dtype: type) -> None:
-        self.fn, self._page, self.width, self.dtype = fn, page, width, np.dtype(dtype)
-        self.lanes = width // (8 * self.dtype.itemsize)
+    def __init__(self, fn: Callable[[int, int], None], page: mmap.mmap, form: Form, width_bits: int,
+                 precision: str) -> None:
+        self.fn, self._page, self.form, self.precision = fn, page, form, precision
+        self.width, self.dtype = width_bits, np.dtype(_DTYPES[precision])
+        self.chains = len(form.encoder.acc_regs)
+        self.lanes = width_bits // (8 * self.dtype.itemsize)
+
+    @property
+    def key(self) -> str:
+        return f"sve{self.width}" if self.form.key == "sve" else self.form.key
 
     def buffer(self, init: np.ndarray | None = None) -> np.ndarray:
-        """CHAINS accumulators (init, or zeros), x = 1.5, y = 0.25: exact in fp32 for any n < 2**20."""
-        buf = np.zeros((CHAINS + 2, self.lanes), dtype=self.dtype)
+        """One vector per accumulator (init, or zeros), then x, then y."""
+        buf = np.zeros((self.chains + 2, self.lanes), dtype=self.dtype)
         if init is not None:
-            buf[:CHAINS] = init
-        buf[CHAINS], buf[CHAINS + 1] = 1.5, 0.25
+            buf[:self.chains] = init
+        buf[self.chains], buf[self.chains + 1] = _X, _Y
         return buf
 
     def run(self, n: int, buf: np.ndarray) -> None:
         self.fn(n, buf.ctypes.data)
 
-    def verify(self) -> bool:
-        """Distinct value in each lane of each accumulator; every one must advance by exactly n * x * y."""
-        n = 1000
-        init = np.arange(CHAINS * self.lanes, dtype=self.dtype).reshape(CHAINS, self.lanes)
+    def verify(self, n: int = 200) -> bool:
+        """A distinct value in each lane of each accumulator (eighths below 32, exact in every precision);
+        every one must advance by exactly n * x * y, so a lane, chain or register mixed up shows."""
+        init = (np.arange(self.chains * self.lanes) % 256 / 8).reshape(self.chains, self.lanes).astype(self.dtype)
         buf = self.buffer(init)
         self.run(n, buf)
-        return bool(np.array_equal(buf[:CHAINS], init + self.dtype.type(n * 1.5 * 0.25)))
+        return bool(np.array_equal(buf[:self.chains], init + self.dtype.type(n * _X * _Y)))
 
 
-def _make_kernel(width: int, precision: str) -> tuple[_Kernel | None, str]:
-    code = kernel_code(width, precision == "fp64")
+def _make_kernel(form: Form, precision: str, width_bits: int | None = None) -> tuple[_Kernel | None, str]:
+    width = width_bits or form.width_bits
+    label = f"{form.key if form.key != 'sve' else f'sve{width}'} {precision}"
     try:
+        code = fma_kernel(form.encoder, precision)
         fn, page = executable(code, ctypes.CFUNCTYPE(None, ctypes.c_uint64, ctypes.c_void_p))
-        kernel = _Kernel(fn, page, width, _DTYPES[precision])
-        if not kernel.verify():
-            return None, f"{width}-bit {precision} FMA kernel failed its arithmetic check"
+        kernel = _Kernel(fn, page, form, width, precision)
+        if kernel.lanes < 1 or not kernel.verify():
+            return None, f"{label} FMA kernel failed its arithmetic check"
         return kernel, ""
     except (OSError, ValueError, AttributeError, TypeError) as exc:
-        return None, f"FMA kernel unavailable ({type(exc).__name__}: {exc})"
+        return None, f"{label} FMA kernel unavailable ({type(exc).__name__}: {exc})"
 
 
 def _timed(kernel: _Kernel, n: int, buf: np.ndarray) -> float:
     t0 = time.perf_counter()
     kernel.run(n, buf)
     return time.perf_counter() - t0
+
+
+def _per_iteration_s(kernel: _Kernel) -> float:
+    """Seconds per loop iteration, from a run grown tenfold until it lasts 2 ms (an emulator is slow enough
+    that the first already does)."""
+    buf, n = kernel.buffer(), 1000
+    while True:
+        t = min(_timed(kernel, n, buf) for _ in range(2))
+        if t >= 0.002 or n >= 10_000_000:
+            return max(t / n, 1e-10)
+        n *= 10
 
 
 def _cpus() -> list[int]:
@@ -189,84 +179,122 @@ def _all_cores_gflops(kernel: _Kernel, cpus: list[int], n: int, reps: int, deadl
         t.start()
     for t in threads:
         t.join()
-    flops = len(cpus) * n * CHAINS * kernel.lanes * 2.0
+    flops = len(cpus) * n * kernel.chains * kernel.lanes * 2.0
     best = max(flops / (max(e for _, e in rep) - min(s for s, _ in rep)) for rep in spans if rep)
     return best / 1e9
 
 
-def _live_flags() -> set[str]:
-    text = LOCAL.read("/proc/cpuinfo") or ""
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.partition(":")[2].split())
-    return set()
+def _why_not_here(src: Sources) -> str | None:
+    if not src.is_local:
+        return "not the local machine: the FMA probe measures only the machine it runs on"
+    if native_arch() is None:
+        import platform
+        import sys
+
+        return f"no FMA probe for {sys.platform} {platform.machine()} (x86-64 and aarch64 Linux only)"
+    return None
 
 
-def measure_compute_ceiling(flags: Iterable[str], threads: int | None = None, budget_s: float = 1.5,  # noqa: C901 -- TODO(issue 21): split
+def _select(wanted: set[str], live: set[str]) -> tuple[list[tuple[Form, str]], list[str]]:
+    """(form, precision) pairs of this ISA that both flag sets allow, and notes on what the host lacks."""
+    chosen: list[tuple[Form, str]] = []
+    notes: list[str] = []
+    for form in (f for f in FORMS if f.arch == native_arch()):
+        for precision, extra in form.precisions.items():
+            need = (*form.needs, *extra)
+            if not all(f in wanted for f in need):
+                continue
+            if all(f in live for f in need):
+                chosen.append((form, precision))
+            else:
+                lacks = "+".join(f for f in need if f not in live)
+                notes.append(f"{form.key} {precision} skipped: this CPU lacks {lacks}")
+    return chosen, notes
+
+
+def _build(chosen: list[tuple[Form, str]], notes: list[str]) -> list[_Kernel]:
+    kernels = []
+    sve_bits = (live_ids().sve_bytes or 0) * 8
+    for form, precision in chosen:
+        kernel, why = _make_kernel(form, precision, sve_bits if form.key == "sve" else None)
+        if kernel is None:
+            notes.append(why)
+        else:
+            kernels.append(kernel)
+    return kernels
+
+
+def _measure(kernels: list[_Kernel], cpus: list[int], budget_s: float, t_start: float,
+             reps: int) -> dict[str, dict[str, float]]:
+    # Many short repetitions, best of: on a shared machine another process that takes a core for a few
+    # milliseconds spoils one repetition, not the figure (3 of 50 ms read 0.25 of the table peak there).
+    rep_s = _rep_seconds(budget_s, len(kernels), reps)
+    by_width: dict[str, dict[str, float]] = {}
+    for i, kernel in enumerate(kernels):
+        # This kernel's share of what is left of the budget: a busy machine cannot stretch the total.
+        deadline = time.perf_counter() + 0.8 * (t_start + budget_s - time.perf_counter()) / (len(kernels) - i)
+        n = max(1000, int(rep_s / _per_iteration_s(kernel)))
+        gflops = _all_cores_gflops(kernel, cpus, n, reps, deadline)
+        by_width.setdefault(kernel.key, {})[kernel.precision] = round(gflops, 3)
+    return by_width
+
+
+def _rep_seconds(budget_s: float, kernels: int, reps: int) -> float:
+    return max(0.005, min(0.025, 0.7 * budget_s / (kernels * reps)))
+
+
+def _method(kernels: list[_Kernel], reps: int, rep_s: float) -> str:
+    """What ran: each form's instruction, its chains and precisions, the ISA of the machine code."""
+    forms: dict[str, list[str]] = {}
+    for k in kernels:
+        forms.setdefault(f"{k.form.instruction} at {k.width} bits, {k.chains} chains", []).append(k.precision)
+    arch = "A64" if kernels and kernels[0].form.arch == "aarch64" else "x86-64"
+    ran = "; ".join(f"{what}: {', '.join(precisions)}" for what, precisions in forms.items())
+    return (f"independent FMA chains per core ({ran}), hand-encoded {arch} machine code via ctypes, one pinned "
+            "thread per core; GFLOPS = threads x iterations x chains x lanes x 2 / span (first start to last "
+            "finish); every kernel verified lane by lane first; "
+            f"best of up to {reps} repetitions of ~{rep_s * 1e3:.0f} ms within the budget")
+
+
+def _needs_text() -> str:
+    return " or ".join("+".join(f.needs) for f in FORMS if f.arch == native_arch())
+
+
+def measure_compute_ceiling(flags: Iterable[str], threads: int | None = None, budget_s: float = 1.5,
                             src: Sources = LOCAL) -> CeilingResult:
-    """FMA GFLOPS on all online cores (or ``threads`` of them), per precision (fp64, fp32) and width.
+    """FMA GFLOPS on all online cores (or ``threads`` of them), per precision (fp64, fp32, fp16) and form.
 
-    ``flags`` are the CPU's ISA flags (cpuinfo spelling). A width runs only when both ``flags`` and
-    this machine's own /proc/cpuinfo list its ISA, so a faked flag set can never execute an
-    unsupported instruction. ``src`` is the machine being described: the probe runs only when it is
-    the local one.
+    ``flags`` are the CPU's ISA flags (cpuinfo spelling). A form runs only when both ``flags`` and this
+    CPU's own flags list it, so a faked flag set can never execute an unsupported instruction. ``src`` is
+    the machine being described: the probe runs only when it is the local one.
     """
     t_start = time.perf_counter()
-    method = (f"{CHAINS} independent vfmadd231pd/ps chains per core, x86-64 machine code via ctypes, "
-              "one pinned thread per core; GFLOPS = threads x iterations x chains x lanes x 2 / span "
-              "(first start to last finish), best of repetitions; every kernel verified lane by lane first")
 
-    def unavailable(reason: str) -> CeilingResult:
-        return CeilingResult({}, {}, method, time.perf_counter() - t_start, unavailable=reason)
+    def unavailable(reason: str, notes: list[str] | None = None) -> CeilingResult:
+        return CeilingResult({}, {}, "no FMA kernel ran", time.perf_counter() - t_start, unavailable=reason,
+                             notes=notes or [])
 
-    if not src.is_local:
-        return unavailable("not the local machine: the FMA probe measures only the machine it runs on")
-    if sys.platform != "linux" or platform.machine().lower() not in ("x86_64", "amd64"):
-        return unavailable(f"no FMA probe for {sys.platform} {platform.machine()} (x86-64 Linux only)")
-    wanted = set(flags)
-    live = _live_flags()
-    notes: list[str] = []
-    widths = []
-    for width, need in _WIDTHS.items():
-        if not all(f in wanted for f in need):
-            continue
-        if not all(f in live for f in need):
-            notes.append(f"{width}-bit skipped: this machine's /proc/cpuinfo lacks {'+'.join(need)}")
-            continue
-        widths.append(width)
-    if not widths:
-        return CeilingResult({}, {}, method, time.perf_counter() - t_start, notes=notes,
-                             unavailable="no FMA vector ISA in the flags (needs avx2+fma or avx512f)")
+    why = _why_not_here(src)
+    if why:
+        return unavailable(why)
+    chosen, notes = _select(set(flags), live_flags(src))
+    if not chosen:
+        return unavailable(f"no FMA vector ISA of {native_arch()} in the flags (needs {_needs_text()})", notes)
+    kernels = _build(chosen, notes)
+    if not kernels:
+        return unavailable("; ".join(notes) or "no kernel could be built", notes)
     cpus = _cpus()
     if threads is not None and threads > 0:
         cpus = cpus[:threads]
-    kernels: list[tuple[int, str, _Kernel]] = []
-    for width in widths:
-        for precision in _DTYPES:
-            kernel, why = _make_kernel(width, precision)
-            if kernel is None:
-                notes.append(why)
-            else:
-                kernels.append((width, precision, kernel))
-    if not kernels:
-        return CeilingResult({}, {}, method, time.perf_counter() - t_start, notes=notes,
-                             unavailable="; ".join(notes) or "no kernel could be built")
-    # Many short repetitions, best of: on a shared machine another process that takes a core for a few
-    # milliseconds spoils one repetition, not the figure (3 of 50 ms read 0.25 of the table peak there).
     reps = 10
-    rep_s = max(0.005, min(0.025, 0.7 * budget_s / (len(kernels) * reps)))
-    by_width: dict[str, dict[str, float]] = {}
-    for i, (width, precision, kernel) in enumerate(kernels):
-        # This kernel's share of what is left of the budget: a busy machine cannot stretch the total.
-        deadline = time.perf_counter() + 0.8 * (t_start + budget_s - time.perf_counter()) / (len(kernels) - i)
-        probe_n, buf = 50_000, kernel.buffer()
-        per_iter_s = max(min(_timed(kernel, probe_n, buf) for _ in range(2)) / probe_n, 1e-10)
-        n = max(1000, int(rep_s / per_iter_s))
-        by_width.setdefault(str(width), {})[precision] = round(_all_cores_gflops(kernel, cpus, n, reps, deadline), 3)
+    by_width = _measure(kernels, cpus, budget_s, t_start, reps)
     gflops: dict[str, float] = {}
     for per_precision in by_width.values():
         for precision, value in per_precision.items():
             gflops[precision] = max(value, gflops.get(precision, 0.0))
-    method += f"; best of up to {reps} repetitions of ~{rep_s * 1e3:.0f} ms within the budget"
-    return CeilingResult(gflops, by_width, method,
+    emulator = verify_identity(src).emulator
+    if emulator:
+        notes.append(f"run under an emulator ({emulator}): these GFLOPS are the emulator's speed, not the CPU's; "
+                     "they mean nothing (the lane-by-lane checks still hold)")
+    return CeilingResult(gflops, by_width, _method(kernels, reps, _rep_seconds(budget_s, len(kernels), reps)),
                          round(time.perf_counter() - t_start, 4), None, len(cpus), True, notes)

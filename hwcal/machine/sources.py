@@ -23,6 +23,8 @@ class Sources:
     timeout_s: float = 3.0
     # platform.system() of the machine read ("Linux", "Windows", "Darwin"); tests fake a Windows box.
     system: str | None = None
+    # platform.machine() of the machine read ("aarch64", "x86_64"); tests fake an emulated process.
+    machine: str | None = None
     _cache: dict[str, str | None] = field(default_factory=dict, repr=False)
 
     def os_name(self) -> str:
@@ -31,7 +33,7 @@ class Sources:
     @property
     def is_local(self) -> bool:
         """True when reading this machine (real /proc, real commands): live probes may run too."""
-        return self.root == Path("/") and self.commands is None and self.system is None
+        return self.root == Path("/") and self.commands is None and self.system is None and self.machine is None
 
     def read(self, path: str) -> str | None:
         """Text of ``path`` (e.g. ``/proc/cpuinfo``), or None when it is missing or unreadable."""
