@@ -37,13 +37,14 @@ MACHINES = Path(__file__).parent / "data" / "machines"
 
 
 def machine(name: str, root: Path | None = None, commands: dict[str, str | None] | None = None) -> Sources:
-    """A recorded machine: files under ``root/``, command outputs and OS name from ``machine.json``.
+    """A recorded machine: files under ``root/``, command outputs, OS name and (where given) the process's
+    ``platform.machine()`` from ``machine.json``.
 
     ``commands`` replace recorded outputs (None: the command is missing); ``root`` reads a modified copy.
     """
     meta = json.loads((MACHINES / name / "machine.json").read_text())
     return Sources(root=root or MACHINES / name / "root", commands={**meta["commands"], **(commands or {})},
-                   system=meta["system"])
+                   system=meta["system"], machine=meta.get("machine"))
 
 
 def machine_copy(name: str, tmp_path: Path) -> Path:

@@ -8,19 +8,20 @@ from __future__ import annotations
 
 import platform
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from hwcal.machine.clock_ceiling import cpu_ceiling_mhz, jetson_gpu_ceiling_mhz, nvml_gpu_ceiling_mhz
 from hwcal.machine.cpu import collect_cpu, collect_memory
 from hwcal.machine.gpu import collect_gpu, sample_sm_clock_mhz
+from hwcal.machine.identity import cpu_identity_conflict, detect_emulator, generic_hardware_id, verify_identity
 from hwcal.machine.power import PowerMode, detect_power_mode, jetson_model
 from hwcal.machine.sources import LOCAL, Sources
 from hwcal.machine.uarch import Microarch, detect_microarchitecture, hardware_id_suffix
 from hwcal.naming import hardware_id_token
 
 __all__ = ["KeyFacts", "Microarch", "PowerMode", "Sources", "collect_blas", "collect_gpu", "collect_host",
-           "detect_cpu_key", "detect_gpu_key", "detect_microarchitecture", "detect_power_mode",
-           "registry_hardware_id", "sample_sm_clock_mhz"]
+           "cpu_identity_conflict", "detect_cpu_key", "detect_emulator", "detect_gpu_key", "detect_microarchitecture",
+           "detect_power_mode", "registry_hardware_id", "sample_sm_clock_mhz", "verify_identity"]
 
 # Hardware whose registry id predates hwcal's id rule (seed registry): calibrations land next to its spec.
 _KNOWN_IDS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -42,6 +43,10 @@ class KeyFacts:
     power_mode_id: int | None = None
     # What was tried and did not answer (nvpmodel missing, no cpufreq ...): kept in metadata.clock.
     notes: tuple[str, ...] = ()
+    # Why this key's CPU identity or speeds cannot be trusted (identity.verify_identity: cpuinfo, platform and
+    # id register disagree, or an emulator), with what to do; the preflight stops the run on it.
+    identity_problem: str | None = None
+    identity_advice: str = ""
 
 
 def collect_host(src: Sources = LOCAL) -> dict[str, object]:
@@ -99,12 +104,16 @@ def _key(hardware_id: str, name: str, mode: PowerMode, ceiling: float | None, fr
 
 def detect_cpu_key(src: Sources = LOCAL, cpu: dict[str, object] | None = None) -> KeyFacts:
     """Hardware id, power mode and stable frequency of the host CPU, with the source of each."""
+    verdict = verify_identity(src)
     uarch = detect_microarchitecture(src)
     cpu = cpu if cpu is not None else collect_cpu(src, uarch)
     name = str(cpu.get("model") or (platform.machine() if src.is_local else "") or "unknown_cpu")
     mode = detect_power_mode(src, device_type="cpu")
     ceiling, freq_source = cpu_ceiling_mhz(src, cpu)
-    return _key(registry_hardware_id(name, "cpu", src, uarch), name, mode, ceiling, freq_source)
+    hardware_id = (generic_hardware_id(verdict.machine) if verdict.conflict
+                   else registry_hardware_id(name, "cpu", src, uarch))
+    key = _key(hardware_id, name, mode, ceiling, freq_source)
+    return replace(key, identity_problem=verdict.problem, identity_advice=verdict.advice if verdict.problem else "")
 
 
 def detect_gpu_key(gpu: dict[str, object], src: Sources = LOCAL) -> KeyFacts:

@@ -7,6 +7,7 @@ import os
 import platform
 import re
 
+from hwcal.machine.identity import IdentityVerdict, generic_model_name, src_machine, verify_identity
 from hwcal.machine.sources import Sources
 from hwcal.machine.uarch import ISA_FLAGS, Microarch, detect_microarchitecture
 
@@ -52,7 +53,15 @@ def identity_facts(uarch: Microarch) -> dict[str, object]:
 def collect_cpu(src: Sources, uarch: Microarch | None = None) -> dict[str, object]:
     """Model string, vendor, logical/physical cores, ISA flags, microarchitecture and its ids; keys left
     out when unknown. ``uarch`` saves a second parse of /proc/cpuinfo where the caller has it."""
-    info: dict[str, object] = {"architecture": platform.machine() or None}
+    verdict = verify_identity(src)
+    info: dict[str, object] = {"architecture": src_machine(src) or platform.machine() or None}
+    if verdict.emulator:
+        info["emulator"] = f"{verdict.emulator}: speeds measured under emulation mean nothing"
+    return {**info, **(_generic_cpu(verdict, src, uarch) if verdict.conflict else _cpuinfo_cpu(src, uarch))}
+
+
+def _cpuinfo_cpu(src: Sources, uarch: Microarch | None) -> dict[str, object]:
+    info: dict[str, object] = {}
     text = src.read("/proc/cpuinfo") or ""
     blocks = _cpuinfo_blocks(text)
     first = blocks[0] if blocks else {}
@@ -90,6 +99,20 @@ def collect_cpu(src: Sources, uarch: Microarch | None = None) -> dict[str, objec
     if first.get("cpu MHz"):
         with contextlib.suppress(ValueError):
             info["nominal_mhz"] = float(first["cpu MHz"])
+    return info
+
+
+def _generic_cpu(verdict: IdentityVerdict, src: Sources, uarch: Microarch | None) -> dict[str, object]:
+    """The facts of a CPU whose identity conflicts: an explicitly generic name, the conflict, the flags this
+    CPU executes (AT_HWCAP), the cores this process sees; nothing from the foreign /proc/cpuinfo."""
+    uarch = uarch if uarch is not None else detect_microarchitecture(src)
+    info: dict[str, object] = {"model": generic_model_name(verdict.machine), "identity_conflict": verdict.conflict,
+                               "isa_flags": [f for f in _ISA_FLAGS if f in uarch.flags]}
+    if verdict.register:
+        info["id_register"] = verdict.register
+    cores = os.cpu_count() if src.is_local else None
+    if cores:
+        info["logical_cores"] = info["physical_cores"] = cores
     return info
 
 

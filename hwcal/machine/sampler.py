@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from hwcal.machine import KeyFacts
 from hwcal.machine.clock_ceiling import jetson_gpu_devfreq
 from hwcal.machine.cpu import online_cpus
+from hwcal.machine.identity import detect_emulator
 from hwcal.machine.power import jetson_model
 from hwcal.machine.sources import LOCAL, Sources
 
@@ -165,7 +166,11 @@ def make_probe(device_type: str, device: str, src: Sources = LOCAL) -> tuple[Clo
 
         chain, why = ChainClock.create()
         if chain is not None:
-            return ChainProbe(chain, src), ""
+            probe = ChainProbe(chain, src)
+            emulator = detect_emulator(src)
+            if emulator:  # QEMU turns the add chain into host code: the rate is the emulator's, not a clock
+                probe.source += f"; under an emulator ({emulator}): the readings are not a clock"
+            return probe, ""
         reasons.append(why)
     cpus = [c for c in online_cpus(src) if src.read_number(f"/sys/devices/system/cpu/{c}/cpufreq/scaling_cur_freq")]
     if cpus:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from hwcal.machine.identity import live_flags, verify_identity
 from hwcal.machine.sources import LOCAL, Sources
 
 # ISA flags that decide a peak, in /proc/cpuinfo spelling (x86 "flags", Arm "Features").
@@ -239,6 +240,10 @@ def detect_microarchitecture(src: Sources = LOCAL) -> Microarch:
     """The CPU's microarchitecture from ``src``'s /proc/cpuinfo (macOS: sysctl brand string; Windows:
     the wmic Caption's family/model). Never raises."""
     text = src.read("/proc/cpuinfo")
+    verdict = verify_identity(src)
+    if verdict.conflict:  # a cpuinfo that is not this CPU's names nothing: generic, flags from the CPU itself
+        flags = tuple(f for f in ISA_FLAGS if f in live_flags(src)) if src.is_local else ()
+        return Microarch(None, flags=flags, source=f"generic: CPU identity conflict ({verdict.conflict})")
     if not text or not text.strip():
         return _other_os(src)
     blocks = _first_blocks(text)

@@ -71,13 +71,15 @@ class Check:
 
 
 class RegistryKeyCheck(Check):
-    """Both halves of the key must be known before an hour of benchmarks, not after."""
+    """Both halves of the key must be known, and the CPU be the one it says, before an hour of benchmarks."""
 
     name = "registry_key"
 
     def run(self, ctx: PreflightContext) -> CheckResult:
         mode = ctx.power_mode_override or ctx.key.power_mode
         freq = ctx.frequency_override or ctx.key.freq_mhz
+        if ctx.key.identity_problem:  # machine.identity: not this CPU's facts, or an emulator's speeds
+            return self.result(FAILED, ctx.key.identity_problem, ctx.key.identity_advice, {"power_mode": mode})
         if not freq or freq <= 0:
             return self.result(FAILED, f"clock ceiling unknown ({ctx.key.freq_source})",
                                "give the clock ceiling of this power mode with --frequency-mhz MHZ",
