@@ -110,6 +110,7 @@ def test_unreadable_files_are_listed_with_the_reason(built: tuple[Path, Path]) -
 
 
 def test_tables_have_scoped_headers_and_pictures_have_alt_text(built: tuple[Path, Path]) -> None:
+    pytest.importorskip("matplotlib", reason="the pictures need matplotlib (the `plot` extra, also in `test`)")
     _, out = built
     page = (out / "cal" / "gpu" / "h100_sxm5" / "700W_1980MHz_pytorch.html").read_text()
     assert '<th scope="col"' in page and '<th scope="row"' in page and "<th>" not in page
@@ -132,6 +133,7 @@ def test_the_compare_core_gives_compare_s_own_rows() -> None:
 
 
 def test_a_second_build_rewrites_only_what_changed(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="the pictures need matplotlib (the `plot` extra, also in `test`)")
     registry = make_site_registry(tmp_path / "registry", hostile=False, broken=False)
     out = tmp_path / "site"
     assert build(registry, out)[0] == 0
