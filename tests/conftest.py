@@ -30,6 +30,21 @@ def pytest_configure(config: pytest.Config) -> None:
     if "HWCAL_STATE_DIR" not in os.environ:
         os.environ["HWCAL_STATE_DIR"] = tempfile.mkdtemp(prefix="hwcal-test-state-")
 
+
+def _emulator() -> str | None:
+    from hwcal.machine import detect_emulator
+
+    return detect_emulator()
+
+
+EMULATOR = _emulator()
+# Under an emulator a calibration of this machine stops in preflight unless --force (hwcal.machine.identity:
+# its speeds mean nothing); the tests that calibrate this machine end to end skip there, and
+# .ci/jetson_rehearsal.sh calibrates under QEMU with --force instead.
+calibrates_this_machine = pytest.mark.skipif(
+    EMULATOR is not None, reason=f"under an emulator ({EMULATOR}) a calibration of this machine stops in preflight "
+                                 "unless --force; .ci/jetson_rehearsal.sh calibrates with --force")
+
 CAL_DATE = datetime(2026, 11, 26, 18, 46, 57, 123456, tzinfo=timezone.utc)
 NUMPY_PRECISIONS = ["fp64", "fp32", "fp16", "int64", "int32", "int16", "int8"]
 

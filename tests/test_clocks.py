@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import platform
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -19,7 +17,10 @@ import pytest
 from hwcal.document.builder import build_calibration
 from hwcal.document.peaks import derive_gpu_peaks, peaks_at_clock, with_derived_gpu_peaks
 from hwcal.document.schema import schema_errors
+from hwcal.machine import sampler
+from hwcal.machine.cpuclock import ChainClock, native_arch
 from hwcal.machine.gpu import SmClockReader
+from hwcal.machine.identity import detect_emulator
 from hwcal.machine.sampler import (
     ChainProbe,
     ClockMonitor,
@@ -200,13 +201,23 @@ def test_this_vm_recording_has_no_load_clock_source() -> None:
     assert "no cpufreq scaling_cur_freq" in why and "not a measurement" in why
 
 
-@pytest.mark.skipif(sys.platform != "linux" or platform.machine() not in ("x86_64", "AMD64"),
-                    reason="the dependent-add probe is x86-64 Linux machine code")
+@pytest.mark.skipif(native_arch() is None, reason="the dependent-add probe is x86-64 / aarch64 Linux machine code")
 def test_dependent_add_chain_measures_a_clock_here() -> None:
-    probe, why = make_probe("cpu", "cpu", Sources())
-    assert isinstance(probe, ChainProbe), why
-    mhz = probe._chain.read_mhz()
+    chain, why = ChainClock.create()
+    assert chain is not None, why
+    mhz = chain.read_mhz()
     assert mhz is not None and math.isfinite(mhz) and mhz > 0
+    probe, why = make_probe("cpu", "cpu", Sources())
+    # Natively the chain samples the clock under load; under an emulator it would time the emulator.
+    assert isinstance(probe, ChainProbe) == (detect_emulator() is None), why
+
+
+def test_under_an_emulator_the_add_chain_is_not_a_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sampler, "detect_emulator", lambda src: "QEMU's 'max' CPU")
+    probe, why = make_probe("cpu", "cpu", Sources())
+    assert not isinstance(probe, ChainProbe)
+    if probe is None:
+        assert "not used under an emulator (QEMU's 'max' CPU)" in why
 
 
 # ---- what goes into the document ----------------------------------------------------------------------

@@ -30,6 +30,7 @@ import hwcal.plugin.summary
 import hwcal.registry.writer
 from hwcal.document.schema import schema_errors
 from hwcal.naming import parse_calibration_filename
+from tests.conftest import calibrates_this_machine
 from tests.fakes import v1_matrix
 
 # pytester's in-process runs forget every module first imported during the run; with no bytecode
@@ -81,6 +82,7 @@ def _one_error_line(result: pytest.RunResult, pattern: str) -> None:
     assert len(lines) == 1, result.errlines + result.outlines
 
 
+@calibrates_this_machine
 def test_tiny_run_files_one_valid_calibration(bench: pytest.Pytester) -> None:
     result = bench.runpytest_subprocess("-p", "no:randomly", "--registry", "registry", "--power-mode", "MAXN_SUPER",
                                         "--frequency-mhz", "2450", "--hardware-id", "test_cpu",
@@ -110,6 +112,7 @@ def test_tiny_run_files_one_valid_calibration(bench: pytest.Pytester) -> None:
                                   "registry/cpu/test_cpu/calibrations/MAXNSUPER_2450MHz_numpy.json")
 
 
+@calibrates_this_machine
 def test_command_line_in_metadata_is_this_run(bench: pytest.Pytester) -> None:
     # In-process (pytest.main, pytester) sys.argv is not this run's command line.
     result = bench.runpytest("-p", "no:randomly", "--registry", "registry", *KEY_ARGS, *FAST)
@@ -119,6 +122,7 @@ def test_command_line_in_metadata_is_this_run(bench: pytest.Pytester) -> None:
     assert "--registry" in command_line and "--hardware-id" in command_line
 
 
+@calibrates_this_machine
 def test_dry_run_writes_nothing(bench: pytest.Pytester) -> None:
     result = bench.runpytest("-p", "no:randomly", "--registry", "registry", "--dry-run", *KEY_ARGS, *FAST)
     assert result.ret == 0
@@ -192,6 +196,7 @@ def test_registry_that_is_a_file_fails_and_keeps_it(bench: pytest.Pytester) -> N
     assert blocker.read_text() == "not a registry\n"
 
 
+@calibrates_this_machine
 def test_corrupt_file_for_the_same_key_is_kept_in_history(bench: pytest.Pytester) -> None:
     corrupt = bench.path / CAL_REL
     corrupt.parent.mkdir(parents=True)
@@ -208,6 +213,7 @@ def test_corrupt_file_for_the_same_key_is_kept_in_history(bench: pytest.Pytester
     assert history[0].name in last
 
 
+@calibrates_this_machine
 def test_failing_test_files_nothing(bench: pytest.Pytester) -> None:
     bench.makepyfile(test_zz_fails="def test_broken() -> None:\n    assert False\n")
     result = bench.runpytest("-p", "no:randomly", "--registry", "registry", *KEY_ARGS, "--sizes", "32", "--quick",
@@ -218,6 +224,7 @@ def test_failing_test_files_nothing(bench: pytest.Pytester) -> None:
     assert _last_line(result) == "hwcal: tests failed: no calibration filed, the registry is unchanged"
 
 
+@calibrates_this_machine
 def test_interrupted_run_leaves_no_file(bench: pytest.Pytester) -> None:
     # Ctrl-C after some GEMM cases have been measured: KeyboardInterrupt from a later test.
     bench.makepyfile(test_zz_interrupt="def test_ctrl_c() -> None:\n    raise KeyboardInterrupt\n")
@@ -230,6 +237,7 @@ def test_interrupted_run_leaves_no_file(bench: pytest.Pytester) -> None:
     assert _last_line(result) == "hwcal: run interrupted: no calibration filed, the registry is unchanged"
 
 
+@calibrates_this_machine
 def test_a_second_calibration_of_the_same_device_waits_for_the_first(tmp_path: Path) -> None:
     import subprocess
     import sys
@@ -256,6 +264,7 @@ def test_a_second_calibration_of_the_same_device_waits_for_the_first(tmp_path: P
     assert list((tmp_path / "registry").rglob("calibrations/7W_1000MHz_numpy.json"))
 
 
+@calibrates_this_machine
 def test_a_run_that_cannot_be_filed_keeps_its_measurements(bench: pytest.Pytester,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     import hwcal.plugin.filing

@@ -28,6 +28,7 @@ from hwcal.plugin.preflight import (
     PreflightReport,
     run_preflight,
 )
+from tests.conftest import calibrates_this_machine
 from tests.test_machine import FakeNvml, install_fake_nvml, machine, machine_copy
 
 REPO = Path(hwcal.plugin.__file__).resolve().parents[2]
@@ -255,6 +256,7 @@ def test_plain_tests_run_no_preflight(pytester: pytest.Pytester, monkeypatch: py
     assert not any("hwcal preflight" in line for line in result.outlines)
 
 
+@calibrates_this_machine
 def test_calibration_run_records_preflight_and_clock(bench: pytest.Pytester) -> None:
     result = bench.runpytest_inprocess(*FAST, "-p", "no:randomly", "--hardware-id", "test_cpu")
     assert result.ret == 0, result.outlines

@@ -161,16 +161,17 @@ def make_probe(device_type: str, device: str, src: Sources = LOCAL) -> tuple[Clo
         except Exception as exc:
             return None, f"NVML cannot read the SM clock ({exc})"
     reasons = []
-    if src.is_local:
+    emulator = detect_emulator(src) if src.is_local else None
+    if emulator:
+        # QEMU translates the add chain into host code: its rate is the emulator's, not a clock (and it would
+        # scale the peaks up to a clock no core ran at).
+        reasons.append(f"dependent-add chain not used under an emulator ({emulator}): it would time the emulator")
+    elif src.is_local:
         from hwcal.machine.cpuclock import ChainClock
 
         chain, why = ChainClock.create()
         if chain is not None:
-            probe = ChainProbe(chain, src)
-            emulator = detect_emulator(src)
-            if emulator:  # QEMU turns the add chain into host code: the rate is the emulator's, not a clock
-                probe.source += f"; under an emulator ({emulator}): the readings are not a clock"
-            return probe, ""
+            return ChainProbe(chain, src), ""
         reasons.append(why)
     cpus = [c for c in online_cpus(src) if src.read_number(f"/sys/devices/system/cpu/{c}/cpufreq/scaling_cur_freq")]
     if cpus:
