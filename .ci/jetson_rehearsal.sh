@@ -15,7 +15,8 @@
 #      with --force;
 #   5. every A64 FMA kernel verified lane by lane, SVE at 128, 512 and 2048 bits (QEMU_CPU), and the machine and
 #      plugin tests under aarch64 (the ones that calibrate this machine end to end skip there, saying why).
-# Needs root (chroot, binfmt_misc) and installs qemu-user-static, binfmt-support and debootstrap when missing.
+# Needs root (chroot, binfmt_misc; re-runs itself with sudo -n when not root) and installs qemu-user-static,
+# binfmt-support and debootstrap when missing.
 # HWCAL_SKIP_JETSON_REHEARSAL=1 skips it, saying so.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -31,7 +32,13 @@ helper="$repo/.ci/jetson_check.py"
 t0=$(date +%s)
 say() { printf '\n== [%3d s] %s\n' "$(( $(date +%s) - t0 ))" "$*"; }
 fail() { echo "jetson rehearsal: FAIL: $*" >&2; exit 1; }
-[ "$(id -u)" -eq 0 ] || fail "needs root (chroot and binfmt_misc); or set HWCAL_SKIP_JETSON_REHEARSAL=1"
+if [ "$(id -u)" -ne 0 ]; then
+    # chroot and binfmt_misc need root (a hosted CI runner has passwordless sudo): run the whole rehearsal as
+    # root, with this user's tools on PATH; pip's cache goes with the rehearsal's, not into ~/.cache/pip.
+    sudo -n true 2>/dev/null || fail "needs root or passwordless sudo (chroot, binfmt_misc); or set HWCAL_SKIP_JETSON_REHEARSAL=1"
+    exec sudo -n env PATH="$PATH" HOME="$HOME" HWCAL_JETSON_CACHE="$cache" PIP_CACHE_DIR="$cache/pip" \
+        ${HWCAL_DEBIAN_MIRROR:+HWCAL_DEBIAN_MIRROR="$HWCAL_DEBIAN_MIRROR"} bash "$0" "$@"
+fi
 
 say "host: qemu-user-static, binfmt_misc"
 missing=()

@@ -21,6 +21,8 @@ import contextlib
 import ctypes
 import mmap
 import os
+import platform
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -188,9 +190,6 @@ def _why_not_here(src: Sources) -> str | None:
     if not src.is_local:
         return "not the local machine: the FMA probe measures only the machine it runs on"
     if native_arch() is None:
-        import platform
-        import sys
-
         return f"no FMA probe for {sys.platform} {platform.machine()} (x86-64 and aarch64 Linux only)"
     return None
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import platform
 import re
 from dataclasses import dataclass, field
 
@@ -243,8 +244,6 @@ def _sysfs_midrs(src: Sources) -> list[int]:
 
 def src_machine(src: Sources) -> str | None:
     """platform.machine() of the machine ``src`` reads: faked, or this one's when local."""
-    import platform
-
     return src.machine or (platform.machine() if src.is_local else None)
 
 
