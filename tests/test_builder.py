@@ -12,14 +12,15 @@ from typing import Any
 import pytest
 
 from hwcal.backends import Support
-from hwcal.document.builder import BuildInput, build_calibration, precision_matrix
+from hwcal.document.builder import BuildInput, build_calibration
+from hwcal.document.clocks import ClockOutcome
 from hwcal.document.schema import CALIBRATION_FORMAT_VERSION, schema_errors
 from hwcal.document.spec import build_cpu_spec
 from hwcal.measure.records import GemmRecord
 from hwcal.naming import CalibrationKey
 from hwcal.plugin.summary import summary_lines
 from hwcal.precisions import CANONICAL_ORDER, canonical_sorted
-from tests.fakes import v1_matrix
+from tests.fakes import dram_sweep, v1_matrix
 
 RecordFactory = Callable[..., GemmRecord]
 InputFactory = Callable[..., BuildInput]
@@ -157,11 +158,12 @@ def test_efficiency_at_or_below_one_raises_no_warning(record_factory: RecordFact
     assert doc["warnings"] == []
 
 
-def test_precision_matrix_function_returns_the_warnings(record_factory: RecordFactory,
-                                                         input_factory: InputFactory) -> None:
-    matrix, warnings = precision_matrix(input_factory([record_factory("fp64", 256, 250.0)]))
-    assert matrix["efficiency_by_precision"] == {"fp64": 1.25}
-    assert len(warnings) == 1 and warnings[0].startswith("fp64:")
+def test_an_efficiency_above_one_is_a_warning_naming_the_peak(record_factory: RecordFactory,
+                                                               input_factory: InputFactory) -> None:
+    doc = build_calibration(input_factory([record_factory("fp64", 256, 250.0)]))
+    assert doc["precision_detail"]["efficiency_by_precision"] == {"fp64": 1.25}
+    assert len(doc["warnings"]) == 1 and doc["warnings"][0].startswith("fp64:")
+    assert "the peak is wrong" in doc["warnings"][0]
 
 
 def test_zero_theoretical_peaks_mean_unknown(record_factory: RecordFactory, input_factory: InputFactory) -> None:
@@ -175,8 +177,7 @@ def test_zero_theoretical_peaks_mean_unknown(record_factory: RecordFactory, inpu
 
 def test_seed_summary_fields(record_factory: RecordFactory, input_factory: InputFactory) -> None:
     spec = {"theoretical_peaks": {"fp64": 200.0, "fp32": 400.0}, "peak_bandwidth_gbps": 50.0}
-    memory = {"sustained_gbps": 20.0, "sweep": []}
-    doc = build_calibration(input_factory(spec=spec, memory=memory))
+    doc = build_calibration(input_factory(spec=spec, memory=dram_sweep(20.0)))
     for name in SEED_SUMMARY_FIELDS:
         assert name in doc
     for name in SEED_MATRIX_FIELDS:
@@ -187,7 +188,7 @@ def test_seed_summary_fields(record_factory: RecordFactory, input_factory: Input
     assert doc["theoretical_bandwidth_gbps"] == 50.0
     assert doc["measured_bandwidth_gbps"] == 20.0
     assert doc["bandwidth_efficiency"] == 0.4
-    assert doc["memory"] == memory
+    assert doc["memory"]["sustained_gbps"] == 20.0
     assert v1_matrix(doc)["theoretical_peaks"] == {"fp64": 200.0, "fp32": 400.0}
     assert schema_errors(doc) == []
 
@@ -206,7 +207,7 @@ def test_seed_summary_fields_without_memory_are_unknown(input_factory: InputFact
 def test_metadata(input_factory: InputFactory) -> None:
     key = CalibrationKey("cpu", "test_cpu", "MAXNSUPER", 1510, "numpy")
     inp = input_factory(key=key, power_mode="MAXN_SUPER", power_mode_source="nvpmodel -q",
-                        extra_metadata={"clock": {"under_load_mhz": {"median": 1490}}},
+                        clock=ClockOutcome({"under_load_mhz": {"median": 1490}}, [], None),
                         selection={"keyword": "fp32 or fp64"}, wall_time_s=12.3456)
     meta = build_calibration(inp)["metadata"]
     assert meta["calibration_date"] == "2026-11-26T18:46:57.123456+00:00"
@@ -237,7 +238,7 @@ def test_gemm_detail(record_factory: RecordFactory, input_factory: InputFactory)
 
 def test_builder_is_pure(record_factory: RecordFactory, input_factory: InputFactory) -> None:
     records = _mixed_records(record_factory)
-    inp = input_factory(records, memory={"sustained_gbps": 10.0})
+    inp = input_factory(records, memory=dram_sweep(10.0))
     before = copy.deepcopy(inp)
     first = build_calibration(inp)
     second = build_calibration(inp)
@@ -254,7 +255,7 @@ def test_built_documents_are_valid(variant: str, record_factory: RecordFactory, 
         "no_fp32": {"records": [record_factory("fp64", 256, 5.0)]},
         "no_records": {"records": [], "skips": {"fp32": ["fp32 at n=4096 needs 2 GiB"]}},
         "unsupported": {"supports": {"int8": Support(False, "no int8")}},
-        "memory": {"memory": {"sustained_gbps": 12.5}, "spec": {"theoretical_peaks": {}, "peak_bandwidth_gbps": 25}},
+        "memory": {"memory": dram_sweep(12.5), "spec": {"theoretical_peaks": {}, "peak_bandwidth_gbps": 25}},
     }[variant]
     assert schema_errors(build_calibration(input_factory(**kwargs))) == []
 
