@@ -205,7 +205,7 @@ def test_preflight_names_every_mode_it_cannot_set(fake_nvpmodel: dict[str, str])
 def _calibrate_flags() -> set[str]:
     from hwcal.cli import fleet_calibrate  # what fleet/calibrate.py runs
 
-    return {s for a in fleet_calibrate.build_parser()._actions for s in a.option_strings}
+    return {s for a in fleet_calibrate.TOOL.parser("calibrate.py")._actions for s in a.option_strings}
 
 
 def test_workflow_text_uses_what_the_scripts_offer() -> None:
