@@ -27,7 +27,7 @@ from hwcal.cli.common import (
     table,
     warn_skipped,
 )
-from hwcal.cli.entry import EXIT_FAIL, EXIT_OK, EXIT_USAGE, Tool, say
+from hwcal.cli.entry import EXIT_FAIL, EXIT_OK, EXIT_USAGE, Tool, printable, quote, say
 from hwcal.errors import HwcalError
 from hwcal.registry.api import Registry
 from hwcal.registry.errata import entry_errata
@@ -71,34 +71,41 @@ def _ratio(value: str) -> float:
     return v
 
 
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # a name too long to be a path: a selector, or nothing
+        return False
+
+
 def resolve(reg: Registry, text: str) -> CalibrationEntry:
     """A path (anything naming an existing file or ending in .json) or a registry selector."""
     path = Path(text)
-    if text.endswith(".json") or path.exists() or "/" in text or "\\" in text:
+    if text.endswith(".json") or _exists(path) or "/" in text or "\\" in text:
         return reg.read(path)
     m = re.fullmatch(r"(?P<sel>[^@]+)(?:@(?P<which>\w+))?", text)
     if not m:
-        raise HwcalError(f"{text!r} is neither a file nor a selector HARDWARE_ID:POWER_MODE:FRAMEWORK[:FREQ][@N]")
+        raise HwcalError(f"{quote(text)} is neither a file nor a selector HARDWARE_ID:POWER_MODE:FRAMEWORK[:FREQ][@N]")
     fields = m["sel"].split(":")
     if len(fields) > 4 or not fields[0]:
-        raise HwcalError(f"selector {text!r} is not HARDWARE_ID:POWER_MODE:FRAMEWORK[:FREQ_MHZ][@N]")
+        raise HwcalError(f"selector {quote(text)} is not HARDWARE_ID:POWER_MODE:FRAMEWORK[:FREQ_MHZ][@N]")
     names = ("power_mode", "framework", "freq_mhz")
     flt = normalise_filter({k: v for k, v in zip(names, fields[1:], strict=False) if v})
     which = (m["which"] or "0").lower()
     index = 1 if which in ("prev", "previous") else 0 if which in ("latest", "newest") else \
-        int(which) if which.isdigit() else None
+        int(which) if which.isascii() and which.isdigit() and len(which) <= 9 else None  # not '²', not 10**5000
     if index is None:
-        raise HwcalError(f"{text!r}: @{m['which']} is not @N, @previous or @latest")
+        raise HwcalError(f"{quote(text)}: @{printable(m['which'], 20)} is not @N, @previous or @latest")
     entries = reg.history(fields[0], flt)
     if not entries:
         available = ", ".join(e.path.name for e in reg.list_calibrations(fields[0])) or "none"
-        raise HwcalError(f"no calibration of {fields[0]!r} matches {flt.describe()}; available: {available}")
+        raise HwcalError(f"no calibration of {quote(fields[0])} matches {flt.describe()}; available: {available}")
     keys = {e.key for e in entries}
     if len(keys) > 1:
-        raise HwcalError(f"selector {text!r} matches {len(keys)} keys ("
+        raise HwcalError(f"selector {quote(text)} matches {len(keys)} keys ("
                          + ", ".join(sorted(k.filename for k in keys)) + "); give power mode, framework and MHz")
     if index >= len(entries):
-        raise HwcalError(f"{text!r}: only {len(entries)} calibration(s) of {entries[0].key.filename} exist "
+        raise HwcalError(f"{quote(text)}: only {len(entries)} calibration(s) of {entries[0].key.filename} exist "
                          f"(@0 .. @{len(entries) - 1})")
     return entries[index]
 

@@ -63,6 +63,11 @@ def printable(value: object, limit: int | None = None) -> str:
     return "".join(ch if ch.isprintable() or ch == " " else _escape(ch) for ch in text)
 
 
+def quote(value: object, limit: int = 60) -> str:
+    """A value from a file or the command line, for a message: its repr, escaped and cut short."""
+    return printable(repr(value), limit)
+
+
 def say(*lines: str, file: TextIO | None = None) -> None:
     """Print each line escaped by ``printable`` (stdout unless ``file``): one line of the tool is one line."""
     stream = sys.stdout if file is None else file

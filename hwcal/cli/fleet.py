@@ -20,7 +20,7 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypedDict
 
 from hwcal.errors import HwcalError
 from hwcal.naming import check_device, check_hardware_id, check_power_mode, normalise_framework, power_mode_token
@@ -31,6 +31,18 @@ AUTO = "auto"  # power mode "auto": no --power-mode, hwcal detects it (governor,
 POWER_SWITCHES = ("none", "nvpmodel")
 _RUNNER_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _NVPMODEL_CONF_RE = re.compile(r"<\s*POWER_MODEL\s+ID=(?P<id>\d+)\s+NAME=(?P<name>[^\s>]+)\s*>")
+
+
+class MatrixEntry(TypedDict):
+    """One job of the calibrate workflow's matrix: a runner and the cells it walks."""
+
+    runner: str
+    labels: list[str]  # runs-on
+    python: str  # actions/setup-python version, or "system"
+    install: str  # pip install target, e.g. ".[torch]"
+    pip_args: str
+    timeout_minutes: int
+    cells: str  # "7W/pytorch, MAXN_SUPER/pytorch", for people reading the run
 
 
 class FleetConfigError(HwcalError):
@@ -135,12 +147,12 @@ class Fleet:
                                    f"frameworks={_show(frameworks)}) picks no calibration from {self.path}")
         return cells
 
-    def matrix(self, cells: Iterable[Cell]) -> dict[str, list[dict[str, Any]]]:
+    def matrix(self, cells: Iterable[Cell]) -> dict[str, list[MatrixEntry]]:
         """The GitHub Actions matrix: one entry per runner that has cells, in config order."""
         by_runner: dict[str, list[Cell]] = {}
         for cell in cells:
             by_runner.setdefault(cell.runner.name, []).append(cell)
-        include = []
+        include: list[MatrixEntry] = []
         for runner in self.runners:
             mine = by_runner.get(runner.name)
             if not mine:

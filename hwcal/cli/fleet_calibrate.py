@@ -17,6 +17,7 @@ to $GITHUB_STEP_SUMMARY, says which and shows the comparison table); 2 for bad u
 from __future__ import annotations
 
 import argparse
+import html
 import json
 import os
 import shutil
@@ -206,7 +207,8 @@ def summary_markdown(runner: str, results: list[CellResult]) -> str:
     lines = [f"## hwcal calibration on `{runner}`: " + ", ".join(f"{n} {s}" for s, n in counts.items()), "",
              "| power mode | framework | calibration | result | why |", "|---|---|---|---|---|"]
     for r in results:
-        why = r.reason.replace("|", "\\|").replace("\n", " ")
+        # pytest's tail ("<module>", "a | b") must show as text in GitHub's Markdown table, not as HTML or cells
+        why = html.escape(r.reason, quote=False).replace("|", "\\|").replace("\n", " ")
         lines.append(f"| {r.power_mode} | {r.framework} | `{r.calibration or '-'}` | {icon[r.status]} | {why} |")
     for r in results:
         if r.comparison:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hwcal.cli.entry import printable
+from hwcal.cli.entry import printable, quote
 from hwcal.errors import HwcalError
 from hwcal.model.predict import OPERATIONS
 from hwcal.registry.fsio import UnsafePathError, read_regular_bytes
@@ -29,7 +29,6 @@ MAX_DIM = 2**40
 DIMS = ("m", "n", "k", "batch")
 OP_KEYS = frozenset({"op", "operation", "precision", "count", "name", *DIMS})
 _PRECISION_RE = re.compile(r"[A-Za-z0-9_]{1,32}")
-_QUOTE_CHARS = 60
 
 
 @dataclass(frozen=True)
@@ -45,11 +44,6 @@ class OpSpec:
     @property
     def label(self) -> str:
         return self.name or self.operation
-
-
-def quote(value: object) -> str:
-    """A value from the file, for a message: its repr, escaped and cut short."""
-    return printable(repr(value), _QUOTE_CHARS)
 
 
 def read_ops(path: Path) -> list[OpSpec]:
