@@ -116,10 +116,10 @@ def selection_filter(args: argparse.Namespace) -> dict[str, Any]:
 def load_predictor(args: argparse.Namespace, selector: str) -> tuple[Predictor, str]:
     """(Predictor, where it came from) for a hardware selector or a calibration file."""
     path = Path(selector)
-    if selector.endswith(".json") or path.is_file():
-        if not path.is_file():
+    if selector.endswith(".json") or "/" in selector or path.is_file():  # no hardware id has a '/'
+        if not path.exists() and not path.is_symlink():
             raise HwcalError(f"{selector}: no such calibration file")
-        entry = read_calibration(path)
+        entry = read_calibration(path)  # a FIFO, a device, a folder: refused by the checked reader
         return predictor_of_document(entry.doc, _entry_name(entry)), str(path)
     reg = open_registry(args.registry)
     hardware_id = resolve_hardware(reg, selector)
