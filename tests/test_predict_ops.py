@@ -156,3 +156,15 @@ def test_read_ops_raises_the_user_error_type(tmp_path: Path) -> None:
     path.write_text("ops: 3\n")
     with pytest.raises(HwcalError, match="got a number"):
         read_ops(path)
+
+
+def test_a_path_is_read_as_a_file_never_looked_up_as_hardware(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    fifo = tmp_path / "cal.json"
+    os.mkfifo(fifo)
+    for selector, message in (("/dev/null", "is a character device"), (str(fifo), "is a FIFO"),
+                              (str(tmp_path / "none.json"), "no such calibration file"),
+                              (str(tmp_path), "is a folder")):
+        assert predict_main([selector, "gemm", "bf16", "64"]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
