@@ -219,7 +219,7 @@ def test_every_check_result_fits_the_schema(monkeypatch: pytest.MonkeyPatch) -> 
 
     for ctx in (_ctx("jetson_orin_nano_7w"), _ctx("i7_12700k_pstate"), _gpu_ctx(monkeypatch, reasons=0x40)):
         report = run_preflight(ctx, force=True)
-        doc = make_valid_doc(extra_metadata={"preflight": report.as_dict()})
+        doc = make_valid_doc(preflight=report.as_dict())
         assert schema_errors(doc) == []
 
 

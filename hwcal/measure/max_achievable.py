@@ -22,7 +22,7 @@ import pytest
 from hwcal.backends import Backend, GemmOperands
 from hwcal.machine.gpu import ClockPowerSampler
 from hwcal.measure.gemm import session_layout
-from hwcal.measure.mamf_result import MamfResult
+from hwcal.measure.records import MaxAchievableRecord
 from hwcal.measure.session import CalibrationSession
 from hwcal.measure.verify import verify_gemm
 from hwcal.precisions import PRECISIONS
@@ -157,7 +157,7 @@ class Search:
 
 
 def max_achievable(backend: Backend, precision: str, layout: str, kernel: str, rate_gflops: float,
-                   quick: bool, device_index: int) -> MamfResult | None:
+                   quick: bool, device_index: int) -> MaxAchievableRecord | None:
     """The search, then the best shape timed again (burst, more iterations) and sustained, with the clock
     and power sampled over both, and its result verified. None when no shape could be timed."""
     search = Search(backend, precision, layout, rate_gflops, BUDGET_S[quick])
@@ -179,7 +179,7 @@ def max_achievable(backend: Backend, precision: str, layout: str, kernel: str, r
         check = verify_gemm(backend, ops, ops.out, search.seed)
     launches, seconds = sustained if sustained else (None, None)
     flops = shape.flops
-    return MamfResult(
+    return MaxAchievableRecord(
         precision=precision, m=shape.m, n=shape.n, k=shape.k, layout=layout, kernel=kernel,
         burst_mean_gflops=flops / statistics.fmean(times) / 1e9,
         burst_median_gflops=flops / statistics.median(times) / 1e9,
@@ -197,6 +197,7 @@ def run_max_achievable(session: CalibrationSession, precision: str, timed: bool)
     """The search for one precision as a calibration test: skipped with the reason where it cannot run
     (no GPU, unsupported, nothing measured to size it from, --benchmark-disable), failed when the best
     shape's result is wrong, else filed into the session."""
+    session.families_run.add("max_achievable")
     backend = session.backend
     if backend.device_type != "gpu":
         pytest.skip("the max-achievable search runs on GPUs; a CPU's peak is its square sweep and its measured "
@@ -208,7 +209,7 @@ def run_max_achievable(session: CalibrationSession, precision: str, timed: bool)
         pytest.skip(f"{precision} unsupported: {support.reason}")
     if precision in session.failures:
         pytest.skip(f"{precision} failed verification earlier: {session.failures[precision]}")
-    rates = [r.gflops_best for r in session.records if r.precision == precision]
+    rates = [r.gflops_best for r in session.results.gemm if r.precision == precision]
     if not rates:
         pytest.skip(f"{precision}: no square GEMM was measured in this run to size the search from")
     layout = session_layout(session, precision)
@@ -221,4 +222,4 @@ def run_max_achievable(session: CalibrationSession, precision: str, timed: bool)
         session.failures[precision] = f"max-achievable {shape}: max error {result.max_error:.3g}"
         pytest.fail(f"{precision} GEMM at {result.m}x{result.n}x{result.k} gave wrong results: max error "
                     f"{result.max_error:.3g} (tolerance {result.tolerance:.3g})")
-    session.max_achievable[precision] = result
+    session.results.max_achievable[precision] = result

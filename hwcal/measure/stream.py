@@ -25,6 +25,7 @@ import pytest
 from hwcal.backends import Backend
 from hwcal.backends.base import StreamArrays
 from hwcal.machine.caches import CacheInfo
+from hwcal.measure.case import VERIFY_ONLY, best_call_s, plan_for_call
 from hwcal.measure.records import (
     KERNELS,
     STREAM_ARRAY_FACTOR,
@@ -38,7 +39,7 @@ from hwcal.measure.records import (
     validation_error,
 )
 from hwcal.measure.session import CalibrationSession
-from hwcal.measure.timing import RoundPlan, round_cv, round_times, time_one_call, timed_rounds, warmup_rounds
+from hwcal.measure.timing import round_cv, round_times, timed_rounds, warmup_rounds
 
 # Seconds by device type and --quick: on a CPU the sweep adds at most ~15 s to a calibration; a GPU's
 # rounds last >= 20 ms each (launch overhead < 1%), so its 44 cases need longer.
@@ -212,16 +213,16 @@ class StreamState:
 
 def memory_sweep(session: CalibrationSession) -> MemorySweep:
     """The session's STREAM results, created with the device's caches and threads on first use."""
-    if not isinstance(session.memory, MemorySweep):
+    if session.results.memory is None:
         backend = session.backend
-        session.memory = MemorySweep(
+        session.results.memory = MemorySweep(
             caches=backend.stream_caches(),
             device=backend.device,
             threads=backend.stream_threads() if backend.device_type == "cpu" else None,
             element_bytes=backend.stream_element_bytes,
             budget_s=MEMORY_BUDGET_S[backend.device_type, session.options.quick],
         )
-    return session.memory
+    return session.results.memory
 
 
 def _rounds_within_budget(sweep: MemorySweep, state: StreamState, backend: Backend, kernel: str, n: int,
@@ -259,7 +260,7 @@ def _rounds_within_budget(sweep: MemorySweep, state: StreamState, backend: Backe
 def run_stream(benchmark: Any, session: CalibrationSession, state: StreamState, kernel: str,
                array_bytes: int) -> None:
     """Measure, validate and record one (kernel, array size) case, or skip it with the reason."""
-    session.ran_memory = True
+    session.families_run.add("stream")
     backend = session.backend
     sweep = memory_sweep(session)
     element_bytes = backend.stream_element_bytes
@@ -295,15 +296,10 @@ def _measure(benchmark: Any, session: CalibrationSession, sweep: MemorySweep, st
     sweep.methods[kernel] = method.description
     try:
         if benchmark.enabled:
-            pass_s = time_one_call(backend, backend.stream_kernel, kernel, arrays, STREAM_SCALAR)
-            if pass_s < backend.min_round_s:  # short calls: one preempted sample would leave 1 pass per round
-                pass_s = min(pass_s, *(time_one_call(backend, backend.stream_kernel, kernel, arrays, STREAM_SCALAR)
-                                       for _ in range(3)))
-            launches = max(1, math.ceil(backend.min_round_s / max(pass_s, 1e-7)))
-            round_s = launches * pass_s
-            plan = RoundPlan(launches, rounds, warmup_rounds(backend, round_s))
+            pass_s = best_call_s(backend, backend.stream_kernel, kernel, arrays, STREAM_SCALAR)
+            plan = plan_for_call(backend, pass_s, rounds)
         else:
-            plan = RoundPlan(launches=1, rounds=1, warmup_rounds=0)  # --benchmark-disable: validate only
+            plan = VERIFY_ONLY  # --benchmark-disable: validate only
         bytes_per_pass = stream_bytes(kernel, n, arrays.element_bytes)
         benchmark.extra_info.update({"kernel": kernel, "n": n, "array_bytes": n * arrays.element_bytes,
                                      "bytes": bytes_per_pass * plan.launches, "launches_per_round": plan.launches,

@@ -15,8 +15,7 @@ from typing import Any, ClassVar
 
 from hwcal.machine import KeyFacts
 from hwcal.machine.clock_ceiling import jetson_gpu_devfreq
-from hwcal.machine.cpu import collect_cpu, cpufreq_driver, cpufreq_governor, turbo_state
-from hwcal.machine.fma_probe import measure_compute_ceiling
+from hwcal.machine.cpu import cpufreq_driver, cpufreq_governor, turbo_state
 from hwcal.machine.gpu import SLOWDOWN_REASONS
 from hwcal.machine.power import jetson_model, parse_nvpmodel
 from hwcal.machine.sources import Sources
@@ -362,22 +361,6 @@ def run_preflight(ctx: PreflightContext, force: bool) -> PreflightReport:
     return PreflightReport(results, forced=force, duration_s=time.perf_counter() - t0)
 
 
-CEILING_BUDGET_S = 1.5  # the FMA probe's share of session start (the whole probe stays under 2 s)
-
-
-def compute_ceiling_metadata(src: Sources, budget_s: float = CEILING_BUDGET_S) -> dict[str, Any]:
-    """The measured FMA ceiling on all cores, once per CPU session, as ``metadata.compute_ceiling``."""
-    isa_flags = collect_cpu(src).get("isa_flags")
-    flags = [str(f) for f in isa_flags] if isinstance(isa_flags, list) else []
-    result = measure_compute_ceiling(flags, budget_s=budget_s, src=src)
-    out: dict[str, Any] = {"gflops": dict(result.gflops), "by_width": {w: dict(v) for w, v in result.by_width.items()},
-                           "method": result.method, "duration_s": round(result.duration_s, 3),
-                           "threads": result.threads, "unavailable": result.unavailable}
-    if result.notes:
-        out["notes"] = list(result.notes)
-    return out
-
-
 def preflight_session(cal: CalibrationSession, src: Sources | None = None) -> PreflightReport:
     """Session start: detect the key, set up clock sampling, run the checks; results go into the session.
 
@@ -388,10 +371,8 @@ def preflight_session(cal: CalibrationSession, src: Sources | None = None) -> Pr
     ctx = PreflightContext(device_type=cal.backend.device_type, key=state.key, src=state.src, gpu=state.gpu,
                            power_mode_override=cal.options.power_mode, frequency_override=cal.options.frequency_mhz)
     report = run_preflight(ctx, cal.options.force)
-    if ctx.device_type == "cpu" and not report.stops_run:
-        cal.extra_metadata["compute_ceiling"] = compute_ceiling_metadata(state.src)
     report.duration_s = time.perf_counter() - t0
     cal.machine_state = state
-    cal.extra_metadata["preflight"] = report.as_dict()
-    cal.warnings.extend(report.warnings_for_document())
+    cal.preflight = report.as_dict()
+    cal.results.warnings.extend(report.warnings_for_document())
     return report
