@@ -133,7 +133,7 @@ calibrate() {  # calibrate MACHINE HARDWARE_ID MODE MHZ
     if [ "$rc" -eq 0 ] || ! grep -q "running under an emulator" "$log"; then
         cat "$log"; fail "$1: expected a preflight stop naming the emulator (exit $rc)"
     fi
-    echo "without --force: stopped in preflight ($(grep -m1 -o 'registry_key: running under an emulator ([^:]*' "$log"))"
+    echo "without --force: stopped in preflight ($(grep -m1 -o 'cpu_identity: running under an emulator ([^:]*' "$log"))"
     run sh -c "cd /work && ${GEMM[*]@Q} --force --registry /tmp/reg-$1" >"$log" 2>&1 || { tail -40 "$log"; fail "$1: calibration"; }
     grep "calibration written" "$log" | tail -1
     run hwcal-validate --registry "/tmp/reg-$1" | tail -1
@@ -149,10 +149,10 @@ log="$work/conflict.log"
 rc=0
 HOST=(python -m pytest bench/test_gemm.py -q -p no:randomly --sizes 64 -k fp64 --frequency-mhz 2000 --registry /tmp/reg-host)
 run sh -c "cd /work && ${HOST[*]@Q}" >"$log" 2>&1 || rc=$?
-if [ "$rc" -eq 0 ] || ! grep -q "registry_key: CPU identity conflict" "$log"; then
+if [ "$rc" -eq 0 ] || ! grep -q "cpu_identity: CPU identity conflict" "$log"; then
     cat "$log"; fail "host cpuinfo: expected a preflight stop on the identity conflict (exit $rc)"
 fi
-grep -m1 "registry_key: CPU identity conflict" "$log" | cut -c1-220
+grep -m1 "cpu_identity: CPU identity conflict" "$log" | cut -c1-220
 run sh -c "cd /work && ${HOST[*]@Q} --force" >"$log" 2>&1 || { tail -30 "$log"; fail "host cpuinfo with --force"; }
 python3 "$helper" conflict "$(find "$root/tmp/reg-host" -path '*/calibrations/*.json' | head -1)"
 

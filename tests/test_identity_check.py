@@ -17,7 +17,8 @@ from hwcal.machine import Sources, cpu_identity_conflict, detect_cpu_key, detect
 from hwcal.machine.cpu import collect_cpu
 from hwcal.machine.identity import LiveIds, judge, live_ids, midr_fields, verify_identity
 from hwcal.machine.uarch import detect_microarchitecture, peak_flops_per_cycle
-from hwcal.plugin.preflight import FAILED, PASSED, PreflightContext, run_preflight
+from hwcal.plugin.checks import FAILED, PASSED, SKIPPED, PreflightContext
+from hwcal.plugin.preflight import run_preflight
 from tests.test_machine import MACHINES, machine, machine_copy
 
 EPYC_CPUINFO = (MACHINES / "vm_epyc_zen4" / "root" / "proc" / "cpuinfo").read_text()
@@ -129,7 +130,7 @@ def test_conflict_stops_the_preflight_in_one_line_or_is_flagged_with_force() -> 
     src = qemu_user_on_epyc()
     ctx = PreflightContext(device_type="cpu", key=detect_cpu_key(src), src=src, frequency_override=2000)
     report = run_preflight(ctx, force=False)
-    check = next(c for c in report.checks if c.name == "registry_key")
+    check = next(c for c in report.checks if c.name == "cpu_identity")
     assert check.status == FAILED and check.message.startswith("CPU identity conflict") and report.stops_run
     assert "generic_aarch64" in check.advice
     forced = run_preflight(ctx, force=True)
@@ -153,7 +154,8 @@ def test_recorded_jetsons_pass_with_their_keys_and_peaks(name: str, hardware_id:
     cpu = collect_cpu(src)
     assert cpu["architecture"] == "aarch64" and "asimdhp" in cpu["isa_flags"] and "sve" not in cpu["isa_flags"]
     checks = {c.name: c for c in run_preflight(PreflightContext("cpu", key, src), force=False).checks}
-    assert checks["registry_key"].status == PASSED and checks["jetson_power_mode"].status == PASSED
+    assert checks["cpu_identity"].status == PASSED and checks["jetson_power_mode"].status == PASSED
+    assert checks["registry_key"].status == PASSED
 
 
 def test_agx_orin_maxn_is_pinned_and_its_gpu_keyed_at_the_mode_max() -> None:
@@ -163,6 +165,8 @@ def test_agx_orin_maxn_is_pinned_and_its_gpu_keyed_at_the_mode_max() -> None:
     assert (key.hardware_id, key.power_mode, key.freq_mhz) == ("jetson_agx_orin_gpu", "MAXN", 1300)
     checks = {c.name: c for c in run_preflight(PreflightContext("cpu", detect_cpu_key(src), src), False).checks}
     assert checks["jetson_clocks"].status == PASSED  # jetson_clocks pinned min = max
+    gpu_checks = {c.name: c for c in run_preflight(PreflightContext("gpu", key, src, gpu=gpu), False).checks}
+    assert gpu_checks["cpu_identity"].status == SKIPPED  # the GPU's identity comes from its driver
 
 
 def test_jetson_trees_carry_the_ina3221_rails() -> None:
