@@ -38,6 +38,7 @@ from hwcal.registry.errata import entry_errata
 from hwcal.registry.filters import normalise_filter
 from hwcal.registry.reader import CalibrationEntry
 from hwcal.report.compare import NOISE_FLOOR, compare
+from hwcal.report.energy import energy_lines, energy_rows
 
 PROG = "compare_calibrations.py"
 EXAMPLES = """
@@ -124,6 +125,7 @@ def main_inner(argv: list[str] | None) -> int:
     if args.json:
         print_json({"a": ea.summary(), "b": eb.summary(), "noise_sigmas": args.noise_sigmas,
                     "fail_below": args.fail_below, "rows": [asdict(r) for r in rows],
+                    "energy": [asdict(r) for r in energy_rows(ea.doc, eb.doc)],
                     "regressions": [r.metric for r in regressions]})
     else:
         print(_describe("A", ea))
@@ -145,6 +147,9 @@ def main_inner(argv: list[str] | None) -> int:
         print("\n".join(table(cells, right=(2, 3, 4, 5, 6, 7))))
         print(f"\nnoise: {args.noise_sigmas:g} combined standard errors (cv / sqrt(rounds) from each file), at "
               f"least {NOISE_FLOOR:.0%}; '?' where a file carries no cv")
+        energy = energy_lines(ea.doc, eb.doc)
+        if energy:
+            print("\n" + "\n".join(energy))
         if args.fail_below is not None:
             if regressions:
                 print(f"\n{len(regressions)} regression(s) below {args.fail_below:g}x of A:")

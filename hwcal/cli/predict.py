@@ -140,6 +140,16 @@ def fmt_seconds(seconds: float) -> str:
     return f"{seconds:.4g} s"  # pragma: no cover
 
 
+def fmt_joules(joules: float | None) -> str:
+    """``1.23 mJ``; '-' where the calibration measured no energy."""
+    if joules is None:
+        return "-"
+    for unit, scale in (("J", 1.0), ("mJ", 1e-3), ("uJ", 1e-6), ("nJ", 1e-9)):
+        if abs(joules) >= scale or unit == "nJ":
+            return f"{joules / scale:.4g} {unit}"
+    return f"{joules:.4g} J"  # pragma: no cover
+
+
 def shape_text(dims: dict[str, int]) -> str:
     if "k" in dims:
         mnk = f"{dims['m']}x{dims['n']}x{dims['k']}"
@@ -158,7 +168,8 @@ def single_lines(pred: Prediction, source: str, name: str) -> list[str]:
              f"  throughput  {fmt_num(pred.gflops)} GFLOPS, {fmt_num(pred.gbps)} GB/s",
              f"  efficiency  {pred.efficiency:.1%} of {pred.efficiency_reference}" if pred.efficiency is not None
              else "  efficiency  -",
-             f"  basis       {pred.basis} ({pred.family}: {_points_text(pred)})"]
+             f"  basis       {pred.basis} ({pred.family}: {_points_text(pred)})",
+             f"  energy      {fmt_joules(pred.energy_j)} ({pred.energy_basis})"]
     lines += [f"  note        {n}" for n in pred.notes]
     return lines
 
@@ -214,20 +225,29 @@ def predict_ops(predictor: Predictor, ops: list[dict[str, Any]], where: str = ""
         except HwcalError as exc:
             raise HwcalError(f"{where}operation {i + 1} ({item.get('name', op)}): {exc}") from None
         rows.append({"name": str(item.get("name") or op), "count": count, "total_s": pred.seconds * count,
-                     "prediction": pred})
+                     "total_j": pred.energy_j * count if pred.energy_j is not None else None, "prediction": pred})
     return rows
 
 
 def ops_lines(rows: list[dict[str, Any]], source: str, name: str) -> list[str]:
     total = sum(r["total_s"] for r in rows)
-    header = ("name", "op", "prec", "shape", "count", "per call", "total", "share", "GFLOPS", "GB/s", "eff", "basis")
+    header = ("name", "op", "prec", "shape", "count", "per call", "total", "share", "GFLOPS", "GB/s", "eff", "energy",
+              "basis")
     body = [header]
     for r in rows:
         p: Prediction = r["prediction"]
         body.append((r["name"], p.operation, p.precision, shape_text(p.dims), str(r["count"]), fmt_seconds(p.seconds),
                      fmt_seconds(r["total_s"]), f"{r['total_s'] / total:.1%}", fmt_num(p.gflops), fmt_num(p.gbps),
-                     f"{p.efficiency:.0%}" if p.efficiency is not None else "-", f"{p.basis} ({p.family})"))
-    return [f"{name}: {source}", *table(body, right=(4, 5, 6, 7, 8, 9, 10)), f"total: {fmt_seconds(total)}"]
+                     f"{p.efficiency:.0%}" if p.efficiency is not None else "-", fmt_joules(r["total_j"]),
+                     f"{p.basis} ({p.family})"))
+    return [f"{name}: {source}", *table(body, right=(4, 5, 6, 7, 8, 9, 10, 11)),
+            f"total: {fmt_seconds(total)}, {fmt_joules(total_joules(rows))}"]
+
+
+def total_joules(rows: list[dict[str, Any]]) -> float | None:
+    """Energy of the whole list; None when any operation's energy is unknown (a partial sum would mislead)."""
+    joules = [r["total_j"] for r in rows]
+    return None if not joules or any(j is None for j in joules) else sum(joules)
 
 
 def _json_safe(value: Any) -> Any:
@@ -259,8 +279,9 @@ def _main(argv: list[str] | None) -> int:
     rows = predict_ops(predictor, ops, f"{args.ops}: ")
     if args.json:
         print_json(_json_safe({"calibration": source, "name": predictor.name,
-                               "total_s": sum(r["total_s"] for r in rows),
+                               "total_s": sum(r["total_s"] for r in rows), "total_j": total_joules(rows),
                                "operations": [{"name": r["name"], "count": r["count"], "total_s": r["total_s"],
+                                               "total_j": r["total_j"],
                                                **r["prediction"].summary()} for r in rows]}))
     else:
         print("\n".join(ops_lines(rows, source, predictor.name)))

@@ -25,6 +25,7 @@ from hwcal.errors import HwcalError
 from hwcal.registry.api import Registry
 from hwcal.registry.layout import inside
 from hwcal.site import data as site_data
+from hwcal.site import energy as site_energy
 from hwcal.site import figures as site_figures
 from hwcal.site import pages as site_pages
 from hwcal.site import views as site_views
@@ -283,6 +284,7 @@ def build(registry: Path | None, out: Path, *, figures: str = "current", jobs: i
     dest.write("data/index.js", site_views.index_data(rows))
     dest.write("index.html", site_views.index_page(sum(1 for r in rows if not r["sup"]), len(skipped)))
     dest.write("compare.html", site_views.compare_page())
+    dest.write(site_energy.PATH, site_energy.energy_page(rows))
     dest.write("unreadable.html", site_views.unreadable_page(
         skipped, [(str(n.path), n.reason) for n in reg.notices]))
     for name in ASSETS:
