@@ -42,6 +42,10 @@ def _case_entry(c: EnergyCase) -> dict[str, Any]:
         entry["precision"] = c.precision
     if c.kernel:
         entry["kernel"] = c.kernel
+    if c.shape:
+        entry["shape"] = dict(c.shape)
+    if c.layout:
+        entry["layout"] = c.layout
     if c.launches:
         entry["launches"] = c.launches
     if c.flops_per_s:

@@ -217,7 +217,8 @@ def gemm_window(state: EnergyState, precision: str, timed: bool) -> None:
     flops = 2.0 * m * n * k
     state.run.cases.append(EnergyCase(
         case="gemm", label=f"{precision} {m}x{n}x{k} {layout}", precision=precision,
-        kernel=session.support(precision).kernel, seconds=got.seconds, launches=launches,
+        kernel=session.support(precision).kernel, shape={"m": m, "n": n, "k": k}, layout=layout,
+        seconds=got.seconds, launches=launches,
         flops_per_s=flops * launches / got.seconds,
         bytes_per_s=_gemm_bytes(precision, m, n, k) * launches / got.seconds,
         watts=got.watts, updates=got.updates, update_hz=got.update_hz, domains_w=got.domains_w,
@@ -258,6 +259,7 @@ def stream_window(state: EnergyState, kernel: str, timed: bool) -> None:
     size = n * 8
     state.run.cases.append(EnergyCase(
         case="stream", label=f"{kernel} {size / 2**20:.0f}MiB", kernel=backend.stream_method(kernel).description,
+        shape={"n": n},
         seconds=got.seconds, launches=launches, bytes_per_s=stream_bytes(kernel, n, 8) * launches / got.seconds,
         watts=got.watts, updates=got.updates, update_hz=got.update_hz, domains_w=got.domains_w, max_error=error))
 

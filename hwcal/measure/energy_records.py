@@ -20,6 +20,8 @@ class EnergyCase:
     label: str  # "idle", "bf16 8192x8192x8192 NT", "copy 1GiB"
     precision: str | None = None
     kernel: str | None = None  # the GEMM kernel, or the STREAM kernel's description
+    shape: dict[str, int] | None = None  # a GEMM's m, n, k; a STREAM kernel's n (elements per array)
+    layout: str | None = None  # a GEMM's operand layout (NN, NT, TN)
     seconds: float  # the window (workload start to end)
     launches: int = 0
     flops_per_s: float = 0.0  # counted FLOPs (OPs for integers) over the window
