@@ -26,7 +26,7 @@ from hwcal.model.energy import energy_model
 from hwcal.model.predict import predictor_of_document
 from hwcal.plugin.filing import file_calibration
 from hwcal.report.energy import energy_lines, energy_rows, run_summary_lines
-from hwcal.site.energy import energy_page, energy_summary
+from hwcal.site.energy import calibration_energy, energy_page, energy_summary
 from tests.fakes import FakeBenchmark, dram_sweep
 
 IDLE_W, BUSY_W = 20.0, 60.0
@@ -253,6 +253,9 @@ def test_compare_and_site_show_energy_per_power_mode(
     page = energy_page(site_rows)
     assert "cpu/box: GFLOPS/W per power mode" in page and "<svg" in page and page.count("<rect x=") >= 3
     assert 'href="cal/7W.html"' in page and "fp64 GFLOPS/W" in page
+    on_page = calibration_energy(doc)
+    assert "Energy per precision (sustained GEMM)" in on_page and ">fp64<" in on_page and "fake board counter" in on_page
+    assert "Energy unavailable: no NVML" in calibration_energy(unavailable)
     assert "No calibration in this registry measured energy" in energy_page(
         [replace_energy(r, {"unavailable": "x"}) for r in site_rows])
 
@@ -270,3 +273,31 @@ def test_negative_dynamic_energy_is_a_warning() -> None:
     assert section is not None and section["pj_per_flop_dynamic_by_precision"]["bf16"] < 0
     assert len(warnings) == 1 and "below the idle" in warnings[0]
     assert replace(run.cases[0], watts=1.0).joules == 1.0
+
+
+def test_a_disturbed_window_goes_through_the_interference_watch(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    class Watch:
+        """Says every window was disturbed: settle measures it again (the real policy waits for quiet first)."""
+
+        def __init__(self) -> None:
+            self.cases: list[str] = []
+
+        def start(self) -> None:
+            return None
+
+        def settle(self, case: str, start: None, first: Any, again: Any) -> Any:
+            self.cases.append(case)
+            return again()
+
+    meter = WorkloadMeter()
+    monkeypatch.setattr(energy, "find_meter", lambda *a, **k: MeterChoice(meter))
+    monkeypatch.setattr(energy, "MIN_WINDOW_S", 0.1)
+    monkeypatch.setattr(energy, "REST_S", 0.0)
+    session = _session(tmp_path)
+    watch = Watch()
+    session.watch = watch  # type: ignore[assignment]
+    state = energy.EnergyState(session)
+    state.open()
+    energy.run_energy(state, ("idle", ""), timed=True)
+    assert watch.cases == ["energy[idle]"] and len(state.run.cases) == 1

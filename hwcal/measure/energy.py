@@ -16,7 +16,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import pytest
 
@@ -45,6 +45,7 @@ CHUNK_S = 0.05  # launches between two looks at the clock and the sensor (one sy
 MAX_WINDOW_S = 6.0  # a sensor slower than 10 updates in this long is too slow: the case is skipped
 GPU_ARRAY_BYTES = 2**30  # the STREAM arrays on a GPU: 1 GiB each, far beyond any L2
 SEED = 23
+T = TypeVar("T")
 
 
 def energy_cases(session: CalibrationSession) -> list[tuple[tuple[str, str], str]]:
@@ -125,10 +126,17 @@ def _measured(run: EnergyRun, sampler: EnergySampler, meter: EnergyMeter, t0: fl
     return got
 
 
-def idle_window(state: EnergyState, timed: bool) -> None:
-    """The idle power after REST_S of rest; its sensor update rate sets every later window's length."""
-    meter = _check_can_run(state, timed, "idle")
-    run = state.run
+def watched(state: EnergyState, label: str, measure: Callable[[], T]) -> T:
+    """A window under the run's interference watch (``hwcal.measure.watch``): measured again once the machine
+    is quiet when other work disturbed it, else filed flagged with the evidence."""
+    watch = state.session.watch
+    if watch is None:
+        return measure()
+    start = watch.start()
+    return watch.settle(f"energy[{label}]", start, measure(), measure)
+
+
+def _idle_once(state: EnergyState, meter: EnergyMeter) -> WindowEnergy:
     state.session.backend.synchronize()
     time.sleep(REST_S)
     with EnergySampler(meter) as sampler:
@@ -136,7 +144,14 @@ def idle_window(state: EnergyState, timed: bool) -> None:
         while not _enough(sampler, t0, MIN_WINDOW_S) and time.perf_counter() - t0 < MAX_WINDOW_S:
             time.sleep(0.05)
         t1 = time.perf_counter()
-    got = _measured(run, sampler, meter, t0, t1, "idle")
+    return _measured(state.run, sampler, meter, t0, t1, "idle")
+
+
+def idle_window(state: EnergyState, timed: bool) -> None:
+    """The idle power after REST_S of rest; its sensor update rate sets every later window's length."""
+    meter = _check_can_run(state, timed, "idle")
+    run = state.run
+    got = watched(state, "idle", lambda: _idle_once(state, meter))
     run.window_s = max(MIN_WINDOW_S, round(MIN_UPDATES * 1.1 / got.update_hz, 2))
     run.cases.append(EnergyCase(case="idle", label="idle", seconds=got.seconds, watts=got.watts,
                                 updates=got.updates, update_hz=got.update_hz, domains_w=got.domains_w,
@@ -147,6 +162,11 @@ def loaded_window(state: EnergyState, meter: EnergyMeter, launch: Callable[[], A
                   label: str) -> tuple[WindowEnergy, int]:
     """Back-to-back launches for WARM_S, then a window of them with the meter sampled; (power, launches).
     Launches go in chunks of ~CHUNK_S with a synchronisation after each, so the window's work is known."""
+    return watched(state, label, lambda: _loaded_once(state, meter, launch, call_s, label))
+
+
+def _loaded_once(state: EnergyState, meter: EnergyMeter, launch: Callable[[], Any], call_s: float,
+                 label: str) -> tuple[WindowEnergy, int]:
     backend = state.session.backend
     chunk = max(1, math.ceil(CHUNK_S / max(call_s, 1e-7)))
 

@@ -109,3 +109,27 @@ def energy_page(rows: Sequence[dict[str, Any]]) -> str:
         intro += f'<p class="sub">{unavailable} current calibration(s) could read no energy sensor.</p>'
     body = intro + ("".join(blocks) or '<p class="note">No calibration in this registry measured energy.</p>')
     return page("Energy per power mode", body, path=PATH)
+
+
+def calibration_energy(doc: dict[str, Any]) -> str:
+    """The energy section of a calibration's page: the sensor and method, per precision and the memory."""
+    section = doc.get("energy")
+    if not isinstance(section, dict):
+        return '<p class="note">No energy measured (this calibration predates it, or the family was not run).</p>'
+    if section.get("status") != "measured":
+        return f'<p class="note">Energy unavailable: {esc(section.get("reason"))}</p>'
+    per = section.get("pj_per_flop_by_precision") or {}
+    dyn = section.get("pj_per_flop_dynamic_by_precision") or {}
+    gpw = section.get("gflops_per_w_by_precision") or {}
+    watts = section.get("watts_by_precision") or {}
+    rows = [[esc(p), num(per.get(p)), num(dyn.get(p)), num(gpw.get(p)), num(watts.get(p))]
+            for p in canonical_sorted(per)]
+    fit = section.get("fit") or {}
+    facts_html = (f'<p class="sub">Sensor: {esc(section.get("sensor"))}; {num(section.get("sample_hz"))} updates/s; '
+                  f'windows of {num(section.get("window_s"))} s. Idle {num(section.get("idle_w"))} W after a rest; '
+                  f'DRAM {num(section.get("pj_per_byte_dram"))} pJ/byte (copy); static (fit) '
+                  f'{num(section.get("static_w"))} W, residual {num(fit.get("residual_rms_w"))} W.</p>'
+                  f'<p class="note">{esc(section.get("method"))}</p>')
+    return facts_html + table("Energy per precision (sustained GEMM)",
+                              ["precision", "pJ/FLOP", "pJ/FLOP above idle", "GFLOPS/W", "W"], rows,
+                              numeric=(1, 2, 3, 4))
