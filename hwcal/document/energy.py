@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from hwcal.document.precision import r4
+from hwcal.measure.energy import CHUNK_S, WARM_S
 from hwcal.measure.energy_records import MIN_UPDATES, MIN_WINDOW_S, EnergyCase, EnergyRun
 from hwcal.precisions import canonical_sorted
 
@@ -29,8 +30,8 @@ MAX_CONDITION = 1e4  # of the column-scaled fit matrix: beyond this the split is
 
 
 def _method(run: EnergyRun) -> str:
-    return (f"{run.meter.get('method', '')}. Each case runs back to back (synchronised every ~50 ms) after a "
-            f"0.25 s warm-up, for a window of at least {MIN_WINDOW_S:g} s and {MIN_UPDATES} sensor updates; power "
+    return (f"{run.meter.get('method', '')}. Each case runs back to back (synchronised every ~{CHUNK_S * 1e3:.0f} ms) after a "
+            f"{WARM_S:g} s warm-up, for a window of at least {MIN_WINDOW_S:g} s and {MIN_UPDATES} sensor updates; power "
             "= energy between the first and last sensor update in the window over the time between them; pJ per "
             "FLOP (per OP for integers) = power / the FLOP rate of the same window; idle after a rest")
 

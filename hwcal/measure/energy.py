@@ -1,7 +1,7 @@
 """Energy per operation: the average power of a device while it runs one workload back to back, over a
 window long enough for its sensor (>= 1 s and >= 10 sensor updates), divided by the rate the same window
-sustained. Cases, in run order: idle after a rest, the STREAM copy and triad at a DRAM size, and the GEMM of
-every precision at its sustained shape (the max-achievable search's shape on a GPU, else the square size
+sustained. Cases, in run order: idle after a rest, the STREAM copy at a DRAM size, the GEMM of every
+precision at its sustained shape, then STREAM triad (the max-achievable search's shape on a GPU, else the square size
 that peaked). Each case is verified as its family verifies it; the whole family stays within a time budget.
 
 The meter (``hwcal.machine.energy``) is found once per run; where none can be read the run goes on and the
@@ -40,7 +40,7 @@ from hwcal.precisions import PRECISIONS
 MEMORY_KERNELS = ("copy", "triad")  # two arrays and three: the DRAM energy per byte of each traffic pattern
 BUDGET_S = 15.0  # the whole family, rest included
 REST_S = 1.5  # idle before the idle window: clocks and power fall back within ~0.1 s of the last kernel
-WARM_S = 0.25  # the workload before its window: power settles where the new load holds it
+WARM_S = 0.2  # the workload before its window: power settles where the new load holds it
 CHUNK_S = 0.05  # launches between two looks at the clock and the sensor (one synchronisation each)
 MAX_WINDOW_S = 6.0  # a sensor slower than 10 updates in this long is too slow: the case is skipped
 GPU_ARRAY_BYTES = 2**30  # the STREAM arrays on a GPU: 1 GiB each, far beyond any L2
@@ -49,9 +49,12 @@ T = TypeVar("T")
 
 
 def energy_cases(session: CalibrationSession) -> list[tuple[tuple[str, str], str]]:
-    """(case, name) parameters and test ids, in run order: idle, memory kernels, GEMM per precision."""
-    cases = [(("idle", ""), "idle")] + [(("stream", k), f"stream-{k}") for k in MEMORY_KERNELS]
-    return cases + [(("gemm", p), f"gemm-{p}") for p in session.backend.precisions()]
+    """(case, name) parameters and test ids, in run order: idle, copy, the GEMM of each precision, triad
+    (where the budget runs out, triad, the second memory point, goes first)."""
+    first, *rest = MEMORY_KERNELS
+    gemm = [(("gemm", p), f"gemm-{p}") for p in session.backend.precisions()]
+    return [(("idle", ""), "idle"), (("stream", first), f"stream-{first}"), *gemm,
+            *[(("stream", k), f"stream-{k}") for k in rest]]
 
 
 @dataclass
