@@ -254,7 +254,8 @@ def test_compare_and_site_show_energy_per_power_mode(
     assert "cpu/box: GFLOPS/W per power mode" in page and "<svg" in page and page.count("<rect x=") >= 3
     assert 'href="cal/7W.html"' in page and "fp64 GFLOPS/W" in page
     on_page = calibration_energy(doc)
-    assert "Energy per precision (sustained GEMM)" in on_page and ">fp64<" in on_page and "fake board counter" in on_page
+    assert "Energy per precision (sustained GEMM)" in on_page and ">fp64<" in on_page
+    assert "fake board counter" in on_page
     assert "Energy unavailable: no NVML" in calibration_energy(unavailable)
     assert "No calibration in this registry measured energy" in energy_page(
         [replace_energy(r, {"unavailable": "x"}) for r in site_rows])

@@ -30,10 +30,11 @@ MAX_CONDITION = 1e4  # of the column-scaled fit matrix: beyond this the split is
 
 
 def _method(run: EnergyRun) -> str:
-    return (f"{run.meter.get('method', '')}. Each case runs back to back (synchronised every ~{CHUNK_S * 1e3:.0f} ms) after a "
-            f"{WARM_S:g} s warm-up, for a window of at least {MIN_WINDOW_S:g} s and {MIN_UPDATES} sensor updates; power "
-            "= energy between the first and last sensor update in the window over the time between them; pJ per "
-            "FLOP (per OP for integers) = power / the FLOP rate of the same window; idle after a rest")
+    return (f"{run.meter.get('method', '')}. Each case runs back to back (synchronised every "
+            f"~{CHUNK_S * 1e3:.0f} ms) after a {WARM_S:g} s warm-up, for a window of at least {MIN_WINDOW_S:g} s and "
+            f"{MIN_UPDATES} sensor updates; power = energy between the first and last sensor update in the window "
+            "over the time between them; pJ per FLOP (per OP for integers) = power / the FLOP rate of the same "
+            "window; idle after a rest")
 
 
 def _case_entry(c: EnergyCase) -> dict[str, Any]:
