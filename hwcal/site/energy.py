@@ -4,7 +4,7 @@ Built from the index rows (each current calibration's ``energy`` summary, ``hwca
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hwcal.precisions import canonical_sorted
@@ -69,7 +69,7 @@ def bar_chart(title: str, unit: str, groups: list[str], series: dict[str, list[f
     return "".join(out)
 
 
-def _hardware_block(hw: str, rows: list[dict[str, Any]]) -> str:
+def _hardware_block(hw: str, rows: list[Mapping[str, Any]]) -> str:
     measured = [r for r in rows if r["energy"] and "gpw" in r["energy"]]
     precisions = canonical_sorted({p for r in measured for p in r["energy"]["gpw"]})
     modes = [f"{r['mode']} {r['fw']}" for r in measured]
@@ -92,10 +92,10 @@ def _hardware_block(hw: str, rows: list[dict[str, Any]]) -> str:
             + (f'<p class="sub">No energy measured in:</p><ul>{notes}</ul>' if notes else "") + "</section>")
 
 
-def energy_page(rows: Sequence[dict[str, Any]]) -> str:
+def energy_page(rows: Sequence[Mapping[str, Any]]) -> str:
     """``energy.html`` from the index rows: current calibrations only, grouped by hardware."""
     current = [r for r in rows if not r["sup"] and r.get("energy")]
-    by_hw: dict[str, list[dict[str, Any]]] = {}
+    by_hw: dict[str, list[Mapping[str, Any]]] = {}
     for r in current:
         by_hw.setdefault(f"{r['dt']}/{r['hw']}", []).append(r)
     blocks = [_hardware_block(hw, rs) for hw, rs in sorted(by_hw.items())
