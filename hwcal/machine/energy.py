@@ -223,5 +223,6 @@ def find_meter(device_type: str, device: str, src: Sources = LOCAL) -> MeterChoi
 
 def describe(meter: Any) -> dict[str, Any]:
     """What a calibration files about the meter it used."""
-    return {"sensor": meter.sensor, "method": meter.method, "kind": meter.kind,
+    note = meter.update_note if meter.update_note and meter.update_note not in meter.method else ""
+    return {"sensor": meter.sensor, "method": meter.method + (f" ({note})" if note else ""), "kind": meter.kind,
             "poll_hz": round(1.0 / meter.interval_s, 1)}

@@ -13,7 +13,6 @@ import itertools
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from hwcal.machine.energy import EnergyMeter, counter_delta
 
@@ -143,8 +142,3 @@ def window_energy(samples: list[Sample], kind: str, total: str, t0: float, t1: f
     watts, span, updates = by_domain[total]
     return WindowEnergy(watts, t1 - t0, span, updates, updates / span,
                         {k: v[0] for k, v in by_domain.items() if k != total})
-
-
-def meter_facts(meter: Any) -> dict[str, Any]:
-    """How the meter updates, where the hardware says it (RAPL's ~1 ms, INA3221's update_interval)."""
-    return {"update_note": meter.update_note} if getattr(meter, "update_note", "") else {}
