@@ -294,3 +294,59 @@ def test_a_fifo_given_as_the_source_is_refused(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "one.json")
     [step] = plan_migration(tmp_path / "one.json", tmp_path / "reg", NOW)
     assert step.action == "error" and "FIFO" in step.message
+
+
+# ---- the rules on their own ----------------------------------------------------------------------------
+
+def test_mode_ids_are_dropped_when_they_are_watts_or_contradict_the_table() -> None:
+    from hwcal.interop.jetson_modes import AGX_ORIN, ORIN_NANO_SUPER, check_mode_id
+
+    assert check_mode_id(3, "x", "MODE_50W", AGX_ORIN) == (3, None)
+    kept, fault = check_mode_id(50, "x", "MODE_50W", AGX_ORIN)
+    assert kept is None and fault is not None and "MODE_50W is id 3" in fault
+    kept, fault = check_mode_id(1, "x", "MAXN", AGX_ORIN)
+    assert kept is None and fault is not None and "not this mode's id" in fault
+    assert check_mode_id(2, "x", "MAXN_SUPER", ORIN_NANO_SUPER) == (2, None)
+    kept, fault = check_mode_id(10, "x", "10W", None)  # no table: the watts are still recognised
+    assert kept is None and fault is not None and "watts" in fault
+    kept, fault = check_mode_id(0, "x", "MAXN", None)
+    assert kept == 0 and fault is not None and "not checked" in fault
+    assert check_mode_id(True, "x", "MAXN", None) == (None, None)
+
+
+def test_a_governor_is_never_a_jetson_power_mode() -> None:
+    from hwcal.interop.legacy_common import parse_legacy_name
+    from hwcal.interop.legacy_power import power_mode
+
+    meta = {"cpu_clock": {"governor": "schedutil"}}
+    faults: list[str] = []
+    assert power_mode(meta, "cpu", parse_legacy_name("schedutil_729MHz_numpy.json"), True, faults)[0] == "unknown"
+    assert faults and "governor" in faults[0]
+    # off a Jetson the original named files after the power plan it kept in the governor field, as hwcal does
+    assert power_mode({"cpu_clock": {"governor": "Balanced"}}, "cpu",
+                      parse_legacy_name("Balanced_3801MHz_numpy.json"), False, [])[0] == "Balanced"
+    assert power_mode({"cpu_clock": {"governor": "schedutil", "power_mode_name": "MODE_15W"}}, "cpu",
+                      parse_legacy_name("MODE15W_447MHz_numpy_20260130T033700Z.json"), True, [])[0] == "MODE_15W"
+
+
+def test_efficiency_curves_find_the_chip_under_its_other_name() -> None:
+    from hwcal.interop.legacy_curves import same_chip
+
+    known = {"intel_12th_gen_intelr_coretm_i7_12700k", "jetson_orin_agx_gpu", "ryzen_9_8945hs_w_radeon_780m_graphics"}
+    assert same_chip("i7_12700k", "cpu", known)[0] == "intel_12th_gen_intelr_coretm_i7_12700k"
+    assert same_chip("jetson_orin_agx", "gpu", known)[0] == "jetson_orin_agx_gpu"
+    assert same_chip("amd_ryzen_9_8945hs_w_radeon_780m_graphics", "cpu", known)[0] == \
+        "ryzen_9_8945hs_w_radeon_780m_graphics"
+    assert same_chip("h100", "gpu", known) == (None, "")
+
+
+def test_hidden_and_symlinked_folders_are_listed_not_entered(tmp_path: Path) -> None:
+    from hwcal.interop.legacy_files import find_legacy_files
+
+    (tmp_path / "src" / "cpu" / "x_cpu").mkdir(parents=True)
+    (tmp_path / "src" / ".git").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "src" / "cpu" / "linked").symlink_to(tmp_path / "elsewhere")
+    found = {f.path.name: f for f in find_legacy_files(tmp_path / "src")}
+    assert found[".git"].family == "other" and "not entered" in found[".git"].reason
+    assert found["linked"].family == "other" and "not followed" in found["linked"].reason

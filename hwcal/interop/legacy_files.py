@@ -66,9 +66,11 @@ def _family(path: Path) -> tuple[str, str]:
 
 def _placement(path: Path, source: Path) -> tuple[str, str | None, str | None]:
     """(rel, type folder, hardware folder): the type folder is the nearest ancestor named like one with a
-    hardware folder below it; rel is taken from the type folder's parent (the original registry's root)."""
+    hardware folder below it, inside the source or at most three folders above it (a hardware folder or one
+    file given as the source); rel is taken from the type folder's parent (the original registry's root)."""
     parts = Path(os.path.abspath(path)).parts
-    for i in range(len(parts) - 3, -1, -1):
+    base = Path(os.path.abspath(source if source.is_dir() else source.parent)).parts
+    for i in range(len(parts) - 3, max(len(base) - 4, 0) - 1, -1):
         if parts[i] in LEGACY_TYPE_FOLDERS:
             return "/".join(parts[i:]), parts[i], parts[i + 1]
     hw = path.parent.parent if path.parent.name == "calibrations" else path.parent
@@ -81,13 +83,15 @@ def _placement(path: Path, source: Path) -> tuple[str, str | None, str | None]:
 
 
 def _walk(source: Path) -> list[tuple[Path, str]]:
-    """Every file under ``source`` (hidden folders are listed, not entered), sorted."""
+    """Every file under ``source`` (hidden and symlinked folders are listed, not entered), sorted."""
     found: list[tuple[Path, str]] = []
     for dirpath, dirnames, filenames in os.walk(source):
         folder = Path(dirpath)
         hidden = sorted(d for d in dirnames if d.startswith("."))
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        linked = sorted(d for d in dirnames if not d.startswith(".") and (folder / d).is_symlink())
+        dirnames[:] = sorted(d for d in dirnames if d not in hidden and d not in linked)
         found += [(folder / d, "hidden folder; not entered") for d in hidden]
+        found += [(folder / d, "symlinked folder; not followed") for d in linked]
         found += [(folder / f, "") for f in sorted(filenames)]
     return found
 

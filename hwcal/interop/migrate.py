@@ -58,7 +58,7 @@ class _Planner:
     read: list[_Read] = field(default_factory=list)
     boards: dict[str, dict[str, str]] = field(default_factory=dict)
     cpu_folders: set[str] = field(default_factory=set)
-    specs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    legacy_specs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # the original spec.json
     converted: list[tuple[LegacyFile, Converted]] = field(default_factory=list)
     dla: list[tuple[LegacyFile, DlaRun]] = field(default_factory=list)
     curves: list[tuple[LegacyFile, Curves]] = field(default_factory=list)
@@ -91,7 +91,7 @@ class _Planner:
     def host_cpu(self, gpu_id: str) -> tuple[str | None, str]:
         """The host CPU's hardware id of a GPU: from a board spec listing both, else a sibling ``*_cpu`` folder;
         only a CPU with a spec.json (imported now or in the registry), so nothing lands in a folder without one."""
-        with_spec = {hw for (t, hw) in self.specs if t == "cpu"} | registry_hardware(self.registry, "cpu")
+        with_spec = {hw for (t, hw) in self.legacy_specs if t == "cpu"} | registry_hardware(self.registry, "cpu")
         for board, units in sorted(self.boards.items()):
             if units.get("gpu") == gpu_id and units.get("cpu"):
                 if units["cpu"] not in with_spec:
@@ -116,7 +116,7 @@ class _Planner:
         errors = schema_errors(spec, "spec")
         if errors:
             raise LegacyFormatError("converted spec is not valid: " + "; ".join(errors))
-        self.specs[(spec["device_type"], spec["id"])] = doc if isinstance(doc, dict) else {}
+        self.legacy_specs[(spec["device_type"], spec["id"])] = doc if isinstance(doc, dict) else {}
         target = spec_path(self.registry, spec["device_type"], spec["id"])
         taken = [s.target for s in self.steps if s.action == "spec"]
         if target in taken:
@@ -145,7 +145,7 @@ class _Planner:
             self.add("skip", lf, "already in hwcal format; not imported")
             return
         if is_dla_calibration(doc):
-            spec = self.specs.get(("accelerator", lf.hardware_folder or ""))
+            spec = self.legacy_specs.get(("accelerator", lf.hardware_folder or ""))
             self.dla.append((lf, legacy_dla_run(doc, rel=lf.rel, type_folder=lf.type_folder,
                                                 hardware_folder=lf.hardware_folder, spec=spec, source_sha256=r.sha)))
             return
@@ -184,7 +184,8 @@ class _Planner:
                                      hardware_folder=r.lf.hardware_folder, boards=self.boards,
                                      imported_at=self.imported_at, source_sha256=r.sha)
         device_type, hardware_id = curves.doc["device_type"], curves.doc["hardware_id"]
-        known = {hw for (t, hw) in self.specs if t == device_type} | registry_hardware(self.registry, device_type)
+        known = {hw for (t, hw) in self.legacy_specs if t == device_type}
+        known |= registry_hardware(self.registry, device_type)
         match, why = same_chip(hardware_id, device_type, known)
         if match is None:
             self.add("skip", r.lf, f"no hardware {device_type}/{hardware_id} (no spec.json for it in the source or "
@@ -242,7 +243,7 @@ class _Planner:
             runs[run.key].append((lf, run))
         for key in sorted(runs, key=lambda k: (k.hardware_id, k.filename)):
             try:
-                self.steps += plan_dla_key(self.registry, key, runs[key], self.specs.get((key.device_type,
+                self.steps += plan_dla_key(self.registry, key, runs[key], self.legacy_specs.get((key.device_type,
                                                                                          key.hardware_id)),
                                            self.imported_at, taken)
             except HwcalError as exc:
