@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from hwcal.document.builder import status_lists
+from hwcal.document.precision import status_lists
 from hwcal.interop import legacy_memory as mem
 from hwcal.interop.legacy_common import pos, rounded
 from hwcal.interop.legacy_source import Source, old_matrix
