@@ -350,3 +350,20 @@ def test_hidden_and_symlinked_folders_are_listed_not_entered(tmp_path: Path) -> 
     found = {f.path.name: f for f in find_legacy_files(tmp_path / "src")}
     assert found[".git"].family == "other" and "not entered" in found[".git"].reason
     assert found["linked"].family == "other" and "not followed" in found["linked"].reason
+
+
+def test_the_tool_counts_per_family_and_strict_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from hwcal.cli import migrate_calibrations
+
+    src = _copy(tmp_path / "src")
+    code = migrate_calibrations.main([str(src), "--registry", str(tmp_path / "reg"), "--dry-run"])
+    out, err = capsys.readouterr()
+    assert code == 0 and err == ""
+    assert "22 file(s) seen (dry run: nothing written); per family:" in out
+    assert any(line.split()[:3] == ["dla_calibration", "2", "0"] for line in out.splitlines())
+    code = migrate_calibrations.main([str(src), "--registry", str(tmp_path / "reg"), "--dry-run", "--strict"])
+    out, err = capsys.readouterr()
+    errors = err.splitlines()
+    assert code == 1 and errors and all(": error: " in e and "--strict: not imported" in e for e in errors)
+    # the 6 skips of a plain run (empty run, failed DLA run, curves of an unknown CPU, host CPUs without a key)
+    assert len(errors) == sum(line.startswith("error") for line in out.splitlines()) == 6 and "0 skipped" in out

@@ -318,9 +318,9 @@ def execute(actions: list[MigrationStep], registry: Path) -> list[MigrationStep]
         try:
             _write(a, registry)
         except (HwcalError, OSError) as exc:
-            failed_target = a.target
-            a.action, a.message = "error", str(exc)
+            failed_target, message = a.target, "; ".join(line.strip() for line in str(exc).splitlines())
+            a.action, a.message = "error", message  # one line: the CLI's errors are one line each
             for b in actions:
                 if b.action == "write" and b.doc is None and b.target == failed_target:
-                    b.action, b.message = "error", f"not written: {exc}"
+                    b.action, b.message = "error", f"not written: {message}"
     return actions
