@@ -4,25 +4,15 @@ registry: measurements kept, faults flagged, nothing newer overwritten, every fi
 from __future__ import annotations
 
 import argparse
-import sys
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
-from hwcal.cli.common import (
-    EXIT_FAIL,
-    EXIT_OK,
-    add_json_option,
-    add_registry_option,
-    make_parser,
-    print_json,
-    run,
-    table,
-)
+from hwcal.cli.common import add_json_option, add_registry_option, make_parser, print_json, table
+from hwcal.cli.entry import EXIT_FAIL, EXIT_OK, Tool, say, tell
 from hwcal.interop.migrate import ACTIONS, MigrationStep, counts_by_family, execute, make_strict, plan_migration
 from hwcal.registry.layout import default_registry
 
-PROG = "migrate_calibrations.py"
 EXAMPLES = """
   python tools/migrate_calibrations.py ../shared/seed-registry --dry-run      # what it would do
   python tools/migrate_calibrations.py ../shared/seed-registry --registry /tmp/reg
@@ -36,9 +26,9 @@ _VERB = {"spec": ("spec", "would write spec"), "write": ("write", "would write")
          "ignored": ("ignored", "ignored")}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str) -> argparse.ArgumentParser:
     parser = make_parser(
-        PROG, "Import the original registry into this project's format: specs (cpu, gpu, board, accelerator, dsp), "
+        prog, "Import the original registry into this project's format: specs (cpu, gpu, board, accelerator, dsp), "
               "calibrations (the newest of a key current, older ones in calibrations/history/; a newer one already "
               "in the registry is never overwritten), DLA runs (device type accelerator, framework tensorrt) and "
               "efficiency curves (validation data in <type>/<id>/validation/). Every file under SOURCE is accounted "
@@ -73,68 +63,63 @@ def _line(a: MigrationStep, registry: Path, dry_run: bool) -> str:
     return f"{verb} {a.rel}{target} ({a.message})"
 
 
-def _print_steps(actions: list[MigrationStep], registry: Path, args: argparse.Namespace) -> None:
+def _steps(actions: list[MigrationStep], registry: Path, args: argparse.Namespace) -> list[str]:
+    lines = []
     for a in actions:
         if a.action == "ignored" and not args.verbose:
             continue
-        print(_line(a, registry, args.dry_run))
+        lines.append(_line(a, registry, args.dry_run))
         if a.action in ("skip", "error", "ignored", "unchanged"):
             continue
-        for fault in a.faults:
-            print(f"    fault: {fault}")
-        if args.verbose:
-            for correction in a.corrections:
-                print(f"    corrected: {correction}")
+        lines += [f"    fault: {fault}" for fault in a.faults]
+        lines += [f"    corrected: {c}" for c in a.corrections] if args.verbose else []
+    return lines
 
 
-def _print_counts(actions: list[MigrationStep], dry_run: bool) -> None:
+def _counts(actions: list[MigrationStep], dry_run: bool) -> list[str]:
     per_family = counts_by_family(actions)
     shown = [act for act in ACTIONS if any(row[act] for row in per_family.values())]
     rows = [("family", "files", *shown)] + [(family, str(row["files"]), *(str(row[act]) for act in shown))
                                             for family, row in per_family.items()]
     files = sum(row["files"] for row in per_family.values())
     rows.append(("all", str(files), *(str(sum(row[act] for row in per_family.values())) for act in shown)))
-    print(f"{files} file(s) seen{' (dry run: nothing written)' if dry_run else ''}; per family:")
-    for line in table(rows, right=tuple(range(1, len(shown) + 2)), indent="  "):
-        print(line)
+    return [f"{files} file(s) seen{' (dry run: nothing written)' if dry_run else ''}; per family:",
+            *table(rows, right=tuple(range(1, len(shown) + 2)), indent="  ")]
 
 
-def main_inner(argv: list[str] | None) -> int:
-    args = build_parser().parse_args(argv)
+def _report(args: argparse.Namespace, registry: Path, actions: list[MigrationStep]) -> list[str]:
+    counts = Counter(a.action for a in actions)
+    mode = " (dry run: nothing written)" if args.dry_run else ""
+    lines = [f"importing {args.source} into {registry}{mode}", *_steps(actions, registry, args)]
+    if not actions:
+        lines.append("no files found under the source")
+    elif counts["ignored"] and not args.verbose:
+        lines.append(f"{counts['ignored']} file(s) ignored: not registry data (logs, figures, notes); -v lists them")
+    would = "would be " if args.dry_run else ""
+    lines.append(f"{counts['write']} calibration(s) {would}filed as current, {counts['history']} {would}filed as "
+                 f"history, {counts['spec']} spec(s) {would}written, {counts['validation']} validation file(s) "
+                 f"{would}written, {counts['unchanged']} already imported, {counts['skip']} skipped, "
+                 f"{counts['error']} error(s), {counts['ignored']} ignored")
+    return lines + _counts(actions, args.dry_run)
+
+
+def body(args: argparse.Namespace) -> int:
     registry = args.registry if args.registry is not None else default_registry()
     actions = plan_migration(args.source, registry, datetime.now(timezone.utc))
     if args.strict:
         make_strict(actions)
     if not args.dry_run:
         execute(actions, registry)
-    counts = Counter(a.action for a in actions)
     if args.json:
         print_json({"source": str(args.source), "registry": str(registry), "dry_run": args.dry_run,
-                    "strict": args.strict, "counts": dict(counts), "by_family": counts_by_family(actions),
-                    "actions": [a.as_dict() for a in actions]})
+                    "strict": args.strict, "counts": dict(Counter(a.action for a in actions)),
+                    "by_family": counts_by_family(actions), "actions": [a.as_dict() for a in actions]})
     else:
-        mode = " (dry run: nothing written)" if args.dry_run else ""
-        print(f"importing {args.source} into {registry}{mode}")
-        _print_steps(actions, registry, args)
-        if not actions:
-            print("no files found under the source")
-        elif counts["ignored"] and not args.verbose:
-            print(f"{counts['ignored']} file(s) ignored: not registry data (logs, figures, notes); -v lists them")
-        would = "would be " if args.dry_run else ""
-        print(f"{counts['write']} calibration(s) {would}filed as current, {counts['history']} {would}filed as "
-              f"history, {counts['spec']} spec(s) {would}written, {counts['validation']} validation file(s) {would}"
-              f"written, {counts['unchanged']} already imported, {counts['skip']} skipped, {counts['error']} error(s), "
-              f"{counts['ignored']} ignored")
-        _print_counts(actions, args.dry_run)
-    for a in actions:
-        if a.action == "error":
-            print(f"{PROG}: error: {a.source}: {a.message}", file=sys.stderr)
-    return EXIT_FAIL if counts["error"] else EXIT_OK
+        say(*_report(args, registry, actions))
+    errors = [a for a in actions if a.action == "error"]
+    tell(*(f"{args.prog}: error: {a.source}: {a.message}" for a in errors))
+    return EXIT_FAIL if errors else EXIT_OK
 
 
-def main(argv: list[str] | None = None) -> int:
-    return run(main_inner, argv, PROG)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+TOOL = Tool("migrate_calibrations.py", build_parser, body, command="hwcal-migrate")
+main = TOOL.main
