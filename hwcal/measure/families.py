@@ -13,6 +13,7 @@ from hwcal.measure.blas import blas_cases, case_id
 from hwcal.measure.compute_ceiling import CASES as CEILING_CASES
 from hwcal.measure.floors import floor_operations
 from hwcal.measure.gemm import gemm_cases
+from hwcal.measure.memory_system import memory_system_cases
 from hwcal.measure.session import CalibrationSession
 from hwcal.measure.shapes import shape_cases
 from hwcal.measure.stream import size_label, stream_cases
@@ -38,6 +39,9 @@ FAMILIES: tuple[Family, ...] = (
     Family("stream", "stream_case",
            lambda s: [((k, b), f"{k}-{size_label(b)}") for k, b in stream_cases(s.backend, s.options.quick)],
            ("stream",)),
+    # Cache tiers, DRAM, latency and all-core STREAM (a GPU: its L2 beside HBM), after the STREAM sweep.
+    Family("memory_system", "memory_system_case",
+           lambda s: [(c, c) for c in memory_system_cases(s.backend.device_type)], ("memory_system",)),
     # Operation-major, the DRAM size first in each series.
     Family("blas", "blas_case", lambda s: [(c, case_id(*c)) for c in blas_cases(s.backend, s.options.quick)],
            ("dot", "axpy", "scal", "gemv"), operation_of=lambda c: str(c[0])),

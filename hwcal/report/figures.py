@@ -183,7 +183,8 @@ def _roofs(doc: dict[str, Any]) -> tuple[dict[str, float], dict[str, float]]:
     matrix = doc.get("precision_matrix", {})
     peaks = {p: v for p, v in (matrix.get("peak_gflops_by_precision") or {}).items() if v}
     memory = doc.get("memory") or {}
-    roofs = {name: fig["gbps"] for name, fig in (memory.get("levels") or {}).items() if fig.get("gbps")}
+    roofs = {name: fig["gbps"] for name, fig in (memory.get("stream_levels") or memory.get("levels") or {}).items()
+             if isinstance(fig, dict) and fig.get("gbps")}
     if memory.get("sustained_gbps"):
         roofs["dram"] = memory["sustained_gbps"]
     return peaks, roofs
