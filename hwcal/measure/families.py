@@ -39,9 +39,6 @@ FAMILIES: tuple[Family, ...] = (
     Family("stream", "stream_case",
            lambda s: [((k, b), f"{k}-{size_label(b)}") for k, b in stream_cases(s.backend, s.options.quick)],
            ("stream",)),
-    # Cache tiers, DRAM, latency and all-core STREAM (a GPU: its L2 beside HBM), after the STREAM sweep.
-    Family("memory_system", "memory_system_case",
-           lambda s: [(c, c) for c in memory_system_cases(s.backend.device_type)], ("memory_system",)),
     # Operation-major, the DRAM size first in each series.
     Family("blas", "blas_case", lambda s: [(c, case_id(*c)) for c in blas_cases(s.backend, s.options.quick)],
            ("dot", "axpy", "scal", "gemv"), operation_of=lambda c: str(c[0])),
@@ -53,6 +50,9 @@ FAMILIES: tuple[Family, ...] = (
            ("max_achievable",)),
     Family("compute_ceiling", "compute_ceiling_case", lambda s: [(c, c) for c in CEILING_CASES],
            ("compute_ceiling",)),
+    # Cache tiers, DRAM, latency and all-core STREAM (a GPU: its L2 beside HBM), after the STREAM sweep.
+    Family("memory_system", "memory_system_case",
+           lambda s: [(c, c) for c in memory_system_cases(s.backend.device_type)], ("memory_system",)),
 )
 # Operations a complete calibration measures; a run that collects none of one says so (partial).
 OPERATIONS: tuple[str, ...] = tuple(op for family in FAMILIES for op in family.operations)

@@ -139,19 +139,31 @@ class BandwidthBench:
                 for a in arrays(w, 0):
                     self.kernels.fill(a, 1.0)
 
-        probe = run_pinned(cpus, lambda w, r: self._call(kernel, arrays(w, r), 1), 1, prepare=fill)
-        # Sized from the quickest worker's own call: a worker preempted in the probe would make rounds too short.
-        probe_s = max(min(e - s for s, e in probe.spans[0]), 1e-7)
-        passes = 1 if windowed else max(1, math.ceil(MIN_ROUND_S[1 if workers == 1 else 0] / probe_s))
-        offset = 1 if windowed else 0  # the probe's window is not timed again first
+        target_s = MIN_ROUND_S[1 if workers == 1 else 0]
+
+        def calibrate(w: int, r: int) -> int:
+            """Passes for a round of ``target_s`` on the first worker alone: grown until a call lasts a quarter
+            of it (a single pass of an L1-sized array is shorter than the call itself)."""
+            passes = 1
+            while True:
+                t0 = time.perf_counter()
+                self._call(kernel, arrays(w, 0), passes)
+                took = time.perf_counter() - t0
+                if windowed or took >= target_s / 4 or passes >= 1 << 26:
+                    return 1 if windowed else max(1, math.ceil(passes * target_s / max(took, 1e-9)))
+                passes *= 4
+
+        passes = run_pinned(cpus[:1], calibrate, 1, prepare=fill).results[0]
         rounds = self.rounds if windowed else self.cache_rounds
-        run = run_pinned(cpus, lambda w, r: self._call(kernel, arrays(w, r + offset), passes), rounds)
+        # Round 0 is untimed: every worker's arrays filled and in its cache (DRAM: window 0, not timed after).
+        run = run_pinned(cpus, lambda w, r: self._call(kernel, arrays(w, r), passes), rounds + 1, prepare=fill)
         for w in range(workers):
-            self._check(kernel, arrays(w, rounds - 1 + offset), passes, run.results[w])
-        nbytes = [pass_bytes(kernel, arrays(w, offset)) * passes for w in range(workers)]
-        rates = [sum(nbytes) / common_span(spans) / 1e9 for spans in run.spans]
+            self._check(kernel, arrays(w, rounds), passes, run.results[w])
+        nbytes = [pass_bytes(kernel, arrays(w, 1)) * passes for w in range(workers)]
+        rates = [sum(nbytes) / common_span(spans) / 1e9 for spans in run.spans[1:]]
         best = max(range(len(rates)), key=rates.__getitem__)
-        own = tuple(round(b / max(e - s, 1e-12) / 1e9, 4) for b, (s, e) in zip(nbytes, run.spans[best], strict=True))
+        own = tuple(round(b / max(e - s, 1e-12) / 1e9, 4) for b, (s, e) in zip(nbytes, run.spans[best + 1],
+                                                                                 strict=True))
         return BandwidthPoint(kernel, ws, workers, rates[best], statistics.median(rates), rounds, passes,
                               windowed, own if workers > 1 else ())
 
