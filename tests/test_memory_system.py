@@ -391,3 +391,45 @@ def test_pictures_of_tiers_and_latency() -> None:
     assert {"series-tier-read-1", "series-tier-triad-2"} <= set(gids)
     assert "series-latency-huge" in series_gids(latency_figure(doc))
     assert series_gids(latency_figure({"memory": {}})) == []
+
+
+# ---- a GPU's L2 tier beside HBM (the logic on a fake device; the lead runs the real one) ---------------------
+
+class FakeGpu:
+    """A device whose L2 (50 MiB) streams at 8 TB/s and whose HBM at 3 TB/s, timed as a graph replay would be."""
+
+    device, device_type, framework = "cuda:0", "gpu", "pytorch"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int, int, int]] = []
+
+    def stream_caches(self) -> CacheInfo:
+        from hwcal.machine.caches import gpu_caches
+
+        return gpu_caches(50 * MiB, "fake")
+
+    def tier_round_times(self, kernel: str, ws: int, launches: int, rounds: int) -> tuple[list[float], str]:
+        self.calls.append((kernel, ws, launches, rounds))
+        arrays = 3 if kernel == "triad" else 1
+        nbytes = arrays * (ws // (4 * arrays)) * 4 * launches
+        tbps = 8e12 if ws <= 25 * MiB else 3e12
+        return [nbytes / tbps * f for f in (1.1, 1.0, 1.05)][:rounds], "fake graph replay"
+
+
+def test_gpu_l2_tier_beside_hbm_and_its_blas_ceiling(tmp_path: Path) -> None:
+    session = _session(tmp_path)
+    gpu = FakeGpu()
+    session._backend = gpu  # type: ignore[assignment]
+    state = MemorySystemState(session)
+    run_memory_system(FakeBenchmark(), session, state, "gpu_tiers")
+    rec = session.results.memory_system
+    assert rec is not None and {(p.tier, p.kernel) for p in rec.gpu} == {(t, k) for t in ("l2", "dram")
+                                                                       for k in ("read", "write", "triad")}
+    assert all(c[1] == 25 * MiB for c in gpu.calls if c[1] < 100 * MiB)  # half the L2
+    parts, _ = memory_system_parts(rec, None, "")
+    assert parts["levels"]["l2"]["triad_gbps"] == pytest.approx(8000.0, rel=1e-3)
+    assert parts["levels"]["dram"]["read_gbps"] == pytest.approx(3000.0, rel=1e-3)
+    assert parts["levels"]["l2"]["latency_ns"] is None and "multicore" not in parts
+    ceiling = blas_ceiling(rec, 8 * MiB, None)
+    assert ceiling is not None and ceiling.tier == "l2" and ceiling.gbps == pytest.approx(8000.0, rel=1e-3)
+    assert blas_ceiling(rec, 1024 * MiB, None).tier == "dram"  # type: ignore[union-attr]

@@ -314,7 +314,7 @@ def test_a_real_calibration_validates_lists_and_compares_with_itself(real_regist
 @pytest.mark.parametrize("tool", ["list_calibrations", "compare_calibrations", "validate_registry",
                                   "migrate_calibrations", "merge_calibrations", "plot_calibration", "bare_loop",
                                   "upgrade_registry", "rehome_hardware", "predict", "validate_predictions", "site",
-                                  "gpu_referee"])
+                                  "gpu_referee", "memory_referee"])
 def test_every_tool_prints_its_help(tool: str) -> None:
     import subprocess
     import sys
