@@ -20,6 +20,7 @@ from hwcal.document.schema import schema_errors
 from hwcal.errors import HwcalError
 from hwcal.machine.caches import ASSUMED_LLC_BYTES, CacheInfo, CacheLevel, detect_cpu_caches, gpu_caches, parse_size
 from hwcal.machine.sources import Sources
+from hwcal.measure.memory_system import BUDGET_S as MEMSYS_BUDGET_S
 from hwcal.measure.records import (
     KERNELS,
     STREAM_INITIAL,
@@ -30,7 +31,6 @@ from hwcal.measure.records import (
     validation_error,
 )
 from hwcal.measure.session import CalibrationSession
-from hwcal.measure.memory_system import BUDGET_S as MEMSYS_BUDGET_S
 from hwcal.measure.stream import (
     DRAM_EXTRA_S,
     MEMORY_BUDGET_S,

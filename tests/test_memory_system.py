@@ -4,6 +4,8 @@ ceilings, the schema, and the pictures. No timed assertions: the machine is shar
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import sys
 from pathlib import Path
 from typing import Any
@@ -131,7 +133,7 @@ def test_tier_points_lie_inside_each_tier() -> None:
     # STREAM: all arrays together >= 4x the last-level cache, not rounded up to 2 GiB
     assert by["dram"].one_core_bytes == 1920 * MiB
     sizes = curve_sizes(plans)
-    assert sizes[0] == 4 * KiB and sizes[-1] < 1920 * MiB and all(b == 2 * a for a, b in zip(sizes, sizes[1:]))
+    assert sizes[0] == 4 * KiB and sizes[-1] < 1920 * MiB and all(b == 2 * a for a, b in itertools.pairwise(sizes))
 
 
 def test_a_tier_with_no_room_inside_is_left_out_with_a_note() -> None:
@@ -215,10 +217,8 @@ def _session(tmp_path: Path) -> CalibrationSession:
 
 def _run_all(session: CalibrationSession, state: MemorySystemState) -> None:
     for case in ("tiers", "latency", "multicore", "curve"):
-        try:
+        with contextlib.suppress(pytest.skip.Exception):
             run_memory_system(FakeBenchmark(), session, state, case)
-        except pytest.skip.Exception:
-            pass
 
 
 def test_every_case_runs_and_files_checked_figures(tmp_path: Path, kernels: memkernels.Kernels) -> None:

@@ -17,8 +17,8 @@ import pytest
 from hwcal.cli import site
 from hwcal.naming import power_mode_token
 from hwcal.registry.api import Registry
-from hwcal.report.figures import CHARTS
 from hwcal.report.compare import compare
+from hwcal.report.figures import CHARTS
 from hwcal.site.data import compare_core
 
 DATA = Path(__file__).parent / "data" / "site_registry"

@@ -68,7 +68,11 @@ static double chase(size_t ws, int huge) {
     madvise(buf, ws, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
     size_t *perm = malloc(lines * sizeof(size_t));
     for (size_t i = 0; i < lines; i++) perm[i] = i;
-    for (size_t i = lines - 1; i > 0; i--) { size_t j = next() % i; size_t t = perm[i]; perm[i] = perm[j]; perm[j] = t; }
+    for (size_t i = lines - 1; i > 0; i--) {
+        size_t j = next() % i, t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
     for (size_t i = 0; i < lines; i++) *(char **)(buf + 64 * i) = buf + 64 * perm[i];
     free(perm);
     size_t hops = lines * 2 < 200000 ? 200000 : (lines * 2 > 2000000 ? 2000000 : lines * 2);

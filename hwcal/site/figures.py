@@ -31,7 +31,7 @@ def _plot_fingerprint() -> str:
     """New chart code (or matplotlib) draws new pictures."""
     from hwcal.report import memory_figures, plotting
 
-    digest = hashlib.sha256(b"".join(Path(m.__file__).read_bytes() for m in (plot, memory_figures, plotting)))
+    digest = hashlib.sha256(b"".join(Path(str(m.__file__)).read_bytes() for m in (plot, memory_figures, plotting)))
     try:
         import matplotlib
 
