@@ -66,7 +66,7 @@ class MemorySystemState:
         self.session = session
         self.quick = session.options.quick
         self.record = MemorySystem(device=backend.device, caches=backend.stream_caches(),
-                                   budget_s=BUDGET_S[backend.device_type, self.quick])
+                                   budget_s=session.options.memory_s or BUDGET_S[backend.device_type, self.quick])
         self.budget = Budget(self.record.budget_s)
         self.kernels: Kernels | None = None
         self.pool: Pool | None = None

@@ -52,6 +52,7 @@ class CalibrationOptions:
     allow_partial: bool = False
     # --shapes: (batch, m, n, k) GEMM shapes replacing the shape families' default list
     shapes: list[tuple[int, int, int, int]] | None = None
+    memory_s: float | None = None  # --memory-seconds: the memory system's budget (its default when None)
 
 
 @dataclass(frozen=True)
