@@ -433,3 +433,15 @@ def test_gpu_l2_tier_beside_hbm_and_its_blas_ceiling(tmp_path: Path) -> None:
     ceiling = blas_ceiling(rec, 8 * MiB, None)
     assert ceiling is not None and ceiling.tier == "l2" and ceiling.gbps == pytest.approx(8000.0, rel=1e-3)
     assert blas_ceiling(rec, 1024 * MiB, None).tier == "dram"  # type: ignore[union-attr]
+
+
+@pytest.mark.gpu
+def test_gpu_graph_replayed_tiers_on_a_real_device() -> None:
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    from hwcal.backends.torch_tiers import graph_round_times
+
+    for kernel in ("read", "write", "triad"):
+        times, method = graph_round_times(torch.device("cuda:0"), kernel, 8 * MiB, 20, 3)
+        assert len(times) == 3 and all(t > 0 for t in times) and "CUDA graph" in method
