@@ -179,6 +179,22 @@ def test_jetson_trees_carry_the_ina3221_rails() -> None:
     assert all(int(p.read_text()) >= 0 for p in agx.glob("*/hwmon/*/curr*_input"))
 
 
+def test_the_energy_meter_reads_the_recorded_rails() -> None:
+    """The INA3221 meter (hwcal.machine.jetson_power) finds every named rail of both recorded Jetsons; the
+    Orin Nano's total is its input rail VDD_IN (5032 mV x 1064 mA), the AGX's the sum (it has no input rail)."""
+    from hwcal.machine.jetson_power import ina_meter
+
+    nano, why = ina_meter(machine("jetson_orin_nano_7w"))
+    assert nano is not None, why
+    assert [r.name for r in nano.rails] == ["VDD_IN", "VDD_CPU_GPU_CV", "VDD_SOC"]
+    assert nano.read()["total"] == pytest.approx(5.032 * 1.064)
+    agx, why = ina_meter(machine("jetson_agx_orin_maxn"))
+    assert agx is not None, why
+    assert sorted(r.name for r in agx.rails) == ["VDDQ_VDD2_1V8AO", "VDD_CPU_CV", "VDD_GPU_SOC", "VIN_SYS_5V0"]
+    watts = agx.read()
+    assert watts["total"] == pytest.approx(sum(v for k, v in watts.items() if k != "total"))
+
+
 def test_a_jetson_whose_midr_file_names_another_core_is_refused(tmp_path: Path) -> None:
     root = machine_copy("jetson_orin_nano_7w", tmp_path)
     (root / "sys/devices/system/cpu/cpu0/regs/identification/midr_el1").write_text("0x00000000413fd0c1\n")

@@ -61,13 +61,14 @@ def executable(code: bytes, functype: type) -> tuple[Callable[..., Any], mmap.mm
 class ChainClock:
     """Measures the clock (MHz) of whichever core runs it, from ``iterations`` x 16 dependent adds."""
 
-    def __init__(self, fn: Callable[[int, int], int], page: mmap.mmap, iterations: int = 25_000,
-                 arch: str = "x86_64") -> None:
+    # The process's ISA is fixed, so the method is known before a probe exists (callers file it either way).
+    method = (f"dependent-add chain ({ADDS_PER_ITERATION} register adds per iteration, 1-cycle latency), "
+              f"{'A64' if native_arch() == 'aarch64' else 'x86-64'} machine code via ctypes")
+
+    def __init__(self, fn: Callable[[int, int], int], page: mmap.mmap, iterations: int = 25_000) -> None:
         self._fn = fn
         self._page = page  # keeps the code mapped while the function object lives
         self.iterations = iterations
-        self.method = (f"dependent-add chain ({ADDS_PER_ITERATION} register adds per iteration, 1-cycle latency), "
-                       f"{'A64' if arch == 'aarch64' else 'x86-64'} machine code via ctypes")
         self._overhead_s = min(self._time(1) for _ in range(20))
 
     @classmethod
@@ -82,7 +83,7 @@ class ChainClock:
             # The chain computes step * (1 + 16 n): a wrong answer means the code did not run as written.
             if fn(1000, 3) != 3 * (1 + ADDS_PER_ITERATION * 1000):
                 return None, "dependent-add probe self-check failed"
-            return cls(fn, page, iterations, encoder.arch), ""
+            return cls(fn, page, iterations), ""
         except (OSError, ValueError, AttributeError, TypeError) as exc:
             return None, f"dependent-add probe unavailable ({type(exc).__name__}: {exc})"
 
