@@ -173,8 +173,8 @@ QEMU_CPU="max,sve-default-vector-length=16" run sh -c "cd /src && python -m pyte
 say "machine and plugin tests under aarch64 (on the faked Orin Nano)"
 run sh -c "cd /src && python -m pytest -q -p no:randomly -rs tests/test_fma_ceiling.py tests/test_identity_check.py \
     tests/test_machine.py tests/test_uarch.py tests/test_identity.py tests/test_peaks_uarch.py tests/test_preflight.py \
-    tests/test_clocks.py tests/test_interference.py tests/test_ceiling_session.py tests/test_options.py \
-    tests/test_plugin_e2e.py --deselect tests/test_plugin_e2e.py::test_early_termination_skips_with_the_reason" \
+    tests/test_clocks.py tests/test_interference.py tests/test_energy_meters.py tests/test_ceiling_session.py \
+    tests/test_options.py tests/test_plugin_e2e.py --deselect tests/test_plugin_e2e.py::test_early_termination_skips_with_the_reason" \
     >"$work/tests.log" 2>&1 \
     || { tail -60 "$work/tests.log"; fail "tests under aarch64"; }
 grep -E "^SKIPPED" "$work/tests.log" | cut -c1-160
