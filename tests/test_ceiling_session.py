@@ -18,6 +18,7 @@ from hwcal.machine.sources import Sources
 from hwcal.measure.compute_ceiling import run_compute_ceiling
 from hwcal.measure.session import CalibrationOptions, CalibrationSession
 from hwcal.plugin.summary import _ceiling_lines
+from tests.conftest import EMULATOR
 from tests.fakes import FakeBenchmark
 
 ARCH = native_arch()
@@ -51,7 +52,9 @@ def test_this_machine_measured_as_a_case() -> None:
     cal, skipped = _ceiling_case(None)
     out = ceiling_metadata(cal.results.compute_ceiling)  # type: ignore[arg-type]
     assert skipped is None and out["unavailable"] is None
-    assert out["gflops"]["fp64"] > 0 and out["gflops"]["fp32"] > out["gflops"]["fp64"]
+    assert out["gflops"]["fp64"] > 0
+    if EMULATOR is None:  # twice the lanes; under an emulator the speeds are the emulator's and mean nothing
+        assert out["gflops"]["fp32"] > out["gflops"]["fp64"]
     assert out["threads"] >= 1 and {"x86_64": "256", "aarch64": "128"}[str(ARCH)] in out["by_width"]
 
 
