@@ -6,18 +6,23 @@ document) build their input by hand here instead of running a benchmark.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from collections.abc import Callable
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
 from hwcal.backends import Support
-from hwcal.document.builder import BuildInput, build_calibration
+from hwcal.document.builder import BuildInput, RunRecord, build_calibration
+from hwcal.document.clocks import ClockOutcome, clock_summary
+from hwcal.machine import KeyFacts
 from hwcal.measure.records import GemmRecord
+from hwcal.measure.session import CalibrationOptions, Results, RunIdentity
 from hwcal.naming import CalibrationKey
 
 pytest_plugins = ["pytester"]
@@ -66,31 +71,46 @@ def make_key(power_mode: str = "7W", freq_mhz: int = 2450, hardware_id: str = "t
     return CalibrationKey("cpu", hardware_id, power_mode, freq_mhz, "numpy")
 
 
-def make_input(records: list[GemmRecord] | None = None, **overrides: Any) -> BuildInput:
-    """A BuildInput for a CPU with derived fp64/fp32 peaks; every field can be overridden."""
+RESULT_FIELDS = {f.name for f in dataclasses.fields(Results)}
+IDENTITY_DEFAULTS: dict[str, Any] = {"hardware_name": "Test CPU 9000", "power_mode": "7W",
+                                     "power_mode_source": "--power-mode", "freq_source": "--frequency-mhz"}
+
+
+def make_input(records: list[GemmRecord] | None = None, *, key: CalibrationKey | None = None,
+               spec: dict[str, Any] | None = None, precisions: list[str] | None = None,
+               clock: ClockOutcome | None = None, started_at: datetime = CAL_DATE,
+               selection: dict[str, Any] | None = None, wall_time_s: float = 12.345,
+               preflight: dict[str, Any] | None = None, framework_facts: dict[str, object] | None = None,
+               host: dict[str, Any] | None = None, device: str = "cpu", **fields: Any) -> BuildInput:
+    """A BuildInput for a CPU with derived fp64/fp32 peaks: ``records`` and any ``Results`` field (supports,
+    skips, warnings, memory, blas, shapes, floors, layouts, max_achievable, compute_ceiling), the identity's
+    facts (hardware_name, power_mode and its source, freq_source), and the run's."""
     if records is None:
         records = [make_record("fp64", 256, 50.0), make_record("fp32", 256, 100.0),
                    make_record("fp32", 512, 120.0)]
-    fields: dict[str, Any] = {
-        "key": make_key(),
-        "hardware_name": "Test CPU 9000",
-        "device": "cpu",
-        "power_mode": "7W",
-        "power_mode_source": "--power-mode",
-        "freq_source": "--frequency-mhz",
-        "calibration_date": CAL_DATE,
-        "tool_version": "0.1.0",
-        "framework_facts": {"framework_version": np.__version__, "numpy_version": np.__version__},
-        "records": records,
-        "supports": {},
-        "precisions": list(NUMPY_PRECISIONS),
-        "spec": {"theoretical_peaks": {"fp64": 200.0, "fp32": 400.0}, "peaks_reference_clock_mhz": 2450.0},
-        "host": {"cpu": {"model": "Test CPU 9000", "physical_cores": 2}},
-        "command_line": ["pytest", "bench/"],
-        "wall_time_s": 12.345,
-    }
-    fields.update(overrides)
-    return BuildInput(**fields)
+    key = key or make_key()
+    results = Results(gemm=records, **{k: fields.pop(k) for k in list(fields) if k in RESULT_FIELDS})
+    names = {**IDENTITY_DEFAULTS, **fields}
+    facts = KeyFacts(hardware_id=key.hardware_id, hardware_name=names.pop("hardware_name"),
+                     power_mode=names.pop("power_mode"), power_mode_source=names.pop("power_mode_source"),
+                     freq_mhz=key.freq_mhz, freq_source=names.pop("freq_source"))
+    if names:
+        raise TypeError(f"make_input: unknown fields {sorted(names)}")
+    identity = RunIdentity(
+        key=key, facts=facts, detected_hardware_id=key.hardware_id,
+        host=host if host is not None else {"cpu": {"model": "Test CPU 9000", "physical_cores": 2}}, gpu=None,
+        blas=[], framework_facts=framework_facts or {"framework_version": np.__version__,
+                                                     "numpy_version": np.__version__},
+        device=device, precisions=list(precisions if precisions is not None else NUMPY_PRECISIONS), spec=None)
+    options = CalibrationOptions(power_mode=facts.power_mode, framework=key.framework, device=device,
+                                 frequency_mhz=key.freq_mhz, hardware_id=None, registry=Path("registry"), quick=False,
+                                 sizes=None, min_gflops=1.0, max_call_s=0.3, dry_run=False, force=False)
+    run = RunRecord(started_at=started_at, options=options, command_line=["pytest", "bench/"],
+                    selection=selection or {}, wall_time_s=wall_time_s, preflight=preflight,
+                    clock=clock or clock_summary(None, records, facts))
+    spec = spec if spec is not None else {"theoretical_peaks": {"fp64": 200.0, "fp32": 400.0},
+                                          "peaks_reference_clock_mhz": 2450.0}
+    return BuildInput(results, identity, run, spec)
 
 
 @pytest.fixture

@@ -17,11 +17,13 @@ from typing import Any
 import pytest
 
 from hwcal.backends import Support
-from hwcal.document.builder import BuildInput, build_calibration
+from hwcal.document.builder import build_calibration
 from hwcal.document.schema import SPEC_FORMAT_VERSION
 from hwcal.measure.records import GemmRecord
 from hwcal.naming import CalibrationKey, check_power_mode
 from hwcal.registry.writer import atomic_write_text, dumps, write_calibration
+from tests.conftest import make_input
+from tests.fakes import dram_sweep
 
 REPO = Path(__file__).resolve().parent.parent
 # Real files of the original system, copied unmodified from shared/seed-registry: tests need nothing beside the repo.
@@ -58,14 +60,11 @@ def make_calibration(hardware_id: str = "test_cpu", power_mode: str = "7W", freq
     """A valid calibration of the given key, built by hwcal's own builder."""
     peaks = peaks if peaks is not None else {"fp64": 50.0, "fp32": 100.0}
     key = CalibrationKey(device_type, hardware_id, check_power_mode(power_mode), freq_mhz, framework)
-    inp = BuildInput(
-        key=key, hardware_name=f"Test {hardware_id}", device="cpu", power_mode=power_mode,
-        power_mode_source="--power-mode", freq_source="--frequency-mhz", calibration_date=date,
-        tool_version="0.1.0", framework_facts={"framework_version": "1.0", "numpy_version": "1.0"},
-        records=[gemm_record(p, 256, v, cv, rounds) for p, v in peaks.items()],
-        supports={p: Support(True) for p in peaks}, precisions=list(peaks),
-        spec=make_spec(hardware_id, device_type),
-        memory={"sustained_gbps": bandwidth_gbps} if bandwidth_gbps is not None else None)
+    inp = make_input(
+        [gemm_record(p, 256, v, cv, rounds) for p, v in peaks.items()], key=key, hardware_name=f"Test {hardware_id}",
+        power_mode=power_mode, started_at=date, framework_facts={"framework_version": "1.0", "numpy_version": "1.0"},
+        supports={p: Support(True) for p in peaks}, precisions=list(peaks), spec=make_spec(hardware_id, device_type),
+        memory=dram_sweep(bandwidth_gbps) if bandwidth_gbps is not None else None)
     return key, build_calibration(inp)
 
 

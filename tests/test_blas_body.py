@@ -236,8 +236,8 @@ def test_blas_section_judges_dram_sizes_against_the_runs_triad() -> None:
 
 def test_document_with_the_new_sections_is_valid() -> None:
     floors = {"dot": LaunchFloor("dot", 5e-7, 6e-7, 2000, 20, "np.dot 1 element", "numpy", "cpu", "fp32")}
-    inp = make_input([make_record("fp32", 256, 100.0)], blas_records=[blas_record(), blas_record("axpy", "fp32")],
-                     launch_floors=floors)
+    inp = make_input([make_record("fp32", 256, 100.0)], blas=[blas_record(), blas_record("axpy", "fp32")],
+                     floors=floors)
     doc = build_calibration(inp)
     assert schema_errors(doc, "calibration") == []
     assert [e["operation"] for e in doc["blas"]] == ["dot", "axpy"]

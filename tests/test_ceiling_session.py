@@ -5,29 +5,53 @@ from __future__ import annotations
 
 import platform
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 from test_machine import machine
 
+from hwcal.document.builder import ceiling_metadata
 from hwcal.document.schema import schema_errors
-from hwcal.plugin.preflight import compute_ceiling_metadata
+from hwcal.machine import detect_cpu_key
+from hwcal.machine.sampler import ClockMonitor, MachineState
+from hwcal.machine.sources import Sources
+from hwcal.measure.compute_ceiling import run_compute_ceiling
+from hwcal.measure.session import CalibrationOptions, CalibrationSession
 from hwcal.plugin.summary import _ceiling_lines
+from tests.fakes import FakeBenchmark
 
 LOCAL_X86 = sys.platform == "linux" and platform.machine() in ("x86_64", "AMD64")
 
 
+def _ceiling_case(src: Sources | None) -> tuple[CalibrationSession, str | None]:
+    """Run the compute-ceiling case of a numpy session on ``src`` (None: this machine): (session, skip reason)."""
+    cal = CalibrationSession(CalibrationOptions(
+        power_mode="7W", framework="numpy", device="cpu", frequency_mhz=2450, hardware_id=None,
+        registry=Path("unused"), quick=True, sizes=None, min_gflops=1.0, max_call_s=0.3, dry_run=True, force=False))
+    if src is not None:
+        cal.machine_state = MachineState(detect_cpu_key(src), None, ClockMonitor(None, 2450.0, 0.1), "", 0.0, src)
+    bench = FakeBenchmark()
+    try:
+        run_compute_ceiling(bench, cal)
+    except pytest.skip.Exception as exc:
+        return cal, str(exc)
+    return cal, None
+
+
 def test_a_recorded_machine_is_never_probed() -> None:
-    out = compute_ceiling_metadata(machine("vm_epyc_zen4"))
-    assert out["gflops"] == {} and "not the local machine" in out["unavailable"]
+    cal, skipped = _ceiling_case(machine("vm_epyc_zen4"))
+    result = cal.results.compute_ceiling
+    assert result is not None and result.gflops == {} and "not the local machine" in (result.unavailable or "")
+    assert skipped is not None and "not the local machine" in skipped
+    assert "compute_ceiling" in cal.families_run
 
 
 @pytest.mark.skipif(not LOCAL_X86, reason="the FMA probe runs on x86-64 Linux only")
-def test_this_machine_measured_within_the_budget() -> None:
-    from hwcal.machine.sources import Sources
-
-    out = compute_ceiling_metadata(Sources())
-    assert out["unavailable"] is None and out["duration_s"] < 2.0
+def test_this_machine_measured_as_a_case() -> None:
+    cal, skipped = _ceiling_case(None)
+    out = ceiling_metadata(cal.results.compute_ceiling)  # type: ignore[arg-type]
+    assert skipped is None and out["unavailable"] is None
     assert out["gflops"]["fp64"] > 0 and out["gflops"]["fp32"] > out["gflops"]["fp64"]
     assert out["threads"] >= 1 and "256" in out["by_width"]
 

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from hwcal.document.builder import build_calibration
+from hwcal.document.clocks import ClockOutcome
 from hwcal.document.peaks import derive_gpu_peaks, peaks_at_clock, with_derived_gpu_peaks
 from hwcal.document.schema import schema_errors
 from hwcal.machine.gpu import SmClockReader
@@ -30,10 +31,11 @@ from hwcal.machine.sampler import (
     make_probe,
 )
 from hwcal.machine.sources import Sources
+from hwcal.measure.session import Results
 from hwcal.plugin.clocks import benchmark_window, finish_clocks, start_machine_state
 from hwcal.plugin.summary import summary_lines
 from tests.conftest import make_input, make_record
-from tests.fakes import v1_matrix
+from tests.fakes import matrix_and_detail
 from tests.test_machine import FakeNvml, install_fake_nvml, machine, machine_copy
 
 REGISTRY = Path(__file__).resolve().parent.parent / "registry"
@@ -71,7 +73,7 @@ def _window(mon: ClockMonitor, test: str, n: int) -> Any:
 def _fake_cal(src: Sources, device_type: str = "cpu", device: str = "cpu") -> Any:
     return SimpleNamespace(backend=SimpleNamespace(device_type=device_type, device=device, device_name="Orin",
                                                    warm_up=lambda: None),
-                           options=SimpleNamespace(frequency_mhz=None), records=[], machine_state=None)
+                           options=SimpleNamespace(frequency_mhz=None), results=Results(), machine_state=None)
 
 
 # ---- windows and throttling ------------------------------------------------------------------------------
@@ -117,20 +119,20 @@ def test_benchmark_window_flags_the_records_of_its_test() -> None:
     state.monitor.interval_s = 3600.0
     cal.machine_state = state
     untouched = make_record("fp64", 256, 10.0)
-    cal.records.append(untouched)
+    cal.results.gemm.append(untouched)
     try:
         with benchmark_window(cal, "fp32-256"):
-            cal.records.append(make_record("fp32", 256, 20.0))
+            cal.results.gemm.append(make_record("fp32", 256, 20.0))
             for _ in range(3):
                 state.monitor.sample_once()
         with benchmark_window(cal, "fp32-512"):
-            cal.records.append(make_record("fp32", 512, 21.0))
+            cal.results.gemm.append(make_record("fp32", 512, 21.0))
             for _ in range(2):
                 state.monitor.sample_once()
     finally:
         state.monitor.stop()
-    assert [r.throttled for r in cal.records] == [None, True, False]
-    doc = build_calibration(make_input(cal.records))
+    assert [r.throttled for r in cal.results.gemm] == [None, True, False]
+    doc = build_calibration(make_input(cal.results.gemm))
     assert [g.get("throttled") for g in doc["gemm"]] == [None, True, False]
     assert schema_errors(doc) == []
 
@@ -155,7 +157,7 @@ def test_nvml_failing_mid_run_keeps_the_samples_and_says_so(monkeypatch: pytest.
     cal.machine_state = state
     try:
         with benchmark_window(cal, "bf16-8192"):
-            cal.records.append(make_record("bf16", 8192, 700_000.0))
+            cal.results.gemm.append(make_record("bf16", 8192, 700_000.0))
             for _ in range(6):
                 state.monitor.sample_once()  # the 4th read raises NVML_ERROR_GPU_IS_LOST
     finally:
@@ -220,7 +222,7 @@ def test_unknown_load_clock_is_said_not_invented() -> None:
     assert "not a measurement" in under["reason"]
     assert outcome.peaks_clock_mhz is None
     assert outcome.metadata["ceiling_mhz"] == 2445
-    doc = build_calibration(make_input(extra_metadata={"clock": outcome.metadata}))
+    doc = build_calibration(make_input(clock=outcome))
     assert schema_errors(doc) == []
 
 
@@ -232,11 +234,11 @@ def test_clock_metadata_is_valid_and_complete() -> None:
     state.monitor.interval_s = 3600.0
     cal.machine_state = state
     with benchmark_window(cal, "fp32-256"):
-        cal.records.append(make_record("fp32", 256, 20.0))
+        cal.results.gemm.append(make_record("fp32", 256, 20.0))
         for _ in range(3):
             state.monitor.sample_once()
     with benchmark_window(cal, "fp32-512"):
-        cal.records.append(make_record("fp32", 512, 21.0))
+        cal.results.gemm.append(make_record("fp32", 512, 21.0))
         for _ in range(3):
             state.monitor.sample_once()
     with benchmark_window(cal, "int16-512"):  # skipped (unsupported): its samples describe no result
@@ -250,7 +252,7 @@ def test_clock_metadata_is_valid_and_complete() -> None:
     assert [(t["test"], t["throttled"]) for t in meta["per_test"]] == [("fp32-256", False), ("fp32-512", True)]
     assert any(w.startswith("fp32-512: clock fell to 700 MHz") for w in outcome.warnings)
     assert meta["peaks_clock_mhz"] == 945.0
-    doc = build_calibration(make_input(extra_metadata={"clock": meta}, warnings=outcome.warnings))
+    doc = build_calibration(make_input(clock=ClockOutcome(meta, [], None), warnings=outcome.warnings))
     assert schema_errors(doc) == []
 
 
@@ -266,7 +268,7 @@ def test_each_precision_is_scaled_to_the_clock_of_its_best_result() -> None:
                                  ("fp8-8192", make_record("fp8", 8192, 1_200_000.0), 3),
                                  ("fp8-1024", make_record("fp8", 1024, 80_000.0), 1)):
         with benchmark_window(cal, test):
-            cal.records.append(rec)
+            cal.results.gemm.append(rec)
             for _ in range(n_samples):
                 state.monitor.sample_once()
     outcome = finish_clocks(cal, state.key)
@@ -286,7 +288,7 @@ def test_power_mode_changed_mid_run_is_a_warning() -> None:
 
 
 def test_without_session_state_the_metadata_says_sampling_did_not_start() -> None:
-    cal = SimpleNamespace(machine_state=None, records=[])
+    cal = SimpleNamespace(machine_state=None, results=Results())
     key = start_machine_state(_fake_cal(machine("i7_12700k_pstate")), machine("i7_12700k_pstate")).key
     outcome = finish_clocks(cal, key)  # type: ignore[arg-type]
     assert outcome.metadata["under_load"]["status"] == "unknown"
@@ -324,11 +326,11 @@ def test_vm_efficiency_above_one_at_nominal_clock_is_flagged_and_explained_by_th
     spec = {"theoretical_peaks": {"fp64": 78.24, "fp32": 156.48}, "peaks_reference_clock_mhz": 2445.0}
     records = [make_record("fp64", 1024, 80.0), make_record("fp32", 1024, 164.0)]
     at_nominal = build_calibration(make_input(records, spec=spec))
-    assert v1_matrix(at_nominal)["efficiency_by_precision"]["fp32"] > 1.0
+    assert matrix_and_detail(at_nominal)["efficiency_by_precision"]["fp32"] > 1.0
     assert any(w.startswith("fp32: measured 164 GFLOPS is 1.05x") for w in at_nominal["warnings"])
     assert any("(!)" in line for line in summary_lines(at_nominal))
     at_load = build_calibration(make_input(records, spec=peaks_at_clock(spec, 3150.0)))
-    assert v1_matrix(at_load)["efficiency_by_precision"]["fp32"] == pytest.approx(164 / (156.48 * 3150 / 2445),
+    assert matrix_and_detail(at_load)["efficiency_by_precision"]["fp32"] == pytest.approx(164 / (156.48 * 3150 / 2445),
                                                                                           rel=1e-3)
     assert not any("theoretical peak" in w for w in at_load["warnings"])
 

@@ -48,7 +48,7 @@ def test_dram_sized_triad_takes_rounds_until_the_interval_is_narrow(tmp_path: Pa
     for size in (KiB, 64 * KiB, 128 * KiB):
         for kernel in KERNELS:
             run_stream(FakeBenchmark(), cal, state, kernel, size)
-    sweep = cal.memory
+    sweep = cal.results.memory
     triads = {r.array_bytes: r.rounds for r in sweep.records if r.kernel == "triad"}  # type: ignore[union-attr]
     copies = {r.array_bytes: r.rounds for r in sweep.records if r.kernel == "copy"}  # type: ignore[union-attr]
     assert triads[KiB] == copies[KiB]  # in-cache sizes: the planned rounds only

@@ -42,19 +42,19 @@ def test_run_floor_files_per_call_seconds(tmp_path: Path) -> None:
     session = _session(tmp_path)
     bench = FakeBenchmark()
     run_floor(bench, session, "dot")
-    floor = session.launch_floors["dot"]
+    floor = session.results.floors["dot"]
     assert floor.calls >= MIN_CALLS and floor.rounds == 10
     assert bench.stats.stats.min / floor.calls == pytest.approx(floor.seconds_min)
     assert 0 < floor.seconds_min <= floor.seconds_median < 1e-3  # a 1-element np.dot is microseconds
     assert floor.framework == "numpy" and floor.device == "cpu"
     assert "back-to-back calls then one synchronisation" in floor.method
-    assert "launch_floors" in session.ran_operations
+    assert "launch_floors" in session.families_run
 
 
 def test_run_floor_with_benchmarks_disabled_files_nothing(tmp_path: Path) -> None:
     session = _session(tmp_path)
     run_floor(FakeBenchmark(enabled=False), session, "gemm")
-    assert session.launch_floors == {}
+    assert session.results.floors == {}
 
 
 def test_unknown_floor_operation_is_skipped(tmp_path: Path) -> None:

@@ -12,21 +12,23 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import pytest
 from test_machine import machine
 
 from hwcal.backends.base import Support
 from hwcal.backends.numpy_backend import NumpyBackend
 from hwcal.machine import collect_host, detect_cpu_key
 from hwcal.machine.caches import CacheInfo, CacheLevel
+from hwcal.machine.fma_probe import CeilingResult
 from hwcal.machine.sampler import ClockMonitor, MachineState, Window
 from hwcal.measure.layouts import LayoutChoice
 from hwcal.measure.records import BlasRecord, GemmRecord, LaunchFloor, MemorySweep, ShapeRecord, StreamRecord
 from hwcal.measure.session import CalibrationOptions, CalibrationSession
+from hwcal.plugin.filing import detect_identity, file_calibration
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
 DATE = datetime(2026, 12, 4, 12, 0, 0, tzinfo=timezone.utc)
@@ -61,35 +63,36 @@ def _session(run: dict[str, Any], registry: Path) -> CalibrationSession:
     by_test = {w.test: w for w in monitor.windows}
     cal.machine_state = MachineState(detect_cpu_key(src), None, monitor, "CPU effective clock: add chain", 0.01, src)
     cal.machine_state.case_windows = {(p, n): by_test[t] for (p, n), t in run["case_windows"]}
-    cal.records = [GemmRecord(**r) for r in run["records"]]
-    cal.blas_records = [BlasRecord(**r) for r in run["blas_records"]]
-    cal.shape_records = [ShapeRecord(**r) for r in run["shape_records"]]
-    cal.launch_floors = {k: LaunchFloor(**v) for k, v in run["launch_floors"].items()}
+    res = cal.results
+    res.gemm = [GemmRecord(**r) for r in run["records"]]
+    res.blas = [BlasRecord(**r) for r in run["blas_records"]]
+    res.shapes = [ShapeRecord(**r) for r in run["shape_records"]]
+    res.floors = {k: LaunchFloor(**v) for k, v in run["launch_floors"].items()}
     mem = dict(run["memory"])
-    cal.memory = MemorySweep(**{**mem, "caches": _caches(mem["caches"]),
+    res.memory = MemorySweep(**{**mem, "caches": _caches(mem["caches"]),
                                 "records": [StreamRecord(**r) for r in mem["records"]]})
-    cal.layouts = {p: LayoutChoice(**v) for p, v in run["layouts"].items()}
-    cal.supports = {p: Support(**v) for p, v in run["supports"].items()}
-    cal.skips = run["skips"]
-    cal.warnings = run["warnings"]
-    cal.extra_metadata = run["extra_metadata"]
-    cal.ran_gemm = cal.ran_memory = True
-    cal.ran_operations = set(run["ran_operations"])
+    res.layouts = {p: LayoutChoice(**v) for p, v in run["layouts"].items()}
+    res.supports = {p: Support(**v) for p, v in run["supports"].items()}
+    res.skips = run["skips"]
+    res.warnings = run["warnings"]
+    ceiling = run["extra_metadata"]["compute_ceiling"]
+    res.compute_ceiling = CeilingResult(ceiling["gflops"], ceiling["by_width"], ceiling["method"],
+                                        ceiling["duration_s"], ceiling["unavailable"], ceiling["threads"],
+                                        verified=True, notes=ceiling.get("notes", []))
+    cal.preflight = run["extra_metadata"]["preflight"]
+    cal.families_run = set(run["ran_operations"]) | {"gemm", "stream"}
+    cal.identity = detect_identity(cal)
+    cal.identity = replace(cal.identity, host={**collect_host(src), **HOST_EXTRA}, blas=BLAS)
     return cal
 
 
-def _filed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str, Any], str, str]:
-    import hwcal.plugin.filing as filing
-
-    src = machine("vm_epyc_zen4")
-    monkeypatch.setattr(filing, "collect_host", lambda *a: {**collect_host(src), **HOST_EXTRA})
-    monkeypatch.setattr(filing, "collect_blas", lambda: BLAS)
+def _filed(tmp_path: Path) -> tuple[dict[str, Any], str, str]:
     run = json.loads((GOLDEN / "cpu_run.json").read_text())
     cal = _session(run, tmp_path / "registry")
     selection = {"args": ["bench/"], "keyword": None, "markexpr": None, "tests_collected": 106,
                  "gemm_cases_collected": 21, "stream_cases_collected": 36, "operations_not_run": [],
                  "partial": False}
-    filed = filing.file_calibration(cal, ["pytest", "bench/", "--quick"], selection)
+    filed = file_calibration(cal, ["pytest", "bench/", "--quick"], selection)
     spec = filed.path.parent.parent / "spec.json"
     return filed.doc, filed.path.read_text(), spec.read_text()
 
@@ -101,8 +104,8 @@ def _masked(text: str) -> str:
     return json.dumps(doc, indent=2) + "\n"
 
 
-def test_a_fixed_run_files_the_same_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _, calibration, spec = _filed(tmp_path, monkeypatch)
+def test_a_fixed_run_files_the_same_bytes(tmp_path: Path) -> None:
+    _, calibration, spec = _filed(tmp_path)
     if os.environ.get("HWCAL_REGENERATE_GOLDEN"):
         (GOLDEN / "cpu_calibration.json").write_text(_masked(calibration))
         (GOLDEN / "cpu_spec.json").write_text(spec)
@@ -110,7 +113,7 @@ def test_a_fixed_run_files_the_same_bytes(tmp_path: Path, monkeypatch: pytest.Mo
     assert spec == (GOLDEN / "cpu_spec.json").read_text()
 
 
-def test_only_the_wall_time_is_masked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    doc, calibration, _ = _filed(tmp_path, monkeypatch)
+def test_only_the_wall_time_is_masked(tmp_path: Path) -> None:
+    doc, calibration, _ = _filed(tmp_path)
     assert json.loads(calibration) == doc and isinstance(doc["metadata"]["wall_time_s"], float)
     assert doc["metadata"]["calibration_date"] == DATE.isoformat()

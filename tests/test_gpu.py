@@ -61,4 +61,4 @@ def test_unsynchronised_gpu_timing_fails_the_run(tmp_path: Any, monkeypatch: pyt
     with pytest.raises(HwcalError, match="not synchronised"):
         run_gemm(FakeBenchmark(), cal, "bf16", 8192)
     torch.cuda.synchronize()
-    assert cal.records == []
+    assert cal.results.gemm == []

@@ -171,7 +171,7 @@ def test_validation_failure_fails_the_case_and_files_nothing(tmp_path: Path, mon
     state = StreamState(cal.backend)
     with pytest.raises(pytest.fail.Exception, match="STREAM copy at 64KiB gave wrong values"):
         run_stream(FakeBenchmark(), cal, state, "copy", 64 * KiB)
-    assert cal.memory.records == []  # type: ignore[union-attr]
+    assert cal.results.memory.records == []  # type: ignore[union-attr]
     assert state.arrays is None  # values unknown: the next case starts from fresh arrays
 
 
@@ -331,7 +331,7 @@ def test_body_measures_validates_and_files_a_sustained_figure(tmp_path: Path, mo
     for size in (KiB, 64 * KiB, 128 * KiB):
         for kernel in KERNELS:
             run_stream(FakeBenchmark(), cal, state, kernel, size)
-    sweep = cal.memory
+    sweep = cal.results.memory
     assert isinstance(sweep, MemorySweep) and len(sweep.records) == 12
     assert all(r.max_rel_error == 0.0 for r in sweep.records)
     assert {r.kernel: r.bytes_per_pass for r in sweep.records if r.n == 8192} == {
@@ -353,7 +353,7 @@ def test_benchmark_disable_validates_and_records_nothing(tmp_path: Path) -> None
     state = StreamState(cal.backend)
     for kernel in KERNELS:
         run_stream(FakeBenchmark(enabled=False), cal, state, kernel, 4 * KiB)
-    assert cal.ran_memory and cal.memory.records == []  # type: ignore[union-attr]
+    assert "stream" in cal.families_run and cal.results.memory.records == []  # type: ignore[union-attr]
     assert state.expected == (15.0, 3.0, 4.0)
 
 
@@ -363,7 +363,7 @@ def test_rounds_share_the_gemm_bodys_sync_guard(tmp_path: Path, monkeypatch: pyt
     cal = _session(tmp_path)
     with pytest.raises(HwcalError, match="not synchronised"):
         run_stream(FakeBenchmark(), cal, StreamState(cal.backend), "triad", 4 * KiB)
-    assert cal.memory.records == []  # type: ignore[union-attr]
+    assert cal.results.memory.records == []  # type: ignore[union-attr]
 
 
 def test_arrays_larger_than_free_memory_are_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -371,7 +371,7 @@ def test_arrays_larger_than_free_memory_are_skipped(tmp_path: Path, monkeypatch:
     cal = _session(tmp_path)
     with pytest.raises(pytest.skip.Exception, match=r"STREAM arrays of 32MiB need 0.09 GiB, more than 80%"):
         run_stream(FakeBenchmark(), cal, StreamState(cal.backend), "copy", 32 * MiB)
-    assert cal.memory.skips  # type: ignore[union-attr]
+    assert cal.results.memory.skips  # type: ignore[union-attr]
 
 
 # ---- the calibration's memory section ----------------------------------------------------------
@@ -420,9 +420,7 @@ def test_bandwidth_above_the_spec_is_flagged(input_factory: Any) -> None:
     assert any("the spec's bandwidth is wrong" in w for w in doc["warnings"])
 
 
-def test_a_section_built_elsewhere_is_kept_as_it_is() -> None:
-    section, warnings = memory_section({"sustained_gbps": 12.5}, {"fp32": 100.0}, {}, None)
-    assert section == {"sustained_gbps": 12.5} and warnings == []
+def test_no_memory_benchmark_means_no_section() -> None:
     assert memory_section(None, {}, {}, None) == (None, [])
 
 

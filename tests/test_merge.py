@@ -45,7 +45,7 @@ def spec_for(hardware_id: str) -> dict[str, Any]:
 
 def cal(hardware_id: str = "board_a", power_mode: str = "7W", hours: float = 0.0) -> tuple[CalibrationKey, dict]:
     key = make_key(power_mode=power_mode, hardware_id=hardware_id)
-    return key, make_valid_doc(key=key, power_mode=power_mode, calibration_date=DATE + timedelta(hours=hours))
+    return key, make_valid_doc(key=key, power_mode=power_mode, started_at=DATE + timedelta(hours=hours))
 
 
 def artifact(root: Path, key: CalibrationKey, doc: dict[str, Any], with_spec: bool = True) -> Path:

@@ -29,9 +29,11 @@ def _record(kernel: str, array_bytes: int, gbps: float) -> StreamRecord:
     n = array_bytes // 8
     moved = stream_bytes(kernel, n, 8)
     t = moved / (gbps * 1e9)
-    return StreamRecord(kernel, n, 8, moved, moved // array_bytes, 1, 10, 1,
-                        {"min": t, "max": t * 1.1, "mean": t * 1.02, "median": t * 1.01, "stddev": t * 0.01,
-                         "iqr": t * 0.01}, gbps, gbps / 1.01, 0.01, 0.0, f"test {kernel}")
+    return StreamRecord(kernel=kernel, n=n, element_bytes=8, bytes_per_pass=moved, arrays_moved=moved // array_bytes,
+                        passes_per_round=1, rounds=10, warmup_rounds=1,
+                        time_s={"min": t, "max": t * 1.1, "mean": t * 1.02, "median": t * 1.01, "stddev": t * 0.01,
+                                "iqr": t * 0.01}, gbps_best=gbps, gbps_median=gbps / 1.01, cv=0.01, max_rel_error=0.0,
+                        method=f"test {kernel}")
 
 
 def _sweep() -> MemorySweep:

@@ -147,7 +147,7 @@ def test_gemm_shapes_section_efficiency_against_the_same_peaks() -> None:
 
 
 def test_document_with_gemm_shapes_is_valid() -> None:
-    doc = build_calibration(make_input([make_record("fp32", 256, 100.0)], shape_records=[shape_record()]))
+    doc = build_calibration(make_input([make_record("fp32", 256, 100.0)], shapes=[shape_record()]))
     assert schema_errors(doc, "calibration") == []
     entry = doc["gemm_shapes"][0]
     assert (entry["m"], entry["n"], entry["k"], entry["batch"]) == (128, 3072, 768, 1)

@@ -67,7 +67,7 @@ def test_failed_replace_keeps_the_old_file(tmp_path: Path, key: CalibrationKey, 
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", refuse)
-    new = doc_factory(calibration_date=datetime(2026, 12, 1, tzinfo=timezone.utc))
+    new = doc_factory(started_at=datetime(2026, 12, 1, tzinfo=timezone.utc))
     with pytest.raises(HwcalError, match="No space left on device; nothing written"):
         write_calibration(registry, key, new)
     assert path.read_text() == old_text
@@ -86,7 +86,7 @@ def test_failed_replace_leaves_no_history_copy(tmp_path: Path, key: CalibrationK
 
     monkeypatch.setattr(os, "replace", refuse)
     with pytest.raises(HwcalError):
-        write_calibration(registry, key, doc_factory(calibration_date=datetime(2026, 12, 1, tzinfo=timezone.utc)))
+        write_calibration(registry, key, doc_factory(started_at=datetime(2026, 12, 1, tzinfo=timezone.utc)))
     hist = history_dir(registry, key)
     assert not hist.exists() or list(hist.iterdir()) == []
 
@@ -123,8 +123,8 @@ def test_atomic_write_text_interrupted(tmp_path: Path, monkeypatch: pytest.Monke
 def test_rewriting_a_key_keeps_the_previous_in_history(tmp_path: Path, key: CalibrationKey,
                                                        doc_factory: DocFactory) -> None:
     registry = tmp_path / "registry"
-    first = doc_factory(calibration_date=datetime(2026, 11, 26, 18, 46, 57, 123456, tzinfo=timezone.utc))
-    second = doc_factory(calibration_date=datetime(2026, 11, 27, 9, 0, tzinfo=timezone.utc))
+    first = doc_factory(started_at=datetime(2026, 11, 26, 18, 46, 57, 123456, tzinfo=timezone.utc))
+    second = doc_factory(started_at=datetime(2026, 11, 27, 9, 0, tzinfo=timezone.utc))
     path, kept = write_calibration(registry, key, first)
     assert kept is None
     path2, kept = write_calibration(registry, key, second)
@@ -217,7 +217,7 @@ def test_two_processes_writing_one_key_are_serialised(tmp_path: Path, key: Calib
                                                       doc_factory: DocFactory) -> None:
     registry = tmp_path / "registry"
     start = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
-    docs = [doc_factory(calibration_date=start + timedelta(minutes=i)) for i in range(2)]
+    docs = [doc_factory(started_at=start + timedelta(minutes=i)) for i in range(2)]
     doc_files = []
     for i, doc in enumerate(docs):
         doc_files.append(tmp_path / f"doc{i}.json")

@@ -251,29 +251,47 @@ def _summary(doc: dict[str, Any], profiles: dict[str, Any]) -> tuple[dict[str, A
     return {k: (0.0 if v is None else v) for k, v in values.items()}, unknown
 
 
-def to_format_2(doc: dict[str, Any]) -> dict[str, Any]:
-    """A new format-2 document from a format-1 one (``doc`` is not modified); see the module docstring."""
-    if not isinstance(doc, dict) or doc.get("schema_version") != FORMAT_1:
-        raise ValueError("to_format_2 takes an hwcal format-1 calibration (schema_version 1)")
-    src = copy.deepcopy(doc)
-    matrix, detail = legacy_precision_matrix(src)
-    metadata = legacy_metadata(src)
+def _unsupported(matrix: dict[str, Any], detail: dict[str, Any]) -> dict[str, str]:
+    """Per precision that cannot run, the reason its operation profiles carry."""
     status = detail.get("status") or {}
     unsupported = {p: str(s.get("reason") or "unsupported") for p, s in status.items()
                    if isinstance(s, dict) and s.get("status") == "unsupported"}
     for p in matrix["unsupported_precisions"]:
         unsupported.setdefault(p, "unsupported")
+    return unsupported
+
+
+def compose(key: Any, metadata: dict[str, Any], headline: dict[str, Any], matrix: dict[str, Any],
+            detail: dict[str, Any], sections: dict[str, Any]) -> dict[str, Any]:
+    """The format-2 document of hwcal's own parts: ``metadata``, the ``headline`` figures (spec peak and
+    bandwidth, measured bandwidth), the two precision views and the per-measurement ``sections`` (in the
+    order given). Adds what the original loader reads: its metadata fields, ``operation_profiles``, the
+    summary numbers (0 where unknown, named in ``legacy_unknown_zero``) and ``fusion_profiles``."""
+    view = {"key": key, "metadata": metadata, **headline, **sections}
+    metadata = legacy_metadata(view)
     env = {"framework": metadata.get("framework"), "device": metadata["device_type"]}
-    profiles = operation_profiles(src, unsupported, env)
-    summary, unknown = _summary(src, profiles)
-    out: dict[str, Any] = {"schema_version": FORMAT_2, "key": src.get("key"), "metadata": metadata, **summary}
+    profiles = operation_profiles(view, _unsupported(matrix, detail), env)
+    summary, unknown = _summary(view, profiles)
+    out: dict[str, Any] = {"schema_version": FORMAT_2, "key": key, "metadata": metadata, **summary}
     if unknown:
         out["legacy_unknown_zero"] = unknown
     out.update({"precision_matrix": matrix, "precision_detail": detail, "operation_profiles": profiles,
                 "fusion_profiles": {}})
-    moved = {*_FIRST_KEYS, *_SUMMARY_KEYS, "precision_matrix"}
-    out.update({k: v for k, v in src.items() if k not in moved and k not in out})
+    out.update({k: v for k, v in sections.items() if k not in out})
     return out
+
+
+def to_format_2(doc: dict[str, Any]) -> dict[str, Any]:
+    """A format-2 document from a format-1 file read from disk (``doc`` is not modified): its precision
+    matrix split into the two views, the rest composed as the builder composes a new run."""
+    if not isinstance(doc, dict) or doc.get("schema_version") != FORMAT_1:
+        raise ValueError("to_format_2 takes an hwcal format-1 calibration (schema_version 1)")
+    src = copy.deepcopy(doc)
+    matrix, detail = legacy_precision_matrix(src)
+    headline = {k: src[k] for k in _SUMMARY_KEYS if k in src}
+    moved = {*_FIRST_KEYS, *_SUMMARY_KEYS, "precision_matrix"}
+    sections = {k: v for k, v in src.items() if k not in moved}
+    return compose(src.get("key"), src["metadata"], headline, matrix, detail, sections)
 
 
 def update_to_2(doc: Any) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from hwcal.measure.records import (
     MemorySweep,
     StreamRecord,
 )
-from hwcal.measure.stream import DRAM_CI_TARGET, DRAM_METHOD, dram_estimate
+from hwcal.measure.stream import DRAM_CI_TARGET, DRAM_METHOD, DramEstimate, dram_estimate
 
 PLATEAU_TOLERANCE = 0.10  # sizes within 10% of each other belong to one plateau
 CLEAR_STEP = 1.15  # a cache level is reported only where it is >= 15% faster than the level behind it
@@ -147,42 +147,81 @@ def _record_entry(rec: StreamRecord, sweep: MemorySweep) -> dict[str, Any]:
     return entry
 
 
-def memory_section(memory: MemorySweep | dict[str, Any] | None, peak_gflops: dict[str, float],  # noqa: C901 -- TODO(issue 21): split
-                   theoretical_gflops: dict[str, float], spec_gbps: float | None
-                   ) -> tuple[dict[str, Any] | None, list[str]]:
-    """The calibration's ``memory`` section and the warnings it raises.
-
-    A ``MemorySweep`` is analysed; a dict is a section built elsewhere (an imported file) and is kept
-    as it is; None means no memory benchmark ran.
-    """
-    if not isinstance(memory, MemorySweep):
-        return (dict(memory) if memory is not None else None), []
-    warnings: list[str] = []
-    records = sorted(memory.records, key=lambda r: (r.array_bytes, KERNELS.index(r.kernel)))
-    min_array = memory.stream_min_array_bytes
+def _plateaus(records: list[StreamRecord], min_array: int) -> dict[str, Plateau]:
     by_kernel: dict[str, Plateau] = {}
     for kernel in KERNELS:
         plateau = find_plateau([(r.array_bytes, r.gbps_best) for r in records if r.kernel == kernel], min_array)
         if plateau is not None:
             by_kernel[kernel] = plateau
+    return by_kernel
+
+
+def _plateau_warnings(memory: MemorySweep, records: list[StreamRecord], triad: Plateau | None) -> list[str]:
+    """No DRAM-sized triad at all, or DRAM-sized triads left out of the plateau (a noisy run?)."""
+    min_array = memory.stream_min_array_bytes
+    if triad is None:
+        largest = max((r.array_bytes for r in records if r.kernel == "triad"), default=0)
+        return [
+            f"memory: no triad run with arrays >= {min_array:,} bytes (4x the {memory.caches.llc_total_bytes:,}-byte "
+            f"last-level cache{'s' if memory.caches.last_level and memory.caches.last_level.instances > 1 else ''}; "
+            f"largest run: {largest:,}): sustained DRAM bandwidth not measured, measured_bandwidth_gbps is null"]
+    left_out = sorted(r.array_bytes for r in records if r.kernel == "triad"
+                      and r.array_bytes >= min_array and r.array_bytes not in triad.array_bytes)
+    if not left_out:
+        return []
+    return [f"memory: triad at STREAM-sized arrays of {', '.join(f'{b:,}' for b in left_out)} bytes "
+            f"differs by more than {PLATEAU_TOLERANCE:.0%} from the larger sizes' plateau and was "
+            "left out of the sustained figure (a noisy run?)"]
+
+
+def _dram_fields(section: dict[str, Any], dram: DramEstimate | None) -> list[str]:
+    """The pooled DRAM estimate's interval, rounds and method into ``section``; a warning when wide."""
+    if dram is None:
+        return []
+    if math.isfinite(dram.hi):
+        section["sustained_ci95_gbps"] = [_r(max(dram.lo, 0.0)), _r(dram.hi)]
+    section["sustained_rounds"] = dram.rounds
+    section["sustained_method"] = DRAM_METHOD
+    if math.isfinite(dram.hi) and not dram.converged:
+        return [f"memory: the sustained DRAM figure's 95% interval is +-{dram.relative_half_width:.1%} "
+                f"after {dram.rounds} rounds, wider than the +-{DRAM_CI_TARGET:.0%} aimed at (time budget "
+                "ended; a busy machine?)"]
+    return []
+
+
+def _efficiency_and_ridge(section: dict[str, Any], sustained: float | None, spec_gbps: float | None,
+                          peak_gflops: dict[str, float], theoretical_gflops: dict[str, float]) -> list[str]:
+    warnings = []
+    if sustained and spec_gbps:
+        eff = sustained / spec_gbps
+        section["efficiency"] = _r(eff)
+        if eff > 1.0:
+            warnings.append(f"memory: sustained {sustained:g} GB/s is {eff:.3g}x the spec's {spec_gbps:g} GB/s; "
+                            "the spec's bandwidth is wrong, not the measurement")
+    ridge: dict[str, dict[str, float]] = {}
+    if sustained:
+        ridge["measured"] = ridge_points(peak_gflops, sustained)
+    if spec_gbps:
+        ridge["theoretical"] = ridge_points(theoretical_gflops, spec_gbps)
+    section["ridge_point_flops_per_byte"] = ridge
+    return warnings
+
+
+def memory_section(memory: MemorySweep | None, peak_gflops: dict[str, float],
+                   theoretical_gflops: dict[str, float], spec_gbps: float | None
+                   ) -> tuple[dict[str, Any] | None, list[str]]:
+    """The calibration's ``memory`` section and the warnings it raises (None: no memory benchmark ran)."""
+    if memory is None:
+        return None, []
+    records = sorted(memory.records, key=lambda r: (r.array_bytes, KERNELS.index(r.kernel)))
+    min_array = memory.stream_min_array_bytes
+    by_kernel = _plateaus(records, min_array)
     triad = by_kernel.get("triad")
     # The filed DRAM figure: every triad round at every size >= 4x LLC, pooled, with its 95% interval
     # (a best-of at one plateau size moved 30% between two runs of one machine).
     dram = dram_estimate(records, min_array)
     sustained = _r(dram.gbps) if dram else (_r(triad.gbps) if triad else None)
-    if triad is None:
-        largest = max((r.array_bytes for r in records if r.kernel == "triad"), default=0)
-        warnings.append(
-            f"memory: no triad run with arrays >= {min_array:,} bytes (4x the {memory.caches.llc_total_bytes:,}-byte "
-            f"last-level cache{'s' if memory.caches.last_level and memory.caches.last_level.instances > 1 else ''}; "
-            f"largest run: {largest:,}): sustained DRAM bandwidth not measured, measured_bandwidth_gbps is null")
-    else:
-        left_out = sorted(r.array_bytes for r in records if r.kernel == "triad"
-                          and r.array_bytes >= min_array and r.array_bytes not in triad.array_bytes)
-        if left_out:
-            warnings.append(f"memory: triad at STREAM-sized arrays of {', '.join(f'{b:,}' for b in left_out)} bytes "
-                            f"differs by more than {PLATEAU_TOLERANCE:.0%} from the larger sizes' plateau and was "
-                            "left out of the sustained figure (a noisy run?)")
+    warnings = _plateau_warnings(memory, records, triad)
     levels, level_notes = level_figures(records, memory.caches, memory.threads, sustained)
     section: dict[str, Any] = {
         "sustained_gbps": sustained,
@@ -216,26 +255,6 @@ def memory_section(memory: MemorySweep | dict[str, Any] | None, peak_gflops: dic
         at = next(r for r in records if r.kernel == "triad" and r.array_bytes == triad.array_bytes[-1])
         section["sustained_cv"] = _r(at.cv, 3)
         section["rounds"] = at.rounds
-    if dram is not None:
-        section["sustained_ci95_gbps"] = [_r(max(dram.lo, 0.0)), _r(dram.hi)] if math.isfinite(dram.hi) else None
-        if section["sustained_ci95_gbps"] is None:
-            del section["sustained_ci95_gbps"]
-        section["sustained_rounds"] = dram.rounds
-        section["sustained_method"] = DRAM_METHOD
-        if math.isfinite(dram.hi) and not dram.converged:
-            warnings.append(f"memory: the sustained DRAM figure's 95% interval is +-{dram.relative_half_width:.1%} "
-                            f"after {dram.rounds} rounds, wider than the +-{DRAM_CI_TARGET:.0%} aimed at (time budget "
-                            "ended; a busy machine?)")
-    if sustained and spec_gbps:
-        eff = sustained / spec_gbps
-        section["efficiency"] = _r(eff)
-        if eff > 1.0:
-            warnings.append(f"memory: sustained {sustained:g} GB/s is {eff:.3g}x the spec's {spec_gbps:g} GB/s; "
-                            "the spec's bandwidth is wrong, not the measurement")
-    ridge: dict[str, dict[str, float]] = {}
-    if sustained:
-        ridge["measured"] = ridge_points(peak_gflops, sustained)
-    if spec_gbps:
-        ridge["theoretical"] = ridge_points(theoretical_gflops, spec_gbps)
-    section["ridge_point_flops_per_byte"] = ridge
+    warnings += _dram_fields(section, dram)
+    warnings += _efficiency_and_ridge(section, sustained, spec_gbps, peak_gflops, theoretical_gflops)
     return section, warnings

@@ -31,7 +31,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from hwcal.document.builder import status_lists
+from hwcal.document.precision import status_lists
 from hwcal.interop.legacy_files import (
     _LEGACY_NAME_RE,
     _UNSUPPORTED_WORDS,

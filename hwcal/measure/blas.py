@@ -20,7 +20,7 @@ element by element against fp64 arithmetic on a copy of its inputs.
 from __future__ import annotations
 
 import math
-import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -29,10 +29,11 @@ import pytest
 from hwcal.backends import Backend
 from hwcal.backends.base import AXPY_ALPHAS, BLAS_OPERATIONS, SCAL_ALPHAS, BlasOperands, Support
 from hwcal.machine.caches import CacheInfo
+from hwcal.measure.case import VERIFY_ONLY, best_call_s, charged, plan_for_call, run_verified
 from hwcal.measure.records import STREAM_ARRAY_FACTOR, BlasRecord
 from hwcal.measure.session import CalibrationSession
 from hwcal.measure.stream import size_label
-from hwcal.measure.timing import RoundPlan, round_cv, round_times, time_one_call, timed_rounds, warmup_rounds
+from hwcal.measure.timing import time_one_call, warmup_rounds
 from hwcal.measure.verify import Verification
 from hwcal.precisions import PRECISIONS
 
@@ -237,7 +238,7 @@ PROBE_FRACTION = 64  # a series' first case is predicted from one call on 1/64 o
 def _predicted_call_s(session: CalibrationSession, operation: str, precision: str, nbytes: int) -> float | None:
     """From the largest size of the series run so far, scaled by bytes: smaller sizes sit in faster caches, so
     this over-predicts them (safe); a larger one (a -k reordering) is predicted at the same bandwidth."""
-    done = [r for r in session.blas_records if r.operation == operation and r.precision == precision]
+    done = [r for r in session.results.blas if r.operation == operation and r.precision == precision]
     if not done:
         return None
     last = max(done, key=lambda r: r.bytes)
@@ -292,87 +293,97 @@ def _rounds_within_budget(session: CalibrationSession, operation: str, precision
                f"than the {max(left, 0):.2f} s its series has left of the {budget:g} s BLAS budget")
 
 
+SLOWER = 0.9  # a working set this much slower (GB/s) than a larger one of its series is re-measured
+OVERHEAD_BOUND_S = 1e-4  # calls shorter than this are bound by the call, not the cache: not cross-checked
+
+
+def slower_than_larger(session: CalibrationSession, operation: str, precision: str, nbytes: int, launches: int
+                       ) -> Callable[[Any], str | None]:
+    """A cross-check: a working set in a faster tier slower than a larger one of the same series (a busy core,
+    most likely: re-measured; a real effect survives that). Calls bound by their own overhead are exempt."""
+    larger = [r for r in session.results.blas if r.operation == operation and r.precision == precision
+              and r.bytes > nbytes]
+    best = max(larger, key=lambda r: r.gbps_best) if larger else None
+
+    def suspect(stats: Any) -> str | None:
+        call_s = stats.min / launches
+        gbps = nbytes / call_s / 1e9
+        if best is not None and call_s > OVERHEAD_BOUND_S and gbps < SLOWER * best.gbps_best:
+            return (f"cross-check: {operation} {precision} at {nbytes:,} bytes reached {gbps:.4g} GB/s, slower than "
+                    f"the {best.gbps_best:.4g} GB/s of the larger {best.bytes:,} bytes")
+        return None
+
+    return suspect
+
+
 def run_blas(benchmark: Any, session: CalibrationSession, operation: str, precision: str, working_bytes: int) -> None:
     """Measure, verify and record one (operation, precision, size) case, or skip it with the reason."""
-    session.ran_operations.add("blas")
+    session.families_run.add("blas")
     if benchmark.enabled:
         session.backend.warm_up()  # once per session (GPU clocks): not this sweep's budget
-    started = time.perf_counter()
-    try:
+    with charged(session, "blas"):
         _run(benchmark, session, operation, precision, working_bytes)
-    finally:
-        session.budget_spent_s["blas"] = session.budget_spent_s.get("blas", 0.0) + time.perf_counter() - started
+
+
+def _skip_reason(session: CalibrationSession, operation: str, precision: str, working_bytes: int, nbytes: int
+                 ) -> str | None:
+    support = _support(session, operation, precision)
+    if not support.runnable:
+        return f"{operation} {precision} unsupported: {support.reason}"
+    failed = session.failures.get(f"{operation}:{precision}")
+    if failed:
+        return f"{operation} {precision} failed verification earlier: {failed}"
+    free = session.backend.free_memory_bytes()
+    if nbytes > MEMORY_FRACTION_RUN * free:
+        return (f"{operation} {precision} at {size_label(working_bytes)} needs {nbytes / 2**30:.2f} GiB, more "
+                f"than {MEMORY_FRACTION_RUN:.0%} of the {free / 2**30:.2f} GiB free")
+    return None
 
 
 def _run(benchmark: Any, session: CalibrationSession, operation: str, precision: str, working_bytes: int) -> None:
     backend = session.backend
-    support = _support(session, operation, precision)
-    if not support.runnable:
-        pytest.skip(f"{operation} {precision} unsupported: {support.reason}")
-    failed = session.failures.get(f"{operation}:{precision}")
-    if failed:
-        pytest.skip(f"{operation} {precision} failed verification earlier: {failed}")
     element_bytes = PRECISIONS[precision].bits // 8
     n, m = size_for(operation, working_bytes, element_bytes)
     nbytes = blas_bytes(operation, n, element_bytes, m)
-    free = backend.free_memory_bytes()
-    if nbytes > MEMORY_FRACTION_RUN * free:
-        pytest.skip(f"{operation} {precision} at {size_label(working_bytes)} needs {nbytes / 2**30:.2f} GiB, more "
-                    f"than {MEMORY_FRACTION_RUN:.0%} of the {free / 2**30:.2f} GiB free")
+    reason = _skip_reason(session, operation, precision, working_bytes, nbytes)
+    if reason:
+        pytest.skip(reason)
     rounds, reason = _rounds_within_budget(session, operation, precision, nbytes, BLAS_ROUNDS[session.options.quick],
                                            size_label(working_bytes))
     if reason:
-        session.warnings.append(f"blas: {reason}")  # a missing DRAM figure must show in the document
+        session.warn(f"blas: {reason}")  # a missing DRAM figure must show in the document
         pytest.skip(reason)
 
+    support = _support(session, operation, precision)
     seed = working_bytes + sum(map(ord, operation + precision))
     ops = backend.blas_operands(operation, precision, n, m, seed)
     backend.synchronize()
-    if benchmark.enabled:
-        call_s = time_one_call(backend, backend.blas_call, ops)
-        if call_s < backend.min_round_s:  # short calls: one preempted sample would leave 1 call per round
-            call_s = min(call_s, *(time_one_call(backend, backend.blas_call, ops) for _ in range(3)))
-        launches = max(1, math.ceil(backend.min_round_s / max(call_s, 1e-7)))
-        plan = RoundPlan(launches, rounds, warmup_rounds(backend, launches * call_s))
-    else:
-        plan = RoundPlan(launches=1, rounds=1, warmup_rounds=0)  # --benchmark-disable: verify only
+    plan = (plan_for_call(backend, best_call_s(backend, backend.blas_call, ops), rounds)
+            if benchmark.enabled else VERIFY_ONLY)
     flops = blas_flops(operation, n, m)
-    benchmark.extra_info.update({"operation": operation, "precision": precision, "n": n, "m": m,
-                                 "flops": flops * plan.launches, "bytes": nbytes * plan.launches,
-                                 "launches_per_round": plan.launches, "kernel": support.kernel})
-    timed = timed_rounds(benchmark, backend, plan, backend.blas_call, ops)
-    check = verify_blas(backend, ops)
-    benchmark.extra_info.update({"verified": check.ok, "max_error": check.max_error})
-    if not check.ok:
-        session.failures[f"{operation}:{precision}"] = f"n={n}: {check.describe()}"
-        pytest.fail(f"{operation} {precision} at n={n} gave wrong results: {check.describe()}")
-    stats = timed.stats
-    if stats is None:
+    run = run_verified(
+        benchmark, session, plan, backend.blas_call, (ops,), lambda: verify_blas(backend, ops),
+        info={"operation": operation, "precision": precision, "n": n, "m": m, "flops": flops * plan.launches,
+              "bytes": nbytes * plan.launches, "kernel": support.kernel},
+        failure_key=f"{operation}:{precision}", where=f"n={n}", what=f"{operation} {precision} at n={n}",
+        suspect=slower_than_larger(session, operation, precision, nbytes, plan.launches))
+    if run.stats is None:
         return
-    per_call = round_times(stats, plan.launches)
-    session.blas_records.append(BlasRecord(
+    fields = run.record_fields(precision, support.kernel, per_call=True)
+    per_call = fields["time_s"]
+    session.results.blas.append(BlasRecord(
+        **fields,
         operation=operation,
-        precision=precision,
         n=n,
         m=m if operation == "gemv" else None,
         flops=flops,
         bytes=nbytes,
         element_bytes=element_bytes,
-        launches_per_round=plan.launches,
-        rounds=int(stats.rounds),
-        warmup_rounds=plan.warmup_rounds,
-        time_s=per_call,
         gflops_best=flops / per_call["min"] / 1e9,
         gflops_median=flops / per_call["median"] / 1e9,
         gbps_best=nbytes / per_call["min"] / 1e9,
         gbps_median=nbytes / per_call["median"] / 1e9,
-        cv=round_cv(stats),
-        max_error=check.max_error,
-        tolerance=check.tolerance,
-        verify_method=check.method,
-        kernel=support.kernel,
         threads=backend.blas_threads(operation),
         llc_bytes=backend.stream_caches().llc_total_bytes,
-        device_event_ratio=timed.event_ratio,
     ))
     benchmark.extra_info["gbps_best"] = nbytes / per_call["min"] / 1e9

@@ -8,15 +8,15 @@ latency of one isolated call (which adds a synchronisation, ~10 us). Best and me
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import pytest
 
 from hwcal.backends import Backend
+from hwcal.measure.case import VERIFY_ONLY, plan_for_call
 from hwcal.measure.records import LaunchFloor
 from hwcal.measure.session import CalibrationSession
-from hwcal.measure.timing import RoundPlan, time_one_call, timed_rounds, warmup_rounds
+from hwcal.measure.timing import time_one_call, timed_rounds
 
 FLOOR_ROUNDS = {False: 20, True: 10}
 # Calls per round: a round of at least the backend's minimum (1 ms CPU, 20 ms GPU) and 200 calls, so
@@ -30,7 +30,7 @@ def floor_operations(backend: Backend) -> list[str]:
 
 def run_floor(benchmark: Any, session: CalibrationSession, operation: str) -> None:
     """Measure and record one operation's launch floor, or skip it with the reason."""
-    session.ran_operations.add("launch_floors")
+    session.families_run.add("launch_floors")
     backend = session.backend
     calls = backend.floor_calls()
     if operation not in calls:
@@ -39,17 +39,16 @@ def run_floor(benchmark: Any, session: CalibrationSession, operation: str) -> No
     if benchmark.enabled:
         backend.warm_up()
         call_s = min(time_one_call(backend, floor.launch) for _ in range(3))
-        launches = max(MIN_CALLS, math.ceil(backend.min_round_s / max(call_s, 1e-8)))
-        plan = RoundPlan(launches, FLOOR_ROUNDS[session.options.quick], warmup_rounds(backend, launches * call_s))
+        plan = plan_for_call(backend, call_s, FLOOR_ROUNDS[session.options.quick], MIN_CALLS, shortest_s=1e-8)
     else:
-        plan = RoundPlan(launches=1, rounds=1, warmup_rounds=0)
+        plan = VERIFY_ONLY
     benchmark.extra_info.update({"operation": operation, "calls_per_round": plan.launches,
                                  "method": floor.description})
-    timed = timed_rounds(benchmark, backend, plan, floor.launch)
+    timed = timed_rounds(benchmark, backend, plan, floor.launch, watch=session.watch)
     stats = timed.stats
     if stats is None:
         return
-    session.launch_floors[operation] = LaunchFloor(
+    session.results.floors[operation] = LaunchFloor(
         operation=operation,
         seconds_min=float(stats.min) / plan.launches,
         seconds_median=float(stats.median) / plan.launches,

@@ -3,94 +3,118 @@ termination, memory), operands, timed rounds (``hwcal.measure.timing``), verific
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from hwcal.measure.case import VERIFY_ONLY, run_verified
+from hwcal.measure.compute_ceiling import recheck_ceiling
 from hwcal.measure.layouts import PROBE_N, choose_layout
 from hwcal.measure.records import GemmRecord
 from hwcal.measure.session import CalibrationSession
 from hwcal.measure.sweep import GUARD_SIZE
-from hwcal.measure.timing import RoundPlan, plan_rounds, round_cv, round_times, time_one_call, timed_rounds
+from hwcal.measure.timing import plan_rounds, time_one_call
 from hwcal.measure.verify import verify_gemm
 
 
 def session_layout(session: CalibrationSession, precision: str) -> str:
     """The precision's fastest operand layout, chosen once per session at a representative size."""
-    if precision not in session.layouts:
+    layouts = session.results.layouts
+    if precision not in layouts:
         sizes = session.sizes()
         probe_n = min(max(sizes), PROBE_N[session.backend.device_type])
-        session.layouts[precision] = choose_layout(session.backend, precision, probe_n)
-    return session.layouts[precision].layout
+        layouts[precision] = choose_layout(session.backend, precision, probe_n)
+    return layouts[precision].layout
 
 
-def run_gemm(benchmark: Any, session: CalibrationSession, precision: str, n: int) -> None:
-    """Measure, verify and record one (precision, size) case, or skip it with the reason."""
-    session.ran_gemm = True
-    backend = session.backend
+def gemm_cases(session: CalibrationSession) -> list[tuple[str, int]]:
+    """Precision-major, sizes ascending: early termination needs the smaller sizes to run first."""
+    return [(p, n) for p in session.backend.precisions() for n in session.sizes()]
+
+
+def _skip_reason(session: CalibrationSession, precision: str, n: int) -> str | None:
+    """Why not to run this case: unsupported, failed earlier, early termination, or too big to fit."""
     if precision in session.failures:
-        pytest.skip(f"{precision} failed verification earlier: {session.failures[precision]}")
+        return f"{precision} failed verification earlier: {session.failures[precision]}"
     support = session.support(precision)
     if not support.runnable:
-        pytest.skip(f"{precision} unsupported: {support.reason}")
+        return f"{precision} unsupported: {support.reason}"
     reason = session.sweep.skip_reason(precision, n)
     if reason:
         session.note_skip(precision, reason)
-        pytest.skip(reason)
+        return reason
+    backend = session.backend
     need = backend.bytes_per_gemm(precision, n)
     free = backend.free_memory_bytes()
     if need > 0.8 * free:
         reason = f"{precision} at n={n} needs {need / 2**30:.2f} GiB, more than 80% of the {free / 2**30:.2f} GiB free"
         session.note_skip(precision, reason)
-        pytest.skip(reason)
+        return reason
+    return None
 
+
+HALVING = 0.5  # a series whose throughput halves from one size to the next is re-measured at that size
+
+
+def halving_suspect(session: CalibrationSession, precision: str, n: int, flops: int) -> Callable[[Any], str | None]:
+    """A cross-check: this size under half the rate of the size before it in the series (a busy core, not the
+    device, most likely: it is re-measured; a real cliff survives that)."""
+    before = [r for r in session.results.gemm if r.precision == precision and r.n < n]
+    last = max(before, key=lambda r: r.n) if before else None
+
+    def suspect(stats: Any) -> str | None:
+        gflops = flops / stats.min / 1e9
+        if last is not None and gflops < HALVING * last.gflops_best:
+            return (f"cross-check: {precision} at n={n} reached {gflops:.4g} GFLOPS, under half of the "
+                    f"{last.gflops_best:.4g} at n={last.n}")
+        return None
+
+    return suspect
+
+
+def run_gemm(benchmark: Any, session: CalibrationSession, precision: str, n: int) -> None:
+    """Measure, verify and record one (precision, size) case, or skip it with the reason."""
+    session.families_run.add("gemm")
+    backend = session.backend
+    reason = _skip_reason(session, precision, n)
+    if reason:
+        pytest.skip(reason)
     if benchmark.enabled:
         backend.warm_up()
+    support = session.support(precision)
     layout = session_layout(session, precision)
     seed = 1000 * n + sum(map(ord, precision))
     with backend.precision_mode(precision) as modes:
         ops = backend.make_operands(precision, n, seed, layout=layout)
-        if benchmark.enabled:
-            plan = plan_rounds(time_one_call(backend, backend.gemm, ops), backend, session.options.quick)
-        else:
-            plan = RoundPlan(launches=1, rounds=1, warmup_rounds=0)  # the fast correctness mode
-        benchmark.extra_info.update({"precision": precision, "n": n, "flops": ops.flops * plan.launches,
-                                     "launches_per_round": plan.launches, "kernel": support.kernel})
-        timed = timed_rounds(benchmark, backend, plan, backend.gemm, ops)
-        stats, elapsed_s, event_ratio = timed.stats, timed.elapsed_s, timed.event_ratio
-        check = verify_gemm(backend, ops, ops.out if ops.out is not None else backend.gemm(ops), seed)
-    benchmark.extra_info.update({"verified": check.ok, "max_error": check.max_error})
-    if not check.ok:
-        session.failures[precision] = f"n={n}: {check.describe()}"
-        pytest.fail(f"{precision} GEMM at n={n} gave wrong results: {check.describe()}")
+        plan = (plan_rounds(time_one_call(backend, backend.gemm, ops), backend, session.options.quick)
+                if benchmark.enabled else VERIFY_ONLY)
+        run = run_verified(
+            benchmark, session, plan, backend.gemm, (ops,),
+            lambda: verify_gemm(backend, ops, ops.out if ops.out is not None else backend.gemm(ops), seed),
+            info={"precision": precision, "n": n, "flops": ops.flops * plan.launches, "kernel": support.kernel},
+            failure_key=precision, where=f"n={n}", what=f"{precision} GEMM at n={n}",
+            suspect=halving_suspect(session, precision, n, ops.flops * plan.launches))
     flops = ops.flops * plan.launches
+    stats = run.stats
     if stats is None:
         # --benchmark-disable: verified once, nothing filed; the one run still feeds early termination.
+        elapsed_s = run.timed.elapsed_s
         session.sweep.record(precision, n, elapsed_s, flops / max(elapsed_s, 1e-9) / 1e9)
         return
     gflops_best = flops / stats.min / 1e9
-    record = GemmRecord(
-        precision=precision,
+    session.results.gemm.append(GemmRecord(
+        **run.record_fields(precision, support.kernel, per_call=False),
         n=n,
         flops_per_round=flops,
-        launches_per_round=plan.launches,
-        rounds=int(stats.rounds),
-        warmup_rounds=plan.warmup_rounds,
-        time_s=round_times(stats),
         gflops_best=gflops_best,
         gflops_median=flops / stats.median / 1e9,
-        cv=round_cv(stats),
-        max_error=check.max_error,
-        tolerance=check.tolerance,
-        verify_method=check.method,
-        kernel=support.kernel,
         layout=ops.layout,
         modes=dict(modes),
         operand_range=ops.operand_range,
         accumulator_wraps=bool(ops.extra.get("accumulator_wraps")),
-        device_event_ratio=event_ratio,
-    )
-    session.records.append(record)
+    ))
+    recheck_ceiling(benchmark, session, precision, gflops_best)
     # The fastest round predicts the next size: one slow round on a busy machine must not end a sweep.
     session.sweep.record(precision, n, stats.min / plan.launches, gflops_best)
     if n >= GUARD_SIZE:

@@ -1,12 +1,14 @@
-"""What the benchmark bodies record: one measured and verified case each, as plain data.
+"""What the benchmark bodies record: one typed record per kind of measurement, as plain data.
 
-The GEMM body fills ``GemmRecord``s and the STREAM body a ``MemorySweep``; the document stage reads
-them. STREAM's counting and validation rules live here because both the body and the analysis use them.
+Every timed case shares ``TimedRecord`` (rounds and their statistics), every verified computation
+``CaseRecord`` (precision, kernel, the check); the session's ``Results`` holds them and the document
+stage reads them. STREAM's counting and validation rules live here because both the body and the analysis use them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from hwcal.machine.caches import CacheInfo
 
@@ -56,8 +58,31 @@ def validation_error(extremes: list[tuple[float, float]], expected: tuple[float,
     return max(relative_error(x, e) for x, e in zip(extremes, expected, strict=True))
 
 
-@dataclass
-class StreamRecord:
+@dataclass(kw_only=True)
+class TimedRecord:
+    """What every timed case files about its timing: the harness's rounds (``hwcal.measure.timing``)."""
+
+    rounds: int
+    warmup_rounds: int
+    time_s: dict[str, float]  # pytest-benchmark's statistics of the rounds (per call where a record says so)
+    cv: float
+    device_event_ratio: float | None = None  # GPUs: wall-clock round / CUDA-event round (evidence of sync)
+
+
+@dataclass(kw_only=True)
+class CaseRecord(TimedRecord):
+    """A timed case that computes in a precision and is verified: its kernel, launches and check."""
+
+    precision: str
+    kernel: str
+    launches_per_round: int
+    max_error: float
+    tolerance: float
+    verify_method: str
+
+
+@dataclass(kw_only=True)
+class StreamRecord(TimedRecord):
     """One measured and validated (kernel, array size) case."""
 
     kernel: str
@@ -66,15 +91,10 @@ class StreamRecord:
     bytes_per_pass: int  # STREAM's count
     arrays_moved: int  # array traversals the implementation really makes (numpy's triad: 5)
     passes_per_round: int
-    rounds: int
-    warmup_rounds: int
-    time_s: dict[str, float]
     gbps_best: float
     gbps_median: float
-    cv: float
     max_rel_error: float
     method: str
-    device_event_ratio: float | None = None
 
     @property
     def array_bytes(self) -> int:
@@ -106,62 +126,39 @@ class MemorySweep:
         return STREAM_ARRAY_FACTOR * self.caches.llc_total_bytes
 
 
-@dataclass
-class GemmRecord:
-    """One measured and verified GEMM case."""
+@dataclass(kw_only=True)
+class GemmRecord(CaseRecord):
+    """One measured and verified square GEMM case; ``time_s`` is per round of ``launches_per_round`` calls."""
 
-    precision: str
     n: int
     flops_per_round: int
-    launches_per_round: int
-    rounds: int
-    warmup_rounds: int
-    time_s: dict[str, float]
     gflops_best: float
     gflops_median: float
-    cv: float
-    max_error: float
-    tolerance: float
-    verify_method: str
-    kernel: str
     modes: dict[str, object] = field(default_factory=dict)
     operand_range: float | None = None
     accumulator_wraps: bool = False
-    device_event_ratio: float | None = None
     # Whether the clock fell below 75% of the ceiling while this case ran; None when not sampled.
     throttled: bool | None = None
     # Operand layout as BLAS names it (NN, NT, TN): the fastest the framework offers, chosen per precision.
     layout: str = "NN"
 
 
-
-@dataclass
-class BlasRecord:
+@dataclass(kw_only=True)
+class BlasRecord(CaseRecord):
     """One measured and verified BLAS1/BLAS2 case (dot, axpy, scal, gemv); times are per call."""
 
     operation: str
-    precision: str
     n: int
     m: int | None  # gemv's rows
     flops: int  # per call, as BLAS counts
     bytes: int  # per call: the elements BLAS counts x element size (minimal traffic)
     element_bytes: int
-    launches_per_round: int
-    rounds: int
-    warmup_rounds: int
-    time_s: dict[str, float]
     gflops_best: float
     gflops_median: float
     gbps_best: float
     gbps_median: float
-    cv: float
-    max_error: float
-    tolerance: float
-    verify_method: str
-    kernel: str
     threads: int | None
     llc_bytes: int  # last-level cache (a GPU: L2) the sizes are planned against
-    device_event_ratio: float | None = None
 
     @property
     def at_dram(self) -> bool:
@@ -169,32 +166,21 @@ class BlasRecord:
         return self.bytes >= STREAM_ARRAY_FACTOR * self.llc_bytes
 
 
-@dataclass
-class ShapeRecord:
+@dataclass(kw_only=True)
+class ShapeRecord(CaseRecord):
     """One measured and verified GEMM of a shape family (small_m, proj_up, proj_down, batched); per call."""
 
     family: str
-    precision: str
     m: int
     n: int
     k: int
     batch: int
     layout: str
     flops: int  # per call: 2*B*M*N*K
-    launches_per_round: int
-    rounds: int
-    warmup_rounds: int
-    time_s: dict[str, float]
     gflops_best: float
     gflops_median: float
-    cv: float
-    max_error: float
-    tolerance: float
-    verify_method: str
-    kernel: str
     source: str = "default"  # or "--shapes"
     modes: dict[str, object] = field(default_factory=dict)
-    device_event_ratio: float | None = None
 
 
 @dataclass
@@ -210,3 +196,85 @@ class LaunchFloor:
     framework: str
     device: str
     precision: str
+
+
+@dataclass
+class MaxAchievableRecord:
+    """The best shape and what it reached, timed two ways: burst (per call, CUDA events, L2 flushed and the
+    output re-written before each call, as mamf-finder times) and sustained (back-to-back launches for
+    ``sustained_s`` after a warm-up, one event pair around them). ``peak`` names the figure filed as the
+    precision's peak."""
+
+    precision: str
+    m: int
+    n: int
+    k: int
+    layout: str
+    kernel: str
+    burst_mean_gflops: float
+    burst_median_gflops: float
+    burst_max_gflops: float
+    burst_iterations: int
+    sustained_gflops: float | None
+    sustained_s: float | None
+    sustained_launches: int | None
+    warmup_s: float | None
+    verified: bool
+    max_error: float
+    tolerance: float
+    shapes_tried: int
+    search_s: float
+    budget_s: float
+    clock_mhz: dict[str, Any] = field(default_factory=dict)
+    power_w: dict[str, Any] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+    rest_s: float = 0.0
+    # One entry per burst (mean GFLOPS, median SM clock and board power over it): the peak is their median.
+    bursts: list[dict[str, float | None]] = field(default_factory=list)
+    peak: str = "median_of_burst_means"
+
+    @property
+    def peak_gflops(self) -> float:
+        means = sorted(float(b["mean_gflops"] or 0.0) for b in self.bursts)
+        if not means:
+            return self.burst_mean_gflops
+        mid = len(means) // 2
+        return means[mid] if len(means) % 2 else (means[mid - 1] + means[mid]) / 2
+
+    @property
+    def burst_spread(self) -> float | None:
+        """(best - worst) / median of the burst means: how far repeated bursts of one shape agree."""
+        means = [float(b["mean_gflops"] or 0.0) for b in self.bursts]
+        return (max(means) - min(means)) / self.peak_gflops if len(means) > 1 and self.peak_gflops else None
+
+    def as_dict(self) -> dict[str, Any]:
+        def r(x: float | None, digits: int = 5) -> float | None:
+            return float(f"{x:.{digits}g}") if x is not None else None
+
+        return {
+            "shape": {"m": self.m, "n": self.n, "k": self.k}, "layout": self.layout, "kernel": self.kernel,
+            "peak": self.peak, "peak_gflops": r(self.peak_gflops),
+            "burst": {"mean_gflops": r(self.burst_mean_gflops), "median_gflops": r(self.burst_median_gflops),
+                      "max_gflops": r(self.burst_max_gflops), "iterations": self.burst_iterations,
+                      "rest_s": self.rest_s,
+                      **({"bursts": [{k: (r(v) if k == "mean_gflops" else v) for k, v in b.items()}
+                                     for b in self.bursts],
+                          "spread": r(self.burst_spread, 3) if self.burst_spread is not None else None}
+                         if self.bursts else {}),
+                      "method": "each burst after rest_s idle (a power-capped clock follows recent power), warm-up "
+                                "calls, then CUDA events around each call; before each call the L2 is flushed (256 "
+                                "MiB written) and the output re-written from a random matrix (mamf-finder's "
+                                "method); the peak is the median of the bursts' means, the spread (best - worst) / "
+                                "median; mean, median and best call over all the bursts' calls"},
+            "sustained": {"gflops": r(self.sustained_gflops), "seconds": r(self.sustained_s, 4),
+                          "launches": self.sustained_launches, "warmup_s": r(self.warmup_s, 3),
+                          "method": "back-to-back launches timed by one CUDA event pair, after a warm-up at the "
+                                    "same shape: the rate a long GEMM-bound phase holds at the power cap"},
+            "verified": self.verified, "max_error": float(f"{self.max_error:.3g}"),
+            "tolerance": float(f"{self.tolerance:.3g}"),
+            "search": {"shapes_tried": self.shapes_tried, "seconds": r(self.search_s, 4), "budget_s": self.budget_s,
+                       "method": "coarse grid of tile-multiple shapes (small M with large N and K included), then "
+                                 "refinement around the best three, each timed by the burst method; the best "
+                                 "mean is measured again with more iterations"},
+            "clock_mhz": self.clock_mhz, "power_w": self.power_w, "skipped": self.skipped,
+        }

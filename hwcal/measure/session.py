@@ -1,7 +1,9 @@
-"""The state of one calibration session: options, backend, early-termination sweep and results.
+"""The state of one calibration session: its options, the identity detected once at its start, the
+run state the benchmark bodies share (backend, early-termination sweep, budgets, failures) and the
+typed results they record.
 
-One object per pytest session, kept in ``config.stash``; the plugin creates it, the benchmark body
-adds to it, the builder reads it.
+One object per pytest session, kept in ``config.stash``; the plugin creates it and sets its identity,
+the benchmark bodies add to ``results``, the builder (``hwcal.document.builder``) reads both.
 """
 
 from __future__ import annotations
@@ -10,13 +12,24 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from hwcal.backends import Backend, Support, make_backend
+from hwcal.machine import KeyFacts
+from hwcal.machine.fma_probe import CeilingResult
 from hwcal.machine.sampler import MachineState
 from hwcal.measure.layouts import LayoutChoice
-from hwcal.measure.mamf_result import MamfResult
-from hwcal.measure.records import BlasRecord, GemmRecord, LaunchFloor, MemorySweep, ShapeRecord
+from hwcal.measure.records import (
+    BlasRecord,
+    GemmRecord,
+    LaunchFloor,
+    MaxAchievableRecord,
+    MemorySweep,
+    ShapeRecord,
+)
 from hwcal.measure.sweep import Sweep, SweepPolicy
+from hwcal.measure.watch import InterferenceLog, Watch
+from hwcal.naming import CalibrationKey
 
 
 @dataclass(frozen=True)
@@ -40,35 +53,72 @@ class CalibrationOptions:
     shapes: list[tuple[int, int, int, int]] | None = None
 
 
+@dataclass(frozen=True)
+class RunIdentity:
+    """What the run is filed as, detected once at session start from one source (the session's Sources,
+    NVML, the backend), each value with where it came from.
+
+    ``facts`` are the key facts after --power-mode / --frequency-mhz / --hardware-id (their sources say
+    so); ``detected_hardware_id`` is the machine's own id before --hardware-id. ``spec`` is the folder's
+    spec.json when there is one, else None (the first calibration files a new one)."""
+
+    key: CalibrationKey
+    facts: KeyFacts
+    detected_hardware_id: str
+    host: dict[str, Any]
+    gpu: dict[str, Any] | None
+    blas: list[dict[str, object]]
+    framework_facts: dict[str, object]
+    device: str
+    precisions: list[str]
+    spec: dict[str, Any] | None
+
+
+@dataclass
+class Results:
+    """Every result of one run, one typed record per kind of measurement, and what the run says of them
+    (per-precision support, skipped sizes, warnings): all the builder needs from the benchmarks."""
+
+    gemm: list[GemmRecord] = field(default_factory=list)
+    shapes: list[ShapeRecord] = field(default_factory=list)
+    blas: list[BlasRecord] = field(default_factory=list)
+    floors: dict[str, LaunchFloor] = field(default_factory=dict)
+    memory: MemorySweep | None = None
+    # Per precision, the operand layout chosen (hwcal.measure.layouts) and the max-achievable search (GPUs).
+    layouts: dict[str, LayoutChoice] = field(default_factory=dict)
+    max_achievable: dict[str, MaxAchievableRecord] = field(default_factory=dict)
+    compute_ceiling: CeilingResult | None = None  # CPUs: the measured FMA ceiling on all cores
+    # What the interference watch saw and did (hwcal.measure.watch); None when no watch ran.
+    interference: InterferenceLog | None = None
+    supports: dict[str, Support] = field(default_factory=dict)
+    skips: dict[str, list[str]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def timed_anything(self) -> bool:
+        """Whether any case filed a figure (False when every case was skipped or --benchmark-disable)."""
+        stream = self.memory.records if self.memory is not None else []
+        return bool(self.gemm or stream or self.blas or self.shapes or self.floors or self.max_achievable)
+
+
 @dataclass
 class CalibrationSession:
     options: CalibrationOptions
     started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     t0: float = field(default_factory=time.perf_counter)
-    records: list[GemmRecord] = field(default_factory=list)
-    supports: dict[str, Support] = field(default_factory=dict)
-    # Per precision, the operand layout chosen for it (hwcal.measure.layouts) and what each one reached.
-    layouts: dict[str, LayoutChoice] = field(default_factory=dict)
-    # Per precision, the max-achievable (MAMF) search's result (hwcal.measure.max_achievable).
-    max_achievable: dict[str, MamfResult] = field(default_factory=dict)
+    results: Results = field(default_factory=Results)
+    identity: RunIdentity | None = None
+    # The preflight report (``PreflightReport.as_dict()``), filed as metadata.preflight.
+    preflight: dict[str, Any] | None = None
+    # Run state shared by the benchmark bodies, not filed as such.
+    families_run: set[str] = field(default_factory=set)  # operation families a case of ran (hwcal.measure.families)
     failures: dict[str, str] = field(default_factory=dict)
-    skips: dict[str, list[str]] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-    ran_gemm: bool = False
-    ran_memory: bool = False  # a STREAM case ran (bench/test_memory.py)
-    # BLAS1/BLAS2, GEMM shapes and launch floors (bench/test_blas.py, test_gemm_shapes.py, test_floors.py)
-    blas_records: list[BlasRecord] = field(default_factory=list)
-    shape_records: list[ShapeRecord] = field(default_factory=list)
-    launch_floors: dict[str, LaunchFloor] = field(default_factory=dict)
-    ran_operations: set[str] = field(default_factory=set)  # "blas", "gemm_shapes", "launch_floors"
+    rechecked: set[str] = field(default_factory=set)  # figures a cross-check had measured again (once each)
     budget_spent_s: dict[str, float] = field(default_factory=dict)  # per time-budgeted sweep
     operation_supports: dict[tuple[str, str], Support] = field(default_factory=dict)  # (operation, precision)
-    # Filled by other stages (memory sweep, clock sampling, preflight, GPU facts) for the builder.
-    extra_metadata: dict[str, object] = field(default_factory=dict)
-    # STREAM results (hwcal.measure.stream fills a MemorySweep; a dict is a section built elsewhere).
-    memory: MemorySweep | dict[str, object] | None = None
     # Key facts detected at session start and the clock sampler (the plugin's preflight sets it).
     machine_state: MachineState | None = None
+    # Watches every timed case for other work on the machine (the plugin sets it at session start).
+    watch: Watch | None = None
     _backend: Backend | None = None
     sweep: Sweep = field(init=False)
 
@@ -82,15 +132,20 @@ class CalibrationSession:
         return self._backend
 
     def support(self, precision: str) -> Support:
-        if precision not in self.supports:
-            self.supports[precision] = self.backend.support(precision)
-        return self.supports[precision]
+        supports = self.results.supports
+        if precision not in supports:
+            supports[precision] = self.backend.support(precision)
+        return supports[precision]
 
     def sizes(self) -> list[int]:
         return self.options.sizes or self.backend.default_sizes(self.options.quick)
 
     def note_skip(self, precision: str, reason: str) -> None:
-        self.skips.setdefault(precision, []).append(reason)
+        self.results.skips.setdefault(precision, []).append(reason)
+
+    def warn(self, message: str) -> None:
+        """A warning the calibration files (a figure missing or doubtful), in the order raised."""
+        self.results.warnings.append(message)
 
     def wall_time_s(self) -> float:
         return time.perf_counter() - self.t0

@@ -25,9 +25,10 @@ import pytest
 from hwcal.backends import Backend
 from hwcal.backends.base import GemmOperands, ShapeOperands
 from hwcal.measure.blas import fair_allowance
+from hwcal.measure.case import VERIFY_ONLY, charged, run_verified
 from hwcal.measure.records import ShapeRecord
 from hwcal.measure.session import CalibrationSession
-from hwcal.measure.timing import RoundPlan, round_cv, round_times, time_one_call, timed_rounds, warmup_rounds
+from hwcal.measure.timing import RoundPlan, time_one_call, warmup_rounds
 from hwcal.measure.verify import Verification, verify_gemm
 from hwcal.precisions import PRECISIONS
 
@@ -149,7 +150,7 @@ def verify_shape(backend: Backend, ops: ShapeOperands, c: Any, seed: int) -> Ver
 # ---- the body -------------------------------------------------------------------------------------------
 def _predicted_call_s(session: CalibrationSession, precision: str, shape: Shape) -> float | None:
     """From the best square-GEMM rate of this precision in this run: a lower bound on the call's time."""
-    rates = [r.gflops_best for r in session.records if r.precision == precision]
+    rates = [r.gflops_best for r in session.results.gemm if r.precision == precision]
     return shape.flops / (max(rates) * 1e9) if rates else None
 
 
@@ -190,86 +191,79 @@ def _rounds_that_fit(session: CalibrationSession, precision: str, shape: Shape, 
 
 def run_shape(benchmark: Any, session: CalibrationSession, precision: str, shape: Shape) -> None:
     """Measure, verify and record one (precision, shape) case, or skip it with the reason."""
-    session.ran_operations.add("gemm_shapes")
+    session.families_run.add("gemm_shapes")
     if benchmark.enabled:
         session.backend.warm_up()  # once per session (GPU clocks): not this sweep's budget
-    started = time.perf_counter()
-    try:
+    with charged(session, "gemm_shapes"):
         _run(benchmark, session, precision, shape)
-    finally:
-        session.budget_spent_s["gemm_shapes"] = (session.budget_spent_s.get("gemm_shapes", 0.0)
-                                                 + time.perf_counter() - started)
+
+
+def _skip_reason(session: CalibrationSession, precision: str, shape: Shape) -> str | None:
+    if precision in session.failures:
+        return f"{precision} failed verification earlier: {session.failures[precision]}"
+    support = session.support(precision)
+    if not support.runnable:
+        return f"{precision} unsupported: {support.reason}"
+    itemsize = max(1, PRECISIONS[precision].bits // 8)
+    need = shape.batch * (shape.m * shape.k + shape.k * shape.n + shape.m * shape.n) * itemsize
+    free = session.backend.free_memory_bytes()
+    if need > MEMORY_FRACTION_RUN * free:
+        return (f"{precision} {shape.label} needs {need / 2**30:.2f} GiB, more than "
+                f"{MEMORY_FRACTION_RUN:.0%} of the {free / 2**30:.2f} GiB free")
+    reason = _skip_before(session, precision, shape)
+    if reason:
+        session.warn(f"gemm_shapes: {reason}")
+    return reason
+
+
+def _plan(benchmark: Any, session: CalibrationSession, precision: str, shape: Shape, ops: ShapeOperands
+          ) -> RoundPlan:
+    """Rounds that fit what the precision has left of the budget, sized from one measured call."""
+    backend = session.backend
+    if not benchmark.enabled:
+        return VERIFY_ONLY
+    started = time.perf_counter()
+    call_s = time_one_call(backend, backend.gemm_shape, ops)
+    launches = max(1, math.ceil(backend.min_round_s / max(call_s, 1e-7)))
+    rounds, reason = _rounds_that_fit(session, precision, shape, launches * call_s,
+                                      time.perf_counter() - started, SHAPE_ROUNDS[session.options.quick])
+    if reason:
+        session.warn(f"gemm_shapes: {reason}")
+        pytest.skip(reason)
+    return RoundPlan(launches, rounds, warmup_rounds(backend, launches * call_s))
 
 
 def _run(benchmark: Any, session: CalibrationSession, precision: str, shape: Shape) -> None:
     backend = session.backend
-    if precision in session.failures:
-        pytest.skip(f"{precision} failed verification earlier: {session.failures[precision]}")
-    support = session.support(precision)
-    if not support.runnable:
-        pytest.skip(f"{precision} unsupported: {support.reason}")
-    itemsize = max(1, PRECISIONS[precision].bits // 8)
-    need = shape.batch * (shape.m * shape.k + shape.k * shape.n + shape.m * shape.n) * itemsize
-    free = backend.free_memory_bytes()
-    if need > MEMORY_FRACTION_RUN * free:
-        pytest.skip(f"{precision} {shape.label} needs {need / 2**30:.2f} GiB, more than "
-                    f"{MEMORY_FRACTION_RUN:.0%} of the {free / 2**30:.2f} GiB free")
-    reason = _skip_before(session, precision, shape)
+    reason = _skip_reason(session, precision, shape)
     if reason:
-        session.warnings.append(f"gemm_shapes: {reason}")
         pytest.skip(reason)
-
     seed = shape.batch * 7 + shape.m * 1000 + shape.n + shape.k * 3 + sum(map(ord, precision))
+    kernel = backend.shape_kernel(precision, shape.batch)
     with backend.precision_mode(precision) as modes:
         ops = backend.make_shape_operands(precision, shape.m, shape.n, shape.k, shape.batch, seed)
-        if benchmark.enabled:
-            started = time.perf_counter()
-            call_s = time_one_call(backend, backend.gemm_shape, ops)
-            launches = max(1, math.ceil(backend.min_round_s / max(call_s, 1e-7)))
-            rounds, reason = _rounds_that_fit(session, precision, shape, launches * call_s,
-                                              time.perf_counter() - started, SHAPE_ROUNDS[session.options.quick])
-            if reason:
-                session.warnings.append(f"gemm_shapes: {reason}")
-                pytest.skip(reason)
-            plan = RoundPlan(launches, rounds, warmup_rounds(backend, launches * call_s))
-        else:
-            plan = RoundPlan(launches=1, rounds=1, warmup_rounds=0)
-        kernel = backend.shape_kernel(precision, shape.batch)
-        benchmark.extra_info.update({"family": shape.family, "precision": precision, "shape": shape.label,
-                                     "flops": shape.flops * plan.launches, "launches_per_round": plan.launches,
-                                     "kernel": kernel})
-        timed = timed_rounds(benchmark, backend, plan, backend.gemm_shape, ops)
-        check = verify_shape(backend, ops, ops.out, seed)
-    benchmark.extra_info.update({"verified": check.ok, "max_error": check.max_error})
-    if not check.ok:
-        session.failures[precision] = f"{shape.label}: {check.describe()}"
-        pytest.fail(f"{precision} GEMM {shape.label} gave wrong results: {check.describe()}")
-    stats = timed.stats
-    if stats is None:
+        plan = _plan(benchmark, session, precision, shape, ops)
+        run = run_verified(
+            benchmark, session, plan, backend.gemm_shape, (ops,), lambda: verify_shape(backend, ops, ops.out, seed),
+            info={"family": shape.family, "precision": precision, "shape": shape.label,
+                  "flops": shape.flops * plan.launches, "kernel": kernel},
+            failure_key=precision, where=shape.label, what=f"{precision} GEMM {shape.label}")
+    if run.stats is None:
         return
-    per_call = round_times(stats, plan.launches)
-    session.shape_records.append(ShapeRecord(
+    fields = run.record_fields(precision, kernel, per_call=True)
+    per_call = fields["time_s"]
+    session.results.shapes.append(ShapeRecord(
+        **fields,
         family=shape.family,
-        precision=precision,
         m=shape.m,
         n=shape.n,
         k=shape.k,
         batch=shape.batch,
         layout=backend.shape_layout(shape.batch),
         flops=shape.flops,
-        launches_per_round=plan.launches,
-        rounds=int(stats.rounds),
-        warmup_rounds=plan.warmup_rounds,
-        time_s=per_call,
         gflops_best=shape.flops / per_call["min"] / 1e9,
         gflops_median=shape.flops / per_call["median"] / 1e9,
-        cv=round_cv(stats),
-        max_error=check.max_error,
-        tolerance=check.tolerance,
-        verify_method=check.method,
-        kernel=kernel,
         source=shape.source,
         modes=dict(modes),
-        device_event_ratio=timed.event_ratio,
     ))
     benchmark.extra_info["gflops_best"] = shape.flops / per_call["min"] / 1e9

@@ -15,9 +15,7 @@ three would.
 from __future__ import annotations
 
 import math
-import statistics
 import time
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -25,6 +23,7 @@ import pytest
 from hwcal.backends import Backend
 from hwcal.backends.base import StreamArrays
 from hwcal.machine.caches import CacheInfo
+from hwcal.measure.case import VERIFY_ONLY, best_call_s, plan_for_call
 from hwcal.measure.records import (
     KERNELS,
     STREAM_ARRAY_FACTOR,
@@ -38,7 +37,7 @@ from hwcal.measure.records import (
     validation_error,
 )
 from hwcal.measure.session import CalibrationSession
-from hwcal.measure.timing import RoundPlan, round_cv, round_times, time_one_call, timed_rounds, warmup_rounds
+from hwcal.measure.timing import round_cv, round_times, stats_of, timed_rounds, warmup_rounds
 
 # Seconds by device type and --quick: on a CPU the sweep adds at most ~15 s to a calibration; a GPU's
 # rounds last >= 20 ms each (launch overhead < 1%), so its 44 cases need longer.
@@ -212,16 +211,16 @@ class StreamState:
 
 def memory_sweep(session: CalibrationSession) -> MemorySweep:
     """The session's STREAM results, created with the device's caches and threads on first use."""
-    if not isinstance(session.memory, MemorySweep):
+    if session.results.memory is None:
         backend = session.backend
-        session.memory = MemorySweep(
+        session.results.memory = MemorySweep(
             caches=backend.stream_caches(),
             device=backend.device,
             threads=backend.stream_threads() if backend.device_type == "cpu" else None,
             element_bytes=backend.stream_element_bytes,
             budget_s=MEMORY_BUDGET_S[backend.device_type, session.options.quick],
         )
-    return session.memory
+    return session.results.memory
 
 
 def _rounds_within_budget(sweep: MemorySweep, state: StreamState, backend: Backend, kernel: str, n: int,
@@ -259,7 +258,7 @@ def _rounds_within_budget(sweep: MemorySweep, state: StreamState, backend: Backe
 def run_stream(benchmark: Any, session: CalibrationSession, state: StreamState, kernel: str,
                array_bytes: int) -> None:
     """Measure, validate and record one (kernel, array size) case, or skip it with the reason."""
-    session.ran_memory = True
+    session.families_run.add("stream")
     backend = session.backend
     sweep = memory_sweep(session)
     element_bytes = backend.stream_element_bytes
@@ -295,20 +294,16 @@ def _measure(benchmark: Any, session: CalibrationSession, sweep: MemorySweep, st
     sweep.methods[kernel] = method.description
     try:
         if benchmark.enabled:
-            pass_s = time_one_call(backend, backend.stream_kernel, kernel, arrays, STREAM_SCALAR)
-            if pass_s < backend.min_round_s:  # short calls: one preempted sample would leave 1 pass per round
-                pass_s = min(pass_s, *(time_one_call(backend, backend.stream_kernel, kernel, arrays, STREAM_SCALAR)
-                                       for _ in range(3)))
-            launches = max(1, math.ceil(backend.min_round_s / max(pass_s, 1e-7)))
-            round_s = launches * pass_s
-            plan = RoundPlan(launches, rounds, warmup_rounds(backend, round_s))
+            pass_s = best_call_s(backend, backend.stream_kernel, kernel, arrays, STREAM_SCALAR)
+            plan = plan_for_call(backend, pass_s, rounds)
         else:
-            plan = RoundPlan(launches=1, rounds=1, warmup_rounds=0)  # --benchmark-disable: validate only
+            plan = VERIFY_ONLY  # --benchmark-disable: validate only
         bytes_per_pass = stream_bytes(kernel, n, arrays.element_bytes)
         benchmark.extra_info.update({"kernel": kernel, "n": n, "array_bytes": n * arrays.element_bytes,
                                      "bytes": bytes_per_pass * plan.launches, "launches_per_round": plan.launches,
                                      "method": method.description})
-        timed = timed_rounds(benchmark, backend, plan, backend.stream_kernel, kernel, arrays, STREAM_SCALAR)
+        timed = timed_rounds(benchmark, backend, plan, backend.stream_kernel, kernel, arrays, STREAM_SCALAR,
+                             watch=session.watch)
         extra_start = time.perf_counter()
         extra_times = _dram_rounds(session, sweep, kernel, arrays, plan.launches, bytes_per_pass, timed.stats)
         # The interval's extra rounds have their own budget (DRAM_EXTRA_S): they must not starve the next
@@ -330,7 +325,7 @@ def _measure(benchmark: Any, session: CalibrationSession, sweep: MemorySweep, st
         return  # --benchmark-disable: validated, nothing filed
     bytes_per_round = bytes_per_pass * plan.launches
     if extra_times:
-        stats = _merged_stats(list(stats.data) + extra_times)
+        stats = stats_of(list(stats.data) + extra_times)
         benchmark.extra_info["dram_extra_rounds"] = len(extra_times)
     sweep.records.append(StreamRecord(
         kernel=kernel,
@@ -377,13 +372,3 @@ def _dram_rounds(session: CalibrationSession, sweep: MemorySweep, kernel: str, a
             backend.synchronize()
             extra.append(time.perf_counter() - t0)
     return extra
-
-
-def _merged_stats(times: list[float]) -> Any:
-    """min/max/mean/median/stddev/iqr/rounds/data of all round times (pytest-benchmark's names)."""
-    ordered = sorted(times)
-    q = statistics.quantiles(ordered, n=4) if len(ordered) > 1 else [ordered[0]] * 3
-    return SimpleNamespace(min=ordered[0], max=ordered[-1], mean=statistics.fmean(ordered),
-                           median=statistics.median(ordered),
-                           stddev=statistics.stdev(ordered) if len(ordered) > 1 else 0.0,
-                           iqr=q[2] - q[0], rounds=len(ordered), data=list(times))

@@ -101,12 +101,12 @@ def benchmark_window(cal: CalibrationSession, test: str) -> Iterator[None]:
         return
     # The backend's one-off warm-up (a second of GPU work at the power cap) must not count as this test's clock.
     cal.backend.warm_up()
-    before = len(cal.records)
+    before = len(cal.results.gemm)
     state.monitor.open_window(test)
     try:
         yield
     finally:
-        attach_window(state, state.monitor.close_window(), cal.records[before:])
+        attach_window(state, state.monitor.close_window(), cal.results.gemm[before:])
 
 
 def stop_sampling(cal: CalibrationSession) -> None:
@@ -118,6 +118,6 @@ def finish_clocks(cal: CalibrationSession, key: KeyFacts) -> ClockOutcome:
     """Stop sampling, detect the key again (a mode changed mid-run is a warning), summarise the clocks."""
     state = cal.machine_state
     if state is None:
-        return clock_summary(None, cal.records, key)
+        return clock_summary(None, cal.results.gemm, key)
     state.monitor.stop()
-    return clock_summary(state, cal.records, key, mode_change_warning(cal, state))
+    return clock_summary(state, cal.results.gemm, key, mode_change_warning(cal, state))

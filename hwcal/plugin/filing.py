@@ -8,24 +8,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from hwcal.document.builder import BuildInput, build_calibration
-from hwcal.document.peaks import peaks_at_clock, with_derived_gpu_peaks
+from hwcal.document.builder import BuildInput, RunRecord, build_calibration, new_spec
 from hwcal.document.spec import (
-    build_cpu_spec,
-    build_gpu_spec,
     identity_conflict,
 )
 from hwcal.errors import HwcalError
-from hwcal.machine import KeyFacts, collect_blas, collect_host
-from hwcal.machine.cpu import collect_cpu
-from hwcal.measure.session import CalibrationSession
+from hwcal.machine import collect_blas, collect_host
+from hwcal.machine.sources import LOCAL
+from hwcal.measure.session import CalibrationSession, RunIdentity
 from hwcal.naming import CalibrationKey, calibration_path, check_power_mode, spec_path
 from hwcal.plugin.clocks import finish_clocks, session_gpu_facts, session_key_facts
 from hwcal.registry.locks import keep_rejected_text
 from hwcal.registry.reader import BadRegistryFile, read_json, read_spec
 from hwcal.registry.succession import is_partial
 from hwcal.registry.writer import check_valid, write_calibration
-from hwcal.version import __version__
 
 
 @dataclass
@@ -36,8 +32,9 @@ class Filed:
     history: Path | None = None
 
 
-def detect_key(cal: CalibrationSession) -> tuple[CalibrationKey, KeyFacts, str]:
-    """The registry key, with the options overriding detection; also returns the device type."""
+def detect_identity(cal: CalibrationSession) -> RunIdentity:
+    """The run's key and the facts it rests on, detected once (at session start, after the preflight) from
+    the session's own sources, with the options overriding detection; the folder's spec as it is now."""
     opts = cal.options
     facts = session_key_facts(cal)  # detected at session start: NVML failing later cannot change the key
     power_mode, pm_source = (opts.power_mode, "--power-mode") if opts.power_mode else \
@@ -46,12 +43,18 @@ def detect_key(cal: CalibrationSession) -> tuple[CalibrationKey, KeyFacts, str]:
         (facts.freq_mhz, facts.freq_source)
     if not freq or freq <= 0:
         raise HwcalError("could not detect the clock ceiling for the registry key; give --frequency-mhz")
+    detected_id = facts.hardware_id
     facts = replace(facts, hardware_id=opts.hardware_id or facts.hardware_id, power_mode=power_mode,
                     power_mode_source=pm_source, freq_mhz=int(freq), freq_source=freq_source,
                     power_mode_id=None if opts.power_mode else facts.power_mode_id)
-    key = CalibrationKey(cal.backend.device_type, facts.hardware_id, check_power_mode(power_mode),
-                         int(freq), cal.backend.framework)
-    return key, facts, cal.backend.device_type
+    backend = cal.backend
+    key = CalibrationKey(backend.device_type, facts.hardware_id, check_power_mode(power_mode), int(freq),
+                         backend.framework)
+    src = cal.machine_state.src if cal.machine_state is not None else LOCAL
+    return RunIdentity(key=key, facts=facts, detected_hardware_id=detected_id, host=collect_host(src),
+                       gpu=session_gpu_facts(cal), blas=collect_blas(), framework_facts=backend.facts(),
+                       device=backend.device, precisions=backend.precisions(),
+                       spec=_load_spec(opts.registry, key))
 
 
 def _load_spec(registry: Path, key: CalibrationKey) -> dict[str, Any] | None:
@@ -79,21 +82,20 @@ def check_identity(spec: dict[str, Any] | None, cpu: dict[str, Any], key: Calibr
                      f"{other}--hardware-id ID to choose another folder")
 
 
-def _machine_cpu(cal: CalibrationSession) -> dict[str, Any]:
-    """The CPU facts of the machine the session measures (the session's Sources: faked in tests)."""
-    state = cal.machine_state
-    return collect_cpu(state.src) if state is not None else collect_host()["cpu"]  # type: ignore[return-value]
+def _cpu(identity: RunIdentity) -> dict[str, Any]:
+    cpu = identity.host.get("cpu")
+    return cpu if isinstance(cpu, dict) else {}
 
 
-def check_before_run(cal: CalibrationSession, selection: dict[str, Any]) -> None:
-    """What would make filing fail, checked before the benchmarks run rather than after them:
-    the key's power-mode token, a corrupt spec, a spec describing another chip, and a partial run
-    about to replace a complete one."""
-    key, _, _ = detect_key(cal)
-    spec = _load_spec(cal.options.registry, key)
-    check_identity(spec, _machine_cpu(cal), key, session_key_facts(cal).hardware_id)
+def check_before_run(cal: CalibrationSession, selection: dict[str, Any]) -> RunIdentity:
+    """Detect the run's identity once and check what would make filing fail, before the benchmarks run
+    rather than after them: the key's power-mode token, a corrupt spec, a spec describing another chip,
+    and a partial run about to replace a complete one."""
+    identity = cal.identity = detect_identity(cal)
+    key = identity.key
+    check_identity(identity.spec, _cpu(identity), key, identity.detected_hardware_id)
     if not selection.get("partial") or cal.options.allow_partial or cal.options.dry_run:
-        return
+        return identity
     path = calibration_path(cal.options.registry, key)
     try:
         current = read_json(path, cal.options.registry) if path.exists() else None
@@ -105,63 +107,27 @@ def check_before_run(cal: CalibrationSession, selection: dict[str, Any]) -> None
             "the same key: run the whole suite, or pass --allow-partial (the complete one goes to history), "
             "or --dry-run"
         )
+    return identity
 
 
 def file_calibration(cal: CalibrationSession, command_line: list[str], selection: dict[str, Any]) -> Filed:
     """Build and validate the calibration; write it unless --dry-run. Raises HwcalError, writes nothing then."""
-    key, facts, _ = detect_key(cal)
-    clock = finish_clocks(cal, facts)
-    host = collect_host()
-    spec = _load_spec(cal.options.registry, key)
-    host_cpu = host.get("cpu")
-    check_identity(spec, host_cpu if isinstance(host_cpu, dict) else {}, key, session_key_facts(cal).hardware_id)
-    new_spec = None
-    if spec is None:
-        # A CPU's derived peaks use the key's clock, whatever the framework (and --frequency-mhz).
-        new_spec = build_gpu_spec(key.hardware_id, session_gpu_facts(cal) or {}, cal.started_at) \
-            if key.device_type == "gpu" else build_cpu_spec(key.hardware_id, host, float(key.freq_mhz), cal.started_at)
-        new_spec = spec = with_derived_gpu_peaks(new_spec, session_gpu_facts(cal), float(key.freq_mhz))
-    o = cal.options
-    inp = BuildInput(
-        key=key,
-        hardware_name=facts.hardware_name,
-        device=cal.backend.device,
-        power_mode=facts.power_mode,
-        power_mode_source=facts.power_mode_source,
-        freq_source=facts.freq_source,
-        calibration_date=cal.started_at,
-        tool_version=__version__,
-        framework_facts=cal.backend.facts(),
-        records=cal.records,
-        supports=cal.supports,
-        precisions=cal.backend.precisions(),
-        spec=spec,
-        # efficiency against the clock really run at
-        efficiency_spec=peaks_at_clock(spec, clock.peaks_clock_mhz, clock.peaks_clock_by_precision),
-        host=host,
-        blas=collect_blas(),
-        command_line=command_line,
-        selection=selection,
-        options={"quick": o.quick, "sizes": o.sizes, "min_gflops": o.min_gflops, "max_call_s": o.max_call_s,
-                 "force": o.force},
-        wall_time_s=cal.wall_time_s(),
-        skips=cal.skips,
-        extra_metadata={**cal.extra_metadata, "clock": clock.metadata},
-        warnings=[*cal.warnings, *clock.warnings],
-        memory=cal.memory,
-        layouts={p: choice.as_dict() for p, choice in cal.layouts.items()},
-        max_achievable={p: result.as_dict() for p, result in cal.max_achievable.items()},
-        blas_records=cal.blas_records,
-        shape_records=cal.shape_records,
-        launch_floors=cal.launch_floors,
-    )
-    doc = build_calibration(inp)
+    identity = cal.identity or detect_identity(cal)
+    key, o = identity.key, cal.options
+    clock = finish_clocks(cal, identity.facts)
+    # The folder's spec now (another run may have filed one since the start): it must describe this chip.
+    spec = _load_spec(o.registry, key)
+    check_identity(spec, _cpu(identity), key, identity.detected_hardware_id)
+    spec_to_file = new_spec(identity, cal.started_at) if spec is None else None
+    run = RunRecord(started_at=cal.started_at, options=o, command_line=command_line, selection=selection,
+                    wall_time_s=cal.wall_time_s(), preflight=cal.preflight, clock=clock)
+    doc = build_calibration(BuildInput(cal.results, identity, run, spec or spec_to_file or {}))
     path = calibration_path(o.registry, key)
     try:
         if o.dry_run:
             check_valid(doc, "calibration")  # the writer validates what it files: once, there
             return Filed(doc, path, written=False)
-        path, kept = write_calibration(o.registry, key, doc, new_spec)
+        path, kept = write_calibration(o.registry, key, doc, spec_to_file)
     except HwcalError as exc:
         raise HwcalError(f"{exc}\n  the measurements are kept in {_keep_rejected(doc, key)}") from None
     return Filed(doc, path, written=True, history=kept)

@@ -16,12 +16,8 @@ import pytest
 
 from hwcal.errors import HwcalError
 from hwcal.machine import collect_host
-from hwcal.measure.blas import blas_cases, case_id
-from hwcal.measure.floors import floor_operations
-from hwcal.measure.records import MemorySweep
+from hwcal.measure.families import OPERATIONS, family_of
 from hwcal.measure.session import CalibrationSession
-from hwcal.measure.shapes import shape_cases
-from hwcal.measure.stream import size_label, stream_cases
 from hwcal.plugin.clocks import benchmark_window, stop_sampling
 from hwcal.plugin.filing import Filed, check_before_run, file_calibration
 from hwcal.plugin.options import add_options, resolve_options
@@ -34,14 +30,7 @@ SESSION_KEY = pytest.StashKey[CalibrationSession]()
 DEVICE_LOCK_KEY = pytest.StashKey[HostLock]()
 DEVICE_WAIT_S = 3600.0
 OUTCOME_KEY = pytest.StashKey[dict[str, Any]]()
-GEMM_FIXTURE = "gemm_case"
-STREAM_FIXTURE = "stream_case"
-BLAS_FIXTURE = "blas_case"
-SHAPE_FIXTURE = "shape_case"
-FLOOR_FIXTURE = "floor_case"
-MAMF_FIXTURE = "max_achievable_case"
-# Operations a complete calibration measures; a run that collects none of one says so (partial).
-OPERATIONS = ("gemm", "stream", "dot", "axpy", "scal", "gemv", "gemm_shapes", "launch_floors", "max_achievable")
+GEMM_FIXTURE = "gemm_case"  # the clock is sampled per GEMM test (throttled flags)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -62,60 +51,25 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if STREAM_FIXTURE in metafunc.fixturenames:
-        cal = metafunc.config.stash[SESSION_KEY]
-        try:
-            stream = stream_cases(cal.backend, cal.options.quick)
-        except HwcalError as exc:
-            raise pytest.UsageError(str(exc)) from None
-        # Size-major, ascending, STREAM's kernel order: the four kernels of a size share its arrays.
-        metafunc.parametrize(STREAM_FIXTURE, [pytest.param((k, b), id=f"{k}-{size_label(b)}") for k, b in stream])
-    _parametrize_operations(metafunc)
-    if MAMF_FIXTURE in metafunc.fixturenames:
-        cal = metafunc.config.stash[SESSION_KEY]
-        metafunc.parametrize(MAMF_FIXTURE, [pytest.param(p, id=p) for p in cal.backend.precisions()])
-    if GEMM_FIXTURE not in metafunc.fixturenames:
+    """Every operation family's cases (``hwcal.measure.families``), planned for this session's device."""
+    family = family_of(metafunc.fixturenames)
+    if family is None:
         return
     cal = metafunc.config.stash[SESSION_KEY]
     try:
-        precisions, sizes = cal.backend.precisions(), cal.sizes()
+        cases = family.cases(cal)
     except HwcalError as exc:
         raise pytest.UsageError(str(exc)) from None
-    # Precision-major, sizes ascending: early termination needs the smaller sizes to run first.
-    cases = [pytest.param((p, n), id=f"{p}-{n}") for p in precisions for n in sizes]
-    metafunc.parametrize(GEMM_FIXTURE, cases)
-
-
-def _parametrize_operations(metafunc: pytest.Metafunc) -> None:
-    """BLAS1/BLAS2 (operation-major, sizes ascending), GEMM shapes (precision-major) and launch floors."""
-    names = metafunc.fixturenames
-    if not any(f in names for f in (BLAS_FIXTURE, SHAPE_FIXTURE, FLOOR_FIXTURE)):
-        return
-    cal = metafunc.config.stash[SESSION_KEY]
-    try:
-        if BLAS_FIXTURE in names:
-            metafunc.parametrize(BLAS_FIXTURE, [pytest.param(c, id=case_id(*c))
-                                                for c in blas_cases(cal.backend, cal.options.quick)])
-        if SHAPE_FIXTURE in names:
-            metafunc.parametrize(SHAPE_FIXTURE, [pytest.param((p, s), id=f"{p}-{s.label}")
-                                                 for p, s in shape_cases(cal)])
-        if FLOOR_FIXTURE in names:
-            metafunc.parametrize(FLOOR_FIXTURE, [pytest.param(op, id=op) for op in floor_operations(cal.backend)])
-    except HwcalError as exc:
-        raise pytest.UsageError(str(exc)) from None
+    metafunc.parametrize(family.fixture, [pytest.param(param, id=case_id) for param, case_id in cases])
 
 
 def _item_operation(item: pytest.Item) -> str | None:
     """Which of OPERATIONS a collected test measures (None for a test that is no benchmark)."""
-    names = getattr(item, "fixturenames", ())
+    family = family_of(getattr(item, "fixturenames", ()))
+    if family is None:
+        return None
     params = getattr(getattr(item, "callspec", None), "params", {})
-    if BLAS_FIXTURE in names:
-        return str(params.get(BLAS_FIXTURE, ("blas",))[0])
-    for fixture, operation in ((GEMM_FIXTURE, "gemm"), (STREAM_FIXTURE, "stream"), (SHAPE_FIXTURE, "gemm_shapes"),
-                               (FLOOR_FIXTURE, "launch_floors"), (MAMF_FIXTURE, "max_achievable")):
-        if fixture in names:
-            return operation
-    return None
+    return family.operation(params[family.fixture]) if family.fixture in params else family.operations[0]
 
 
 @pytest.fixture(scope="session")
@@ -132,8 +86,8 @@ def _selection(config: pytest.Config, items: list[pytest.Item]) -> dict[str, Any
         "keyword": config.getoption("keyword", "") or None,
         "markexpr": config.getoption("markexpr", "") or None,
         "tests_collected": len(items),
-        "gemm_cases_collected": sum(1 for i in items if GEMM_FIXTURE in getattr(i, "fixturenames", ())),
-        "stream_cases_collected": sum(1 for i in items if STREAM_FIXTURE in getattr(i, "fixturenames", ())),
+        "gemm_cases_collected": sum(1 for i in items if _item_operation(i) == "gemm"),
+        "stream_cases_collected": sum(1 for i in items if _item_operation(i) == "stream"),
     }
     collected = {_item_operation(i) for i in items}
     selection["operations_not_run"] = [op for op in OPERATIONS if op not in collected]
@@ -225,7 +179,7 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     cal = config.stash.get(SESSION_KEY, None)
-    if cal is None or not (cal.ran_gemm or cal.ran_memory or cal.ran_operations):
+    if cal is None or not cal.families_run:
         return
     outcome = config.stash[OUTCOME_KEY]
     if exitstatus == pytest.ExitCode.INTERRUPTED:
@@ -234,9 +188,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if exitstatus != pytest.ExitCode.OK:
         outcome["message"] = "hwcal: tests failed: no calibration filed, the registry is unchanged"
         return
-    stream_records = cal.memory.records if isinstance(cal.memory, MemorySweep) else []
-    if not (cal.records or stream_records or cal.blas_records or cal.shape_records
-            or cal.launch_floors):
+    if not cal.results.timed_anything():
         outcome["message"] = ("hwcal: nothing timed (benchmarks disabled or all skipped): "
                               "results verified, no calibration filed")
         return

@@ -1,0 +1,166 @@
+"""The per-case sections of a calibration: ``gemm`` (square sweep), ``blas``, ``gemm_shapes`` and
+``launch_floors``, each entry a record's figures with its method, each efficiency against the right peak
+or bandwidth. Pure functions of the records."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hwcal.document.precision import r4 as _r
+from hwcal.measure.records import BlasRecord, GemmRecord, LaunchFloor, ShapeRecord
+from hwcal.precisions import PRECISIONS, canonical_sorted
+
+
+def gemm_entry(rec: GemmRecord, theoretical: dict[str, float]) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "precision": rec.precision,
+        "n": rec.n,
+        "flops_per_round": rec.flops_per_round,
+        "launches_per_round": rec.launches_per_round,
+        "rounds": rec.rounds,
+        "warmup_rounds": rec.warmup_rounds,
+        "time_s": {k: float(f"{v:.6g}") for k, v in rec.time_s.items()},
+        "gflops_best": _r(rec.gflops_best, 5),
+        "gflops_median": _r(rec.gflops_median, 5),
+        "cv": _r(rec.cv, 3),
+        "verified": True,
+        "max_error": float(f"{rec.max_error:.3g}"),
+        "tolerance": float(f"{rec.tolerance:.3g}"),
+        "verify_method": rec.verify_method,
+        "kernel": rec.kernel,
+        "layout": rec.layout,
+    }
+    if rec.precision in theoretical:
+        entry["efficiency"] = _r(rec.gflops_best / theoretical[rec.precision])
+    if rec.modes:
+        entry["modes"] = rec.modes
+    if rec.operand_range is not None:
+        entry["operand_range"] = rec.operand_range
+        entry["accumulator_wraps"] = rec.accumulator_wraps
+    if rec.device_event_ratio is not None:
+        entry["device_event_ratio"] = _r(rec.device_event_ratio)
+    if rec.throttled is not None:
+        entry["throttled"] = rec.throttled
+    return entry
+
+
+_BLAS_ORDER = ("dot", "axpy", "scal", "gemv")
+_FAMILY_ORDER = ("small_m", "proj_up", "proj_down", "batched")
+_FLOOR_ORDER = (*_BLAS_ORDER, "gemm")
+
+
+def _times(time_s: dict[str, float]) -> dict[str, float]:
+    return {k: float(f"{v:.6g}") for k, v in time_s.items()}
+
+
+def blas_section(records: list[BlasRecord], sustained_gbps: float | None, spec_gbps: float | None
+                 ) -> tuple[list[dict[str, Any]], list[str]]:
+    """The ``blas`` section: per (operation, precision, size), and the warnings it raises.
+
+    A size whose counted bytes are at least 4x the last-level cache is a DRAM figure: it is set against
+    the same run's sustained triad (``efficiency_vs_measured_dram``; read-only dot has no write-allocate
+    traffic and may exceed 1.0) and the spec's bandwidth. In-cache sizes get null for both.
+    """
+    order = canonical_sorted(PRECISIONS)
+    entries: list[dict[str, Any]] = []
+    warnings: list[str] = []
+    for rec in sorted(records, key=lambda r: (_BLAS_ORDER.index(r.operation), order.index(r.precision), r.bytes)):
+        vs_measured = _r(rec.gbps_best / sustained_gbps) if rec.at_dram and sustained_gbps else None
+        vs_theoretical = _r(rec.gbps_best / spec_gbps) if rec.at_dram and spec_gbps else None
+        entry: dict[str, Any] = {
+            "operation": rec.operation,
+            "precision": rec.precision,
+            "n": rec.n,
+            **({"m": rec.m} if rec.m is not None else {}),
+            "flops": rec.flops,
+            "bytes": rec.bytes,
+            "element_bytes": rec.element_bytes,
+            "gflops_best": _r(rec.gflops_best, 5),
+            "gflops_median": _r(rec.gflops_median, 5),
+            "gbps_best": _r(rec.gbps_best, 5),
+            "gbps_median": _r(rec.gbps_median, 5),
+            "arithmetic_intensity": _r(rec.flops / rec.bytes),
+            "time_s": _times(rec.time_s),
+            "time_per": "call",
+            "launches_per_round": rec.launches_per_round,
+            "rounds": rec.rounds,
+            "warmup_rounds": rec.warmup_rounds,
+            "cv": _r(rec.cv, 3),
+            "verified": True,
+            "max_error": float(f"{rec.max_error:.3g}"),
+            "tolerance": float(f"{rec.tolerance:.3g}"),
+            "verify_method": rec.verify_method,
+            "kernel": rec.kernel,
+            "threads": rec.threads,
+            "at_dram": rec.at_dram,
+            "efficiency_vs_measured_dram": vs_measured,
+            "efficiency_vs_theoretical": vs_theoretical,
+        }
+        if rec.device_event_ratio is not None:
+            entry["device_event_ratio"] = _r(rec.device_event_ratio)
+        if vs_theoretical is not None and vs_theoretical > 1.0:
+            warnings.append(f"blas: {rec.operation} {rec.precision} n={rec.n}: {rec.gbps_best:.4g} GB/s is "
+                            f"{vs_theoretical:.3g}x the spec's {spec_gbps:g} GB/s; the spec's bandwidth is wrong, "
+                            "not the measurement")
+        entries.append(entry)
+    return entries, warnings
+
+
+def gemm_shapes_section(records: list[ShapeRecord], reference: dict[str, float]
+                        ) -> tuple[list[dict[str, Any]], list[str]]:
+    """The ``gemm_shapes`` section, efficiency against the same peaks as square GEMM."""
+    order = canonical_sorted(PRECISIONS)
+    entries: list[dict[str, Any]] = []
+    warnings: list[str] = []
+    for rec in sorted(records, key=lambda r: (order.index(r.precision), _FAMILY_ORDER.index(r.family), r.flops)):
+        eff = _r(rec.gflops_best / reference[rec.precision]) if reference.get(rec.precision) else None
+        entry: dict[str, Any] = {
+            "family": rec.family,
+            "precision": rec.precision,
+            "m": rec.m,
+            "n": rec.n,
+            "k": rec.k,
+            "batch": rec.batch,
+            "layout": rec.layout,
+            "flops": rec.flops,
+            "gflops_best": _r(rec.gflops_best, 5),
+            "gflops_median": _r(rec.gflops_median, 5),
+            "time_s": _times(rec.time_s),
+            "time_per": "call",
+            "launches_per_round": rec.launches_per_round,
+            "rounds": rec.rounds,
+            "warmup_rounds": rec.warmup_rounds,
+            "cv": _r(rec.cv, 3),
+            "efficiency": eff,
+            "kernel": rec.kernel,
+            "verified": True,
+            "max_error": float(f"{rec.max_error:.3g}"),
+            "tolerance": float(f"{rec.tolerance:.3g}"),
+            "verify_method": rec.verify_method,
+            "source": rec.source,
+        }
+        if rec.modes:
+            entry["modes"] = rec.modes
+        if rec.device_event_ratio is not None:
+            entry["device_event_ratio"] = _r(rec.device_event_ratio)
+        if eff is not None and eff > 1.0:
+            warnings.append(f"gemm_shapes: {rec.precision} {rec.m}x{rec.n}x{rec.k}: {rec.gflops_best:.4g} GFLOPS is "
+                            f"{eff:.3g}x the peak {reference[rec.precision]:g} GFLOPS; the peak is wrong, not the "
+                            "measurement")
+        entries.append(entry)
+    return entries, warnings
+
+
+def launch_floors_section(floors: dict[str, LaunchFloor]) -> dict[str, dict[str, Any]]:
+    """Per operation, the time of its smallest call (seconds): a model adds it per kernel launched."""
+    return {op: {"seconds_min": float(f"{f.seconds_min:.4g}"), "seconds_median": float(f"{f.seconds_median:.4g}"),
+                 "calls": f.calls, "rounds": f.rounds, "method": f.method, "framework": f.framework,
+                 "device": f.device, "precision": f.precision}
+            for op, f in sorted(floors.items(), key=lambda kv: (_FLOOR_ORDER.index(kv[0]) if kv[0] in _FLOOR_ORDER
+                                                                else len(_FLOOR_ORDER), kv[0]))}
+
+
+def gemm_section(records: list[GemmRecord], reference: dict[str, float]) -> list[dict[str, Any]]:
+    """The ``gemm`` section: every square-sweep result, canonical precision order then size."""
+    order = canonical_sorted(PRECISIONS)
+    return [gemm_entry(r, reference) for r in sorted(records, key=lambda r: (order.index(r.precision), r.n))]

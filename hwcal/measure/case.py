@@ -1,0 +1,107 @@
+"""The benchmark-case helper every operation family shares: size the rounds from a measured call, run
+them through the one harness (``hwcal.measure.timing``), verify the result (a wrong one fails the test
+and blocks the precision's later cases), and hand the family the fields every record shares.
+
+A family's own body keeps only what is its own: its skip rules and budget, its operands, its counting
+(FLOPs, bytes) and its record type.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from hwcal.backends import Backend
+from hwcal.measure.session import CalibrationSession
+from hwcal.measure.timing import (
+    RoundPlan,
+    TimedRounds,
+    round_cv,
+    round_times,
+    time_one_call,
+    timed_rounds,
+    warmup_rounds,
+)
+from hwcal.measure.verify import Verification
+
+VERIFY_ONLY = RoundPlan(launches=1, rounds=1, warmup_rounds=0)  # --benchmark-disable: one run, verified
+
+
+def best_call_s(backend: Backend, launch: Callable[..., Any], *args: Any, tries: int = 3) -> float:
+    """Seconds of one call; a call shorter than a round is timed ``tries`` more times and the best kept
+    (one preempted sample on a shared machine would otherwise leave one call per round)."""
+    call_s = time_one_call(backend, launch, *args)
+    if call_s < backend.min_round_s:
+        call_s = min(call_s, *(time_one_call(backend, launch, *args) for _ in range(tries)))
+    return call_s
+
+
+def plan_for_call(backend: Backend, call_s: float, rounds: int, min_launches: int = 1,
+                  shortest_s: float = 1e-7) -> RoundPlan:
+    """Launches per round to fill the backend's minimum round, ``rounds`` rounds, the one warm-up rule."""
+    launches = max(min_launches, math.ceil(backend.min_round_s / max(call_s, shortest_s)))
+    return RoundPlan(launches, rounds, warmup_rounds(backend, launches * call_s))
+
+
+@dataclass(frozen=True)
+class CaseRun:
+    """A case's timed rounds and its check; ``stats`` is None with --benchmark-disable (nothing filed)."""
+
+    plan: RoundPlan
+    timed: TimedRounds
+    check: Verification
+
+    @property
+    def stats(self) -> Any:
+        return self.timed.stats
+
+    def record_fields(self, precision: str, kernel: str, per_call: bool) -> dict[str, Any]:
+        """The fields of ``CaseRecord``: timing (per round, or per call when ``per_call``) and the check."""
+        stats = self.stats
+        return {
+            "precision": precision,
+            "kernel": kernel,
+            "launches_per_round": self.plan.launches,
+            "rounds": int(stats.rounds),
+            "warmup_rounds": self.plan.warmup_rounds,
+            "time_s": round_times(stats, self.plan.launches if per_call else 1),
+            "cv": round_cv(stats),
+            "max_error": self.check.max_error,
+            "tolerance": self.check.tolerance,
+            "verify_method": self.check.method,
+            "device_event_ratio": self.timed.event_ratio,
+        }
+
+
+def run_verified(benchmark: Any, session: CalibrationSession, plan: RoundPlan, launch: Callable[..., Any],
+                 args: tuple[Any, ...], verify: Callable[[], Verification], *, info: dict[str, Any],
+                 failure_key: str, where: str, what: str,
+                 suspect: Callable[[Any], str | None] | None = None) -> CaseRun:
+    """Time ``plan`` rounds of ``launch(*args)``, then verify. A wrong result is recorded under
+    ``failure_key`` (later cases of it skip) and fails the test: ``what`` gave wrong results. The session's
+    watch re-measures a case other work disturbed, or whose statistics a cross-check (``suspect``) doubts."""
+    backend = session.backend
+    benchmark.extra_info.update({**info, "launches_per_round": plan.launches})
+    timed = timed_rounds(benchmark, backend, plan, launch, *args, watch=session.watch, suspect=suspect)
+    check = verify()
+    benchmark.extra_info.update({"verified": check.ok, "max_error": check.max_error})
+    if not check.ok:
+        session.failures[failure_key] = f"{where}: {check.describe()}"
+        pytest.fail(f"{what} gave wrong results: {check.describe()}")
+    return CaseRun(plan, timed, check)
+
+
+@contextlib.contextmanager
+def charged(session: CalibrationSession, budget: str) -> Iterator[None]:
+    """Charge the wall time of the block to a time-budgeted sweep, whatever way the case ends."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        session.budget_spent_s[budget] = session.budget_spent_s.get(budget, 0.0) + time.perf_counter() - started

@@ -1,0 +1,59 @@
+"""The operation families a calibration measures, in one table: the pytest fixture each benchmark test
+takes, how its cases are planned and named, and which operations a case measures (the partial-run rule
+and ``metadata.selection`` name them). The plugin parametrises every family from here; a new kind of
+measurement is one more entry (and its body and record type)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from hwcal.measure.blas import blas_cases, case_id
+from hwcal.measure.compute_ceiling import CASES as CEILING_CASES
+from hwcal.measure.floors import floor_operations
+from hwcal.measure.gemm import gemm_cases
+from hwcal.measure.session import CalibrationSession
+from hwcal.measure.shapes import shape_cases
+from hwcal.measure.stream import size_label, stream_cases
+
+
+@dataclass(frozen=True)
+class Family:
+    """One kind of measurement: its fixture, its cases (parameter, test id) in run order, its operations."""
+
+    name: str
+    fixture: str
+    cases: Callable[[CalibrationSession], list[tuple[Any, str]]]
+    operations: tuple[str, ...]
+    operation_of: Callable[[Any], str] | None = None  # which of ``operations`` one case measures
+
+    def operation(self, param: Any) -> str:
+        return self.operation_of(param) if self.operation_of is not None else self.operations[0]
+
+
+FAMILIES: tuple[Family, ...] = (
+    Family("gemm", "gemm_case", lambda s: [((p, n), f"{p}-{n}") for p, n in gemm_cases(s)], ("gemm",)),
+    # Size-major, ascending, STREAM's kernel order: the four kernels of a size share its arrays.
+    Family("stream", "stream_case",
+           lambda s: [((k, b), f"{k}-{size_label(b)}") for k, b in stream_cases(s.backend, s.options.quick)],
+           ("stream",)),
+    # Operation-major, the DRAM size first in each series.
+    Family("blas", "blas_case", lambda s: [(c, case_id(*c)) for c in blas_cases(s.backend, s.options.quick)],
+           ("dot", "axpy", "scal", "gemv"), operation_of=lambda c: str(c[0])),
+    Family("gemm_shapes", "shape_case", lambda s: [((p, sh), f"{p}-{sh.label}") for p, sh in shape_cases(s)],
+           ("gemm_shapes",)),
+    Family("launch_floors", "floor_case", lambda s: [(op, op) for op in floor_operations(s.backend)],
+           ("launch_floors",)),
+    Family("max_achievable", "max_achievable_case", lambda s: [(p, p) for p in s.backend.precisions()],
+           ("max_achievable",)),
+    Family("compute_ceiling", "compute_ceiling_case", lambda s: [(c, c) for c in CEILING_CASES],
+           ("compute_ceiling",)),
+)
+# Operations a complete calibration measures; a run that collects none of one says so (partial).
+OPERATIONS: tuple[str, ...] = tuple(op for family in FAMILIES for op in family.operations)
+
+
+def family_of(fixturenames: Any) -> Family | None:
+    """The family a collected test belongs to (by the fixture it takes), None for a test that is no benchmark."""
+    return next((f for f in FAMILIES if f.fixture in fixturenames), None)
