@@ -175,3 +175,17 @@ def test_problems_without_a_path_judge_the_document_alone(valid: tuple[Calibrati
     assert all(str(p).startswith("$") for p in problems({"schema_version": 1}, "spec"))
     with pytest.raises(ValueError, match="kind"):
         problems(valid[1], "other")
+
+
+def test_a_spec_that_disagrees_with_its_folder_is_skipped_as_validate_reports_it(
+        tmp_path: Path, valid: tuple[CalibrationKey, dict[str, Any]]) -> None:
+    registry = tmp_path / "registry"
+    write_calibration(registry, valid[0], valid[1], make_spec())
+    spec_file = spec_path(registry, "cpu", "test_cpu")
+    spec_file.write_text(dumps(make_spec("test_gpu")))
+    assert validate_registry(registry).errors == [f"{spec_file}: $.id: 'test_gpu' disagrees with the folder "
+                                                  "'test_cpu'"]
+    reg = Registry(registry, emit_warnings=False)
+    assert [h.spec for h in reg.hardware()] == [None]
+    assert [(s.path, s.reason) for s in reg.skipped] == [
+        (spec_file, "misnamed: $.id: 'test_gpu' disagrees with the folder 'test_cpu'")]
