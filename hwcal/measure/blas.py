@@ -7,7 +7,7 @@ element size, the least traffic the call can make. Sizes are planned by those by
 the document compares it with the same run's sustained triad. Each series runs its DRAM size first.
 
 Rounds are the shared harness's (``hwcal.measure.timing``); like STREAM the figure is the best of a
-fixed number of rounds (10, --quick 5), inside a time budget (CPU 7 s, --quick 3.5 s; GPU 20 s) that each
+fixed number of rounds (10, --quick 5), inside a time budget (CPU 7 s, --quick 3.5 s; GPU 10 s) that each
 (operation, precision) series shares fairly: a series may spend its share plus what earlier series
 left, so a slow first series cannot starve the last one of its DRAM sizes.
 
@@ -37,7 +37,7 @@ from hwcal.measure.timing import time_one_call, warmup_rounds
 from hwcal.measure.verify import Verification
 from hwcal.precisions import PRECISIONS
 
-BLAS_BUDGET_S = {("cpu", False): 7.0, ("cpu", True): 3.5, ("gpu", False): 20.0, ("gpu", True): 10.0}
+BLAS_BUDGET_S = {("cpu", False): 7.0, ("cpu", True): 3.5, ("gpu", False): 10.0, ("gpu", True): 5.0}
 BLAS_ROUNDS = {False: 10, True: 5}  # best of N after an untimed call, as STREAM
 MIN_ROUNDS = 3
 SMALL_CASE_FRACTION = 0.02  # a case predicted under 2% of the budget runs while the whole budget has room

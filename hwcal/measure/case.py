@@ -97,11 +97,19 @@ def run_verified(benchmark: Any, session: CalibrationSession, plan: RoundPlan, l
     return CaseRun(plan, timed, check)
 
 
+def watch_spent_s(session: CalibrationSession) -> float:
+    """Seconds the interference watch has spent waiting for quiet and re-measuring (its own budget)."""
+    return session.watch.log.spent_s if session.watch is not None else 0.0
+
+
 @contextlib.contextmanager
 def charged(session: CalibrationSession, budget: str) -> Iterator[None]:
-    """Charge the wall time of the block to a time-budgeted sweep, whatever way the case ends."""
-    started = time.perf_counter()
+    """Charge the wall time of the block to a time-budgeted sweep, whatever way the case ends; the watch's
+    waiting and re-measuring has its own budget and is not charged (a busy machine must not cost a sweep
+    its DRAM figures)."""
+    started, watched = time.perf_counter(), watch_spent_s(session)
     try:
         yield
     finally:
-        session.budget_spent_s[budget] = session.budget_spent_s.get(budget, 0.0) + time.perf_counter() - started
+        spent = time.perf_counter() - started - (watch_spent_s(session) - watched)
+        session.budget_spent_s[budget] = session.budget_spent_s.get(budget, 0.0) + max(spent, 0.0)
