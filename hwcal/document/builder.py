@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from hwcal.document.clocks import ClockOutcome
+from hwcal.document.energy import energy_section
 from hwcal.document.format2 import compose
 from hwcal.document.memory import memory_section
 from hwcal.document.peaks import peaks_at_clock, with_ceiling_efficiency, with_derived_gpu_peaks
@@ -161,4 +162,8 @@ def build_calibration(inp: BuildInput) -> dict[str, Any]:
         sections["warnings"] += shape_warnings
     if res.floors:
         sections["launch_floors"] = launch_floors_section(res.floors)
+    energy, energy_warnings = energy_section(res.energy)
+    if energy is not None:
+        sections["energy"] = energy
+        sections["warnings"] += energy_warnings
     return compose(ident.key.as_dict(), metadata, headline, matrix, detail, sections)

@@ -11,6 +11,7 @@ from typing import Any
 
 from hwcal.measure.blas import blas_cases, case_id
 from hwcal.measure.compute_ceiling import CASES as CEILING_CASES
+from hwcal.measure.energy import energy_cases
 from hwcal.measure.floors import floor_operations
 from hwcal.measure.gemm import gemm_cases
 from hwcal.measure.session import CalibrationSession
@@ -49,6 +50,8 @@ FAMILIES: tuple[Family, ...] = (
            ("max_achievable",)),
     Family("compute_ceiling", "compute_ceiling_case", lambda s: [(c, c) for c in CEILING_CASES],
            ("compute_ceiling",)),
+    # Run last (the plugin orders it so): at the shapes and sizes the families above found.
+    Family("energy", "energy_case", energy_cases, ("energy",)),
 )
 # Operations a complete calibration measures; a run that collects none of one says so (partial).
 OPERATIONS: tuple[str, ...] = tuple(op for family in FAMILIES for op in family.operations)

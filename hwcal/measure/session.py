@@ -18,6 +18,7 @@ from hwcal.backends import Backend, Support, make_backend
 from hwcal.machine import KeyFacts
 from hwcal.machine.fma_probe import CeilingResult
 from hwcal.machine.sampler import MachineState
+from hwcal.measure.energy_records import EnergyRun
 from hwcal.measure.layouts import LayoutChoice
 from hwcal.measure.records import (
     BlasRecord,
@@ -88,6 +89,7 @@ class Results:
     layouts: dict[str, LayoutChoice] = field(default_factory=dict)
     max_achievable: dict[str, MaxAchievableRecord] = field(default_factory=dict)
     compute_ceiling: CeilingResult | None = None  # CPUs: the measured FMA ceiling on all cores
+    energy: EnergyRun | None = None  # the energy family's windows, or why no meter could be read
     # What the interference watch saw and did (hwcal.measure.watch); None when no watch ran.
     interference: InterferenceLog | None = None
     supports: dict[str, Support] = field(default_factory=dict)

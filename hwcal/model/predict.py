@@ -41,6 +41,7 @@ from typing import Any
 from hwcal.document.format2 import update_to_2
 from hwcal.errors import HwcalError
 from hwcal.model.curves import Curve, Point, Roofline, floor_estimate
+from hwcal.model.energy import EnergyModel, energy_model
 from hwcal.model.inputs import (
     BLAS_OPS,
     MEMORY_OPS,
@@ -75,6 +76,8 @@ class Prediction:
     efficiency_reference: str
     floor_s: float
     notes: list[str] = field(default_factory=list)
+    energy_j: float | None = None  # per call, from the calibration's energy section (hwcal.model.energy)
+    energy_basis: str = "no energy measured in this calibration"
 
     @property
     def gflops(self) -> float | None:
@@ -89,6 +92,7 @@ class Prediction:
                 "gflops": self.gflops, "gbps": self.gbps, "efficiency": self.efficiency,
                 "efficiency_reference": self.efficiency_reference, "basis": self.basis, "family": self.family,
                 "flops": self.flops, "bytes": self.bytes, "floor_s": self.floor_s, "notes": self.notes,
+                "energy_j": self.energy_j, "energy_basis": self.energy_basis,
                 "points": [p.summary() for p in self.points]}
 
 
@@ -123,6 +127,7 @@ class Predictor:
 
     def __init__(self, inputs: Inputs) -> None:
         self.inputs = inputs
+        self.energy: EnergyModel | None = None  # set from the document by predictor_of_document
         self._have: dict[str, list[str]] | None = None
         self.name = inputs.name
         self.gemm_peak: dict[str, float] = {}  # FLOP/s, best measured over every shape
@@ -196,9 +201,11 @@ class Predictor:
             raise HwcalError(f"{self.name} did not measure {operation} in {precision!r}; "
                              f"{operation} precisions: {', '.join(have[operation])}")
         checked = check_dims(operation, dims)
-        if operation == "gemm":
-            return self._gemm(precision, checked)
-        return self._memory(operation, precision, checked)
+        pred = self._gemm(precision, checked) if operation == "gemm" else self._memory(operation, precision, checked)
+        if self.energy is not None:
+            pred.energy_j, pred.energy_basis = self.energy.joules(operation, precision, pred.seconds, pred.flops,
+                                                                  pred.bytes)
+        return pred
 
     def efficiency(self, operation: str, precision: str, **dims: int) -> float | None:
         return self.predict(operation, precision, **dims).efficiency
@@ -284,7 +291,9 @@ def predictor_of_document(doc: Any, name: str = "") -> Predictor:
         doc2 = update_to_2(doc)
     except ValueError as exc:
         raise HwcalError(f"{name or 'calibration'}: {exc} (upgrade a file with hwcal-migrate)") from None
-    return Predictor(inputs_of(doc2, name))
+    predictor = Predictor(inputs_of(doc2, name))
+    predictor.energy = energy_model(doc2)
+    return predictor
 
 
 def predictor_for(profile: Any) -> Predictor:

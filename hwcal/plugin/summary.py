@@ -6,6 +6,7 @@ from typing import Any
 
 from hwcal.document.format2 import precision_detail
 from hwcal.precisions import PRECISIONS
+from hwcal.report.energy import run_summary_lines as energy_lines
 
 
 def summary_lines(doc: dict[str, Any]) -> list[str]:
@@ -37,7 +38,7 @@ def summary_lines(doc: dict[str, Any]) -> list[str]:
     sweep = [f"{p}: {reason}" for p, st in matrix["status"].items() for reason in st.get("sizes_skipped", [])]
     return ([ln.rstrip() for ln in lines] + [f"sweep: {s}" for s in sweep] + _searched_lines(searched)
             + _ceiling_lines(doc)
-            + _memory_lines(doc) + _operation_lines(doc)
+            + _memory_lines(doc) + _operation_lines(doc) + energy_lines(doc)
             + [f"warning: {w}" for w in doc.get("warnings", [])])
 
 

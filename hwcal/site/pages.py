@@ -9,6 +9,7 @@ from typing import Any
 from hwcal.document.format2 import precision_detail
 from hwcal.precisions import PRECISIONS, canonical_sorted
 from hwcal.site.data import measured_clock
+from hwcal.site.energy import calibration_energy
 from hwcal.site.figures import CHARTS, figure_path
 from hwcal.site.html import esc, facts, href, num, page, pct, short_date, table
 
@@ -212,6 +213,7 @@ def calibration_page(doc: dict[str, Any], *, path: str, json_href: str, key_href
     sections = [("summary", "Summary", _summary(doc)),
                 ("pictures", "Pictures", _figures(doc, path, fig_key, why_none, title)),
                 ("operations", "Operations and shapes", _operations(doc)),
+                ("energy", "Energy", calibration_energy(doc)),
                 ("clocks", "Clocks", _clocks(meta)), ("preflight", "Preflight", _preflight(meta)),
                 ("blas", "BLAS", blas_html), ("warnings", f"Warnings ({len(warnings)})", warn_html)]
     toc = "".join(f'<a href="#{sid}">{esc(t)}</a>' for sid, t, _ in sections)
