@@ -189,3 +189,22 @@ def test_a_spec_that_disagrees_with_its_folder_is_skipped_as_validate_reports_it
     assert [h.spec for h in reg.hardware()] == [None]
     assert [(s.path, s.reason) for s in reg.skipped] == [
         (spec_file, "misnamed: $.id: 'test_gpu' disagrees with the folder 'test_cpu'")]
+
+
+VALIDATION_DOC = {"schema_version": 1, "kind": "efficiency_curves", "device_type": "gpu", "hardware_id": "test_gpu",
+                  "power_mode": "MODE_50W", "precision": "fp16", "calibration_date": "2026-11-01T00:00:00+00:00",
+                  "curves": {}, "imported": {"source": "efficiency_curves.json", "corrections": [], "faults": []}}
+
+
+def test_validation_data_is_judged_by_the_same_function(tmp_path: Path) -> None:
+    """Measured efficiency curves (``<type>/<id>/validation/``, filed by hwcal-migrate): version, schema and
+    the folders it sits in."""
+    folder = tmp_path / "registry" / "gpu" / "test_gpu" / "validation"
+    assert problems(VALIDATION_DOC, "validation", folder / "MODE50W_fp16_efficiency_curves.json") == []
+    check_valid(VALIDATION_DOC, "validation")
+    moved = tmp_path / "registry" / "gpu" / "other_gpu" / "validation" / "history" / "x.json"
+    assert [str(p) for p in problems(VALIDATION_DOC, "validation", moved)] == [
+        "$.hardware_id: 'test_gpu' disagrees with the folder 'other_gpu'"]
+    assert [p.rule for p in problems({**VALIDATION_DOC, "schema_version": 2}, "validation")] == ["version"]
+    with pytest.raises(HwcalError, match="'kind'"):
+        check_valid({k: v for k, v in VALIDATION_DOC.items() if k != "kind"}, "validation")

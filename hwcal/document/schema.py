@@ -42,7 +42,8 @@ SCHEMA_PACKAGE = "hwcal.schemas"
 CALIBRATION_FORMAT_VERSION = 2  # format 1 is still read (hwcal.document.format2.update_to_2 upgrades it)
 OLDEST_CALIBRATION_FORMAT = 1
 SPEC_FORMAT_VERSION = 1
-_NAMES = {"calibration": "calibration.schema.json", "spec": "spec.schema.json"}
+VALIDATION_FORMAT_VERSION = 1  # validation data: measured efficiency curves (hwcal.interop.legacy_curves)
+_NAMES = {"calibration": "calibration.schema.json", "spec": "spec.schema.json", "validation": "validation.schema.json"}
 FORMAT_CHECKER = Draft202012Validator.FORMAT_CHECKER
 
 

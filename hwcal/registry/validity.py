@@ -20,13 +20,18 @@ from hwcal.document.schema import (
     CALIBRATION_FORMAT_VERSION,
     OLDEST_CALIBRATION_FORMAT,
     SPEC_FORMAT_VERSION,
+    VALIDATION_FORMAT_VERSION,
     schema_problems,
 )
 from hwcal.errors import HwcalError
 from hwcal.naming import DEVICE_TYPES, parse_calibration_filename, power_mode_name_problem, power_mode_token
 from hwcal.registry.layout import MIGRATE_HINT, UPGRADE_HINT, layout_of
 
-KINDS = ("calibration", "spec")
+KINDS = ("calibration", "spec", "validation")
+_CURRENT = {"calibration": CALIBRATION_FORMAT_VERSION, "spec": SPEC_FORMAT_VERSION,
+            "validation": VALIDATION_FORMAT_VERSION}
+_OLDEST = {"calibration": OLDEST_CALIBRATION_FORMAT, "spec": SPEC_FORMAT_VERSION,
+           "validation": VALIDATION_FORMAT_VERSION}
 
 
 @dataclass(frozen=True)
@@ -50,7 +55,7 @@ def is_legacy_calibration(doc: object) -> bool:
 
 def version_problem(doc: object, kind: str = "calibration") -> str | None:
     """Refuse a format this hwcal cannot read, with the command that fixes it (asv's habit)."""
-    current = CALIBRATION_FORMAT_VERSION if kind == "calibration" else SPEC_FORMAT_VERSION
+    current = _CURRENT[kind]
     if not isinstance(doc, dict):
         return f"not a JSON object (a {type(doc).__name__})"
     if "schema_version" not in doc:
@@ -62,7 +67,7 @@ def version_problem(doc: object, kind: str = "calibration") -> str | None:
         return f"schema_version {version!r} is not a format version hwcal knows"
     if version > current:
         return f"schema_version {version} is newer than this hwcal reads ({current}); refused, {UPGRADE_HINT}"
-    oldest = OLDEST_CALIBRATION_FORMAT if kind == "calibration" else SPEC_FORMAT_VERSION
+    oldest = _OLDEST[kind]
     if version < oldest:
         return f"schema_version {version} is older than {oldest}; update it: {MIGRATE_HINT}"
     return None
@@ -144,6 +149,17 @@ def spec_path_problems(path: Path, spec: dict[str, Any]) -> list[Problem]:
             for name, folder in (("id", hw_dir.name), ("device_type", hw_dir.parent.name)) if spec.get(name) != folder]
 
 
+def validation_path_problems(path: Path, doc: dict[str, Any]) -> list[Problem]:
+    """Where a ``<device_type>/<hardware_id>/validation/[history/]*.json`` disagrees with its folders."""
+    folder = path.parent.parent if path.parent.name == "history" else path.parent
+    hw_dir = folder.parent
+    if folder.name != "validation" or hw_dir.parent.name not in DEVICE_TYPES:
+        return []
+    return [_naming(f"$.{name}", f"{doc.get(name)!r} disagrees with the folder {expected!r}")
+            for name, expected in (("hardware_id", hw_dir.name), ("device_type", hw_dir.parent.name))
+            if doc.get(name) != expected]
+
+
 def problems(doc: Any, kind: str, path: Path | None = None) -> list[Problem]:
     """Every reason ``doc`` (JSON data, as ``json.loads`` returns it) is not a valid ``kind`` at ``path``;
     empty when it is. Without ``path`` the document is judged on its own (no file name to agree with)."""
@@ -158,5 +174,5 @@ def problems(doc: Any, kind: str, path: Path | None = None) -> list[Problem]:
         found += path_problems(path, doc) if path is not None else []
         found += metadata_problems(doc)
     elif path is not None:
-        found += spec_path_problems(path, doc)
+        found += spec_path_problems(path, doc) if kind == "spec" else validation_path_problems(path, doc)
     return found
