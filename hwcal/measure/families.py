@@ -14,6 +14,7 @@ from hwcal.measure.compute_ceiling import CASES as CEILING_CASES
 from hwcal.measure.energy import energy_cases
 from hwcal.measure.floors import floor_operations
 from hwcal.measure.gemm import gemm_cases
+from hwcal.measure.memory_system import memory_system_cases
 from hwcal.measure.session import CalibrationSession
 from hwcal.measure.shapes import shape_cases
 from hwcal.measure.stream import size_label, stream_cases
@@ -50,6 +51,9 @@ FAMILIES: tuple[Family, ...] = (
            ("max_achievable",)),
     Family("compute_ceiling", "compute_ceiling_case", lambda s: [(c, c) for c in CEILING_CASES],
            ("compute_ceiling",)),
+    # Cache tiers, DRAM, latency and all-core STREAM (a GPU: its L2 beside HBM), after the STREAM sweep.
+    Family("memory_system", "memory_system_case",
+           lambda s: [(c, c) for c in memory_system_cases(s.backend.device_type)], ("memory_system",)),
     # Run last (the plugin orders it so): at the shapes and sizes the families above found.
     Family("energy", "energy_case", energy_cases, ("energy",)),
 )

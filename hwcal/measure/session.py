@@ -20,6 +20,7 @@ from hwcal.machine.fma_probe import CeilingResult
 from hwcal.machine.sampler import MachineState
 from hwcal.measure.energy_records import EnergyRun
 from hwcal.measure.layouts import LayoutChoice
+from hwcal.measure.memsys import MemorySystem
 from hwcal.measure.records import (
     BlasRecord,
     GemmRecord,
@@ -52,6 +53,7 @@ class CalibrationOptions:
     allow_partial: bool = False
     # --shapes: (batch, m, n, k) GEMM shapes replacing the shape families' default list
     shapes: list[tuple[int, int, int, int]] | None = None
+    memory_s: float | None = None  # --memory-seconds: the memory system's budget (its default when None)
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,7 @@ class Results:
     blas: list[BlasRecord] = field(default_factory=list)
     floors: dict[str, LaunchFloor] = field(default_factory=dict)
     memory: MemorySweep | None = None
+    memory_system: MemorySystem | None = None  # cache tiers, latency, all-core STREAM (hwcal.measure.memory_system)
     # Per precision, the operand layout chosen (hwcal.measure.layouts) and the max-achievable search (GPUs).
     layouts: dict[str, LayoutChoice] = field(default_factory=dict)
     max_achievable: dict[str, MaxAchievableRecord] = field(default_factory=dict)
@@ -99,7 +102,9 @@ class Results:
     def timed_anything(self) -> bool:
         """Whether any case filed a figure (False when every case was skipped or --benchmark-disable)."""
         stream = self.memory.records if self.memory is not None else []
-        return bool(self.gemm or stream or self.blas or self.shapes or self.floors or self.max_achievable)
+        system = self.memory_system
+        tiers = bool(system.bandwidth or system.latency or system.multicore or system.gpu) if system else False
+        return bool(self.gemm or stream or tiers or self.blas or self.shapes or self.floors or self.max_achievable)
 
 
 @dataclass
