@@ -90,7 +90,7 @@ def normalise_filter(calibration_filter: Mapping[str, object] | CalibrationFilte
             raise HwcalError(f"power_mode filter {power_mode!r} has no letters or digits; use e.g. 7W or MAXN")
     return CalibrationFilter(
         power_mode=pm_token,
-        framework=normalise_framework(str(framework)) if framework is not None else None,
+        framework=normalise_framework(str(framework), stored=True) if framework is not None else None,
         freq_mhz=_parse_freq(freq) if freq is not None else None,
     )
 
