@@ -19,6 +19,7 @@ from hwcal.machine import KeyFacts
 from hwcal.machine.fma_probe import CeilingResult
 from hwcal.machine.sampler import MachineState
 from hwcal.measure.layouts import LayoutChoice
+from hwcal.measure.nn_records import NnRecord, NnStatus
 from hwcal.measure.records import (
     BlasRecord,
     GemmRecord,
@@ -50,6 +51,8 @@ class CalibrationOptions:
     allow_partial: bool = False
     # --shapes: (batch, m, n, k) GEMM shapes replacing the shape families' default list
     shapes: list[tuple[int, int, int, int]] | None = None
+    # --full: every layer, layout and float precision of the convolution, attention and fused-op grids
+    full: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,9 @@ class Results:
     layouts: dict[str, LayoutChoice] = field(default_factory=dict)
     max_achievable: dict[str, MaxAchievableRecord] = field(default_factory=dict)
     compute_ceiling: CeilingResult | None = None  # CPUs: the measured FMA ceiling on all cores
+    # Convolution, conv+BN+ReLU, attention and fused ops (hwcal.measure.nn_*), and what they did not time.
+    nn: list[NnRecord] = field(default_factory=list)
+    nn_status: list[NnStatus] = field(default_factory=list)
     supports: dict[str, Support] = field(default_factory=dict)
     skips: dict[str, list[str]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -94,7 +100,7 @@ class Results:
     def timed_anything(self) -> bool:
         """Whether any case filed a figure (False when every case was skipped or --benchmark-disable)."""
         stream = self.memory.records if self.memory is not None else []
-        return bool(self.gemm or stream or self.blas or self.shapes or self.floors or self.max_achievable)
+        return bool(self.gemm or stream or self.blas or self.shapes or self.floors or self.max_achievable or self.nn)
 
 
 @dataclass

@@ -11,6 +11,7 @@ from hwcal.precisions import PRECISIONS, canonical_sorted
 from hwcal.site.data import measured_clock
 from hwcal.site.figures import CHARTS, figure_path
 from hwcal.site.html import esc, facts, href, num, page, pct, short_date, table
+from hwcal.site.nn_tables import layers_html
 
 CHART_NAMES = {"gemm": "GEMM throughput against matrix size", "bandwidth": "Memory bandwidth against working set "
                "(STREAM)", "roofline": "Roofline from the measured ceilings"}
@@ -211,6 +212,7 @@ def calibration_page(doc: dict[str, Any], *, path: str, json_href: str, key_href
     sections = [("summary", "Summary", _summary(doc)),
                 ("pictures", "Pictures", _figures(doc, path, fig_key, why_none, title)),
                 ("operations", "Operations and shapes", _operations(doc)),
+                *([("layers", "Model layers", layers)] if (layers := layers_html(doc)) else []),
                 ("clocks", "Clocks", _clocks(meta)), ("preflight", "Preflight", _preflight(meta)),
                 ("blas", "BLAS", blas_html), ("warnings", f"Warnings ({len(warnings)})", warn_html)]
     toc = "".join(f'<a href="#{sid}">{esc(t)}</a>' for sid, t, _ in sections)
