@@ -95,7 +95,7 @@ class AttentionShape:
 # query, so it runs unmasked (torch's top-left causal mask would let the one query see only the first key).
 ATTENTION = {
     "cpu": ((AttentionShape("vit_b_16.attention", "vit_b_16", "encoder, 197 tokens", 12, 197, 197, 64, False),
-             AttentionShape("llama2_7b.prefill512", "llama2_7b", "prefill, 512 tokens, causal", 32, 512, 512, 128,
+             AttentionShape("llama2_7b.prefill256", "llama2_7b", "prefill, 256 tokens, causal", 32, 256, 256, 128,
                             True),
              AttentionShape("llama2_7b.decode1024", "llama2_7b", "decode, 1 query over 1024 cached keys", 32, 1,
                             1024, 128, False)), 1, 1),
@@ -118,7 +118,7 @@ class FusedShape:
 
 def fused_shapes(device_type: str) -> tuple[FusedShape, ...]:
     """ViT-B/16's LayerNorm, attention softmax and GELU; Llama-2-7B's RMSNorm and SiLU."""
-    seq = 512 if device_type == "cpu" else 4096
+    seq = 256 if device_type == "cpu" else 4096
     return (FusedShape("vit_b_16.norm1", "vit_b_16", "layernorm", 768, 197),
             FusedShape("llama2_7b.input_layernorm", "llama2_7b", "rmsnorm", 4096, seq),
             FusedShape("vit_b_16.attention.softmax", "vit_b_16", "softmax", 197, 12 * 197),
