@@ -213,7 +213,7 @@ class NnKernels:
     def sdpa_backends(self) -> tuple[str, ...]:
         return ()
 
-    def support(self, family: str, precision: str, variant: str = "", spec: Any = None) -> Support:
+    def support(self, family: str, precision: str, variant: str = "") -> Support:
         """Whether a family runs in a precision (and variant) here: a tiny call, the framework's words if not."""
         return Support(False, self.unsupported_reason(family))
 

@@ -175,6 +175,6 @@ def probe(precision: str, device: Any, depthwise: bool = False) -> None:
     got = int(F.conv2d(x, w, None, 1, 1)[0, 0, 2, 2].item())
     if got != 3456:
         raise ValueError(f"no {precision} convolution kernel: F.conv2d on {precision} tensors runs ATen's "
-                         f"{select_path(x, w, 1, 1, 1) or 'fallback'} path with a {str(dtype).split('.')[-1]} "
-                         f"accumulator (64 channels x 3x3 of 3 x 2 gave {got}, not 3456); quantized models run "
-                         "torch.ao's quantized::conv2d on qint8 tensors, which this family does not time")
+                         f"{select_path(x, w, 1, 1, 1) or 'fallback'} path accumulating in {precision} (64 channels "
+                         f"x 3x3 of 3 x 2 gave {got}, not 3456); quantized models run torch.ao's quantized::conv2d "
+                         "on qint8 tensors, which this family does not time")

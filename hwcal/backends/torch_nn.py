@@ -117,7 +117,7 @@ class TorchNnKernels(NnKernels):
         return None if self.gpu else torch.get_num_threads()
 
     # ---- what can run ---------------------------------------------------------------------------------------
-    def support(self, family: str, precision: str, variant: str = "", spec: Any = None) -> Support:
+    def support(self, family: str, precision: str, variant: str = "") -> Support:
         if precision == "tf32" and not self.gpu:
             return Support(False, "TF32 is a tensor-core mode of NVIDIA GPUs; on a CPU torch computes it as fp32")
         try:

@@ -13,6 +13,9 @@ Operations and their dimensions (positive integers):
   of the operation and precision when it was measured, else from the STREAM kernel of the same traffic
   pattern (basis ``roofline``), by bytes.
 - ``copy``, ``scale``, ``add``, ``triad`` (``n`` elements per array): the STREAM sweep, by bytes.
+- ``conv2d`` (``n, c, h, w, k, r, s``, ``stride`` 1, ``padding`` 0, ``groups`` 1 unless given) and ``sdpa``
+  (``batch, heads, seq_q, seq_k, head_dim, causal``): the model layers the calibration timed, by the same
+  rules, else a roofline from its GEMM curves and bandwidth (``hwcal.model.nn``).
 
 Along each curve the time is interpolated in the log of the roofline time (``hwcal.model.curves``): the
 log of the FLOPs where compute-bound, of the bytes where memory-bound, with the cache tier of the
