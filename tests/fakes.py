@@ -35,7 +35,7 @@ class FakeBenchmark:
                 stddev=statistics.pstdev(times), iqr=0.0, rounds=rounds, data=times))
 
 
-def v1_matrix(doc: dict[str, Any]) -> dict[str, Any]:
+def matrix_and_detail(doc: dict[str, Any]) -> dict[str, Any]:
     """The format-1 view of a document's precision matrix (legacy keys + hwcal's detail, supported meaning
     native only), so tests written against format 1 read a format-2 document the same way."""
     from hwcal.document.format2 import precision_detail

@@ -20,7 +20,7 @@ from hwcal.measure.records import GemmRecord
 from hwcal.naming import CalibrationKey
 from hwcal.plugin.summary import summary_lines
 from hwcal.precisions import CANONICAL_ORDER, canonical_sorted
-from tests.fakes import dram_sweep, v1_matrix
+from tests.fakes import dram_sweep, matrix_and_detail
 
 RecordFactory = Callable[..., GemmRecord]
 InputFactory = Callable[..., BuildInput]
@@ -44,7 +44,7 @@ def test_canonical_order_everywhere(record_factory: RecordFactory, input_factory
     inp = input_factory(_mixed_records(record_factory), precisions=precisions,
                         supports={"bf16": Support(False, "numpy has no bf16 GEMM")})
     doc = build_calibration(inp)
-    matrix = v1_matrix(doc)
+    matrix = matrix_and_detail(doc)
     expected = ["fp64", "fp32", "fp16", "bf16", "int64", "int32", "int16", "int8"]
     assert expected == canonical_sorted(expected) == [p for p in CANONICAL_ORDER if p in expected]
     assert list(matrix["status"]) == expected
@@ -59,7 +59,7 @@ def test_canonical_order_everywhere(record_factory: RecordFactory, input_factory
 def test_lists_are_disjoint_and_cover_the_status(record_factory: RecordFactory, input_factory: InputFactory) -> None:
     inp = input_factory(_mixed_records(record_factory), precisions=["bf16", *CANONICAL_ORDER[:2], "fp16", "int8"],
                         supports={"bf16": Support(False, "no bf16")})
-    matrix = v1_matrix(build_calibration(inp))
+    matrix = matrix_and_detail(build_calibration(inp))
     lists = {name: set(matrix[name]) for name in ("supported_precisions", "emulated_precisions",
                                                   "unsupported_precisions")}
     names = list(lists)
@@ -78,7 +78,7 @@ def test_not_run_has_a_reason(record_factory: RecordFactory, input_factory: Inpu
     skip = "int16 reached 0.3 GFLOPS at n=256, below --min-gflops 1: larger sizes skipped"
     inp = input_factory([record_factory("fp32", 256, 100.0)], precisions=["fp32", "int16", "int8"],
                         skips={"int16": [skip, "later reason"]})
-    status = v1_matrix(build_calibration(inp))["status"]
+    status = matrix_and_detail(build_calibration(inp))["status"]
     assert status["int16"] == {"status": "not_run", "reason": skip}
     assert status["int8"] == {"status": "not_run", "reason": "not selected in this run"}
 
@@ -87,7 +87,7 @@ def test_unsupported_has_the_backend_reason(record_factory: RecordFactory, input
     reason = "numpy has no bf16 GEMM (no such dtype); use --framework pytorch"
     inp = input_factory([record_factory("fp32", 256, 100.0)], precisions=["fp32", "bf16"],
                         supports={"bf16": Support(False, reason), "fp32": Support(True, kernel="BLAS")})
-    matrix = v1_matrix(build_calibration(inp))
+    matrix = matrix_and_detail(build_calibration(inp))
     assert matrix["status"]["bf16"] == {"status": "unsupported", "reason": reason}
     assert matrix["unsupported_precisions"] == ["bf16"]
     assert "bf16" not in matrix["peak_gflops_by_precision"]
@@ -97,7 +97,7 @@ def test_emulated_is_labelled_with_evidence(record_factory: RecordFactory, input
     loop = "numpy generic matmul loop (no BLAS kernel for fp16)"
     records = [record_factory("fp32", 256, 100.0), record_factory("fp16", 256, 0.5, kernel=loop),
                record_factory("fp64", 256, 1.0)]  # fp64 at 1/100 of fp32: slow by design on GPUs, still native
-    matrix = v1_matrix(build_calibration(input_factory(records, precisions=["fp64", "fp32", "fp16"])))
+    matrix = matrix_and_detail(build_calibration(input_factory(records, precisions=["fp64", "fp32", "fp16"])))
     fp16 = matrix["status"]["fp16"]
     assert fp16["status"] == "emulated"
     assert fp16["ratio_vs_fp32"] == 0.005
@@ -110,14 +110,14 @@ def test_emulated_is_labelled_with_evidence(record_factory: RecordFactory, input
 
 def test_fp64_far_below_its_class_is_emulated(record_factory: RecordFactory, input_factory: InputFactory) -> None:
     records = [record_factory("fp32", 256, 1000.0), record_factory("fp64", 256, 1.0)]  # 1/1000 < 1/200
-    status = v1_matrix(build_calibration(input_factory(records)))["status"]
+    status = matrix_and_detail(build_calibration(input_factory(records)))["status"]
     assert status["fp64"]["status"] == "emulated"
 
 
 def test_speedup_vs_fp32_uses_peaks(record_factory: RecordFactory, input_factory: InputFactory) -> None:
     records = [record_factory("fp32", 256, 100.0), record_factory("fp32", 512, 125.0),
                record_factory("fp64", 256, 50.0), record_factory("fp64", 512, 40.0)]
-    matrix = v1_matrix(build_calibration(input_factory(records)))
+    matrix = matrix_and_detail(build_calibration(input_factory(records)))
     assert matrix["peak_gflops_by_precision"] == {"fp64": 50.0, "fp32": 125.0}
     assert matrix["peak_size_by_precision"] == {"fp64": 256, "fp32": 512}
     assert matrix["speedup_vs_fp32"] == {"fp64": 0.4, "fp32": 1.0}
@@ -127,7 +127,7 @@ def test_speedup_vs_fp32_uses_peaks(record_factory: RecordFactory, input_factory
 def test_without_fp32_there_is_no_speedup(record_factory: RecordFactory, input_factory: InputFactory) -> None:
     records = [record_factory("fp64", 256, 50.0), record_factory("int8", 256, 0.1)]
     doc = build_calibration(input_factory(records))
-    matrix = v1_matrix(doc)
+    matrix = matrix_and_detail(doc)
     assert matrix["speedup_vs_fp32"] == {}
     # format 2: the original loader's best_measured_gflops is the best compute operation, here fp64 GEMM
     assert doc["best_measured_gflops"] == 50.0
@@ -140,7 +140,7 @@ def test_efficiency_above_one_is_flagged_not_hidden(record_factory: RecordFactor
     records = [record_factory("fp32", 256, 500.0), record_factory("fp64", 256, 100.0)]
     inp = input_factory(records, warnings=["clock throttled to 60% during fp64"])
     doc = build_calibration(inp)
-    matrix = v1_matrix(doc)
+    matrix = matrix_and_detail(doc)
     assert matrix["efficiency_by_precision"] == {"fp64": 0.5, "fp32": 1.25}
     assert doc["gemm"][1]["efficiency"] == 1.25
     assert doc["warnings"][0] == "clock throttled to 60% during fp64"  # the session's warnings come first
@@ -154,7 +154,7 @@ def test_efficiency_above_one_is_flagged_not_hidden(record_factory: RecordFactor
 def test_efficiency_at_or_below_one_raises_no_warning(record_factory: RecordFactory,
                                                        input_factory: InputFactory) -> None:
     doc = build_calibration(input_factory([record_factory("fp32", 256, 400.0)]))
-    assert v1_matrix(doc)["efficiency_by_precision"] == {"fp32": 1.0}
+    assert matrix_and_detail(doc)["efficiency_by_precision"] == {"fp32": 1.0}
     assert doc["warnings"] == []
 
 
@@ -170,7 +170,7 @@ def test_zero_theoretical_peaks_mean_unknown(record_factory: RecordFactory, inpu
     # The original registry wrote 0.0 for "no peak known": no efficiency (and no division by zero) from it.
     spec = {"theoretical_peaks": {"fp32": 400.0, "fp16": 0.0, "int8": 0.0}}
     records = [record_factory("fp32", 256, 100.0), record_factory("fp16", 256, 0.5)]
-    matrix = v1_matrix(build_calibration(input_factory(records, spec=spec)))
+    matrix = matrix_and_detail(build_calibration(input_factory(records, spec=spec)))
     assert matrix["theoretical_peaks"] == {"fp32": 400.0}
     assert matrix["efficiency_by_precision"] == {"fp32": 0.25}
 
@@ -181,7 +181,7 @@ def test_seed_summary_fields(record_factory: RecordFactory, input_factory: Input
     for name in SEED_SUMMARY_FIELDS:
         assert name in doc
     for name in SEED_MATRIX_FIELDS:
-        assert name in v1_matrix(doc)
+        assert name in matrix_and_detail(doc)
     assert doc["schema_version"] == CALIBRATION_FORMAT_VERSION
     assert doc["theoretical_peak_gflops"] == 400.0
     assert doc["best_measured_gflops"] == 120.0
@@ -189,7 +189,7 @@ def test_seed_summary_fields(record_factory: RecordFactory, input_factory: Input
     assert doc["measured_bandwidth_gbps"] == 20.0
     assert doc["bandwidth_efficiency"] == 0.4
     assert doc["memory"]["sustained_gbps"] == 20.0
-    assert v1_matrix(doc)["theoretical_peaks"] == {"fp64": 200.0, "fp32": 400.0}
+    assert matrix_and_detail(doc)["theoretical_peaks"] == {"fp64": 200.0, "fp32": 400.0}
     assert schema_errors(doc) == []
 
 
@@ -279,7 +279,7 @@ def test_cpu_spec_unknown_isa_has_no_peaks() -> None:
 
 def test_summary_has_a_row_per_precision(valid_doc: dict[str, Any]) -> None:
     lines = summary_lines(valid_doc)
-    statuses = v1_matrix(valid_doc)["status"]
+    statuses = matrix_and_detail(valid_doc)["status"]
     assert lines[0].split()[:2] == ["precision", "status"]
     rows = [line for line in lines[2:] if not line.startswith("warning:")]
     assert [row.split()[0] for row in rows] == list(statuses)

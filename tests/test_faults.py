@@ -379,12 +379,12 @@ def test_ctrl_c_during_a_write_leaves_no_duplicate(tmp_path: Path, monkeypatch: 
 
 
 def test_the_error_wrapper_says_interrupted_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    from hwcal.cli.common import EXIT_INTERRUPTED, run
+    from hwcal.cli.entry import EXIT_INTERRUPTED, run
 
-    def body(argv: list[str] | None) -> int:
+    def body() -> int:
         raise KeyboardInterrupt
 
-    assert run(body, [], "tool.py") == EXIT_INTERRUPTED == 130
+    assert run(body, "tool.py") == EXIT_INTERRUPTED == 130
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("tool.py: interrupted")
 

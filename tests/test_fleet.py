@@ -205,7 +205,7 @@ def test_preflight_names_every_mode_it_cannot_set(fake_nvpmodel: dict[str, str])
 def _calibrate_flags() -> set[str]:
     from hwcal.cli import fleet_calibrate  # what fleet/calibrate.py runs
 
-    return {s for a in fleet_calibrate.build_parser()._actions for s in a.option_strings}
+    return {s for a in fleet_calibrate.TOOL.parser("calibrate.py")._actions for s in a.option_strings}
 
 
 def test_workflow_text_uses_what_the_scripts_offer() -> None:
@@ -255,3 +255,11 @@ def test_actionlint_passes_the_workflows_and_fails_a_broken_one(tmp_path: Path) 
     assert done.returncode == 1 and findings, done.stdout + done.stderr
     assert all(f.startswith(str(broken)) for f in findings), done.stdout  # the real workflows are clean
     assert any('needs job "plann" which does not exist' in f for f in findings)
+
+
+def test_the_job_summary_shows_a_reason_as_text() -> None:
+    from hwcal.cli.fleet_calibrate import CellResult, summary_markdown
+
+    text = summary_markdown("a", [CellResult("7W", "numpy", "failed", "pytest exited 2: in <module>\n a | b")])
+    row = next(ln for ln in text.splitlines() if ln.startswith("| 7W "))
+    assert "in &lt;module&gt;  a \\| b |" in row and row.count(" | ") == 4

@@ -62,3 +62,63 @@ def test_unsynchronised_gpu_timing_fails_the_run(tmp_path: Any, monkeypatch: pyt
         run_gemm(FakeBenchmark(), cal, "bf16", 8192)
     torch.cuda.synchronize()
     assert cal.results.gemm == []
+
+
+NEIGHBOUR = """
+import sys, time, torch
+a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16); c = torch.empty_like(a)
+print("ready", flush=True)
+t0 = time.time()
+while time.time() - t0 < float(sys.argv[1]):
+    for _ in range(20): torch.mm(a, a, out=c)
+    torch.cuda.synchronize()
+"""
+
+
+def _calibrate(tmp_path: Any, *extra: str) -> Any:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", str(repo / "bench"), "-p", "hwcal.plugin.hooks", "-p", "no:randomly", "-q",
+         "--framework", "pytorch", "--device", "cuda", "--quick", "--registry", str(tmp_path / "reg"),
+         "--allow-partial", *extra], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600, check=False)
+
+
+def _neighbour(seconds: float, delay_s: float = 0.0) -> Any:
+    import subprocess
+    import sys
+
+    code = f"import time; time.sleep({delay_s})\n" + NEIGHBOUR
+    proc = subprocess.Popen([sys.executable, "-c", code, str(seconds)], stdout=subprocess.PIPE, text=True)
+    if not delay_s:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def test_a_neighbour_on_the_gpu_stops_the_preflight(tmp_path: Any) -> None:
+    proc = _neighbour(60)
+    try:
+        out = _calibrate(tmp_path, "-k", "fp32 and gemm")
+    finally:
+        proc.kill()
+    assert out.returncode != 0 and "gpu_other_processes: other compute processes on this GPU" in out.stderr + out.stdout
+
+
+def test_a_neighbour_that_starts_mid_run_is_caught(tmp_path: Any) -> None:
+    import json
+
+    proc = _neighbour(90, delay_s=8.0)
+    try:
+        out = _calibrate(tmp_path, "-k", "bf16")
+    finally:
+        proc.kill()
+    assert out.returncode == 0, out.stdout[-3000:]
+    (path,) = (tmp_path / "reg").glob("gpu/*/calibrations/*.json")
+    interference = json.loads(path.read_text())["metadata"]["interference"]
+    gpu_cases = [c for c in interference["cases"] if any("GPU" in r for r in c["reasons"])]
+    assert gpu_cases, interference

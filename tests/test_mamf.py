@@ -10,7 +10,17 @@ import pytest
 
 from hwcal.backends import GemmOperands
 from hwcal.measure.layouts import choose_layout
-from hwcal.measure.max_achievable import COARSE_K, COARSE_M, COARSE_N, Search, Shape, max_achievable, neighbours
+from hwcal.measure.max_achievable import (
+    BURST_CALLS,
+    BURSTS,
+    COARSE_K,
+    COARSE_M,
+    COARSE_N,
+    Search,
+    Shape,
+    max_achievable,
+    neighbours,
+)
 
 
 class FakeGpu:
@@ -109,10 +119,13 @@ def test_the_result_is_verified_and_names_its_figures(gpu: FakeGpu, monkeypatch:
     monkeypatch.setattr("hwcal.measure.max_achievable.REST_S", {False: 0.0, True: 0.0})
     result = max_achievable(gpu, "fp32", "NT", "fake kernel", 95_000.0, quick=True,  # type: ignore[arg-type]
                             device_index=0)
-    assert result is not None and result.verified and result.peak == "burst_mean"
+    assert result is not None and result.verified and result.peak == "median_of_burst_means"
     assert (result.m, result.n) == (1024, 4096)
     doc = result.as_dict()
-    assert doc["peak_gflops"] == doc["burst"]["mean_gflops"] and doc["sustained"]["launches"] == 10
+    bursts = doc["burst"]["bursts"]
+    assert len(bursts) == BURSTS[True] and doc["burst"]["iterations"] == BURSTS[True] * BURST_CALLS[1]
+    assert doc["peak_gflops"] == sorted(b["mean_gflops"] for b in bursts)[len(bursts) // 2]
+    assert doc["burst"]["spread"] is not None and doc["sustained"]["launches"] == 10
     assert doc["clock_mhz"]["burst"]["status"] in ("missing", "measured", "partial")  # NVML absent: said, not invented
 
 

@@ -17,7 +17,7 @@ from hwcal.interop.legacy_calibration import legacy_calibration_to_v1
 from hwcal.interop.legacy_files import LegacyFormatError, find_legacy_files, legacy_spec_to_v1
 from hwcal.interop.migrate import execute, plan_migration
 from hwcal.registry.validate import validate_registry
-from tests.fakes import v1_matrix
+from tests.fakes import matrix_and_detail
 from tests.fixtures_registry import SEED, copy_seed, file_calibration, migrated
 
 __all__ = ["migrated"]  # the session fixture, imported for pytest
@@ -75,7 +75,7 @@ def test_measurements_are_kept(migrated: Path) -> None:
         assert g["time_s"]["min"] == pytest.approx(r["min_latency_ms"] / 1e3, rel=1e-5)
         assert g["gflops_mean"] == pytest.approx(r["measured_gops"], rel=1e-4)
         assert g["rounds"] == r["num_trials"] and g["verified"] is False
-    peaks = v1_matrix(doc)["peak_gflops_by_precision"]
+    peaks = matrix_and_detail(doc)["peak_gflops_by_precision"]
     fp16 = max((g for g in imported["gemm"] if g["precision"] == "fp16"), key=lambda g: g["gflops_best"])
     assert peaks["fp16"] == fp16["gflops_best"] == pytest.approx(2 * 2048**3 / fp16["time_s"]["min"] / 1e9, rel=1e-4)
     assert doc["measured_bandwidth_gbps"] == pytest.approx(23.24, abs=0.01)  # triad, 512 MB
@@ -88,7 +88,7 @@ def test_measurements_are_kept(migrated: Path) -> None:
 
 def test_efficiency_above_one_is_flagged(migrated: Path) -> None:
     doc = _doc(migrated, f"{GPU}/calibrations/7W_408MHz_pytorch.json")
-    assert v1_matrix(doc)["efficiency_by_precision"]["fp16"] > 1.0
+    assert matrix_and_detail(doc)["efficiency_by_precision"]["fp16"] > 1.0
     assert any(w.startswith("fp16: measured") and "the peak is wrong" in w for w in doc["warnings"])
     assert any("efficiency above 1.0" in f for f in doc["metadata"]["imported"]["faults"])
 
@@ -96,7 +96,7 @@ def test_efficiency_above_one_is_flagged(migrated: Path) -> None:
 def test_precision_in_both_lists_is_decided_by_the_gemm_results(migrated: Path) -> None:
     history = _history(migrated, GPU)[0]
     doc = json.loads(history.read_text())
-    matrix = v1_matrix(doc)
+    matrix = matrix_and_detail(doc)
     for p in ("int64", "int32", "int16", "int8"):
         assert matrix["status"][p]["status"] == "unsupported" and "addmm_cuda" in matrix["status"][p]["reason"]
         assert p in matrix["unsupported_precisions"] and p not in matrix["supported_precisions"]
@@ -131,7 +131,7 @@ def test_sparsity_figures_are_not_kept_as_dense_peaks(migrated: Path) -> None:
 
 def test_cpu_numpy_precisions_far_below_fp32_are_emulated(migrated: Path) -> None:
     doc = _doc(migrated, "cpu/jetson_orin_nano_cpu/calibrations/schedutil_960MHz_numpy.json")
-    status = v1_matrix(doc)["status"]
+    status = matrix_and_detail(doc)["status"]
     assert status["fp32"]["status"] == "native" and status["fp16"]["status"] == "emulated"
     assert status["bf16"]["status"] == "unsupported"
     assert doc["metadata"]["power_mode_source"].startswith("original file: cpu_clock.governor")

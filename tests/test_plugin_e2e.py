@@ -30,7 +30,7 @@ import hwcal.plugin.summary
 import hwcal.registry.writer
 from hwcal.document.schema import schema_errors
 from hwcal.naming import parse_calibration_filename
-from tests.fakes import v1_matrix
+from tests.fakes import matrix_and_detail
 
 # pytester's in-process runs forget every module first imported during the run; with no bytecode
 # cache (PYTHONDONTWRITEBYTECODE) each run would compile hwcal and hypothesis (assertion-rewritten as
@@ -98,7 +98,7 @@ def test_tiny_run_files_one_valid_calibration(bench: pytest.Pytester) -> None:
     assert doc["metadata"]["power_mode"] == "MAXN_SUPER"
     assert [(g["precision"], g["n"]) for g in doc["gemm"]] == [("fp64", 32), ("fp64", 64), ("fp32", 32), ("fp32", 64)]
     assert all(g["verified"] for g in doc["gemm"])
-    matrix = v1_matrix(doc)
+    matrix = matrix_and_detail(doc)
     assert matrix["supported_precisions"] == ["fp64", "fp32"]
     assert matrix["status"]["fp16"] == {"status": "not_run", "reason": "not selected in this run"}
     assert doc["metadata"]["selection"]["keyword"] == "fp32 or fp64"

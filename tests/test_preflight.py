@@ -17,7 +17,7 @@ import hwcal.plugin.hooks
 import hwcal.plugin.preflight
 from hwcal.document.schema import schema_errors
 from hwcal.machine import detect_cpu_key, detect_gpu_key
-from hwcal.plugin.preflight import (
+from hwcal.plugin.checks import (
     CHECKS,
     FAILED,
     PASSED,
@@ -25,9 +25,8 @@ from hwcal.plugin.preflight import (
     WARNING,
     CheckResult,
     PreflightContext,
-    PreflightReport,
-    run_preflight,
 )
+from hwcal.plugin.preflight import PreflightReport, run_preflight
 from tests.test_machine import FakeNvml, install_fake_nvml, machine, machine_copy
 
 REPO = Path(hwcal.plugin.__file__).resolve().parents[2]
@@ -202,7 +201,7 @@ def test_force_overrides_and_is_recorded() -> None:
 
 
 def test_a_broken_check_reports_instead_of_crashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    class Broken(hwcal.plugin.preflight.Check):
+    class Broken(hwcal.plugin.checks.Check):
         name = "broken"
 
         def run(self, ctx: PreflightContext) -> CheckResult:

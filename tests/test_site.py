@@ -21,6 +21,7 @@ from hwcal.report.compare import compare
 from hwcal.site.data import compare_core
 
 DATA = Path(__file__).parent / "data" / "site_registry"
+REPO = Path(__file__).resolve().parent.parent
 HOSTILE_MODE = "<script>alert(1)</script>"
 HOSTILE_NAME = '<img src=x onerror=alert(2)> & "quoted"'
 
@@ -197,3 +198,32 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exc:
         site.main(["--registry", str(DATA)])  # --out missing
     assert exc.value.code == 2
+
+
+def test_two_builds_of_one_registry_are_byte_identical(tmp_path: Path) -> None:
+    """Across processes too: an element id from Python's salted hash() once changed every history page."""
+    import subprocess
+    import sys
+
+    registry = make_site_registry(tmp_path / "registry", hostile=False, broken=False)
+    outs = [tmp_path / "a", tmp_path / "b"]
+    for seed, out in zip(("1", "2"), outs, strict=True):
+        done = subprocess.run([sys.executable, str(REPO / "tools" / "site.py"), "--registry", str(registry), "--out",
+                               str(out), "--figures", "none"], capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "PYTHONHASHSEED": seed})
+        assert done.returncode == 0, done.stderr
+    files = sorted(p.relative_to(outs[0]) for p in outs[0].rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(outs[1]) for p in outs[1].rglob("*") if p.is_file())
+    assert [f for f in files if (outs[0] / f).read_bytes() != (outs[1] / f).read_bytes()] == []
+
+
+def test_a_damaged_manifest_record_rebuilds_its_page(tmp_path: Path) -> None:
+    registry = make_site_registry(tmp_path / "registry", hostile=False, broken=False)
+    out = tmp_path / "site"
+    site.build(registry, out, figures="none")
+    manifest = json.loads((out / ".hwcal-site.json").read_text())
+    rel = sorted(manifest["files"])[0]
+    del manifest["files"][rel]["row"]
+    (out / ".hwcal-site.json").write_text(json.dumps(manifest))
+    report = site.build(registry, out, figures="none")
+    assert report.pages_drawn == 1 and report.skipped == []

@@ -311,15 +311,16 @@ def test_a_real_calibration_validates_lists_and_compares_with_itself(real_regist
     assert out.count("within noise") == 2
 
 
-@pytest.mark.parametrize("tool", ["list_calibrations", "compare_calibrations", "validate_registry",
-                                  "migrate_calibrations", "merge_calibrations", "plot_calibration", "bare_loop",
-                                  "upgrade_registry", "rehome_hardware", "predict", "validate_predictions", "site",
-                                  "gpu_referee"])
-def test_every_tool_prints_its_help(tool: str) -> None:
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    script = Path(__file__).resolve().parents[1] / "tools" / f"{tool}.py"
+@pytest.mark.parametrize("script", sorted([*(REPO / "tools").glob("*.py"), *(REPO / "fleet").glob("*.py")]),
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_tool_prints_its_help(script: Path) -> None:
     done = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0 and "usage:" in done.stdout, done.stderr[-500:]
+    assert done.returncode == 0 and "usage:" in done.stdout and done.stderr == "", done.stderr[-500:]
+
+
+@pytest.mark.parametrize("which", ["²", "9" * 5000, "x1"])
+def test_compare_a_bad_history_index_is_one_line(registry: Path, which: str,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _main(compare_calibrations, [f"test_cpu:7W:numpy@{which}", "test_cpu:7W:numpy", "--registry",
+                                                  str(registry)], capsys)
+    assert code == 2 and out == "" and err.count("\n") == 1 and "is not @N, @previous or @latest" in err

@@ -16,6 +16,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from hwcal.cli.entry import EXIT_OK, Tool
 from hwcal.document.format2 import precision_detail
 
 
@@ -190,17 +191,20 @@ def _gemm_n(p: str, value: object) -> int:
     return value
 
 
-def main_inner(argv: list[str] | None) -> int:
-    from hwcal.errors import HwcalError
-    from hwcal.registry.reader import read_calibration
-
-    parser = argparse.ArgumentParser(prog="bare_loop.py", description=__doc__,
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("calibration", type=Path, help="calibration JSON whose peaks to check")
     parser.add_argument("--seconds", type=_seconds, default=2.0, metavar="S",
                         help=f"time per loop, up to {MAX_SECONDS:g}. Default: 2.0")
     parser.add_argument("--precisions", default=None, metavar="P,P", help="only these. Default: all measured")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def body(args: argparse.Namespace) -> int:
+    from hwcal.errors import HwcalError
+    from hwcal.registry.reader import read_calibration
+
     doc = read_calibration(args.calibration).doc  # the one checked reader: regular file, bounded, schema-valid
     matrix = {**doc["precision_matrix"], **precision_detail(doc)}
     framework, device = doc["key"]["framework"], doc["metadata"]["device"]
@@ -232,15 +236,11 @@ def main_inner(argv: list[str] | None) -> int:
         bare = _triad_loop(framework, device, array_bytes, args.seconds)
         label = f"{array_bytes // 2**20}Mi"
         print(f"{'triad GB/s':10} {label:>6} {sustained:>12,.1f} {bare:>12,.1f} {sustained / bare:>7.3f}")
-    return 0
+    return EXIT_OK
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Through the tools' one error wrapper: one line and exit 1 for a bad file, 130 for Ctrl-C."""
-    from hwcal.cli.common import run
-
-    return run(main_inner, argv, "bare_loop.py")
-
+# Through the tools' one entry: one line and exit 1 for a bad file, 2 for bad usage, 130 for Ctrl-C.
+main = Tool("bare_loop.py", build_parser, body).main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,12 +1,10 @@
 #!/usr/bin/env python3
-"""Compare two calibrations (thin wrapper around hwcal.cli.compare_calibrations)."""
+"""`hwcal-compare` from a checkout: compare two calibrations (hwcal.cli.compare_calibrations)."""
 
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
-
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 from hwcal.cli.compare_calibrations import main
 
-if __name__ == "__main__":
-    sys.exit(main())
+sys.exit(main())

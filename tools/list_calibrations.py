@@ -1,12 +1,10 @@
 #!/usr/bin/env python3
-"""List the calibrations in an hwcal registry (thin wrapper around hwcal.cli.list_calibrations)."""
+"""`hwcal-list` from a checkout: list the calibrations in an hwcal registry (hwcal.cli.list_calibrations)."""
 
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
-
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 from hwcal.cli.list_calibrations import main
 
-if __name__ == "__main__":
-    sys.exit(main())
+sys.exit(main())

@@ -1,12 +1,10 @@
 #!/usr/bin/env python3
-"""Build the registry as a static site (thin wrapper around hwcal.cli.site; pictures need the `plot` extra)."""
+"""`hwcal-site` from a checkout: the registry as a static site (hwcal.cli.site)."""
 
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
-
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 from hwcal.cli.site import main
 
-if __name__ == "__main__":
-    sys.exit(main())
+sys.exit(main())

@@ -1,16 +1,6 @@
-"""What the registry tools share: the --registry option, one-line errors, exit codes, plain tables.
+"""What the registry tools share: the --registry and --json options, the registry they open, plain tables.
 
-Every tool (list, validate, compare, merge, migrate, plot, tools/bare_loop.py) runs its body through
-``run``, so every tool follows one exit-code rule:
-
-- 0   success;
-- 1   the answer is "no" (unknown hardware, invalid files, a regression, something refused) or a user
-      error (a file that cannot be used, a registry that cannot be written); one line on stderr;
-- 2   bad usage (argparse's own code: an unknown option, a value out of bounds, a missing input);
-- 130 interrupted (Ctrl-C): one line, no traceback; every registry write is all or nothing, so the
-      registry is whole.
-
-Never a traceback for a user's mistake: a traceback is a bug.
+How a tool is run (its names, exit codes, errors and warnings) is ``hwcal.cli.entry``.
 """
 
 from __future__ import annotations
@@ -19,19 +9,13 @@ import argparse
 import json
 import sys
 import textwrap
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hwcal.errors import HwcalError
+from hwcal.cli.entry import tell
 from hwcal.registry.api import Registry, SkippedFile
 from hwcal.registry.layout import ENV_REGISTRY, default_registry
-
-EXIT_OK = 0
-EXIT_FAIL = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 
 
 def registry_path(value: str) -> Path:
@@ -70,8 +54,7 @@ def print_json(data: Any) -> None:
 
 
 def warn_skipped(skipped: Sequence[SkippedFile]) -> None:
-    for item in skipped:
-        print(f"warning: skipped {item}", file=sys.stderr)
+    tell(*(f"warning: skipped {item}" for item in skipped))
 
 
 def table(rows: Sequence[Sequence[str]], right: Sequence[int] = (), indent: str = "") -> list[str]:
@@ -95,31 +78,3 @@ def fmt_num(value: float | None, digits: int = 4) -> str:
     if abs(value) >= 1000:
         return f"{value:,.0f}"
     return f"{value:.{digits}g}"
-
-
-def run(main: Callable[[list[str] | None], int], argv: list[str] | None, prog: str,
-        error_code: int = EXIT_FAIL) -> int:
-    """Run a tool's body: user errors become one line on stderr and ``error_code``, never a traceback."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", category=UserWarning)
-            return main(argv)
-    except HwcalError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return error_code
-    except BrokenPipeError:  # `tool | head` closed the pipe: not an error of ours
-        sys.stderr.close()
-        return EXIT_OK
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted; the registry is unchanged by the step under way", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except RecursionError:
-        print(f"{prog}: error: input nested too deep to be a calibration", file=sys.stderr)
-        return EXIT_FAIL
-    except MemoryError:
-        print(f"{prog}: error: out of memory", file=sys.stderr)
-        return EXIT_FAIL
-    except OSError as exc:  # a disk full, a permission: the user's to fix, in one line
-        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
-        print(f"{prog}: error: {where}{exc.strerror or exc}", file=sys.stderr)
-        return EXIT_FAIL

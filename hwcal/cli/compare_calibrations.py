@@ -14,32 +14,27 @@ from __future__ import annotations
 import argparse
 import math
 import re
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
 from hwcal.cli.common import (
-    EXIT_FAIL,
-    EXIT_OK,
-    EXIT_USAGE,
     add_json_option,
     add_registry_option,
     fmt_num,
     make_parser,
     open_registry,
     print_json,
-    run,
     table,
     warn_skipped,
 )
+from hwcal.cli.entry import EXIT_FAIL, EXIT_OK, EXIT_USAGE, Tool, printable, quote, say
 from hwcal.errors import HwcalError
 from hwcal.registry.api import Registry
 from hwcal.registry.errata import entry_errata
 from hwcal.registry.filters import normalise_filter
 from hwcal.registry.reader import CalibrationEntry
-from hwcal.report.compare import NOISE_FLOOR, compare
+from hwcal.report.compare import NOISE_FLOOR, Row, compare
 
-PROG = "compare_calibrations.py"
 EXAMPLES = """
   python tools/compare_calibrations.py jetson_orin_nano_gpu:7W:pytorch jetson_orin_nano_gpu:MAXN:pytorch
   python tools/compare_calibrations.py amd_epyc:default:numpy@previous amd_epyc:default:numpy   # last two
@@ -50,8 +45,8 @@ EXAMPLES = """
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = make_parser(PROG, "Compare calibration B against calibration A: per-precision peak GFLOPS, bandwidth, "
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    parser = make_parser(prog, "Compare calibration B against calibration A: per-precision peak GFLOPS, bandwidth, "
                                "efficiency, the ratio B/A, and whether noise explains the difference. Exit 0, "
                                "or 1 when --fail-below finds a regression; 2 when A or B cannot be read.", EXAMPLES)
     parser.add_argument("a", metavar="A", help="baseline: a calibration file or a selector (see below)")
@@ -76,34 +71,41 @@ def _ratio(value: str) -> float:
     return v
 
 
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # a name too long to be a path: a selector, or nothing
+        return False
+
+
 def resolve(reg: Registry, text: str) -> CalibrationEntry:
     """A path (anything naming an existing file or ending in .json) or a registry selector."""
     path = Path(text)
-    if text.endswith(".json") or path.exists() or "/" in text or "\\" in text:
+    if text.endswith(".json") or _exists(path) or "/" in text or "\\" in text:
         return reg.read(path)
     m = re.fullmatch(r"(?P<sel>[^@]+)(?:@(?P<which>\w+))?", text)
     if not m:
-        raise HwcalError(f"{text!r} is neither a file nor a selector HARDWARE_ID:POWER_MODE:FRAMEWORK[:FREQ][@N]")
+        raise HwcalError(f"{quote(text)} is neither a file nor a selector HARDWARE_ID:POWER_MODE:FRAMEWORK[:FREQ][@N]")
     fields = m["sel"].split(":")
     if len(fields) > 4 or not fields[0]:
-        raise HwcalError(f"selector {text!r} is not HARDWARE_ID:POWER_MODE:FRAMEWORK[:FREQ_MHZ][@N]")
+        raise HwcalError(f"selector {quote(text)} is not HARDWARE_ID:POWER_MODE:FRAMEWORK[:FREQ_MHZ][@N]")
     names = ("power_mode", "framework", "freq_mhz")
     flt = normalise_filter({k: v for k, v in zip(names, fields[1:], strict=False) if v})
     which = (m["which"] or "0").lower()
     index = 1 if which in ("prev", "previous") else 0 if which in ("latest", "newest") else \
-        int(which) if which.isdigit() else None
+        int(which) if which.isascii() and which.isdigit() and len(which) <= 9 else None  # not '²', not 10**5000
     if index is None:
-        raise HwcalError(f"{text!r}: @{m['which']} is not @N, @previous or @latest")
+        raise HwcalError(f"{quote(text)}: @{printable(m['which'], 20)} is not @N, @previous or @latest")
     entries = reg.history(fields[0], flt)
     if not entries:
         available = ", ".join(e.path.name for e in reg.list_calibrations(fields[0])) or "none"
-        raise HwcalError(f"no calibration of {fields[0]!r} matches {flt.describe()}; available: {available}")
+        raise HwcalError(f"no calibration of {quote(fields[0])} matches {flt.describe()}; available: {available}")
     keys = {e.key for e in entries}
     if len(keys) > 1:
-        raise HwcalError(f"selector {text!r} matches {len(keys)} keys ("
+        raise HwcalError(f"selector {quote(text)} matches {len(keys)} keys ("
                          + ", ".join(sorted(k.filename for k in keys)) + "); give power mode, framework and MHz")
     if index >= len(entries):
-        raise HwcalError(f"{text!r}: only {len(entries)} calibration(s) of {entries[0].key.filename} exist "
+        raise HwcalError(f"{quote(text)}: only {len(entries)} calibration(s) of {entries[0].key.filename} exist "
                          f"(@0 .. @{len(entries) - 1})")
     return entries[index]
 
@@ -115,8 +117,7 @@ def _describe(label: str, e: CalibrationEntry) -> str:
             f"{e.calibration_date:%Y-%m-%d %H:%M} UTC{extra}  ({e.path})")
 
 
-def main_inner(argv: list[str] | None) -> int:
-    args = build_parser().parse_args(argv)
+def body(args: argparse.Namespace) -> int:
     reg = open_registry(args.registry)
     ea, eb = resolve(reg, args.a), resolve(reg, args.b)
     rows = compare(ea.doc, eb.doc, args.noise_sigmas, args.fail_below)
@@ -126,41 +127,42 @@ def main_inner(argv: list[str] | None) -> int:
                     "fail_below": args.fail_below, "rows": [asdict(r) for r in rows],
                     "regressions": [r.metric for r in regressions]})
     else:
-        print(_describe("A", ea))
-        print(_describe("B", eb))
-        for label, e in (("A", ea), ("B", eb)):
-            for erratum in entry_errata(reg.root, e):
-                print(f"warning: {label}: {erratum}")
-        if ea.path.resolve() == eb.path.resolve():
-            print("note: A and B are the same file")
-        print()
-        cells = [("metric", "unit", "A", "B", "B/A", "eff A", "eff B", "noise ±", "verdict")]
-        for r in rows:
-            flag = " <- regression" if r.regression else ""
-            cells.append((r.metric, r.unit, fmt_num(r.a), fmt_num(r.b),
-                          f"{r.ratio:.3f}" if r.ratio is not None else "-",
-                          f"{r.efficiency_a:.2f}" if r.efficiency_a is not None else "-",
-                          f"{r.efficiency_b:.2f}" if r.efficiency_b is not None else "-",
-                          f"{r.noise:.1%}" if r.noise is not None else "?", r.verdict + flag))
-        print("\n".join(table(cells, right=(2, 3, 4, 5, 6, 7))))
-        print(f"\nnoise: {args.noise_sigmas:g} combined standard errors (cv / sqrt(rounds) from each file), at "
-              f"least {NOISE_FLOOR:.0%}; '?' where a file carries no cv")
-        if args.fail_below is not None:
-            if regressions:
-                print(f"\n{len(regressions)} regression(s) below {args.fail_below:g}x of A:")
-                for r in regressions:
-                    what = (f"{r.ratio:.3f}x ({fmt_num(r.a)} -> {fmt_num(r.b)} {r.unit})" if r.ratio is not None
-                            else f"measured in A ({fmt_num(r.a)} {r.unit}), {r.verdict}")
-                    print(f"  {r.metric}: {what}")
-            else:
-                print(f"\nno regression below {args.fail_below:g}x of A")
+        say(*_report(reg, ea, eb, rows, args.noise_sigmas, args.fail_below))
     warn_skipped(reg.skipped)
     return EXIT_FAIL if regressions else EXIT_OK
 
 
-def main(argv: list[str] | None = None) -> int:
-    return run(main_inner, argv, PROG, error_code=EXIT_USAGE)
+def _report(reg: Registry, ea: CalibrationEntry, eb: CalibrationEntry, rows: list[Row], noise_sigmas: float,
+            fail_below: float | None) -> list[str]:
+    lines = [_describe("A", ea), _describe("B", eb)]
+    lines += [f"warning: {label}: {erratum}" for label, e in (("A", ea), ("B", eb))
+              for erratum in entry_errata(reg.root, e)]
+    if ea.path.resolve() == eb.path.resolve():
+        lines.append("note: A and B are the same file")
+    cells = [("metric", "unit", "A", "B", "B/A", "eff A", "eff B", "noise ±", "verdict")]
+    for r in rows:
+        flag = " <- regression" if r.regression else ""
+        cells.append((r.metric, r.unit, fmt_num(r.a), fmt_num(r.b),
+                      f"{r.ratio:.3f}" if r.ratio is not None else "-",
+                      f"{r.efficiency_a:.2f}" if r.efficiency_a is not None else "-",
+                      f"{r.efficiency_b:.2f}" if r.efficiency_b is not None else "-",
+                      f"{r.noise:.1%}" if r.noise is not None else "?", r.verdict + flag))
+    lines += ["", *table(cells, right=(2, 3, 4, 5, 6, 7)), "",
+              f"noise: {noise_sigmas:g} combined standard errors (cv / sqrt(rounds) from each file), at "
+              f"least {NOISE_FLOOR:.0%}; '?' where a file carries no cv"]
+    if fail_below is None:
+        return lines
+    regressions = [r for r in rows if r.regression]
+    if not regressions:
+        return [*lines, "", f"no regression below {fail_below:g}x of A"]
+    lines += ["", f"{len(regressions)} regression(s) below {fail_below:g}x of A:"]
+    for r in regressions:
+        what = (f"{r.ratio:.3f}x ({fmt_num(r.a)} -> {fmt_num(r.b)} {r.unit})" if r.ratio is not None
+                else f"measured in A ({fmt_num(r.a)} {r.unit}), {r.verdict}")
+        lines.append(f"  {r.metric}: {what}")
+    return lines
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+# An input A or B that cannot be read is exit 2 (the CI gate's "no" is 1).
+TOOL = Tool("compare_calibrations.py", build_parser, body, command="hwcal-compare", error_code=EXIT_USAGE)
+main = TOOL.main

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypedDict
 
 from hwcal.errors import HwcalError
 from hwcal.naming import check_device, check_hardware_id, check_power_mode, normalise_framework, power_mode_token
@@ -31,6 +31,18 @@ AUTO = "auto"  # power mode "auto": no --power-mode, hwcal detects it (governor,
 POWER_SWITCHES = ("none", "nvpmodel")
 _RUNNER_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _NVPMODEL_CONF_RE = re.compile(r"<\s*POWER_MODEL\s+ID=(?P<id>\d+)\s+NAME=(?P<name>[^\s>]+)\s*>")
+
+
+class MatrixEntry(TypedDict):
+    """One job of the calibrate workflow's matrix: a runner and the cells it walks."""
+
+    runner: str
+    labels: list[str]  # runs-on
+    python: str  # actions/setup-python version, or "system"
+    install: str  # pip install target, e.g. ".[torch]"
+    pip_args: str
+    timeout_minutes: int
+    cells: str  # "7W/pytorch, MAXN_SUPER/pytorch", for people reading the run
 
 
 class FleetConfigError(HwcalError):
@@ -135,12 +147,12 @@ class Fleet:
                                    f"frameworks={_show(frameworks)}) picks no calibration from {self.path}")
         return cells
 
-    def matrix(self, cells: Iterable[Cell]) -> dict[str, list[dict[str, Any]]]:
+    def matrix(self, cells: Iterable[Cell]) -> dict[str, list[MatrixEntry]]:
         """The GitHub Actions matrix: one entry per runner that has cells, in config order."""
         by_runner: dict[str, list[Cell]] = {}
         for cell in cells:
             by_runner.setdefault(cell.runner.name, []).append(cell)
-        include = []
+        include: list[MatrixEntry] = []
         for runner in self.runners:
             mine = by_runner.get(runner.name)
             if not mine:
@@ -246,7 +258,7 @@ RUNNER_KEYS = ("name", "description", "labels", "device", "python", "extras", "p
                "timeout_minutes")
 
 
-def _runner(path: Path, index: int, table: Any, defaults: Mapping[str, Any]) -> Runner:  # noqa: C901 -- TODO(issue 21): split
+def _runner(path: Path, index: int, table: Any, defaults: Mapping[str, Any]) -> Runner:
     if not isinstance(table, Mapping):
         raise FleetConfigError(f"{path}: runner[{index}] must be a table ([[runner]])")
     merged = {**defaults, **table}
@@ -258,6 +270,22 @@ def _runner(path: Path, index: int, table: Any, defaults: Mapping[str, Any]) -> 
     labels = r.strs("labels")
     if "self-hosted" not in labels:
         r.fail("labels must include 'self-hosted': a calibration on a shared hosted VM measures nothing stable")
+    device, frameworks, modes, hardware_ids = _targets(r)
+    switch, nvpmodel_ids = _power_switching(r, modes)
+    python = r.str("python", "3.11")
+    if python != "system" and not re.fullmatch(r"3\.\d+", python):
+        r.fail(f"python {python!r} is not 3.N (a version for actions/setup-python) or 'system'")
+    return Runner(
+        name=name, labels=labels, description=str(merged.get("description", "")), device=device, python=python,
+        extras=r.strs("extras", [], allow_empty=True), pip_args=r.strs("pip_args", [], allow_empty=True),
+        frameworks=frameworks, power_switch=switch, power_modes=modes, nvpmodel_ids=nvpmodel_ids,
+        hardware_ids=hardware_ids, pytest_args=r.strs("pytest_args", [], allow_empty=True),
+        device_lock=r.str("device_lock", "host"), timeout_minutes=int(r.number("timeout_minutes", 180)),
+    )
+
+
+def _targets(r: _Reader) -> tuple[str, tuple[str, ...], tuple[str, ...], dict[str, str]]:
+    """What a runner calibrates: device, frameworks, power modes, and the registry id per framework."""
     try:
         device = check_device(r.str("device", "cpu"))
         frameworks = tuple(normalise_framework(f) for f in r.strs("frameworks", ["numpy"]))
@@ -279,6 +307,11 @@ def _runner(path: Path, index: int, table: Any, defaults: Mapping[str, Any]) -> 
         r.fail(f"power_modes {list(modes)!r} name one mode twice (compared as file-name tokens)")
     if "pytorch" not in frameworks and device != "cpu":
         r.fail(f"device {device!r} is calibrated by pytorch only, and frameworks has no pytorch")
+    return device, frameworks, modes, hardware_ids
+
+
+def _power_switching(r: _Reader, modes: tuple[str, ...]) -> tuple[str, dict[str, int]]:
+    """How the runner moves between its power modes, and the nvpmodel ids pinned for them."""
     switch = r.str("power_switch", "none")
     if switch not in POWER_SWITCHES:
         r.fail(f"power_switch {switch!r} is not one of {', '.join(POWER_SWITCHES)}")
@@ -291,16 +324,7 @@ def _runner(path: Path, index: int, table: Any, defaults: Mapping[str, Any]) -> 
     for mode, mode_id in ids.items():
         if mode not in modes or isinstance(mode_id, bool) or not isinstance(mode_id, int) or mode_id < 0:
             r.fail(f"nvpmodel_ids: {mode!r} = {mode_id!r} must name a listed power mode and a whole number >= 0")
-    python = r.str("python", "3.11")
-    if python != "system" and not re.fullmatch(r"3\.\d+", python):
-        r.fail(f"python {python!r} is not 3.N (a version for actions/setup-python) or 'system'")
-    return Runner(
-        name=name, labels=labels, description=str(merged.get("description", "")), device=device, python=python,
-        extras=r.strs("extras", [], allow_empty=True), pip_args=r.strs("pip_args", [], allow_empty=True),
-        frameworks=frameworks, power_switch=switch, power_modes=modes, nvpmodel_ids=dict(ids),
-        hardware_ids=hardware_ids, pytest_args=r.strs("pytest_args", [], allow_empty=True),
-        device_lock=r.str("device_lock", "host"), timeout_minutes=int(r.number("timeout_minutes", 180)),
-    )
+    return switch, dict(ids)
 
 
 def load_fleet(path: str | Path | None = None) -> Fleet:

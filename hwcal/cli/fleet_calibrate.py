@@ -17,6 +17,7 @@ to $GITHUB_STEP_SUMMARY, says which and shows the comparison table); 2 for bad u
 from __future__ import annotations
 
 import argparse
+import html
 import json
 import os
 import shutil
@@ -28,11 +29,11 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from hwcal.cli.entry import EXIT_FAIL, EXIT_OK, Tool, say, tell
 from hwcal.cli.fleet import DEFAULT_FLEET, Cell, load_fleet
 from hwcal.cli.nvpmodel import Nvpmodel
 from hwcal.errors import HwcalError
 
-PROG = "calibrate.py"
 REPO = Path(__file__).resolve().parents[2]  # the checkout the fleet driver runs in
 LOCK_WAIT_S = 6 * 3600.0  # a scheduled run may wait behind a long manual one; never run beside it
 TAIL_LINES = 15
@@ -50,8 +51,8 @@ class CellResult:
     comparison: str = ""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Run one fleet runner's calibrations in sequence: "
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Run one fleet runner's calibrations in sequence: "
                                      "power mode, preflight, pytest bench/, validate, compare, collect.")
     parser.add_argument("--runner", metavar="NAME", required=True, help="runner name in the fleet file")
     parser.add_argument("--work", metavar="DIR", type=Path, required=True,
@@ -206,7 +207,8 @@ def summary_markdown(runner: str, results: list[CellResult]) -> str:
     lines = [f"## hwcal calibration on `{runner}`: " + ", ".join(f"{n} {s}" for s, n in counts.items()), "",
              "| power mode | framework | calibration | result | why |", "|---|---|---|---|---|"]
     for r in results:
-        why = r.reason.replace("|", "\\|").replace("\n", " ")
+        # pytest's tail ("<module>", "a | b") must show as text in GitHub's Markdown table, not as HTML or cells
+        why = html.escape(r.reason, quote=False).replace("|", "\\|").replace("\n", " ")
         lines.append(f"| {r.power_mode} | {r.framework} | `{r.calibration or '-'}` | {icon[r.status]} | {why} |")
     for r in results:
         if r.comparison:
@@ -222,7 +224,8 @@ def prepare_work(work: Path) -> None:
     marker = work / WORK_MARKER
     if work.exists() and any(work.iterdir()):
         if not marker.exists():
-            raise HwcalError(f"--work {work} is not empty and was not made by {PROG}; give a new or empty folder")
+            raise HwcalError(f"--work {work} is not empty and was not made by fleet/calibrate.py; give a new or "
+                             "empty folder")
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
     marker.write_text("made by fleet/calibrate.py; emptied at the start of each run\n")
@@ -237,7 +240,7 @@ def append_summary(args: argparse.Namespace, text: str) -> None:
             fh.write(text + "\n")
 
 
-def main_inner(args: argparse.Namespace) -> int:
+def body(args: argparse.Namespace) -> int:
     fleet = load_fleet(args.fleet)
     runner = fleet.runner(args.runner)
     cells = fleet.select([runner.name], args.power_modes, args.frameworks)
@@ -250,8 +253,8 @@ def main_inner(args: argparse.Namespace) -> int:
                        + "\n".join(f"- {p}" for p in problems) + "\n")
         raise HwcalError("preflight failed, nothing calibrated:\n  " + "\n  ".join(problems))
     if args.preflight_only:
-        print(f"preflight passed for {len(cells)} calibration(s) of {runner.name}")
-        return 0
+        say(f"preflight passed for {len(cells)} calibration(s) of {runner.name}")
+        return EXIT_OK
     lock_dir = Path(os.environ.get("HWCAL_LOCK_DIR") or tempfile.gettempdir())
     lock = FileLock(str(lock_dir / f"hwcal-{runner.device_lock}.lock"), mode=0o666)
     try:
@@ -274,22 +277,16 @@ def main_inner(args: argparse.Namespace) -> int:
                 nv.restore(original)
                 print(f"power mode restored to {original[0]}")
             except HwcalError as exc:
-                print(f"{PROG}: warning: could not restore power mode {original[0]}: {exc}", file=sys.stderr)
+                tell(f"{args.prog}: warning: could not restore power mode {original[0]}: {exc}")
         lock.release()
     text = summary_markdown(runner.name, results)
     (args.work / "summary.md").write_text(text, encoding="utf-8")
     (args.work / "results.json").write_text(json.dumps([asdict(r) for r in results], indent=2) + "\n")
     append_summary(args, text)
-    print("\n" + "\n".join(f"{r.status:>9}  {r.power_mode} {r.framework}  {r.calibration or '-'}  {r.reason}"
-                           for r in results))
-    return 0 if all(r.status == "passed" for r in results) else 1
+    say("", *(f"{r.status:>9}  {r.power_mode} {r.framework}  {r.calibration or '-'}  {r.reason}" for r in results))
+    return EXIT_OK if all(r.status == "passed" for r in results) else EXIT_FAIL
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return main_inner(args)
-    except HwcalError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1
+TOOL = Tool("calibrate.py", build_parser, body)
+main = TOOL.main
 

@@ -13,17 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
+from hwcal.cli.entry import EXIT_OK, Tool
 from hwcal.cli.fleet import DEFAULT_FLEET, load_fleet
-from hwcal.errors import HwcalError
-
-PROG = "matrix.py"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Emit the GitHub Actions matrix of the calibration "
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Emit the GitHub Actions matrix of the calibration "
                                      "fleet: one entry per runner, filtered by runner, power mode and framework.")
     parser.add_argument("--fleet", metavar="PATH", type=Path, default=DEFAULT_FLEET,
                         help=f"fleet file. Default: {DEFAULT_FLEET}")
@@ -40,14 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        fleet = load_fleet(args.fleet)
-        cells = fleet.select(args.runners, args.power_modes, args.frameworks)
-    except HwcalError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1
+def body(args: argparse.Namespace) -> int:
+    fleet = load_fleet(args.fleet)
+    cells = fleet.select(args.runners, args.power_modes, args.frameworks)
     matrix = fleet.matrix(cells)
     text = json.dumps(matrix, separators=(",", ":"))
     print(json.dumps(matrix, indent=2))
@@ -60,5 +52,9 @@ def main(argv: list[str] | None = None) -> int:
                  f"{', '.join(c.runner.labels)} |" for c in cells]
         with open(args.summary, "a", encoding="utf-8") as fh:
             fh.write(f"### Planned calibrations ({len(cells)})\n\n" + "\n".join(rows) + "\n\n")
-    return 0
+    return EXIT_OK
+
+
+TOOL = Tool("matrix.py", build_parser, body)
+main = TOOL.main
 

@@ -4,22 +4,20 @@ are named in a warning and skipped."""
 from __future__ import annotations
 
 import argparse
-import sys
 from collections import Counter
 from typing import Any
 
 from hwcal.cli.common import (
-    EXIT_OK,
     add_json_option,
     add_registry_option,
     fmt_num,
     make_parser,
     open_registry,
     print_json,
-    run,
     table,
     warn_skipped,
 )
+from hwcal.cli.entry import EXIT_OK, Tool, say, tell
 from hwcal.document.format2 import precision_detail
 from hwcal.precisions import PRECISIONS
 from hwcal.registry.api import Registry, UnknownHardwareError
@@ -27,7 +25,6 @@ from hwcal.registry.errata import entry_errata
 from hwcal.registry.filters import natural_key, normalise_filter
 from hwcal.registry.reader import CalibrationEntry
 
-PROG = "list_calibrations.py"
 EXAMPLES = """
   python tools/list_calibrations.py                         # every calibration, one line each
   python tools/list_calibrations.py -H jetson_orin_nano_gpu -p MAXN_SUPER -f torch --detail
@@ -36,8 +33,8 @@ EXAMPLES = """
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = make_parser(PROG, "List the calibrations in an hwcal registry, power modes in natural order "
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    parser = make_parser(prog, "List the calibrations in an hwcal registry, power modes in natural order "
                                "(7W, 15W, 25W, MAXN).", EXAMPLES)
     parser.add_argument("-H", "--hardware", metavar="ID",
                         help="only this hardware id (or those whose id or model contains ID). Default: all")
@@ -162,8 +159,7 @@ def _summary(entries: list[CalibrationEntry]) -> dict[str, dict[str, int]]:
     }
 
 
-def main_inner(argv: list[str] | None) -> int:
-    args = build_parser().parse_args(argv)
+def body(args: argparse.Namespace) -> int:
     reg = open_registry(args.registry)
     flt = normalise_filter({k: v for k, v in (("power_mode", args.power_mode), ("framework", args.framework),
                                               ("freq_mhz", args.freq_mhz)) if v is not None})
@@ -171,46 +167,42 @@ def main_inner(argv: list[str] | None) -> int:
     for hw in _hardware_ids(reg, args.hardware):
         entries += reg.list_calibrations(hw, flt, history=args.history)
     entries.sort(key=CalibrationEntry.sort_key)
-    skipped = [{"path": str(s.path), "reason": s.reason} for s in reg.skipped]
-    notices = [{"path": str(s.path), "reason": s.reason} for s in reg.notices]
-    if args.summary:
+    if args.json:
+        print_json(_json_report(reg, entries, flt.describe(), args.summary, args.detail))
+    elif args.summary:
         counts = _summary(entries)
-        if args.json:
-            print_json({"registry": str(reg.root), "total": len(entries), **counts, "skipped": skipped,
-                        "notices": notices})
-        else:
-            print(f"registry {reg.root}: {len(entries)} calibration(s)")
-            for title, key in (("hardware", "by_hardware"), ("framework", "by_framework"),
-                               ("power mode", "by_power_mode")):
-                lines = table([(title, "calibrations"), *[(k, str(v)) for k, v in counts[key].items()]], right=(1,))
-                print("\n" + "\n".join(lines))
-    elif args.json:
-        data: dict[str, Any] = {"registry": str(reg.root), "filter": flt.describe(),
-                                "calibrations": [e.summary() for e in entries], "skipped": skipped,
-                                "notices": notices}
-        if args.detail:
-            data["documents"] = {str(e.path): e.doc for e in entries}
-        print_json(data)
+        say(f"registry {reg.root}: {len(entries)} calibration(s)")
+        for title, key in (("hardware", "by_hardware"), ("framework", "by_framework"),
+                           ("power mode", "by_power_mode")):
+            say("", *table([(title, "calibrations"), *[(k, str(v)) for k, v in counts[key].items()]], right=(1,)))
     elif not entries:
         what = "" if flt.describe() == "no filter" and args.hardware is None else " matching the filter"
         note = "" if reg.root.exists() else " (the folder does not exist yet)"
-        print(f"no calibrations{what} in registry {reg.root}{note}")
+        say(f"no calibrations{what} in registry {reg.root}{note}")
     elif args.detail:
-        print("\n\n".join("\n".join(_detail(e)) for e in entries))
+        for i, e in enumerate(entries):
+            say(*([""] if i else []), *_detail(e))
     else:
-        print("\n".join(_rows(entries)))
+        say(*_rows(entries))
     warn_skipped(reg.skipped)
-    for item in reg.notices:
-        print(f"warning: {item}", file=sys.stderr)
-    for e in entries:
-        for erratum in entry_errata(reg.root, e):
-            print(f"warning: {e.path}: {erratum}", file=sys.stderr)
+    tell(*(f"warning: {item}" for item in reg.notices))
+    tell(*(f"warning: {e.path}: {erratum}" for e in entries for erratum in entry_errata(reg.root, e)))
     return EXIT_OK
 
 
-def main(argv: list[str] | None = None) -> int:
-    return run(main_inner, argv, PROG)
+def _json_report(reg: Registry, entries: list[CalibrationEntry], described: str, summary: bool,
+                 detail: bool) -> dict[str, Any]:
+    skipped = [{"path": str(s.path), "reason": s.reason} for s in reg.skipped]
+    notices = [{"path": str(s.path), "reason": s.reason} for s in reg.notices]
+    if summary:
+        return {"registry": str(reg.root), "total": len(entries), **_summary(entries), "skipped": skipped,
+                "notices": notices}
+    data: dict[str, Any] = {"registry": str(reg.root), "filter": described,
+                            "calibrations": [e.summary() for e in entries], "skipped": skipped, "notices": notices}
+    if detail:
+        data["documents"] = {str(e.path): e.doc for e in entries}
+    return data
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+TOOL = Tool("list_calibrations.py", build_parser, body, command="hwcal-list")
+main = TOOL.main

@@ -22,23 +22,14 @@ merged), 2 for bad usage (a missing input), 130 when interrupted.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from hwcal.cli.common import (
-    EXIT_FAIL,
-    EXIT_OK,
-    add_json_option,
-    add_registry_option,
-    make_parser,
-    print_json,
-    run,
-)
+from hwcal.cli.common import add_json_option, add_registry_option, make_parser, print_json
+from hwcal.cli.entry import EXIT_FAIL, EXIT_OK, Tool, UsageError, say, tell
 from hwcal.errors import HwcalError
 from hwcal.interop.merge import Plan, apply, plan_merge
 from hwcal.registry.layout import default_registry
 
-PROG = "merge_calibrations.py"
 EXAMPLES = """
   python tools/merge_calibrations.py artifacts/ --registry registry          # every runner's artifact folder
   python tools/merge_calibrations.py a/7W_612MHz_pytorch.json b/ --dry-run  # what would happen, nothing written
@@ -47,8 +38,8 @@ EXAMPLES = """
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = make_parser(PROG, "File calibrations from many runners (files, or folders such as downloaded "
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    parser = make_parser(prog, "File calibrations from many runners (files, or folders such as downloaded "
                                "artifacts) under their keys in a registry, keeping history; refuse unusable files "
                                "and report two new calibrations of one key. Exit 0 when all merged, 1 when something "
                                "was refused or conflicted, 2 for bad usage.", EXAMPLES)
@@ -73,33 +64,31 @@ def _rel(path: Path, registry: Path) -> str:
         return str(path)
 
 
-def report_text(registry: Path, plan: Plan, dry_run: bool) -> None:
+def report_lines(prog: str, registry: Path, plan: Plan, dry_run: bool) -> tuple[list[str], list[str]]:
+    """What was filed (stdout) and what was refused, conflicted or noted (stderr)."""
     verb = {"filed": "would file" if dry_run else "filed", "history": "would keep" if dry_run else "history",
             "unchanged": "unchanged", "failed": "FAILED"}
+    out = []
     for a in plan.actions:
         kept = f"; previous kept as {_rel(a.previous_kept, registry)}" if a.previous_kept else ""
-        print(f"{verb[a.action]:>10}  {_rel(a.target, registry)}  <- {a.source}  ({a.reason}{kept})")
-    for note in plan.notes:
-        print(f"note: {note}", file=sys.stderr)
-    for c in plan.conflicts:
-        print(f"{PROG}: conflict: {c.describe()}", file=sys.stderr)
-    for path, reason in plan.refused:
-        print(f"{PROG}: refused: {path}: {reason}", file=sys.stderr)
+        out.append(f"{verb[a.action]:>10}  {_rel(a.target, registry)}  <- {a.source}  ({a.reason}{kept})")
+    err = [f"note: {note}" for note in plan.notes]
+    err += [f"{prog}: conflict: {c.describe()}" for c in plan.conflicts]
+    err += [f"{prog}: refused: {path}: {reason}" for path, reason in plan.refused]
     counts = {k: sum(a.action == k for a in plan.actions) for k in ("filed", "history", "unchanged")}
-    print(("dry run, nothing written: " if dry_run else "") + f"{registry}: {counts['filed']} filed, "
-          f"{counts['history']} to history, {counts['unchanged']} unchanged, {len(plan.refused)} refused, "
-          f"{len(plan.conflicts)} conflict(s)")
+    out.append(("dry run, nothing written: " if dry_run else "") + f"{registry}: {counts['filed']} filed, "
+               f"{counts['history']} to history, {counts['unchanged']} unchanged, {len(plan.refused)} refused, "
+               f"{len(plan.conflicts)} conflict(s)")
+    return out, err
 
 
-def main_inner(argv: list[str] | None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def body(args: argparse.Namespace) -> int:
     registry = args.registry or default_registry()
     if registry.exists() and not registry.is_dir():
         raise HwcalError(f"registry {registry} is not a folder")
     missing = [str(p) for p in args.inputs if not p.exists()]
     if missing:
-        parser.error(f"{', '.join(missing)}: no such file or folder")
+        raise UsageError(f"{', '.join(missing)}: no such file or folder")
     plan = plan_merge(registry, args.inputs, args.allow_new_hardware, args.allow_partial)
     if not args.dry_run:
         apply(registry, plan)
@@ -109,13 +98,12 @@ def main_inner(argv: list[str] | None) -> int:
                     "conflicts": [c.as_dict() for c in plan.conflicts],
                     "refused": [{"source": str(p), "reason": r} for p, r in plan.refused], "notes": plan.notes})
     else:
-        report_text(registry, plan, args.dry_run)
+        out, err = report_lines(args.prog, registry, plan, args.dry_run)
+        say(*out[:-1])
+        tell(*err)
+        say(out[-1])
     return EXIT_OK if plan.ok else EXIT_FAIL
 
 
-def main(argv: list[str] | None = None) -> int:
-    return run(main_inner, argv, PROG)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+TOOL = Tool("merge_calibrations.py", build_parser, body, command="hwcal-merge")
+main = TOOL.main

@@ -1,10 +1,15 @@
-"""Command line of tools/plot_calibration.py: one calibration's pictures (``hwcal.report.figures``)."""
+"""hwcal-plot / tools/plot_calibration.py: one calibration's pictures (``hwcal.report.figures``).
+
+Exit 0 written, 1 a bad file or matplotlib missing, 2 bad usage, 130 interrupted.
+"""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Any
 
+from hwcal.cli.entry import EXIT_OK, Tool, UsageError, say
 from hwcal.errors import HwcalError
 from hwcal.report.figures import render
 
@@ -24,40 +29,11 @@ def load_calibration(path: Path) -> dict[str, Any]:
     doc = read_json(path)
     errors = schema_errors(doc, "calibration")
     if errors:
-        raise HwcalError(f"{path}: not a valid calibration:\n  " + "\n  ".join(f"{path}: {e}" for e in errors))
+        raise HwcalError(f"{path}: not a valid calibration:\n" + "\n".join(f"{path}: {e}" for e in errors))
     return update_to_2(doc)  # readers see format 2; a format-1 file is upgraded in memory
 
 
-def main_inner(argv: list[str] | None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog="plot_calibration.py", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Draw one calibration: GEMM throughput against size, STREAM bandwidth against working set "
-                    "with the caches marked, and the roofline from the measured ceilings.")
-    parser.add_argument("calibration", type=Path, metavar="CALIBRATION.json", help="calibration file to draw")
-    parser.add_argument("--out", type=Path, default=Path("plots"), metavar="DIR",
-                        help="folder for the pictures (created). Default: plots")
-    parser.add_argument("--formats", default="png,svg", metavar="FMT,FMT",
-                        help="picture formats, any matplotlib writes. Default: png,svg")
-    parser.add_argument("--dpi", type=_dpi, default=150, metavar="N", help="PNG resolution, 10..1200. Default: 150")
-    args = parser.parse_args(argv)
-    formats = [f.strip().lower() for f in args.formats.split(",") if f.strip()]
-    if not formats or any(not f.isalnum() for f in formats):
-        parser.error(f"--formats {args.formats!r}: give picture formats such as png,svg")
-    doc = load_calibration(args.calibration)
-    try:
-        written = render(doc, args.out, args.calibration.stem, formats, args.dpi)
-    except ValueError as exc:  # matplotlib: a format it does not write
-        raise HwcalError(f"cannot draw {args.calibration}: {exc}") from None
-    for path in written:
-        print(path)
-    return 0
-
-
 def _dpi(value: str) -> int:
-    import argparse
-
     try:
         dpi = int(value)
     except ValueError:
@@ -67,9 +43,32 @@ def _dpi(value: str) -> int:
     return dpi
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line of tools/plot_calibration.py, through the tools' one error wrapper: 0 written, 1 a bad
-    file or matplotlib missing, 2 bad usage, 130 interrupted."""
-    from hwcal.cli.common import run
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Draw one calibration: GEMM throughput against size, STREAM bandwidth against working set "
+                    "with the caches marked, and the roofline from the measured ceilings.")
+    parser.add_argument("calibration", type=Path, metavar="CALIBRATION.json", help="calibration file to draw")
+    parser.add_argument("--out", type=Path, default=Path("plots"), metavar="DIR",
+                        help="folder for the pictures (created). Default: plots")
+    parser.add_argument("--formats", default="png,svg", metavar="FMT,FMT",
+                        help="picture formats, any matplotlib writes. Default: png,svg")
+    parser.add_argument("--dpi", type=_dpi, default=150, metavar="N", help="PNG resolution, 10..1200. Default: 150")
+    return parser
 
-    return run(main_inner, argv, "plot_calibration.py")
+
+def body(args: argparse.Namespace) -> int:
+    formats = [f.strip().lower() for f in args.formats.split(",") if f.strip()]
+    if not formats or any(not f.isalnum() for f in formats):
+        raise UsageError(f"--formats {args.formats!r}: give picture formats such as png,svg")
+    doc = load_calibration(args.calibration)
+    try:
+        written = render(doc, args.out, args.calibration.stem, formats, args.dpi)
+    except ValueError as exc:  # matplotlib: a format it does not write
+        raise HwcalError(f"cannot draw {args.calibration}: {exc}") from None
+    say(*map(str, written))
+    return EXIT_OK
+
+
+TOOL = Tool("plot_calibration.py", build_parser, body, command="hwcal-plot")
+main = TOOL.main

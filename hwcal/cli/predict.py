@@ -8,29 +8,27 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hwcal.cli.common import (
-    EXIT_OK,
     add_json_option,
     add_registry_option,
     fmt_num,
     make_parser,
     open_registry,
     print_json,
-    run,
     table,
 )
+from hwcal.cli.entry import EXIT_OK, Tool, UsageError, printable, say
+from hwcal.cli.ops import MAX_DIM, MAX_OPS, OpSpec, read_ops
 from hwcal.errors import HwcalError
 from hwcal.model.predict import OPERATIONS, Prediction, Predictor, predictor_of_document
 from hwcal.registry.api import Registry
 from hwcal.registry.reader import read_calibration
 
-PROG = "hwcal-predict"
 EXAMPLES = """
   hwcal-predict h100 --power-mode 700W gemm bf16 4096x4096x4096
   hwcal-predict h100 gemm fp16 b32x2048x2048x128          # batch 32 of 2048x2048x128
@@ -41,8 +39,8 @@ EXAMPLES = """
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = make_parser(PROG, "Predict the time, throughput and efficiency of an operation (gemm, dot, axpy, scal, "
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    parser = make_parser(prog, "Predict the time, throughput and efficiency of an operation (gemm, dot, axpy, scal, "
                                "gemv, copy, scale, add, triad) from a calibration, and say on what basis "
                                "(measured, interpolated, roofline, extrapolated).", EXAMPLES)
     parser.add_argument("hardware", metavar="HARDWARE",
@@ -55,8 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("shape", metavar="SHAPE", nargs="?", type=parse_shape,
                         help="gemm: MxNxK, bBxMxNxK or N (square); gemv: MxN; the others: N elements")
     parser.add_argument("--ops", metavar="FILE", type=Path,
-                        help="a JSON or YAML list of operations ({op, precision, m, n, k, batch, count, name}); "
-                             "prints one row each and the total. Default: none")
+                        help="a JSON or YAML list of operations ({op, precision, m, n, k, batch, count, name}; "
+                             f"at most {MAX_OPS:,}, no YAML aliases); prints one row each and the total. "
+                             "Default: none")
     add_selection_options(parser)
     add_json_option(parser)
     add_registry_option(parser)
@@ -84,8 +83,8 @@ def parse_shape(text: str) -> dict[str, int]:
             f"shape {text!r}: give MxNxK, bBxMxNxK, MxN or N (positive integers)") from None
     if not 1 <= len(values) <= 3 or (batch_value is not None and len(values) != 3):
         raise argparse.ArgumentTypeError(f"shape {text!r}: give MxNxK, bBxMxNxK, MxN or N")
-    if any(v <= 0 for v in values) or (batch_value is not None and batch_value <= 0):
-        raise argparse.ArgumentTypeError(f"shape {text!r}: every dimension must be a positive integer")
+    if any(not 0 < v <= MAX_DIM for v in values) or (batch_value is not None and not 0 < batch_value <= MAX_DIM):
+        raise argparse.ArgumentTypeError(f"shape {text!r}: every dimension must be a whole number from 1 to 2^40")
     dims = dict(zip(("m", "n", "k")[:len(values)] if len(values) > 1 else ("n",), values, strict=True))
     if batch_value is not None:
         dims["batch"] = batch_value
@@ -117,10 +116,10 @@ def selection_filter(args: argparse.Namespace) -> dict[str, Any]:
 def load_predictor(args: argparse.Namespace, selector: str) -> tuple[Predictor, str]:
     """(Predictor, where it came from) for a hardware selector or a calibration file."""
     path = Path(selector)
-    if selector.endswith(".json") or path.is_file():
-        if not path.is_file():
+    if selector.endswith(".json") or "/" in selector or path.is_file():  # no hardware id has a '/'
+        if not path.exists() and not path.is_symlink():
             raise HwcalError(f"{selector}: no such calibration file")
-        entry = read_calibration(path)
+        entry = read_calibration(path)  # a FIFO, a device, a folder: refused by the checked reader
         return predictor_of_document(entry.doc, _entry_name(entry)), str(path)
     reg = open_registry(args.registry)
     hardware_id = resolve_hardware(reg, selector)
@@ -163,69 +162,42 @@ def single_lines(pred: Prediction, source: str, name: str) -> list[str]:
     return lines
 
 
-OP_KEYS = {"op", "operation", "precision", "count", "name", "m", "n", "k", "batch"}
+@dataclass(frozen=True)
+class OpRow:
+    """One operation of an --ops file, predicted: ``total_s`` is ``count`` calls."""
+
+    spec: OpSpec
+    prediction: Prediction
+
+    @property
+    def total_s(self) -> float:
+        return self.prediction.seconds * self.spec.count
+
+    def summary(self) -> dict[str, Any]:
+        return {"name": self.spec.label, "count": self.spec.count, "total_s": self.total_s,
+                **self.prediction.summary()}
 
 
-def read_ops(path: Path) -> list[dict[str, Any]]:
-    """A model's operations from JSON or YAML: a list, or an object whose ``ops`` is the list."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise HwcalError(f"{path}: no such file") from None
-    if path.suffix.lower() in (".yaml", ".yml"):
-        try:
-            import yaml
-        except ImportError:
-            raise HwcalError(f"{path}: reading YAML needs pyyaml (pip install 'hwcal[test]' or pyyaml), "
-                             "or give the list as JSON") from None
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise HwcalError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
-    else:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise HwcalError(f"{path}: not valid JSON: {exc}") from None
-    if isinstance(data, dict) and "ops" in data:
-        data = data["ops"]
-    if not isinstance(data, list) or not data:
-        raise HwcalError(f"{path}: expected a non-empty list of operations (or an object with 'ops')")
-    for i, item in enumerate(data):
-        if not isinstance(item, dict) or not (item.get("op") or item.get("operation")) or "precision" not in item:
-            raise HwcalError(f"{path}: operation {i + 1}: needs 'op' and 'precision', got {item!r}")
-        unknown = sorted(set(item) - OP_KEYS)
-        if unknown:
-            raise HwcalError(f"{path}: operation {i + 1}: unknown key(s) {', '.join(unknown)}; "
-                             f"known: {', '.join(sorted(OP_KEYS))}")
-    return data
-
-
-def predict_ops(predictor: Predictor, ops: list[dict[str, Any]], where: str = "") -> list[dict[str, Any]]:
+def predict_ops(predictor: Predictor, ops: list[OpSpec], where: str = "") -> list[OpRow]:
     rows = []
-    for i, item in enumerate(ops):
-        op = str(item.get("op") or item.get("operation"))
-        count = item.get("count", 1)
-        if isinstance(count, bool) or not isinstance(count, int) or count <= 0:
-            raise HwcalError(f"{where}operation {i + 1}: count must be a positive integer, got {count!r}")
-        dims = {k: item[k] for k in ("m", "n", "k", "batch") if k in item}
+    for i, op in enumerate(ops):
         try:
-            pred = predictor.predict(op, str(item["precision"]), **dims)
+            pred = predictor.predict(op.operation, op.precision, **op.dims)
         except HwcalError as exc:
-            raise HwcalError(f"{where}operation {i + 1} ({item.get('name', op)}): {exc}") from None
-        rows.append({"name": str(item.get("name") or op), "count": count, "total_s": pred.seconds * count,
-                     "prediction": pred})
+            raise HwcalError(f"{where}operation {i + 1} ({op.label}): {exc}") from None
+        rows.append(OpRow(op, pred))
     return rows
 
 
-def ops_lines(rows: list[dict[str, Any]], source: str, name: str) -> list[str]:
-    total = sum(r["total_s"] for r in rows)
+def ops_lines(rows: list[OpRow], source: str, name: str) -> list[str]:
+    total = sum(r.total_s for r in rows)
     header = ("name", "op", "prec", "shape", "count", "per call", "total", "share", "GFLOPS", "GB/s", "eff", "basis")
     body = [header]
     for r in rows:
-        p: Prediction = r["prediction"]
-        body.append((r["name"], p.operation, p.precision, shape_text(p.dims), str(r["count"]), fmt_seconds(p.seconds),
-                     fmt_seconds(r["total_s"]), f"{r['total_s'] / total:.1%}", fmt_num(p.gflops), fmt_num(p.gbps),
+        p = r.prediction
+        share = f"{r.total_s / total:.1%}" if total > 0 else "-"
+        body.append((printable(r.spec.label, 40), p.operation, p.precision, shape_text(p.dims), str(r.spec.count),
+                     fmt_seconds(p.seconds), fmt_seconds(r.total_s), share, fmt_num(p.gflops), fmt_num(p.gbps),
                      f"{p.efficiency:.0%}" if p.efficiency is not None else "-", f"{p.basis} ({p.family})"))
     return [f"{name}: {source}", *table(body, right=(4, 5, 6, 7, 8, 9, 10)), f"total: {fmt_seconds(total)}"]
 
@@ -240,13 +212,11 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def _main(argv: list[str] | None) -> int:
-    parser = build_parser()
-    args = parser.parse_intermixed_args(argv)  # options may come between the positionals
+def body(args: argparse.Namespace) -> int:
     if args.ops is None and (args.operation is None or args.precision is None or args.shape is None):
-        parser.error("give OPERATION PRECISION SHAPE, or --ops FILE")
+        raise UsageError("give OPERATION PRECISION SHAPE, or --ops FILE")
     if args.ops is not None and args.operation is not None:
-        parser.error("give OPERATION PRECISION SHAPE or --ops FILE, not both")
+        raise UsageError("give OPERATION PRECISION SHAPE or --ops FILE, not both")
     ops = read_ops(args.ops) if args.ops is not None else None
     predictor, source = load_predictor(args, args.hardware)
     if ops is None:
@@ -254,18 +224,17 @@ def _main(argv: list[str] | None) -> int:
         if args.json:
             print_json(_json_safe({"calibration": source, "name": predictor.name, **pred.summary()}))
         else:
-            print("\n".join(single_lines(pred, source, predictor.name)))
+            say(*single_lines(pred, source, predictor.name))
         return EXIT_OK
     rows = predict_ops(predictor, ops, f"{args.ops}: ")
     if args.json:
         print_json(_json_safe({"calibration": source, "name": predictor.name,
-                               "total_s": sum(r["total_s"] for r in rows),
-                               "operations": [{"name": r["name"], "count": r["count"], "total_s": r["total_s"],
-                                               **r["prediction"].summary()} for r in rows]}))
+                               "total_s": sum(r.total_s for r in rows),
+                               "operations": [r.summary() for r in rows]}))
     else:
-        print("\n".join(ops_lines(rows, source, predictor.name)))
+        say(*ops_lines(rows, source, predictor.name))
     return EXIT_OK
 
 
-def main(argv: list[str] | None = None) -> int:
-    return run(_main, argv if argv is not None else sys.argv[1:], PROG)
+TOOL = Tool("predict.py", build_parser, body, command="hwcal-predict", intermixed=True)
+main = TOOL.main

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from hwcal.cli.common import EXIT_OK, add_json_option, add_registry_option, make_parser, print_json, run
+from hwcal.cli.common import add_json_option, add_registry_option, make_parser, print_json
+from hwcal.cli.entry import EXIT_OK, Tool, say
 from hwcal.interop.rehome import execute_rehome, plan_rehome
 from hwcal.registry.layout import default_registry
 
-PROG = "rehome_hardware.py"
 EXAMPLES = """
   python tools/rehome_hardware.py cpu/amd_epyc --dry-run               # what the files support, what moves
   python tools/rehome_hardware.py cpu/amd_epyc --to amd_epyc_zen3      # move current + history + spec.json
@@ -18,9 +17,9 @@ EXAMPLES = """
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str) -> argparse.ArgumentParser:
     parser = make_parser(
-        PROG, "Move a hardware folder filed under a generic model name (a VM's 'AMD EPYC') to an id with its "
+        prog, "Move a hardware folder filed under a generic model name (a VM's 'AMD EPYC') to an id with its "
               "microarchitecture, derived from the files' own metadata (recorded microarchitecture or CPUID "
               "family/model; else brand, ISA flags and the measured fp64 GEMM). Refuses, writing nothing, when "
               "the files do not support the target. Current files stay current, history stays history; each "
@@ -35,8 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main_inner(argv: list[str] | None) -> int:
-    args = build_parser().parse_args(argv)
+def body(args: argparse.Namespace) -> int:
     registry = args.registry if args.registry is not None else default_registry()
     plan, docs, spec = plan_rehome(registry, args.source, args.to)
     moved = [(old, new) for old, new, _ in plan.moves] if args.dry_run else execute_rehome(registry, plan, docs, spec)
@@ -53,19 +51,13 @@ def main_inner(argv: list[str] | None) -> int:
                     "chosen_by": plan.chosen_by, "moves": [{"from": rel(o), "to": rel(n)} for o, n in moved]})
         return EXIT_OK
     verb = "would move" if args.dry_run else "moved"
-    print(f"{plan.device_type}/{plan.old_id} -> {plan.device_type}/{plan.new_id}"
-          f"{' (dry run: nothing written)' if args.dry_run else ''}")
-    for line in plan.inference.evidence:
-        print(f"  evidence: {line}")
-    print(f"  chosen by: {plan.chosen_by}")
-    for old, new in moved:
-        print(f"{verb} {rel(old)} -> {rel(new)}")
+    say(f"{plan.device_type}/{plan.old_id} -> {plan.device_type}/{plan.new_id}"
+        f"{' (dry run: nothing written)' if args.dry_run else ''}",
+        *(f"  evidence: {line}" for line in plan.inference.evidence),
+        f"  chosen by: {plan.chosen_by}",
+        *(f"{verb} {rel(old)} -> {rel(new)}" for old, new in moved))
     return EXIT_OK
 
 
-def main(argv: list[str] | None = None) -> int:
-    return run(main_inner, argv, PROG)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+TOOL = Tool("rehome_hardware.py", build_parser, body, command="hwcal-rehome")
+main = TOOL.main

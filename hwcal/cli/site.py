@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from hwcal.cli.common import EXIT_OK, add_registry_option, make_parser, run
+from hwcal.cli.common import add_registry_option, make_parser
+from hwcal.cli.entry import EXIT_OK, Tool, say, tell
 from hwcal.site.build import build
 
-PROG = "hwcal-site"
 EXAMPLES = """
   hwcal-site --out site/                              # the checkout's registry/ into site/
   hwcal-site --registry /data/fleet --out /srv/site   # again later: only what changed is rewritten
@@ -27,8 +26,8 @@ def _jobs(value: str) -> int:
     return n
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = make_parser(PROG, "Build the registry as a static site (no server, nothing loaded from outside it): "
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    parser = make_parser(prog, "Build the registry as a static site (no server, nothing loaded from outside it): "
                                "an index of every calibration with sorting and filters, a page per calibration "
                                "and per key with its history, a compare view. A second build rewrites only what "
                                "changed. Exit 0 built, 1 the output cannot be written, 2 bad usage.", EXAMPLES)
@@ -43,22 +42,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main_inner(argv: list[str] | None) -> int:
-    args = build_parser().parse_args(argv)
+def body(args: argparse.Namespace) -> int:
     report = build(args.registry, args.out, figures=args.figures, jobs=args.jobs)
-    print(f"{PROG}: {report.calibrations} calibrations -> {args.out}: {len(report.written)} file(s) written, "
-          f"{report.kept} unchanged, {len(report.removed)} removed, {report.pages_drawn} calibration page(s) and "
-          f"{report.figures_drawn} picture(s) drawn in {report.seconds:.1f} s")
+    say(f"{args.prog}: {report.calibrations} calibrations -> {args.out}: {len(report.written)} file(s) written, "
+        f"{report.kept} unchanged, {len(report.removed)} removed, {report.pages_drawn} calibration page(s) and "
+        f"{report.figures_drawn} picture(s) drawn in {report.seconds:.1f} s")
     if report.skipped:
-        for path, reason in report.skipped:
-            print(f"warning: skipped {path}: {reason}", file=sys.stderr)
-        print(f"{PROG}: {len(report.skipped)} file(s) left out: see {args.out / 'unreadable.html'}", file=sys.stderr)
+        tell(*(f"warning: skipped {path}: {reason}" for path, reason in report.skipped),
+             f"{args.prog}: {len(report.skipped)} file(s) left out: see {args.out / 'unreadable.html'}")
     return EXIT_OK
 
 
-def main(argv: list[str] | None = None) -> int:
-    return run(main_inner, argv, PROG)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+TOOL = Tool("site.py", build_parser, body, command="hwcal-site")
+main = TOOL.main

@@ -11,23 +11,13 @@ every point and over the interior ones (a left-out end of a curve is an extrapol
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
-from hwcal.cli.common import (
-    EXIT_FAIL,
-    EXIT_OK,
-    add_json_option,
-    add_registry_option,
-    make_parser,
-    print_json,
-    run,
-    table,
-)
+from hwcal.cli.common import add_json_option, add_registry_option, make_parser, print_json, table
+from hwcal.cli.entry import EXIT_FAIL, EXIT_OK, Tool, say
 from hwcal.cli.predict import _json_safe, add_selection_options, load_predictor
 from hwcal.model.loo import leave_one_out, report
 
-PROG = "hwcal-validate-predictions"
 TARGET_MEDIAN = 0.10
 TARGET_P90 = 0.25
 EXAMPLES = """
@@ -37,8 +27,8 @@ EXAMPLES = """
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = make_parser(PROG, "Leave-one-out validation of the predictions: every measured point predicted from the "
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    parser = make_parser(prog, "Leave-one-out validation of the predictions: every measured point predicted from the "
                                "others of its calibration; median and p90 relative error per operation.", EXAMPLES)
     parser.add_argument("selectors", metavar="HARDWARE_OR_FILE", nargs="+",
                         help="hardware ids (or unique prefixes/substrings) or calibration files")
@@ -72,8 +62,7 @@ def _lines(name: str, source: str, rep: dict[str, dict[str, Any]], trials: list[
     return lines
 
 
-def _main(argv: list[str] | None) -> int:
-    args = build_parser().parse_intermixed_args(argv)
+def body(args: argparse.Namespace) -> int:
     results = []
     missed = False
     for selector in args.selectors:
@@ -89,12 +78,12 @@ def _main(argv: list[str] | None) -> int:
     else:
         out: list[str] = []
         for name, source, rep, trials in results:
-            out += [*(["" ] if out else []), *_lines(name, source, rep, trials, args.detail)]
+            out += [*([""] if out else []), *_lines(name, source, rep, trials, args.detail)]
         out.append(f"targets: median <= {TARGET_MEDIAN:.0%}, p90 <= {TARGET_P90:.0%} per operation"
                    + ("; some operations miss them" if missed else "; all met"))
-        print("\n".join(out))
+        say(*out)
     return EXIT_FAIL if args.check and missed else EXIT_OK
 
 
-def main(argv: list[str] | None = None) -> int:
-    return run(_main, argv if argv is not None else sys.argv[1:], PROG)
+TOOL = Tool("validate_predictions.py", build_parser, body, command="hwcal-validate-predictions", intermixed=True)
+main = TOOL.main

@@ -7,13 +7,12 @@ when everything is valid. A registry with nothing filed yet (empty, or not creat
 from __future__ import annotations
 
 import argparse
-import sys
 
-from hwcal.cli.common import EXIT_FAIL, EXIT_OK, add_json_option, make_parser, print_json, registry_path, run
+from hwcal.cli.common import add_json_option, make_parser, print_json, registry_path
+from hwcal.cli.entry import EXIT_FAIL, EXIT_OK, Tool, UsageError, say, tell
 from hwcal.registry.layout import ENV_REGISTRY, default_registry
 from hwcal.registry.validate import validate_registry
 
-PROG = "validate_registry.py"
 EXAMPLES = """
   python tools/validate_registry.py                        # the checkout's registry/
   python tools/validate_registry.py --registry /tmp/reg    # what .ci/run does after a calibration
@@ -21,8 +20,8 @@ EXAMPLES = """
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = make_parser(PROG, "Check every spec.json and calibration of a registry against the JSON Schemas and "
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    parser = make_parser(prog, "Check every spec.json and calibration of a registry against the JSON Schemas and "
                                "the naming rules (file name and folders agree with the document's key). Exit 0 "
                                "only when everything is valid.", EXAMPLES)
     parser.add_argument("path", nargs="?", type=registry_path, metavar="PATH",
@@ -34,31 +33,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main_inner(argv: list[str] | None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def body(args: argparse.Namespace) -> int:
     if args.path is not None and args.registry is not None and args.path != args.registry:
-        parser.error(f"two registries given: {args.path} and --registry {args.registry}; give one")
+        raise UsageError(f"two registries given: {args.path} and --registry {args.registry}; give one")
     root = args.path or args.registry or default_registry()
     report = validate_registry(root)
     if args.json:
         print_json({"registry": str(root), "valid": report.ok, "specs_checked": report.specs_checked,
                     "calibrations_checked": report.calibrations_checked, "errors": report.errors,
                     "notes": report.notes})
-    else:
-        for error in report.errors:
-            print(error)
-        for note in report.notes:
-            print(f"note: {note}", file=sys.stderr)
-        verdict = "valid" if report.ok else f"{len(report.errors)} error(s)"
-        print(f"{root}: {report.specs_checked} spec(s), {report.calibrations_checked} calibration(s) checked: "
-              f"{verdict}", file=sys.stderr if report.ok else sys.stdout)
+        return EXIT_OK if report.ok else EXIT_FAIL
+    say(*report.errors)
+    tell(*(f"note: {note}" for note in report.notes))
+    verdict = "valid" if report.ok else f"{len(report.errors)} error(s)"
+    (tell if report.ok else say)(f"{root}: {report.specs_checked} spec(s), {report.calibrations_checked} "
+                                 f"calibration(s) checked: {verdict}")
     return EXIT_OK if report.ok else EXIT_FAIL
 
 
-def main(argv: list[str] | None = None) -> int:
-    return run(main_inner, argv, PROG)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+TOOL = Tool("validate_registry.py", build_parser, body, command="hwcal-validate")
+main = TOOL.main

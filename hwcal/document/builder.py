@@ -22,6 +22,7 @@ from hwcal.document.sections import blas_section, gemm_section, gemm_shapes_sect
 from hwcal.document.spec import build_cpu_spec, build_gpu_spec
 from hwcal.machine.fma_probe import CeilingResult
 from hwcal.measure.session import CalibrationOptions, Results, RunIdentity
+from hwcal.measure.watch import InterferenceLog
 from hwcal.precisions import canonical_sorted
 from hwcal.version import __version__
 
@@ -71,6 +72,19 @@ def ceiling_metadata(result: CeilingResult) -> dict[str, Any]:
     return out
 
 
+def interference_metadata(log: InterferenceLog) -> tuple[dict[str, Any], list[str]]:
+    """``metadata.interference`` and a warning per case filed while something else ran."""
+    flagged = [c for c in log.cases if c["action"] == "flagged"]
+    meta = {"monitor": list(log.sources), "thresholds": dict(log.thresholds), "budget_s": log.budget_s,
+            "spent_s": round(log.spent_s, 2), "cases_watched": log.watched,
+            "re_measured": sum(1 for c in log.cases if c["action"] == "re-measured"), "flagged": len(flagged),
+            "cases": log.cases}
+    warnings = [f"interference: {c['case']} was measured while {'; '.join(c['reasons'])} and could not be "
+                f"re-measured on a quiet machine ({c['re_measured']} tries): its figure is flagged, not the "
+                "device's alone" for c in flagged]
+    return meta, warnings
+
+
 def _metadata(inp: BuildInput) -> dict[str, Any]:
     ident, run, o = inp.identity, inp.run, inp.run.options
     facts = ident.facts
@@ -100,6 +114,8 @@ def _metadata(inp: BuildInput) -> dict[str, Any]:
     if run.preflight is not None:
         metadata["preflight"] = run.preflight
     metadata["clock"] = run.clock.metadata
+    if inp.results.interference is not None:
+        metadata["interference"], _ = interference_metadata(inp.results.interference)
     return metadata
 
 
@@ -130,8 +146,10 @@ def build_calibration(inp: BuildInput) -> dict[str, Any]:
         "measured_bandwidth_gbps": measured_bw,
         "bandwidth_efficiency": r4(measured_bw / bandwidth) if measured_bw and bandwidth else None,
     }
+    interference = interference_metadata(res.interference)[1] if res.interference is not None else []
     sections: dict[str, Any] = {"gemm": gemm_section(res.gemm, reference),
-                                "warnings": [*res.warnings, *clock.warnings, *warnings, *memory_warnings]}
+                                "warnings": [*res.warnings, *clock.warnings, *interference, *warnings,
+                                             *memory_warnings]}
     if memory is not None:
         sections["memory"] = memory
     if res.max_achievable:

@@ -45,26 +45,11 @@ def clock_by_precision(state: MachineState, records: list[GemmRecord]) -> dict[s
     return out
 
 
-def clock_summary(state: MachineState | None, records: list[GemmRecord], key: KeyFacts,  # noqa: C901 -- TODO(issue 21): split
-                  mode_changed: str | None = None) -> ClockOutcome:
-    """metadata.clock for the document, warnings (throttling, NVML lost, mode changed), and the clock
-    the theoretical peaks are scaled to (the median under load; None when it was not measured).
-
-    ``state``'s sampler must be stopped; ``mode_changed`` is the plugin's end-of-run detection."""
-    meta: dict[str, Any] = {"ceiling_mhz": key.freq_mhz, "ceiling_source": key.freq_source,
-                            "throttle_threshold_fraction": THROTTLE_FRACTION}
-    if key.power_mode_id is not None:
-        meta["power_mode_id"] = key.power_mode_id
-    if key.notes:
-        meta["detection_notes"] = list(key.notes)
-    warnings: list[str] = []
-    if state is None:
-        meta["under_load"] = {"status": "unknown", "source": "none", "reason": "clock sampling was not started"}
-        meta["peaks_clock_source"] = "spec peaks at their stated clock (clock under load not measured)"
-        return ClockOutcome(meta, warnings, None)
+def _under_load(state: MachineState, samples: list[float]) -> tuple[dict[str, Any], list[str]]:
+    """``metadata.clock.under_load``: the samples' summary, or why there are none; sampling lost mid-run."""
     mon = state.monitor
-    samples = mon.all_samples()
     under: dict[str, Any] = {"source": state.probe_source or "none"}
+    warnings: list[str] = []
     if samples:
         under["status"] = "partial" if mon.failure else "measured"
         under.update(summarise(samples))
@@ -78,8 +63,13 @@ def clock_summary(state: MachineState | None, records: list[GemmRecord], key: Ke
     reasons = sorted({r for w in mon.measured_windows() for r in w.reasons})
     if reasons:
         under["clock_event_reasons"] = reasons
-    meta["under_load"] = under
-    per_test = []
+    return under, warnings
+
+
+def _per_test(state: MachineState) -> tuple[list[dict[str, Any]], list[str]]:
+    """Each sampled test's clock, and a warning for each one that ran throttled."""
+    mon = state.monitor
+    per_test, warnings = [], []
     for w in mon.measured_windows():
         if not w.samples:
             continue
@@ -90,6 +80,37 @@ def clock_summary(state: MachineState | None, records: list[GemmRecord], key: Ke
             warnings.append(f"{w.test}: clock fell to {_robust_min(w.samples):.0f} MHz{why}, below "
                             f"{THROTTLE_FRACTION:.0%} of the {mon.ceiling_mhz:.0f} MHz ceiling: "
                             "result flagged throttled")
+    return per_test, warnings
+
+
+def _key_clock(key: KeyFacts) -> dict[str, Any]:
+    meta: dict[str, Any] = {"ceiling_mhz": key.freq_mhz, "ceiling_source": key.freq_source,
+                            "throttle_threshold_fraction": THROTTLE_FRACTION}
+    if key.power_mode_id is not None:
+        meta["power_mode_id"] = key.power_mode_id
+    if key.notes:
+        meta["detection_notes"] = list(key.notes)
+    return meta
+
+
+NOT_MEASURED = "spec peaks at their stated clock (clock under load not measured)"
+
+
+def clock_summary(state: MachineState | None, records: list[GemmRecord], key: KeyFacts,
+                  mode_changed: str | None = None) -> ClockOutcome:
+    """metadata.clock for the document, warnings (throttling, NVML lost, mode changed), and the clock
+    the theoretical peaks are scaled to (the median under load; None when it was not measured).
+
+    ``state``'s sampler must be stopped; ``mode_changed`` is the plugin's end-of-run detection."""
+    meta = _key_clock(key)
+    if state is None:
+        meta["under_load"] = {"status": "unknown", "source": "none", "reason": "clock sampling was not started"}
+        meta["peaks_clock_source"] = NOT_MEASURED
+        return ClockOutcome(meta, [], None)
+    samples = state.monitor.all_samples()
+    meta["under_load"], warnings = _under_load(state, samples)
+    per_test, throttled = _per_test(state)
+    warnings += throttled
     if per_test:
         meta["per_test"] = per_test
     peaks_clock = round(statistics.median(samples), 1) if len(samples) >= 3 else None
@@ -101,12 +122,10 @@ def clock_summary(state: MachineState | None, records: list[GemmRecord], key: Ke
         if by_precision:
             meta["peaks_clock_by_precision_mhz"] = by_precision
     else:
-        meta["peaks_clock_source"] = "spec peaks at their stated clock (clock under load not measured)"
+        meta["peaks_clock_source"] = NOT_MEASURED
     meta["detect_s"] = round(state.detect_s, 3)
     warnings.extend(state.clock_warnings)
     if mode_changed:
         warnings.append(mode_changed)
         meta["mode_changed"] = mode_changed
     return ClockOutcome(meta, warnings, peaks_clock, by_precision)
-
-

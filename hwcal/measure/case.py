@@ -81,12 +81,14 @@ class CaseRun:
 
 def run_verified(benchmark: Any, session: CalibrationSession, plan: RoundPlan, launch: Callable[..., Any],
                  args: tuple[Any, ...], verify: Callable[[], Verification], *, info: dict[str, Any],
-                 failure_key: str, where: str, what: str) -> CaseRun:
+                 failure_key: str, where: str, what: str,
+                 suspect: Callable[[Any], str | None] | None = None) -> CaseRun:
     """Time ``plan`` rounds of ``launch(*args)``, then verify. A wrong result is recorded under
-    ``failure_key`` (later cases of it skip) and fails the test: ``what`` gave wrong results."""
+    ``failure_key`` (later cases of it skip) and fails the test: ``what`` gave wrong results. The session's
+    watch re-measures a case other work disturbed, or whose statistics a cross-check (``suspect``) doubts."""
     backend = session.backend
     benchmark.extra_info.update({**info, "launches_per_round": plan.launches})
-    timed = timed_rounds(benchmark, backend, plan, launch, *args)
+    timed = timed_rounds(benchmark, backend, plan, launch, *args, watch=session.watch, suspect=suspect)
     check = verify()
     benchmark.extra_info.update({"verified": check.ok, "max_error": check.max_error})
     if not check.ok:
@@ -95,11 +97,19 @@ def run_verified(benchmark: Any, session: CalibrationSession, plan: RoundPlan, l
     return CaseRun(plan, timed, check)
 
 
+def watch_spent_s(session: CalibrationSession) -> float:
+    """Seconds the interference watch has spent waiting for quiet and re-measuring (its own budget)."""
+    return session.watch.log.spent_s if session.watch is not None else 0.0
+
+
 @contextlib.contextmanager
 def charged(session: CalibrationSession, budget: str) -> Iterator[None]:
-    """Charge the wall time of the block to a time-budgeted sweep, whatever way the case ends."""
-    started = time.perf_counter()
+    """Charge the wall time of the block to a time-budgeted sweep, whatever way the case ends; the watch's
+    waiting and re-measuring has its own budget and is not charged (a busy machine must not cost a sweep
+    its DRAM figures)."""
+    started, watched = time.perf_counter(), watch_spent_s(session)
     try:
         yield
     finally:
-        session.budget_spent_s[budget] = session.budget_spent_s.get(budget, 0.0) + time.perf_counter() - started
+        spent = time.perf_counter() - started - (watch_spent_s(session) - watched)
+        session.budget_spent_s[budget] = session.budget_spent_s.get(budget, 0.0) + max(spent, 0.0)

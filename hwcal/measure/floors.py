@@ -44,7 +44,7 @@ def run_floor(benchmark: Any, session: CalibrationSession, operation: str) -> No
         plan = VERIFY_ONLY
     benchmark.extra_info.update({"operation": operation, "calls_per_round": plan.launches,
                                  "method": floor.description})
-    timed = timed_rounds(benchmark, backend, plan, floor.launch)
+    timed = timed_rounds(benchmark, backend, plan, floor.launch, watch=session.watch)
     stats = timed.stats
     if stats is None:
         return

@@ -3,11 +3,13 @@ termination, memory), operands, timed rounds (``hwcal.measure.timing``), verific
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from hwcal.measure.case import VERIFY_ONLY, run_verified
+from hwcal.measure.compute_ceiling import recheck_ceiling
 from hwcal.measure.layouts import PROBE_N, choose_layout
 from hwcal.measure.records import GemmRecord
 from hwcal.measure.session import CalibrationSession
@@ -52,6 +54,25 @@ def _skip_reason(session: CalibrationSession, precision: str, n: int) -> str | N
     return None
 
 
+HALVING = 0.5  # a series whose throughput halves from one size to the next is re-measured at that size
+
+
+def halving_suspect(session: CalibrationSession, precision: str, n: int, flops: int) -> Callable[[Any], str | None]:
+    """A cross-check: this size under half the rate of the size before it in the series (a busy core, not the
+    device, most likely: it is re-measured; a real cliff survives that)."""
+    before = [r for r in session.results.gemm if r.precision == precision and r.n < n]
+    last = max(before, key=lambda r: r.n) if before else None
+
+    def suspect(stats: Any) -> str | None:
+        gflops = flops / stats.min / 1e9
+        if last is not None and gflops < HALVING * last.gflops_best:
+            return (f"cross-check: {precision} at n={n} reached {gflops:.4g} GFLOPS, under half of the "
+                    f"{last.gflops_best:.4g} at n={last.n}")
+        return None
+
+    return suspect
+
+
 def run_gemm(benchmark: Any, session: CalibrationSession, precision: str, n: int) -> None:
     """Measure, verify and record one (precision, size) case, or skip it with the reason."""
     session.families_run.add("gemm")
@@ -72,7 +93,8 @@ def run_gemm(benchmark: Any, session: CalibrationSession, precision: str, n: int
             benchmark, session, plan, backend.gemm, (ops,),
             lambda: verify_gemm(backend, ops, ops.out if ops.out is not None else backend.gemm(ops), seed),
             info={"precision": precision, "n": n, "flops": ops.flops * plan.launches, "kernel": support.kernel},
-            failure_key=precision, where=f"n={n}", what=f"{precision} GEMM at n={n}")
+            failure_key=precision, where=f"n={n}", what=f"{precision} GEMM at n={n}",
+            suspect=halving_suspect(session, precision, n, ops.flops * plan.launches))
     flops = ops.flops * plan.launches
     stats = run.stats
     if stats is None:
@@ -92,6 +114,7 @@ def run_gemm(benchmark: Any, session: CalibrationSession, precision: str, n: int
         operand_range=ops.operand_range,
         accumulator_wraps=bool(ops.extra.get("accumulator_wraps")),
     ))
+    recheck_ceiling(benchmark, session, precision, gflops_best)
     # The fastest round predicts the next size: one slow round on a busy machine must not end a sweep.
     session.sweep.record(precision, n, stats.min / plan.launches, gflops_best)
     if n >= GUARD_SIZE:

@@ -16,6 +16,7 @@ import statistics
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -25,6 +26,7 @@ from hwcal.measure.gemm import session_layout
 from hwcal.measure.records import MaxAchievableRecord
 from hwcal.measure.session import CalibrationSession
 from hwcal.measure.verify import verify_gemm
+from hwcal.measure.watch import Watch
 from hwcal.precisions import PRECISIONS
 
 COARSE_M = (1024, 2048, 4096, 8192)
@@ -33,13 +35,18 @@ COARSE_K = (4096, 8192, 13312, 16384)
 STEP = 256  # tile multiple of every refined dimension
 MAX_CALL_S = 0.03  # a call longer than this costs the search more than it can tell it
 MEMORY_FRACTION = 0.5
-BUDGET_S = {False: 6.0, True: 3.0}  # per precision, by --quick
-FINAL_ITERATIONS = (50, 100)  # warm-up and timed calls of the best shape, mamf-finder's counts
-# Idle seconds before the burst figure. A power-capped GPU's clock follows its power over a recent window:
-# right after seconds of full-power search the burst would read the sustained clock. mamf-finder times each
-# shape after a light warm-up or the gaps of allocating the last shape; a short rest gives the same state.
-REST_S = {False: 3.0, True: 1.0}
-SUSTAIN = {False: (2.0, 1.0), True: (1.0, 0.5)}  # warm-up and timed seconds of the sustained figure
+BUDGET_S = {False: 2.5, True: 1.5}  # per precision, by --quick
+# The best shape is timed again in repeated bursts: (warm-up, timed) calls each; the peak is the median of the
+# bursts' means, so one burst at a lower clock moves it no more than one burst at a higher one.
+BURSTS = {False: 5, True: 3}
+BURST_CALLS = (10, 40)
+# Idle seconds before each burst. A power-capped GPU's clock follows its power over a recent window: right
+# after seconds of full-power search the burst would read the sustained clock. mamf-finder times each shape
+# after a light warm-up or the gaps of allocating the last shape; a short rest gives the same state.
+# Measured on an H200 at its 700 W cap after 2 s of full power: no rest, 1455-1470 MHz and 631-652 TFLOP/s
+# bf16; 0.25 s, 1965 MHz and 796-801; 0.5 s to 3 s, 1980 MHz and 800-804 (3 bursts each).
+REST_S = {False: 0.5, True: 0.25}
+SUSTAIN = {False: (1.0, 0.5), True: (0.5, 0.5)}  # warm-up and timed seconds of the sustained figure
 
 
 @dataclass(frozen=True)
@@ -156,10 +163,57 @@ class Search:
         return best[0] if best else None
 
 
+@dataclass
+class Bursts:
+    """The repeated bursts of the best shape: every timed call, each burst's figures, clock and power."""
+
+    times: list[float]
+    per_burst: list[dict[str, float | None]]
+    clock: dict[str, Any]
+    power: dict[str, Any]
+
+
+def _pooled(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """One clock (or power) summary over several bursts' samplers (rests between them left out)."""
+    measured = [s for s in summaries if s.get("samples")]
+    out: dict[str, Any] = {"status": "measured" if measured and all(s["status"] == "measured" for s in summaries)
+                           else ("partial" if measured else "missing"),
+                           "samples": sum(int(s.get("samples") or 0) for s in summaries)}
+    if measured:
+        out.update(median=round(statistics.median(s["median"] for s in measured), 1),
+                   min=min(s["min"] for s in measured), max=max(s["max"] for s in measured))
+    reasons = sorted({s["reason"] for s in summaries if s.get("reason")})
+    if reasons:
+        out["reason"] = "; ".join(reasons)
+    return out
+
+
+def time_bursts(backend: Backend, ops: GemmOperands, flops: int, quick: bool, device_index: int) -> Bursts:
+    """BURSTS bursts of the shape, each after REST_S idle, with the SM clock and board power sampled over it."""
+    times: list[float] = []
+    per_burst: list[dict[str, float | None]] = []
+    clocks, powers = [], []
+    warm, timed = BURST_CALLS
+    for _ in range(BURSTS[quick]):
+        backend.synchronize()
+        time.sleep(REST_S[quick])
+        with ClockPowerSampler(device_index, interval_s=0.005) as sampler:
+            burst = backend.burst_times(lambda: backend.gemm(ops), ops.out, warm + timed)[warm:]
+        clock, power = sampler.summary()
+        clocks.append(clock)
+        powers.append(power)
+        times += burst
+        per_burst.append({"mean_gflops": flops / statistics.fmean(burst) / 1e9, "clock_mhz": clock.get("median"),
+                          "power_w": power.get("median")})
+    return Bursts(times, per_burst, _pooled(clocks), _pooled(powers))
+
+
 def max_achievable(backend: Backend, precision: str, layout: str, kernel: str, rate_gflops: float,
-                   quick: bool, device_index: int) -> MaxAchievableRecord | None:
-    """The search, then the best shape timed again (burst, more iterations) and sustained, with the clock
-    and power sampled over both, and its result verified. None when no shape could be timed."""
+                   quick: bool, device_index: int, watch: Watch | None = None,
+                   case: str = "max_achievable") -> MaxAchievableRecord | None:
+    """The search, then the best shape timed again in repeated bursts and sustained, with the clock and power
+    sampled over both, and its result verified. None when no shape could be timed. With a ``watch``, bursts
+    that another process on the GPU disturbed are timed again once it is quiet, else flagged."""
     search = Search(backend, precision, layout, rate_gflops, BUDGET_S[quick])
     with backend.precision_mode(precision):
         found = search.run()
@@ -168,14 +222,15 @@ def max_achievable(backend: Backend, precision: str, layout: str, kernel: str, r
         shape = found.shape
         ops = search.operands(shape)
         warm_s, hold_s = SUSTAIN[quick]
-        backend.synchronize()
-        time.sleep(REST_S[quick])
-        with ClockPowerSampler(device_index, interval_s=0.005) as burst_sampler:
-            times = backend.burst_times(lambda: backend.gemm(ops), ops.out, sum(FINAL_ITERATIONS))
-            times = times[FINAL_ITERATIONS[0]:]
+        snap = watch.start() if watch is not None else None
+        bursts = time_bursts(backend, ops, shape.flops, quick, device_index)
+        if watch is not None and snap is not None:
+            bursts = watch.settle(case, snap, bursts,
+                                  lambda: time_bursts(backend, ops, shape.flops, quick, device_index))
+        times = bursts.times
         with ClockPowerSampler(device_index) as held_sampler:
             sustained = backend.sustained_time(lambda: backend.gemm(ops), warm_s, hold_s)
-        (burst_clock, burst_power), (held_clock, held_power) = burst_sampler.summary(), held_sampler.summary()
+        (burst_clock, burst_power), (held_clock, held_power) = (bursts.clock, bursts.power), held_sampler.summary()
         check = verify_gemm(backend, ops, ops.out, search.seed)
     launches, seconds = sustained if sustained else (None, None)
     flops = shape.flops
@@ -190,6 +245,7 @@ def max_achievable(backend: Backend, precision: str, layout: str, kernel: str, r
         shapes_tried=len(search.timed), search_s=search.spent(), budget_s=search.budget_s,
         clock_mhz={"burst": burst_clock, "sustained": held_clock},
         power_w={"burst": burst_power, "sustained": held_power}, rest_s=REST_S[quick], skipped=search.skipped[:20],
+        bursts=bursts.per_burst,
     )
 
 
@@ -214,7 +270,8 @@ def run_max_achievable(session: CalibrationSession, precision: str, timed: bool)
         pytest.skip(f"{precision}: no square GEMM was measured in this run to size the search from")
     layout = session_layout(session, precision)
     index = int(backend.device.split(":")[1]) if ":" in backend.device else 0
-    result = max_achievable(backend, precision, layout, support.kernel, max(rates), session.options.quick, index)
+    result = max_achievable(backend, precision, layout, support.kernel, max(rates), session.options.quick, index,
+                            session.watch, f"test_max_achievable[{precision}]")
     if result is None:
         pytest.skip(f"{precision}: no shape of the search fits this device's memory and call-time bounds")
     if not result.verified:

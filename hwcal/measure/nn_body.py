@@ -14,7 +14,6 @@ A framework without these kernels (numpy) files each family as unsupported with 
 from __future__ import annotations
 
 import math
-import statistics
 import time
 from types import SimpleNamespace
 from typing import Any
@@ -28,7 +27,7 @@ from hwcal.measure.case import VERIFY_ONLY, best_call_s, charged, plan_for_call,
 from hwcal.measure.nn_grid import NnCase, grid_precisions
 from hwcal.measure.nn_records import NnRecord, NnStatus
 from hwcal.measure.session import CalibrationSession
-from hwcal.measure.timing import RoundPlan, round_times, timed_rounds
+from hwcal.measure.timing import RoundPlan, round_times, stats_of, timed_rounds
 from hwcal.measure.verify import Verification
 from hwcal.precisions import PRECISIONS
 
@@ -162,11 +161,12 @@ def _plan(benchmark: Any, session: CalibrationSession, kernels: NnKernels, ops: 
 
 class _Rounds:
     """The part of pytest-benchmark's fixture the harness uses, for a second figure of one case (a test times
-    one thing through pytest-benchmark): the same rounds, on the wall clock."""
+    one thing through pytest-benchmark): the same rounds, on the wall clock, named for the watch."""
 
     enabled = True
 
-    def __init__(self) -> None:
+    def __init__(self, fullname: str) -> None:
+        self.fullname = fullname
         self.extra_info: dict[str, Any] = {}
         self.stats: Any = None
 
@@ -180,9 +180,7 @@ class _Rounds:
                 teardown()
             if i >= warmup_rounds:
                 times.append(max(elapsed, 1e-9))
-        self.stats = SimpleNamespace(stats=SimpleNamespace(
-            min=min(times), max=max(times), mean=statistics.fmean(times), median=statistics.median(times),
-            stddev=statistics.pstdev(times), iqr=0.0, rounds=rounds))
+        self.stats = SimpleNamespace(stats=stats_of(times))
 
 
 def _heuristic(session: CalibrationSession, kernels: NnKernels, ops: NnOperands, case: NnCase) -> dict[str, Any]:
@@ -192,7 +190,8 @@ def _heuristic(session: CalibrationSession, kernels: NnKernels, ops: NnOperands,
     with kernels.modes(case.precision, cudnn_benchmark=False):
         call_s = best_call_s(backend, kernels.launch, ops, tries=1)
         plan = RoundPlan(plan_for_call(backend, call_s, HEURISTIC_ROUNDS).launches, HEURISTIC_ROUNDS, 1)
-        timed = timed_rounds(_Rounds(), backend, plan, kernels.launch, ops)
+        timed = timed_rounds(_Rounds(f"{case.case_id} (cuDNN benchmark off)"), backend, plan, kernels.launch, ops,
+                             watch=session.watch)
         check = verify_nn(kernels, ops, case)
         details = kernels.describe(ops)
     if not check.ok:

@@ -29,6 +29,7 @@ from hwcal.measure.records import (
     ShapeRecord,
 )
 from hwcal.measure.sweep import Sweep, SweepPolicy
+from hwcal.measure.watch import InterferenceLog, Watch
 from hwcal.naming import CalibrationKey
 
 
@@ -93,6 +94,8 @@ class Results:
     # Convolution, conv+BN+ReLU, attention and fused ops (hwcal.measure.nn_*), and what they did not time.
     nn: list[NnRecord] = field(default_factory=list)
     nn_status: list[NnStatus] = field(default_factory=list)
+    # What the interference watch saw and did (hwcal.measure.watch); None when no watch ran.
+    interference: InterferenceLog | None = None
     supports: dict[str, Support] = field(default_factory=dict)
     skips: dict[str, list[str]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -115,10 +118,13 @@ class CalibrationSession:
     # Run state shared by the benchmark bodies, not filed as such.
     families_run: set[str] = field(default_factory=set)  # operation families a case of ran (hwcal.measure.families)
     failures: dict[str, str] = field(default_factory=dict)
+    rechecked: set[str] = field(default_factory=set)  # figures a cross-check had measured again (once each)
     budget_spent_s: dict[str, float] = field(default_factory=dict)  # per time-budgeted sweep
     operation_supports: dict[tuple[str, str], Support] = field(default_factory=dict)  # (operation, precision)
     # Key facts detected at session start and the clock sampler (the plugin's preflight sets it).
     machine_state: MachineState | None = None
+    # Watches every timed case for other work on the machine (the plugin sets it at session start).
+    watch: Watch | None = None
     _backend: Backend | None = None
     sweep: Sweep = field(init=False)
 

@@ -15,9 +15,7 @@ three would.
 from __future__ import annotations
 
 import math
-import statistics
 import time
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -25,7 +23,7 @@ import pytest
 from hwcal.backends import Backend
 from hwcal.backends.base import StreamArrays
 from hwcal.machine.caches import CacheInfo
-from hwcal.measure.case import VERIFY_ONLY, best_call_s, plan_for_call
+from hwcal.measure.case import VERIFY_ONLY, best_call_s, plan_for_call, watch_spent_s
 from hwcal.measure.records import (
     KERNELS,
     STREAM_ARRAY_FACTOR,
@@ -39,7 +37,7 @@ from hwcal.measure.records import (
     validation_error,
 )
 from hwcal.measure.session import CalibrationSession
-from hwcal.measure.timing import round_cv, round_times, timed_rounds, warmup_rounds
+from hwcal.measure.timing import round_cv, round_times, stats_of, timed_rounds, warmup_rounds
 
 # Seconds by device type and --quick: on a CPU the sweep adds at most ~15 s to a calibration; a GPU's
 # rounds last >= 20 ms each (launch overhead < 1%), so its 44 cases need longer.
@@ -266,7 +264,7 @@ def run_stream(benchmark: Any, session: CalibrationSession, state: StreamState, 
     element_bytes = backend.stream_element_bytes
     n = array_bytes // element_bytes
     label = size_label(array_bytes)
-    started = time.perf_counter()
+    started, watched = time.perf_counter(), watch_spent_s(session)
     try:
         if not state.holds(n):
             state.release()
@@ -284,8 +282,8 @@ def run_stream(benchmark: Any, session: CalibrationSession, state: StreamState, 
         if benchmark.enabled:
             backend.warm_up()
         _measure(benchmark, session, sweep, state, kernel, n, rounds)
-    finally:
-        sweep.spent_s += time.perf_counter() - started
+    finally:  # the interference watch's waiting has its own budget (hwcal.measure.watch)
+        sweep.spent_s += max(0.0, time.perf_counter() - started - (watch_spent_s(session) - watched))
 
 
 def _measure(benchmark: Any, session: CalibrationSession, sweep: MemorySweep, state: StreamState, kernel: str,
@@ -304,7 +302,8 @@ def _measure(benchmark: Any, session: CalibrationSession, sweep: MemorySweep, st
         benchmark.extra_info.update({"kernel": kernel, "n": n, "array_bytes": n * arrays.element_bytes,
                                      "bytes": bytes_per_pass * plan.launches, "launches_per_round": plan.launches,
                                      "method": method.description})
-        timed = timed_rounds(benchmark, backend, plan, backend.stream_kernel, kernel, arrays, STREAM_SCALAR)
+        timed = timed_rounds(benchmark, backend, plan, backend.stream_kernel, kernel, arrays, STREAM_SCALAR,
+                             watch=session.watch)
         extra_start = time.perf_counter()
         extra_times = _dram_rounds(session, sweep, kernel, arrays, plan.launches, bytes_per_pass, timed.stats)
         # The interval's extra rounds have their own budget (DRAM_EXTRA_S): they must not starve the next
@@ -326,7 +325,7 @@ def _measure(benchmark: Any, session: CalibrationSession, sweep: MemorySweep, st
         return  # --benchmark-disable: validated, nothing filed
     bytes_per_round = bytes_per_pass * plan.launches
     if extra_times:
-        stats = _merged_stats(list(stats.data) + extra_times)
+        stats = stats_of(list(stats.data) + extra_times)
         benchmark.extra_info["dram_extra_rounds"] = len(extra_times)
     sweep.records.append(StreamRecord(
         kernel=kernel,
@@ -373,13 +372,3 @@ def _dram_rounds(session: CalibrationSession, sweep: MemorySweep, kernel: str, a
             backend.synchronize()
             extra.append(time.perf_counter() - t0)
     return extra
-
-
-def _merged_stats(times: list[float]) -> Any:
-    """min/max/mean/median/stddev/iqr/rounds/data of all round times (pytest-benchmark's names)."""
-    ordered = sorted(times)
-    q = statistics.quantiles(ordered, n=4) if len(ordered) > 1 else [ordered[0]] * 3
-    return SimpleNamespace(min=ordered[0], max=ordered[-1], mean=statistics.fmean(ordered),
-                           median=statistics.median(ordered),
-                           stddev=statistics.stdev(ordered) if len(ordered) > 1 else 0.0,
-                           iqr=q[2] - q[0], rounds=len(ordered), data=list(times))

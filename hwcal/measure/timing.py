@@ -11,13 +11,16 @@ way and the ratio is filed as evidence.
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 from hwcal.backends import Backend
 from hwcal.errors import HwcalError
+from hwcal.measure.watch import Watch, case_name
 
 
 @dataclass(frozen=True)
@@ -102,11 +105,43 @@ class TimedRounds:
     event_ratio: float | None
 
 
+def stats_of(times: list[float]) -> Any:
+    """min/max/mean/median/stddev/iqr/rounds/data of round times (pytest-benchmark's names), for rounds
+    timed outside pytest-benchmark (re-measurements, extra DRAM rounds)."""
+    ordered = sorted(times)
+    q = statistics.quantiles(ordered, n=4) if len(ordered) > 1 else [ordered[0]] * 3
+    return SimpleNamespace(min=ordered[0], max=ordered[-1], mean=statistics.fmean(ordered),
+                           median=statistics.median(ordered),
+                           stddev=statistics.stdev(ordered) if len(ordered) > 1 else 0.0,
+                           iqr=q[2] - q[0], rounds=len(ordered), data=list(times))
+
+
+def _own_rounds(backend: Backend, plan: RoundPlan, round_fn: Callable[[], None]) -> Any:
+    """The plan's rounds again, timed as pytest-benchmark times them (warm-up, then each round on the wall
+    clock), each checked by the sync guard: a re-measurement of a disturbed case."""
+    guard = SyncGuard(backend)
+    for _ in range(plan.warmup_rounds):
+        round_fn()
+        guard()
+    times = []
+    for _ in range(plan.rounds):
+        start = time.perf_counter()
+        round_fn()
+        times.append(max(time.perf_counter() - start, 1e-9))
+        guard()
+    guard.check()
+    return stats_of(times)
+
+
 def timed_rounds(benchmark: Any, backend: Backend, plan: RoundPlan, launch: Callable[..., Any],
-                 *args: Any) -> TimedRounds:
+                 *args: Any, watch: Watch | None = None, suspect: Callable[[Any], str | None] | None = None
+                 ) -> TimedRounds:
     """The round structure every benchmark body shares: ``plan.launches`` launches then one device
     synchronisation per round, timed by ``benchmark.pedantic``; SyncGuard checks after every round,
-    outside the timed region, that nothing is left queued (HwcalError otherwise)."""
+    outside the timed region, that nothing is left queued (HwcalError otherwise).
+
+    With a ``watch``, a case that other work disturbed (or whose statistics ``suspect`` finds doubtful)
+    is timed again once the machine is quiet (``hwcal.measure.watch``)."""
 
     def round_fn() -> None:
         for _ in range(plan.launches):
@@ -114,12 +149,16 @@ def timed_rounds(benchmark: Any, backend: Backend, plan: RoundPlan, launch: Call
         backend.synchronize()
 
     guard = SyncGuard(backend)
+    snap = watch.start() if watch is not None and benchmark.enabled else None
     start = time.perf_counter()
     benchmark.pedantic(round_fn, rounds=plan.rounds, warmup_rounds=plan.warmup_rounds, iterations=1,
                        teardown=guard)
     elapsed_s = time.perf_counter() - start
     guard.check()
     stats = benchmark.stats.stats if benchmark.enabled and benchmark.stats else None
+    if watch is not None and snap is not None and stats is not None:
+        stats = watch.settle(case_name(benchmark), snap, stats, lambda: _own_rounds(backend, plan, round_fn),
+                             suspect(stats) if suspect is not None else None)
     event_ratio = _device_event_ratio(backend, round_fn, stats.min) if stats else None
     return TimedRounds(stats, elapsed_s, event_ratio)
 

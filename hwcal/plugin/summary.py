@@ -46,15 +46,21 @@ def _shape(shape: dict[str, int]) -> str:
 
 
 def _searched_lines(searched: dict[str, Any]) -> list[str]:
-    """Which figure is the peak (the burst mean, per call with L2 flushed), and the sustained one beside it,
+    """Which figure is the peak (the median of repeated bursts, per call with L2 flushed; files before that:
+    one burst's mean), and the sustained one beside it,
     with the clock and power over them."""
     lines = []
     for p, r in searched.items():
         burst, held = r["burst"], r["sustained"]
         unit = "GOPS" if PRECISIONS[p].is_integer else "GFLOPS"
-        text = (f"max achievable {p}: peak = burst mean {burst['mean_gflops']:,.0f} {unit} (median "
-                f"{burst['median_gflops']:,.0f}, best call {burst['max_gflops']:,.0f}) at {_shape(r['shape'])} "
-                f"{r['layout']}")
+        if burst.get("bursts"):
+            spread = f", spread {burst['spread']:.1%}" if burst.get("spread") is not None else ""
+            head = (f"peak = median of {len(burst['bursts'])} bursts {r['peak_gflops']:,.0f} {unit}{spread} (best "
+                    f"call {burst['max_gflops']:,.0f})")
+        else:
+            head = (f"peak = burst mean {burst['mean_gflops']:,.0f} {unit} (median {burst['median_gflops']:,.0f}, "
+                    f"best call {burst['max_gflops']:,.0f})")
+        text = f"max achievable {p}: {head} at {_shape(r['shape'])} {r['layout']}"
         if held.get("gflops"):
             text += f"; sustained {held['gflops']:,.0f} over {held['seconds']:.1f} s"
         for phase in ("burst", "sustained"):

@@ -6,6 +6,7 @@ Shared by ``hwcal-compare`` and the site's compare view.
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,8 +29,22 @@ def _standard_error(cv: object, rounds: object) -> float | None:
     return float(cv) / math.sqrt(n)
 
 
+def _burst_noise(doc: dict[str, Any], precision: str) -> float | None:
+    """Where the peak is the median of repeated max-achievable bursts: their relative standard error."""
+    result = (doc.get("max_achievable") or {}).get(precision)
+    bursts = ((result or {}).get("burst") or {}).get("bursts") or []
+    means = [b["mean_gflops"] for b in bursts if isinstance(b, dict) and isinstance(b.get("mean_gflops"), (int, float))]
+    if len(means) < 2 or not statistics.fmean(means):
+        return None
+    return statistics.stdev(means) / statistics.fmean(means) / math.sqrt(len(means))
+
+
 def peak_noise(doc: dict[str, Any], precision: str) -> float | None:
-    """Relative standard error (cv / sqrt(rounds)) of the GEMM result a precision's peak came from."""
+    """Relative standard error of the figure a precision's peak came from: the max-achievable bursts' where
+    the peak is their median, else cv / sqrt(rounds) of the square-sweep result."""
+    burst = _burst_noise(doc, precision)
+    if burst is not None:
+        return burst
     size = precision_detail(doc).get("peak_size_by_precision", {}).get(precision)
     candidates = [g for g in _gemm_entries(doc) if g.get("precision") == precision and "cv" in g
                   and (size is None or g.get("n") == size)]

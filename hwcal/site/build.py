@@ -18,7 +18,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, cast
 
 from hwcal.document.format2 import update_to_2
 from hwcal.errors import HwcalError
@@ -28,6 +28,7 @@ from hwcal.site import data as site_data
 from hwcal.site import figures as site_figures
 from hwcal.site import pages as site_pages
 from hwcal.site import views as site_views
+from hwcal.site.data import IndexRow
 
 MANIFEST = ".hwcal-site.json"
 ASSETS = ("site.css", "index.js", "compare.js")
@@ -96,15 +97,34 @@ def prepare_out(out: Path, registry_root: Path) -> None:
         raise HwcalError(f"cannot write into {out}: {exc.strerror or exc}") from None
 
 
-def _load_manifest(out: Path, version: str) -> dict[str, Any]:
+class FileRecord(TypedDict, total=False):
+    """What the manifest keeps of one registry file between builds."""
+
+    sig: list[int]  # [size, mtime_ns]: unchanged means the same file, without hashing it
+    sha: str
+    row: IndexRow
+    core: dict[str, Any]  # the compare core: the part of the document compare() reads
+    fig: str  # the picture key (hash of what the charts show)
+    shown: bool  # the page shows the pictures
+
+
+class Manifest(TypedDict):
+    version: str
+    files: dict[str, FileRecord]
+    groups: dict[str, str]  # key page or compare data file -> fingerprint of its members
+    outputs: list[str]
+
+
+def _load_manifest(out: Path, version: str) -> Manifest:
     try:
         data = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return {"files": {}, "groups": {}, "outputs": []}
+        return {"version": version, "files": {}, "groups": {}, "outputs": []}
     if not isinstance(data, dict) or data.get("version") != version:
         # Another site version: rebuild every page, but still remove what the old build wrote.
-        return {"files": {}, "groups": {}, "outputs": list(data.get("outputs", [])) if isinstance(data, dict) else []}
-    return data
+        outputs = list(data.get("outputs", [])) if isinstance(data, dict) else []
+        return {"version": version, "files": {}, "groups": {}, "outputs": outputs}
+    return cast(Manifest, data)
 
 
 @dataclass(frozen=True)
@@ -112,6 +132,20 @@ class _Listed:
     path: Path
     superseded: bool
     power_mode_name: str
+
+
+@dataclass(frozen=True)
+class _Task:
+    """One calibration page to (re)write; picklable, for the worker processes."""
+
+    rel: str
+    path: str
+    superseded: bool
+    power_mode_name: str
+    out: str
+    want_fig: bool
+    figures: str
+    fig_error: str | None = None
 
 
 @dataclass
@@ -124,6 +158,7 @@ class BuildReport:
     removed: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
+
 
 def _why_none(figures: str) -> str:
     if not site_figures.have_matplotlib():
@@ -138,28 +173,28 @@ def _figs_present(out: Path, key: str) -> bool:
     return all((out / site_figures.figure_path(key, c)).is_file() for c in site_figures.CHARTS)
 
 
-def _process(task: tuple[str, str, bool, str, str, bool, str, str | None]) -> dict[str, Any]:
+def _process(task: _Task) -> tuple[FileRecord, list[str]]:
     """One calibration: its record (index row, compare core, picture key) and its page and JSON copy, written.
 
     The listing checked the file against the schema (or its cache did, for this file's exact size, times and
     inode), so it is parsed here with the plain JSON reader, without a second ~0.1 s schema check."""
-    rel, path, superseded, mode_name, out, want_fig, figures, fig_error = task
-    raw = Path(path).read_bytes()
+    raw = Path(task.path).read_bytes()
     doc = update_to_2(json.loads(raw))
-    row = site_data.row_of(doc, rel, superseded, mode_name)
+    row = site_data.row_of(doc, task.rel, task.superseded, task.power_mode_name)
     key = site_figures.figure_key(doc)
-    shown = fig_error is None and (want_fig or _figs_present(Path(out), key))
-    dest = Output(Path(out))
-    reason = f"pictures could not be drawn: {fig_error}" if fig_error else _why_none(figures)
+    shown = task.fig_error is None and (task.want_fig or _figs_present(Path(task.out), key))
+    dest = Output(Path(task.out))
+    reason = f"pictures could not be drawn: {task.fig_error}" if task.fig_error else _why_none(task.figures)
     dest.write(row["page"], site_pages.calibration_page(
-        doc, path=row["page"], json_href=row["json"], key_href=row["key"], superseded=superseded,
-        power_mode_name=mode_name, fig_key=key if shown else None, why_none=reason))
+        doc, path=row["page"], json_href=row["json"], key_href=row["key"], superseded=task.superseded,
+        power_mode_name=task.power_mode_name, fig_key=key if shown else None, why_none=reason))
     dest.write(row["json"], raw)
-    return {"sha": hashlib.sha256(raw).hexdigest(), "row": row, "core": site_data.compare_core(doc), "fig": key,
-            "shown": shown, "written": dest.written}
+    record: FileRecord = {"sha": hashlib.sha256(raw).hexdigest(), "row": row, "core": site_data.compare_core(doc),
+                          "fig": key, "shown": shown}
+    return record, dest.written
 
 
-def _run_all(tasks: list[Any], jobs: int) -> list[dict[str, Any] | str]:
+def _run_all(tasks: list[_Task], jobs: int) -> list[tuple[FileRecord, list[str]] | str]:
     """``_process`` each task, in ``jobs`` processes when there are many; a failure is its message."""
     if jobs <= 1 or len(tasks) < 64:  # starting workers costs more than a few pages
         return [_guarded(t) for t in tasks]
@@ -169,133 +204,156 @@ def _run_all(tasks: list[Any], jobs: int) -> list[dict[str, Any] | str]:
         return list(pool.map(_guarded, tasks, chunksize=max(1, len(tasks) // (jobs * 8))))
 
 
-def _guarded(task: Any) -> dict[str, Any] | str:
+def _guarded(task: _Task) -> tuple[FileRecord, list[str]] | str:
     try:
         return _process(task)
     except (HwcalError, ValueError, KeyError, TypeError, OSError, RecursionError) as exc:  # changed since listed
         return f"cannot be shown: {type(exc).__name__}: {exc}"
 
 
-def build(registry: Path | None, out: Path, *, figures: str = "current", jobs: int = 0) -> BuildReport:  # noqa: C901 -- TODO(issue 21): split
+class _Build:
+    """One build: the registry's listing, the previous manifest, and what this build writes and keeps."""
+
+    def __init__(self, registry: Path | None, out: Path, figures: str, jobs: int) -> None:
+        self.reg = Registry(registry, emit_warnings=False)  # skipped files go to the site's unreadable page
+        prepare_out(out, self.reg.root)
+        self.out, self.figures, self.jobs = out, figures, jobs
+        self.old = _load_manifest(out, _fingerprint())
+        entries = self.reg.list_calibrations(history=True)
+        self.report = BuildReport(calibrations=len(entries))
+        root = self.reg.root
+        self.skipped = [(str(s.path.relative_to(root)) if inside(s.path, root) else str(s.path), s.reason)
+                        for s in self.reg.skipped]
+        # Only what the pages need: a cold listing holds every document it checked; pages re-read one at a time.
+        self.by_rel = {e.path.relative_to(root).as_posix(): _Listed(e.path, e.superseded, e.power_mode_name)
+                       for e in entries}
+        self.dest = Output(out)
+        self.files: dict[str, FileRecord] = {}
+        self.draw = site_figures.have_matplotlib() and figures != "none"
+
+    def wants(self, superseded: bool) -> bool:
+        return self.draw and (self.figures == "all" or not superseded)
+
+    def task(self, rel: str, fig_error: str | None = None) -> _Task:
+        e = self.by_rel[rel]
+        return _Task(rel, str(e.path), e.superseded, e.power_mode_name, str(self.out), self.wants(e.superseded),
+                     self.figures, fig_error)
+
+    def stale(self) -> list[str]:
+        """Files whose page must be (re)written; the others' records and outputs are kept."""
+        stale: list[str] = []
+        for rel, entry in self.by_rel.items():
+            st = entry.path.stat()
+            sig = [st.st_size, st.st_mtime_ns]
+            rec = self.old["files"].get(rel)
+            if rec is not None and rec.get("sig") != sig:  # touched: the content decides (git's index does too)
+                sha = hashlib.sha256(entry.path.read_bytes()).hexdigest()
+                rec = {**rec, "sig": sig} if rec.get("sha") == sha else None
+            if rec is not None and "row" in rec and "fig" in rec:
+                outputs = [rec["row"]["page"], rec["row"]["json"]]
+                shown = self.wants(entry.superseded) or _figs_present(self.out, rec["fig"])
+                if rec.get("shown") == shown and all((self.out / o).is_file() for o in outputs):
+                    self.files[rel] = rec
+                    for o in outputs:
+                        self.dest.keep(o)
+                    continue
+            self.files[rel] = {"sig": sig}
+            stale.append(rel)
+        return stale
+
+    def pages(self, rels: list[str], jobs: int, fig_errors: dict[str, str] | None = None) -> None:
+        tasks = [self.task(rel, (fig_errors or {}).get(self.files[rel].get("fig", ""))) for rel in rels]
+        for rel, result in zip(rels, _run_all(tasks, jobs), strict=True):
+            if isinstance(result, str):
+                self.skipped.append((rel, result))
+                self.files.pop(rel, None)
+                continue
+            record, written = result
+            self.dest.written += written
+            self.dest.produced.update((record["row"]["page"], record["row"]["json"]))
+            self.files[rel].update(record)
+            self.report.pages_drawn += 1
+
+    def pictures(self) -> None:
+        """Drawn for current calibrations (all with --figures all), kept by content hash; a page whose pictures
+        failed is written again, saying why."""
+        missing: dict[str, str] = {}
+        for rel, rec in self.files.items():
+            if self.wants(self.by_rel[rel].superseded) and "fig" in rec and not _figs_present(self.out, rec["fig"]):
+                missing.setdefault(rec["fig"], str(self.by_rel[rel].path))
+        if missing:
+            fig_errors = site_figures.render_missing(self.out, list(missing.items()), self.jobs)
+            drawn = sorted(set(missing) - set(fig_errors))
+            self.dest.written += [site_figures.figure_path(k, c) for k in drawn for c in site_figures.CHARTS]
+            self.report.figures_drawn = len(site_figures.CHARTS) * len(drawn)
+            failed = [rel for rel, rec in self.files.items() if rec.get("fig") in fig_errors]
+            self.pages(failed, 1, fig_errors)
+            self.report.pages_drawn -= len(failed)
+
+    def groups(self) -> dict[str, str]:
+        """One page per key, one compare data file per hardware: rewritten when a member changed."""
+        groups: dict[str, list[str]] = defaultdict(list)
+        for rel, rec in self.files.items():
+            groups[rec["row"]["key"]].append(rel)
+            groups["data/cmp/" + rec["row"]["dt"] + "__" + rec["row"]["hw"] + ".js"].append(rel)
+        fingerprints = {}
+        for name, members in groups.items():
+            recs = [self.files[m] for m in members]
+            fp = hashlib.sha256(json.dumps(sorted((m, self.files[m]["sha"], self.files[m]["row"]["sup"])
+                                                  for m in members)).encode()).hexdigest()[:16]
+            fingerprints[name] = fp
+            if self.old["groups"].get(name) == fp and (self.out / name).is_file():
+                self.dest.keep(name)
+            elif name.startswith("data/cmp/"):
+                self.dest.write(name, site_views.compare_data(name[len("data/cmp/"):-3],
+                                                              {r["row"]["page"]: r["core"] for r in recs}))
+            else:
+                self.dest.write(name, site_views.key_page(name, [(r["row"], r["core"]) for r in recs]))
+        return fingerprints
+
+    def index(self) -> None:
+        rows = sorted((rec["row"] for rec in self.files.values()),
+                      key=lambda r: (r["dt"], r["hw"], r["token"], r["freq"], r["fw"], r["sup"], r["date"]))
+        self.dest.write("data/index.js", site_views.index_data(rows))
+        self.dest.write("index.html", site_views.index_page(sum(1 for r in rows if not r["sup"]), len(self.skipped)))
+        self.dest.write("compare.html", site_views.compare_page())
+        self.dest.write("unreadable.html", site_views.unreadable_page(
+            self.skipped, [(str(n.path), n.reason) for n in self.reg.notices]))
+        for name in ASSETS:
+            self.dest.write(f"assets/{name}", _asset(name))
+        self.dest.write(".nojekyll", b"")
+
+    def finish(self, groups: dict[str, str]) -> BuildReport:
+        """Remove what the previous build wrote and this one did not, then write the manifest."""
+        for rel in sorted(set(self.old["outputs"]) - self.dest.produced):
+            target = self.out / rel
+            if target.is_file() and inside(target, self.out):
+                target.unlink()
+                self.report.removed.append(rel)
+        manifest: Manifest = {"version": self.old["version"], "files": self.files, "groups": groups,
+                              "outputs": sorted(self.dest.produced)}
+        self.dest.write(MANIFEST, json.dumps(manifest, separators=(",", ":")))
+        self.report.written, self.report.kept, self.report.skipped = self.dest.written, self.dest.kept, self.skipped
+        return self.report
+
+
+def build(registry: Path | None, out: Path, *, figures: str = "current", jobs: int = 0) -> BuildReport:
     """Build (or bring up to date) the site of ``registry`` in ``out``."""
     started = time.perf_counter()
-    jobs = jobs or os.cpu_count() or 1
-    reg = Registry(registry, emit_warnings=False)  # skipped files go to the site's unreadable page
-    prepare_out(out, reg.root)
-    version = _fingerprint()
-    old = _load_manifest(out, version)
-    entries = reg.list_calibrations(history=True)
-    report = BuildReport(calibrations=len(entries))
-    skipped = [(str(s.path.relative_to(reg.root)) if inside(s.path, reg.root) else str(s.path), s.reason)
-               for s in reg.skipped]
-    dest = Output(out)
-    files: dict[str, dict[str, Any]] = {}
-    by_rel = {e.path.relative_to(reg.root).as_posix(): _Listed(e.path, e.superseded, e.power_mode_name)
-              for e in entries}
-    del entries  # a cold listing holds every document it checked; the pages re-read one at a time
-    draw = site_figures.have_matplotlib() and figures != "none"
-
-    def wants(superseded: bool) -> bool:
-        return draw and (figures == "all" or not superseded)
-
-    def task(rel: str, fig_error: str | None = None) -> tuple[str, str, bool, str, str, bool, str, str | None]:
-        e = by_rel[rel]
-        return (rel, str(e.path), e.superseded, e.power_mode_name, str(out), wants(e.superseded), figures, fig_error)
-
-    stale: list[str] = []
-    for rel, entry in by_rel.items():
-        st = entry.path.stat()
-        sig = [st.st_size, st.st_mtime_ns]
-        rec = old["files"].get(rel)
-        if rec is not None and rec.get("sig") != sig:  # touched: the content decides (git's index does the same)
-            sha = hashlib.sha256(entry.path.read_bytes()).hexdigest()
-            rec = {**rec, "sig": sig} if rec.get("sha") == sha else None
-        if rec is not None:
-            key, row = rec["fig"], rec["row"]
-            shown = wants(entry.superseded) or _figs_present(out, key)
-            outputs = [row["page"], row["json"]]
-            if rec.get("shown") == shown and all((out / o).is_file() for o in outputs):
-                files[rel] = rec
-                for o in outputs:
-                    dest.keep(o)
-                continue
-        files[rel] = {"sig": sig}
-        stale.append(rel)
-
-    def absorb(rels: list[str], results: list[dict[str, Any] | str]) -> None:
-        for rel, result in zip(rels, results, strict=True):
-            if isinstance(result, str):
-                skipped.append((rel, result))
-                files.pop(rel, None)
-                continue
-            dest.written += result.pop("written")
-            dest.produced.update((result["row"]["page"], result["row"]["json"]))
-            files[rel].update(result)
-            report.pages_drawn += 1
-
+    job = _Build(registry, out, figures, jobs or os.cpu_count() or 1)
+    stale = job.stale()
     # Current calibrations first, then their pictures, then the superseded ones: a superseded page whose
     # measurements equal a picture drawn now shows it from its first build on.
-    first = stale if figures == "all" else [rel for rel in stale if not by_rel[rel].superseded]
+    first = stale if figures == "all" else [rel for rel in stale if not job.by_rel[rel].superseded]
     chosen = set(first)
-    later = [rel for rel in stale if rel not in chosen]
-    absorb(first, _run_all([task(rel) for rel in first], jobs))
-
-    # Pictures: drawn for current calibrations (all with --figures all), kept by content hash.
-    missing: dict[str, str] = {}
-    for rel, rec in files.items():
-        if wants(by_rel[rel].superseded) and "fig" in rec and not _figs_present(out, rec["fig"]):
-            missing.setdefault(rec["fig"], str(by_rel[rel].path))
-    if missing:
-        fig_errors = site_figures.render_missing(out, list(missing.items()), jobs)
-        drawn = sorted(set(missing) - set(fig_errors))
-        dest.written += [site_figures.figure_path(k, c) for k in drawn for c in site_figures.CHARTS]
-        report.figures_drawn = len(site_figures.CHARTS) * len(drawn)
-        failed = [rel for rel, rec in files.items() if rec.get("fig") in fig_errors]
-        absorb(failed, _run_all([task(rel, fig_errors[files[rel]["fig"]]) for rel in failed], 1))
-        report.pages_drawn -= len(failed)
-    absorb(later, _run_all([task(rel) for rel in later], jobs))
-    for rec in files.values():
+    job.pages(first, job.jobs)
+    job.pictures()
+    job.pages([rel for rel in stale if rel not in chosen], job.jobs)
+    for rec in job.files.values():
         if rec["shown"]:
-            for c in site_figures.CHARTS:
-                dest.produced.add(site_figures.figure_path(rec["fig"], c))
-
-
-    # One page per key, one compare data file per hardware: rewritten when a member changed.
-    groups: dict[str, list[str]] = defaultdict(list)
-    for rel, rec in files.items():
-        groups[rec["row"]["key"]].append(rel)
-        groups["data/cmp/" + rec["row"]["dt"] + "__" + rec["row"]["hw"] + ".js"].append(rel)
-    new_groups = {}
-    for name, members in groups.items():
-        fp = hashlib.sha256(json.dumps(sorted((m, files[m]["sha"], files[m]["row"]["sup"]) for m in members))
-                            .encode()).hexdigest()[:16]
-        new_groups[name] = fp
-        if old["groups"].get(name) == fp and (out / name).is_file():
-            dest.keep(name)
-        elif name.startswith("data/cmp/"):
-            dest.write(name, site_views.compare_data(name[len("data/cmp/"):-3],
-                                                     {files[m]["row"]["page"]: files[m]["core"] for m in members}))
-        else:
-            dest.write(name, site_views.key_page(name, [(files[m]["row"], files[m]["core"]) for m in members]))
-
-    rows = sorted((rec["row"] for rec in files.values()),
-                  key=lambda r: (r["dt"], r["hw"], r["token"], r["freq"], r["fw"], r["sup"], r["date"]))
-    dest.write("data/index.js", site_views.index_data(rows))
-    dest.write("index.html", site_views.index_page(sum(1 for r in rows if not r["sup"]), len(skipped)))
-    dest.write("compare.html", site_views.compare_page())
-    dest.write("unreadable.html", site_views.unreadable_page(
-        skipped, [(str(n.path), n.reason) for n in reg.notices]))
-    for name in ASSETS:
-        dest.write(f"assets/{name}", _asset(name))
-    dest.write(".nojekyll", b"")
-
-    for rel in sorted(set(old.get("outputs", [])) - dest.produced):
-        target = out / rel
-        if target.is_file() and inside(target, out):
-            target.unlink()
-            report.removed.append(rel)
-    manifest = {"version": version, "files": files, "groups": new_groups, "outputs": sorted(dest.produced)}
-    dest.write(MANIFEST, json.dumps(manifest, separators=(",", ":")))
-    report.written, report.kept, report.skipped = dest.written, dest.kept, skipped
+            job.dest.produced.update(site_figures.figure_path(rec["fig"], c) for c in site_figures.CHARTS)
+    groups = job.groups()
+    job.index()
+    report = job.finish(groups)
     report.seconds = time.perf_counter() - started
     return report

@@ -8,13 +8,35 @@ compare view apply the compare rule without reading 5,000 whole documents again.
 from __future__ import annotations
 
 import posixpath
-from typing import Any
+from typing import Any, TypedDict
 
 from hwcal.document.format2 import precision_detail
 from hwcal.precisions import CANONICAL_ORDER, canonical_sorted
 from hwcal.report.compare import bandwidth_noise, peak_noise
 
 PRECISIONS = list(CANONICAL_ORDER)
+
+
+class IndexRow(TypedDict):
+    """One calibration in the index (short keys: 5,000 of them travel to the browser in data/index.js)."""
+
+    page: str  # the calibration's page, site-relative
+    json: str  # its JSON copy
+    rel: str  # the registry file, registry-relative
+    key: str  # the history page of its key
+    dt: str  # device type
+    hw: str  # hardware id
+    model: str
+    mode: str  # power mode as named (MAXN_SUPER)
+    token: str  # power mode as filed (MAXNSUPER)
+    freq: int  # key frequency, MHz
+    fw: str  # framework
+    date: str  # calibration_date, ISO 8601
+    clock: float | None  # clock the peaks were measured at, MHz
+    peaks: dict[str, float]  # GFLOPS (GOPS for integers) per precision
+    bw: float | None  # sustained DRAM bandwidth, GB/s
+    sup: bool  # superseded (in history)
+    warn: int  # number of warnings
 
 
 def page_path(rel: str) -> str:
@@ -84,7 +106,7 @@ def compare_inputs(core: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def row_of(doc: dict[str, Any], rel: str, superseded: bool, power_mode_name: str) -> dict[str, Any]:
+def row_of(doc: dict[str, Any], rel: str, superseded: bool, power_mode_name: str) -> IndexRow:
     """One line of the index."""
     key, meta = doc["key"], doc.get("metadata") or {}
     peaks = doc["precision_matrix"]["peak_gflops_by_precision"]
@@ -94,7 +116,7 @@ def row_of(doc: dict[str, Any], rel: str, superseded: bool, power_mode_name: str
         "key": key_page(key["device_type"], key["hardware_id"], filename),
         "dt": key["device_type"], "hw": key["hardware_id"], "model": str(meta.get("hardware_name") or ""),
         "mode": power_mode_name, "token": key["power_mode"], "freq": key["freq_mhz"], "fw": key["framework"],
-        "date": meta.get("calibration_date"), "clock": measured_clock(meta),
+        "date": meta["calibration_date"], "clock": measured_clock(meta),
         "peaks": {p: v for p, v in peaks.items() if isinstance(v, (int, float))},
         "bw": doc.get("measured_bandwidth_gbps"), "sup": superseded, "warn": len(doc.get("warnings") or []),
     }

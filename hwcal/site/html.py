@@ -7,6 +7,7 @@ hardware name such as ``<script>`` is shown as text. Links are relative, so the 
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import math
@@ -112,13 +113,13 @@ def _log_ticks(lo: float, hi: float) -> list[float]:
     return ticks
 
 
-def time_chart(title: str, unit: str, series: dict[str, list[tuple[float, float]]], colours: dict[str, str],
+def time_chart(title: str, unit: str, series: dict[str, list[tuple[float, float | None]]], colours: dict[str, str],
                flagged: Iterable[tuple[str, float]] = ()) -> str:
     """A light inline SVG line chart over time (x: POSIX seconds, y log): one series per name; points whose
     (name, x) is in ``flagged`` are drawn as red rings (regressions). Drawn here, not by matplotlib: a
     history page per key of a 5,000-file registry must cost milliseconds."""
     w, h, left, right, top, bottom = 720, 300, 70, 130, 20, 40
-    points = [(x, y) for pts in series.values() for x, y in pts if y and y > 0]
+    points = [(x, y) for pts in series.values() for x, y in pts if y and y > 0]  # unmeasured points left out
     if not points:
         return f'<p class="note">{esc(title)}: nothing measured.</p>'
     xs, ys = [p[0] for p in points], [p[1] for p in points]
@@ -135,8 +136,11 @@ def time_chart(title: str, unit: str, series: dict[str, list[tuple[float, float]
         return top + (ly1 - math.log10(y)) / (ly1 - ly0) * (h - top - bottom)
 
     flags = set(flagged)
-    out = [f'<svg class="chart" viewBox="0 0 {w} {h}" role="img" aria-labelledby="t-{abs(hash(title))}" '
-           f'xmlns="http://www.w3.org/2000/svg"><title id="t-{abs(hash(title))}">{esc(title)}</title>',
+    # The id from a digest, not hash(): Python salts str hashes per process, and a page must not change
+    # between two builds of the same data.
+    tid = "t-" + hashlib.sha256(title.encode()).hexdigest()[:12]
+    out = [f'<svg class="chart" viewBox="0 0 {w} {h}" role="img" aria-labelledby="{tid}" '
+           f'xmlns="http://www.w3.org/2000/svg"><title id="{tid}">{esc(title)}</title>',
            f'<rect x="{left}" y="{top}" width="{w - left - right}" height="{h - top - bottom}" class="plot"/>']
     for t in _log_ticks(y0, y1):
         y = py(t)
@@ -153,8 +157,8 @@ def time_chart(title: str, unit: str, series: dict[str, list[tuple[float, float]
         out.append(f'<text x="{px(x):.1f}" y="{h - bottom + 16}" text-anchor="middle">{label}</text>')
     out.append(f'<text x="14" y="{top + (h - top - bottom) / 2:.0f}" transform="rotate(-90 14 '
                f'{top + (h - top - bottom) / 2:.0f})" text-anchor="middle">{esc(unit)} (log)</text>')
-    for i, (name, pts) in enumerate(series.items()):
-        pts = sorted((x, y) for x, y in pts if y and y > 0)
+    for i, (name, given) in enumerate(series.items()):
+        pts = sorted((x, y) for x, y in given if y and y > 0)
         if not pts:
             continue
         colour = colours.get(name, PALETTE[i % len(PALETTE)])

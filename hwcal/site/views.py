@@ -11,17 +11,17 @@ from typing import Any
 
 from hwcal.precisions import canonical_sorted
 from hwcal.report.compare import NOISE_FLOOR, compare
-from hwcal.site.data import PRECISIONS, compare_inputs
+from hwcal.site.data import PRECISIONS, IndexRow, compare_inputs
 from hwcal.site.html import PALETTE, esc, href, js_data, num, page, short_date, table, time_chart
 
 INDEX_FIELDS = ["page", "key", "json", "dt", "hw", "model", "mode", "freq", "fw", "date", "clock", "bw", "sup", "warn",
                 "peaks"]
 
 
-def index_data(rows: Sequence[dict[str, Any]]) -> str:
+def index_data(rows: Sequence[IndexRow]) -> str:
     """``data/index.js``: every calibration as a compact array (the index stays small at 5,000 files)."""
     used = [p for p in PRECISIONS if any(p in r["peaks"] for r in rows)]
-    packed = [[r[f] for f in INDEX_FIELDS[:-1]] + [[r["peaks"].get(p) for p in used]] for r in rows]
+    packed = [[dict(r)[f] for f in INDEX_FIELDS[:-1]] + [[r["peaks"].get(p) for p in used]] for r in rows]
     data = {"fields": INDEX_FIELDS, "precisions": used, "rows": packed, "noise_floor": NOISE_FLOOR}
     return f"window.HWCAL_INDEX = {js_data(data)};\n"
 
@@ -82,7 +82,7 @@ def _ts(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
-def key_page(path: str, members: Sequence[tuple[dict[str, Any], dict[str, Any]]]) -> str:
+def key_page(path: str, members: Sequence[tuple[IndexRow, dict[str, Any]]]) -> str:
     """History of one key: ``members`` are (row, compare core), any order; newest is the current one."""
     members = sorted(members, key=lambda m: _ts(m[0]["date"]))
     first = members[-1][0]

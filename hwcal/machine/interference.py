@@ -1,0 +1,237 @@
+"""What else ran on the machine while a case was timed: a figure measured beside another job is not the
+device's.
+
+CPU: the machine's busy time from /proc/stat (every CPU, user + nice + system + irq + softirq) less this
+process tree's own CPU time (psutil: this process, its live children and the children it has waited for),
+the steal time a hypervisor took, the load average and the clock where cpufreq says it. GPU: the compute
+processes NVML lists on the device other than ours, and their SM utilisation (NVML's per-process samples).
+
+Readings never raise: a source that cannot be read leaves its field None and says so in ``sources``.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hwcal.machine.sources import LOCAL, Sources
+
+# /proc/stat's cpu line: user nice system idle iowait irq softirq steal guest guest_nice (guest is in user).
+_BUSY_FIELDS = (0, 1, 2, 5, 6)
+_STEAL_FIELD = 7
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When a case counts as disturbed: other processes' CPU time above ``other_cpu_pct`` of all CPUs (and
+    above ``other_cpu_min_s`` seconds, below which a 100 Hz tick count cannot tell), steal time above
+    ``steal_pct``, or another compute process on the GPU."""
+
+    other_cpu_pct: float = 10.0
+    other_cpu_min_s: float = 0.05
+    steal_pct: float = 5.0
+    gpu_other_processes: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"other_cpu_pct": self.other_cpu_pct, "other_cpu_min_s": self.other_cpu_min_s,
+                "steal_pct": self.steal_pct, "gpu_other_processes": self.gpu_other_processes}
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    t: float
+    busy_s: float | None  # all CPUs' busy seconds since boot
+    steal_s: float | None
+    own_cpu_s: float | None  # this process tree's CPU seconds
+    gpu_other_pids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the monitor saw over one window; ``reasons`` is empty when nothing else ran."""
+
+    seconds: float
+    other_cpu_pct: float | None
+    other_cpu_s: float | None
+    steal_pct: float | None
+    load_1m: float | None
+    cpu_freq_mhz: float | None
+    gpu_other_pids: tuple[int, ...] = ()
+    gpu_other_sm_pct: float | None = None
+    reasons: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def disturbed(self) -> bool:
+        return bool(self.reasons)
+
+    def as_dict(self) -> dict[str, Any]:
+        def r(x: float | None, nd: int = 1) -> float | None:
+            return round(x, nd) if x is not None else None
+
+        out: dict[str, Any] = {"seconds": round(self.seconds, 3), "other_cpu_pct": r(self.other_cpu_pct),
+                               "steal_pct": r(self.steal_pct), "load_1m": r(self.load_1m, 2),
+                               "cpu_freq_mhz": r(self.cpu_freq_mhz, 0)}
+        if self.gpu_other_pids or self.gpu_other_sm_pct is not None:
+            out["gpu_other_pids"] = list(self.gpu_other_pids)
+            out["gpu_other_sm_pct"] = r(self.gpu_other_sm_pct)
+        return out
+
+
+class Monitor:
+    """Snapshots of the machine, and the evidence between two of them."""
+
+    def __init__(self, src: Sources = LOCAL, gpu_index: int | None = None, nvml: Any = None,
+                 thresholds: Thresholds | None = None, pid: int | None = None,
+                 own_cpu_s: Callable[[], float | None] | None = None) -> None:
+        self.src = src
+        self._own = own_cpu_s or self._process_tree_cpu_s
+        self.thresholds = thresholds or Thresholds()
+        self.pid = pid if pid is not None else os.getpid()
+        self._tick = float(os.sysconf("SC_CLK_TCK")) if hasattr(os, "sysconf") else 100.0
+        self._cpus = max(1, sum(1 for line in (src.read("/proc/stat") or "").splitlines()
+                                if line.startswith("cpu") and not line.startswith("cpu ")))
+        self._gpu = _GpuProcesses(nvml, gpu_index, self.pid) if gpu_index is not None else None
+        self.sources = self._describe()
+
+    def _describe(self) -> list[str]:
+        parts = [f"/proc/stat busy and steal time over {self._cpus} CPUs less this process tree's CPU time "
+                 "(psutil)" if self._stat() is not None else "no /proc/stat: CPU interference not measured",
+                 "/proc/loadavg", "cpufreq scaling_cur_freq"]
+        if self._gpu is not None:
+            parts.append(self._gpu.source)
+        return parts
+
+    def _stat(self) -> tuple[float, float] | None:
+        text = self.src.read("/proc/stat")
+        for line in (text or "").splitlines():
+            if line.startswith("cpu "):
+                values = [float(v) for v in line.split()[1:] if v.isdigit()]
+                if len(values) > _STEAL_FIELD:
+                    busy = sum(values[i] for i in _BUSY_FIELDS)
+                    return busy / self._tick, values[_STEAL_FIELD] / self._tick
+        return None
+
+    def _process_tree_cpu_s(self) -> float | None:
+        if not self.src.is_local:
+            return None
+        try:
+            import psutil
+
+            proc = psutil.Process(self.pid)
+            times = proc.cpu_times()
+            total = times.user + times.system + times.children_user + times.children_system
+            for child in proc.children(recursive=True):
+                try:
+                    ct = child.cpu_times()
+                    total += ct.user + ct.system
+                except psutil.Error:
+                    continue
+            return float(total)
+        except Exception:
+            return None
+
+    def snapshot(self) -> Snapshot:
+        stat = self._stat()
+        gpu = self._gpu.other_pids() if self._gpu is not None else ()
+        return Snapshot(time.perf_counter(), stat[0] if stat else None, stat[1] if stat else None,
+                        self._own(), gpu)
+
+    def _freq_mhz(self) -> float | None:
+        values = []
+        for cpu in self.src.list_dir("/sys/devices/system/cpu"):
+            if cpu.startswith("cpu") and cpu[3:].isdigit():
+                khz = self.src.read_number(f"/sys/devices/system/cpu/{cpu}/cpufreq/scaling_cur_freq")
+                if khz:
+                    values.append(khz / 1000.0)
+        return statistics.median(values) if values else None
+
+    def _load(self) -> float | None:
+        line = self.src.read_first_line("/proc/loadavg")
+        try:
+            return float(line.split()[0]) if line else None
+        except ValueError:
+            return None
+
+    def evidence(self, start: Snapshot, end: Snapshot) -> Evidence:
+        """What ran beside us between two snapshots, judged against the thresholds."""
+        wall = max(end.t - start.t, 1e-6)
+        capacity = wall * self._cpus
+        other_s = other_pct = steal_pct = None
+        if start.busy_s is not None and end.busy_s is not None and start.own_cpu_s is not None \
+                and end.own_cpu_s is not None:
+            other_s = max(0.0, (end.busy_s - start.busy_s) - (end.own_cpu_s - start.own_cpu_s))
+            other_pct = min(100.0, 100.0 * other_s / capacity)
+        if start.steal_s is not None and end.steal_s is not None:
+            steal_pct = min(100.0, 100.0 * max(0.0, end.steal_s - start.steal_s) / capacity)
+        gpu_pids = tuple(sorted(set(start.gpu_other_pids) | set(end.gpu_other_pids)))
+        gpu_sm = self._gpu.other_sm_pct(start.t) if self._gpu is not None else None
+        th = self.thresholds
+        reasons = []
+        if other_pct is not None and other_s is not None and other_pct > th.other_cpu_pct \
+                and other_s > th.other_cpu_min_s:
+            reasons.append(f"other processes used {other_pct:.0f}% of the {self._cpus} CPUs")
+        if steal_pct is not None and steal_pct > th.steal_pct:
+            reasons.append(f"the hypervisor stole {steal_pct:.0f}% of the CPU time")
+        if th.gpu_other_processes and (gpu_pids or (gpu_sm or 0.0) > 0):
+            reasons.append(f"other compute processes on the GPU (pids {', '.join(map(str, gpu_pids)) or '?'}"
+                           + (f", {gpu_sm:.0f}% SM" if gpu_sm else "") + ")")
+        return Evidence(wall, other_pct, other_s, steal_pct, self._load(), self._freq_mhz(), gpu_pids, gpu_sm,
+                        tuple(reasons))
+
+
+class _GpuProcesses:
+    """NVML's view of the other compute processes on one GPU; unavailable -> empty answers, with the reason."""
+
+    def __init__(self, nvml: Any, index: int, pid: int) -> None:
+        self._nv = nvml
+        self._h: Any = None
+        self._pid = pid
+        self.source = "NVML compute processes and per-process SM utilisation"
+        try:
+            if self._nv is None:
+                from hwcal.machine.gpu import _nvml
+
+                self._nv = _nvml()
+            if self._nv is None:
+                raise RuntimeError("NVML unavailable")
+            self._h = self._nv.nvmlDeviceGetHandleByIndex(index)
+        except Exception as exc:
+            self._h = None
+            self.source = f"no NVML ({type(exc).__name__}): other GPU processes not seen"
+
+    def _ours(self) -> set[int]:
+        ours = {self._pid}
+        try:
+            import psutil
+
+            ours |= {c.pid for c in psutil.Process(self._pid).children(recursive=True)}
+        except Exception:
+            pass
+        return ours
+
+    def other_pids(self) -> tuple[int, ...]:
+        if self._h is None:
+            return ()
+        try:
+            procs = self._nv.nvmlDeviceGetComputeRunningProcesses(self._h)
+        except Exception:
+            return ()
+        ours = self._ours()
+        return tuple(sorted({int(p.pid) for p in procs} - ours))
+
+    def other_sm_pct(self, since: float) -> float | None:
+        """Largest SM utilisation sample of another process since ``since`` (perf_counter), or None."""
+        if self._h is None:
+            return None
+        try:
+            since_us = int((time.time() - (time.perf_counter() - since)) * 1e6)
+            samples = self._nv.nvmlDeviceGetProcessUtilization(self._h, since_us)
+        except Exception:
+            return None
+        ours = self._ours()
+        values = [float(s.smUtil) for s in samples if int(s.pid) not in ours]
+        return max(values) if values else 0.0
