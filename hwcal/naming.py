@@ -13,8 +13,12 @@ from pathlib import Path
 
 from hwcal.errors import HwcalError
 
-DEVICE_TYPES = ("cpu", "gpu", "board")
-FRAMEWORKS = ("numpy", "pytorch")
+# accelerator (NPU, TPU, DLA ...) and dsp hold what the original registry filed under those folders.
+DEVICE_TYPES = ("cpu", "gpu", "board", "accelerator", "dsp")
+FRAMEWORKS = ("numpy", "pytorch")  # what hwcal measures with (the plugin's --framework)
+# Frameworks a key may name although hwcal does not run them: the original registry's TensorRT (DLA) runs.
+IMPORTED_FRAMEWORKS = ("tensorrt",)
+KEY_FRAMEWORKS = FRAMEWORKS + IMPORTED_FRAMEWORKS
 FRAMEWORK_ALIASES = {"numpy": "numpy", "np": "numpy", "pytorch": "pytorch", "torch": "pytorch"}
 
 _FILENAME_RE = re.compile(r"(?P<power_mode>[A-Za-z0-9]+)_(?P<freq>[1-9][0-9]*)MHz_(?P<framework>[a-z]+)\.json")
@@ -65,13 +69,18 @@ def check_device(value: str) -> str:
     raise HwcalError(f"device {value!r} is not cpu, cuda or cuda:N")
 
 
-def normalise_framework(framework: str) -> str:
-    try:
-        return FRAMEWORK_ALIASES[framework.strip().lower()]
-    except KeyError:
-        raise HwcalError(
-            f"unknown framework {framework!r}; supported: {', '.join(FRAMEWORKS)} (alias: torch)"
-        ) from None
+def normalise_framework(framework: str, *, stored: bool = False) -> str:
+    """A framework hwcal measures with, by name or alias; with ``stored`` also one a registry key may name
+    (``tensorrt``, imported only), so a filter can find those calibrations."""
+    value = framework.strip().lower()
+    if value in FRAMEWORK_ALIASES:
+        return FRAMEWORK_ALIASES[value]
+    if value in IMPORTED_FRAMEWORKS:
+        if stored:
+            return value
+        raise HwcalError(f"framework {framework!r} is only in calibrations imported from the original registry; "
+                         f"hwcal measures with {', '.join(FRAMEWORKS)}")
+    raise HwcalError(f"unknown framework {framework!r}; supported: {', '.join(FRAMEWORKS)} (alias: torch)")
 
 
 @dataclass(frozen=True)
@@ -92,8 +101,8 @@ class CalibrationKey:
             raise HwcalError(f"power-mode token {self.power_mode!r} must be [A-Za-z0-9]+")
         if not isinstance(self.freq_mhz, int) or isinstance(self.freq_mhz, bool) or self.freq_mhz <= 0:
             raise HwcalError(f"frequency {self.freq_mhz!r} MHz must be a positive whole number")
-        if self.framework not in FRAMEWORKS:
-            raise HwcalError(f"unknown framework {self.framework!r}; supported: {', '.join(FRAMEWORKS)}")
+        if self.framework not in KEY_FRAMEWORKS:
+            raise HwcalError(f"unknown framework {self.framework!r}; supported: {', '.join(KEY_FRAMEWORKS)}")
 
     @property
     def filename(self) -> str:
@@ -112,7 +121,7 @@ class CalibrationKey:
 def parse_calibration_filename(filename: str) -> tuple[str, int, str]:
     """``7W_306MHz_pytorch.json`` -> ("7W", 306, "pytorch"); a name off the pattern is an error."""
     match = _FILENAME_RE.fullmatch(filename)
-    if not match or match["framework"] not in FRAMEWORKS:
+    if not match or match["framework"] not in KEY_FRAMEWORKS:
         raise HwcalError(f"{filename!r} is not named {{power_mode}}_{{freq}}MHz_{{framework}}.json")
     return match["power_mode"], int(match["freq"]), match["framework"]
 

@@ -408,7 +408,7 @@ def test_merge_applies_the_partial_run_rule(tmp_path: Path) -> None:
 
 def test_migrate_refuses_a_document_without_measurements(tmp_path: Path) -> None:
     from hwcal.interop.legacy_calibration import legacy_calibration_to_v1
-    from hwcal.interop.legacy_files import LegacyFormatError
+    from hwcal.interop.legacy_common import LegacyFormatError
 
     legacy = {"metadata": {"framework": "numpy", "calibration_date": "2025-01-01T00:00:00",
                            "hardware_name": "Test", "device_type": "cpu", "cpu_clock": {"max_freq_mhz": 2000}},
@@ -419,7 +419,7 @@ def test_migrate_refuses_a_document_without_measurements(tmp_path: Path) -> None
 
 
 def test_migrate_records_every_dropped_negative_value() -> None:
-    from hwcal.interop.legacy_calibration import _negative_values
+    from hwcal.interop.legacy_common import negative_values as _negative_values
 
     legacy = {"operation_profiles": {"gemm": {"precision_results": {"fp32": {"mean_latency_ms": -1.0,
                                                                              "measured_gops": -3}}}},

@@ -25,16 +25,19 @@ MEMORY = {"caches": {"levels": [{"level": "l1", "size_bytes": 32 * 2**10, "insta
 
 
 def test_tier_is_where_the_working_set_lives_with_that_tiers_measured_bandwidth() -> None:
-    assert bandwidth_tier(MEMORY, 16 * 2**10, 1) == bandwidth_tier(MEMORY, 16 * 2**10, 2)
-    assert bandwidth_tier(MEMORY, 16 * 2**10, 1).gbps == 400.0
-    assert bandwidth_tier(MEMORY, 3 * 2**20, 2).name == "l2"  # two threads: both private L2s
-    assert bandwidth_tier(MEMORY, 3 * 2**20, 1).name == "l3"
-    l3 = bandwidth_tier(MEMORY, 3 * 2**20, 1)
+    assert bandwidth_tier(None, MEMORY, 16 * 2**10, 1) == bandwidth_tier(None, MEMORY, 16 * 2**10, 2)
+    assert bandwidth_tier(None, MEMORY, 16 * 2**10, 1).gbps == 400.0
+    assert bandwidth_tier(None, MEMORY, 3 * 2**20, 2).name == "l2"  # two threads: both private L2s
+    assert bandwidth_tier(None, MEMORY, 3 * 2**20, 1).name == "l3"
+    l3 = bandwidth_tier(None, MEMORY, 3 * 2**20, 1)
     assert l3.gbps == 20.0 and "floor" in l3.basis  # no l3 figure of its own: the outer level's
-    dram = bandwidth_tier(MEMORY, 64 * 2**20, 2)
+    dram = bandwidth_tier(None, MEMORY, 64 * 2**20, 2)
     assert (dram.name, dram.gbps) == ("dram", 20.0) and "sustained" in dram.basis
-    none = bandwidth_tier(None, 10, 1)
-    assert none.gbps is None and "no STREAM sweep" in none.basis
+    none = bandwidth_tier(None, None, 10, 1)
+    assert none.gbps is None and "no memory measurement" in none.basis
+    # Files written since the memory system keep the sweep's per-level triads in memory.stream_levels.
+    moved = {**MEMORY, "levels": {}, "stream_levels": MEMORY["levels"]}
+    assert bandwidth_tier(None, moved, 16 * 2**10, 1) == bandwidth_tier(None, MEMORY, 16 * 2**10, 1)
 
 
 def nn_record(family: str, spec: Any, seconds: float, *, precision: str = "fp32", layout: str = "channels_last",
@@ -163,3 +166,19 @@ def test_a_framework_without_the_kernels_files_the_reason_and_no_profile() -> No
 def test_no_layers_no_sections() -> None:
     doc = _doc()
     assert not {"conv", "conv_bn_relu", "attention", "fused_ops"} & set(doc)
+
+
+def test_with_the_memory_system_the_tier_is_its_ceiling_the_one_blas_uses() -> None:
+    from hwcal.document.memory_system import blas_ceiling
+    from tests.test_memory_system import MiB, _system
+
+    system = _system()
+    for ws, threads in ((16 * 2**10, 1), (256 * MiB, 2), (256 * MiB, None)):
+        tier, ceiling = bandwidth_tier(system, MEMORY, ws, threads), blas_ceiling(system, ws, threads)
+        assert ceiling is not None and (tier.name, tier.gbps) == (ceiling.tier, ceiling.gbps)
+        assert tier.basis.startswith("memory system: ")
+    dw = nn_record("conv", DW, DW.bytes(4) / 9e9, name="dw")
+    sections, _ = nn_sections([dw], [], {"fp32": 400.0}, MEMORY, "default", system)
+    entry = sections["conv"]["results"][0]
+    assert entry["bound"] == "memory" and entry["tier_basis"].startswith("memory system: ")
+    assert entry["efficiency"] == pytest.approx(9.0 / entry["tier_gbps"], rel=1e-3)

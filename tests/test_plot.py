@@ -96,7 +96,7 @@ def test_charts_show_the_expected_series(full_doc: dict[str, Any], tmp_path: Pat
     assert "ceiling-sustained" in bandwidth and "ceiling-spec-bandwidth" in bandwidth
     roofline = _svg_group_ids(tmp_path / "cal_roofline.svg")
     assert _count(roofline, "ceiling-compute-") == 3
-    assert _count(roofline, "ceiling-memory-") == len(full_doc["memory"]["levels"]) == 4  # L1, L2, L3, DRAM
+    assert _count(roofline, "ceiling-memory-") == len(full_doc["memory"]["stream_levels"]) == 4  # L1, L2, L3, DRAM
 
 
 def test_figure_objects_carry_the_same_series(full_doc: dict[str, Any]) -> None:
@@ -118,7 +118,9 @@ def test_a_calibration_without_memory_or_gemm_still_draws(input_factory: Any, tm
     assert "no GEMM results" in figs["gemm"].axes[0].texts[0].get_text()
     assert "no STREAM results" in figs["bandwidth"].axes[0].texts[0].get_text()
     assert "no roofline" in figs["roofline"].axes[0].texts[0].get_text()
-    assert len(render(doc, tmp_path, "empty", formats=("png",))) == 3
+    assert "no memory-system bandwidth" in figs["hierarchy"].axes[0].texts[0].get_text()
+    assert "no latency" in figs["latency"].axes[0].texts[0].get_text()
+    assert len(render(doc, tmp_path, "empty", formats=("png",))) == len(CHARTS)
 
 
 def test_command_line_writes_and_names_the_files(full_doc: dict[str, Any], tmp_path: Path,

@@ -18,6 +18,7 @@ from hwcal.cli import site
 from hwcal.naming import power_mode_token
 from hwcal.registry.api import Registry
 from hwcal.report.compare import compare
+from hwcal.report.figures import CHARTS
 from hwcal.site.data import compare_core
 
 DATA = Path(__file__).parent / "data" / "site_registry"
@@ -115,7 +116,7 @@ def test_tables_have_scoped_headers_and_pictures_have_alt_text(built: tuple[Path
     page = (out / "cal" / "gpu" / "h100_sxm5" / "700W_1980MHz_pytorch.html").read_text()
     assert '<th scope="col"' in page and '<th scope="row"' in page and "<th>" not in page
     imgs = re.findall(r"<img [^>]*>", page)
-    assert len(imgs) == 3 and all('alt="' in i for i in imgs)
+    assert len(imgs) == len(CHARTS) and all('alt="' in i for i in imgs)
     for section in ("Summary", "Pictures", "Operations and shapes", "Clocks", "Preflight", "BLAS", "Method"):
         assert section in page
     assert "unsupported" in page and "Multiplication of two Float8_e5m2" in page  # status with its reason
@@ -155,12 +156,12 @@ def test_a_second_build_rewrites_only_what_changed(tmp_path: Path) -> None:
         "json/cpu/amd_epyc_zen3/calibrations/history/default_2445MHz_numpy.20261126T200000000000Z.json",
         "key/cpu/amd_epyc_zen3/default_2445MHz_numpy.html", "data/cmp/cpu__amd_epyc_zen3.js", "data/index.js",
         ".hwcal-site.json"] + [f for f in report.written if f.startswith("fig/")])
-    assert len([f for f in report.written if f.startswith("fig/")]) == 3  # the new measurements' pictures
+    assert len([f for f in report.written if f.startswith("fig/")]) == len(CHARTS)  # the new measurements' pictures
     key = (out / "key" / "cpu" / "amd_epyc_zen3" / "default_2445MHz_numpy.html").read_text()
     assert "regression(s)" in key and "fp64" in key
     # Superseded now, it keeps the pictures drawn while it was current.
     assert (out / "cal" / "cpu" / "amd_epyc_zen3" / "history" /
-            "default_2445MHz_numpy.20261126T200000000000Z.html").read_text().count("<img ") == 3
+            "default_2445MHz_numpy.20261126T200000000000Z.html").read_text().count("<img ") == len(CHARTS)
 
 
 def test_files_removed_from_the_registry_leave_the_site(tmp_path: Path) -> None:

@@ -256,13 +256,13 @@ def test_migrate_dry_run_then_import_then_nothing_to_do(tmp_path: Path,
     assert code == 0 and not root.exists()
     assert "dry run: nothing written" in out and "would write" in out
     assert "4 calibration(s) would be filed as current, 2 would be filed as history, 5 spec(s) would be" in out
-    assert "fault: gpu_clock.nvpmodel_mode 7 is the number in the mode name '7W'" in out
+    assert "fault: gpu_clock.nvpmodel_mode 7 is the watts in its name: 7W is id 3 on the Jetson Orin Nano" in out
     real = run_tool("migrate_calibrations", seed, "--registry", root)
     assert real.returncode == 0 and "0 error(s)" in real.stdout
     code, out, _ = _main(validate_registry, ["--registry", str(root)], capsys)
     assert code == 0
     code, out, _ = _main(migrate_calibrations, [str(seed), "--registry", str(root), "--json"], capsys)
-    assert code == 0 and json.loads(out)["counts"] == {"skip": 11}
+    assert code == 0 and json.loads(out)["counts"] == {"unchanged": 11}  # already imported: nothing to do
 
 
 def test_migrate_reports_unreadable_files_and_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

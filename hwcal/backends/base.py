@@ -183,6 +183,26 @@ class Backend(ABC):
     def stream_release(self) -> None:  # noqa: B027 -- host memory goes back on its own
         """After STREAM arrays are dropped: hand cached device memory back, so free memory reads true."""
 
+    # ==== The memory system (hwcal.measure.memory_system) ===============================================
+    def host_array(self, array: Any) -> Any:
+        """A host fp64 numpy array as this framework's array, sharing its memory (pinned all-core STREAM)."""
+        return array
+
+    @contextlib.contextmanager
+    def one_thread_per_call(self) -> Iterator[None]:
+        """Each call on one thread while pinned workers run (torch: one intra-op thread), restored after."""
+        yield
+
+    def intraop_threads(self) -> int | None:
+        """Threads the framework spreads one element-wise call over by itself (torch); None for numpy."""
+        return None
+
+    def tier_round_times(self, kernel: str, working_set_bytes: int, launches: int, rounds: int
+                         ) -> tuple[list[float], str] | None:
+        """GPUs: seconds of each of ``rounds`` rounds of ``launches`` back-to-back launches of ``kernel`` (read,
+        write, triad) over ``working_set_bytes``, timed on the device, and the method; None elsewhere."""
+        return None
+
     # ==== BLAS1/BLAS2 (hwcal.measure.blas) ==============================================================
     # Each framework's fastest route for dot, axpy, scal and gemv; a backend without them runs none.
     def blas_precisions(self) -> list[str]:

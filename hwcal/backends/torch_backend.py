@@ -338,3 +338,27 @@ class TorchBackend(TorchOperations, Backend):  # BLAS, shapes and floors: torch_
     def stream_release(self) -> None:
         if self.device_type == "gpu":
             torch.cuda.empty_cache()  # cached blocks count as used in mem_get_info
+
+    # ==== The memory system (hwcal.measure.memory_system) ===============================================
+    def host_array(self, array: Any) -> Any:
+        return torch.from_numpy(array)  # shares the pool's memory
+
+    @contextlib.contextmanager
+    def one_thread_per_call(self) -> Iterator[None]:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
+
+    def intraop_threads(self) -> int | None:
+        return torch.get_num_threads() if self.device_type == "cpu" else None
+
+    def tier_round_times(self, kernel: str, working_set_bytes: int, launches: int, rounds: int
+                         ) -> tuple[list[float], str] | None:
+        if self.device_type != "gpu":
+            return None
+        from hwcal.backends.torch_tiers import graph_round_times
+
+        return graph_round_times(self._torch_device, kernel, working_set_bytes, launches, rounds)

@@ -34,6 +34,7 @@ from hwcal.registry.errata import entry_errata
 from hwcal.registry.filters import normalise_filter
 from hwcal.registry.reader import CalibrationEntry
 from hwcal.report.compare import NOISE_FLOOR, Row, compare
+from hwcal.report.energy import energy_lines, energy_rows
 
 EXAMPLES = """
   python tools/compare_calibrations.py jetson_orin_nano_gpu:7W:pytorch jetson_orin_nano_gpu:MAXN:pytorch
@@ -125,6 +126,7 @@ def body(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"a": ea.summary(), "b": eb.summary(), "noise_sigmas": args.noise_sigmas,
                     "fail_below": args.fail_below, "rows": [asdict(r) for r in rows],
+                    "energy": [asdict(r) for r in energy_rows(ea.doc, eb.doc)],
                     "regressions": [r.metric for r in regressions]})
     else:
         say(*_report(reg, ea, eb, rows, args.noise_sigmas, args.fail_below))
@@ -150,6 +152,8 @@ def _report(reg: Registry, ea: CalibrationEntry, eb: CalibrationEntry, rows: lis
     lines += ["", *table(cells, right=(2, 3, 4, 5, 6, 7)), "",
               f"noise: {noise_sigmas:g} combined standard errors (cv / sqrt(rounds) from each file), at "
               f"least {NOISE_FLOOR:.0%}; '?' where a file carries no cv"]
+    energy = energy_lines(ea.doc, eb.doc)
+    lines += ["", *energy] if energy else []
     if fail_below is None:
         return lines
     regressions = [r for r in rows if r.regression]

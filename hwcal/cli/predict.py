@@ -139,6 +139,16 @@ def fmt_seconds(seconds: float) -> str:
     return f"{seconds:.4g} s"  # pragma: no cover
 
 
+def fmt_joules(joules: float | None) -> str:
+    """``1.23 mJ``; '-' where the calibration measured no energy."""
+    if joules is None:
+        return "-"
+    for unit, scale in (("J", 1.0), ("mJ", 1e-3), ("uJ", 1e-6), ("nJ", 1e-9)):
+        if abs(joules) >= scale or unit == "nJ":
+            return f"{joules / scale:.4g} {unit}"
+    return f"{joules:.4g} J"  # pragma: no cover
+
+
 def shape_text(dims: dict[str, int]) -> str:
     if "k" in dims:
         mnk = f"{dims['m']}x{dims['n']}x{dims['k']}"
@@ -157,7 +167,8 @@ def single_lines(pred: Prediction, source: str, name: str) -> list[str]:
              f"  throughput  {fmt_num(pred.gflops)} GFLOPS, {fmt_num(pred.gbps)} GB/s",
              f"  efficiency  {pred.efficiency:.1%} of {pred.efficiency_reference}" if pred.efficiency is not None
              else "  efficiency  -",
-             f"  basis       {pred.basis} ({pred.family}: {_points_text(pred)})"]
+             f"  basis       {pred.basis} ({pred.family}: {_points_text(pred)})",
+             f"  energy      {fmt_joules(pred.energy_j)} ({pred.energy_basis})"]
     lines += [f"  note        {n}" for n in pred.notes]
     return lines
 
@@ -173,9 +184,20 @@ class OpRow:
     def total_s(self) -> float:
         return self.prediction.seconds * self.spec.count
 
+    @property
+    def total_j(self) -> float | None:
+        joules = self.prediction.energy_j
+        return joules * self.spec.count if joules is not None else None
+
     def summary(self) -> dict[str, Any]:
-        return {"name": self.spec.label, "count": self.spec.count, "total_s": self.total_s,
+        return {"name": self.spec.label, "count": self.spec.count, "total_s": self.total_s, "total_j": self.total_j,
                 **self.prediction.summary()}
+
+
+def total_joules(rows: list[OpRow]) -> float | None:
+    """Energy of the whole list; None when any operation's energy is unknown (a partial sum would mislead)."""
+    joules = [r.total_j for r in rows]
+    return None if not joules or any(j is None for j in joules) else sum(j for j in joules if j is not None)
 
 
 def predict_ops(predictor: Predictor, ops: list[OpSpec], where: str = "") -> list[OpRow]:
@@ -191,15 +213,18 @@ def predict_ops(predictor: Predictor, ops: list[OpSpec], where: str = "") -> lis
 
 def ops_lines(rows: list[OpRow], source: str, name: str) -> list[str]:
     total = sum(r.total_s for r in rows)
-    header = ("name", "op", "prec", "shape", "count", "per call", "total", "share", "GFLOPS", "GB/s", "eff", "basis")
+    header = ("name", "op", "prec", "shape", "count", "per call", "total", "share", "GFLOPS", "GB/s", "eff", "energy",
+              "basis")
     body = [header]
     for r in rows:
         p = r.prediction
         share = f"{r.total_s / total:.1%}" if total > 0 else "-"
         body.append((printable(r.spec.label, 40), p.operation, p.precision, shape_text(p.dims), str(r.spec.count),
                      fmt_seconds(p.seconds), fmt_seconds(r.total_s), share, fmt_num(p.gflops), fmt_num(p.gbps),
-                     f"{p.efficiency:.0%}" if p.efficiency is not None else "-", f"{p.basis} ({p.family})"))
-    return [f"{name}: {source}", *table(body, right=(4, 5, 6, 7, 8, 9, 10)), f"total: {fmt_seconds(total)}"]
+                     f"{p.efficiency:.0%}" if p.efficiency is not None else "-", fmt_joules(r.total_j),
+                     f"{p.basis} ({p.family})"))
+    return [f"{name}: {source}", *table(body, right=(4, 5, 6, 7, 8, 9, 10, 11)),
+            f"total: {fmt_seconds(total)}, {fmt_joules(total_joules(rows))}"]
 
 
 def _json_safe(value: Any) -> Any:
@@ -229,7 +254,7 @@ def body(args: argparse.Namespace) -> int:
     rows = predict_ops(predictor, ops, f"{args.ops}: ")
     if args.json:
         print_json(_json_safe({"calibration": source, "name": predictor.name,
-                               "total_s": sum(r.total_s for r in rows),
+                               "total_s": sum(r.total_s for r in rows), "total_j": total_joules(rows),
                                "operations": [r.summary() for r in rows]}))
     else:
         say(*ops_lines(rows, source, predictor.name))

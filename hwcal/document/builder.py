@@ -13,8 +13,10 @@ from datetime import datetime
 from typing import Any
 
 from hwcal.document.clocks import ClockOutcome
+from hwcal.document.energy import energy_section
 from hwcal.document.format2 import compose
 from hwcal.document.memory import memory_section
+from hwcal.document.memory_system import blas_ceiling
 from hwcal.document.nn import nn_sections
 from hwcal.document.peaks import peaks_at_clock, with_ceiling_efficiency, with_derived_gpu_peaks
 from hwcal.document.precision import PrecisionInput, precision_views, r4, spec_peaks
@@ -137,7 +139,8 @@ def build_calibration(inp: BuildInput) -> dict[str, Any]:
             metadata["compute_ceiling"], peaks, reference)
         warnings += ceiling_warnings
     bandwidth = inp.spec.get("peak_bandwidth_gbps") or None
-    memory, memory_warnings = memory_section(res.memory, peaks, theoretical, bandwidth)
+    memory, memory_warnings = memory_section(res.memory, peaks, theoretical, bandwidth, res.memory_system,
+                                             clock.peaks_clock_mhz, "the calibration's clock under load (median)")
     measured_bw = (memory or {}).get("sustained_gbps")
     headline = {
         "theoretical_peak_gflops": theoretical.get("fp32"),
@@ -155,7 +158,10 @@ def build_calibration(inp: BuildInput) -> dict[str, Any]:
     if res.max_achievable:
         sections["max_achievable"] = {p: res.max_achievable[p].as_dict() for p in canonical_sorted(res.max_achievable)}
     if res.blas:
-        sections["blas"], blas_warnings = blas_section(res.blas, measured_bw, bandwidth)
+        system = res.memory_system
+        ceiling_of = ((lambda ws, threads: blas_ceiling(system, ws, threads))
+                      if system is not None and (system.bandwidth or system.gpu) else None)
+        sections["blas"], blas_warnings = blas_section(res.blas, measured_bw, bandwidth, ceiling_of)
         sections["warnings"] += blas_warnings
     if res.shapes:
         sections["gemm_shapes"], shape_warnings = gemm_shapes_section(res.shapes, reference)
@@ -165,7 +171,11 @@ def build_calibration(inp: BuildInput) -> dict[str, Any]:
     if res.nn or res.nn_status:
         options = inp.run.options
         grid = "full" if options.full else ("quick" if options.quick else "default")
-        nn, nn_warnings = nn_sections(res.nn, res.nn_status, reference, memory, grid)
+        nn, nn_warnings = nn_sections(res.nn, res.nn_status, reference, memory, grid, res.memory_system)
         sections.update(nn)
         sections["warnings"] += nn_warnings
+    energy, energy_warnings = energy_section(res.energy)
+    if energy is not None:
+        sections["energy"] = energy
+        sections["warnings"] += energy_warnings
     return compose(ident.key.as_dict(), metadata, headline, matrix, detail, sections)

@@ -13,7 +13,9 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
+from hwcal.document.memory_system import memory_system_parts
 from hwcal.machine.caches import CacheInfo
+from hwcal.measure.memsys import MemorySystem
 from hwcal.measure.records import (
     KERNELS,
     MemorySweep,
@@ -208,11 +210,18 @@ def _efficiency_and_ridge(section: dict[str, Any], sustained: float | None, spec
 
 
 def memory_section(memory: MemorySweep | None, peak_gflops: dict[str, float],
-                   theoretical_gflops: dict[str, float], spec_gbps: float | None
+                   theoretical_gflops: dict[str, float], spec_gbps: float | None,
+                   system: MemorySystem | None = None, clock_mhz: float | None = None, clock_source: str = ""
                    ) -> tuple[dict[str, Any] | None, list[str]]:
-    """The calibration's ``memory`` section and the warnings it raises (None: no memory benchmark ran)."""
+    """The calibration's ``memory`` section and the warnings it raises (None: no memory benchmark ran).
+
+    ``levels`` (cache tiers and DRAM: bandwidth, latency), ``multicore`` and ``memory_system`` come from the
+    memory system (``hwcal.document.memory_system``); the STREAM sweep's best triad inside each level, which
+    ``levels`` held before, is ``stream_levels``. ``clock_mhz`` turns latency into cycles where the chase had
+    no clock probe of its own."""
+    parts, system_warnings = memory_system_parts(system, clock_mhz, clock_source)
     if memory is None:
-        return None, []
+        return ({"sustained_gbps": None, "levels": {}, **parts}, system_warnings) if parts else (None, [])
     records = sorted(memory.records, key=lambda r: (r.array_bytes, KERNELS.index(r.kernel)))
     min_array = memory.stream_min_array_bytes
     by_kernel = _plateaus(records, min_array)
@@ -243,12 +252,15 @@ def memory_section(memory: MemorySweep | None, peak_gflops: dict[str, float],
         "plateau": {k: {"array_bytes": list(p.array_bytes), "gbps": _r(p.gbps), "spread": _r(p.spread, 3)}
                     for k, p in by_kernel.items()},
         "sustained_gbps_by_kernel": {k: _r(p.gbps) for k, p in by_kernel.items()},
-        "levels": {name: {k: (_r(v) if k == "gbps" else v) for k, v in fig.items()} for name, fig in levels.items()},
+        "levels": parts.pop("levels", {}),
+        "stream_levels": {name: {k: (_r(v) if k == "gbps" else v) for k, v in fig.items()}
+                          for name, fig in levels.items()},
         "budget": {"limit_s": round(memory.budget_s, 2), "spent_s": round(memory.spent_s, 2)},
         "sweep": [_record_entry(r, memory) for r in records],
     }
     if level_notes:
-        section["levels_notes"] = level_notes
+        section["stream_levels_notes"] = level_notes
+    section.update(parts)
     if memory.skips:
         section["skipped"] = list(memory.skips)
     if triad is not None:
@@ -257,4 +269,4 @@ def memory_section(memory: MemorySweep | None, peak_gflops: dict[str, float],
         section["rounds"] = at.rounds
     warnings += _dram_fields(section, dram)
     warnings += _efficiency_and_ridge(section, sustained, spec_gbps, peak_gflops, theoretical_gflops)
-    return section, warnings
+    return section, warnings + system_warnings

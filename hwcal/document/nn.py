@@ -14,6 +14,7 @@ from typing import Any
 
 from hwcal.document.precision import r4 as _r
 from hwcal.document.tiers import bandwidth_tier
+from hwcal.measure.memsys import MemorySystem
 from hwcal.measure.nn_grid import SOURCES
 from hwcal.measure.nn_records import NnRecord, NnStatus
 from hwcal.precisions import PRECISIONS, canonical_sorted
@@ -43,9 +44,10 @@ def _f(x: float | None, digits: int = 5) -> float | None:
     return None if x is None else float(f"{x:.{digits}g}")
 
 
-def _ceiling(rec: NnRecord, peaks: dict[str, float], memory: dict[str, Any] | None) -> dict[str, Any]:
+def _ceiling(rec: NnRecord, peaks: dict[str, float], memory: dict[str, Any] | None,
+             system: MemorySystem | None) -> dict[str, Any]:
     """Roofline classification and efficiency against the binding ceiling."""
-    tier = bandwidth_tier(memory, rec.bytes, rec.threads)
+    tier = bandwidth_tier(system, memory, rec.bytes, rec.threads)
     peak = peaks.get(rec.precision)
     ai = rec.flops / rec.bytes if rec.flops and rec.bytes else 0.0
     ridge = peak / tier.gbps if peak and tier.gbps else None
@@ -67,7 +69,8 @@ def _ceiling(rec: NnRecord, peaks: dict[str, float], memory: dict[str, Any] | No
             "efficiency": _r(efficiency) if efficiency is not None else None, "efficiency_basis": basis}
 
 
-def nn_entry(rec: NnRecord, peaks: dict[str, float], memory: dict[str, Any] | None) -> dict[str, Any]:
+def nn_entry(rec: NnRecord, peaks: dict[str, float], memory: dict[str, Any] | None,
+             system: MemorySystem | None = None) -> dict[str, Any]:
     """One record as its section entry (every figure per call)."""
     entry: dict[str, Any] = {
         "name": rec.name, "model": rec.source, "role": rec.role, "precision": rec.precision, "layout": rec.layout,
@@ -77,7 +80,7 @@ def nn_entry(rec: NnRecord, peaks: dict[str, float], memory: dict[str, Any] | No
         "gbps_best": _f(rec.gbps_best), "gbps_median": _f(rec.gbps_median),
         "time_s": {k: float(f"{v:.6g}") for k, v in rec.time_s.items()}, "time_per": "call",
         "launches_per_round": rec.launches_per_round, "rounds": rec.rounds, "warmup_rounds": rec.warmup_rounds,
-        "cv": _r(rec.cv, 3), **_ceiling(rec, peaks, memory),
+        "cv": _r(rec.cv, 3), **_ceiling(rec, peaks, memory, system),
         "kernel": rec.kernel, **{k: rec.details[k] for k in _KEEP_DETAILS if k in rec.details},
         "modes": rec.modes, "threads": rec.threads, "verified": True, "max_error": float(f"{rec.max_error:.3g}"),
         "tolerance": float(f"{rec.tolerance:.3g}"), "verify_method": rec.verify_method,
@@ -117,7 +120,8 @@ def _warnings(family: str, entry: dict[str, Any]) -> list[str]:
 
 
 def nn_sections(records: list[NnRecord], statuses: list[NnStatus], peaks: dict[str, float],
-                memory: dict[str, Any] | None, grid: str) -> tuple[dict[str, dict[str, Any]], list[str]]:
+                memory: dict[str, Any] | None, grid: str, system: MemorySystem | None = None
+                ) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """The four sections (those a family of the run reached) and the warnings they raise."""
     sections: dict[str, dict[str, Any]] = {}
     warnings: list[str] = []
@@ -129,7 +133,7 @@ def nn_sections(records: list[NnRecord], statuses: list[NnStatus], peaks: dict[s
             continue
         entries = []
         for rec in mine:
-            entry = nn_entry(rec, peaks, memory)
+            entry = nn_entry(rec, peaks, memory, system)
             if family == "conv_bn_relu":
                 _cbr_vs_conv(entry, rec, convs)
             warnings += _warnings(family, entry)

@@ -23,7 +23,7 @@ SCHEMA_PACKAGE = "hwcal.schemas"
 CALIBRATION_FORMAT_VERSION = 2  # format 1 is still read (hwcal.document.format2.update_to_2 upgrades it)
 OLDEST_CALIBRATION_FORMAT = 1
 SPEC_FORMAT_VERSION = 1
-_NAMES = {"calibration": "calibration.schema.json", "spec": "spec.schema.json"}
+_NAMES = {"calibration": "calibration.schema.json", "spec": "spec.schema.json", "validation": "validation.schema.json"}
 
 
 @cache

@@ -1,13 +1,17 @@
 """Which memory tier a working set lives in, and the calibration's measured bandwidth of that tier: the one
 lookup every bandwidth-bound figure (depthwise and small 1x1 convolutions, decode attention, norms and
-activations) is set against. Pure functions of the document's ``memory`` section.
+activations) is set against. Pure functions of the run's memory measurements.
 
-Today the tier is decided by the caches the STREAM sweep recorded (``memory.caches``: the innermost level
-that holds the working set with the threads that ran, else DRAM), and its bandwidth is the sweep's own figure
-for that level (``memory.levels``: the best triad well inside it, kept only where it is a clear step) or, for
-DRAM, the sustained triad. A cache level without a figure of its own gets the next outer level's (a floor of
-its real bandwidth, so efficiency may read high; ``basis`` says so). Per-tier bandwidths measured for this
-purpose (issue 24) replace the body of ``bandwidth_tier`` and nothing else.
+In order of preference:
+
+1. the memory system (``hwcal.measure.memsys``, issue 24): the ceiling BLAS is set against too
+   (``document.memory_system.blas_ceiling``: the best of read, write and triad measured at the tier the
+   working set lives in, on one core or on all, as the operation ran; a GPU's L2 or HBM);
+2. without it, the STREAM sweep: the tier by the caches it recorded (``memory.caches``: the innermost level
+   holding the working set with the threads that ran, else DRAM), its bandwidth the sweep's best triad well
+   inside that level (``memory.stream_levels``; ``memory.levels`` in files written before the memory system)
+   or, for DRAM, the sustained triad. A cache level without a figure of its own gets the next outer level's
+   (a floor of its real bandwidth, so efficiency may read high; ``basis`` says so).
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from hwcal.document.memory import level_of
+from hwcal.document.memory_system import blas_ceiling
 from hwcal.machine.caches import CacheInfo, CacheLevel
+from hwcal.measure.memsys import MemorySystem
 
 
 @dataclass(frozen=True)
@@ -42,16 +48,28 @@ def caches_of(memory: dict[str, Any]) -> CacheInfo | None:
     return CacheInfo(tuple(levels), str(caches.get("source", "")), bool(caches.get("assumed"))) if levels else None
 
 
-def bandwidth_tier(memory: dict[str, Any] | None, working_set_bytes: int, threads: int | None) -> Tier:
+def _stream_levels(memory: dict[str, Any]) -> dict[str, Any]:
+    """The STREAM sweep's per-level triads: ``stream_levels``, or the old shape of ``levels`` ({gbps, ...})."""
+    if isinstance(memory.get("stream_levels"), dict):
+        return dict(memory["stream_levels"])
+    return {k: v for k, v in (memory.get("levels") or {}).items() if isinstance(v, dict) and "gbps" in v}
+
+
+def bandwidth_tier(system: MemorySystem | None, memory: dict[str, Any] | None, working_set_bytes: int,
+                   threads: int | None) -> Tier:
     """The tier holding ``working_set_bytes`` and its measured bandwidth (see the module docstring)."""
+    ceiling = blas_ceiling(system, working_set_bytes, threads) if system is not None else None
+    if ceiling is not None:
+        return Tier(ceiling.tier, float(ceiling.gbps),
+                    f"memory system: {ceiling.kernel} at {ceiling.working_set_bytes:,} bytes in {ceiling.tier} on "
+                    f"{ceiling.threads} thread(s), the best kernel measured there, this run")
     if not isinstance(memory, dict):
-        return Tier("unknown", None, "no STREAM sweep in this run: no measured bandwidth to set it against")
+        return Tier("unknown", None, "no memory measurement in this run: no bandwidth to set it against")
     caches = caches_of(memory)
     name = level_of(working_set_bytes, caches, threads) if caches is not None else "dram"
-    levels = memory.get("levels") or {}
+    levels = _stream_levels(memory)
     order = [c.name for c in sorted(caches.levels, key=lambda c: c.level)] if caches is not None else []
-    outward = order[order.index(name):] if name in order else []
-    for level in outward:
+    for level in order[order.index(name):] if name in order else []:
         gbps = (levels.get(level) or {}).get("gbps")
         if isinstance(gbps, (int, float)) and gbps > 0:
             if level == name:

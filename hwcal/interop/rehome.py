@@ -147,20 +147,19 @@ def _folder_files(folder: Path) -> tuple[list[Path], list[Path]]:
     return current, history
 
 
-def plan_rehome(registry: Path, source: str, to: str | None) -> tuple[RehomePlan, dict[Path, dict[str, Any]],  # noqa: C901 -- TODO(issue 21): split
-                                                                      dict[str, Any] | None]:
-    """What moves where, and why; raises HwcalError (nothing written) when the files do not support it."""
+def _source_folder(registry: Path, source: str) -> tuple[str, str, Path]:
     device_type, _, old_id = source.strip("/").partition("/")
     if not old_id or "/" in old_id:
         raise HwcalError(f"{source!r}: give the folder as DEVICE_TYPE/HARDWARE_ID (e.g. cpu/amd_epyc)")
     folder = hardware_dir(registry, device_type, old_id)
     if not folder.is_dir():
         raise HwcalError(f"{folder} is not a hardware folder of the registry")
-    current, history = _folder_files(folder)
-    if not current and not history:
-        raise HwcalError(f"{folder} holds no calibrations: nothing to rehome")
+    return device_type, old_id, folder
+
+
+def _read_docs(registry: Path, paths: list[Path]) -> dict[Path, dict[str, Any]]:
     docs: dict[Path, dict[str, Any]] = {}
-    for path in current + history:
+    for path in paths:
         try:
             doc = read_json(path, registry)
         except BadRegistryFile as exc:
@@ -168,32 +167,34 @@ def plan_rehome(registry: Path, source: str, to: str | None) -> tuple[RehomePlan
         if not isinstance(doc, dict) or not isinstance(doc.get("key"), dict):
             raise HwcalError(f"{path}: not an hwcal calibration (no key); nothing moved")
         docs[path] = doc
-    inference = infer_microarchitecture(docs)
-    inference.isa_flags = list(dict.fromkeys(f for d in docs.values() for f in _cpu_facts(d).get("isa_flags") or ()))
-    base = _strip_suffix(old_id)
-    allowed = {f"{base}_{c}": c for c in inference.candidates}
+    return docs
+
+
+def _choose_id(inference: Inference, old_id: str, to: str | None) -> tuple[str, str]:
+    """(new id, what chose it): the one candidate the files fit, or the operator's --to among them."""
+    allowed = {f"{_strip_suffix(old_id)}_{c}": c for c in inference.candidates}
     if to is None:
         if len(inference.candidates) != 1:
             raise HwcalError(f"the files fit {', '.join(inference.candidates)} ({'; '.join(inference.evidence)}): "
                              f"choose with --to ({' or '.join(sorted(allowed))})")
-        new_id, chosen_by = next(iter(allowed)), inference.decided_by
-    else:
-        new_id = check_hardware_id(to)
-        if new_id not in allowed:
-            raise HwcalError(f"--to {to}: the files' own metadata does not support it; they fit "
-                             f"{', '.join(inference.candidates)} ({'; '.join(inference.evidence)}), i.e. "
-                             f"{' or '.join(sorted(allowed))}")
-        chosen_by = (inference.decided_by if len(inference.candidates) == 1 else
-                     f"--to {new_id} (the operator's choice among {', '.join(inference.candidates)}, "
-                     "which the recorded facts fit alike)")
-    if new_id == old_id:
-        raise HwcalError(f"{source} already has the id {new_id}: nothing to move")
-    new_folder = hardware_dir(registry, device_type, new_id)
-    plan = RehomePlan(device_type, old_id, new_id, inference, chosen_by)
+        return next(iter(allowed)), inference.decided_by
+    new_id = check_hardware_id(to)
+    if new_id not in allowed:
+        raise HwcalError(f"--to {to}: the files' own metadata does not support it; they fit "
+                         f"{', '.join(inference.candidates)} ({'; '.join(inference.evidence)}), i.e. "
+                         f"{' or '.join(sorted(allowed))}")
+    return new_id, (inference.decided_by if len(inference.candidates) == 1 else
+                    f"--to {new_id} (the operator's choice among {', '.join(inference.candidates)}, "
+                    "which the recorded facts fit alike)")
+
+
+def _plan_moves(registry: Path, plan: RehomePlan, current: list[Path], history: list[Path],
+                docs: dict[Path, dict[str, Any]]) -> None:
+    new_folder = hardware_dir(registry, plan.device_type, plan.new_id)
     for path in current:
         plan.moves.append((path, new_folder / "calibrations" / path.name, "current"))
     for path in history:
-        key = _key_of(path, device_type, new_id)
+        key = _key_of(path, plan.device_type, plan.new_id)
         try:
             stamp = history_stamp(parse_date(docs[path]["metadata"]["calibration_date"]))
         except (KeyError, TypeError, ValueError):
@@ -202,17 +203,39 @@ def plan_rehome(registry: Path, source: str, to: str | None) -> tuple[RehomePlan
     clash = [str(new) for _, new, _ in plan.moves if new.exists()]
     if clash:
         raise HwcalError(f"{new_folder} already holds {', '.join(clash)}: refusing to mix two folders; nothing moved")
-    old_spec_path = spec_path(registry, device_type, old_id)
-    spec = None
-    if old_spec_path.exists():
-        try:
-            spec = read_json(old_spec_path, registry)
-        except BadRegistryFile as exc:
-            raise HwcalError(f"{exc}; fix it first, nothing moved") from None
-        plan.moves.append((old_spec_path, spec_path(registry, device_type, new_id), "spec"))
-        if spec_path(registry, device_type, new_id).exists():
-            raise HwcalError(f"{spec_path(registry, device_type, new_id)} exists: refusing to mix two folders")
-    return plan, docs, spec
+
+
+def _plan_spec(registry: Path, plan: RehomePlan) -> dict[str, Any] | None:
+    old_spec_path = spec_path(registry, plan.device_type, plan.old_id)
+    if not old_spec_path.exists():
+        return None
+    try:
+        spec = read_json(old_spec_path, registry)
+    except BadRegistryFile as exc:
+        raise HwcalError(f"{exc}; fix it first, nothing moved") from None
+    new_spec_path = spec_path(registry, plan.device_type, plan.new_id)
+    plan.moves.append((old_spec_path, new_spec_path, "spec"))
+    if new_spec_path.exists():
+        raise HwcalError(f"{new_spec_path} exists: refusing to mix two folders")
+    return spec
+
+
+def plan_rehome(registry: Path, source: str, to: str | None) -> tuple[RehomePlan, dict[Path, dict[str, Any]],
+                                                                      dict[str, Any] | None]:
+    """What moves where, and why; raises HwcalError (nothing written) when the files do not support it."""
+    device_type, old_id, folder = _source_folder(registry, source)
+    current, history = _folder_files(folder)
+    if not current and not history:
+        raise HwcalError(f"{folder} holds no calibrations: nothing to rehome")
+    docs = _read_docs(registry, current + history)
+    inference = infer_microarchitecture(docs)
+    inference.isa_flags = list(dict.fromkeys(f for d in docs.values() for f in _cpu_facts(d).get("isa_flags") or ()))
+    new_id, chosen_by = _choose_id(inference, old_id, to)
+    if new_id == old_id:
+        raise HwcalError(f"{source} already has the id {new_id}: nothing to move")
+    plan = RehomePlan(device_type, old_id, new_id, inference, chosen_by)
+    _plan_moves(registry, plan, current, history, docs)
+    return plan, docs, _plan_spec(registry, plan)
 
 
 def _record(plan: RehomePlan, date: datetime) -> dict[str, Any]:

@@ -149,3 +149,42 @@ def gpu_caches(l2_bytes: int, source: str) -> CacheInfo:
     if l2_bytes > 0:
         return CacheInfo((CacheLevel(2, l2_bytes, 1),), source)
     return CacheInfo((CacheLevel(2, ASSUMED_LLC_BYTES, 1),), f"assumed ({source} gave no L2 size)", assumed=True)
+
+
+@dataclass(frozen=True)
+class HugePages:
+    """Transparent huge pages as the kernel offers them: ``mode`` always / madvise / never (None: no THP),
+    ``defrag`` (madvise there means a fault in an madvised region may compact memory first: slow), the
+    page size. A latency chase on huge pages counts no TLB walks; on 4 KiB pages it counts them."""
+
+    mode: str | None
+    defrag: str | None
+    page_bytes: int
+    source: str
+
+    @property
+    def available(self) -> bool:
+        return self.mode in ("always", "madvise")
+
+    def as_dict(self) -> dict[str, object]:
+        return {"thp_mode": self.mode, "thp_defrag": self.defrag, "huge_page_bytes": self.page_bytes,
+                "source": self.source}
+
+
+def _bracketed(text: str | None) -> str | None:
+    """``always [madvise] never`` -> ``madvise``."""
+    m = re.search(r"\[(\w[\w+]*)\]", text or "")
+    return m.group(1) if m else None
+
+
+def detect_huge_pages(src: Sources = LOCAL) -> HugePages:
+    """The THP mode and huge page size; never raises (mode None where the kernel has no THP)."""
+    base = "/sys/kernel/mm/transparent_hugepage"
+    mode = _bracketed(src.read_first_line(f"{base}/enabled"))
+    defrag = _bracketed(src.read_first_line(f"{base}/defrag"))
+    size = src.read_number(f"{base}/hpage_pmd_size")
+    if not size:
+        m = re.search(r"Hugepagesize:\s*(\d+)\s*kB", src.read("/proc/meminfo") or "")
+        size = int(m.group(1)) * 1024 if m else 2 * 2**20
+    source = f"{base}/enabled" if mode else "no transparent_hugepage in sysfs"
+    return HugePages(mode, defrag, int(size), source)

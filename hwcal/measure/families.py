@@ -11,8 +11,10 @@ from typing import Any
 
 from hwcal.measure.blas import blas_cases, case_id
 from hwcal.measure.compute_ceiling import CASES as CEILING_CASES
+from hwcal.measure.energy import energy_cases
 from hwcal.measure.floors import floor_operations
 from hwcal.measure.gemm import gemm_cases
+from hwcal.measure.memory_system import memory_system_cases
 from hwcal.measure.nn_grid import family_cases
 from hwcal.measure.session import CalibrationSession
 from hwcal.measure.shapes import shape_cases
@@ -50,11 +52,16 @@ FAMILIES: tuple[Family, ...] = (
            ("max_achievable",)),
     Family("compute_ceiling", "compute_ceiling_case", lambda s: [(c, c) for c in CEILING_CASES],
            ("compute_ceiling",)),
+    # Cache tiers, DRAM, latency and all-core STREAM (a GPU: its L2 beside HBM), after the STREAM sweep.
+    Family("memory_system", "memory_system_case",
+           lambda s: [(c, c) for c in memory_system_cases(s.backend.device_type)], ("memory_system",)),
     # Layers of public edge models (hwcal.measure.nn_grid); one "unsupported" case where the framework has none.
     Family("conv", "conv_case", lambda s: family_cases(s, "conv"), ("conv2d",)),
     Family("conv_bn_relu", "conv_bn_relu_case", lambda s: family_cases(s, "conv_bn_relu"), ("conv_bn_relu",)),
     Family("sdpa", "sdpa_case", lambda s: family_cases(s, "sdpa"), ("sdpa",)),
     Family("fused", "fused_op_case", lambda s: family_cases(s, "fused"), ("fused_ops",)),
+    # Run last (the plugin orders it so): at the shapes and sizes the families above found.
+    Family("energy", "energy_case", energy_cases, ("energy",)),
 )
 # Operations a complete calibration measures; a run that collects none of one says so (partial).
 OPERATIONS: tuple[str, ...] = tuple(op for family in FAMILIES for op in family.operations)

@@ -18,7 +18,9 @@ from hwcal.backends import Backend, Support, make_backend
 from hwcal.machine import KeyFacts
 from hwcal.machine.fma_probe import CeilingResult
 from hwcal.machine.sampler import MachineState
+from hwcal.measure.energy_records import EnergyRun
 from hwcal.measure.layouts import LayoutChoice
+from hwcal.measure.memsys import MemorySystem
 from hwcal.measure.nn_records import NnRecord, NnStatus
 from hwcal.measure.records import (
     BlasRecord,
@@ -54,6 +56,7 @@ class CalibrationOptions:
     shapes: list[tuple[int, int, int, int]] | None = None
     # --full: every layer, layout and float precision of the convolution, attention and fused-op grids
     full: bool = False
+    memory_s: float | None = None  # --memory-seconds: the memory system's budget (its default when None)
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,7 @@ class Results:
     blas: list[BlasRecord] = field(default_factory=list)
     floors: dict[str, LaunchFloor] = field(default_factory=dict)
     memory: MemorySweep | None = None
+    memory_system: MemorySystem | None = None  # cache tiers, latency, all-core STREAM (hwcal.measure.memory_system)
     # Per precision, the operand layout chosen (hwcal.measure.layouts) and the max-achievable search (GPUs).
     layouts: dict[str, LayoutChoice] = field(default_factory=dict)
     max_achievable: dict[str, MaxAchievableRecord] = field(default_factory=dict)
@@ -94,6 +98,7 @@ class Results:
     # Convolution, conv+BN+ReLU, attention and fused ops (hwcal.measure.nn_*), and what they did not time.
     nn: list[NnRecord] = field(default_factory=list)
     nn_status: list[NnStatus] = field(default_factory=list)
+    energy: EnergyRun | None = None  # the energy family's windows, or why no meter could be read
     # What the interference watch saw and did (hwcal.measure.watch); None when no watch ran.
     interference: InterferenceLog | None = None
     supports: dict[str, Support] = field(default_factory=dict)
@@ -103,7 +108,10 @@ class Results:
     def timed_anything(self) -> bool:
         """Whether any case filed a figure (False when every case was skipped or --benchmark-disable)."""
         stream = self.memory.records if self.memory is not None else []
-        return bool(self.gemm or stream or self.blas or self.shapes or self.floors or self.max_achievable or self.nn)
+        system = self.memory_system
+        tiers = bool(system.bandwidth or system.latency or system.multicore or system.gpu) if system else False
+        return bool(self.gemm or stream or tiers or self.blas or self.shapes or self.floors or self.max_achievable
+                    or self.nn)
 
 
 @dataclass

@@ -7,9 +7,10 @@ size), and the arrays' values are checked after the run. Rounds are the GEMM bod
 a round ends only when the device is done, so a GPU figure is never a launch rate.
 
 The sweep runs sizes in ascending order with the four kernels of one size sharing its arrays, and
-keeps inside a time budget (CPU 12 s, --quick 6 s; GPU 30 s), so memory adds seconds, not minutes,
+keeps inside a time budget (CPU 5 s, --quick 3 s; GPU 30 s), so memory adds seconds, not minutes,
 to a calibration: fewer repetitions where a size would overrun it, a skip that says why where even
-three would.
+three would. (The CPU's cache tiers, latency and all-core STREAM are the memory system's, with a budget
+of their own: ``hwcal.measure.memory_system``; the two stay within 15 s.)
 """
 
 from __future__ import annotations
@@ -39,9 +40,10 @@ from hwcal.measure.records import (
 from hwcal.measure.session import CalibrationSession
 from hwcal.measure.timing import round_cv, round_times, stats_of, timed_rounds, warmup_rounds
 
-# Seconds by device type and --quick: on a CPU the sweep adds at most ~15 s to a calibration; a GPU's
-# rounds last >= 20 ms each (launch overhead < 1%), so its 44 cases need longer.
-MEMORY_BUDGET_S = {("cpu", False): 12.0, ("cpu", True): 6.0, ("gpu", False): 30.0, ("gpu", True): 15.0}
+# Seconds by device type and --quick: on a CPU the sweep and the memory system (8 s) add at most 15 s to a
+# calibration together with the DRAM interval's rounds; a GPU's rounds last >= 20 ms each (launch overhead
+# < 1%), so its 44 cases need longer.
+MEMORY_BUDGET_S = {("cpu", False): 5.0, ("cpu", True): 3.0, ("gpu", False): 30.0, ("gpu", True): 15.0}
 STREAM_ROUNDS = {False: 10, True: 5}  # STREAM's NTIMES is 10 (best of, after one untimed)
 MIN_ROUNDS = 3
 SMALLEST_ARRAY_BYTES = {"cpu": 4 * 2**10, "gpu": 2**20}  # GPUs: smaller arrays only time the launch
@@ -55,7 +57,7 @@ FILL_BYTES_PER_S_GUESS = {"cpu": 1e9, "gpu": 1e11}  # first-touch rate before on
 # planned ones, per DRAM-sized triad case) until the 95% confidence interval of the pooled mean is
 # within +-3% of it or this many extra seconds per case are spent.
 DRAM_CI_TARGET = 0.03
-DRAM_EXTRA_S = {("cpu", False): 4.0, ("cpu", True): 2.0, ("gpu", False): 4.0, ("gpu", True): 2.0}
+DRAM_EXTRA_S = {("cpu", False): 1.0, ("cpu", True): 0.5, ("gpu", False): 4.0, ("gpu", True): 2.0}
 DRAM_EXTRA_BATCH = 5  # rounds between two looks at the interval
 DRAM_MAX_ROUNDS = 400  # per case, whatever the budget
 DRAM_METHOD = ("mean of per-round triad GB/s pooled over every array size >= 4x the last-level caches; 95% "

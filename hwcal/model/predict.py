@@ -44,6 +44,7 @@ from typing import Any
 from hwcal.document.format2 import update_to_2
 from hwcal.errors import HwcalError
 from hwcal.model.curves import Curve, Point, Roofline, floor_estimate
+from hwcal.model.energy import EnergyModel, energy_model
 from hwcal.model.inputs import (
     BLAS_OPS,
     MEMORY_OPS,
@@ -79,6 +80,8 @@ class Prediction:
     efficiency_reference: str
     floor_s: float
     notes: list[str] = field(default_factory=list)
+    energy_j: float | None = None  # per call, from the calibration's energy section (hwcal.model.energy)
+    energy_basis: str = "no energy measured in this calibration"
 
     @property
     def gflops(self) -> float | None:
@@ -93,6 +96,7 @@ class Prediction:
                 "gflops": self.gflops, "gbps": self.gbps, "efficiency": self.efficiency,
                 "efficiency_reference": self.efficiency_reference, "basis": self.basis, "family": self.family,
                 "flops": self.flops, "bytes": self.bytes, "floor_s": self.floor_s, "notes": self.notes,
+                "energy_j": self.energy_j, "energy_basis": self.energy_basis,
                 "points": [p.summary() for p in self.points]}
 
 
@@ -127,6 +131,7 @@ class Predictor:
 
     def __init__(self, inputs: Inputs) -> None:
         self.inputs = inputs
+        self.energy: EnergyModel | None = None  # set from the document by predictor_of_document
         self._have: dict[str, list[str]] | None = None
         self.name = inputs.name
         self.gemm_peak: dict[str, float] = {}  # FLOP/s, best measured over every shape
@@ -209,9 +214,11 @@ class Predictor:
                     else None)
             return self._nn_prediction(operation, precision, self.nn.predict(operation, precision, dims, gemm))
         checked = check_dims(operation, dims)
-        if operation == "gemm":
-            return self._gemm(precision, checked)
-        return self._memory(operation, precision, checked)
+        pred = self._gemm(precision, checked) if operation == "gemm" else self._memory(operation, precision, checked)
+        if self.energy is not None:
+            pred.energy_j, pred.energy_basis = self.energy.joules(operation, precision, pred.seconds, pred.flops,
+                                                                  pred.bytes)
+        return pred
 
     def efficiency(self, operation: str, precision: str, **dims: int) -> float | None:
         return self.predict(operation, precision, **dims).efficiency
@@ -317,7 +324,9 @@ def predictor_of_document(doc: Any, name: str = "") -> Predictor:
         doc2 = update_to_2(doc)
     except ValueError as exc:
         raise HwcalError(f"{name or 'calibration'}: {exc} (upgrade a file with hwcal-migrate)") from None
-    return Predictor(inputs_of(doc2, name))
+    predictor = Predictor(inputs_of(doc2, name))
+    predictor.energy = energy_model(doc2)
+    return predictor
 
 
 def predictor_for(profile: Any) -> Predictor:

@@ -63,6 +63,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize(family.fixture, [pytest.param(param, id=case_id) for param, case_id in cases])
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Energy runs last, whatever the file order: its windows use the shapes and sizes the others found."""
+    items.sort(key=lambda item: _item_operation(item) == "energy")
+
+
 def _item_operation(item: pytest.Item) -> str | None:
     """Which of OPERATIONS a collected test measures (None for a test that is no benchmark)."""
     family = family_of(getattr(item, "fixturenames", ()))

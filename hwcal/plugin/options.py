@@ -166,6 +166,10 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "after a size >= 256, a precision below this skips its larger sizes", "HWCAL_MIN_GFLOPS"),
     OptionSpec("--max-call-seconds", "hwcal_max_call_s", "S", parse_positive_float, 0.3,
                "skip a size whose single GEMM is predicted to take longer than this", "HWCAL_MAX_CALL_SECONDS"),
+    OptionSpec("--memory-seconds", "hwcal_memory_s", "S", parse_positive_float, None,
+               "time budget of the memory system (cache tiers, latency, all-core STREAM); a CPU whose DRAM pool "
+               "(4x the last-level caches) takes longer to fault in needs more; 8 s (--quick 5 s, a GPU 10 s) when "
+               "not given", "HWCAL_MEMORY_SECONDS"),
     OptionSpec("--dry-run", "hwcal_dry_run", None, None, False,
                "build and validate the calibration, print where it would go, write nothing", None, True),
     OptionSpec("--force", "hwcal_force", None, None, False,
@@ -234,4 +238,5 @@ def resolve_options(getoption: Callable[[str], Any], getini: Callable[[str], Any
         allow_partial=values["hwcal_allow_partial"],
         shapes=values["hwcal_shapes"],
         full=values["hwcal_full"],
+        memory_s=values["hwcal_memory_s"],
     )

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from hwcal.document.format2 import precision_detail
+from hwcal.document.memory_system import levels_view
 from hwcal.precisions import PRECISIONS
+from hwcal.report.energy import run_summary_lines as energy_lines
 
 
 def summary_lines(doc: dict[str, Any]) -> list[str]:
@@ -37,7 +39,7 @@ def summary_lines(doc: dict[str, Any]) -> list[str]:
     sweep = [f"{p}: {reason}" for p, st in matrix["status"].items() for reason in st.get("sizes_skipped", [])]
     return ([ln.rstrip() for ln in lines] + [f"sweep: {s}" for s in sweep] + _searched_lines(searched)
             + _ceiling_lines(doc)
-            + _memory_lines(doc) + _operation_lines(doc)
+            + _memory_lines(doc) + _operation_lines(doc) + energy_lines(doc)
             + [f"warning: {w}" for w in doc.get("warnings", [])])
 
 
@@ -117,7 +119,8 @@ def _memory_lines(doc: dict[str, Any]) -> list[str]:
             line += f" (DRAM: arrays >= {rule['min_array_bytes'] / 2**20:,.0f} MiB)"
         if memory.get("efficiency") is not None:
             line += f", {memory['efficiency']:.2f} of the spec's {doc.get('theoretical_bandwidth_gbps'):,.0f} GB/s"
-    caches = [f"{name} {fig['gbps']:,.1f}" for name, fig in memory.get("levels", {}).items() if name != "dram"]
+    caches = [f"{name} {fig['gbps']:,.1f}" for name, fig in (memory.get("stream_levels") or {}).items()
+              if name != "dram" and isinstance(fig, dict) and fig.get("gbps")]
     if caches:
         line += f"; in cache: {', '.join(caches)} GB/s"
     if memory.get("threads"):
@@ -128,7 +131,26 @@ def _memory_lines(doc: dict[str, Any]) -> list[str]:
         rel = half / sustained if sustained else 0.0
         line += (f"; 95% CI [{ci[0]:,.1f}, {ci[1]:,.1f}] GB/s (+-{rel:.1%}, "
                  f"{memory.get('sustained_rounds', '?')} rounds)")
-    return [line]
+    return [line, *_memory_system_lines(memory)]
+
+
+def _memory_system_lines(memory: dict[str, Any]) -> list[str]:
+    """Per tier: one-core triad, all-core triad, latency; then the all-core STREAM aggregate."""
+    tiers = []
+    for name, level in levels_view(memory).items():
+        parts = [f"{level[k]:,.1f} GB/s {what}" for k, what in (("triad_gbps", "1 core"),
+                 ("allcore_triad_gbps", "all cores")) if level.get(k) is not None]
+        if level.get("latency_ns") is not None:
+            parts.append(f"{level['latency_ns']:,.1f} ns" + (" (huge pages)" if level.get("huge_pages") else ""))
+        if parts:
+            tiers.append(f"{name} {', '.join(parts)}")
+    lines = [f"memory tiers: {'; '.join(tiers)}"] if tiers else []
+    multi = memory.get("multicore")
+    if isinstance(multi, dict) and multi.get("aggregate_gbps") is not None:
+        eff = multi.get("scaling_efficiency")
+        lines.append(f"all-core STREAM: {multi['aggregate_gbps']:,.1f} GB/s on {multi.get('threads')} cores"
+                     + (f" (scaling efficiency {eff:.2f})" if eff is not None else ""))
+    return lines
 
 
 def _operation_lines(doc: dict[str, Any]) -> list[str]:

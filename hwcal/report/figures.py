@@ -16,19 +16,15 @@ from typing import Any
 from hwcal.document.format2 import precision_detail
 from hwcal.errors import HwcalError
 from hwcal.precisions import CANONICAL_ORDER, PRECISIONS, canonical_sorted
+from hwcal.report.memory_figures import hierarchy_figure, latency_figure
+from hwcal.report.plotting import _figure_class, _no_data, _plain_log_axis, _title, bytes_label
 
-CHARTS = ("gemm", "bandwidth", "roofline")
+__all__ = ["CHARTS", "bytes_label", "figure_svg", "figures", "render", "series_gids"]
+
+CHARTS = ("gemm", "bandwidth", "roofline", "hierarchy", "latency")
 KERNEL_STYLE = {"copy": ("tab:blue", "o"), "scale": ("tab:orange", "s"), "add": ("tab:green", "^"),
                 "triad": ("tab:red", "D")}
 LEVEL_COLOURS = {"l1": "tab:purple", "l2": "tab:brown", "l3": "tab:pink", "l4": "tab:olive", "dram": "black"}
-
-
-def _figure_class() -> Any:
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise HwcalError("plotting needs matplotlib, which is not installed: pip install -e '.[plot]'") from None
-    return Figure
 
 
 def precision_colour(precision: str) -> str:
@@ -37,40 +33,6 @@ def precision_colour(precision: str) -> str:
                "tab:gray", "tab:olive", "tab:cyan", "navy"]
     order = list(CANONICAL_ORDER)
     return palette[order.index(precision) % len(palette)] if precision in order else "black"
-
-
-def bytes_label(n: float) -> str:
-    """1024-based sizes as people read them: 4 KiB, 32 MiB, 1 GiB."""
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n >= scale:
-            value = n / scale
-            return f"{value:.0f} {unit}" if value >= 10 or value == int(value) else f"{value:.1f} {unit}"
-    return f"{n:.0f} B"
-
-
-def _title(doc: dict[str, Any], what: str) -> str:
-    meta = doc.get("metadata", {})
-    name = meta.get("hardware_name") or doc.get("key", {}).get("hardware_id", "?")
-    key = doc.get("key", {})
-    mode = meta.get("power_mode") or key.get("power_mode", "?")
-    return (f"{what}\n{name} · {mode} · {key.get('freq_mhz', '?')} MHz · {key.get('framework', '?')} "
-            f"· {meta.get('calibration_date', '')[:10]}")
-
-
-def _no_data(ax: Any, message: str) -> None:
-    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, fontsize=11, color="dimgray",
-            wrap=True)
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
-def _plain_log_axis(axis: Any) -> None:
-    """Log ticks at 1, 2, 5 x 10^k written as plain numbers: readable without decoding powers of ten."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.6g}"))
-    axis.set_minor_formatter(NullFormatter())
 
 
 def _intensity_label(v: float, _: Any = None) -> str:
@@ -183,7 +145,8 @@ def _roofs(doc: dict[str, Any]) -> tuple[dict[str, float], dict[str, float]]:
     matrix = doc.get("precision_matrix", {})
     peaks = {p: v for p, v in (matrix.get("peak_gflops_by_precision") or {}).items() if v}
     memory = doc.get("memory") or {}
-    roofs = {name: fig["gbps"] for name, fig in (memory.get("levels") or {}).items() if fig.get("gbps")}
+    roofs = {name: fig["gbps"] for name, fig in (memory.get("stream_levels") or memory.get("levels") or {}).items()
+             if isinstance(fig, dict) and fig.get("gbps")}
     if memory.get("sustained_gbps"):
         roofs["dram"] = memory["sustained_gbps"]
     return peaks, roofs
@@ -277,18 +240,24 @@ def roofline_figure(doc: dict[str, Any]) -> Any:
     return fig
 
 
+def _makers() -> dict[str, Any]:
+    return {"gemm": gemm_figure, "bandwidth": bandwidth_figure, "roofline": roofline_figure,
+            "hierarchy": hierarchy_figure, "latency": latency_figure}
+
+
 def figures(doc: dict[str, Any]) -> dict[str, Any]:
-    """The three charts of a calibration, by name (``gemm``, ``bandwidth``, ``roofline``)."""
-    return {"gemm": gemm_figure(doc), "bandwidth": bandwidth_figure(doc), "roofline": roofline_figure(doc)}
+    """The charts of a calibration, by name (``gemm``, ``bandwidth``, ``roofline``, and the memory system's
+    ``hierarchy`` (bandwidth per tier, one core and all) and ``latency``)."""
+    return {name: make(doc) for name, make in _makers().items()}
 
 
 def figure_svg(doc: dict[str, Any], chart: str, *, title: bool = True) -> str:
-    """One chart (``gemm``, ``bandwidth`` or ``roofline``) as SVG text, the same figure ``render`` draws.
+    """One chart (one of ``CHARTS``) as SVG text, the same figure ``render`` draws.
 
     Deterministic (no date, fixed ids), so equal inputs give equal bytes; ``title=False`` leaves the title
     to the page that shows it (the static site), so the picture depends on the measurements only.
     """
-    makers = {"gemm": gemm_figure, "bandwidth": bandwidth_figure, "roofline": roofline_figure}
+    makers = _makers()
     if chart not in makers:
         raise HwcalError(f"unknown chart {chart!r}; charts: {', '.join(CHARTS)}")
     import io

@@ -25,6 +25,7 @@ from hwcal.errors import HwcalError
 from hwcal.registry.api import Registry
 from hwcal.registry.layout import inside
 from hwcal.site import data as site_data
+from hwcal.site import energy as site_energy
 from hwcal.site import figures as site_figures
 from hwcal.site import pages as site_pages
 from hwcal.site import views as site_views
@@ -317,6 +318,7 @@ class _Build:
         self.dest.write("data/index.js", site_views.index_data(rows))
         self.dest.write("index.html", site_views.index_page(sum(1 for r in rows if not r["sup"]), len(self.skipped)))
         self.dest.write("compare.html", site_views.compare_page())
+        self.dest.write(site_energy.PATH, site_energy.energy_page(rows))
         self.dest.write("unreadable.html", site_views.unreadable_page(
             self.skipped, [(str(n.path), n.reason) for n in self.reg.notices]))
         for name in ASSETS:

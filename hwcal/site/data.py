@@ -13,6 +13,7 @@ from typing import Any, TypedDict
 from hwcal.document.format2 import precision_detail
 from hwcal.precisions import CANONICAL_ORDER, canonical_sorted
 from hwcal.report.compare import bandwidth_noise, peak_noise
+from hwcal.site.energy import energy_summary
 
 PRECISIONS = list(CANONICAL_ORDER)
 
@@ -37,6 +38,7 @@ class IndexRow(TypedDict):
     bw: float | None  # sustained DRAM bandwidth, GB/s
     sup: bool  # superseded (in history)
     warn: int  # number of warnings
+    energy: dict[str, Any] | None  # what the energy page shows (hwcal.site.energy), None without an energy section
 
 
 def page_path(rel: str) -> str:
@@ -119,4 +121,5 @@ def row_of(doc: dict[str, Any], rel: str, superseded: bool, power_mode_name: str
         "date": meta["calibration_date"], "clock": measured_clock(meta),
         "peaks": {p: v for p, v in peaks.items() if isinstance(v, (int, float))},
         "bw": doc.get("measured_bandwidth_gbps"), "sup": superseded, "warn": len(doc.get("warnings") or []),
+        "energy": energy_summary(doc, power_mode_name, page_path(rel)),
     }

@@ -28,8 +28,10 @@ _FIGURE_FIELDS = ("gemm", "precision_matrix", "precision_detail", "memory", "the
 
 @cache
 def _plot_fingerprint() -> str:
-    """A new plot.py (or matplotlib) draws new pictures."""
-    digest = hashlib.sha256(Path(plot.__file__).read_bytes())
+    """New chart code (or matplotlib) draws new pictures."""
+    from hwcal.report import memory_figures, plotting
+
+    digest = hashlib.sha256(b"".join(Path(str(m.__file__)).read_bytes() for m in (plot, memory_figures, plotting)))
     try:
         import matplotlib
 

@@ -87,7 +87,8 @@ def facts(pairs: Iterable[tuple[str, object]]) -> str:
 def page(title: str, body: str, *, path: str, scripts: Sequence[str] = (), nav: str = "") -> str:
     """A whole page: ``path`` is where it lies in the site (for the relative links to the assets)."""
     css = href(path, "assets/site.css")
-    links = [("index.html", "All calibrations"), ("compare.html", "Compare"), ("unreadable.html", "Unreadable files")]
+    links = [("index.html", "All calibrations"), ("compare.html", "Compare"), ("energy.html", "Energy"),
+             ("unreadable.html", "Unreadable files")]
     menu = " ".join(f'<a href="{href(path, p)}">{esc(t)}</a>' for p, t in links)
     tags = "".join(f'<script src="{href(path, s)}"></script>' for s in scripts)
     return (

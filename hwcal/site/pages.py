@@ -9,12 +9,16 @@ from typing import Any
 from hwcal.document.format2 import precision_detail
 from hwcal.precisions import PRECISIONS, canonical_sorted
 from hwcal.site.data import measured_clock
+from hwcal.site.energy import calibration_energy
 from hwcal.site.figures import CHARTS, figure_path
 from hwcal.site.html import esc, facts, href, num, page, pct, short_date, table
+from hwcal.site.memory import memory_methods, memory_tables
 from hwcal.site.nn_tables import layers_html
 
 CHART_NAMES = {"gemm": "GEMM throughput against matrix size", "bandwidth": "Memory bandwidth against working set "
-               "(STREAM)", "roofline": "Roofline from the measured ceilings"}
+               "(STREAM)", "roofline": "Roofline from the measured ceilings",
+               "hierarchy": "Bandwidth per memory tier, one core and all cores",
+               "latency": "Load latency against working set"}
 
 
 def _unit(p: str) -> str:
@@ -94,12 +98,12 @@ def _method(doc: dict[str, Any]) -> dict[str, str]:
                   ("threads", memory.get("threads")), ("rounds", memory.get("rounds")),
                   ("cv of the sustained figure", pct(memory.get("sustained_cv")) if "sustained_cv" in memory else None),
                   ("caches from", caches.get("source")),
-                  ("notes", "; ".join(memory.get("levels_notes") or []))])
+                  ("notes", "; ".join(memory.get("stream_levels_notes") or memory.get("levels_notes") or []))])
     roof_m = facts([("compute roofs", "the GEMM peak per precision (measured), the derived peak "
                                       "(cores × FLOPs per cycle × clock) dashed, the measured FMA ceiling thin"),
                     ("memory roofs", "STREAM triad per memory level; DRAM is the sustained (plateau) triad"),
                     ("ridge point", "peak ÷ DRAM bandwidth, FLOP per byte")])
-    return {"gemm": gemm_m, "bandwidth": bw_m, "roofline": roof_m}
+    return {"gemm": gemm_m, "bandwidth": bw_m, "roofline": roof_m, **memory_methods(memory)}
 
 
 def _figures(doc: dict[str, Any], path: str, fig_key: str | None, why_none: str, title: str) -> str:
@@ -213,7 +217,10 @@ def calibration_page(doc: dict[str, Any], *, path: str, json_href: str, key_href
     sections = [("summary", "Summary", _summary(doc)),
                 ("pictures", "Pictures", _figures(doc, path, fig_key, why_none, title)),
                 ("operations", "Operations and shapes", _operations(doc)),
+                *([("memory", "Memory tiers", mem_html)] if (mem_html := memory_tables(doc.get("memory") or {}))
+                  else []),
                 *([("layers", "Model layers", layers)] if (layers := layers_html(doc)) else []),
+                ("energy", "Energy", calibration_energy(doc)),
                 ("clocks", "Clocks", _clocks(meta)), ("preflight", "Preflight", _preflight(meta)),
                 ("blas", "BLAS", blas_html), ("warnings", f"Warnings ({len(warnings)})", warn_html)]
     toc = "".join(f'<a href="#{sid}">{esc(t)}</a>' for sid, t, _ in sections)

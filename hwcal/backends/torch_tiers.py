@@ -1,0 +1,74 @@
+"""A GPU's memory tiers through torch: read (``torch.sum``), write (``fill_``) and triad (``torch.add(b, c,
+alpha=s)``) over a working set that fits the L2 (half of it) or lies far past it, timed on the device.
+
+A kernel over an L2-resident working set lasts microseconds, about what a launch from the CPU costs, so a
+round of plain launches would time the launch rate. The round's ``launches`` kernels are therefore
+captured once in a CUDA graph and the graph is replayed between two CUDA events: the GPU runs them back to
+back with no CPU in between. Gaps between graph nodes (~1 us) still count, so the figure is a lower bound
+of the tier's bandwidth; the method says so. Each kernel's result is checked after the rounds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+_SCALAR = 3.0
+
+
+def _kernels(n: int, device: torch.device) -> tuple[dict[str, Any], dict[str, Any]]:
+    a, b, c = (torch.full((n,), v, dtype=torch.float32, device=device) for v in (0.0, 1.0, 2.0))
+    total = torch.zeros((), dtype=torch.float32, device=device)
+    calls = {
+        "read": lambda: torch.sum(a, 0, out=total),
+        "write": lambda: a.fill_(1.0),
+        "triad": lambda: torch.add(b, c, alpha=_SCALAR, out=a),
+    }
+    return calls, {"a": a, "b": b, "c": c, "total": total}
+
+
+def _verify(kernel: str, t: dict[str, Any], n: int) -> None:
+    if kernel == "read":
+        ok = abs(float(t["total"].item()) - float(t["a"].sum().item())) <= 1e-3 * max(1.0, n)
+    else:
+        want = 1.0 if kernel == "write" else 1.0 + _SCALAR * 2.0
+        lo, hi = torch.aminmax(t["a"])
+        ok = float(lo.item()) == want == float(hi.item())
+    if not ok:
+        raise AssertionError(f"GPU {kernel} kernel gave wrong values: not filed")
+
+
+def graph_round_times(device: torch.device, kernel: str, working_set_bytes: int, launches: int,
+                      rounds: int) -> tuple[list[float], str]:
+    """Seconds of each round (one replay of a graph of ``launches`` launches), CUDA-event timed."""
+    arrays = 3 if kernel == "triad" else 1
+    n = max(1024, working_set_bytes // (4 * arrays))
+    calls, tensors = _kernels(n, device)
+    launch = calls[kernel]
+    stream = torch.cuda.Stream(device)
+    stream.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(stream):
+        for _ in range(3):
+            launch()  # warm-up outside capture (lazy init, workspace)
+    torch.cuda.current_stream(device).wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(launches):
+            launch()
+    graph.replay()  # untimed: the working set into the L2
+    times = []
+    for _ in range(rounds):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        graph.replay()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / 1000.0)
+    torch.cuda.synchronize(device)
+    _verify(kernel, tensors, n)
+    call = {"read": "torch.sum(a, 0, out=t)", "write": "a.fill_(v)", "triad": "torch.add(b, c, alpha=s, out=a)"}
+    method = (f"fp32, {launches} launches of {call[kernel]} "
+              "captured in one CUDA graph, each round one replay between two CUDA events (no CPU between "
+              "the kernels; the graph's gaps between kernels count, so it is a lower bound)")
+    return times, method
