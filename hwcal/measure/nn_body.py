@@ -33,8 +33,8 @@ from hwcal.precisions import PRECISIONS
 
 # Seconds per family and device type (x5 with --full, x0.5 with --quick): a bound, not a target; the default
 # grids take about half of it on a quiet machine.
-NN_BUDGET_S = {"conv": {"cpu": 10.0, "gpu": 16.0}, "conv_bn_relu": {"cpu": 3.0, "gpu": 4.0},
-               "sdpa": {"cpu": 5.0, "gpu": 6.0}, "fused": {"cpu": 2.0, "gpu": 3.0}}
+NN_BUDGET_S = {"conv": {"cpu": 10.0, "gpu": 10.0}, "conv_bn_relu": {"cpu": 3.0, "gpu": 3.0},
+               "sdpa": {"cpu": 5.0, "gpu": 5.0}, "fused": {"cpu": 2.0, "gpu": 3.0}}
 GRID_BUDGET_FACTOR = {"default": 1.0, "quick": 0.5, "full": 5.0}
 NN_ROUNDS = {("cpu", False): 10, ("cpu", True): 5, ("gpu", False): 5, ("gpu", True): 3}
 HEURISTIC_ROUNDS = 3
@@ -95,7 +95,10 @@ def tolerance_of(case: NnCase) -> float:
     if case.family == "conv_bn_relu":  # the conv, the batch norm and the activation each round their output
         return 2 * prec.tolerance(case.spec.inner)
     if case.family == "sdpa":
-        return prec.tolerance(case.spec.seq_k)
+        # Two products, each rounding its output: QK^T's scores, then P (softmax, rounded to the precision
+        # inside flash and memory-efficient kernels) times V. A bf16 flash prefill of 4096 keys measured
+        # 0.083 of the output's RMS on an H200, over one product's bound (0.063); garbage scores ~1.
+        return 2 * prec.tolerance(case.spec.seq_k)
     return prec.tolerance(case.spec.cols if case.spec.op in ("layernorm", "rmsnorm", "softmax") else ACTIVATION_TERMS)
 
 
