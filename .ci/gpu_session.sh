@@ -2,7 +2,8 @@
 # One device-tool call (see the device README): install the carried wheels, calibrate the GPU twice back to
 # back into the repository's registry, run the referees on the same card (mamf-finder for bf16, fp16 and
 # fp8 over the anchors' grid; tools/gpu_referee.py for int8, tf32, fp32, fp64 at the shapes the search
-# filed), and the GPU tests. Everything comes back as one archive under $OUT (the tool returns <= 8 files).
+# filed; tools/nn_referee.py for the model layers, and cuDNN's best algorithm on 3 standard layers), and the
+# GPU tests. Everything comes back as one archive under $OUT (the tool returns <= 8 files).
 #   smoke: bash .ci/gpu_session.sh smoke   (a quick run, nothing kept)
 #   full:  bash .ci/gpu_session.sh full
 set -uo pipefail
@@ -27,11 +28,12 @@ else
   done
   cal=$(find registry/gpu -path '*/calibrations/*.json' -newer "$stamp" -not -path '*/history/*' | head -1)
   python3 tools/gpu_referee.py "$cal" 2>&1 | tee $res/referee.txt
+  python3 tools/nn_referee.py "$cal" --cudnn-best 2>&1 | tee $res/nn_referee.txt  # model layers, back to back
   for dt in bfloat16 float16 float8_e4m3fn; do
     timeout 150 python3 .devout/anchors/mamf-finder.py --m 1024 2048 4096 8192 16384 --n 1024 2048 4096 8192 16384 \
       --k 2048 4096 8192 13312 16384 --dtype $dt --output_file $res/mamf_$dt.txt --no-verbose 2>&1 | tail -4
     tar czf $OUT/results.tgz -C /tmp res
   done
-  python3 -m pytest tests/test_gpu.py -q -p no:randomly 2>&1 | tail -4 | tee $res/gpu_tests.txt
+  python3 -m pytest tests/test_gpu.py tests/test_nn_gpu.py -q -p no:randomly 2>&1 | tail -4 | tee $res/gpu_tests.txt
 fi
 tar czf $OUT/results.tgz -C /tmp res

@@ -7,6 +7,7 @@ escape the registry folder. Filenames are ``{power_mode}_{freq}MHz_{framework}.j
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,16 +38,62 @@ def hardware_id_token(name: str) -> str:
     return re.sub(r"_+", "_", re.sub(r"[^a-z0-9]", "_", name.lower())).strip("_")
 
 
-def check_power_mode(power_mode: str) -> str:
-    """Return the power mode's token, or refuse a value that has none or looks like a path."""
+def _ascii_form(text: str) -> str:
+    """What ``text`` reads as in ASCII (full-width ``７Ｗ`` -> ``7W``, ``é`` -> ``e``): a suggestion only."""
+    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+
+
+def _odd_characters(text: str) -> tuple[str, str] | None:
+    """(what, which) for the first class of character a name may not hold: control and format characters
+    (a newline, an escape, a bidi override: they forge or reorder output lines) and letters or digits
+    outside ASCII (a token keeps only A-Z, a-z, 0-9, so they would vanish from it silently)."""
+    controls = [ch for ch in text if unicodedata.category(ch)[0] == "C" or unicodedata.category(ch) in ("Zl", "Zp")]
+    if controls:
+        return "a control character", ", ".join(f"U+{ord(ch):04X}" for ch in dict.fromkeys(controls))
+    foreign = [ch for ch in text if not ch.isascii() and unicodedata.category(ch)[0] in "LNM"]
+    if foreign:
+        return "letters, digits or accents outside ASCII", ", ".join(
+            f"U+{ord(ch):04X}" if unicodedata.category(ch)[0] == "M" else repr(ch) for ch in dict.fromkeys(foreign))
+    return None
+
+
+def power_mode_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a power mode's name wherever it is kept or shown (None when it can): the rule
+    for what a user types, for ``metadata.power_mode`` in a file and for a filter.
+
+    Refused rather than cleaned: a newline or a full-width letter is a typing accident, and a name that
+    silently files under another token than the one the user sees is worse than a one-line error.
+    """
+    odd = _odd_characters(name)
+    if odd is None:
+        return None
+    what, which = odd
+    hint = power_mode_token(_ascii_form(name)) or "7W"
+    return f"power mode {name!r} contains {what} ({which}); a power mode is printable ASCII, e.g. {hint}"
+
+
+def power_mode_problem(power_mode: str) -> str | None:
+    """Why ``power_mode`` cannot name the power mode of a new calibration (None when it can): the name rule
+    (``power_mode_name_problem``), and a token that is a file name's part (no path, not empty, not too long)."""
     if any(sep in power_mode for sep in ("/", "\\")) or ".." in power_mode:
-        raise HwcalError(f"power mode {power_mode!r} contains a path separator or '..'; use a name like 7W or MAXN")
+        return f"power mode {power_mode!r} contains a path separator or '..'; use a name like 7W or MAXN"
+    problem = power_mode_name_problem(power_mode)
+    if problem:
+        return problem
     token = power_mode_token(power_mode)
     if not token:
-        raise HwcalError(f"power mode {power_mode!r} has no letters or digits; use a name like 7W or MAXN")
+        return f"power mode {power_mode!r} has no letters or digits; use a name like 7W or MAXN"
     if len(token) > POWER_MODE_MAX_LEN:
-        raise HwcalError(f"power mode {power_mode[:20]!r}... is longer than {POWER_MODE_MAX_LEN} characters")
-    return token
+        return f"power mode {power_mode[:20]!r}... is longer than {POWER_MODE_MAX_LEN} characters"
+    return None
+
+
+def check_power_mode(power_mode: str) -> str:
+    """Return the power mode's token, or refuse (``power_mode_problem``) a value that cannot name one."""
+    problem = power_mode_problem(power_mode)
+    if problem:
+        raise HwcalError(problem)
+    return power_mode_token(power_mode)
 
 
 def check_hardware_id(hardware_id: str) -> str:
@@ -54,11 +101,21 @@ def check_hardware_id(hardware_id: str) -> str:
         raise HwcalError(f"hardware id {hardware_id[:20]!r}... is longer than {HARDWARE_ID_MAX_LEN} characters")
     token = hardware_id_token(hardware_id)
     if not token or token != hardware_id:
+        example = token or hardware_id_token(_ascii_form(hardware_id))
         raise HwcalError(
             f"hardware id {hardware_id!r} must be lower-case letters, digits and single underscores"
-            + (f" (e.g. {token!r})" if token else "")
+            + (f" (e.g. {example!r})" if example else "")
         )
     return token
+
+
+def printable(value: object, max_chars: int = 80) -> str:
+    """``value`` made safe to print on one line: what came from a file or another user (a lock's holder,
+    a name) has every non-printable character escaped (a newline as ``\\n``, an escape sequence as
+    ``\\x1b``, a bidi override as ``\\u202e``) and is cut at ``max_chars``."""
+    text = value if isinstance(value, str) else str(value)
+    escaped = "".join(ch if ch.isprintable() and ch != "\\" else repr(ch)[1:-1] for ch in text[: max_chars + 1])
+    return escaped if len(escaped) <= max_chars else escaped[: max_chars - 1] + "…"
 
 
 def check_device(value: str) -> str:

@@ -222,9 +222,13 @@ class OperationCalibration:
     extra_params: dict[str, Any] = field(default_factory=dict)
     precision_results: dict[str, PrecisionTestResult] = field(default_factory=dict)
 
+    # The original enum (OperationType in its calibration/schema.py, branes-ai/graphs), whole: SEED-FORMAT.md
+    # names its first members "and more".
     OPERATION_TYPES: ClassVar[tuple[str, ...]] = (
         "blas1_dot", "blas1_axpy", "blas1_scal", "blas2_gemv", "blas2_ger", "blas3_gemm", "stream_copy",
-        "stream_scale", "stream_add", "stream_triad", "matmul", "conv2d", "linear")
+        "stream_scale", "stream_add", "stream_triad", "matmul", "conv2d", "linear", "conv1d", "depthwise_conv",
+        "transpose_conv", "relu", "gelu", "sigmoid", "add", "mul", "softmax", "layernorm", "batchnorm", "maxpool",
+        "avgpool", "adaptive_pool", "attention", "flash_attention", "embedding", "unknown")
 
     def __post_init__(self) -> None:
         _check(self, {"operation_type": str, "measured_gflops": Number, "efficiency": Number,

@@ -82,6 +82,7 @@ def test_tiny_run_files_the_three_sections(bench: pytest.Pytester) -> None:
 
     selection = doc["metadata"]["selection"]
     assert selection["operations_not_run"] == ["stream", "max_achievable", "compute_ceiling", "memory_system",
+                                               "conv2d", "conv_bn_relu", "sdpa", "fused_ops",
                                                "energy"]  # their bench files were not copied
     assert selection["partial"] is True and "--shapes" in selection["partial_why"]
     result.stdout.fnmatch_lines(["*gemm shapes (best): small_m*", "*launch floors: dot * us*"])

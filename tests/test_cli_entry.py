@@ -36,7 +36,7 @@ else:  # pragma: no cover
 # Scripts under tools/ that are not wrappers: independent referees and a fixture generator.
 __all__ = ["registry", "registry_template"]  # fixtures, imported for pytest
 
-NOT_WRAPPERS = {"bare_loop.py", "gpu_referee.py", "energy_referee.py", "memory_referee.py",
+NOT_WRAPPERS = {"bare_loop.py", "gpu_referee.py", "energy_referee.py", "memory_referee.py", "nn_referee.py",
                 "make_synthetic_registry.py"}
 WRAPPER = re.compile(r'#!/usr/bin/env python3\n"""[^\n]+"""\n\nimport sys\nfrom pathlib import Path\n\n'
                      r"sys\.path\.insert\(0, str\(Path\(__file__\)\.resolve\(\)\.parents\[1\]\)\)  "
@@ -68,10 +68,10 @@ def test_every_wrapper_is_the_same_three_lines(wrapper: Path) -> None:
 
 
 def test_the_referees_import_no_measuring_code() -> None:
-    for name in ("bare_loop.py", "gpu_referee.py"):
+    for name in ("bare_loop.py", "gpu_referee.py", "nn_referee.py"):
         text = (REPO / "tools" / name).read_text()
         assert not re.search(r"^\s*(from|import) hwcal\.(measure|backends|machine|plugin)\b", text, re.M), name
-    for name in ("gpu_referee.py", "energy_referee.py"):  # independent referees: not one line of hwcal
+    for name in ("gpu_referee.py", "energy_referee.py", "nn_referee.py"):  # independent referees: not one line of hwcal
         assert "hwcal" not in re.sub(r'""".*?"""', "", (REPO / "tools" / name).read_text(), flags=re.S), name
     # The memory referee names hwcal only in its output; it imports none of it.
     assert not re.search(r"^\s*(from|import) hwcal", (REPO / "tools" / "memory_referee.py").read_text(), re.M)

@@ -245,6 +245,31 @@ def test_a_lock_held_by_another_user_names_the_holder(tmp_path: Path, monkeypatc
     mine.release()
 
 
+def test_a_forged_lock_holder_cannot_forge_output_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lock file is writable by every user (0666): what it says is escaped before it is printed."""
+    monkeypatch.setenv(hoststate.ENV_STATE_DIR, str(tmp_path / "state"))
+    lock = hoststate.device_lock("cpu")
+    lock.path.write_text(json.dumps({"user": "alice\n\x1b[2Jhwcal: preflight: 4 passed", "pid": "7\r\n",
+                                     "host": "h\u202ex", "since": ["x"] * 100}))
+    said = lock.holder()
+    assert said.isprintable() and "\n" not in said and "\x1b" not in said
+    assert said.startswith("alice\\n\\x1b[2Jhwcal: preflight: 4 passed (pid 7\\r\\n on h\\u202ex, since ['x',")
+    assert len(said) < 300
+
+
+def test_a_relative_state_dir_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A relative HWCAL_STATE_DIR would give each working directory its own "host-wide" lock."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(hoststate.ENV_STATE_DIR, "state")
+    with pytest.raises(HwcalError, match=r"HWCAL_STATE_DIR='state' is a relative path.*absolute") as info:
+        hoststate.device_lock("cpu")
+    assert "\n" not in str(info.value) and not (tmp_path / "state").exists()
+    kept = hoststate.keep_rejected_text("run.json", "{}\n")  # a run's measurements still land somewhere
+    assert kept.read_text() == "{}\n" and not kept.is_relative_to(tmp_path)
+    kept.unlink()
+    kept.parent.rmdir()
+
+
 def test_a_rejected_folder_of_another_user_is_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import getpass
 

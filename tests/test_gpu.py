@@ -100,12 +100,21 @@ def _neighbour(seconds: float, delay_s: float = 0.0) -> Any:
     return proc
 
 
+def _stop(proc: Any) -> None:
+    """Kill the neighbour and reap it: until then the driver keeps its context and NVML still lists it."""
+    import time
+
+    proc.kill()
+    proc.wait(timeout=30)
+    time.sleep(2.0)
+
+
 def test_a_neighbour_on_the_gpu_stops_the_preflight(tmp_path: Any) -> None:
     proc = _neighbour(60)
     try:
         out = _calibrate(tmp_path, "-k", "fp32 and gemm")
     finally:
-        proc.kill()
+        _stop(proc)
     assert out.returncode != 0 and "gpu_other_processes: other compute processes on this GPU" in out.stderr + out.stdout
 
 
@@ -116,7 +125,7 @@ def test_a_neighbour_that_starts_mid_run_is_caught(tmp_path: Any) -> None:
     try:
         out = _calibrate(tmp_path, "-k", "bf16")
     finally:
-        proc.kill()
+        _stop(proc)
     assert out.returncode == 0, out.stdout[-3000:]
     (path,) = (tmp_path / "reg").glob("gpu/*/calibrations/*.json")
     interference = json.loads(path.read_text())["metadata"]["interference"]

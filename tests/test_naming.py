@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import re
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -21,9 +23,12 @@ from hwcal.naming import (
     history_dir,
     normalise_framework,
     parse_calibration_filename,
+    power_mode_name_problem,
     power_mode_token,
+    printable,
     spec_path,
 )
+from hwcal.plugin.options import parse_power_mode
 
 POWER_MODE_TOKENS = st.from_regex(r"[A-Za-z0-9]{1,64}", fullmatch=True)
 HARDWARE_IDS = st.from_regex(r"[a-z0-9]{1,8}(_[a-z0-9]{1,8}){0,4}", fullmatch=True)
@@ -202,3 +207,56 @@ def test_calibration_path_layout(tmp_path: Path) -> None:
     assert calibration_path(tmp_path, key) == tmp_path / "cpu/test_cpu/calibrations/MAXNSUPER_2450MHz_numpy.json"
     assert history_dir(tmp_path, key) == tmp_path / "cpu/test_cpu/calibrations/history"
     assert spec_path(tmp_path, "cpu", "test_cpu") == tmp_path / "cpu/test_cpu/spec.json"
+
+
+# ---- names a user cannot see as they are filed ---------------------------------------------------------
+@pytest.mark.parametrize(("text", "says"), [
+    ("7W\n", r"'7W\\n' contains a control character \(U\+000A\).*e\.g\. 7W$"),
+    ("７Ｗ", r"contains letters, digits or accents outside ASCII \('７', 'Ｗ'\).*e\.g\. 7W$"),
+    ("\x1b[31m7W", r"control character \(U\+001B\)"),
+    ("MAXN\u202e", r"control character \(U\+202E\)"),
+    ("Modo económico", r"outside ASCII \('ó'\).*e\.g\. Modoeconomico$"),
+    ("eco\u0301", r"outside ASCII \(U\+0301\)"),
+])
+def test_power_modes_that_would_file_under_a_token_the_user_does_not_see_are_refused(text: str, says: str) -> None:
+    """Refused, not cleaned (the choice: a newline or a full-width letter is a typing accident), with the reason
+    and the ASCII spelling; never 'no letters or digits'."""
+    with pytest.raises(HwcalError, match=says) as info:
+        check_power_mode(text)
+    assert "no letters" not in str(info.value) and "\n" not in str(info.value)
+    assert power_mode_name_problem(text) == str(info.value)  # the same rule for a file's metadata and a filter
+    with pytest.raises(argparse.ArgumentTypeError, match=says):
+        parse_power_mode(text)  # --power-mode: refused before the run, not after it
+
+
+@_SETTINGS
+@given(text=st.one_of(NASTY_TEXT, st.text(max_size=40)))
+def test_an_accepted_power_mode_has_no_hidden_or_foreign_characters(text: str) -> None:
+    try:
+        check_power_mode(text)
+    except HwcalError:
+        return
+    assert power_mode_name_problem(text) is None
+    for ch in text:
+        assert unicodedata.category(ch)[0] != "C" and unicodedata.category(ch) not in ("Zl", "Zp"), repr(ch)
+        assert ch.isascii() or unicodedata.category(ch)[0] not in "LNM", repr(ch)
+
+
+def test_a_full_width_hardware_id_gets_its_ascii_spelling_as_the_example() -> None:
+    with pytest.raises(HwcalError, match=r"\(e\.g\. 'nvidia'\)"):
+        check_hardware_id("ｎｖｉｄｉａ")
+
+
+def test_printable_escapes_what_could_forge_an_output_line() -> None:
+    forged = "alice\n\x1b[2Jroot (pid 1 on host, since now)\u202e"
+    assert printable(forged) == "alice\\n\\x1b[2Jroot (pid 1 on host, since now)\\u202e"
+    assert printable("a\\nb") == "a\\\\nb"  # a backslash in the text is not taken for an escape
+    assert printable(["x"]) == "['x']" and printable(None) == "None"
+    assert printable("x" * 500, 64) == "x" * 63 + "…"
+
+
+@_SETTINGS
+@given(text=st.one_of(NASTY_TEXT, st.text()))
+def test_printable_is_always_one_printable_line(text: str) -> None:
+    out = printable(text)
+    assert out.isprintable() and len(out) <= 80

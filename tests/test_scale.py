@@ -8,9 +8,12 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
 from fixtures_registry import REPO, make_calibration, make_spec, write_json
 
+from hwcal.document import schema
 from hwcal.naming import calibration_path, spec_path
+from hwcal.registry import validate
 from hwcal.registry.api import Registry
 from hwcal.registry.cache import CACHE_DIR
 from hwcal.registry.validate import validate_registry
@@ -73,3 +76,33 @@ def test_a_read_only_registry_is_listed_without_a_cache(tmp_path: Path) -> None:
         assert len(Registry(registry, emit_warnings=False).list_calibrations()) == 20
     finally:
         registry.chmod(0o755)
+
+
+def _break(paths: list[Path]) -> None:
+    """Problems of every kind, in files the compiled validator and jsonschema are known to judge apart."""
+    changes = [("calibration_date", "2026-12-31T23:59:60Z"), ("calibration_date", "0000-01-01T00:00:00Z"),
+               ("hardware_id", "other_cpu"), ("power_mode", "P1\n")]
+    for path, (field, value) in zip(paths[3:80:20], changes, strict=True):
+        doc = json.loads(path.read_text())
+        doc["metadata"][field] = value
+        path.write_text(json.dumps(doc))
+    doc = json.loads(paths[5].read_text())
+    doc["gemm"][0]["n"], doc["key"]["freq_mhz"] = "big", 1
+    paths[5].write_text(json.dumps(doc))
+
+
+def test_verdicts_are_the_same_with_or_without_the_compiled_validator_and_in_parallel(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every error listed, as file: json_path: message, the same whichever path found it."""
+    registry, paths = _fleet(tmp_path, 100, 4)  # above PARALLEL_FROM: checked by worker processes
+    _break(paths)
+    fast = validate_registry(registry)
+    assert len(fast.errors) >= 6 and fast.calibrations_checked == 100
+    monkeypatch.setattr(validate, "PARALLEL_FROM", 10**9)
+    assert validate_registry(registry).errors == fast.errors
+    monkeypatch.setattr(schema, "HAVE_COMPILED", False)
+    schema.compiled_validator.cache_clear()
+    try:
+        assert validate_registry(registry).errors == fast.errors
+    finally:
+        schema.compiled_validator.cache_clear()

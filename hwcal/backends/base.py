@@ -13,20 +13,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from hwcal.backends.nn import NnKernels
+from hwcal.backends.support import Support
 from hwcal.machine.caches import CacheInfo, detect_cpu_caches
 from hwcal.precisions import PRECISIONS
-
-
-@dataclass(frozen=True)
-class Support:
-    """Whether a precision runs here; ``kernel`` says how (BLAS, tensor cores, a generic loop)."""
-
-    runnable: bool
-    reason: str = ""
-    kernel: str = ""
-    # Non-empty when the device has no instructions for this precision (e.g. fp16 GEMM on an AVX2
-    # CPU): the framework converts in software, so a result is filed as emulated whatever its speed.
-    emulation_evidence: str = ""
 
 
 @dataclass
@@ -272,6 +262,11 @@ class Backend(ABC):
     def floor_calls(self) -> dict[str, FloorCall]:
         """Per operation, its smallest call (1 element, 1x1): what a model adds per kernel launched."""
         return {}
+
+    # ==== convolution, attention and fused ops (hwcal.backends.nn) =========================================
+    def nn_kernels(self) -> NnKernels:
+        """The framework's convolution, attention and fused-op kernels; this default has none (the reason)."""
+        return NnKernels(self.framework, f"{self.framework} has no convolution, attention or fused-op kernels")
 
 
 class DeviceTimer(ABC):

@@ -21,6 +21,7 @@ from hwcal.backends.base import (
     Support,
     integer_operand_range,
 )
+from hwcal.backends.nn import NnKernels
 from hwcal.machine import collect_blas
 
 _DTYPES: dict[str, Any] = {
@@ -262,3 +263,16 @@ class NumpyBackend(Backend):
                               "fp32"),
             "gemm": FloorCall(functools.partial(np.matmul, a, a, out=c), "np.matmul(A, B, out=C), 1x1 fp32", "fp32"),
         }
+
+    def nn_kernels(self) -> NnKernels:
+        """None: numpy has no convolution, attention or fused-op kernels, and an imitation built from its
+        matmul and ufuncs would time those, not the kernel a model runs."""
+        return NnKernels("numpy", "numpy has no such kernel", {
+            "conv": "numpy has no convolution (numpy.convolve is 1-D only); an im2col imitation would time numpy's "
+                    "matmul and a copy, not a convolution kernel",
+            "conv_bn_relu": "numpy has no convolution, so no conv+BN+ReLU either",
+            "sdpa": "numpy has no attention kernel; QK^T, softmax and PV as separate numpy calls would time three "
+                    "passes, not a fused attention kernel",
+            "fused": "numpy has no fused norm, softmax or activation kernel; a composition of ufuncs makes several "
+                     "passes over memory where a framework's kernel makes one",
+        })

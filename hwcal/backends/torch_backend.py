@@ -26,6 +26,7 @@ from hwcal.backends.base import (
     Support,
     integer_operand_range,
 )
+from hwcal.backends.torch_nn import TorchNnKernels
 from hwcal.backends.torch_ops import TorchOperations
 from hwcal.errors import HwcalError
 from hwcal.machine import collect_host
@@ -86,6 +87,7 @@ class TorchBackend(TorchOperations, Backend):  # BLAS, shapes and floors: torch_
             self.capability = None
             self.l2_bytes = 0
         self._warm = False
+        self._nn: TorchNnKernels | None = None
         self._timers = torch_gemm.EventTimers(self._torch_device)
 
     # ---- what can run -------------------------------------------------------------------------
@@ -133,6 +135,12 @@ class TorchBackend(TorchOperations, Backend):  # BLAS, shapes and floors: torch_
         wanted = " / ".join(sorted(needs)) if needs else "none exists on current CPUs"
         return (f"no {precision} arithmetic in this CPU's ISA (has {' '.join(sorted(flags)) or 'no flags read'}; "
                 f"native needs {wanted}): torch converts the operands in software")
+
+    def nn_kernels(self) -> TorchNnKernels:
+        """Convolution, attention and fused-op kernels on this device (``hwcal.backends.torch_nn``), made once."""
+        if self._nn is None:
+            self._nn = TorchNnKernels(self._torch_device, self.device_type, self._sets_needed, self._cc())
+        return self._nn
 
     def _cc(self) -> str:
         return f"{self.capability[0]}.{self.capability[1]}" if self.capability else "cpu"

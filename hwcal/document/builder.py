@@ -17,6 +17,7 @@ from hwcal.document.energy import energy_section
 from hwcal.document.format2 import compose
 from hwcal.document.memory import memory_section
 from hwcal.document.memory_system import blas_ceiling
+from hwcal.document.nn import nn_sections
 from hwcal.document.peaks import peaks_at_clock, with_ceiling_efficiency, with_derived_gpu_peaks
 from hwcal.document.precision import PrecisionInput, precision_views, r4, spec_peaks
 from hwcal.document.sections import blas_section, gemm_section, gemm_shapes_section, launch_floors_section
@@ -167,6 +168,12 @@ def build_calibration(inp: BuildInput) -> dict[str, Any]:
         sections["warnings"] += shape_warnings
     if res.floors:
         sections["launch_floors"] = launch_floors_section(res.floors)
+    if res.nn or res.nn_status:
+        options = inp.run.options
+        grid = "full" if options.full else ("quick" if options.quick else "default")
+        nn, nn_warnings = nn_sections(res.nn, res.nn_status, reference, memory, grid, res.memory_system)
+        sections.update(nn)
+        sections["warnings"] += nn_warnings
     energy, energy_warnings = energy_section(res.energy)
     if energy is not None:
         sections["energy"] = energy

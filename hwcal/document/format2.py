@@ -36,6 +36,7 @@ import json
 import statistics
 from typing import Any
 
+from hwcal.document.nn_profiles import nn_profiles
 from hwcal.document.operation_profiles import operation_profiles, valid_efficiency
 from hwcal.precisions import canonical_sorted
 
@@ -270,7 +271,7 @@ def compose(key: Any, metadata: dict[str, Any], headline: dict[str, Any], matrix
     view = {"key": key, "metadata": metadata, **headline, **sections}
     metadata = legacy_metadata(view)
     env = {"framework": metadata.get("framework"), "device": metadata["device_type"]}
-    profiles = operation_profiles(view, _unsupported(matrix, detail), env)
+    profiles = operation_profiles(view, _unsupported(matrix, detail), env, nn_profiles(view, env))
     summary, unknown = _summary(view, profiles)
     out: dict[str, Any] = {"schema_version": FORMAT_2, "key": key, "metadata": metadata, **summary}
     if unknown:

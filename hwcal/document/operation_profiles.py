@@ -28,7 +28,8 @@ STREAM_ARRAYS = {"copy": 2, "scale": 2, "add": 3, "triad": 3}  # STREAM's byte c
 STREAM_FLOPS_PER_ELEMENT = {"copy": 0, "scale": 1, "add": 1, "triad": 2}
 BLAS_TYPES = {"dot": "blas1_dot", "axpy": "blas1_axpy", "scal": "blas1_scal", "gemv": "blas2_gemv"}
 TYPE_ORDER = ("stream_copy", "stream_scale", "stream_add", "stream_triad", "blas1_dot", "blas1_axpy",
-              "blas1_scal", "blas2_gemv", "blas3_gemm")
+              "blas1_scal", "blas2_gemv", "blas3_gemm", "conv2d", "depthwise_conv", "attention", "layernorm", "softmax",
+              "gelu")
 
 
 def profile_key(operation_type: str, extra_params: dict[str, Any]) -> str:
@@ -265,15 +266,20 @@ def _representative(op_type: str, profiles: list[dict[str, Any]], memory: dict[s
     return max(valid or profiles, key=lambda p: p["measured_gflops"])
 
 
-def operation_profiles(doc: dict[str, Any], unsupported: dict[str, str], env: dict[str, Any]) -> dict[str, Any]:
-    """Every profile, keyed the old way, types in a fixed order, each type's representative first."""
+def operation_profiles(doc: dict[str, Any], unsupported: dict[str, str], env: dict[str, Any],
+                       ordered: dict[str, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
+    """Every profile, keyed the old way, types in a fixed order, each type's representative first. ``ordered``
+    holds types whose profiles come already ordered (``hwcal.document.nn_profiles``: convolution, attention,
+    fused ops)."""
     by_type: dict[str, list[dict[str, Any]]] = {}
     for prof in [*stream_profiles(doc, env), *blas_profiles(doc, env), *gemm_profiles(doc, unsupported, env)]:
         by_type.setdefault(prof["operation_type"], []).append(prof)
+    ordered = ordered or {}
+    by_type.update(ordered)
     out: dict[str, Any] = {}
     for op_type in sorted(by_type, key=lambda t: TYPE_ORDER.index(t) if t in TYPE_ORDER else len(TYPE_ORDER)):
         profiles = by_type[op_type]
-        first = _representative(op_type, profiles, doc.get("memory") or {})
+        first = profiles[0] if op_type in ordered else _representative(op_type, profiles, doc.get("memory") or {})
         for prof in [first, *(p for p in profiles if p is not first)]:
             key = profile_key(op_type, prof["extra_params"])
             out[key if key not in out else f"{key}_{len(out)}"] = prof

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from hwcal.document.format2 import update_to_2
-from hwcal.document.schema import CALIBRATION_FORMAT_VERSION, schema_errors
+from hwcal.document.schema import CALIBRATION_FORMAT_VERSION
 from hwcal.errors import HwcalError
 from hwcal.naming import CalibrationKey, history_dir, history_path, history_stamp
 from hwcal.registry.layout import walk
 from hwcal.registry.reader import BadRegistryFile, parse_date, read_json
+from hwcal.registry.validity import problems
 from hwcal.registry.writer import atomic_write_text, dumps, lock_for
 
 
@@ -56,9 +57,9 @@ def upgrade_file(registry: Path, path: Path, dry_run: bool = False) -> UpgradeSt
         if version == CALIBRATION_FORMAT_VERSION:
             return UpgradeStep(path, "current")
         upgraded = update_to_2(doc)
-        errors = schema_errors(upgraded, "calibration")
-        if errors:
-            raise HwcalError(f"format {version} file does not upgrade to a valid format 2: {errors[0]}")
+        found = problems(upgraded, "calibration", path)  # the writer's one rule: what validate refuses
+        if found:
+            raise HwcalError(f"format {version} file does not upgrade to a valid format 2: {found[0]}")
         key = CalibrationKey(**upgraded["key"])
         stamp = history_stamp(parse_date(upgraded["metadata"]["calibration_date"]))
     except (BadRegistryFile, HwcalError, ValueError, TypeError, KeyError) as exc:

@@ -15,6 +15,7 @@ from hwcal.measure.energy import energy_cases
 from hwcal.measure.floors import floor_operations
 from hwcal.measure.gemm import gemm_cases
 from hwcal.measure.memory_system import memory_system_cases
+from hwcal.measure.nn_grid import family_cases
 from hwcal.measure.session import CalibrationSession
 from hwcal.measure.shapes import shape_cases
 from hwcal.measure.stream import size_label, stream_cases
@@ -54,6 +55,11 @@ FAMILIES: tuple[Family, ...] = (
     # Cache tiers, DRAM, latency and all-core STREAM (a GPU: its L2 beside HBM), after the STREAM sweep.
     Family("memory_system", "memory_system_case",
            lambda s: [(c, c) for c in memory_system_cases(s.backend.device_type)], ("memory_system",)),
+    # Layers of public edge models (hwcal.measure.nn_grid); one "unsupported" case where the framework has none.
+    Family("conv", "conv_case", lambda s: family_cases(s, "conv"), ("conv2d",)),
+    Family("conv_bn_relu", "conv_bn_relu_case", lambda s: family_cases(s, "conv_bn_relu"), ("conv_bn_relu",)),
+    Family("sdpa", "sdpa_case", lambda s: family_cases(s, "sdpa"), ("sdpa",)),
+    Family("fused", "fused_op_case", lambda s: family_cases(s, "fused"), ("fused_ops",)),
     # Run last (the plugin orders it so): at the shapes and sizes the families above found.
     Family("energy", "energy_case", energy_cases, ("energy",)),
 )

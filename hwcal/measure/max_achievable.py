@@ -35,10 +35,10 @@ COARSE_K = (4096, 8192, 13312, 16384)
 STEP = 256  # tile multiple of every refined dimension
 MAX_CALL_S = 0.03  # a call longer than this costs the search more than it can tell it
 MEMORY_FRACTION = 0.5
-BUDGET_S = {False: 2.5, True: 1.5}  # per precision, by --quick
+BUDGET_S = {False: 2.0, True: 1.5}  # per precision, by --quick
 # The best shape is timed again in repeated bursts: (warm-up, timed) calls each; the peak is the median of the
 # bursts' means, so one burst at a lower clock moves it no more than one burst at a higher one.
-BURSTS = {False: 5, True: 3}
+BURSTS = {False: 3, True: 3}
 BURST_CALLS = (10, 40)
 # Idle seconds before each burst. A power-capped GPU's clock follows its power over a recent window: right
 # after seconds of full-power search the burst would read the sustained clock. mamf-finder times each shape
@@ -46,7 +46,7 @@ BURST_CALLS = (10, 40)
 # Measured on an H200 at its 700 W cap after 2 s of full power: no rest, 1455-1470 MHz and 631-652 TFLOP/s
 # bf16; 0.25 s, 1965 MHz and 796-801; 0.5 s to 3 s, 1980 MHz and 800-804 (3 bursts each).
 REST_S = {False: 0.5, True: 0.25}
-SUSTAIN = {False: (1.0, 0.5), True: (0.5, 0.5)}  # warm-up and timed seconds of the sustained figure
+SUSTAIN = {False: (0.75, 0.5), True: (0.5, 0.5)}  # warm-up and timed seconds of the sustained figure
 
 
 @dataclass(frozen=True)

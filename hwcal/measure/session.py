@@ -21,6 +21,7 @@ from hwcal.machine.sampler import MachineState
 from hwcal.measure.energy_records import EnergyRun
 from hwcal.measure.layouts import LayoutChoice
 from hwcal.measure.memsys import MemorySystem
+from hwcal.measure.nn_records import NnRecord, NnStatus
 from hwcal.measure.records import (
     BlasRecord,
     GemmRecord,
@@ -53,6 +54,8 @@ class CalibrationOptions:
     allow_partial: bool = False
     # --shapes: (batch, m, n, k) GEMM shapes replacing the shape families' default list
     shapes: list[tuple[int, int, int, int]] | None = None
+    # --full: every layer, layout and float precision of the convolution, attention and fused-op grids
+    full: bool = False
     memory_s: float | None = None  # --memory-seconds: the memory system's budget (its default when None)
 
 
@@ -92,6 +95,9 @@ class Results:
     layouts: dict[str, LayoutChoice] = field(default_factory=dict)
     max_achievable: dict[str, MaxAchievableRecord] = field(default_factory=dict)
     compute_ceiling: CeilingResult | None = None  # CPUs: the measured FMA ceiling on all cores
+    # Convolution, conv+BN+ReLU, attention and fused ops (hwcal.measure.nn_*), and what they did not time.
+    nn: list[NnRecord] = field(default_factory=list)
+    nn_status: list[NnStatus] = field(default_factory=list)
     energy: EnergyRun | None = None  # the energy family's windows, or why no meter could be read
     # What the interference watch saw and did (hwcal.measure.watch); None when no watch ran.
     interference: InterferenceLog | None = None
@@ -104,7 +110,8 @@ class Results:
         stream = self.memory.records if self.memory is not None else []
         system = self.memory_system
         tiers = bool(system.bandwidth or system.latency or system.multicore or system.gpu) if system else False
-        return bool(self.gemm or stream or tiers or self.blas or self.shapes or self.floors or self.max_achievable)
+        return bool(self.gemm or stream or tiers or self.blas or self.shapes or self.floors or self.max_achievable
+                    or self.nn)
 
 
 @dataclass

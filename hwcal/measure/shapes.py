@@ -33,7 +33,7 @@ from hwcal.measure.verify import Verification, verify_gemm
 from hwcal.precisions import PRECISIONS
 
 FAMILIES = ("small_m", "proj_up", "proj_down", "batched")
-SHAPES_BUDGET_S = {("cpu", False): 4.0, ("cpu", True): 2.0, ("gpu", False): 12.0, ("gpu", True): 6.0}
+SHAPES_BUDGET_S = {("cpu", False): 4.0, ("cpu", True): 2.0, ("gpu", False): 8.0, ("gpu", True): 4.0}
 SHAPE_ROUNDS = {False: 10, True: 5}
 MIN_ROUNDS = 3
 MEMORY_FRACTION_RUN = 0.8

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hwcal.model.curves import Point, Tiers, tiers_of
+from hwcal.model.nn import nn_points
 from hwcal.precisions import PRECISIONS
 
 SQUARE = "square"
@@ -74,13 +75,14 @@ class Inputs:
     peak_gflops_theoretical: dict[str, float] = field(default_factory=dict)
     bandwidth_gbps_theoretical: float | None = None
     stream_dtype: str = "fp64"
+    nn: dict[str, list[Point]] = field(default_factory=dict)  # conv2d and sdpa layers (hwcal.model.nn)
 
     def without(self, point: Point) -> Inputs:
         return Inputs(self.name, self.device_type,
                       [p for p in self.gemm if p is not point], [p for p in self.blas if p is not point],
                       [p for p in self.stream if p is not point], self.tiers, self.tier_names,
                       self.launch_floor_s, self.peak_gflops_theoretical, self.bandwidth_gbps_theoretical,
-                      self.stream_dtype)
+                      self.stream_dtype, {op: [p for p in pts if p is not point] for op, pts in self.nn.items()})
 
 
 def _gemm_points(doc: dict[str, Any]) -> list[Point]:
@@ -156,4 +158,5 @@ def inputs_of(doc: dict[str, Any], name: str = "") -> Inputs:
         gemm=_gemm_points(doc), blas=_blas_points(doc), stream=_stream_points(memory, dtype),
         tiers=tiers[0] if tiers else None, tier_names=tiers[1] if tiers else (),
         launch_floor_s=floors, peak_gflops_theoretical=theoretical,
-        bandwidth_gbps_theoretical=_num(doc.get("theoretical_bandwidth_gbps")), stream_dtype=dtype)
+        bandwidth_gbps_theoretical=_num(doc.get("theoretical_bandwidth_gbps")), stream_dtype=dtype,
+        nn=nn_points(doc))

@@ -13,6 +13,9 @@ Operations and their dimensions (positive integers):
   of the operation and precision when it was measured, else from the STREAM kernel of the same traffic
   pattern (basis ``roofline``), by bytes.
 - ``copy``, ``scale``, ``add``, ``triad`` (``n`` elements per array): the STREAM sweep, by bytes.
+- ``conv2d`` (``n, c, h, w, k, r, s``, ``stride`` 1, ``padding`` 0, ``groups`` 1 unless given) and ``sdpa``
+  (``batch, heads, seq_q, seq_k, head_dim, causal``): the model layers the calibration timed, by the same
+  rules, else a roofline from its GEMM curves and bandwidth (``hwcal.model.nn``).
 
 Along each curve the time is interpolated in the log of the roofline time (``hwcal.model.curves``): the
 log of the FLOPs where compute-bound, of the bytes where memory-bound, with the cache tier of the
@@ -53,6 +56,7 @@ from hwcal.model.inputs import (
     inputs_of,
     work_of,
 )
+from hwcal.model.nn import NN_OPERATIONS, NnAnswer, NnModel
 from hwcal.precisions import PRECISIONS, canonical_sorted
 
 BASES = ("measured", "interpolated", "roofline", "extrapolated")
@@ -155,6 +159,7 @@ class Predictor:
             for p in inputs.stream:
                 level = inputs.tiers.level(p.bytes, inputs.tier_names)
                 self.tier_best_gbps[level] = max(self.tier_best_gbps.get(level, 0.0), p.bytes / p.seconds / 1e9)
+        self.nn = NnModel(inputs.nn, inputs.tiers, launch.get("gemm", 0.0))
         self.measured_precisions = set(self.gemm_peak) | {p for _, p in self.blas_curves}
         if self.stream_curves:
             self.measured_precisions.add(inputs.stream_dtype)
@@ -185,6 +190,10 @@ class Predictor:
         for kernel in STREAM_KERNELS:
             if kernel in self.stream_curves:
                 have[kernel] = memory
+        for op in NN_OPERATIONS:  # measured layers, else the roofline of the precision's GEMMs
+            precs = self.nn.precisions(op) | set(gemm)
+            if precs:
+                have[op] = canonical_sorted(precs)
         return have
 
     def describe(self) -> str:
@@ -192,7 +201,7 @@ class Predictor:
 
     # -- predictions --
     def predict(self, operation: str, precision: str, **dims: int) -> Prediction:
-        if operation not in OPERATIONS:
+        if operation not in OPERATIONS and operation not in NN_OPERATIONS:
             raise HwcalError(f"unknown operation {operation!r}; {self.name} predicts: {self.describe()}")
         have = self.operations()
         if operation not in have:
@@ -200,6 +209,10 @@ class Predictor:
         if precision not in have[operation]:
             raise HwcalError(f"{self.name} did not measure {operation} in {precision!r}; "
                              f"{operation} precisions: {', '.join(have[operation])}")
+        if operation in NN_OPERATIONS:
+            gemm = ((lambda p, d: self._gemm(p, check_dims("gemm", d)).seconds) if precision in self.gemm_peak
+                    else None)
+            return self._nn_prediction(operation, precision, self.nn.predict(operation, precision, dims, gemm))
         checked = check_dims(operation, dims)
         pred = self._gemm(precision, checked) if operation == "gemm" else self._memory(operation, precision, checked)
         if self.energy is not None:
@@ -228,6 +241,26 @@ class Predictor:
         eff = flops / seconds / 1e9 / peak_gflops
         return Prediction("gemm", precision, dims, seconds, flops, bytes_moved, basis, family, points, eff, ref,
                           curve.roofline.floor_s, notes)
+
+    def _nn_prediction(self, operation: str, precision: str, a: NnAnswer) -> Prediction:
+        """A conv or attention answer with its efficiency: against the peak where compute-bound (below the ridge
+        of the peak over the tier's bandwidth: against that bandwidth)."""
+        theoretical = self.inputs.peak_gflops_theoretical.get(precision)
+        measured = max(self.gemm_peak.get(precision, 0.0), a.flops / a.seconds) / 1e9
+        peak, peak_ref = ((theoretical, f"theoretical {precision} peak {theoretical:.6g} GFLOPS") if theoretical
+                          else (measured, f"measured {precision} peak {measured:.6g} GFLOPS"))
+        gbps, level = None, "dram"
+        if self.inputs.tiers is not None:
+            level = self.inputs.tiers.level(a.bytes, self.inputs.tier_names)
+            gbps = self.tier_best_gbps.get(level) or self.inputs.tiers.gbps(a.bytes)
+        if level == "dram" and self.inputs.bandwidth_gbps_theoretical:
+            gbps = self.inputs.bandwidth_gbps_theoretical
+        if gbps and a.flops / a.bytes < peak / gbps:
+            eff, ref = a.bytes / a.seconds / 1e9 / gbps, f"{level} bandwidth {gbps:.6g} GB/s (memory-bound)"
+        else:
+            eff, ref = a.flops / a.seconds / 1e9 / peak, peak_ref
+        return Prediction(operation, precision, a.dims, a.seconds, a.flops, a.bytes, a.basis, a.family, a.points, eff,
+                          ref, a.floor_s, a.notes)
 
     def _family(self, precision: str, dims: dict[str, int]) -> str:
         families = self.aspects[precision]

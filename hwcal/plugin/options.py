@@ -116,6 +116,18 @@ def parse_positive_float(value: str) -> float:
     return v
 
 
+FLAG_WORDS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+
+@_wrap
+def parse_flag(value: str) -> bool:
+    """An on/off setting from the environment or an ini file: 1/true/yes/on or 0/false/no/off."""
+    word = value.strip().lower()
+    if word not in FLAG_WORDS:
+        raise ValueError(f"{value!r} is not on or off; give 1, true, yes, on, 0, false, no or off")
+    return FLAG_WORDS[word]
+
+
 @dataclass(frozen=True)
 class OptionSpec:
     flag: str
@@ -142,6 +154,9 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("--registry", "hwcal_registry", "PATH", parse_registry, None,
                "registry folder to file the calibration in (ini hwcal_registry)", "HWCAL_REGISTRY"),
     OptionSpec("--quick", "hwcal_quick", None, None, False, "short sweep (3 sizes, fewer rounds)", None, True),
+    OptionSpec("--full", "hwcal_full", None, parse_flag, False,
+               "every layer, layout and float precision of the convolution, attention and fused-op grids (and "
+               "batch 1 on a GPU), with 5x their time budgets", "HWCAL_FULL", True),
     OptionSpec("--sizes", "hwcal_sizes", "N,N,...", parse_sizes, None,
                "square GEMM sizes to sweep; the backend's sweep when not given", "HWCAL_SIZES"),
     OptionSpec("--shapes", "hwcal_shapes", "MxNxK[,..]", parse_shapes, None,
@@ -189,7 +204,7 @@ def resolve(spec: OptionSpec, cli_value: Any, ini_value: Any = None,
                         (f"ini key {spec.dest}", ini_value)):
         if raw in (None, ""):
             continue
-        if spec.is_flag:
+        if spec.is_flag and spec.parse is None:
             return str(raw).strip().lower() in ("1", "true", "yes", "on")
         try:
             return spec.parse(str(raw)) if spec.parse else raw
@@ -202,6 +217,8 @@ def resolve_options(getoption: Callable[[str], Any], getini: Callable[[str], Any
     values = {spec.dest: resolve(spec, getoption(spec.dest), getini(spec.dest)) for spec in OPTIONS}
     registry = values["hwcal_registry"]
     registry = Path(registry) if registry else rootdir / "registry"
+    if values["hwcal_quick"] and values["hwcal_full"]:
+        raise HwcalError("--quick and --full contradict each other (a short sweep, or every layer); give one")
     if values["hwcal_framework"] == "numpy" and values["hwcal_device"] != "cpu":
         raise HwcalError(f"--framework numpy runs on the CPU only, not --device {values['hwcal_device']}; "
                          "use --framework pytorch for GPUs")
@@ -220,5 +237,6 @@ def resolve_options(getoption: Callable[[str], Any], getini: Callable[[str], Any
         force=values["hwcal_force"],
         allow_partial=values["hwcal_allow_partial"],
         shapes=values["hwcal_shapes"],
+        full=values["hwcal_full"],
         memory_s=values["hwcal_memory_s"],
     )

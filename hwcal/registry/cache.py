@@ -1,6 +1,6 @@
 """The listing cache: what full validation said about each registry file, keyed by the file's identity
 (size, mtime_ns, ctime_ns, inode), so ``list``, ``list --summary`` and ``Registry.get`` stay fast on a
-fleet's registry (thousands of files; a full schema check costs ~16 ms a file).
+fleet's registry (thousands of files; reading and checking one costs ~3 ms).
 
 Stored in the registry under ``.hwcal-cache/`` (hidden: the walker never lists it) and kept in memory
 for the process. A file changed in any way (content, mode, a copy over it) changes its ctime, so its
@@ -12,10 +12,12 @@ cache is best effort: a registry the user may only read is listed all the same.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import stat
 from functools import cache
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +32,26 @@ CACHE_FILE = "listing-v1.cache"  # not *.json: no tool or glob takes it for a re
 _MEMO: dict[Path, tuple[tuple[int, ...] | None, dict[str, Any]]] = {}
 
 
+# The modules whose code decides whether a file is valid: a change to any of them is a new rule.
+_RULE_MODULES = ("hwcal.registry.validity", "hwcal.naming", "hwcal.document.schema", "hwcal.document.format2")
+
+
 @cache
 def fingerprint() -> str:
-    """hwcal's version and the schemas' content: a new schema or rule invalidates every entry."""
+    """What a cached verdict depends on besides the file: hwcal's version, the schemas' content, the source
+    of the modules that apply the rules and the validators' versions. Any change invalidates every entry."""
     digest = hashlib.sha256(__version__.encode())
     for f in schema_files():
         digest.update(f.name.encode())
         digest.update(f.read_bytes())
+    for name in _RULE_MODULES:
+        origin = getattr(importlib.util.find_spec(name), "origin", None)
+        digest.update(Path(origin).read_bytes() if origin else name.encode())
+    for dist in ("jsonschema", "jsonschema-rs"):
+        try:
+            digest.update(f"{dist}=={metadata.version(dist)}".encode())
+        except metadata.PackageNotFoundError:
+            digest.update(f"{dist} absent".encode())
     return digest.hexdigest()[:16]
 
 

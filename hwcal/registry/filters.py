@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hwcal.errors import HwcalError
-from hwcal.naming import CalibrationKey, normalise_framework, power_mode_token
+from hwcal.naming import CalibrationKey, normalise_framework, power_mode_name_problem, power_mode_token
 
 FILTER_KEYS = ("power_mode", "framework", "freq_mhz")
 _NATURAL_RE = re.compile(r"(\d+)")
@@ -82,12 +82,15 @@ def normalise_filter(calibration_filter: Mapping[str, object] | CalibrationFilte
     freq = calibration_filter.get("freq_mhz")
     pm_token: str | None = None
     if power_mode is not None:
+        problem = power_mode_name_problem(str(power_mode))  # the rule a filed power mode's name follows
+        if problem:
+            raise HwcalError(f"power_mode filter: {problem}")
         pm_token = power_mode_token(str(power_mode)).casefold()
         if not pm_token:
             raise HwcalError(f"power_mode filter {power_mode!r} has no letters or digits; use e.g. 7W or MAXN")
     return CalibrationFilter(
         power_mode=pm_token,
-        framework=normalise_framework(str(framework)) if framework is not None else None,
+        framework=normalise_framework(str(framework), stored=True) if framework is not None else None,
         freq_mhz=_parse_freq(freq) if freq is not None else None,
     )
 

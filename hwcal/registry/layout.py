@@ -66,8 +66,6 @@ def layout_of(path: Path) -> tuple[str, str | None]:
     return "other", None
 
 
-
-
 @dataclass(frozen=True)
 class Spot:
     """One thing the walker found: a hardware folder, a calibration file, a writer-kept corrupt copy,
@@ -89,7 +87,7 @@ def _children(folder: Path) -> tuple[list[Path], str | None]:
         return [], f"cannot list folder: {exc.strerror or exc}"
 
 
-def walk(root: Path, *, hardware_id: str | None = None, calibrations: bool = True,  # noqa: C901 -- TODO(issue 21): split
+def walk(root: Path, *, hardware_id: str | None = None, calibrations: bool = True,
          history: bool = True) -> Iterator[Spot]:
     """Every hardware folder of ``root`` (or the one named), then, with ``calibrations``, its files.
 
@@ -100,18 +98,10 @@ def walk(root: Path, *, hardware_id: str | None = None, calibrations: bool = Tru
     if why:
         yield Spot("problem", root, reason=why)
     for type_dir in types:
-        if not type_dir.is_dir():
-            if type_dir.name == "errata.json":
-                continue  # the registry's errata (hwcal.registry.errata), validated on its own
-            if type_dir.suffix == ".json":
-                yield Spot("problem", type_dir, reason="JSON file outside <device_type>/<hardware_id>/; not part "
-                           "of the layout", listed=False)
-            continue
-        if type_dir.name not in DEVICE_TYPES:
-            hint = f"; an original-registry layout? import it: {MIGRATE_HINT}" \
-                if type_dir.name in ("boards", "gpus", "cpus") else ""
-            yield Spot("problem", type_dir, reason=f"folder {type_dir.name!r} is not a device type "
-                       f"({', '.join(DEVICE_TYPES)}){hint}")
+        if not type_dir.is_dir() or type_dir.name not in DEVICE_TYPES:
+            problem = _not_a_type_dir(type_dir)
+            if problem is not None:
+                yield problem
             continue
         hw_dirs, why = _children(type_dir)
         if why:
@@ -119,23 +109,41 @@ def walk(root: Path, *, hardware_id: str | None = None, calibrations: bool = Tru
         for hw_dir in hw_dirs:
             if hardware_id is not None and hw_dir.name != hardware_id:
                 continue
-            if not hw_dir.is_dir():
-                yield Spot("problem", hw_dir, reason="file where a <hardware_id>/ folder belongs", listed=False)
-                continue
-            if not inside(hw_dir, root):
-                yield Spot("problem", hw_dir, reason=f"symlink pointing outside the registry (to {hw_dir.resolve()}); "
-                           "not read")
-                continue
-            if hardware_id_token(hw_dir.name) != hw_dir.name:
-                yield Spot("problem", hw_dir, reason="folder name is not a hardware id (lower-case letters, digits, "
-                           f"single underscores, e.g. {hardware_id_token(hw_dir.name)!r})")
+            problem = _hardware_dir_problem(hw_dir, root)
+            if problem is not None:
+                yield problem
                 continue
             yield Spot("hardware", hw_dir, type_dir.name, hw_dir)
             if calibrations:
                 yield from hardware_files(hw_dir, type_dir.name, history)
 
 
-def hardware_files(hw_dir: Path, device_type: str, history: bool) -> Iterator[Spot]:  # noqa: C901 -- TODO(issue 21): split
+def _not_a_type_dir(path: Path) -> Spot | None:
+    """What to report of an entry of the root that is not a ``<device_type>/`` folder (None: nothing)."""
+    if not path.is_dir():
+        if path.suffix != ".json" or path.name == "errata.json":  # errata: hwcal.registry.errata checks it
+            return None
+        return Spot("problem", path, reason="JSON file outside <device_type>/<hardware_id>/; not part of the layout",
+                    listed=False)
+    hint = f"; an original-registry layout? import it: {MIGRATE_HINT}" if path.name in ("boards", "gpus", "cpus") \
+        else ""
+    return Spot("problem", path, reason=f"folder {path.name!r} is not a device type ({', '.join(DEVICE_TYPES)}){hint}")
+
+
+def _hardware_dir_problem(hw_dir: Path, root: Path) -> Spot | None:
+    """None for a usable ``<hardware_id>/`` folder; else why it is not one."""
+    if not hw_dir.is_dir():
+        return Spot("problem", hw_dir, reason="file where a <hardware_id>/ folder belongs", listed=False)
+    if not inside(hw_dir, root):
+        return Spot("problem", hw_dir, reason=f"symlink pointing outside the registry (to {hw_dir.resolve()}); "
+                    "not read")
+    if hardware_id_token(hw_dir.name) != hw_dir.name:
+        return Spot("problem", hw_dir, reason="folder name is not a hardware id (lower-case letters, digits, "
+                    f"single underscores, e.g. {hardware_id_token(hw_dir.name)!r})")
+    return None
+
+
+def hardware_files(hw_dir: Path, device_type: str, history: bool) -> Iterator[Spot]:
     """The files of one hardware folder: calibrations (and history), and what does not belong there."""
     files, why = _children(hw_dir)
     if why:
@@ -148,25 +156,31 @@ def hardware_files(hw_dir: Path, device_type: str, history: bool) -> Iterator[Sp
             yield Spot("problem", path, device_type, hw_dir,
                        reason="unexpected JSON file; calibrations belong in calibrations/", listed=False)
     cal_dir = hw_dir / "calibrations"
-    if not cal_dir.is_dir():
-        return
+    if cal_dir.is_dir():
+        yield from _calibrations_folder(cal_dir, device_type, hw_dir, history)
+
+
+def _calibrations_folder(cal_dir: Path, device_type: str, hw_dir: Path, history: bool) -> Iterator[Spot]:
     entries, why = _children(cal_dir)
     if why:
         yield Spot("problem", cal_dir, device_type, hw_dir, reason=why)
     for path in entries:
         if path.name == "history" and path.is_dir():
-            if not history:
-                continue
-            old, why = _children(path)
-            if why:
-                yield Spot("problem", path, device_type, hw_dir, reason=why)
-            for hist in old:
-                yield _calibration_spot(hist, device_type, hw_dir, True)
+            if history:
+                yield from _history_folder(path, device_type, hw_dir)
         elif path.is_dir():
             yield Spot("problem", path, device_type, hw_dir,
                        reason="unexpected folder in calibrations/ (only history/ belongs there)")
         else:
             yield _calibration_spot(path, device_type, hw_dir, False)
+
+
+def _history_folder(folder: Path, device_type: str, hw_dir: Path) -> Iterator[Spot]:
+    old, why = _children(folder)
+    if why:
+        yield Spot("problem", folder, device_type, hw_dir, reason=why)
+    for hist in old:
+        yield _calibration_spot(hist, device_type, hw_dir, True)
 
 
 def _calibration_spot(path: Path, device_type: str, hw_dir: Path, in_history: bool) -> Spot:

@@ -2,8 +2,8 @@
 a device at a time, whoever runs it) and the rejected-runs folders.
 
 It lives in one fixed place, not under ``$TMPDIR`` (which differs between users and sessions):
-``$HWCAL_STATE_DIR`` if set, else ``/var/tmp/hwcal`` (``/var/tmp`` survives reboots and is shared like
-``/tmp``). The folder is created mode 1777 (sticky and world-writable, as ``/tmp``): anyone may create
+``$HWCAL_STATE_DIR`` if set (an absolute path), else ``/var/tmp/hwcal`` (``/var/tmp`` survives reboots and
+is shared like ``/tmp``). The folder is created mode 1777 (sticky and world-writable, as ``/tmp``): anyone may create
 a lock there, nobody may remove another user's. Lock files are created mode 0666, so every user can
 take a lock another user created; rejected runs go to a per-user subfolder ``rejected-<user>`` (0700).
 """
@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from hwcal.errors import HwcalError
+from hwcal.naming import printable
 
 ENV_STATE_DIR = "HWCAL_STATE_DIR"
 DEFAULT_STATE_DIR = Path("/var/tmp/hwcal")
@@ -41,6 +42,9 @@ def state_dir() -> Path:
     """The shared state folder, created (mode 1777) when missing; refused in one line when it is a link,
     not a folder, or writable by others without the sticky bit (anyone could remove a lock there)."""
     folder = Path(os.environ.get(ENV_STATE_DIR) or DEFAULT_STATE_DIR)
+    if not folder.is_absolute():  # relative: each working directory would have its own "host-wide" lock
+        raise HwcalError(f"{ENV_STATE_DIR}={str(folder)!r} is a relative path; the host-wide lock must not "
+                         f"depend on the working directory: give an absolute path (e.g. {DEFAULT_STATE_DIR})")
     try:
         folder.mkdir(parents=True)
         with contextlib.suppress(OSError):
@@ -112,9 +116,11 @@ class HostLock:
         except (OSError, ValueError):
             return "unknown"
         if not isinstance(info, dict) or not info:
-            return f"a run of {owner} (file owner)"
-        return (f"{info.get('user', owner)} (pid {info.get('pid', '?')} on {info.get('host', '?')}, "
-                f"since {info.get('since', '?')})")
+            return f"a run of {printable(owner)} (file owner)"
+        # Anyone may write this file (mode 0666): what it says is escaped, so it cannot forge output lines.
+        user, pid, host, since = (printable(info.get(k, d), 64) for k, d in
+                                  (("user", owner), ("pid", "?"), ("host", "?"), ("since", "?")))
+        return f"{user} (pid {pid} on {host}, since {since})"
 
     def acquire(self, timeout: float, poll_s: float = 0.5) -> bool:
         """Take the lock, waiting up to ``timeout`` seconds; False when another process still holds it."""

@@ -10,18 +10,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from hwcal.document.format2 import legacy_device_type, update_to_2
-from hwcal.document.schema import (
-    CALIBRATION_FORMAT_VERSION,
-    OLDEST_CALIBRATION_FORMAT,
-    SPEC_FORMAT_VERSION,
-    schema_errors,
-)
+from hwcal.document.format2 import update_to_2
 from hwcal.errors import HwcalError, RegistryFileError
-from hwcal.naming import CalibrationKey, parse_calibration_filename, power_mode_token
+from hwcal.naming import CalibrationKey
 from hwcal.registry.filters import natural_key
 from hwcal.registry.fsio import UnsafePathError, read_regular_bytes
-from hwcal.registry.layout import MIGRATE_HINT, UPGRADE_HINT, escape_reason, layout_of
+from hwcal.registry.layout import escape_reason, layout_of
+from hwcal.registry.validity import Problem, problems
 
 
 class BadRegistryFile(RegistryFileError):
@@ -31,7 +26,6 @@ class BadRegistryFile(RegistryFileError):
         super().__init__(f"{path}: {reason}")
         self.path = path
         self.reason = reason
-
 
 
 def parse_date(value: object) -> datetime:
@@ -90,73 +84,6 @@ def read_json(path: Path, registry_root: Path | None = None) -> Any:
         raise BadRegistryFile(path, "JSON nested too deep to be a registry file; not read") from None
     except ValueError as exc:  # NaN/Infinity, an integer of thousands of digits
         raise BadRegistryFile(path, f"not valid JSON for a registry: {exc}") from None
-
-
-def is_legacy_calibration(doc: object) -> bool:
-    """A calibration written by the original system (no schema_version, operation profiles)."""
-    return isinstance(doc, dict) and "schema_version" not in doc and (
-        "operation_profiles" in doc or ("metadata" in doc and "precision_matrix" in doc))
-
-
-def version_problem(doc: object, kind: str = "calibration") -> str | None:
-    """Refuse a format this hwcal cannot read, with the command that fixes it (asv's habit)."""
-    current = CALIBRATION_FORMAT_VERSION if kind == "calibration" else SPEC_FORMAT_VERSION
-    if not isinstance(doc, dict):
-        return f"not a JSON object (a {type(doc).__name__})"
-    if "schema_version" not in doc:
-        if (kind == "calibration" and is_legacy_calibration(doc)) or (kind == "spec" and "theoretical_peaks" in doc):
-            return f"in the original registry's format (no schema_version); import it: {MIGRATE_HINT}"
-        return "has no schema_version; not an hwcal file"
-    version = doc["schema_version"]
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        return f"schema_version {version!r} is not a format version hwcal knows"
-    if version > current:
-        return (f"schema_version {version} is newer than this hwcal reads ({current}); refused, "
-                f"{UPGRADE_HINT}")
-    oldest = OLDEST_CALIBRATION_FORMAT if kind == "calibration" else SPEC_FORMAT_VERSION
-    if version < oldest:
-        return f"schema_version {version} is older than {oldest}; update it: {MIGRATE_HINT}"
-    return None
-
-
-def naming_problems(path: Path, doc: dict[str, Any]) -> list[tuple[str, str]]:
-    """(json_path, message) where the file's name or folder disagrees with the document's key."""
-    where, stem = layout_of(path)
-    if where == "other":
-        return []
-    problems: list[tuple[str, str]] = []
-    key: dict[str, Any] = doc["key"] if isinstance(doc.get("key"), dict) else {}
-    if stem is None:
-        pattern = "{stem}.{YYYYmmddTHHMMSSffffffZ}.json" if where == "history" else \
-            "{power_mode}_{freq}MHz_{framework}.json"
-        return [("$", f"file name {path.name!r} is not {pattern}")]
-    try:
-        power_mode, freq, framework = parse_calibration_filename(stem + ".json")
-    except HwcalError:
-        return [("$", f"file name {path.name!r} is not named {{power_mode}}_{{freq}}MHz_{{framework}}.json")]
-    for field_name, expected in (("power_mode", power_mode), ("freq_mhz", freq), ("framework", framework)):
-        if key.get(field_name) != expected:
-            problems.append((f"$.key.{field_name}", f"{key.get(field_name)!r} disagrees with the file name "
-                                                     f"{path.name!r} ({expected!r})"))
-    hw_dir = path.parent.parent if where == "current" else path.parent.parent.parent
-    if key.get("hardware_id") != hw_dir.name:
-        problems.append(("$.key.hardware_id", f"{key.get('hardware_id')!r} disagrees with the folder "
-                                              f"{hw_dir.name!r}"))
-    if key.get("device_type") != hw_dir.parent.name:
-        problems.append(("$.key.device_type", f"{key.get('device_type')!r} disagrees with the folder "
-                                              f"{hw_dir.parent.name!r}"))
-    meta: dict[str, Any] = doc["metadata"] if isinstance(doc.get("metadata"), dict) else {}
-    for field_name in ("hardware_id", "device_type", "freq_mhz", "framework"):
-        from_key = key.get(field_name)
-        if field_name == "device_type" and doc.get("schema_version") != 1:
-            from_key = legacy_device_type(doc)  # format 2 speaks the original loader's "cpu" / "cuda" there
-        if field_name in meta and meta[field_name] != from_key:
-            problems.append((f"$.metadata.{field_name}", f"{meta[field_name]!r} disagrees with the key "
-                                                         f"({from_key!r})"))
-    if isinstance(meta.get("power_mode"), str) and power_mode_token(meta["power_mode"]) != key.get("power_mode"):
-        problems.append(("$.metadata.power_mode", f"{meta['power_mode']!r} does not reduce to the key's "
-                                                  f"power mode {key.get('power_mode')!r}"))
-    return problems
 
 
 @dataclass(frozen=True)
@@ -250,16 +177,22 @@ def entry_from_brief(path: Path, brief: dict[str, Any], registry_root: Path | No
                             brief=brief, registry_root=registry_root)
 
 
+def _refusal(path: Path, kind: str, found: list[Problem]) -> BadRegistryFile:
+    """One line for the first problem (``validate`` lists them all)."""
+    first = found[0]
+    more = f" (and {len(found) - 1} more; tools/validate_registry.py lists them)" if len(found) > 1 else ""
+    if first.rule == "version":
+        return BadRegistryFile(path, first.message)
+    what = "misnamed" if first.rule == "naming" else f"not a valid {kind}"
+    return BadRegistryFile(path, f"{what}: {first}{more}")
+
+
 def _read_checked(path: Path, kind: str, registry_root: Path | None) -> dict[str, Any]:
-    """JSON of a registry file, refused in one line if its format version or its schema is wrong."""
+    """JSON of a registry file, refused in one line unless valid where it sits (``validity.problems``)."""
     doc = read_json(path, registry_root)
-    problem = version_problem(doc, kind)
-    if problem:
-        raise BadRegistryFile(path, f"{problem}")
-    errors = schema_errors(doc, kind)
-    if errors:
-        more = f" (and {len(errors) - 1} more; tools/validate_registry.py lists them)" if len(errors) > 1 else ""
-        raise BadRegistryFile(path, f"not a valid {kind}: {errors[0]}{more}")
+    found = problems(doc, kind, path)
+    if found:
+        raise _refusal(path, kind, found)
     return doc
 
 
@@ -270,10 +203,6 @@ def read_calibration(path: str | Path, registry_root: Path | None = None) -> Cal
     """
     path = Path(path)
     doc = _read_checked(path, "calibration", registry_root)
-    naming = naming_problems(path, doc)
-    if naming:
-        json_path, message = naming[0]
-        raise BadRegistryFile(path, f"misnamed: {json_path}: {message}")
     try:
         date = parse_date(doc["metadata"]["calibration_date"])
         key = CalibrationKey(**doc["key"])

@@ -1,5 +1,6 @@
-"""The registry writer: validated documents only, atomic replace, one writer at a time per
-hardware folder, and the calibration a key held before kept under ``calibrations/history/``."""
+"""The registry writer: only what ``hwcal-validate`` would accept where it lands (one rule,
+``validity.problems``), atomic replace, one writer at a time per hardware folder, and the calibration a
+key held before kept under ``calibrations/history/``."""
 
 from __future__ import annotations
 
@@ -13,13 +14,14 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from hwcal.document.schema import schema_errors
+from hwcal.document.schema import non_json_path
 from hwcal.errors import HwcalError
 from hwcal.naming import CalibrationKey, calibration_path, hardware_dir, history_path, history_stamp, spec_path
 from hwcal.registry import fsio
 from hwcal.registry.fsio import UnsafePathError, check_write_target
-from hwcal.registry.reader import BadRegistryFile, parse_date, read_json
+from hwcal.registry.reader import BadRegistryFile, parse_date, parse_json_text, read_json
 from hwcal.registry.succession import FUTURE_SKEW_S, is_future, split_newest
+from hwcal.registry.validity import Problem, problems
 
 LOCK_TIMEOUT_S = 120.0
 
@@ -112,16 +114,35 @@ def check_registry_writable(registry: Path) -> None:
         raise HwcalError(f"cannot write to registry {registry}: {exc.strerror or exc}") from None
 
 
-def check_valid(doc: dict[str, Any], kind: str) -> None:
-    """Refuse, in one HwcalError listing every schema error, a document that may not be filed."""
-    errors = schema_errors(doc, kind)
-    if errors:
-        raise HwcalError(f"{kind} is not valid, nothing written:\n  " + "\n  ".join(errors))
+def judged(doc: Any, kind: str, path: Path | None = None) -> tuple[str, list[Problem]]:
+    """(the text the writer would file, every ``validity.problems`` of it at ``path``).
+
+    The verdict is on the text read back, what every reader will see, never on the Python objects (a tuple
+    is filed as a list, an int key as a string; NaN cannot be filed at all)."""
+    try:
+        text = dumps(doc)
+    except (TypeError, ValueError) as exc:  # NaN, a numpy scalar, an object JSON has no form for
+        where = non_json_path(doc) or "$"
+        return "", [Problem(where, f"not JSON data: {exc}")]
+    return text, problems(parse_json_text(text), kind, path)
+
+
+def check_valid(doc: Any, kind: str, path: Path | None = None) -> None:
+    """Refuse, in one HwcalError listing every problem, a document the writer would refuse (at ``path``)."""
+    _text, found = judged(doc, kind, path)
+    if found:
+        raise _refusal(kind, found)
+
+
+def _refusal(kind: str, found: list[Problem] | list[str]) -> HwcalError:
+    return HwcalError(f"{kind} is not valid, nothing written:\n  " + "\n  ".join(map(str, found)))
 
 
 def write_spec(registry: Path, spec: dict[str, Any]) -> bool:
     """File a hardware's spec.json unless it has one (never overwritten); True when written."""
-    check_valid(spec, "spec")
+    text, found = judged(spec, "spec")  # valid: its id and device_type name the folder it goes to
+    if found:
+        raise _refusal("spec", found)
     target = spec_path(registry, spec["device_type"], spec["id"])
     try:
         with lock_for(registry, spec["device_type"], spec["id"]):
@@ -129,7 +150,7 @@ def write_spec(registry: Path, spec: dict[str, Any]) -> bool:
             if target.exists() or target.is_symlink():
                 return False
             with fsio.interrupts_deferred():
-                atomic_write_text(target, dumps(spec), registry)
+                atomic_write_text(target, text, registry)
             return True
     except Timeout:
         raise HwcalError(f"another writer holds the lock on {target.parent} for over {LOCK_TIMEOUT_S:g} s; "
@@ -140,16 +161,18 @@ def write_calibration(registry: Path, key: CalibrationKey, doc: dict[str, Any],
                       spec: dict[str, Any] | None = None) -> tuple[Path, Path | None]:
     """File ``doc`` under ``key`` (and ``spec`` if the hardware has none). Returns (path, history copy).
 
-    A document older than the key's current one goes straight to history and its path is returned.
+    Refused (nothing written) unless valid at the key's path by the rule ``hwcal-validate`` applies. A
+    document older than the key's current one goes straight to history and its path is returned.
     """
-    errors = schema_errors(doc, "calibration")
-    if doc.get("key") != key.as_dict():
-        errors.append(f"$.key: {doc.get('key')!r} does not match the key it is filed under {key.as_dict()!r}")
-    if spec is not None:
-        errors += [f"spec.json {e}" for e in schema_errors(spec, "spec")]
-    if errors:
-        raise HwcalError("calibration is not valid, nothing written:\n  " + "\n  ".join(errors))
     path = calibration_path(registry, key)
+    text, found = judged(doc, "calibration", path)
+    errors = [str(p) for p in found]
+    spec_text = ""
+    if spec is not None:
+        spec_text, spec_found = judged(spec, "spec", spec_path(registry, key.device_type, key.hardware_id))
+        errors += [f"spec.json {p}" for p in spec_found]
+    if errors:
+        raise _refusal("calibration", errors)
     try:
         with lock_for(registry, key.device_type, key.hardware_id), fsio.interrupts_deferred():
             # Ctrl-C is held until the step is done: the key is never left with a duplicate history copy.
@@ -157,7 +180,7 @@ def write_calibration(registry: Path, key: CalibrationKey, doc: dict[str, Any],
             target = spec_path(registry, key.device_type, key.hardware_id)
             if spec is not None and not target.exists() and not target.is_symlink():
                 # Spec first: a kill between the two leaves a hardware with a spec, never one without.
-                atomic_write_text(target, dumps(spec), registry)
+                atomic_write_text(target, spec_text, registry)
             check_write_target(path, registry)
             new_date = calibration_date(doc)
             if path.exists() and new_date is not None:
@@ -165,10 +188,10 @@ def write_calibration(registry: Path, key: CalibrationKey, doc: dict[str, Any],
                 winner, _older = split_newest([new_date], lambda d: d, trusted_date(existing_date, path))
                 if winner is None:
                     # "Most recent" is by calibration_date: an older document is history, not current.
-                    return _write_history_locked(registry, key, dumps(doc), new_date), None
+                    return _write_history_locked(registry, key, text, new_date), None
             kept = _keep_in_history(registry, key, path) if path.exists() else None
             try:
-                atomic_write_text(path, dumps(doc), registry)
+                atomic_write_text(path, text, registry)
             except BaseException:
                 if kept is not None:
                     kept.unlink(missing_ok=True)  # the old file is still in place: no second copy
@@ -202,7 +225,15 @@ def _write_history_locked(registry: Path, key: CalibrationKey, text: str, date: 
 
 def write_history(registry: Path, key: CalibrationKey, text: str, date: datetime) -> Path:
     """File a superseded calibration (its bytes as given) straight into the key's history, atomically and
-    under the hardware folder's lock; returns the free history path it took."""
+    under the hardware folder's lock; returns the free history path it took. Refused, nothing written,
+    unless the text is a calibration valid under ``key`` (the rule ``hwcal-validate`` applies to history)."""
+    try:
+        data = parse_json_text(text)
+    except (ValueError, RecursionError) as exc:
+        raise HwcalError(f"history copy of {key.filename} is not JSON ({exc}); nothing written") from None
+    found = problems(data, "calibration", calibration_path(registry, key))
+    if found:
+        raise _refusal("calibration", found)
     try:
         with lock_for(registry, key.device_type, key.hardware_id):
             return _write_history_locked(registry, key, text, date)

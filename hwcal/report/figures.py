@@ -164,9 +164,28 @@ def _compute_roofs(doc: dict[str, Any]) -> tuple[dict[str, float], dict[str, flo
     return derived, measured
 
 
+LAYER_MARKERS = {"conv": "P", "conv_bn_relu": "X", "attention": "*"}
+
+
+def _layer_points(ax: Any, doc: dict[str, Any]) -> None:
+    """Model layers (convolutions, conv+BN+ReLU, attention) at their arithmetic intensity and best GFLOPS, one
+    series per section and precision; the fused ops file no FLOPs and are not drawn here."""
+    for section, marker in LAYER_MARKERS.items():
+        by_precision: dict[str, list[tuple[float, float]]] = {}
+        for rec in (doc.get(section) or {}).get("results") or []:
+            ai, gflops = rec.get("arithmetic_intensity"), rec.get("gflops_best")
+            if isinstance(ai, (int, float)) and isinstance(gflops, (int, float)) and ai > 0 and gflops > 0:
+                by_precision.setdefault(rec["precision"], []).append((ai, gflops))
+        for precision in canonical_sorted(by_precision):
+            xs, ys = zip(*sorted(by_precision[precision]), strict=True)
+            ax.plot(xs, ys, ls="none", marker=marker, ms=7, mfc="none", color=precision_colour(precision),
+                    label=f"{section} layers, {precision} ({len(xs)})", gid=f"series-layers-{section}-{precision}")
+
+
 def roofline_figure(doc: dict[str, Any]) -> Any:
     """(c) Roofline: attainable throughput against arithmetic intensity, measured ceilings only
-    (GEMM peak per precision, STREAM triad per memory level), ridge points marked."""
+    (GEMM peak per precision, STREAM triad per memory level), ridge points marked; the model layers a
+    calibration timed (convolutions, conv+BN+ReLU, attention) as points under them."""
     fig = _figure_class()(figsize=(11, 6), layout="constrained")
     ax = fig.add_subplot()
     ax.set_title(_title(doc, "Roofline from measured ceilings"), fontsize=11)
@@ -207,6 +226,7 @@ def roofline_figure(doc: dict[str, Any]) -> Any:
         if p in fma:
             ax.plot([fma[p] / dram, hi], [fma[p], fma[p]], color=precision_colour(p), lw=0.9, ls="-", alpha=0.6,
                     label=f"{p} measured FMA ceiling {fma[p]:,.4g} {_unit(p)}", gid=f"ceiling-measured-{p}")
+    _layer_points(ax, doc)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlim(lo, hi)

@@ -13,6 +13,7 @@ from hwcal.site.energy import calibration_energy
 from hwcal.site.figures import CHARTS, figure_path
 from hwcal.site.html import esc, facts, href, num, page, pct, short_date, table
 from hwcal.site.memory import memory_methods, memory_tables
+from hwcal.site.nn_tables import layers_html
 
 CHART_NAMES = {"gemm": "GEMM throughput against matrix size", "bandwidth": "Memory bandwidth against working set "
                "(STREAM)", "roofline": "Roofline from the measured ceilings",
@@ -218,6 +219,7 @@ def calibration_page(doc: dict[str, Any], *, path: str, json_href: str, key_href
                 ("operations", "Operations and shapes", _operations(doc)),
                 *([("memory", "Memory tiers", mem_html)] if (mem_html := memory_tables(doc.get("memory") or {}))
                   else []),
+                *([("layers", "Model layers", layers)] if (layers := layers_html(doc)) else []),
                 ("energy", "Energy", calibration_energy(doc)),
                 ("clocks", "Clocks", _clocks(meta)), ("preflight", "Preflight", _preflight(meta)),
                 ("blas", "BLAS", blas_html), ("warnings", f"Warnings ({len(warnings)})", warn_html)]
