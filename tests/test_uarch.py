@@ -151,6 +151,18 @@ def test_sapphire_rapids_amx(tmp_path: Path) -> None:
     assert (rates["fp64"], rates["bf16"], rates["int8"]) == (32, 1024, 2048)
 
 
+def test_a_masked_model_with_amx_is_an_amx_core(tmp_path: Path) -> None:
+    """A KVM guest here reported family 6 model 167 (Rocket Lake, one 512-bit FMA unit) with AMX and AVX512-FP16
+    flags; its FMA ceiling measured ~60 fp32 FLOPs/cycle/core: two units. The flags win over the masked model."""
+    u = detect_microarchitecture(constructed(tmp_path, x86_cpuinfo(
+        "GenuineIntel", 6, 167, 1, "Intel(R) Xeon(R) Processor", AVX512 + " avx512_fp16 amx_tile amx_bf16 amx_int8")))
+    assert u.name == "sapphirerapids" and "hypervisor" in u.source and "model 167" in u.source
+    assert peak_flops_per_cycle(u)[0]["fp32"] == 64
+    rocket = detect_microarchitecture(constructed(tmp_path / "r", x86_cpuinfo(
+        "GenuineIntel", 6, 167, 1, "11th Gen Intel(R) Core(TM) i9-11900K @ 3.50GHz", AVX512)))
+    assert rocket.name == "icelake" and peak_flops_per_cycle(rocket)[0]["fp32"] == 32
+
+
 def test_archspec_missing_falls_back_to_tables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "archspec.cpu", None)  # import raises ImportError
     u = detect_microarchitecture(recorded("vm_epyc_zen4"))

@@ -236,6 +236,15 @@ def _is_generic_archspec(name: str | None) -> bool:
     return not name or bool(re.fullmatch(r"x86(_64(_v\d)?)?|aarch64|armv[0-9.]+a|arm|generic", name))
 
 
+_AMX_CORES = {"sapphirerapids", "graniterapids", "emeraldrapids"}
+
+
+def _masked_amx(vendor: str, name: str, flags: set[str]) -> bool:
+    """An Intel model number from before AMX beside the AMX flags: the model was masked by a hypervisor
+    (a KVM guest here reported family 6 model 167, Rocket Lake, with amx_tile and avx512_fp16)."""
+    return vendor == "GenuineIntel" and "amx_tile" in flags and name not in _AMX_CORES
+
+
 def detect_microarchitecture(src: Sources = LOCAL) -> Microarch:
     """The CPU's microarchitecture from ``src``'s /proc/cpuinfo (macOS: sysctl brand string; Windows:
     the wmic Caption's family/model). Never raises."""
@@ -258,7 +267,12 @@ def detect_microarchitecture(src: Sources = LOCAL) -> Microarch:
     spec = _archspec_match("x86_64", vendor, all_flags, "") if vendor else None
     name = _x86_name(vendor, family, model, stepping)
     ids = f"{vendor or 'no vendor_id'} family {family} model {model} stepping {stepping}"
-    if name:
+    if name and _masked_amx(vendor, name, all_flags):
+        source = (f"CPUID reports {ids} ({name}), but the flags list AMX (amx_tile), which only Sapphire Rapids "
+                  "and later Xeon cores have: a hypervisor's virtual CPU model; the AMX server core is taken "
+                  f"(two 512-bit FMA units per core); archspec on the flags: {spec}")
+        name = "sapphirerapids"
+    elif name:
         source = f"CPUID {ids} (Linux amd.c / intel-family.h ranges); archspec on the flags: {spec}"
     elif spec and not _is_generic_archspec(spec):
         name, source = spec, f"archspec on the cpuinfo flags ({ids} not in the family/model table)"
