@@ -13,6 +13,7 @@ from hwcal.backends.numpy_backend import NumpyBackend
 from hwcal.document.builder import blas_section, build_calibration, launch_floors_section
 from hwcal.document.schema import schema_errors
 from hwcal.machine.caches import CacheInfo, CacheLevel
+from hwcal.measure.adaptive import refinement_sizes
 from hwcal.measure.blas import (
     arithmetic_intensity,
     blas_bytes,
@@ -87,8 +88,13 @@ def test_cases_run_the_dram_size_first_in_each_series(monkeypatch: pytest.Monkey
     backend = NumpyBackend()
     monkeypatch.setattr(backend, "stream_caches", lambda: EPYC)
     cases = blas_cases(backend, quick=True)
-    assert cases[:3] == [("dot", "fp64", 128 * MiB), ("dot", "fp64", 16 * MiB), ("dot", "fp64", 16 * 2**10)]
-    assert [c[:2] for c in cases[::3]] == [(op, p) for op in ("dot", "axpy", "scal", "gemv") for p in ("fp64", "fp32")]
+    assert cases[:3] == [("gemv", "fp32", 128 * MiB), ("gemv", "fp32", 16 * MiB), ("gemv", "fp32", 16 * 2**10)]
+    # gemv first (a GEMM's weights stream at its bandwidth in the predictions), the most asked precision first
+    assert [c[:2] for c in cases[::3]] == [(op, p) for op in ("gemv", "dot", "axpy", "scal") for p in ("fp32", "fp64")]
+    full = [c[2] for c in blas_cases(backend, quick=False) if c[:2] == ("dot", "fp32")]
+    planned = sorted(plan_working_sets(EPYC, "cpu", backend.free_memory_bytes(), False), reverse=True)
+    assert full[:len(planned)] == planned  # the planned sizes first, the DRAM one first of all
+    assert full[len(planned):] == refinement_sizes(planned) and full[len(planned):]  # then the refinements
 
 
 def test_fair_allowance_carries_unused_time_forward() -> None:

@@ -48,9 +48,9 @@ def test_tiny_run_files_the_three_sections(bench: pytest.Pytester) -> None:
     result = bench.runpytest("-p", "no:randomly", "--registry", "registry", *KEY_ARGS, "--quick", "--sizes", "32",
                              "--shapes", "8x16x32,b2x8x8x8", "-k", "not gemm[ or gemm[fp32 or gemm[fp64")
     assert result.ret == 0, result.stdout.str()
-    # 4 operations x 2 precisions x 2 sizes, 2 shapes in fp32 (--quick: the first precision), 5 floors,
-    # fp64/fp32 square GEMM
-    result.assert_outcomes(passed=16 + 2 + 5 + 2, deselected=5)
+    # 4 operations x 2 precisions x 2 sizes (--quick: no refinement sizes), 2 shapes in fp32 (--quick: the first
+    # precision), 7 floors each back to back and isolated, fp64/fp32 square GEMM
+    result.assert_outcomes(passed=16 + 2 + 14 + 2, deselected=5)
     doc = _doc(bench)
     assert schema_errors(doc, "calibration") == []
 
@@ -75,23 +75,26 @@ def test_tiny_run_files_the_three_sections(bench: pytest.Pytester) -> None:
     assert next(e for e in shapes if e["precision"] == "fp32")["efficiency"] > 0  # against the spec's peak
 
     floors = doc["launch_floors"]
-    assert set(floors) == {"dot", "axpy", "scal", "gemv", "gemm"}
+    assert set(floors) == {"dot", "axpy", "scal", "gemv", "gemm", "batched_gemm", "add"}
     for f in floors.values():
         assert 0 < f["seconds_min"] <= f["seconds_median"] < 1e-3
         assert f["framework"] == "numpy" and f["device"] == "cpu" and f["calls"] >= 200
+        assert f["timing"] == "back_to_back"
+        assert 0 < f["isolated"]["seconds_min"] <= f["isolated"]["seconds_median"] < 1e-3
+        assert "each followed by a synchronisation" in f["isolated"]["method"]
 
     selection = doc["metadata"]["selection"]
     assert selection["operations_not_run"] == ["stream", "max_achievable", "compute_ceiling", "memory_system",
                                                "conv2d", "conv_bn_relu", "sdpa", "fused_ops",
                                                "energy"]  # their bench files were not copied
     assert selection["partial"] is True and "--shapes" in selection["partial_why"]
-    result.stdout.fnmatch_lines(["*gemm shapes (best): small_m*", "*launch floors: dot * us*"])
+    result.stdout.fnmatch_lines(["*gemm shapes (best): small_m*", "*launch floors, back to back / isolated: dot * / *"])
 
 
 def test_selection_that_leaves_operations_out_says_which(bench: pytest.Pytester) -> None:
     result = bench.runpytest("-p", "no:randomly", "--registry", "registry", *KEY_ARGS, "--quick", "-k", "dot")
     assert result.ret == 0, result.stdout.str()
-    result.assert_outcomes(passed=4 + 1)  # dot in 2 precisions x 2 sizes, the dot floor
+    result.assert_outcomes(passed=4 + 2)  # dot in 2 precisions x 2 sizes, the dot floor both ways
     doc = _doc(bench)
     assert {e["operation"] for e in doc["blas"]} == {"dot"}
     selection = doc["metadata"]["selection"]
@@ -120,7 +123,9 @@ def test_benchmark_disable_verifies_blas_and_shapes_and_files_nothing(bench: pyt
     result = bench.runpytest("-p", "no:randomly", "--registry", "registry", *KEY_ARGS, "--benchmark-disable",
                              "--shapes", "4x8x16", "-k", "blas or gemm_shape")
     assert result.ret == 0, result.stdout.str()
-    result.assert_outcomes(passed=16 + 2)
+    # 4 operations x 2 precisions x (2 sizes + the refinement between them: nothing measured says it is not
+    # needed), the one --shapes shape in 2 precisions
+    result.assert_outcomes(passed=24 + 2)
     assert not (bench.path / "registry").exists()
 
 

@@ -12,7 +12,9 @@ from hwcal.backends.numpy_backend import NumpyBackend
 from hwcal.document.builder import build_calibration, gemm_shapes_section
 from hwcal.document.schema import schema_errors
 from hwcal.errors import HwcalError
+from hwcal.measure.adaptive import bend_reason, refinement_reason, refinement_sizes
 from hwcal.measure.records import ShapeRecord
+from hwcal.measure.shape_plan import line_of
 from hwcal.measure.shapes import Shape, classify, default_shapes, parse_shape_list, verify_shape
 from hwcal.plugin.options import OPTIONS, parse_shapes, resolve
 from tests.conftest import make_input, make_record
@@ -67,6 +69,7 @@ def test_shapes_option_is_declared_like_the_others() -> None:
 @pytest.mark.parametrize(("shape", "family"), [
     ((1, 1, 4096, 4096), "small_m"),
     ((1, 128, 3072, 768), "small_m"),
+    ((1, 512, 3072, 768), "small_m"),
     ((1, 2048, 3072, 768), "proj_up"),
     ((1, 2048, 768, 3072), "proj_down"),
     ((32, 128, 128, 64), "batched"),
@@ -77,17 +80,61 @@ def test_classify(shape: tuple[int, int, int, int], family: str) -> None:
 
 def test_default_families_cpu_and_gpu() -> None:
     cpu = default_shapes("cpu", quick=False)
-    assert [s.label for s in cpu if s.family == "small_m"] == ["1x1024x1024", "16x1024x1024", "128x1024x1024"]
+    small = [s for s in cpu if s.family == "small_m"]
+    assert sorted({s.m for s in small}) == [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]  # the dense sweep of M
+    assert {(s.n, s.k) for s in small} == {(640, 640), (1152, 1152), (4608, 1152), (1152, 4608)}
+    coarse = [s.m for s in small if not s.refine]
+    assert sorted(set(coarse)) == [1, 2, 16, 128, 512] and all(not s.refine for s in cpu[:len(coarse)])
     assert [s.label for s in cpu if s.family == "proj_up"] == ["128x1024x256", "128x2048x512", "128x3072x768"]
     assert [s.label for s in cpu if s.family == "proj_down"] == ["128x256x1024", "128x512x2048", "128x768x3072"]
-    assert [s.label for s in cpu if s.family == "batched"] == ["b32x128x128x64", "b32x128x64x128"]
+    batched = [s.label for s in cpu if s.family == "batched"]
+    assert batched[:3] == ["b16x64x64x64", "b16x256x256x64", "b16x256x64x256"]  # at T = d scores and values agree
+    assert {"b16x1024x1024x64", "b16x1024x64x1024", "b16x1x1024x64", "b16x1x64x1024", "b16x512x512x64"} <= set(batched)
+    refinements = [i for i, s in enumerate(cpu) if s.refine]
+    assert refinements and min(refinements) > max(i for i, s in enumerate(cpu) if not s.refine)  # coarse first
     quick = default_shapes("cpu", quick=True)
     assert {s.family for s in quick} == {"small_m", "proj_up", "proj_down", "batched"}
-    assert len(quick) < len(cpu) and {s.label for s in quick} <= {s.label for s in cpu}
-    gpu = default_shapes("gpu", quick=False)
-    assert {(s.m, s.k) for s in gpu if s.family == "proj_up"} == {(m, h) for m in (2048, 4096)
-                                                                    for h in (768, 1024, 4096)}
+    assert len(quick) < len(cpu) and not any(s.refine for s in quick)
+    assert {s.label for s in quick} <= {s.label for s in cpu}
+    gpu = default_shapes("gpu", quick=False)  # a smaller grid: a GPU case costs ~0.2 s
+    assert {(s.m, s.k) for s in gpu if s.family == "proj_up"} == {(2048, 4096)}
+    assert {(s.n, s.k) for s in gpu if s.family == "small_m"} == {(4352, 4352), (17408, 4352), (4352, 17408)}
+    assert max(s.m for s in gpu if s.family == "batched") == 4096
     assert Shape("proj_up", 1, 2048, 16384, 4096).flops == 2 * 2048 * 16384 * 4096
+
+
+def test_sweep_lines() -> None:
+    assert line_of("small_m", 1, 8, 640, 640) == (("small_m", 640, 640), 8)
+    assert line_of("batched", 16, 256, 256, 64) == (("scores", 16, 64), 256)
+    assert line_of("batched", 16, 256, 64, 256) == (("values", 16, 64), 256)
+    assert line_of("batched", 16, 1, 1024, 64) is None  # one decode step lies on no line
+    assert line_of("proj_up", 1, 128, 1024, 256) is None
+
+
+def test_a_refinement_runs_only_at_a_bend() -> None:
+    # memory-bound (flat) up to 16, compute-bound (time ~ M) beyond: the knee lies between 2 and 16
+    knee = [(1, 1.0), (2, 1.0), (16, 1.1), (128, 8.8), (512, 35.2)]
+    assert bend_reason(knee, 4, "x") is None  # 2..16 flat, 16..128 linear: a bend, measure it
+    assert bend_reason(knee, 256, "x") is not None  # 128..512 continues 16..128's slope of 1: straight
+    reason = bend_reason(knee, 256, "fp32 256x640x640")
+    assert reason is not None and reason.startswith("fp32 256x640x640: not needed") and "slope 1.00" in reason
+    assert bend_reason([(2, 1.0), (16, 2.0)], 4, "x") is None  # no segment beside it: nothing says straight
+    assert bend_reason([(1, 5.0), (2, 1.0), (4, 1.0), (8, 1.0)], 3, "x") is not None  # M = 1 (a GEMV) ignored
+    assert bend_reason([(2, 1.0), (64, 2.0), (128, 4.0)], 8, "x") is None  # 32x apart: never trusted straight
+    assert bend_reason([(16, 1.0)], 4, "x") is None and bend_reason([], 4, "x") is None
+    assert bend_reason([(2, 1.0), (2, 1.2), (16, 1.1), (128, 8.8)], 4, "x") is None  # repeats: the best counts
+
+
+def test_blas_refinement_sizes_and_rule() -> None:
+    assert refinement_sizes([2**14, 2**20, 2**27]) == [2**17, 2**24, 2**16, 2**18, 2**22, 2**25]
+    assert refinement_sizes([2**14, 2**16]) == []  # 4x apart: nothing between
+    steps = [(2**20, 100.0), (2**27, 30.0)]
+    assert refinement_reason(steps, 2**24, "dot") is None  # a tier step between: refine
+    flat = [(2**20, 100.0), (2**27, 90.0)]
+    reason = refinement_reason(flat, 2**24, "dot fp32 at 16MiB", lambda b: f"{b >> 20}MiB")
+    assert reason == ("dot fp32 at 16MiB: not needed, 1MiB and 128MiB either side reach 100 and 90 GB/s (within "
+                      "20%: no tier step between them)")
+    assert refinement_reason([(2**20, 100.0)], 2**24, "dot") is None
 
 
 # ---- verification --------------------------------------------------------------------------------------

@@ -206,7 +206,7 @@ class Backend(ABC):
     # ==== BLAS1/BLAS2 (hwcal.measure.blas) ==============================================================
     # Each framework's fastest route for dot, axpy, scal and gemv; a backend without them runs none.
     def blas_precisions(self) -> list[str]:
-        """Precisions the BLAS1/BLAS2 sweep tries, canonical order (none where a backend has no BLAS)."""
+        """Precisions the BLAS1/BLAS2 sweep tries, most asked first (none where a backend has no BLAS)."""
         return []
 
     def blas_operands(self, operation: str, precision: str, n: int, m: int, seed: int) -> BlasOperands:
@@ -244,7 +244,10 @@ class Backend(ABC):
         """Precisions the shape families run in: the ones with a fast GEMM kernel here."""
         return []
 
-    def make_shape_operands(self, precision: str, m: int, n: int, k: int, batch: int, seed: int) -> ShapeOperands:
+    def make_shape_operands(self, precision: str, m: int, n: int, k: int, batch: int, seed: int,
+                            rotate: bool = True) -> ShapeOperands:
+        """Operands of one shaped GEMM; ``rotate``: on a device whose cache would hold them between calls,
+        several sets used in turn (a GPU's L2 flushed), else the same set every call (warm)."""
         raise NotImplementedError(f"{self.framework} backend has no shaped GEMM")
 
     def gemm_shape(self, ops: ShapeOperands) -> Any:

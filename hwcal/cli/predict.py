@@ -25,7 +25,7 @@ from hwcal.cli.common import (
 from hwcal.cli.entry import EXIT_OK, Tool, UsageError, printable, say
 from hwcal.cli.ops import MAX_DIM, MAX_OPS, OpSpec, read_ops
 from hwcal.errors import HwcalError
-from hwcal.model.predict import OPERATIONS, Prediction, Predictor, predictor_of_document
+from hwcal.model.predict import MODES, OPERATIONS, Prediction, Predictor, predictor_of_document
 from hwcal.registry.api import Registry
 from hwcal.registry.reader import read_calibration
 
@@ -56,6 +56,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                         help="a JSON or YAML list of operations ({op, precision, m, n, k, batch, count, name}; "
                              f"at most {MAX_OPS:,}, no YAML aliases); prints one row each and the total. "
                              "Default: none")
+    parser.add_argument("--mode", metavar="{back_to_back,isolated}", choices=MODES, default="back_to_back",
+                        help="back_to_back: calls issued one after another, how a model's layers run; isolated: each "
+                             "call synchronised (a latency). Default: back_to_back")
     add_selection_options(parser)
     add_json_option(parser)
     add_registry_option(parser)
@@ -170,6 +173,7 @@ def single_lines(pred: Prediction, source: str, name: str) -> list[str]:
              f"  basis       {pred.basis} ({pred.family}: {_points_text(pred)})",
              f"  energy      {fmt_joules(pred.energy_j)} ({pred.energy_basis})"]
     lines += [f"  note        {n}" for n in pred.notes]
+    lines += [f"  warning     {w}" for w in pred.warnings]  # outside what was measured: said, never silent
     return lines
 
 
@@ -200,11 +204,11 @@ def total_joules(rows: list[OpRow]) -> float | None:
     return None if not joules or any(j is None for j in joules) else sum(j for j in joules if j is not None)
 
 
-def predict_ops(predictor: Predictor, ops: list[OpSpec], where: str = "") -> list[OpRow]:
+def predict_ops(predictor: Predictor, ops: list[OpSpec], where: str = "", mode: str = "back_to_back") -> list[OpRow]:
     rows = []
     for i, op in enumerate(ops):
         try:
-            pred = predictor.predict(op.operation, op.precision, **op.dims)
+            pred = predictor.predict(op.operation, op.precision, mode, **op.dims)
         except HwcalError as exc:
             raise HwcalError(f"{where}operation {i + 1} ({op.label}): {exc}") from None
         rows.append(OpRow(op, pred))
@@ -223,8 +227,11 @@ def ops_lines(rows: list[OpRow], source: str, name: str) -> list[str]:
                      fmt_seconds(p.seconds), fmt_seconds(r.total_s), share, fmt_num(p.gflops), fmt_num(p.gbps),
                      f"{p.efficiency:.0%}" if p.efficiency is not None else "-", fmt_joules(r.total_j),
                      f"{p.basis} ({p.family})"))
+    outside = sum(1 for r in rows if r.prediction.warnings)
     return [f"{name}: {source}", *table(body, right=(4, 5, 6, 7, 8, 9, 10, 11)),
-            f"total: {fmt_seconds(total)}, {fmt_joules(total_joules(rows))}"]
+            f"total: {fmt_seconds(total)}, {fmt_joules(total_joules(rows))}",
+            *([f"{outside} operation(s) lie outside what was measured (basis extrapolated; --json gives the warnings)"]
+              if outside else [])]
 
 
 def _json_safe(value: Any) -> Any:
@@ -245,13 +252,13 @@ def body(args: argparse.Namespace) -> int:
     ops = read_ops(args.ops) if args.ops is not None else None
     predictor, source = load_predictor(args, args.hardware)
     if ops is None:
-        pred = predictor.predict(args.operation, args.precision, **args.shape)
+        pred = predictor.predict(args.operation, args.precision, args.mode, **args.shape)
         if args.json:
             print_json(_json_safe({"calibration": source, "name": predictor.name, **pred.summary()}))
         else:
             say(*single_lines(pred, source, predictor.name))
         return EXIT_OK
-    rows = predict_ops(predictor, ops, f"{args.ops}: ")
+    rows = predict_ops(predictor, ops, f"{args.ops}: ", args.mode)
     if args.json:
         print_json(_json_safe({"calibration": source, "name": predictor.name,
                                "total_s": sum(r.total_s for r in rows), "total_j": total_joules(rows),

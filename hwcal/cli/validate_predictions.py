@@ -1,4 +1,5 @@
-"""hwcal-validate-predictions: leave-one-out check of hwcal-predict on calibrations.
+"""hwcal-validate-predictions: leave-one-out check of hwcal-predict on calibrations, or (``--model``) the
+whole-layer check: a model's operations predicted and run here for real, end to end.
 
 Each measured point (square GEMM, GEMM shape, BLAS call, STREAM array size) is predicted from all the
 other points of its calibration; the table gives per operation the median and p90 relative error, over
@@ -6,6 +7,7 @@ every point and over the interior ones (a left-out end of a curve is an extrapol
 
     hwcal-validate-predictions h100 amd_epyc --framework numpy
     hwcal-validate-predictions tests/data/predict/*.json --json
+    hwcal-validate-predictions intel --framework numpy --model docs/models/llama-3.2-1b-t128.yaml
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from hwcal.cli import whole_layer
 from hwcal.cli.common import add_json_option, add_registry_option, make_parser, print_json, table
-from hwcal.cli.entry import EXIT_FAIL, EXIT_OK, Tool, say
+from hwcal.cli.entry import EXIT_FAIL, EXIT_OK, Tool, UsageError, say
 from hwcal.cli.predict import _json_safe, add_selection_options, load_predictor
 from hwcal.model.loo import leave_one_out, report
 
@@ -24,6 +27,7 @@ EXAMPLES = """
   hwcal-validate-predictions h100 amd_epyc --framework numpy
   hwcal-validate-predictions registry/gpu/h100_sxm5/calibrations/700W_1980MHz_pytorch.json --detail
   hwcal-validate-predictions h100 --check        # exit 1 when an operation misses the targets
+  hwcal-validate-predictions intel --framework numpy --model docs/models/llama-3.2-1b-t128.yaml
 """
 
 
@@ -37,6 +41,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                         help=f"exit 1 when an operation's median is over {TARGET_MEDIAN * 100:.0f}%% or its p90 over "
                              f"{TARGET_P90 * 100:.0f}%%. Default: off (report only)")
     add_selection_options(parser)
+    whole_layer.add_options(parser)
     add_json_option(parser)
     add_registry_option(parser)
     return parser
@@ -62,7 +67,22 @@ def _lines(name: str, source: str, rep: dict[str, dict[str, Any]], trials: list[
     return lines
 
 
+def _models(args: argparse.Namespace) -> int:
+    """--model: the whole-layer check of one calibration's device, run here."""
+    if len(args.selectors) != 1:
+        raise UsageError(f"--model checks one calibration (the device this runs on); got {len(args.selectors)}")
+    predictor, source = load_predictor(args, args.selectors[0])
+    results = whole_layer.validate_models(predictor, args)
+    if args.json:
+        print_json(_json_safe({"name": predictor.name, "calibration": source, "models": results}))
+    else:
+        say(*whole_layer.lines(results, predictor.name, source))
+    return EXIT_FAIL if args.check and whole_layer.missed(results) else EXIT_OK
+
+
 def body(args: argparse.Namespace) -> int:
+    if args.model:
+        return _models(args)
     results = []
     missed = False
     for selector in args.selectors:

@@ -166,8 +166,8 @@ def build_calibration(inp: BuildInput) -> dict[str, Any]:
     if res.shapes:
         sections["gemm_shapes"], shape_warnings = gemm_shapes_section(res.shapes, reference)
         sections["warnings"] += shape_warnings
-    if res.floors:
-        sections["launch_floors"] = launch_floors_section(res.floors)
+    if res.floors or res.isolated_floors:
+        sections["launch_floors"] = launch_floors_section(res.floors, res.isolated_floors)
     if res.nn or res.nn_status:
         options = inp.run.options
         grid = "full" if options.full else ("quick" if options.quick else "default")

@@ -48,7 +48,7 @@ def gemm_entry(rec: GemmRecord, theoretical: dict[str, float]) -> dict[str, Any]
 
 _BLAS_ORDER = ("dot", "axpy", "scal", "gemv")
 _FAMILY_ORDER = ("small_m", "proj_up", "proj_down", "batched")
-_FLOOR_ORDER = (*_BLAS_ORDER, "gemm")
+_FLOOR_ORDER = (*_BLAS_ORDER, "gemm", "batched_gemm", "add")
 
 
 def _times(time_s: dict[str, float]) -> dict[str, float]:
@@ -125,6 +125,8 @@ def blas_section(records: list[BlasRecord], sustained_gbps: float | None, spec_g
             entry["efficiency_ceiling"] = ceiling.as_dict() if ceiling is not None else None
         if rec.device_event_ratio is not None:
             entry["device_event_ratio"] = _r(rec.device_event_ratio)
+        if rec.cpu_busy is not None:
+            entry["cpu_busy"] = _r(rec.cpu_busy, 3)
         if efficiency is not None and ceiling is not None and efficiency > 1.0:
             warnings.append(_over_one(rec, efficiency, ceiling, ceiling_of))  # type: ignore[arg-type]
         if vs_theoretical is not None and vs_theoretical > 1.0:
@@ -172,6 +174,10 @@ def gemm_shapes_section(records: list[ShapeRecord], reference: dict[str, float]
             entry["modes"] = rec.modes
         if rec.device_event_ratio is not None:
             entry["device_event_ratio"] = _r(rec.device_event_ratio)
+        if rec.operands is not None:
+            entry["operands"] = rec.operands
+        if rec.cpu_busy is not None:
+            entry["cpu_busy"] = _r(rec.cpu_busy, 3)
         if eff is not None and eff > 1.0:
             warnings.append(f"gemm_shapes: {rec.precision} {rec.m}x{rec.n}x{rec.k}: {rec.gflops_best:.4g} GFLOPS is "
                             f"{eff:.3g}x the peak {reference[rec.precision]:g} GFLOPS; the peak is wrong, not the "
@@ -180,13 +186,28 @@ def gemm_shapes_section(records: list[ShapeRecord], reference: dict[str, float]
     return entries, warnings
 
 
-def launch_floors_section(floors: dict[str, LaunchFloor]) -> dict[str, dict[str, Any]]:
-    """Per operation, the time of its smallest call (seconds): a model adds it per kernel launched."""
-    return {op: {"seconds_min": float(f"{f.seconds_min:.4g}"), "seconds_median": float(f"{f.seconds_median:.4g}"),
-                 "calls": f.calls, "rounds": f.rounds, "method": f.method, "framework": f.framework,
-                 "device": f.device, "precision": f.precision}
-            for op, f in sorted(floors.items(), key=lambda kv: (_FLOOR_ORDER.index(kv[0]) if kv[0] in _FLOOR_ORDER
-                                                                else len(_FLOOR_ORDER), kv[0]))}
+def _floor_fields(f: LaunchFloor) -> dict[str, Any]:
+    return {"seconds_min": float(f"{f.seconds_min:.4g}"), "seconds_median": float(f"{f.seconds_median:.4g}"),
+            "calls": f.calls, "rounds": f.rounds, "method": f.method}
+
+
+def launch_floors_section(floors: dict[str, LaunchFloor], isolated: dict[str, LaunchFloor] | None = None
+                          ) -> dict[str, dict[str, Any]]:
+    """Per operation, the time of its smallest call (seconds): back to back (the top-level figures, as
+    format 1 filed them) and, where measured, ``isolated`` (each call synchronised)."""
+    isolated = isolated or {}
+    out: dict[str, dict[str, Any]] = {}
+    for op in sorted(set(floors) | set(isolated), key=lambda o: (_FLOOR_ORDER.index(o) if o in _FLOOR_ORDER
+                                                                else len(_FLOOR_ORDER), o)):
+        first = floors.get(op) or isolated[op]
+        entry: dict[str, Any] = _floor_fields(floors[op]) if op in floors else {}
+        entry.update({"framework": first.framework, "device": first.device, "precision": first.precision})
+        if op in floors:
+            entry["timing"] = "back_to_back"
+        if op in isolated:
+            entry["isolated"] = _floor_fields(isolated[op])
+        out[op] = entry
+    return out
 
 
 def gemm_section(records: list[GemmRecord], reference: dict[str, float]) -> list[dict[str, Any]]:

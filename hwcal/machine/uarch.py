@@ -236,13 +236,10 @@ def _is_generic_archspec(name: str | None) -> bool:
     return not name or bool(re.fullmatch(r"x86(_64(_v\d)?)?|aarch64|armv[0-9.]+a|arm|generic", name))
 
 
-_AMX_CORES = {"sapphirerapids", "graniterapids", "emeraldrapids"}
-
-
 def _masked_amx(vendor: str, name: str, flags: set[str]) -> bool:
-    """An Intel model number from before AMX beside the AMX flags: the model was masked by a hypervisor
-    (a KVM guest here reported family 6 model 167, Rocket Lake, with amx_tile and avx512_fp16)."""
-    return vendor == "GenuineIntel" and "amx_tile" in flags and name not in _AMX_CORES
+    """A pre-AMX Intel model beside AMX flags: a hypervisor's mask (a KVM guest here: model 167 + amx_tile)."""
+    return vendor == "GenuineIntel" and "amx_tile" in flags and name not in {"sapphirerapids", "graniterapids",
+                                                                              "emeraldrapids"}
 
 
 def detect_microarchitecture(src: Sources = LOCAL) -> Microarch:

@@ -9,12 +9,11 @@ the document compares it with the same run's sustained triad. Each series runs i
 Rounds are the shared harness's (``hwcal.measure.timing``); like STREAM the figure is the best of a
 fixed number of rounds (10, --quick 5), inside a time budget (CPU 7 s, --quick 3.5 s; GPU 10 s) that each
 (operation, precision) series shares fairly: a series may spend its share plus what earlier series
-left, so a slow first series cannot starve the last one of its DRAM sizes.
+left, so a slow first series cannot starve the last one of its DRAM sizes. After the planned sizes come
+refinements between them (the middle of every gap of 8x or more, then its quarters), each run only where
+its measured neighbours differ by 20 % in GB/s: the budget goes where the curve steps between tiers.
 
-Verification: dot against an fp64 sum of the stored operands (relative to the result, tolerance from
-the precision's unit roundoff and sqrt(n)); gemv against fp64 A @ x row block by row block (relative to
-the result's RMS); axpy and scal run in place, so after the timed rounds one more call is checked
-element by element against fp64 arithmetic on a copy of its inputs.
+Verification: ``hwcal.measure.blas_verify``.
 """
 
 from __future__ import annotations
@@ -23,18 +22,18 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import pytest
 
 from hwcal.backends import Backend
-from hwcal.backends.base import AXPY_ALPHAS, BLAS_OPERATIONS, SCAL_ALPHAS, BlasOperands, Support
+from hwcal.backends.base import BLAS_OPERATIONS, Support
 from hwcal.machine.caches import CacheInfo
+from hwcal.measure.adaptive import refinement_reason, refinement_sizes
+from hwcal.measure.blas_verify import verify_blas  # with verify_dot, verify_gemv, verify_in_place
 from hwcal.measure.case import VERIFY_ONLY, best_call_s, charged, plan_for_call, run_verified
 from hwcal.measure.records import STREAM_ARRAY_FACTOR, BlasRecord
 from hwcal.measure.session import CalibrationSession
 from hwcal.measure.stream import size_label
 from hwcal.measure.timing import time_one_call, warmup_rounds
-from hwcal.measure.verify import Verification
 from hwcal.precisions import PRECISIONS
 
 BLAS_BUDGET_S = {("cpu", False): 7.0, ("cpu", True): 3.5, ("gpu", False): 10.0, ("gpu", True): 5.0}
@@ -47,9 +46,6 @@ MIN_TOP_BYTES = {"cpu": 64 * 2**20, "gpu": 256 * 2**20}
 MEMORY_FRACTION_PLANNED = 0.5
 MEMORY_FRACTION_RUN = 0.8
 FILL_BYTES_PER_S_GUESS = {"cpu": 1e9, "gpu": 1e11}  # first touch of the operands, for the budget
-# Elements per fp64 block when verifying: 512 KiB temporaries stay in L2 and are recycled by the allocator
-# (2 MiB ones were mapped and page-faulted afresh each time: 4x slower on a 100 MiB vector).
-_CHUNK = 1 << 16
 
 # Elements per call as BLAS counts them, and FLOPs: (flops, elements) as functions of (n, m).
 _COUNTS = {
@@ -121,101 +117,29 @@ def plan_working_sets(caches: CacheInfo, device_type: str, free_bytes: int, quic
     return [s for s in ordered if s <= limit] or ordered[:1]
 
 
+# gemv first: besides its own figures it is the bandwidth a GEMM's weights stream at in the predictions
+# (``hwcal.model.gemm``), so a tight budget leaves out an element-wise series' sizes rather than it.
+SERIES_ORDER = ("gemv", "dot", "axpy", "scal")
+
+
 def blas_series(backend: Backend) -> list[tuple[str, str]]:
-    """(operation, precision) in run order: BLAS1 then BLAS2, canonical precision order."""
-    return [(op, p) for op in BLAS_OPERATIONS for p in backend.blas_precisions()]
+    """(operation, precision) in run order: gemv, then BLAS1, the backend's precisions most asked first."""
+    return [(op, p) for op in SERIES_ORDER if op in BLAS_OPERATIONS for p in backend.blas_precisions()]
 
 
 def blas_cases(backend: Backend, quick: bool) -> list[tuple[str, str, int]]:
     """(operation, precision, bytes per call), the DRAM size first in each series: it is the figure the
-    document sets against STREAM, so a tight budget leaves out an in-cache size rather than it."""
+    document sets against STREAM, so a tight budget leaves out an in-cache size rather than it. After every
+    series' planned sizes, the refinement sizes (not with --quick), each run only where its neighbours show a
+    tier step and only on what the budget has left."""
     sizes = plan_working_sets(backend.stream_caches(), backend.device_type, backend.free_memory_bytes(), quick)
-    return [(op, p, s) for op, p in blas_series(backend) for s in sorted(sizes, reverse=True)]
+    series = blas_series(backend)
+    planned = [(op, p, s) for op, p in series for s in sorted(sizes, reverse=True)]
+    return planned + ([] if quick else [(op, p, s) for op, p in series for s in refinement_sizes(sizes)])
 
 
 def case_id(operation: str, precision: str, working_bytes: int) -> str:
     return f"{operation}-{precision}-{size_label(working_bytes)}"
-
-
-# ---- verification ---------------------------------------------------------------------------------------
-def _worse(worst: float, value: Any) -> float:
-    """Running maximum in which NaN or inf anywhere makes the result fail (max() would drop NaN)."""
-    v = float(value)
-    return float("inf") if not math.isfinite(v) else max(worst, v)
-
-
-def _copy(x: Any) -> Any:
-    """A copy in the array's own precision (numpy and torch keep the dtype for ``* 1``), which the in-place
-    call cannot change; converted to fp64 a chunk at a time when checked, so the check stays cache-sized."""
-    return x * 1
-
-
-def verify_dot(backend: Backend, ops: BlasOperands) -> Verification:
-    """The result against an fp64 sum of the operands as stored, relative to the result."""
-    ref = 0.0
-    for i in range(0, ops.n, _CHUNK):
-        ref += float(backend.as_f64(ops.x[i : i + _CHUNK]) @ backend.as_f64(ops.y[i : i + _CHUNK]))
-    got = float(backend.as_f64(ops.result))
-    error = _worse(0.0, abs(got - ref) / abs(ref)) if ref else (0.0 if got == 0 else float("inf"))
-    tolerance = PRECISIONS[ops.precision].tolerance(ops.n)
-    return Verification(error <= tolerance, error, tolerance, "vs fp64 sum of the operands, relative to the result")
-
-
-def verify_gemv(backend: Backend, ops: BlasOperands) -> Verification:
-    """y against fp64 A @ x, row block by row block, relative to the RMS of the reference."""
-    x64 = backend.as_f64(ops.x)
-    rows = max(1, _CHUNK // max(1, ops.n))
-    worst, squares = 0.0, 0.0
-    for i in range(0, ops.m, rows):
-        ref = backend.as_f64(ops.a[i : i + rows]) @ x64
-        worst = _worse(worst, abs(backend.as_f64(ops.y[i : i + rows]) - ref).max())
-        squares += float((ref * ref).sum())
-    rms = (squares / ops.m) ** 0.5
-    error = worst / rms if rms > 0 else (0.0 if worst == 0 else float("inf"))
-    tolerance = PRECISIONS[ops.precision].tolerance(ops.n)
-    return Verification(error <= tolerance, error, tolerance, "vs fp64 A @ x (all rows), relative to its RMS")
-
-
-def verify_in_place(backend: Backend, ops: BlasOperands) -> Verification:
-    """One more axpy/scal call, element by element against fp64 arithmetic on a copy of its inputs.
-
-    Each element is rounded once (scal) or twice (axpy: product, sum), so the error of every element
-    is within 2 (scal: 1) unit roundoffs of its own scale; a missed or wrong element fails by far more.
-    """
-    u = PRECISIONS[ops.precision].unit_roundoff
-    tiny = float(np.finfo(np.float64).tiny)
-    error = 0.0
-    if ops.operation == "scal":
-        alpha = SCAL_ALPHAS[0]
-        x0 = _copy(ops.x)
-        backend.blas_call(ops, alpha)
-        backend.synchronize()
-        for i in range(0, ops.n, _CHUNK):
-            ref = backend.as_f64(x0[i : i + _CHUNK]) * alpha
-            got = backend.as_f64(ops.x[i : i + _CHUNK])
-            error = _worse(error, (abs(got - ref) / (abs(ref) + tiny)).max())
-        tolerance = 2 * u
-    else:
-        alpha = AXPY_ALPHAS[0]
-        y0 = _copy(ops.y)
-        backend.blas_call(ops, alpha)
-        backend.synchronize()
-        for i in range(0, ops.n, _CHUNK):
-            ax = backend.as_f64(ops.x[i : i + _CHUNK]) * alpha
-            y_i = backend.as_f64(y0[i : i + _CHUNK])
-            got = backend.as_f64(ops.y[i : i + _CHUNK])
-            error = _worse(error, (abs(got - (y_i + ax)) / (abs(y_i) + abs(ax) + tiny)).max())
-        tolerance = 4 * u
-    return Verification(error <= tolerance, error, tolerance,
-                        "one more call after the timed rounds, every element vs fp64 on a copy of its inputs")
-
-
-def verify_blas(backend: Backend, ops: BlasOperands) -> Verification:
-    if ops.operation == "dot":
-        return verify_dot(backend, ops)
-    if ops.operation == "gemv":
-        return verify_gemv(backend, ops)
-    return verify_in_place(backend, ops)
 
 
 # ---- the body -------------------------------------------------------------------------------------------
@@ -259,7 +183,7 @@ def _probe_call_s(session: CalibrationSession, operation: str, precision: str, n
 
 
 def _rounds_within_budget(session: CalibrationSession, operation: str, precision: str, nbytes: int,
-                          wanted: int, label: str) -> tuple[int, str | None]:
+                          wanted: int, label: str, refinement: bool = False) -> tuple[int, str | None]:
     backend = session.backend
     budget = BLAS_BUDGET_S[backend.device_type, session.options.quick]
     series = blas_series(backend)
@@ -267,6 +191,8 @@ def _rounds_within_budget(session: CalibrationSession, operation: str, precision
     left = fair_allowance(budget, session.budget_spent_s.get("blas", 0.0), index, len(series))
     call_s = _predicted_call_s(session, operation, precision, nbytes)
     spent = session.budget_spent_s.get("blas", 0.0)
+    if refinement:
+        left = budget - spent  # refinements come after every planned size: they get what is left, no share
     if call_s is None:
         if spent >= budget:
             return 0, f"{operation} {precision} at {label}: the {budget:g} s BLAS budget is spent"
@@ -285,7 +211,7 @@ def _rounds_within_budget(session: CalibrationSession, operation: str, precision
     if fit >= MIN_ROUNDS:
         return fit, None
     cost_s = fixed_s + wanted * round_s
-    if cost_s < SMALL_CASE_FRACTION * budget and spent + cost_s < budget:
+    if not refinement and cost_s < SMALL_CASE_FRACTION * budget and spent + cost_s < budget:
         # An in-cache size costs milliseconds: the shares exist to bound the DRAM sizes, so a small case
         # runs while the whole budget has room, whatever its series' share says.
         return wanted, None
@@ -348,10 +274,20 @@ def _run(benchmark: Any, session: CalibrationSession, operation: str, precision:
     reason = _skip_reason(session, operation, precision, working_bytes, nbytes)
     if reason:
         pytest.skip(reason)
+    refinement = not session.options.quick and working_bytes in refinement_sizes(
+        plan_working_sets(backend.stream_caches(), backend.device_type, backend.free_memory_bytes(), False))
+    if refinement:
+        measured = [(r.bytes, r.gbps_best) for r in session.results.blas
+                    if r.operation == operation and r.precision == precision]
+        reason = refinement_reason(measured, nbytes, f"{operation} {precision} at {size_label(working_bytes)}",
+                                   size_label)
+        if reason:
+            pytest.skip(reason)  # the plan working, not a missing figure: no warning
     rounds, reason = _rounds_within_budget(session, operation, precision, nbytes, BLAS_ROUNDS[session.options.quick],
-                                           size_label(working_bytes))
+                                           size_label(working_bytes), refinement)
     if reason:
-        session.warn(f"blas: {reason}")  # a missing DRAM figure must show in the document
+        if not refinement:  # a missing planned size must show in the document; a refinement is extra
+            session.warn(f"blas: {reason}")
         pytest.skip(reason)
 
     support = _support(session, operation, precision)
@@ -385,5 +321,6 @@ def _run(benchmark: Any, session: CalibrationSession, operation: str, precision:
         gbps_median=nbytes / per_call["median"] / 1e9,
         threads=backend.blas_threads(operation),
         llc_bytes=backend.stream_caches().llc_total_bytes,
+        cpu_busy=run.timed.cpu_busy if backend.device_type == "cpu" else None,
     ))
     benchmark.extra_info["gbps_best"] = nbytes / per_call["min"] / 1e9

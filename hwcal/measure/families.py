@@ -12,7 +12,7 @@ from typing import Any
 from hwcal.measure.blas import blas_cases, case_id
 from hwcal.measure.compute_ceiling import CASES as CEILING_CASES
 from hwcal.measure.energy import energy_cases
-from hwcal.measure.floors import floor_operations
+from hwcal.measure.floors import floor_cases
 from hwcal.measure.gemm import gemm_cases
 from hwcal.measure.memory_system import memory_system_cases
 from hwcal.measure.nn_grid import family_cases
@@ -46,7 +46,7 @@ FAMILIES: tuple[Family, ...] = (
            ("dot", "axpy", "scal", "gemv"), operation_of=lambda c: str(c[0])),
     Family("gemm_shapes", "shape_case", lambda s: [((p, sh), f"{p}-{sh.label}") for p, sh in shape_cases(s)],
            ("gemm_shapes",)),
-    Family("launch_floors", "floor_case", lambda s: [(op, op) for op in floor_operations(s.backend)],
+    Family("launch_floors", "floor_case", lambda s: [(c, "-".join(c)) for c in floor_cases(s.backend)],
            ("launch_floors",)),
     Family("max_achievable", "max_achievable_case", lambda s: [(p, p) for p in s.backend.precisions()],
            ("max_achievable",)),

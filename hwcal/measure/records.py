@@ -159,6 +159,7 @@ class BlasRecord(CaseRecord):
     gbps_median: float
     threads: int | None
     llc_bytes: int  # last-level cache (a GPU: L2) the sizes are planned against
+    cpu_busy: float | None = None  # CPUs: process CPU seconds per wall second over the rounds (threads busy)
 
     @property
     def at_dram(self) -> bool:
@@ -181,11 +182,16 @@ class ShapeRecord(CaseRecord):
     gflops_median: float
     source: str = "default"  # or "--shapes"
     modes: dict[str, object] = field(default_factory=dict)
+    # "warm": the same operands every call (they stay in the cache tier that holds them); "rotated": operand
+    # sets rotated so no call finds the last one's in the GPU's L2. None: not said (files before 2026-12).
+    operands: str | None = None
+    cpu_busy: float | None = None  # CPUs: process CPU seconds per wall second over the rounds (threads busy)
 
 
 @dataclass
 class LaunchFloor:
-    """The time of an operation's smallest call: back-to-back calls, one synchronisation, / calls."""
+    """The time of an operation's smallest call, per call: ``back_to_back`` (calls in a stream, one
+    synchronisation per round) or ``isolated`` (each call synchronised)."""
 
     operation: str
     seconds_min: float
@@ -196,6 +202,7 @@ class LaunchFloor:
     framework: str
     device: str
     precision: str
+    timing: str = "back_to_back"
 
 
 @dataclass

@@ -88,7 +88,8 @@ class Results:
     gemm: list[GemmRecord] = field(default_factory=list)
     shapes: list[ShapeRecord] = field(default_factory=list)
     blas: list[BlasRecord] = field(default_factory=list)
-    floors: dict[str, LaunchFloor] = field(default_factory=dict)
+    floors: dict[str, LaunchFloor] = field(default_factory=dict)  # back to back
+    isolated_floors: dict[str, LaunchFloor] = field(default_factory=dict)  # each call synchronised
     memory: MemorySweep | None = None
     memory_system: MemorySystem | None = None  # cache tiers, latency, all-core STREAM (hwcal.measure.memory_system)
     # Per precision, the operand layout chosen (hwcal.measure.layouts) and the max-achievable search (GPUs).
@@ -110,8 +111,8 @@ class Results:
         stream = self.memory.records if self.memory is not None else []
         system = self.memory_system
         tiers = bool(system.bandwidth or system.latency or system.multicore or system.gpu) if system else False
-        return bool(self.gemm or stream or tiers or self.blas or self.shapes or self.floors or self.max_achievable
-                    or self.nn)
+        return bool(self.gemm or stream or tiers or self.blas or self.shapes or self.floors or self.isolated_floors
+                    or self.max_achievable or self.nn)
 
 
 @dataclass

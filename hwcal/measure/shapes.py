@@ -1,14 +1,16 @@
 """GEMM beyond square: the shape families performance models ask about, one body for every backend.
 
-- ``small_m``: M = 1, 16, 128 rows against an N x K weight (decode and small batches: memory-bound
-  at M = 1, turning compute-bound as M grows);
-- ``proj_up`` / ``proj_down``: a transformer block's projections, M x 4H x H and M x H x 4H;
-- ``batched``: stacks (B,M,K) @ (B,K,N) (attention's QK^T and PV per head): numpy matmul on 3-D
-  stacks, ``torch.bmm``.
+- ``small_m``: a dense sweep of M = 1 .. 512 rows against N x K weights at layer-like sizes (decode and
+  small batches: bound by reading the weights at small M, turning compute-bound as M grows);
+- ``batched``: attention per head, stacks (B,M,K) @ (B,K,N) (QK^T and PV, and one decode step): numpy
+  matmul on 3-D stacks, ``torch.bmm``;
+- ``proj_up`` / ``proj_down``: a transformer block's projections, M x 4H x H and M x H x 4H.
 
-Sizes are per device type: a 2-core CPU runs H = 256 .. 768 with M = 128, a GPU H = 768 .. 4096 with
-M = 2048 / 4096. ``--shapes MxNxK[,..]`` (``bBxMxNxK`` for a batch) replaces the list. Rounds are the
-shared harness's; like STREAM and BLAS the figure is the best of a fixed number of rounds inside a time
+Which shapes, in what order, and the rule that skips a refinement where the curve is straight:
+``hwcal.measure.shape_plan``. ``--shapes MxNxK[,..]`` (``bBxMxNxK`` for a batch) replaces the list. The
+small-M and batched operands are the same every call (warm: they live in whatever cache tier holds them, as
+a layer's operands do when its calls run back to back); the projections rotate operand sets on a GPU (L2
+flushed). Rounds are the shared harness's; the figure is the best of a fixed number of rounds inside a time
 budget shared fairly by the precisions (--quick: the backend's first precision only). Every result is
 verified (Freivalds per matrix of the batch, plus one block against exact fp64 inner products).
 """
@@ -17,77 +19,50 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from hwcal.backends import Backend
 from hwcal.backends.base import GemmOperands, ShapeOperands
+from hwcal.measure.adaptive import bend_reason
 from hwcal.measure.blas import fair_allowance
 from hwcal.measure.case import VERIFY_ONLY, charged, run_verified
 from hwcal.measure.records import ShapeRecord
 from hwcal.measure.session import CalibrationSession
+from hwcal.measure.shape_plan import Shape, default_shapes, line_of
 from hwcal.measure.timing import RoundPlan, time_one_call, warmup_rounds
 from hwcal.measure.verify import Verification, verify_gemm
 from hwcal.precisions import PRECISIONS
 
 FAMILIES = ("small_m", "proj_up", "proj_down", "batched")
-SHAPES_BUDGET_S = {("cpu", False): 4.0, ("cpu", True): 2.0, ("gpu", False): 8.0, ("gpu", True): 4.0}
+# The dense small-M sweep and the attention batches share the budget with the projections: CPU 6 s (was 4), GPU
+# 14 s (was 12, then 8: the GPU grid is smaller and its rounds fewer, ~0.2 s a case; the GPU run must fit 120 s).
+SHAPES_BUDGET_S = {("cpu", False): 6.0, ("cpu", True): 2.0, ("gpu", False): 14.0, ("gpu", True): 6.0}
 SHAPE_ROUNDS = {False: 10, True: 5}
+LONG_ROUND_S = 0.01  # rounds this long vary little: half as many of them (the M = 512 sweep points)
+
+
+def _rounds_wanted(session: CalibrationSession, round_s: float) -> int:
+    """Rounds for a case: a GPU's rounds are 20 ms of queued launches timed by the device (3 agree within a
+    per cent), a CPU's long rounds half as many."""
+    wanted = SHAPE_ROUNDS[session.options.quick]
+    if session.backend.device_type == "gpu":
+        return MIN_ROUNDS
+    return max(MIN_ROUNDS, wanted // 2) if round_s >= LONG_ROUND_S else wanted
 MIN_ROUNDS = 3
 MEMORY_FRACTION_RUN = 0.8
+WARM_FAMILIES = ("small_m", "batched")  # same operands every call; the projections rotate them on a GPU
 
-
-@dataclass(frozen=True)
-class Shape:
-    family: str
-    batch: int
-    m: int
-    n: int
-    k: int
-    source: str = "default"
-
-    @property
-    def label(self) -> str:
-        """``128x3072x768`` (M x N x K), ``b32x128x128x64`` for a batch: ids a ``-k`` can name."""
-        mnk = f"{self.m}x{self.n}x{self.k}"
-        return f"b{self.batch}x{mnk}" if self.batch > 1 else mnk
-
-    @property
-    def flops(self) -> int:
-        return 2 * self.batch * self.m * self.n * self.k
-
-
-# Per device type: (small_m rows, its N = K), (projection H values, M values), batched (B, M, N, K).
-_DEFAULTS: dict[str, dict[str, Any]] = {
-    "cpu": {"small_m": ((1, 16, 128), 1024), "proj": ((256, 512, 768), (128,)),
-            "batched": ((32, 128, 128, 64), (32, 128, 64, 128))},
-    "gpu": {"small_m": ((1, 16, 128), 4096), "proj": ((768, 1024, 4096), (2048, 4096)),
-            "batched": ((32, 2048, 2048, 128), (32, 2048, 128, 2048))},
-}
-
-
-def default_shapes(device_type: str, quick: bool) -> list[Shape]:
-    """The families' shapes, small to large in each; --quick keeps the ends of each family."""
-    d = _DEFAULTS[device_type]
-    rows, nk = d["small_m"]
-    hs, ms = d["proj"]
-    if quick:
-        rows, hs, ms = (rows[0], rows[-1]), hs[-1:], ms[:1]
-    shapes = [Shape("small_m", 1, m, nk, nk) for m in rows]
-    shapes += [Shape("proj_up", 1, m, 4 * h, h) for h in hs for m in ms]
-    shapes += [Shape("proj_down", 1, m, h, 4 * h) for h in hs for m in ms]
-    shapes += [Shape("batched", b, m, n, k) for b, m, n, k in (d["batched"][:1] if quick else d["batched"])]
-    return shapes
+__all__ = ["FAMILIES", "Shape", "classify", "default_shapes", "parse_shape_list", "run_shape", "shape_cases"]
 
 
 def classify(batch: int, m: int, n: int, k: int) -> str:
-    """The family of a --shapes shape: batched if B > 1, small_m if M <= 128, else proj_up when N >= K
-    (widening) and proj_down when N < K."""
+    """The family of a --shapes shape: batched if B > 1, small_m if M <= 512 (the small-M sweep's range),
+    else proj_up when N >= K (widening) and proj_down when N < K."""
     if batch > 1:
         return "batched"
-    if m <= 128:
+    if m <= 512:
         return "small_m"
     return "proj_up" if n >= k else "proj_down"
 
@@ -163,6 +138,20 @@ def _allowance(session: CalibrationSession, precision: str) -> tuple[float, floa
     return fair_allowance(budget, session.budget_spent_s.get("gemm_shapes", 0.0), index, len(precisions)), budget
 
 
+def _refinement_reason(session: CalibrationSession, precision: str, shape: Shape) -> str | None:
+    """Why a refinement need not run: its line's measured neighbours lie on a straight stretch."""
+    where = line_of(shape.family, shape.batch, shape.m, shape.n, shape.k)
+    if not shape.refine or where is None:
+        return None
+    line, position = where
+    points = []
+    for r in session.results.shapes:
+        on = line_of(r.family, r.batch, r.m, r.n, r.k)
+        if r.precision == precision and on is not None and on[0] == line:
+            points.append((on[1], r.time_s["min"]))
+    return bend_reason(points, position, f"{precision} {shape.label}")
+
+
 def _skip_before(session: CalibrationSession, precision: str, shape: Shape) -> str | None:
     """Why not even to size this case: its precision's share is spent, or a call would be too slow."""
     left, budget = _allowance(session, precision)
@@ -210,6 +199,9 @@ def _skip_reason(session: CalibrationSession, precision: str, shape: Shape) -> s
     if need > MEMORY_FRACTION_RUN * free:
         return (f"{precision} {shape.label} needs {need / 2**30:.2f} GiB, more than "
                 f"{MEMORY_FRACTION_RUN:.0%} of the {free / 2**30:.2f} GiB free")
+    refinement = _refinement_reason(session, precision, shape)
+    if refinement:
+        return refinement  # a refinement left out is the plan working, not a missing figure: no warning
     reason = _skip_before(session, precision, shape)
     if reason:
         session.warn(f"gemm_shapes: {reason}")
@@ -226,7 +218,7 @@ def _plan(benchmark: Any, session: CalibrationSession, precision: str, shape: Sh
     call_s = time_one_call(backend, backend.gemm_shape, ops)
     launches = max(1, math.ceil(backend.min_round_s / max(call_s, 1e-7)))
     rounds, reason = _rounds_that_fit(session, precision, shape, launches * call_s,
-                                      time.perf_counter() - started, SHAPE_ROUNDS[session.options.quick])
+                                      time.perf_counter() - started, _rounds_wanted(session, launches * call_s))
     if reason:
         session.warn(f"gemm_shapes: {reason}")
         pytest.skip(reason)
@@ -241,7 +233,8 @@ def _run(benchmark: Any, session: CalibrationSession, precision: str, shape: Sha
     seed = shape.batch * 7 + shape.m * 1000 + shape.n + shape.k * 3 + sum(map(ord, precision))
     kernel = backend.shape_kernel(precision, shape.batch)
     with backend.precision_mode(precision) as modes:
-        ops = backend.make_shape_operands(precision, shape.m, shape.n, shape.k, shape.batch, seed)
+        warm = shape.family in WARM_FAMILIES
+        ops = backend.make_shape_operands(precision, shape.m, shape.n, shape.k, shape.batch, seed, rotate=not warm)
         plan = _plan(benchmark, session, precision, shape, ops)
         run = run_verified(
             benchmark, session, plan, backend.gemm_shape, (ops,), lambda: verify_shape(backend, ops, ops.out, seed),
@@ -265,5 +258,7 @@ def _run(benchmark: Any, session: CalibrationSession, precision: str, shape: Sha
         gflops_median=shape.flops / per_call["median"] / 1e9,
         source=shape.source,
         modes=dict(modes),
+        operands="warm" if warm else "rotated",
+        cpu_busy=run.timed.cpu_busy if backend.device_type == "cpu" else None,
     ))
     benchmark.extra_info["gflops_best"] = shape.flops / per_call["min"] / 1e9

@@ -97,12 +97,20 @@ def _device_event_ratio(backend: Backend, round_fn: Any, wall_min_s: float) -> f
 
 @dataclass(frozen=True)
 class TimedRounds:
-    """pytest-benchmark's statistics (None with --benchmark-disable), the wall time of all rounds, and
-    the device-event ratio (GPUs: evidence that the rounds were synchronised)."""
+    """pytest-benchmark's statistics (None with --benchmark-disable), the wall time of all rounds, the
+    device-event ratio (GPUs: evidence that the rounds were synchronised) and the process's CPU seconds
+    over the rounds (``cpu_busy``: CPU seconds per wall second, about the threads a call kept busy)."""
 
     stats: Any
     elapsed_s: float
     event_ratio: float | None
+    cpu_s: float = 0.0
+
+    @property
+    def cpu_busy(self) -> float | None:
+        """Process CPU seconds per wall second over the rounds: ~1 for one thread, ~T for T busy threads
+        (a BLAS thread spinning while it waits counts as busy). None when nothing was timed."""
+        return self.cpu_s / self.elapsed_s if self.stats is not None and self.elapsed_s > 0 else None
 
 
 def stats_of(times: list[float]) -> Any:
@@ -150,17 +158,19 @@ def timed_rounds(benchmark: Any, backend: Backend, plan: RoundPlan, launch: Call
 
     guard = SyncGuard(backend)
     snap = watch.start() if watch is not None and benchmark.enabled else None
+    cpu_start = time.process_time()
     start = time.perf_counter()
     benchmark.pedantic(round_fn, rounds=plan.rounds, warmup_rounds=plan.warmup_rounds, iterations=1,
                        teardown=guard)
     elapsed_s = time.perf_counter() - start
+    cpu_s = time.process_time() - cpu_start
     guard.check()
     stats = benchmark.stats.stats if benchmark.enabled and benchmark.stats else None
     if watch is not None and snap is not None and stats is not None:
         stats = watch.settle(case_name(benchmark), snap, stats, lambda: _own_rounds(backend, plan, round_fn),
                              suspect(stats) if suspect is not None else None)
     event_ratio = _device_event_ratio(backend, round_fn, stats.min) if stats else None
-    return TimedRounds(stats, elapsed_s, event_ratio)
+    return TimedRounds(stats, elapsed_s, event_ratio, cpu_s)
 
 
 STAT_FIELDS = ("min", "max", "mean", "median", "stddev", "iqr")

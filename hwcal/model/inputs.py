@@ -9,7 +9,7 @@ Unverified results (``verified: false``) are left out; nothing else is filtered.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from hwcal.model.curves import Point, Tiers, tiers_of
@@ -71,29 +71,41 @@ class Inputs:
     stream: list[Point] = field(default_factory=list)
     tiers: Tiers | None = None
     tier_names: tuple[str, ...] = ()
-    launch_floor_s: dict[str, float] = field(default_factory=dict)
+    launch_floor_s: dict[str, float] = field(default_factory=dict)  # back to back, per operation family
     peak_gflops_theoretical: dict[str, float] = field(default_factory=dict)
     bandwidth_gbps_theoretical: float | None = None
     stream_dtype: str = "fp64"
+    isolated_floor_s: dict[str, float] = field(default_factory=dict)  # each call synchronised
+    memory: dict[str, Any] = field(default_factory=dict)  # the file's memory section, for its tier figures
+    gpu_sms: int | None = None  # streaming multiprocessors (GPUs): the wave quantisation of GEMM tiles
+    blas_threads: int = 1  # threads the framework's BLAS calls use (CPUs)
+    framework: str = ""  # numpy, pytorch: what ran the calibration (the whole-layer check runs the same)
+    op_threads: dict[str, int] = field(default_factory=dict)  # per BLAS operation, the threads its calls used
     nn: dict[str, list[Point]] = field(default_factory=dict)  # conv2d and sdpa layers (hwcal.model.nn)
 
     def without(self, point: Point) -> Inputs:
-        return Inputs(self.name, self.device_type,
-                      [p for p in self.gemm if p is not point], [p for p in self.blas if p is not point],
-                      [p for p in self.stream if p is not point], self.tiers, self.tier_names,
-                      self.launch_floor_s, self.peak_gflops_theoretical, self.bandwidth_gbps_theoretical,
-                      self.stream_dtype, {op: [p for p in pts if p is not point] for op, pts in self.nn.items()})
+        return replace(self, gemm=[p for p in self.gemm if p is not point],
+                       blas=[p for p in self.blas if p is not point], stream=[p for p in self.stream if p is not point],
+                       nn={op: [p for p in pts if p is not point] for op, pts in self.nn.items()})
+
+
+def _warm(rec: dict[str, Any], gpu: bool) -> bool:
+    """Whether a GEMM's operands stayed warm between calls: as filed (``operands``), else as hwcal measured
+    before it filed it (GPUs rotated operand sets through L2 for every GEMM, CPUs never)."""
+    operands = rec.get("operands")
+    return operands != "rotated" if isinstance(operands, str) else not gpu
 
 
 def _gemm_points(doc: dict[str, Any]) -> list[Point]:
     points: list[Point] = []
+    gpu = (doc.get("key") or {}).get("device_type") == "gpu"
     for rec in doc.get("gemm") or []:
         prec, n, gflops = rec.get("precision"), _int(rec.get("n")), _num(rec.get("gflops_best"))
         if prec not in PRECISIONS or n is None or gflops is None or rec.get("verified") is False:
             continue
         flops, bytes_moved = work_of("gemm", prec, {"m": n, "n": n, "k": n, "batch": 1})
         points.append(Point(SQUARE, prec, (("m", n), ("n", n), ("k", n), ("batch", 1)), flops, bytes_moved,
-                            flops / (gflops * 1e9), "gemm"))
+                            flops / (gflops * 1e9), "gemm", _warm(rec, gpu)))
     for rec in doc.get("gemm_shapes") or []:
         prec, fam, gflops = rec.get("precision"), rec.get("family"), _num(rec.get("gflops_best"))
         m, n, k = (_int(rec.get(x)) for x in ("m", "n", "k"))
@@ -104,7 +116,7 @@ def _gemm_points(doc: dict[str, Any]) -> list[Point]:
         dims = {"m": m, "n": n, "k": k, "batch": b}
         flops, bytes_moved = work_of("gemm", prec, dims)  # type: ignore[arg-type]
         points.append(Point(fam, prec, tuple(dims.items()), flops, bytes_moved,  # type: ignore[arg-type]
-                            flops / (gflops * 1e9), "gemm_shapes"))
+                            flops / (gflops * 1e9), "gemm_shapes", _warm(rec, gpu)))
     return points
 
 
@@ -148,8 +160,18 @@ def inputs_of(doc: dict[str, Any], name: str = "") -> Inputs:
     memory: dict[str, Any] = doc["memory"] if isinstance(doc.get("memory"), dict) else {}
     dtype: str = memory["dtype"] if memory.get("dtype") in PRECISIONS else "fp64"
     tiers = tiers_of(memory)
-    floors = {op: float(v["seconds_min"]) for op, v in (doc.get("launch_floors") or {}).items()
+    floor_section: dict[str, Any] = doc["launch_floors"] if isinstance(doc.get("launch_floors"), dict) else {}
+    floors = {op: float(v["seconds_min"]) for op, v in floor_section.items()
               if isinstance(v, dict) and _num(v.get("seconds_min"))}
+    isolated = {op: float(v["isolated"]["seconds_min"]) for op, v in floor_section.items()
+                if isinstance(v, dict) and isinstance(v.get("isolated"), dict)
+                and _num(v["isolated"].get("seconds_min"))}
+    gpu = (doc.get("metadata") or {}).get("gpu")
+    threads = [t for rec in doc.get("blas") or [] if (t := _int(rec.get("threads")))]
+    op_threads: dict[str, int] = {}
+    for rec in doc.get("blas") or []:
+        if (t := _int(rec.get("threads"))) and rec.get("operation") in BLAS_OPS:
+            op_threads[rec["operation"]] = max(op_threads.get(rec["operation"], 1), t)
     pm = doc.get("precision_matrix") or {}
     theoretical = {p: float(v) for p, v in (pm.get("theoretical_peaks") or {}).items() if _num(v)}
     return Inputs(
@@ -159,4 +181,7 @@ def inputs_of(doc: dict[str, Any], name: str = "") -> Inputs:
         tiers=tiers[0] if tiers else None, tier_names=tiers[1] if tiers else (),
         launch_floor_s=floors, peak_gflops_theoretical=theoretical,
         bandwidth_gbps_theoretical=_num(doc.get("theoretical_bandwidth_gbps")), stream_dtype=dtype,
+        isolated_floor_s=isolated, memory=memory,
+        gpu_sms=_int(gpu.get("sm_count")) if isinstance(gpu, dict) else None,
+        blas_threads=max(threads, default=1), framework=str(key.get("framework", "")), op_threads=op_threads,
         nn=nn_points(doc))

@@ -57,7 +57,7 @@ def leave_one_out(inputs: Inputs) -> list[Trial]:
         for point in pool:
             group, operation, dims = _operation(point)
             try:
-                pred = Predictor(inputs.without(point)).predict(operation, point.precision, **dims)
+                pred = Predictor(inputs.without(point)).predict(operation, point.precision, "back_to_back", **dims)
             except HwcalError:
                 continue  # the only point of its precision: nothing left to predict it from
             trials.append(Trial(group, point, pred.seconds, pred.basis, _interior(point, pool)))

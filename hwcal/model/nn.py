@@ -27,7 +27,8 @@ from typing import Any
 
 from hwcal.backends.nn import AttentionSpec, ConvSpec
 from hwcal.errors import HwcalError
-from hwcal.model.curves import Curve, Point, Roofline, Tiers, floor_estimate
+from hwcal.model.curves import Point, Tiers
+from hwcal.model.layer_curves import Curve, Roofline, floor_estimate
 from hwcal.precisions import PRECISIONS
 
 NN_OPERATIONS = ("conv2d", "sdpa")

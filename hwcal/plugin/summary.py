@@ -153,6 +153,10 @@ def _memory_system_lines(memory: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _us(seconds: float | None) -> str:
+    return f"{seconds * 1e6:,.2f}" if isinstance(seconds, (int, float)) else "-"
+
+
 def _operation_lines(doc: dict[str, Any]) -> list[str]:
     """BLAS at the DRAM plateau (GB/s and / triad), the best GEMM per shape family, the launch floors."""
     lines: list[str] = []
@@ -178,6 +182,8 @@ def _operation_lines(doc: dict[str, Any]) -> list[str]:
     floors = doc.get("launch_floors") or {}
     if floors:
         first = next(iter(floors.values()))
-        lines.append("launch floors: " + ", ".join(f"{op} {f['seconds_min'] * 1e6:,.2f} us" for op, f in floors.items())
-                     + f" ({first.get('framework')}, {first.get('device')})")
+        pairs = [(op, f.get("seconds_min"), (f.get("isolated") or {}).get("seconds_min")) for op, f in floors.items()]
+        lines.append("launch floors, back to back / isolated: "
+                     + ", ".join(f"{op} {_us(b2b)} / {_us(isolated)}" for op, b2b, isolated in pairs)
+                     + f" us ({first.get('framework')}, {first.get('device')})")
     return lines

@@ -93,16 +93,17 @@ class Profile:
     def measured_bandwidth_gbps(self) -> float | None:
         return self.calibration.get("measured_bandwidth_gbps")
 
-    def predict(self, operation: str, precision: str, **dims: int) -> Any:
+    def predict(self, operation: str, precision: str, mode: str = "back_to_back", **dims: int) -> Any:
         """Predicted time of one call (``hwcal.model.predict.Prediction``: seconds, gflops, gbps,
-        efficiency, basis, points); e.g. ``predict("gemm", "bf16", m=4096, n=4096, k=4096)``."""
+        efficiency, basis, points, warnings); e.g. ``predict("gemm", "bf16", m=4096, n=4096, k=4096)``.
+        ``mode``: back_to_back (calls in a stream, the default) or isolated (each call synchronised)."""
         from hwcal.model.predict import predictor_for  # curves built once per Profile, kept on it
-        return predictor_for(self).predict(operation, precision, **dims)
+        return predictor_for(self).predict(operation, precision, mode, **dims)
 
     def efficiency(self, operation: str, precision: str, **dims: int) -> float | None:
         """The predicted call's fraction of the precision's peak (of bandwidth for memory-bound ops)."""
         from hwcal.model.predict import predictor_for
-        return predictor_for(self).efficiency(operation, precision, **dims)
+        return predictor_for(self).efficiency(operation, precision, "back_to_back", **dims)
 
 
 class Registry:

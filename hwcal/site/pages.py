@@ -21,6 +21,11 @@ CHART_NAMES = {"gemm": "GEMM throughput against matrix size", "bandwidth": "Memo
                "latency": "Load latency against working set"}
 
 
+
+def _us(seconds: object) -> str:
+    """Seconds as microseconds for a table cell, "-" where the file has none."""
+    return num(seconds * 1e6) if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) else "-"
+
 def _unit(p: str) -> str:
     return "GOPS" if PRECISIONS.get(p) and PRECISIONS[p].is_integer else "GFLOPS"
 
@@ -154,10 +159,10 @@ def _operations(doc: dict[str, Any]) -> str:
                          "efficiency", "rounds", "kernel"], rows, numeric=(4, 5, 6, 7)))
     floors = doc.get("launch_floors") or {}
     if isinstance(floors, dict) and floors:
-        rows = [[esc(op), num((f or {}).get("seconds_min", 0) * 1e6), num((f or {}).get("seconds_median", 0) * 1e6)
-                 if (f or {}).get("seconds_median") is not None else "-"] for op, f in floors.items()]
-        out.append(table("Launch floors (smallest call)", ["operation", "min (µs)", "median (µs)"], rows,
-                         numeric=(1, 2)))
+        rows = [[esc(op), _us((f or {}).get("seconds_min")), _us((f or {}).get("seconds_median")),
+                 _us(((f or {}).get("isolated") or {}).get("seconds_min"))] for op, f in floors.items()]
+        out.append(table("Launch floors (smallest call)", ["operation", "back to back min (µs)",
+                         "back to back median (µs)", "isolated min (µs)"], rows, numeric=(1, 2, 3)))
     return "".join(out) or '<p class="note">No operation profiles, BLAS results or shapes in this file.</p>'
 
 

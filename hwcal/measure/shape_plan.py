@@ -1,0 +1,97 @@
+"""Where the GEMM shape families spend their time: a dense sweep of small M at layer-like N and K, batched
+GEMM at attention-like sizes, and the transformer projections; coarse points first, then refinements that
+run only where the measured curve bends.
+
+- ``small_m``: per (N, K) pair, M = 1, 2, 16, 128, 512 always, then M = 4, 32, 256, 8, 64 where needed.
+  The pairs span the cache tiers of the weights (CPU: one inside a cache, one at a few MB, two tall/wide
+  ones of 4x that; GPU: one near the L2's size, two tall/wide ones of 4x that) at sizes no common model
+  uses, so a model's layers stay held out from the calibration.
+- ``batched``: attention per head, scores-like (B, T, T, d) and values-like (B, T, d, T) over the tokens
+  T, and one decode step of each (a row of queries against a cache of L keys).
+- ``proj_up`` / ``proj_down``: a block's projections, M x 4H x H and M x H x 4H (as before).
+
+A refinement between two measured neighbours is skipped, with the reason, when the log-log curve of time
+is straight across them (``hwcal.measure.adaptive.bend_reason``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+COARSE_M = (1, 2, 16, 128, 512)
+REFINE_M = (4, 32, 256, 8, 64)  # bisection order: the middles of the coarse gaps, then the quarters
+
+# Per device type: small-M (N, K) pairs; attention (heads, head dim, coarse T, refinement T, decode cache L).
+# A GPU case costs ~0.2 s (rounds of 20 ms): its grid is smaller, so that bf16 and fp16 complete in the budget.
+SMALL_M_PAIRS = {"cpu": ((640, 640), (1152, 1152), (4608, 1152), (1152, 4608)),
+                 "gpu": ((4352, 4352), (17408, 4352), (4352, 17408))}
+ATTENTION = {"cpu": (16, 64, (64, 256, 1024), (128, 512), 1024),
+             "gpu": (24, 128, (512, 4096), (1024, 2048), 4096)}
+PROJECTIONS = {"cpu": ((256, 512, 768), (128,)), "gpu": ((4096,), (2048,))}
+
+
+@dataclass(frozen=True)
+class Shape:
+    family: str
+    batch: int
+    m: int
+    n: int
+    k: int
+    source: str = "default"
+    refine: bool = False  # a refinement: runs only where its neighbours show a bend
+
+    @property
+    def label(self) -> str:
+        """``128x3072x768`` (M x N x K), ``b32x128x128x64`` for a batch: ids a ``-k`` can name."""
+        mnk = f"{self.m}x{self.n}x{self.k}"
+        return f"b{self.batch}x{mnk}" if self.batch > 1 else mnk
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.batch * self.m * self.n * self.k
+
+
+def line_of(family: str, batch: int, m: int, n: int, k: int) -> tuple[tuple[Any, ...], int] | None:
+    """(the sweep line a shape lies on, its position along it), or None for a shape on no line: small M
+    along M at one (N, K); attention scores (M = N = T) and values (M = K = T) along T at one (B, d)."""
+    if family == "small_m" and batch == 1:
+        return ("small_m", n, k), m
+    if family == "batched" and m == n and m > 1:
+        return ("scores", batch, k), m
+    if family == "batched" and m == k and m > 1:
+        return ("values", batch, n), m
+    return None
+
+
+def _small_m(pairs: Iterable[tuple[int, int]], ms: Iterable[int], refine: bool) -> list[Shape]:
+    return [Shape("small_m", 1, m, n, k, refine=refine) for m in ms for n, k in pairs]
+
+
+def _attention(b: int, d: int, tokens: Iterable[int], refine: bool) -> list[Shape]:
+    out: list[Shape] = []
+    for t in tokens:
+        out += [Shape("batched", b, t, t, d, refine=refine), Shape("batched", b, t, d, t, refine=refine)]
+    return out
+
+
+def default_shapes(device_type: str, quick: bool) -> list[Shape]:
+    """The families' shapes in run order: every coarse point first (small M, attention, projections), then
+    the refinements, the coarse gaps' middles before their quarters. --quick: one pair at three M, one
+    attention size, one projection each way, no refinement."""
+    pairs = SMALL_M_PAIRS[device_type]
+    b, d, coarse_t, refine_t, cache = ATTENTION[device_type]
+    hs, ms = PROJECTIONS[device_type]
+    if quick:
+        return list(dict.fromkeys(
+            _small_m(pairs[1:2], (1, 16, 128), refine=False) + _attention(b, d, coarse_t[:1], refine=False)
+            + [Shape("proj_up", 1, ms[0], 4 * hs[-1], hs[-1]), Shape("proj_down", 1, ms[0], hs[-1], 4 * hs[-1])]))
+    shapes = _small_m(pairs, COARSE_M, refine=False)
+    shapes += _attention(b, d, coarse_t, refine=False)
+    shapes += [Shape("batched", b, 1, cache, d), Shape("batched", b, 1, d, cache)]
+    shapes += [Shape("proj_up", 1, m, 4 * h, h) for h in hs for m in ms]
+    shapes += [Shape("proj_down", 1, m, h, 4 * h) for h in hs for m in ms]
+    shapes += _small_m(pairs, REFINE_M[:3], refine=True)
+    shapes += _attention(b, d, refine_t, refine=True)
+    return list(dict.fromkeys(shapes + _small_m(pairs, REFINE_M[3:], refine=True)))  # T = d: scores = values

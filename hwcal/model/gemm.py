@@ -1,0 +1,218 @@
+"""GEMM time from a calibration's measured GEMMs: a roofline on the bytes actually moved, scaled by how far
+the nearest measured GEMMs fell short of their own roofline. Pure, no I/O.
+
+For a problem of B matrices M x K @ K x N in a precision of e bytes:
+
+    flops  = 2 B M N K
+    bytes  = B (MK + KN + MN) e          (at small M the weights KN dominate)
+    roof   = floor (+) max(flops / (peak x waves), bytes / bandwidth(working set))
+
+- ``peak`` is the best the precision measured (any shape); ``waves`` (GPUs) the wave quantisation of the
+  output tiles over the SMs: tiles = B ceil(M/128) ceil(N/128), a last partial wave runs as long as a full
+  one, so waves = tiles / (ceil(tiles / SMs) SMs) once there is more than one wave (fewer tiles than SMs:
+  cuBLAS takes smaller tiles or splits K, so 1).
+- ``bandwidth`` is that of the tier the operands live in: the framework's own GEMV curve (the same
+  threads, the same library streaming a matrix) at the working set's bytes, else the memory system's
+  read figure (``hwcal.model.bandwidth``). Operands rotated through the GPU's L2 when measured live in
+  DRAM whatever their size.
+- (+) is a sum on a CPU (a call's overhead and its work run one after the other) and a max on a GPU
+  (launches queue behind running kernels, so back to back they overlap).
+
+Every measured GEMM gives a ratio r = (measured time (-) floor) / work: how much longer its work took than
+the roofline's work alone (on a GPU a call the floor hid, within 1.5x of it, says nothing of that and is left
+out). A problem's ratio is the inverse-distance weighted mean (power 2) of the log-ratios of its
+``NEIGHBOURS`` nearest measured GEMMs in (log2 B, log2 M, log2 N, log2 K), M weighted double (efficiency
+turns mostly on M: the small-M knee, a GEMV path at M = 1), over the batched GEMMs for a batch, the others
+otherwise; its time is floor (+) r x work. At a measured shape it is that shape's time exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+from hwcal.model.curves import Point
+
+NEIGHBOURS = 4
+POWER = 2.0
+WEIGHTS = {"batch": 0.5, "m": 2.0, "n": 1.0, "k": 1.0}
+NEAR = 4.0  # weighted octaves (M counts double): a nearest measured GEMM further than this is no support
+TILE = 128
+FLOOR_BATCH = 16  # matrices in the batched launch floor's call
+
+
+@dataclass(frozen=True)
+class Roofline:
+    """The model time of a GEMM; ``bandwidth(working_set, warm)`` gives GB/s for its operands."""
+
+    peak_flops: float
+    element_bytes: int
+    bandwidth: Callable[[float, bool], float]
+    floor_s: float
+    batched_floor_s: float
+    additive: bool
+    sms: int | None = None
+
+    def waves(self, b: int, m: int, n: int) -> float:
+        """The share of the SMs' last wave of output tiles that does work (1 where it is full). A problem of
+        fewer tiles than SMs is not quantised so: the library then takes smaller tiles or splits K."""
+        if not self.sms:
+            return 1.0
+        tiles = b * math.ceil(m / TILE) * math.ceil(n / TILE)
+        if tiles <= self.sms:
+            return 1.0
+        return tiles / (math.ceil(tiles / self.sms) * self.sms)
+
+    def floor(self, b: int) -> float:
+        """The floor of a batch of ``b``: the batched floor is timed on 16 matrices; what it costs over a single
+        call is per matrix (numpy calls BLAS once per matrix; one kernel on a GPU costs about nothing more)."""
+        if b <= 1:
+            return self.floor_s
+        per_matrix = max(0.0, self.batched_floor_s - self.floor_s) / (FLOOR_BATCH - 1)
+        return self.floor_s + (b - 1) * per_matrix
+
+    def work(self, b: int, m: int, n: int, k: int, warm: bool = True, resident_bytes: float = 0.0) -> float:
+        """Seconds of the work alone: compute at the peak (wave-quantised), or the bytes at the GB/s of the tier
+        holding them (``resident_bytes``: of one holding that much, e.g. the whole layer the call runs in)."""
+        flops = 2.0 * b * m * n * k
+        nbytes = float(b * (m * k + k * n + m * n) * self.element_bytes)
+        gbps = self.bandwidth(max(nbytes, resident_bytes), warm)
+        return max(flops / (self.peak_flops * self.waves(b, m, n)), nbytes / (gbps * 1e9))
+
+    def combine(self, floor_s: float, work_s: float) -> float:
+        return floor_s + work_s if self.additive else max(floor_s, work_s)
+
+    def seconds(self, b: int, m: int, n: int, k: int, warm: bool = True) -> float:
+        return self.combine(self.floor(b), self.work(b, m, n, k, warm))
+
+
+def _features(b: int, m: int, n: int, k: int) -> tuple[float, float, float, float]:
+    return (WEIGHTS["batch"] * math.log2(b), WEIGHTS["m"] * math.log2(m), WEIGHTS["n"] * math.log2(n),
+            WEIGHTS["k"] * math.log2(k))
+
+
+def _dims(p: Point) -> tuple[int, int, int, int]:
+    d = dict(p.dims)
+    return d.get("batch", 1), d["m"], d["n"], d["k"]
+
+
+@dataclass
+class GemmAnswer:
+    seconds: float
+    basis: str
+    family: str
+    points: list[Point]
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Item:
+    point: Point
+    features: tuple[float, float, float, float]
+    log_ratio: float  # log of (measured time less the floor) / the roofline's work time
+    bound: bool  # the floor does not hide the work (GPUs: took over BOUND x the floor)
+
+
+BOUND = 1.5
+
+
+def floor_estimate(points: Sequence[Point], roofline: Roofline) -> float:
+    """The per-call floor the smallest measured GEMMs show, for files without launch floors: the fastest call
+    among those whose work (compute or traffic) explains less than half of their time. Measured: H100 fp16
+    GEMMs of n = 256 .. 1024 at ~17 us per call; CPU numpy fp32 n = 32 at 2.6 us."""
+    calls = [p.seconds for p in points if roofline.work(*_dims(p), p.warm) < 0.5 * p.seconds]
+    # No floor exceeds the fastest call (an emulated precision slowing with size would otherwise pass for one).
+    return min(min(calls), min(p.seconds for p in points)) if calls else 0.0
+
+
+def _m1_path(points: Sequence[Point]) -> str:
+    """What the measured M = 1 and M = 2 calls at the same weights say of the path M = 1 takes: frameworks may
+    run it as a GEMV (numpy's matmul does), so it is measured, never assumed to lie on the GEMM curve."""
+    by_nk: dict[tuple[int, int], dict[int, float]] = {}
+    for p in points:
+        b, m, n, k = _dims(p)
+        if b == 1 and m in (1, 2):
+            by_nk.setdefault((n, k), {})[m] = p.seconds
+    ratios = sorted(t[2] / t[1] for t in by_nk.values() if len(t) == 2)
+    if not ratios:
+        return ""
+    ratio = ratios[len(ratios) // 2]
+    if ratio >= M1_OTHER_PATH:
+        return (f"M = 1 takes another path than M >= 2 (a GEMV: M = 2 took {ratio:.2g}x as long, median of "
+                f"{len(ratios)} weight sizes): predicted from the measured M = 1 calls")
+    return f"M = 1 and M = 2 take about the same time ({ratio:.2g}x, median of {len(ratios)} weight sizes)"
+
+
+M1_OTHER_PATH = 1.5
+
+
+class GemmModel:
+    """The measured GEMMs of one precision, ready to answer any shape."""
+
+    def __init__(self, points: Sequence[Point], roofline: Roofline) -> None:
+        if not points:
+            raise ValueError("a GEMM model needs at least one measured GEMM")
+        if roofline.floor_s <= 0:  # no launch floor filed: the smallest calls say what one costs
+            floor = floor_estimate(points, roofline)
+            roofline = replace(roofline, floor_s=floor, batched_floor_s=roofline.batched_floor_s or floor)
+        self.roofline = roofline
+        self.m1_path = _m1_path(points)
+        self.items: dict[bool, list[_Item]] = {False: [], True: []}
+        for p in points:
+            b, m, n, k = _dims(p)
+            floor = min(roofline.floor(b), 0.9 * p.seconds)  # a call is never all floor
+            work = p.seconds - floor if roofline.additive else p.seconds
+            bound = roofline.additive or p.seconds > BOUND * roofline.floor(b)
+            ratio = work / roofline.work(b, m, n, k, p.warm)
+            self.items[b > 1].append(_Item(p, _features(b, m, n, k), math.log(ratio), bound))
+
+    def predict(self, b: int, m: int, n: int, k: int, resident_bytes: float = 0.0) -> GemmAnswer:
+        batched = b > 1
+        pool = self.items[batched] or self.items[not batched]
+        notes: list[str] = []
+        if batched and not self.items[True]:
+            notes.append("no batched GEMM measured: from the single GEMMs, the batch through the roofline")
+        if not batched and not self.items[False]:
+            notes.append("only batched GEMMs measured: from them, the batch through the roofline")
+        if m == 1 and not batched and self.m1_path:
+            notes.append(self.m1_path)
+        want = _features(b, m, n, k)
+        exact = next((it for it in pool if math.dist(it.features, want) < 1e-9), None)
+        moved = resident_bytes > b * (m * k + k * n + m * n) * self.roofline.element_bytes
+        if moved:
+            notes.append(f"in a working set of {resident_bytes / 2**20:,.1f} MiB: its operands stream from the tier "
+                         "holding that")
+        if exact is not None and not moved:
+            return GemmAnswer(exact.point.seconds, "measured", exact.point.family, [exact.point], notes)
+        if exact is not None:
+            ranked, log_ratio = [exact], exact.log_ratio
+        else:
+            # Calls the floor hid say nothing of how fast the work ran: the ratio comes from those it did not hide.
+            candidates = [it for it in pool if it.bound] or pool
+            ranked = sorted(candidates, key=lambda it: math.dist(it.features, want))[:NEIGHBOURS]
+            weights = [1.0 / math.dist(it.features, want) ** POWER for it in ranked]
+            log_ratio = sum(w * it.log_ratio for w, it in zip(weights, ranked, strict=True)) / sum(weights)
+        rf = self.roofline
+        seconds = rf.combine(rf.floor(b), rf.work(b, m, n, k, True, resident_bytes) * math.exp(log_ratio))
+        nearest = min(math.dist(it.features, want) for it in pool)
+        warnings = self._outside(pool, b, m, n, k, nearest)
+        basis = "extrapolated" if warnings else "interpolated"
+        return GemmAnswer(seconds, basis, ranked[0].point.family, [it.point for it in ranked], notes, warnings)
+
+    @staticmethod
+    def _outside(pool: list[_Item], b: int, m: int, n: int, k: int, nearest: float) -> list[str]:
+        """What puts a problem outside what was measured: a dimension beyond the measured range, or no
+        measured GEMM near it."""
+        out = []
+        for name, value in (("M", m), ("N", n), ("K", k)) + ((("batch", b),) if b > 1 else ()):
+            seen = [dict(it.point.dims).get(name.lower(), 1) for it in pool]
+            lo, hi = min(seen), max(seen)
+            if value < lo:
+                out.append(f"{name} = {value} is below the smallest measured ({lo})")
+            elif value > hi:
+                out.append(f"{name} = {value} is above the largest measured ({hi})")
+        if nearest > NEAR:
+            out.append(f"the nearest measured GEMM is {nearest:.1f} weighted octaves away (more than {NEAR})")
+        return out

@@ -1,0 +1,146 @@
+"""BLAS1/BLAS2 and element-wise calls: a per-call floor plus bytes over the bandwidth of the right tier with
+the right threads. Pure, no I/O.
+
+Where each call's bandwidth comes from, best evidence first:
+
+1. its own measured curve (``blas``: the operation in the precision), bytes by bytes, the floor taken out;
+2. the same operation measured in another precision (bandwidth is bytes: the same kernel streaming);
+3. the STREAM kernel of the same traffic pattern (axpy: triad, scal: scale, dot and gemv: add), or the
+   memory system's tier figures (``hwcal.model.bandwidth``), basis ``roofline``.
+
+The floor is the operation's launch floor (``launch_floors``; the STREAM kernels take the element-wise
+``add`` call's) timed back to back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from hwcal.model.bandwidth import Bandwidth, BandwidthCurve
+from hwcal.model.curves import Point
+from hwcal.model.inputs import BLAS_OPS, STREAM_KERNELS, STREAM_PROXY, Inputs
+
+# The traffic pattern of each call, for the memory system's per-tier figures.
+PATTERN = {"dot": "read", "gemv": "read", "axpy": "triad", "scal": "triad", "copy": "triad", "scale": "triad",
+           "add": "triad", "triad": "triad"}
+ELEMENTWISE_FLOOR = "add"
+
+
+def floor_key(operation: str, batch: int = 1) -> str:
+    """The launch floor an operation's calls pay: its own, the batched GEMM's, or an element-wise call's."""
+    if operation == "gemm":
+        return "batched_gemm" if batch > 1 else "gemm"
+    return ELEMENTWISE_FLOOR if operation in STREAM_KERNELS else operation
+
+
+def floor_of(floors: dict[str, float], operation: str, batch: int = 1) -> float:
+    key = floor_key(operation, batch)
+    return floors.get(key, floors.get("gemm", 0.0) if key == "batched_gemm" else 0.0)
+
+
+@dataclass
+class StreamAnswer:
+    seconds: float
+    basis: str
+    family: str
+    points: list[Point]
+    best_gbps: float
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+class StreamingModel:
+    """The BLAS and STREAM curves of one calibration, and the tier figures behind them."""
+
+    def __init__(self, inputs: Inputs, additive: bool) -> None:
+        self.additive = additive
+        floors = inputs.launch_floor_s
+        self.bandwidth = Bandwidth(inputs.memory, inputs.stream, inputs.tiers, inputs.tier_names,
+                                   floor_of(floors, ELEMENTWISE_FLOOR), additive)
+        self.op_threads = inputs.op_threads
+        groups: dict[tuple[str, str], list[Point]] = {}
+        for p in inputs.blas:
+            groups.setdefault((p.family, p.precision), []).append(p)
+        self.blas = {key: BandwidthCurve.of(pts, floor_of(floors, key[0]), additive, self._tier(key[0]))
+                     for key, pts in groups.items()}
+        self.floors = floors
+
+    def threads_of(self, operation: str) -> int:
+        """The threads a call runs on, as its calibration filed them (numpy: BLAS dot and gemv on all cores,
+        its ufuncs on one; torch: its intra-op threads); a STREAM kernel on the sweep's."""
+        if operation in STREAM_KERNELS:
+            return self.bandwidth.stream_threads
+        return self.op_threads.get(operation, 1)
+
+    def _tier(self, operation: str) -> Callable[[float], float] | None:
+        """The memory system's GB/s by working set for the operation's traffic, which shapes its curve between
+        the sizes it measured; None where the file has no figure at all."""
+        pattern, threads = PATTERN.get(operation, "triad"), self.threads_of(operation)
+        bandwidth = self.bandwidth
+        if bandwidth.gbps(1.0, pattern, threads) is None:
+            return None
+
+        def tier(nbytes: float) -> float:
+            found = bandwidth.gbps(nbytes, pattern, threads)
+            return found[0] if found else 1.0
+        return tier
+
+    def curve_for(self, operation: str, precision: str) -> tuple[BandwidthCurve | None, str, list[str]]:
+        """The curve a call is predicted from, its family name, and what to say about the choice; no curve
+        (None) where the memory system's tier figures serve better than a STREAM kernel of similar traffic."""
+        own = self.blas.get((operation, precision))
+        if own is not None:
+            return own, operation, []
+        others = sorted((k for k in self.blas if k[0] == operation), key=lambda k: -len(self.blas[k].points))
+        if others:
+            prec = others[0][1]
+            return self.blas[others[0]], operation, [f"no {operation} {precision} measured: {operation} {prec}'s "
+                                                     "bandwidth at the same bytes"]
+        if operation in STREAM_KERNELS and operation in self.bandwidth.stream:
+            return self.bandwidth.stream[operation], operation, []
+        if self.bandwidth.levels and not (self.bandwidth.stream
+                                          and self.bandwidth.stream_threads == self.threads_of(operation)):
+            return None, operation, [f"no {operation} measured: the memory system's tier figures"]
+        kernel = STREAM_PROXY.get(operation, operation)
+        stream = self.bandwidth.stream.get(kernel)
+        return stream, kernel, ([f"no {operation} measured: STREAM {kernel}'s bandwidth at the same bytes"]
+                                if stream is not None else [])
+
+    def predict(self, operation: str, precision: str, nbytes: float, resident_bytes: float = 0.0) -> StreamAnswer:
+        """``resident_bytes``: the working set the call runs in (a layer's), whose tier its operands stream from."""
+        curve, family, notes = self.curve_for(operation, precision)
+        floor = floor_of(self.floors, operation)
+        at = max(nbytes, resident_bytes)
+        if at > nbytes:
+            notes.append(f"in a working set of {at / 2**20:,.1f} MiB: its operands stream from the tier holding that")
+        if curve is None:
+            return self._from_levels(operation, nbytes, floor, notes, at)
+        gbps, basis, used = curve.gbps(at)
+        work = nbytes / (gbps * 1e9)
+        if family == operation or floor <= 0:  # its own curve (its floor, filed or estimated), or nothing filed
+            floor = curve.floor_s
+        seconds = floor + work if self.additive else max(floor, work)
+        if operation in BLAS_OPS and (operation, precision) not in self.blas and basis != "extrapolated":
+            basis = "roofline"  # another precision's or kernel's bandwidth: not this call measured
+        warnings = []
+        if basis == "extrapolated":
+            lo, hi = curve.range_bytes
+            side = "below the smallest" if at < lo else "above the largest"
+            warnings.append(f"{at:,.0f} bytes is {side} {family} size measured ({lo:,.0f} .. {hi:,.0f} bytes): "
+                            f"the bandwidth at that end held ({gbps:.4g} GB/s)")
+        return StreamAnswer(seconds, basis, family, used, curve.best_gbps, notes, warnings)
+
+    def _from_levels(self, operation: str, nbytes: float, floor: float, notes: list[str], at: float
+                     ) -> StreamAnswer:
+        found = self.bandwidth.gbps(at, PATTERN.get(operation, "triad"), self.threads_of(operation))
+        if found is None:
+            raise LookupError(f"no bandwidth figure for {operation}")
+        gbps, source = found
+        work = nbytes / (gbps * 1e9)
+        seconds = floor + work if self.additive else max(floor, work)
+        return StreamAnswer(seconds, "roofline", operation, [], gbps,
+                            [*notes, f"the bytes at {gbps:.4g} GB/s, {source}"])
+
+    def operations_with_curves(self) -> Sequence[tuple[str, str]]:
+        return list(self.blas)
