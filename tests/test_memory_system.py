@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from hwcal.document.memory import memory_section
 from hwcal.document.memory_system import (
     LEVEL_FIELDS,
     blas_ceiling,
@@ -26,7 +27,9 @@ from hwcal.machine.caches import CacheInfo, CacheLevel, detect_huge_pages
 from hwcal.machine.cpuset import CpuSet, detect_cpuset, parse_cpu_list
 from hwcal.machine.sources import Sources
 from hwcal.measure import memkernels
+from hwcal.measure.hierarchy import LatencyBench
 from hwcal.measure.memory_system import MemorySystemState, run_memory_system
+from hwcal.measure.mempool import Pool
 from hwcal.measure.memsys import (
     BandwidthPoint,
     LatencyPoint,
@@ -37,7 +40,7 @@ from hwcal.measure.memsys import (
     inside,
     plan_tiers,
 )
-from hwcal.measure.records import BlasRecord
+from hwcal.measure.records import BlasRecord, MemorySweep, StreamRecord
 from hwcal.measure.session import CalibrationOptions, CalibrationSession
 from tests.fakes import FakeBenchmark
 
@@ -173,6 +176,15 @@ def test_the_chase_is_one_cycle_through_every_line_and_lands_where_predicted(ker
     assert addr == base and len(seen) == 1 << bits
     end = kernels.chase(base + 64 * 3, 5000)
     assert (end - base) // 64 == memkernels.expected_line(3, 5000, keys, bits)
+
+
+def test_a_chase_leaves_normal_floats_behind(kernels: memkernels.Kernels) -> None:
+    """The cycle's words are addresses (fp64 denormals): left in the pool, the bandwidth kernels run after the
+    chase (all-core STREAM, the curve) timed x86's denormal assists (one worker at 0.36 of the other)."""
+    pool = Pool(256 * KiB, huge=False)
+    LatencyBench(kernels, 0, 1, 1e-4).measure(pool, 64 * KiB, "4k", 5.0, seed=3)
+    values = pool.f64(0, 64 * KiB)
+    assert np.all(values == 1.0) and not np.any((values != 0) & (np.abs(values) < np.finfo(np.float64).tiny))
 
 
 def test_bandwidth_kernels_compute_what_they_say(kernels: memkernels.Kernels) -> None:
@@ -445,3 +457,29 @@ def test_gpu_graph_replayed_tiers_on_a_real_device() -> None:
     for kernel in ("read", "write", "triad"):
         times, method = graph_round_times(torch.device("cuda:0"), kernel, 8 * MiB, 20, 3)
         assert len(times) == 3 and all(t > 0 for t in times) and "CUDA graph" in method
+
+
+def _stream(kernel: str, array_bytes: int, gbps: float) -> StreamRecord:
+    arrays = 3 if kernel in ("add", "triad") else 2
+    return StreamRecord(rounds=5, warmup_rounds=1, time_s={"min": 1e-3}, cv=0.01, kernel=kernel, n=array_bytes // 8,
+                        element_bytes=8, bytes_per_pass=arrays * array_bytes, arrays_moved=arrays, passes_per_round=1,
+                        gbps_best=gbps, gbps_median=gbps, max_rel_error=0.0, method="test")
+
+
+def test_a_sweep_that_stops_short_of_dram_takes_the_memory_systems_dram_triad_and_tier_efficiencies() -> None:
+    """A large LLC (a VM's 480 MiB) puts STREAM's 4x rule past the sweep's budget: the sustained figure is then
+    the memory system's one-core DRAM triad, said so, never 0 or null; each sweep point is set against its tier."""
+    system = _system()
+    assert system.dram_rule_met
+    sweep = MemorySweep(caches=SMALL, device="cpu", threads=1, records=[
+        _stream("triad", 16 * KiB, 120.0), _stream("triad", 1 * MiB, 30.0), _stream("copy", 1 * MiB, 45.0)])
+    section, warnings = memory_section(sweep, {}, {}, None, system)
+    assert section is not None and section["sustained_gbps"] == pytest.approx(8.0)  # dram triad, one core
+    assert "one-core triad" in section["sustained_source"] and any("(sustained_source)" in w for w in warnings)
+    by = {(e["kernel"], e["array_bytes"]): e for e in section["sweep"]}
+    l2 = by[("triad", 16 * KiB)]  # 48 KiB of arrays: L2 on one core (read there: 100 GB/s)
+    assert l2["efficiency_ceiling"]["tier"] == "l2" and l2["efficiency"] == pytest.approx(1.2)
+    assert any("1.2x the l2 roof" in w for w in warnings)  # above 1: filed with the reason, not clipped
+    assert by[("copy", 1 * MiB)]["efficiency"] == pytest.approx(45.0 / 50.0)  # l3
+    without, _ = memory_section(sweep, {}, {}, None, None)
+    assert without is not None and without["sustained_gbps"] is None and "sustained_source" not in without

@@ -300,6 +300,7 @@ def test_validate_predictions_model_option(tmp_path: Path, capsys: pytest.Captur
     assert validate_main([str(ZEN4), "--model", str(layer), "--check"]) == 1  # 50 % slow: outside 15 %
     text = capsys.readouterr().out
     assert "layer (0 MiB of operands): predicted" in text and "+50.0%, outside the 15% goal" in text
+    assert "\n  shapes: made up for the test\n" in text and "\\n" not in text  # a line of its own, not escaped
     monkeypatch.setattr(whole_layer, "run_layer", lambda backend, ops, **kw: LayerTiming(
         predicted * 1.05, predicted * 1.1, 3, 5, [predicted / 2] * len(ops)))
     assert validate_main([str(ZEN4), "--model", str(layer), "--check"]) == 0

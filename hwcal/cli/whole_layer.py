@@ -84,7 +84,9 @@ def lines(results: list[dict[str, Any]], name: str, source: str) -> list[str]:
            "(best round per pass); this machine must be the calibrated device"]
     for r in results:
         out.append("")
-        out.append(f"{r['model']} ({r['file']})" + (f"\n  shapes: {r['source']}" if r["source"] else ""))
+        out.append(f"{r['model']} ({r['file']})")  # one line each: the printer escapes control characters
+        if r["source"]:
+            out.append(f"  shapes: {r['source']}")
         if "skipped" in r:
             out.append(f"  {r['skipped']}")
             continue

@@ -13,7 +13,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from hwcal.document.memory_system import memory_system_parts
+from hwcal.document.memory_system import blas_ceiling, dram_triad, memory_system_parts
 from hwcal.machine.caches import CacheInfo
 from hwcal.measure.memsys import MemorySystem
 from hwcal.measure.records import (
@@ -124,7 +124,7 @@ def _r(x: float, digits: int = 4) -> float:
     return float(f"{x:.{digits}g}")
 
 
-def _record_entry(rec: StreamRecord, sweep: MemorySweep) -> dict[str, Any]:
+def _record_entry(rec: StreamRecord, sweep: MemorySweep, system: MemorySystem | None) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "kernel": rec.kernel,
         "n": rec.n,
@@ -146,7 +146,25 @@ def _record_entry(rec: StreamRecord, sweep: MemorySweep) -> dict[str, Any]:
     }
     if rec.device_event_ratio is not None:
         entry["device_event_ratio"] = _r(rec.device_event_ratio)
+    # The right ceiling: the memory system's best kernel in the tier this working set lives in, on as many
+    # threads as the sweep ran (as for BLAS); above 1 is filed with a warning (``_over_roof``).
+    ceiling = blas_ceiling(system, rec.working_set_bytes, sweep.threads)
+    if ceiling is not None and ceiling.gbps > 0:
+        entry["efficiency"] = _r(rec.gbps_best / ceiling.gbps)
+        entry["efficiency_ceiling"] = ceiling.as_dict()
     return entry
+
+
+ROOF_NOISE = 0.05  # two independent measurements of one roof (a sweep point at its tier's limit) differ this much
+
+
+def _over_roof(sweep: list[dict[str, Any]]) -> list[str]:
+    """Sweep points above their tier's roof by more than two measurements of one roof differ."""
+    return [f"memory: {e['kernel']} at {e['array_bytes']:,}-byte arrays: {e['gbps_best']:.4g} GB/s is "
+            f"{e['efficiency']:.3g}x the {e['efficiency_ceiling']['tier']} roof ({e['efficiency_ceiling']['kernel']}, "
+            f"{e['efficiency_ceiling']['gbps']:.4g} GB/s): the roof's rounds were disturbed or the framework's "
+            "kernel is faster than the compiled one there; filed, not clipped" for e in sweep
+            if e.get("efficiency", 0) > 1.0 + ROOF_NOISE]
 
 
 def _plateaus(records: list[StreamRecord], min_array: int) -> dict[str, Plateau]:
@@ -158,15 +176,18 @@ def _plateaus(records: list[StreamRecord], min_array: int) -> dict[str, Plateau]
     return by_kernel
 
 
-def _plateau_warnings(memory: MemorySweep, records: list[StreamRecord], triad: Plateau | None) -> list[str]:
+def _plateau_warnings(memory: MemorySweep, records: list[StreamRecord], triad: Plateau | None,
+                      fallback: bool = False) -> list[str]:
     """No DRAM-sized triad at all, or DRAM-sized triads left out of the plateau (a noisy run?)."""
     min_array = memory.stream_min_array_bytes
     if triad is None:
         largest = max((r.array_bytes for r in records if r.kernel == "triad"), default=0)
+        then = ("measured_bandwidth_gbps is the memory system's one-core DRAM triad (sustained_source)" if fallback
+                else "sustained DRAM bandwidth not measured, measured_bandwidth_gbps is null")
         return [
             f"memory: no triad run with arrays >= {min_array:,} bytes (4x the {memory.caches.llc_total_bytes:,}-byte "
             f"last-level cache{'s' if memory.caches.last_level and memory.caches.last_level.instances > 1 else ''}; "
-            f"largest run: {largest:,}): sustained DRAM bandwidth not measured, measured_bandwidth_gbps is null"]
+            f"largest run: {largest:,}): {then}"]
     left_out = sorted(r.array_bytes for r in records if r.kernel == "triad"
                       and r.array_bytes >= min_array and r.array_bytes not in triad.array_bytes)
     if not left_out:
@@ -230,7 +251,10 @@ def memory_section(memory: MemorySweep | None, peak_gflops: dict[str, float],
     # (a best-of at one plateau size moved 30% between two runs of one machine).
     dram = dram_estimate(records, min_array)
     sustained = _r(dram.gbps) if dram else (_r(triad.gbps) if triad else None)
-    warnings = _plateau_warnings(memory, records, triad)
+    fallback = dram_triad(system) if sustained is None else None
+    warnings = _plateau_warnings(memory, records, triad, fallback is not None)
+    if fallback is not None:
+        sustained = _r(fallback.gbps)
     levels, level_notes = level_figures(records, memory.caches, memory.threads, sustained)
     section: dict[str, Any] = {
         "sustained_gbps": sustained,
@@ -256,8 +280,13 @@ def memory_section(memory: MemorySweep | None, peak_gflops: dict[str, float],
         "stream_levels": {name: {k: (_r(v) if k == "gbps" else v) for k, v in fig.items()}
                           for name, fig in levels.items()},
         "budget": {"limit_s": round(memory.budget_s, 2), "spent_s": round(memory.spent_s, 2)},
-        "sweep": [_record_entry(r, memory) for r in records],
+        "sweep": [_record_entry(r, memory, system) for r in records],
     }
+    if fallback is not None:
+        section["sustained_source"] = (f"the memory system's one-core triad (compiled kernel) over a "
+                                       f"{fallback.working_set_bytes:,}-byte pool (>= 4x the LLC); the "
+                                       f"{memory.dtype} STREAM sweep's budget ended before 4x the LLC")
+    warnings += _over_roof(section["sweep"])
     if level_notes:
         section["stream_levels_notes"] = level_notes
     section.update(parts)

@@ -273,3 +273,13 @@ def blas_ceiling(system: MemorySystem | None, working_set_bytes: int, threads: i
     measured = [p for p in system.bandwidth if p.working_set_bytes == ws and p.threads == used]
     best = max(measured, key=lambda p: p.gbps_best, default=None)
     return Ceiling(tier, used, best.kernel, best.gbps_best, ws) if best else None
+
+
+def dram_triad(system: MemorySystem | None) -> Ceiling | None:
+    """The compiled kernels' one-core triad over the DRAM pool, where the pool met STREAM's 4x LLC rule: the
+    sustained figure of a machine whose framework sweep stopped (its time budget) before 4x the LLC."""
+    if system is None or system.gpu or not system.dram_rule_met:
+        return None
+    point = max((p for p in system.bandwidth if p.working_set_bytes == system.pool_bytes and p.threads == 1
+                 and p.kernel == "triad"), key=lambda p: p.gbps_best, default=None)
+    return Ceiling("dram", 1, "triad", point.gbps_best, system.pool_bytes) if point else None

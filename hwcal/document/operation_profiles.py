@@ -218,8 +218,9 @@ def _plateau_median(memory: dict[str, Any], kernel: str) -> float | None:
 
 def stream_profiles(doc: dict[str, Any], env: dict[str, Any]) -> list[dict[str, Any]]:
     """``memory.sweep`` entries as ``stream_*`` profiles. Efficiency is the bandwidth against the spec's
-    (``theoretical_bandwidth_gbps``) where known, else against the kernel's own measured DRAM plateau
-    (``efficiency_basis`` says which; in-cache sizes then exceed 1). FLOPs per byte by STREAM's count."""
+    (``theoretical_bandwidth_gbps``) where known, else against the memory system's roof of the tier the arrays
+    live in, else against the kernel's own measured DRAM plateau (``efficiency_basis`` says which; in-cache
+    sizes then exceed 1). FLOPs per byte by STREAM's count."""
     memory = doc.get("memory") or {}
     dtype = str(memory.get("dtype") or "fp64")
     eb = int(memory.get("element_bytes") or _element_bytes(dtype))
@@ -230,6 +231,8 @@ def stream_profiles(doc: dict[str, Any], env: dict[str, Any]) -> list[dict[str, 
         reference: float | None
         if spec_bw:
             reference, basis = spec_bw, "theoretical_bandwidth"
+        elif _num((entry.get("efficiency_ceiling") or {}).get("gbps")):  # the tier's roof, as for BLAS
+            reference, basis = float(entry["efficiency_ceiling"]["gbps"]), "measured_tier_bandwidth"
         else:
             reference = _plateau_median(memory, kernel)
             basis = "measured_dram_plateau" if reference else "none"

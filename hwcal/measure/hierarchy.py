@@ -215,6 +215,9 @@ class LatencyBench:
                 clock[0] = self.clock.read_mhz()
 
         run_pinned([self.cpu], call, 1, prepare=prepare)
+        # The cycle's words are addresses, which read as fp64 denormals: a bandwidth kernel run on them later
+        # (all-core STREAM, the curve) would time x86's denormal assists (one worker ran at 0.36 of the other).
+        pool.f64(0, ws).fill(1.0)
         reached = (end[0] - pool.address) // LINE_BYTES
         if reached != expected_line(start_line, warm + hops * self.rounds, keys, bits):
             raise AssertionError(f"pointer chase over {ws:,} bytes ended on line {reached}, not where its cycle "
