@@ -483,3 +483,15 @@ def test_a_sweep_that_stops_short_of_dram_takes_the_memory_systems_dram_triad_an
     assert by[("copy", 1 * MiB)]["efficiency"] == pytest.approx(45.0 / 50.0)  # l3
     without, _ = memory_section(sweep, {}, {}, None, None)
     assert without is not None and without["sustained_gbps"] is None and "sustained_source" not in without
+
+
+def test_a_huge_page_chase_slower_than_the_4k_one_is_flagged_and_the_level_takes_the_4k_figure() -> None:
+    rec = _system()
+    l3 = next(t for t in rec.tiers if t.name == "l3").one_core_bytes
+    rec.latency = [p for p in rec.latency if p.working_set_bytes != l3]
+    rec.latency += [LatencyPoint(l3, "huge", 1.0, 138.6, 142.6, 1000, 5, None),  # a torch run here, 2026-12-05
+                    LatencyPoint(l3, "4k", None, 43.75, 44.1, 1000, 5, None)]
+    parts, warnings = memory_system_parts(rec, 3000.0, "")
+    assert parts["levels"]["l3"]["latency_ns"] == 43.75 and parts["levels"]["l3"]["huge_pages"] is False
+    assert any("138.6 ns on huge pages, slower than 43.75 ns on 4 KiB pages" in w for w in warnings)
+    assert parts["levels"]["l1"]["huge_pages"] is True  # the others keep their huge-page figure

@@ -32,12 +32,32 @@ def _bw(points: list[BandwidthPoint], kernel: str, ws: int, threads: int) -> Ban
                 None)
 
 
+HUGE_SLOWER = 1.25  # huge pages only take TLB walks away: a huge-page chase slower than this is disturbed
+
+
 def _chase(points: list[LatencyPoint], ws: int) -> LatencyPoint | None:
-    """The chase at ``ws``: on huge pages where the kernel granted them, else on 4 KiB pages."""
+    """The chase at ``ws``: on huge pages where the kernel granted them, else on 4 KiB pages; the 4 KiB one
+    where the huge-page chase was slower than it (``latency_warnings`` says so)."""
     at = [p for p in points if p.working_set_bytes == ws]
     huge = [p for p in at if p.pages == "huge" and (p.huge_page_fraction or 0) >= HUGE_ENOUGH]
-    chosen = huge or [p for p in at if p.pages == "4k"] or at
+    small = [p for p in at if p.pages == "4k"]
+    if huge and small and huge[0].ns_best > HUGE_SLOWER * small[0].ns_best:
+        return small[0]
+    chosen = huge or small or at
     return chosen[0] if chosen else None
+
+
+def latency_warnings(points: list[LatencyPoint]) -> list[str]:
+    """A chase on huge pages slower than the same working set's on 4 KiB pages: disturbed, not the memory."""
+    out = []
+    for ws in sorted({p.working_set_bytes for p in points}):
+        huge = [p for p in points if p.working_set_bytes == ws and p.pages == "huge"]
+        small = [p for p in points if p.working_set_bytes == ws and p.pages == "4k"]
+        if huge and small and huge[0].ns_best > HUGE_SLOWER * small[0].ns_best:
+            out.append(f"memory: latency at {ws:,} bytes: {huge[0].ns_best:.4g} ns on huge pages, slower than "
+                       f"{small[0].ns_best:.4g} ns on 4 KiB pages (huge pages only take TLB walks away): the huge-page "
+                       "chase was disturbed; the level files the 4 KiB figure")
+    return out
 
 
 def _cycles(point: LatencyPoint | None, fallback_mhz: float | None) -> float | None:
@@ -205,7 +225,7 @@ def memory_system_parts(system: MemorySystem | None, fallback_mhz: float | None,
     multicore, warnings = multicore_section(system)
     if multicore is not None:
         parts["multicore"] = multicore
-    return parts, warnings
+    return parts, [*warnings, *latency_warnings(system.latency)]
 
 
 def levels_view(memory: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
