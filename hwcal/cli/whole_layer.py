@@ -16,11 +16,10 @@ from typing import Any
 
 from hwcal.backends import make_backend
 from hwcal.cli.entry import UsageError
-from hwcal.measure.layer_run import OpToRun, run_layer
+from hwcal.measure.layer_run import TORCH_ONLY, OpToRun, run_layer
 from hwcal.model.layers import LayerPrediction, predict_layer, read_model
 
 TARGET_LAYER = 0.15
-TORCH_ONLY = frozenset({"conv2d", "sdpa"})  # numpy has neither: predicted from a roofline, never run
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:

@@ -35,13 +35,20 @@ def _bw(points: list[BandwidthPoint], kernel: str, ws: int, threads: int) -> Ban
 HUGE_SLOWER = 1.25  # huge pages only take TLB walks away: a huge-page chase slower than this is disturbed
 
 
+def _huge_slower(at: list[LatencyPoint]) -> tuple[LatencyPoint, LatencyPoint] | None:
+    """(huge, 4k) of one working set where the huge-page chase was slower than the 4 KiB one: disturbed."""
+    huge = next((p for p in at if p.pages == "huge"), None)
+    small = next((p for p in at if p.pages == "4k"), None)
+    return (huge, small) if huge and small and huge.ns_best > HUGE_SLOWER * small.ns_best else None
+
+
 def _chase(points: list[LatencyPoint], ws: int) -> LatencyPoint | None:
     """The chase at ``ws``: on huge pages where the kernel granted them, else on 4 KiB pages; the 4 KiB one
     where the huge-page chase was slower than it (``latency_warnings`` says so)."""
     at = [p for p in points if p.working_set_bytes == ws]
     huge = [p for p in at if p.pages == "huge" and (p.huge_page_fraction or 0) >= HUGE_ENOUGH]
     small = [p for p in at if p.pages == "4k"]
-    if huge and small and huge[0].ns_best > HUGE_SLOWER * small[0].ns_best:
+    if huge and _huge_slower(at):
         return small[0]
     chosen = huge or small or at
     return chosen[0] if chosen else None
@@ -51,11 +58,11 @@ def latency_warnings(points: list[LatencyPoint]) -> list[str]:
     """A chase on huge pages slower than the same working set's on 4 KiB pages: disturbed, not the memory."""
     out = []
     for ws in sorted({p.working_set_bytes for p in points}):
-        huge = [p for p in points if p.working_set_bytes == ws and p.pages == "huge"]
-        small = [p for p in points if p.working_set_bytes == ws and p.pages == "4k"]
-        if huge and small and huge[0].ns_best > HUGE_SLOWER * small[0].ns_best:
-            out.append(f"memory: latency at {ws:,} bytes: {huge[0].ns_best:.4g} ns on huge pages, slower than "
-                       f"{small[0].ns_best:.4g} ns on 4 KiB pages (huge pages only take TLB walks away): the huge-page "
+        pair = _huge_slower([p for p in points if p.working_set_bytes == ws])
+        if pair:
+            huge, small = pair
+            out.append(f"memory: latency at {ws:,} bytes: {huge.ns_best:.4g} ns on huge pages, slower than "
+                       f"{small.ns_best:.4g} ns on 4 KiB pages (huge pages only take TLB walks away): the huge-page "
                        "chase was disturbed; the level files the 4 KiB figure")
     return out
 
@@ -300,6 +307,5 @@ def dram_triad(system: MemorySystem | None) -> Ceiling | None:
     sustained figure of a machine whose framework sweep stopped (its time budget) before 4x the LLC."""
     if system is None or system.gpu or not system.dram_rule_met:
         return None
-    point = max((p for p in system.bandwidth if p.working_set_bytes == system.pool_bytes and p.threads == 1
-                 and p.kernel == "triad"), key=lambda p: p.gbps_best, default=None)
+    point = _bw(system.bandwidth, "triad", system.pool_bytes, 1)  # the figure levels.dram.triad_gbps files
     return Ceiling("dram", 1, "triad", point.gbps_best, system.pool_bytes) if point else None

@@ -26,6 +26,7 @@ from hwcal.precisions import PRECISIONS
 
 STREAM_KERNELS = ("copy", "scale", "add", "triad")
 BLAS_OPS = ("dot", "axpy", "scal", "gemv")
+TORCH_ONLY = frozenset({"conv2d", "sdpa"})  # run through torch itself (``_torch_call``); numpy has neither
 
 
 @dataclass(frozen=True)
