@@ -7,6 +7,8 @@
 #             anchors' best shapes), tools/nn_referee.py (model layers, cuDNN's best algorithm on 3 standard
 #             layers), tools/model_referee.py (held-out decoder-layer ops, bf16 and fp32) and the whole-layer
 #             check of hwcal-validate-predictions --model
+#   predict:  calibrate once into the registry, then the prediction referees on that file at once
+#             (tools/model_referee.py for bf16, fp32 and fp16; the whole-layer check of Llama layers)
 #   smoke:    a quick run, nothing kept
 # Everything comes back as archives under $OUT (the tool returns <= 8 files). mamf-finder is copied into
 # .devout/anchors/ (carried) from ../shared/anchors, which does not travel.
@@ -20,6 +22,24 @@ save() { tar czf "$OUT/results_$mode.tgz" -C /tmp res; }
 nvidia-smi --query-gpu=name,clocks.max.sm,clocks.sm,power.limit,temperature.gpu,persistence_mode --format=csv | tee $res/nvidia-smi.txt
 plugin=(-p hwcal.plugin.hooks)  # not pip-installed here: the entry point is not registered
 cal=$(ls registry/gpu/nvidia_h200/calibrations/*.json 2>/dev/null | head -1)
+calibrate() {  # one full calibration into the repository's registry; its log is res/cal_run$1.log
+  /usr/bin/time -f "wall %e s, max RSS %M kB" python3 -m pytest bench/ "${plugin[@]}" --framework pytorch \
+    --device cuda --registry registry -p no:randomly -q --durations=80 --benchmark-columns=min,median,rounds 2>&1 \
+    | tee $res/cal_run$1.log | grep -E '^(wall|hwcal|FAILED|ERROR)|passed|failed|interference|disturbed' | tail -12
+  find registry -name '*.json' -newer "$stamp" > $res/new_files.txt
+  # shellcheck disable=SC2046  # one argument per file
+  tar czf $OUT/registry_new.tgz $(cat $res/new_files.txt); save
+  cal=$(find registry/gpu -path '*/calibrations/*.json' -newer "$stamp" -not -path '*/history/*' | head -1)
+}
+predictions() {  # the held-out decoder-layer ops in each precision given, then the Llama whole-layer check
+  for p in "$@"; do
+    timeout 90 python3 tools/model_referee.py "$cal" --framework pytorch --device cuda --precision $p \
+      --models gpu --save $res/model_ref_$p.json 2>&1 | tee $res/model_referee_$p.txt | tail -12; save
+  done
+  timeout 90 python3 tools/validate_predictions.py "$cal" --model docs/models/llama-3.1-8b-t1.yaml \
+    --model docs/models/llama-3.1-8b-t512.yaml --model docs/models/llama-3.1-8b-t4096.yaml 2>&1 \
+    | tee $res/whole_layer_bf16.txt | grep -E 'layer \(|alone:|skipped|error' ; save
+}
 case "$mode" in
 smoke)
   python3 -m pytest bench/ "${plugin[@]}" --framework pytorch --device cuda --quick --registry /tmp/smoke-reg \
@@ -27,19 +47,18 @@ smoke)
   python3 tools/gpu_referee.py /tmp/smoke-reg/gpu/*/calibrations/*.json --precisions int8,fp32 2>&1 | tee $res/referee.txt
   ;;
 cal)
-  for run in 1 2; do
-    /usr/bin/time -f "wall %e s, max RSS %M kB" python3 -m pytest bench/ "${plugin[@]}" --framework pytorch \
-      --device cuda --registry registry -p no:randomly -q --benchmark-columns=min,median,rounds 2>&1 \
-      | tee $res/cal_run$run.log | grep -E '^(wall|hwcal|FAILED|ERROR)|passed|failed|interference|disturbed' | tail -12
-    find registry -name '*.json' -newer "$stamp" > $res/new_files.txt
-    tar czf $OUT/registry_new.tgz $(cat $res/new_files.txt); save
-  done
-  cal=$(find registry/gpu -path '*/calibrations/*.json' -newer "$stamp" -not -path '*/history/*' | head -1)
+  calibrate 1
+  calibrate 2
   echo "filed: $cal"
   timeout 90 python3 tools/gpu_referee.py "$cal" 2>&1 | tee $res/referee.txt; save
   timeout 120 python3 tools/energy_referee.py "$cal" 2>&1 | tee $res/energy_referee.txt; save
   timeout 150 python3 -m pytest tests/test_gpu.py tests/test_nn_gpu.py tests/test_energy_gpu.py \
     tests/test_memory_system.py -q -p no:randomly 2>&1 | tail -8 | tee $res/gpu_tests.txt
+  ;;
+predict)
+  calibrate 1
+  echo "filed: $cal"
+  predictions bf16 fp32 fp16
   ;;
 referees)
   echo "calibration: $cal"
@@ -48,13 +67,7 @@ referees)
       --dtype $dt --output_file $res/mamf_$dt.txt --no-verbose 2>&1 | tail -3; save
   done
   timeout 150 python3 tools/nn_referee.py "$cal" --cudnn-best 2>&1 | tee $res/nn_referee.txt | tail -30; save
-  for p in bf16 fp32; do
-    timeout 120 python3 tools/model_referee.py "$cal" --framework pytorch --device cuda --precision $p \
-      --models gpu --save $res/model_ref_$p.json 2>&1 | tee $res/model_referee_$p.txt | tail -12; save
-  done
-  timeout 120 python3 tools/validate_predictions.py "$cal" --model docs/models/llama-3.1-8b-t1.yaml \
-    --model docs/models/llama-3.1-8b-t512.yaml --model docs/models/llama-3.1-8b-t4096.yaml 2>&1 \
-    | tee $res/whole_layer_bf16.txt | grep -E 'layer \(|alone:|skipped|error' ; save
+  predictions bf16 fp32
   timeout 90 python3 tools/validate_predictions.py "$cal" --model docs/models/resnet50-bottleneck-conv2.yaml \
     --model docs/models/mobilenetv2-inverted-residual-24.yaml 2>&1 | tee $res/whole_layer_cnn.txt \
     | grep -E 'layer \(|alone:|skipped|error'

@@ -15,6 +15,7 @@ from hwcal.document.schema import schema_errors
 from hwcal.machine.caches import CacheInfo, CacheLevel
 from hwcal.measure.adaptive import refinement_sizes
 from hwcal.measure.blas import (
+    GEMV_ALIGN,
     arithmetic_intensity,
     blas_bytes,
     blas_cases,
@@ -65,9 +66,11 @@ def test_size_for_reaches_the_planned_bytes(op: str, element_bytes: int) -> None
         n, m = size_for(op, target, element_bytes)
         got = blas_bytes(op, n, element_bytes, m)
         assert got >= target
-        assert got < target * 1.1 + 64 * element_bytes  # whole elements (gemv: a whole square)
-        if op == "gemv":
-            assert n == m
+        if op == "gemv":  # a whole square of an aligned side, the smallest that reaches the target
+            assert n == m and n % GEMV_ALIGN == 0
+            assert blas_bytes(op, n - GEMV_ALIGN, element_bytes, n - GEMV_ALIGN) < target
+        else:
+            assert got < target * 1.1 + 64 * element_bytes  # whole elements
 
 
 def test_plan_has_one_size_per_cache_level_and_a_dram_size() -> None:
@@ -78,6 +81,12 @@ def test_plan_has_one_size_per_cache_level_and_a_dram_size() -> None:
     assert plan_working_sets(small, "cpu", 64 * 2**30, quick=False)[-1] == 64 * MiB  # the floor for SoCs
     gpu = CacheInfo((CacheLevel(2, 50 * MiB, 1),), "test")
     assert plan_working_sets(gpu, "gpu", 80 * 2**30, quick=False) == [MiB, 16 * MiB, 256 * MiB]
+
+
+def test_plan_caps_the_dram_size_where_a_vm_reports_a_huge_l3() -> None:
+    # This VM reports one 480 MiB L3: 4x would be 2 GiB, whose first touch took most of the BLAS budget.
+    vm = CacheInfo((CacheLevel(1, 48 * 2**10, 2), CacheLevel(2, 2 * MiB, 2), CacheLevel(3, 480 * MiB, 1)), "test")
+    assert plan_working_sets(vm, "cpu", 20 * 2**30, quick=False) == [16 * 2**10, MiB, 256 * MiB]  # 128 MiB: the top's
 
 
 def test_plan_leaves_out_sizes_beyond_half_of_free_memory() -> None:

@@ -75,7 +75,7 @@ while time.time() - t0 < float(sys.argv[1]):
 """
 
 
-def _calibrate(tmp_path: Any, *extra: str) -> Any:
+def _calibrate(tmp_path: Any, *extra: str, state: Any = None) -> Any:
     import os
     import subprocess
     import sys
@@ -83,19 +83,28 @@ def _calibrate(tmp_path: Any, *extra: str) -> Any:
 
     repo = Path(__file__).resolve().parent.parent
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
+    if state is not None:
+        env["HWCAL_STATE_DIR"] = str(state)
     return subprocess.run(
         [sys.executable, "-m", "pytest", str(repo / "bench"), "-p", "hwcal.plugin.hooks", "-p", "no:randomly", "-q",
          "--framework", "pytorch", "--device", "cuda", "--quick", "--registry", str(tmp_path / "reg"),
          "--allow-partial", *extra], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600, check=False)
 
 
-def _neighbour(seconds: float, delay_s: float = 0.0) -> Any:
+def _neighbour(seconds: float, delay_s: float = 0.0, after_lock_in: Any = None) -> Any:
+    """A process running bf16 GEMMs on the GPU; with ``after_lock_in``, it starts ``delay_s`` after a
+    calibration took its device lock there (past the preflight: a cold machine's start took over 8 s)."""
     import subprocess
     import sys
 
-    code = f"import time; time.sleep({delay_s})\n" + NEIGHBOUR
+    wait = ""
+    if after_lock_in is not None:
+        wait = (f"import glob, time\nend = time.time() + 300\n"
+                f"while not glob.glob({str(after_lock_in)!r} + '/device-*.lock') and time.time() < end:\n"
+                f"    time.sleep(0.1)\n")
+    code = wait + f"import time; time.sleep({delay_s})\n" + NEIGHBOUR
     proc = subprocess.Popen([sys.executable, "-c", code, str(seconds)], stdout=subprocess.PIPE, text=True)
-    if not delay_s:
+    if not delay_s and after_lock_in is None:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     return proc
 
@@ -121,9 +130,11 @@ def test_a_neighbour_on_the_gpu_stops_the_preflight(tmp_path: Any) -> None:
 def test_a_neighbour_that_starts_mid_run_is_caught(tmp_path: Any) -> None:
     import json
 
-    proc = _neighbour(90, delay_s=8.0)
+    state = tmp_path / "state"
+    state.mkdir()
+    proc = _neighbour(90, delay_s=1.0, after_lock_in=state)
     try:
-        out = _calibrate(tmp_path, "-k", "bf16")
+        out = _calibrate(tmp_path, "-k", "bf16", state=state)
     finally:
         _stop(proc)
     assert out.returncode == 0, out.stdout[-3000:]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -107,6 +108,17 @@ def test_a_bandwidth_curve_takes_the_floor_out_and_ignores_calls_the_floor_hid()
     assert cpu.gbps(1e6)[0] == pytest.approx(100.0, rel=1e-9) and cpu.seconds(2e6)[0] == pytest.approx(21e-6)
 
 
+def test_a_smaller_size_timed_slower_than_a_larger_one_is_launch_jitter() -> None:
+    # An H100 host: bf16 dot 1 MiB 25.7 us, 4 MiB 53.6 us (jitter), 16 MiB 25.6 us, 64 MiB 34.3, 256 MiB 107.3
+    pts = [Point("dot", "bf16", (("n", n),), 0.0, b, t, "blas") for n, b, t in
+           ((1, 2**20, 25.7e-6), (2, 2**22, 53.6e-6), (3, 2**24, 25.6e-6), (4, 2**26, 34.3e-6), (5, 2**28, 107.3e-6))]
+    curve = BandwidthCurve.of(pts, 42e-6, additive=False)
+    for nbytes in (2**22, 2**23, 2**24):  # before: 16 MiB predicted at 4 MiB's "bandwidth", 8x the time
+        assert curve.seconds(nbytes)[0] <= 25.6e-6
+    assert curve.seconds(2**28)[0] == pytest.approx(107.3e-6, rel=1e-6)  # a measured bound size stays itself
+    assert curve.points[1].seconds == 53.6e-6  # the points stay as measured
+
+
 # -- GEMM --
 def _roofline(additive: bool = True, floor_s: float = 1e-6) -> Roofline:
     return Roofline(100e9, 4, lambda nbytes, warm: 20.0, floor_s, floor_s, additive)
@@ -135,6 +147,25 @@ def test_gemm_measured_interpolated_and_outside_with_warnings() -> None:
     assert batched.notes and "no batched GEMM measured" in batched.notes[0]
 
 
+def test_m1_on_a_gemv_path_is_predicted_on_the_gemv_curve_only_where_measured_so() -> None:
+    # numpy's matmul runs M = 1 as a GEMV (M = 2 took 2.4x as long here): the M = 1 calls measured off the
+    # GEMV curve (a noisy 1.8x) must not set the ratio of every other M = 1 shape.
+    rf = replace(_roofline(), gemv_curve=True)
+    pts = [_gemm_point(1, 1024, 1024, rf.seconds(1, 1, 1024, 1024) * 1.8),
+           _gemm_point(2, 1024, 1024, rf.seconds(1, 1, 1024, 1024) * 1.8 * 2.4),
+           _gemm_point(16, 1024, 1024, rf.seconds(1, 16, 1024, 1024) * 3.0)]
+    model = GemmModel(pts, rf)
+    assert model.m1_gemv
+    at = model.predict(1, 1, 2048, 768)
+    assert at.seconds == pytest.approx(rf.seconds(1, 1, 2048, 768), rel=1e-9)
+    assert "GEMV curve" in at.notes[0] and all(dict(p.dims)["m"] == 1 for p in at.points)
+    assert model.predict(1, 1, 1024, 1024).seconds == pts[0].seconds  # a measured shape stays measured
+    same_path = GemmModel([pts[0], _gemm_point(2, 1024, 1024, pts[0].seconds * 1.1), pts[2]], rf)
+    assert not same_path.m1_gemv and same_path.predict(1, 1, 2048, 768).seconds > 1.5 * at.seconds
+    no_curve = GemmModel(pts, _roofline())  # the bandwidth is a tier figure: the neighbours' ratio holds
+    assert no_curve.predict(1, 1, 2048, 768).seconds > 1.5 * at.seconds
+
+
 def test_gemm_roofline_moves_bytes_against_the_tier_and_quantises_waves() -> None:
     seen: list[tuple[float, bool]] = []
     rf = Roofline(1e15, 2, lambda nbytes, warm: seen.append((nbytes, warm)) or 3000.0, 5e-6, 6e-6, False, sms=132)
@@ -143,8 +174,12 @@ def test_gemm_roofline_moves_bytes_against_the_tier_and_quantises_waves() -> Non
     assert rf.waves(1, 128, 128 * 132) == 1.0 and rf.waves(1, 128, 128 * 133) == pytest.approx(133 / 264)
     assert rf.waves(1, 128, 128 * 60) == 1.0  # under one wave: smaller tiles, no quantisation
     assert rf.seconds(1, 1, 16, 16) == 5e-6  # GPU: max(floor, work)
-    # the batched floor is timed on 16 matrices: what it costs over one call, per matrix
-    assert rf.seconds(16, 1, 16, 16) == pytest.approx(6e-6) and rf.seconds(4, 1, 16, 16) == pytest.approx(5.2e-6)
+    # GPU: a batch is one launch, whatever its size: the lower of the GEMM and batched floors
+    assert rf.seconds(16, 1, 16, 16) == pytest.approx(5e-6) and rf.seconds(64, 1, 16, 16) == pytest.approx(5e-6)
+    assert replace(rf, batched_floor_s=4e-6).seconds(64, 1, 16, 16) == pytest.approx(4e-6)
+    # CPU: the batched floor is timed on 16 matrices: what it costs over one call, per matrix
+    cpu = replace(rf, additive=True)
+    assert cpu.floor(16) == pytest.approx(6e-6) and cpu.floor(4) == pytest.approx(5.2e-6)
 
 
 def test_gemm_at_every_sweep_point_is_the_measured_time(zen4: Predictor) -> None:

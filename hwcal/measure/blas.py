@@ -38,11 +38,29 @@ from hwcal.precisions import PRECISIONS
 
 BLAS_BUDGET_S = {("cpu", False): 7.0, ("cpu", True): 3.5, ("gpu", False): 10.0, ("gpu", True): 5.0}
 BLAS_ROUNDS = {False: 10, True: 5}  # best of N after an untimed call, as STREAM
+# GPUs: rounds of 20 ms whose spread is well under 1 % at DRAM sizes, so 5; the time saved buys the sizes
+# between L2 and HBM (16 .. 256 MiB) that the predictions of element-wise calls interpolate across.
+GPU_BLAS_ROUNDS = 5
+GPU_BLAS_ROUND_S = 0.005  # and 5 ms rounds (50 .. 500 calls; a synchronisation costs ~20 us of that): a case's
+# warm-up, event and timed rounds at the backend's 20 ms made every size cost ~0.25 s, 16 series x 3 sizes
+# more than the budget, so an H100's run kept no size between 4 and 256 MiB for most series.
+
+
+def _round_s(backend: Backend) -> float:
+    return GPU_BLAS_ROUND_S if backend.device_type == "gpu" else backend.min_round_s
 MIN_ROUNDS = 3
 SMALL_CASE_FRACTION = 0.02  # a case predicted under 2% of the budget runs while the whole budget has room
+# The planned sizes share this much of the budget; the rest is kept for the refinements (the sizes between
+# tiers the predictions interpolate across). Without it torch's slow CPU half-precision series (bf16 axpy:
+# 8 GB/s at 256 MiB) spent all 7 s and no series got a size between 1 and 256 MiB.
+PLANNED_SHARE = 0.75
 SMALLEST_BYTES = {"cpu": 16 * 2**10, "gpu": 2**20}  # GPUs: smaller calls only time the launch
 # The largest size at least this big where caches read small (SoC system caches; GPU L2s of 50 MB+).
 MIN_TOP_BYTES = {"cpu": 64 * 2**20, "gpu": 256 * 2**20}
+# ... and at most this: a VM may report its host's whole L3 (this one: 480 MiB, so 4x is 2 GiB, whose first
+# touch alone took 6.5 s of the 7 s budget and left scal with no size past 1 MiB), and a chiplet CPU's few
+# threads fill only their own cluster's L3 (at most ~100 MB shipped to one cluster).
+MAX_TOP_BYTES = {"cpu": 256 * 2**20, "gpu": 2**30}
 MEMORY_FRACTION_PLANNED = 0.5
 MEMORY_FRACTION_RUN = 0.8
 FILL_BYTES_PER_S_GUESS = {"cpu": 1e9, "gpu": 1e11}  # first touch of the operands, for the budget
@@ -82,13 +100,17 @@ def arithmetic_intensity(operation: str, n: int, element_bytes: int, m: int = 1)
     return blas_flops(operation, n, m) / blas_bytes(operation, n, element_bytes, m)
 
 
+GEMV_ALIGN = 16  # elements: rows start on 32-byte boundaries, as every model's do (an H100's bf16 torch.mv
+# of 11586^2 reached 2173 GB/s, of 11520^2 2548: the unaligned rows took a slower kernel)
+
+
 def size_for(operation: str, working_bytes: int, element_bytes: int) -> tuple[int, int]:
     """(n, m) whose counted bytes are at least ``working_bytes`` (so a planned DRAM size stays one);
-    gemv is square."""
+    gemv is square, its side a multiple of ``GEMV_ALIGN``."""
     if operation == "gemv":
-        n = max(1, math.ceil(math.sqrt(working_bytes / element_bytes)))
+        n = GEMV_ALIGN * max(1, math.floor(math.sqrt(working_bytes / element_bytes) / GEMV_ALIGN))
         while blas_bytes("gemv", n, element_bytes, n) < working_bytes:
-            n += 1
+            n += GEMV_ALIGN
         return n, n
     per_n = blas_elements(operation, 1)
     return max(1, math.ceil(working_bytes / (per_n * element_bytes))), 1
@@ -104,14 +126,16 @@ def _pow2_floor(x: int) -> int:
 
 def plan_working_sets(caches: CacheInfo, device_type: str, free_bytes: int, quick: bool) -> list[int]:
     """Bytes per call: one size well inside each cache level (half of one instance, so even one thread
-    keeps it resident), then the first power of two >= 4x the last-level cache (the DRAM figure);
-    --quick keeps the innermost and outermost levels. Sizes beyond half of free memory are left out."""
+    keeps it resident), then the first power of two >= 4x the last-level cache (the DRAM figure), within
+    ``MIN_TOP_BYTES`` .. ``MAX_TOP_BYTES``; a cache size within 2x of that top is left to it. --quick keeps
+    the innermost and outermost levels. Sizes beyond half of free memory are left out."""
     levels = sorted(caches.levels, key=lambda c: c.level)
     if quick and len(levels) > 2:
         levels = [levels[0], levels[-1]]
     smallest = SMALLEST_BYTES[device_type]
-    sizes = {max(smallest, _pow2_floor(c.size_bytes // 2)) for c in levels} | {smallest}
-    sizes.add(max(_pow2_ceil(STREAM_ARRAY_FACTOR * caches.llc_total_bytes), MIN_TOP_BYTES[device_type]))
+    top = min(max(_pow2_ceil(STREAM_ARRAY_FACTOR * caches.llc_total_bytes), MIN_TOP_BYTES[device_type]),
+              MAX_TOP_BYTES[device_type])
+    sizes = {s for c in levels if (s := max(smallest, _pow2_floor(c.size_bytes // 2))) * 2 < top} | {smallest, top}
     ordered = sorted(sizes)
     limit = MEMORY_FRACTION_PLANNED * free_bytes
     return [s for s in ordered if s <= limit] or ordered[:1]
@@ -135,7 +159,10 @@ def blas_cases(backend: Backend, quick: bool) -> list[tuple[str, str, int]]:
     sizes = plan_working_sets(backend.stream_caches(), backend.device_type, backend.free_memory_bytes(), quick)
     series = blas_series(backend)
     planned = [(op, p, s) for op, p in series for s in sorted(sizes, reverse=True)]
-    return planned + ([] if quick else [(op, p, s) for op, p in series for s in refinement_sizes(sizes)])
+    # Refinements precision-major (the most asked precision's sizes of every operation first): a budget that
+    # ends early leaves out a rarely asked precision's in-between sizes, not fp32's.
+    by_precision = sorted(series, key=lambda s: backend.blas_precisions().index(s[1]))
+    return planned + ([] if quick else [(op, p, s) for op, p in by_precision for s in refinement_sizes(sizes)])
 
 
 def case_id(operation: str, precision: str, working_bytes: int) -> str:
@@ -188,20 +215,21 @@ def _rounds_within_budget(session: CalibrationSession, operation: str, precision
     budget = BLAS_BUDGET_S[backend.device_type, session.options.quick]
     series = blas_series(backend)
     index = series.index((operation, precision)) if (operation, precision) in series else len(series) - 1
-    left = fair_allowance(budget, session.budget_spent_s.get("blas", 0.0), index, len(series))
-    call_s = _predicted_call_s(session, operation, precision, nbytes)
     spent = session.budget_spent_s.get("blas", 0.0)
+    planned_budget = budget if refinement else PLANNED_SHARE * budget
+    left = fair_allowance(planned_budget, spent, index, len(series))
+    call_s = _predicted_call_s(session, operation, precision, nbytes)
     if refinement:
         left = budget - spent  # refinements come after every planned size: they get what is left, no share
     if call_s is None:
-        if spent >= budget:
+        if spent >= planned_budget:
             return 0, f"{operation} {precision} at {label}: the {budget:g} s BLAS budget is spent"
         # A series' first (DRAM) case may use what the whole budget has left, not only its share: a first
         # series that absorbed the session's one-off costs (thread pools, first page faults) must not starve
         # the next of its DRAM figure. A probe guards against a slow path eating the budget.
         call_s = _probe_call_s(session, operation, precision, nbytes)
-        left = max(left, min(budget - spent, 2 * budget / len(series)))
-    round_s = max(call_s, backend.min_round_s)
+        left = max(left, min(planned_budget - spent, 2 * planned_budget / len(series)))
+    round_s = max(call_s, _round_s(backend))
     fill_s = nbytes / FILL_BYTES_PER_S_GUESS[backend.device_type]
     # Beyond the timed rounds: warm-up, two sizing calls, device-event rounds (GPUs), verification (~4 calls).
     fixed_s = fill_s + (warmup_rounds(backend, round_s) + 2 + (3 if backend.is_async else 0)) * round_s + 4 * call_s
@@ -211,7 +239,7 @@ def _rounds_within_budget(session: CalibrationSession, operation: str, precision
     if fit >= MIN_ROUNDS:
         return fit, None
     cost_s = fixed_s + wanted * round_s
-    if not refinement and cost_s < SMALL_CASE_FRACTION * budget and spent + cost_s < budget:
+    if not refinement and cost_s < SMALL_CASE_FRACTION * budget and spent + cost_s < planned_budget:
         # An in-cache size costs milliseconds: the shares exist to bound the DRAM sizes, so a small case
         # runs while the whole budget has room, whatever its series' share says.
         return wanted, None
@@ -283,7 +311,8 @@ def _run(benchmark: Any, session: CalibrationSession, operation: str, precision:
                                    size_label)
         if reason:
             pytest.skip(reason)  # the plan working, not a missing figure: no warning
-    rounds, reason = _rounds_within_budget(session, operation, precision, nbytes, BLAS_ROUNDS[session.options.quick],
+    wanted = min(BLAS_ROUNDS[session.options.quick], GPU_BLAS_ROUNDS if backend.device_type == "gpu" else 99)
+    rounds, reason = _rounds_within_budget(session, operation, precision, nbytes, wanted,
                                            size_label(working_bytes), refinement)
     if reason:
         if not refinement:  # a missing planned size must show in the document; a refinement is extra
@@ -294,7 +323,7 @@ def _run(benchmark: Any, session: CalibrationSession, operation: str, precision:
     seed = working_bytes + sum(map(ord, operation + precision))
     ops = backend.blas_operands(operation, precision, n, m, seed)
     backend.synchronize()
-    plan = (plan_for_call(backend, best_call_s(backend, backend.blas_call, ops), rounds)
+    plan = (plan_for_call(backend, best_call_s(backend, backend.blas_call, ops), rounds, round_s=_round_s(backend))
             if benchmark.enabled else VERIFY_ONLY)
     flops = blas_flops(operation, n, m)
     run = run_verified(

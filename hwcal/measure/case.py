@@ -43,9 +43,10 @@ def best_call_s(backend: Backend, launch: Callable[..., Any], *args: Any, tries:
 
 
 def plan_for_call(backend: Backend, call_s: float, rounds: int, min_launches: int = 1,
-                  shortest_s: float = 1e-7) -> RoundPlan:
-    """Launches per round to fill the backend's minimum round, ``rounds`` rounds, the one warm-up rule."""
-    launches = max(min_launches, math.ceil(backend.min_round_s / max(call_s, shortest_s)))
+                  shortest_s: float = 1e-7, round_s: float | None = None) -> RoundPlan:
+    """Launches per round to fill the backend's minimum round (or ``round_s``), ``rounds`` rounds, the one
+    warm-up rule."""
+    launches = max(min_launches, math.ceil((round_s or backend.min_round_s) / max(call_s, shortest_s)))
     return RoundPlan(launches, rounds, warmup_rounds(backend, launches * call_s))
 
 

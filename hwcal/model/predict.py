@@ -143,7 +143,7 @@ class Predictor:
         self.gemm_models = {
             prec: GemmModel(pts, Roofline(self.gemm_peak[prec], element_bytes(prec), self._gemm_bandwidth(prec),
                                           floor_of(floors, "gemm"), floor_of(floors, "gemm", 2), self.additive,
-                                          inputs.gpu_sms))
+                                          inputs.gpu_sms, any(op == "gemv" for op, _ in self.streaming.blas)))
             for prec, pts in by_precision.items()}
         self.nn = NnModel(inputs.nn, inputs.tiers, floor_of(floors, "gemm"))
         self.measured_precisions = set(self.gemm_peak) | {p for _, p in self.streaming.blas}
