@@ -52,8 +52,10 @@ cal)
   echo "filed: $cal"
   timeout 90 python3 tools/gpu_referee.py "$cal" 2>&1 | tee $res/referee.txt; save
   timeout 120 python3 tools/energy_referee.py "$cal" 2>&1 | tee $res/energy_referee.txt; save
+  # the neighbour tests in a process of their own: an earlier test's CUDA context is another process to them
+  timeout 120 python3 -m pytest tests/test_gpu.py -k neighbour -q -p no:randomly 2>&1 | tail -4 | tee $res/gpu_tests.txt
   timeout 150 python3 -m pytest tests/test_gpu.py tests/test_nn_gpu.py tests/test_energy_gpu.py \
-    tests/test_memory_system.py -q -p no:randomly 2>&1 | tail -8 | tee $res/gpu_tests.txt
+    tests/test_memory_system.py -q -p no:randomly -rfs 2>&1 | tail -8 | tee -a $res/gpu_tests.txt
   ;;
 predict)
   calibrate 1
