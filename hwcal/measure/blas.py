@@ -38,16 +38,12 @@ from hwcal.precisions import PRECISIONS
 
 BLAS_BUDGET_S = {("cpu", False): 7.0, ("cpu", True): 3.5, ("gpu", False): 10.0, ("gpu", True): 5.0}
 BLAS_ROUNDS = {False: 10, True: 5}  # best of N after an untimed call, as STREAM
-# GPUs: rounds of 20 ms whose spread is well under 1 % at DRAM sizes, so 5; the time saved buys the sizes
-# between L2 and HBM (16 .. 256 MiB) that the predictions of element-wise calls interpolate across.
+# GPUs: 5 rounds (a GPU case's rounds spread well under 1 % at DRAM sizes: cv 0.0004-0.002 on the H200); the
+# time saved buys the sizes between L2 and HBM (16 .. 256 MiB) that element-wise predictions interpolate across.
 GPU_BLAS_ROUNDS = 5
 GPU_BLAS_ROUND_S = 0.005  # and 5 ms rounds (50 .. 500 calls; a synchronisation costs ~20 us of that): a case's
 # warm-up, event and timed rounds at the backend's 20 ms made every size cost ~0.25 s, 16 series x 3 sizes
 # more than the budget, so an H100's run kept no size between 4 and 256 MiB for most series.
-
-
-def _round_s(backend: Backend) -> float:
-    return GPU_BLAS_ROUND_S if backend.device_type == "gpu" else backend.min_round_s
 MIN_ROUNDS = 3
 SMALL_CASE_FRACTION = 0.02  # a case predicted under 2% of the budget runs while the whole budget has room
 # The planned sizes share this much of the budget; the rest is kept for the refinements (the sizes between
@@ -64,6 +60,16 @@ MAX_TOP_BYTES = {"cpu": 256 * 2**20, "gpu": 2**30}
 MEMORY_FRACTION_PLANNED = 0.5
 MEMORY_FRACTION_RUN = 0.8
 FILL_BYTES_PER_S_GUESS = {"cpu": 1e9, "gpu": 1e11}  # first touch of the operands, for the budget
+
+
+def _round_s(backend: Backend) -> float:
+    """How long a BLAS case's round lasts at least (``GPU_BLAS_ROUND_S`` on a GPU)."""
+    return GPU_BLAS_ROUND_S if backend.device_type == "gpu" else backend.min_round_s
+
+
+def _wanted_rounds(backend: Backend, quick: bool) -> int:
+    return min(BLAS_ROUNDS[quick], GPU_BLAS_ROUNDS) if backend.device_type == "gpu" else BLAS_ROUNDS[quick]
+
 
 # Elements per call as BLAS counts them, and FLOPs: (flops, elements) as functions of (n, m).
 _COUNTS = {
@@ -311,8 +317,8 @@ def _run(benchmark: Any, session: CalibrationSession, operation: str, precision:
                                    size_label)
         if reason:
             pytest.skip(reason)  # the plan working, not a missing figure: no warning
-    wanted = min(BLAS_ROUNDS[session.options.quick], GPU_BLAS_ROUNDS if backend.device_type == "gpu" else 99)
-    rounds, reason = _rounds_within_budget(session, operation, precision, nbytes, wanted,
+    rounds, reason = _rounds_within_budget(session, operation, precision, nbytes,
+                                           _wanted_rounds(backend, session.options.quick),
                                            size_label(working_bytes), refinement)
     if reason:
         if not refinement:  # a missing planned size must show in the document; a refinement is extra
