@@ -222,11 +222,12 @@ def _rounds_within_budget(session: CalibrationSession, operation: str, precision
     series = blas_series(backend)
     index = series.index((operation, precision)) if (operation, precision) in series else len(series) - 1
     spent = session.budget_spent_s.get("blas", 0.0)
-    planned_budget = budget if refinement else PLANNED_SHARE * budget
-    left = fair_allowance(planned_budget, spent, index, len(series))
+    if refinement:  # refinements come after every planned size: they get what is left, no share
+        planned_budget, left = budget, budget - spent
+    else:
+        planned_budget = PLANNED_SHARE * budget
+        left = fair_allowance(planned_budget, spent, index, len(series))
     call_s = _predicted_call_s(session, operation, precision, nbytes)
-    if refinement:
-        left = budget - spent  # refinements come after every planned size: they get what is left, no share
     if call_s is None:
         if spent >= planned_budget:
             return 0, f"{operation} {precision} at {label}: the {budget:g} s BLAS budget is spent"

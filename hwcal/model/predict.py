@@ -140,19 +140,21 @@ class Predictor:
         by_precision: dict[str, list[Point]] = {}
         for p in inputs.gemm:
             by_precision.setdefault(p.precision, []).append(p)
-        self.gemm_models = {
-            prec: GemmModel(pts, Roofline(self.gemm_peak[prec], element_bytes(prec), self._gemm_bandwidth(prec),
-                                          floor_of(floors, "gemm"), floor_of(floors, "gemm", 2), self.additive,
-                                          inputs.gpu_sms, any(op == "gemv" for op, _ in self.streaming.blas)))
-            for prec, pts in by_precision.items()}
+        self.gemm_models = {}
+        for prec, pts in by_precision.items():
+            bandwidth, gemv_curve = self._gemm_bandwidth(prec)
+            self.gemm_models[prec] = GemmModel(pts, Roofline(
+                self.gemm_peak[prec], element_bytes(prec), bandwidth, floor_of(floors, "gemm"),
+                floor_of(floors, "gemm", 2), self.additive, inputs.gpu_sms, gemv_curve))
         self.nn = NnModel(inputs.nn, inputs.tiers, floor_of(floors, "gemm"))
         self.measured_precisions = set(self.gemm_peak) | {p for _, p in self.streaming.blas}
         if self.streaming.bandwidth.stream or self.streaming.bandwidth.levels:
             self.measured_precisions.add(inputs.stream_dtype)
 
-    def _gemm_bandwidth(self, precision: str) -> Callable[[float, bool], float]:
+    def _gemm_bandwidth(self, precision: str) -> tuple[Callable[[float, bool], float], bool]:
         """GB/s at which a GEMM's operands stream from the tier holding them: the framework's GEMV curve
-        (its threads, its library reading a matrix), else the memory system's read figure."""
+        (its threads, its library reading a matrix), else the memory system's read figure; and whether it is
+        that curve (``Roofline.gemv_curve``)."""
         gemv = self.streaming.blas.get(("gemv", precision))
         if gemv is None:
             others = [c for (op, _), c in self.streaming.blas.items() if op == "gemv"]
@@ -165,7 +167,7 @@ class Predictor:
                 return gemv.gbps(working_set)[0]
             found = bandwidth.gbps(working_set, "read", threads)
             return found[0] if found else math.inf
-        return gbps
+        return gbps, gemv is not None
 
     # -- what it has --
     def operations(self) -> dict[str, list[str]]:
