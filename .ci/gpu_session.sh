@@ -9,6 +9,7 @@
 #             check of hwcal-validate-predictions --model
 #   predict:  calibrate once into the registry, then the prediction referees on that file at once
 #             (tools/model_referee.py for bf16, fp32 and fp16; the whole-layer check of Llama layers)
+#   twice:    calibrate twice back to back (run-to-run, walls), then the prediction referees on the second
 #   smoke:    a quick run, nothing kept
 # Everything comes back as archives under $OUT (the tool returns <= 8 files). mamf-finder is copied into
 # .devout/anchors/ (carried) from ../shared/anchors, which does not travel.
@@ -24,7 +25,7 @@ plugin=(-p hwcal.plugin.hooks)  # not pip-installed here: the entry point is not
 cal=$(ls registry/gpu/nvidia_h200/calibrations/*.json 2>/dev/null | head -1)
 calibrate() {  # one full calibration into the repository's registry; its log is res/cal_run$1.log
   /usr/bin/time -f "wall %e s, max RSS %M kB" python3 -m pytest bench/ "${plugin[@]}" --framework pytorch \
-    --device cuda --registry registry -p no:randomly -q --durations=80 --benchmark-columns=min,median,rounds 2>&1 \
+    --device cuda --registry registry -p no:randomly -q --durations=0 --benchmark-columns=min,median,rounds 2>&1 \
     | tee $res/cal_run$1.log | grep -E '^(wall|hwcal|FAILED|ERROR)|passed|failed|interference|disturbed' | tail -12
   find registry -name '*.json' -newer "$stamp" > $res/new_files.txt
   # shellcheck disable=SC2046  # one argument per file
@@ -51,14 +52,20 @@ cal)
   calibrate 2
   echo "filed: $cal"
   timeout 90 python3 tools/gpu_referee.py "$cal" 2>&1 | tee $res/referee.txt; save
-  timeout 120 python3 tools/energy_referee.py "$cal" 2>&1 | tee $res/energy_referee.txt; save
   # the neighbour tests in a process of their own: an earlier test's CUDA context is another process to them
   timeout 120 python3 -m pytest tests/test_gpu.py -k neighbour -q -p no:randomly 2>&1 | tail -4 | tee $res/gpu_tests.txt
   timeout 150 python3 -m pytest tests/test_gpu.py tests/test_nn_gpu.py tests/test_energy_gpu.py \
-    tests/test_memory_system.py -q -p no:randomly -rfs 2>&1 | tail -8 | tee -a $res/gpu_tests.txt
+    tests/test_memory_system.py -q -p no:randomly -rfs 2>&1 | tail -8 | tee -a $res/gpu_tests.txt; save
+  timeout 120 python3 tools/energy_referee.py "$cal" 2>&1 | tee $res/energy_referee.txt; save
   ;;
 predict)
   calibrate 1
+  echo "filed: $cal"
+  predictions bf16 fp32 fp16
+  ;;
+twice)  # run-to-run and the run's wall, then the prediction referees on the second (filed) calibration
+  calibrate 1
+  calibrate 2
   echo "filed: $cal"
   predictions bf16 fp32 fp16
   ;;

@@ -21,10 +21,11 @@ from tests.fakes import FakeBenchmark  # noqa: E402
 R50 = ConvSpec(32, 64, 56, 56, 64, 3, 3, stride=1, padding=1)
 
 
-def _session() -> CalibrationSession:
+def _session(kernel_names: bool = True) -> CalibrationSession:
     return CalibrationSession(CalibrationOptions(
         power_mode=None, framework="pytorch", device="cuda:0", frequency_mhz=None, hardware_id=None,
-        registry=Path("unused"), quick=True, sizes=None, min_gflops=1.0, max_call_s=0.3, dry_run=True, force=False))
+        registry=Path("unused"), quick=True, sizes=None, min_gflops=1.0, max_call_s=0.3, dry_run=True, force=False,
+        kernel_names=kernel_names))
 
 
 def test_conv_files_the_autotuned_figure_and_the_heuristic_one() -> None:
@@ -36,6 +37,14 @@ def test_conv_files_the_autotuned_figure_and_the_heuristic_one() -> None:
     assert rec.heuristic is not None and rec.heuristic["cudnn_benchmark"] is False
     assert rec.heuristic["max_error"] <= rec.tolerance and rec.heuristic["time_s"]["min"] > 0
     assert torch.backends.cudnn.benchmark is False  # restored
+
+
+def test_kernels_are_named_only_when_asked() -> None:
+    """The profiler's first start costs seconds: a default run says how to get the names instead."""
+    session = _session(kernel_names=False)
+    run_nn(FakeBenchmark(), session, NnCase("conv", "r50", "resnet50", "3x3", "fp16", "channels_last", "", R50))
+    [rec] = session.results.nn
+    assert "cuda_kernels" not in rec.details and "--kernel-names" in rec.details["algorithm_unavailable"]
 
 
 def test_fp32_convolutions_run_without_tf32() -> None:

@@ -37,7 +37,10 @@ def test_quick_and_full_contradict(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(HwcalError, match="--quick and --full contradict"):
         resolve_options(values.get, lambda name: None, Path("."))
     values.update(hwcal_quick=False)
-    assert resolve_options(values.get, lambda name: None, Path(".")).full is True
+    options = resolve_options(values.get, lambda name: None, Path("."))
+    assert options.full is True and options.kernel_names is True  # --full names the CUDA kernels too
+    values.update(hwcal_full=False)
+    assert resolve_options(values.get, lambda name: None, Path(".")).kernel_names is False
 
 
 def _doc() -> dict[str, Any]:

@@ -207,6 +207,15 @@ def test_resolve_options_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (opts.quick, opts.dry_run, opts.force) == (False, False, False)
 
 
+def test_a_gpu_skips_square_gemms_over_a_tenth_of_a_second_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    for spec in OPTIONS:
+        if spec.env:
+            monkeypatch.delenv(spec.env, raising=False)
+    gpu = {"hwcal_framework": "pytorch", "hwcal_device": "cuda"}
+    assert _resolve_with(gpu).max_call_s == 0.1
+    assert _resolve_with({**gpu, "hwcal_max_call_s": 0.5}).max_call_s == 0.5
+
+
 def test_resolve_options_numpy_on_cuda_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HWCAL_FRAMEWORK", raising=False)
     with pytest.raises(HwcalError, match="numpy runs on the CPU only"):

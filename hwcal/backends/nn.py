@@ -224,8 +224,9 @@ class NnKernels:
         """One call into ``ops.out`` where the framework allows; does not wait for the device."""
         raise NotImplementedError(self.reason)
 
-    def describe(self, ops: NnOperands) -> dict[str, Any]:
-        """What ran: the kernel text, the library path and algorithm chosen (where the framework tells)."""
+    def describe(self, ops: NnOperands, kernel_names: bool = False) -> dict[str, Any]:
+        """What ran: the kernel text, the library path and algorithm chosen (where the framework tells);
+        ``kernel_names``: also the device kernels one call launched, where naming them costs a profiler."""
         return {}
 
     def reference(self, ops: NnOperands) -> Reference:

@@ -39,7 +39,7 @@ from hwcal.precisions import PRECISIONS
 
 MEMORY_KERNELS = ("copy", "triad")  # two arrays and three: the DRAM energy per byte of each traffic pattern
 BUDGET_S = 15.0  # the whole family, rest included
-REST_S = 1.5  # idle before the idle window: clocks and power fall back within ~0.1 s of the last kernel
+REST_S = 1.0  # idle before the idle window: clocks and power fall back within ~0.1 s of the last kernel
 WARM_S = 0.2  # the workload before its window: power settles where the new load holds it
 CHUNK_S = 0.05  # launches between two looks at the clock and the sensor (one synchronisation each)
 MAX_WINDOW_S = 6.0  # a sensor slower than 10 updates in this long is too slow: the case is skipped

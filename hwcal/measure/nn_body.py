@@ -196,7 +196,7 @@ def _heuristic(session: CalibrationSession, kernels: NnKernels, ops: NnOperands,
         timed = timed_rounds(_Rounds(f"{case.case_id} (cuDNN benchmark off)"), backend, plan, kernels.launch, ops,
                              watch=session.watch)
         check = verify_nn(kernels, ops, case)
-        details = kernels.describe(ops)
+        details = kernels.describe(ops, session.options.kernel_names)
     if not check.ok:
         session.failures[f"{case.family}:{case.precision}"] = f"{case.case_id} (cuDNN heuristic): {check.describe()}"
         pytest.fail(f"{case.case_id} with cuDNN benchmark mode off gave wrong results: {check.describe()}")
@@ -290,7 +290,7 @@ def _run(benchmark: Any, session: CalibrationSession, kernels: NnKernels, case: 
             failure_key=f"{case.family}:{case.precision}", where=case.case_id, what=f"{case.family} {case.case_id}")
         if run.stats is None:
             return
-        details = kernels.describe(ops)
+        details = kernels.describe(ops, session.options.kernel_names)
         modes = dict(modes)
     default = kernels.default_sdpa_backend(ops) if case.family == "sdpa" else None
     heuristic = _heuristic(session, kernels, ops, case) if gpu_conv else None

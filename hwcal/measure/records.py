@@ -236,6 +236,7 @@ class MaxAchievableRecord:
     power_w: dict[str, Any] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     rest_s: float = 0.0
+    rest_between_s: float | None = None
     # One entry per burst (mean GFLOPS, median SM clock and board power over it): the peak is their median.
     bursts: list[dict[str, float | None]] = field(default_factory=list)
     peak: str = "median_of_burst_means"
@@ -264,11 +265,13 @@ class MaxAchievableRecord:
             "burst": {"mean_gflops": r(self.burst_mean_gflops), "median_gflops": r(self.burst_median_gflops),
                       "max_gflops": r(self.burst_max_gflops), "iterations": self.burst_iterations,
                       "rest_s": self.rest_s,
+                      **({"rest_between_s": self.rest_between_s} if self.rest_between_s is not None else {}),
                       **({"bursts": [{k: (r(v) if k == "mean_gflops" else v) for k, v in b.items()}
                                      for b in self.bursts],
                           "spread": r(self.burst_spread, 3) if self.burst_spread is not None else None}
                          if self.bursts else {}),
-                      "method": "each burst after rest_s idle (a power-capped clock follows recent power), warm-up "
+                      "method": "the first burst after rest_s idle (a power-capped clock follows recent power), each "
+                                "later one after rest_between_s (a burst is tens of ms of full power), warm-up "
                                 "calls, then CUDA events around each call; before each call the L2 is flushed (256 "
                                 "MiB written) and the output re-written from a random matrix (mamf-finder's "
                                 "method); the peak is the median of the bursts' means, the spread (best - worst) / "

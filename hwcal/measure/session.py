@@ -56,6 +56,8 @@ class CalibrationOptions:
     shapes: list[tuple[int, int, int, int]] | None = None
     # --full: every layer, layout and float precision of the convolution, attention and fused-op grids
     full: bool = False
+    # --kernel-names: the CUDA kernels of each NN case through the profiler (its first start costs ~5 s)
+    kernel_names: bool = False
     memory_s: float | None = None  # --memory-seconds: the memory system's budget (its default when None)
 
 

@@ -128,6 +128,9 @@ def parse_flag(value: str) -> bool:
     return FLAG_WORDS[word]
 
 
+MAX_CALL_S = {True: 0.3, False: 0.1}  # --max-call-seconds when not given: a CPU (True), a GPU (False)
+
+
 @dataclass(frozen=True)
 class OptionSpec:
     flag: str
@@ -157,6 +160,9 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("--full", "hwcal_full", None, parse_flag, False,
                "every layer, layout and float precision of the convolution, attention and fused-op grids (and "
                "batch 1 on a GPU), with 5x their time budgets", "HWCAL_FULL", True),
+    OptionSpec("--kernel-names", "hwcal_kernel_names", None, parse_flag, False,
+               "name the CUDA kernels each convolution and attention case ran (cuDNN's algorithm) through the CUDA "
+               "profiler, whose first start costs ~5 s; on with --full", "HWCAL_KERNEL_NAMES", True),
     OptionSpec("--sizes", "hwcal_sizes", "N,N,...", parse_sizes, None,
                "square GEMM sizes to sweep; the backend's sweep when not given", "HWCAL_SIZES"),
     OptionSpec("--shapes", "hwcal_shapes", "MxNxK[,..]", parse_shapes, None,
@@ -164,8 +170,10 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "backend's families when not given", "HWCAL_SHAPES"),
     OptionSpec("--min-gflops", "hwcal_min_gflops", "GFLOPS", parse_nonneg_float, 1.0,
                "after a size >= 256, a precision below this skips its larger sizes", "HWCAL_MIN_GFLOPS"),
-    OptionSpec("--max-call-seconds", "hwcal_max_call_s", "S", parse_positive_float, 0.3,
-               "skip a size whose single GEMM is predicted to take longer than this", "HWCAL_MAX_CALL_SECONDS"),
+    OptionSpec("--max-call-seconds", "hwcal_max_call_s", "S", parse_positive_float, None,
+               "skip a size whose single GEMM is predicted to take longer than this (0.3 s on a CPU, 0.1 s on a "
+               "GPU, where such a call is already at the peak: an H200's fp32 16384^3 took 0.16 s a call, 1.5 s "
+               "a case)", "HWCAL_MAX_CALL_SECONDS"),
     OptionSpec("--memory-seconds", "hwcal_memory_s", "S", parse_positive_float, None,
                "time budget of the memory system (cache tiers, latency, all-core STREAM); a CPU whose DRAM pool "
                "(4x the last-level caches) takes longer to fault in needs more; 8 s (--quick 5 s, a GPU 10 s) when "
@@ -232,11 +240,12 @@ def resolve_options(getoption: Callable[[str], Any], getini: Callable[[str], Any
         quick=values["hwcal_quick"],
         sizes=values["hwcal_sizes"],
         min_gflops=values["hwcal_min_gflops"],
-        max_call_s=values["hwcal_max_call_s"],
+        max_call_s=values["hwcal_max_call_s"] or MAX_CALL_S[values["hwcal_device"] == "cpu"],
         dry_run=values["hwcal_dry_run"],
         force=values["hwcal_force"],
         allow_partial=values["hwcal_allow_partial"],
         shapes=values["hwcal_shapes"],
         full=values["hwcal_full"],
+        kernel_names=values["hwcal_kernel_names"] or values["hwcal_full"],
         memory_s=values["hwcal_memory_s"],
     )
