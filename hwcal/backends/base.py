@@ -305,6 +305,9 @@ BLAS_OPERATIONS = ("dot", "axpy", "scal", "gemv")
 # axpy and scal run in place, so repeated launches alternate their scalar to keep values bounded:
 # axpy +-0.5 (y oscillates around its start), scal 2 and 0.5 (exact in every binary float format).
 AXPY_ALPHAS = (0.5, -0.5)
+# The launch floors' vectors: small enough that the work is nothing, large enough for the general path (numpy
+# takes a scalar path on a 1-element array).
+FLOOR_ELEMENTS = 16
 SCAL_ALPHAS = (2.0, 0.5)
 
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from hwcal.backends.base import (
     AXPY_ALPHAS,
+    FLOOR_ELEMENTS,
     SCAL_ALPHAS,
     Backend,
     BlasOperands,
@@ -259,8 +260,12 @@ class NumpyBackend(Backend):
                 else "row-major A (M,K) @ row-major B (K,N) -> C (M,N)")
 
     def floor_calls(self) -> dict[str, FloorCall]:
-        x, y = np.ones(1, dtype=np.float32), np.ones(1, dtype=np.float32)
-        a, t = np.ones((1, 1), dtype=np.float32), np.empty(1, dtype=np.float32)
+        # Vectors of FLOOR_ELEMENTS: a 1-element array with a Python scalar takes numpy's scalar path (this Zen 5
+        # VM: np.multiply(x, 1.0, out=x) 839 ns on 1 element, 476-494 ns on 4 .. 256; axpy 1129 vs 722-759 ns),
+        # which over-predicted every small scal and axpy by half.
+        x, y = np.ones(FLOOR_ELEMENTS, dtype=np.float32), np.ones(FLOOR_ELEMENTS, dtype=np.float32)
+        a = np.ones((FLOOR_ELEMENTS, FLOOR_ELEMENTS), dtype=np.float32)
+        t = np.empty(FLOOR_ELEMENTS, dtype=np.float32)
         # GEMM floors on 4x4 matrices: 1x1 takes a degenerate path (a (16,1,1) stack 0.8 us, (16,4,4) 1.4 us).
         sq, sq_out = np.ones((4, 4), dtype=np.float32), np.empty((4, 4), dtype=np.float32)
         stack, stack_out = np.ones((16, 4, 4), dtype=np.float32), np.empty((16, 4, 4), dtype=np.float32)
@@ -269,19 +274,18 @@ class NumpyBackend(Backend):
             np.multiply(x, 1.0, out=t)
             np.add(y, t, out=y)
 
+        v, m = f"{FLOOR_ELEMENTS} fp32 elements", f"{FLOOR_ELEMENTS}x{FLOOR_ELEMENTS} fp32"
         return {
-            "dot": FloorCall(functools.partial(np.dot, x, y), "np.dot on 1-element fp32 vectors (BLAS sdot)", "fp32"),
-            "axpy": FloorCall(axpy, "np.multiply + np.add on 1 fp32 element (the axpy route)", "fp32"),
-            "scal": FloorCall(functools.partial(np.multiply, x, 1.0, out=x), "np.multiply(x, a, out=x), 1 fp32 element",
-                              "fp32"),
-            "gemv": FloorCall(functools.partial(np.dot, a, x, out=t), "np.dot(A, x, out=y), 1x1 fp32 (BLAS sgemv)",
-                              "fp32"),
+            "dot": FloorCall(functools.partial(np.dot, x, y), f"np.dot on {v} (BLAS sdot)", "fp32"),
+            "axpy": FloorCall(axpy, f"np.multiply + np.add on {v} (the axpy route)", "fp32"),
+            "scal": FloorCall(functools.partial(np.multiply, x, 1.0, out=x), f"np.multiply(x, a, out=x), {v}", "fp32"),
+            "gemv": FloorCall(functools.partial(np.dot, a, x, out=t), f"np.dot(A, x, out=y), {m} (BLAS sgemv)", "fp32"),
             "gemm": FloorCall(functools.partial(np.matmul, sq, sq, out=sq_out), "np.matmul(A, B, out=C), 4x4 fp32",
                               "fp32"),
             "batched_gemm": FloorCall(functools.partial(np.matmul, stack, stack, out=stack_out),
                                       "np.matmul on (16,4,4) fp32 stacks (one BLAS call per matrix)", "fp32"),
-            "add": FloorCall(functools.partial(np.add, x, y, out=t), "np.add(x, y, out=z), 1 fp32 element (an "
-                             "element-wise ufunc: STREAM's kernels)", "fp32"),
+            "add": FloorCall(functools.partial(np.add, x, y, out=t),
+                             f"np.add(x, y, out=z), {v} (an element-wise ufunc: STREAM's kernels)", "fp32"),
         }
 
     def nn_kernels(self) -> NnKernels:

@@ -5,7 +5,7 @@ torch.dot / torch.mv reach the BLAS torch was built with (CPU) or cuBLAS (GPU) f
 own kernels for fp16/bf16; axpy is ``y.add_(x, alpha=a)`` and scal ``x.mul_(a)``: one fused in-place
 pass each, on all of torch's threads (CPU) or one CUDA kernel. Shaped GEMMs are ``torch.mm`` /
 ``torch.bmm`` into a preallocated output; on a GPU small operands rotate so L2 never holds the last
-launch's. The floors are each operation's 1-element / 1x1 call.
+launch's. The floors are each operation's call on 16 elements (16x16 for gemv, 4x4 for GEMM).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from hwcal.backends.base import AXPY_ALPHAS, SCAL_ALPHAS, BlasOperands, FloorCall, ShapeOperands
+from hwcal.backends.base import AXPY_ALPHAS, FLOOR_ELEMENTS, SCAL_ALPHAS, BlasOperands, FloorCall, ShapeOperands
 from hwcal.backends.torch_gemm import FLOAT as _FLOAT
 
 
@@ -134,23 +134,25 @@ class TorchOperations:
 
     def floor_calls(self) -> dict[str, FloorCall]:
         dev = self._torch_device
-        x, y = torch.ones(1, device=dev), torch.ones(1, device=dev)
-        r, a = torch.empty((), device=dev), torch.ones(1, 1, device=dev)
-        out = torch.empty(1, device=dev)
+        # Small vectors, not one element: numpy takes a scalar path on 1 element (base.FLOOR_ELEMENTS); the same
+        # size here keeps the two frameworks' floors alike (torch CPU: 1 and 16 elements cost the same).
+        x, y = torch.ones(FLOOR_ELEMENTS, device=dev), torch.ones(FLOOR_ELEMENTS, device=dev)
+        r, a = torch.empty((), device=dev), torch.ones(FLOOR_ELEMENTS, FLOOR_ELEMENTS, device=dev)
+        out = torch.empty(FLOOR_ELEMENTS, device=dev)
         # GEMM floors on 4x4 matrices: 1x1 takes a degenerate path (CPU: bmm of (16,1,1) 0.95 us, of (16,4,4)
         # 2.3 us, of attention's (12,4,64)@(12,64,4) 3.7 us), so a floor on it under-predicts small GEMMs.
         sq, sq_out = torch.ones(4, 4, device=dev), torch.empty(4, 4, device=dev)
         stack, stack_out = torch.ones(16, 4, 4, device=dev), torch.empty(16, 4, 4, device=dev)
         what = "CUDA launch" if self.device_type == "gpu" else "CPU dispatch"
+        v, m = f"{FLOOR_ELEMENTS} fp32 elements ({what})", f"{FLOOR_ELEMENTS}x{FLOOR_ELEMENTS} fp32 ({what})"
         return {
-            "dot": FloorCall(functools.partial(torch.dot, x, y, out=r), f"torch.dot, 1 fp32 element ({what})", "fp32"),
-            "axpy": FloorCall(functools.partial(y.add_, x, alpha=1.0), f"y.add_(x, alpha=a), 1 fp32 element ({what})",
-                              "fp32"),
-            "scal": FloorCall(functools.partial(x.mul_, 1.0), f"x.mul_(a), 1 fp32 element ({what})", "fp32"),
-            "gemv": FloorCall(functools.partial(torch.mv, a, x, out=out), f"torch.mv, 1x1 fp32 ({what})", "fp32"),
+            "dot": FloorCall(functools.partial(torch.dot, x, y, out=r), f"torch.dot, {v}", "fp32"),
+            "axpy": FloorCall(functools.partial(y.add_, x, alpha=1.0), f"y.add_(x, alpha=a), {v}", "fp32"),
+            "scal": FloorCall(functools.partial(x.mul_, 1.0), f"x.mul_(a), {v}", "fp32"),
+            "gemv": FloorCall(functools.partial(torch.mv, a, x, out=out), f"torch.mv, {m}", "fp32"),
             "gemm": FloorCall(functools.partial(torch.mm, sq, sq, out=sq_out), f"torch.mm, 4x4 fp32 ({what})", "fp32"),
             "batched_gemm": FloorCall(functools.partial(torch.bmm, stack, stack, out=stack_out),
                                       f"torch.bmm on (16,4,4) fp32 stacks ({what})", "fp32"),
             "add": FloorCall(functools.partial(torch.add, x, y, out=out),
-                             f"torch.add(x, y, out=z), 1 fp32 element ({what}; STREAM's kernels)", "fp32"),
+                             f"torch.add(x, y, out=z), {v[:-1]}; STREAM's kernels)", "fp32"),
         }
