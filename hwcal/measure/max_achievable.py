@@ -50,7 +50,8 @@ BURST_CALLS = (10, 40)
 REST_S = {False: 0.5, True: 0.25}
 # A later burst follows the last one's tens of milliseconds (a few hundred of fp64) at full power, not the search's
 # seconds: a shorter rest brings the clock back. H100, 2.0 s search then bursts after 0.5 s rests each: the later
-# bursts' clocks 1980 MHz, their means within 0.5 % of one another.
+# bursts' clocks 1980 MHz, their means within 0.5 % of one another; H200 with 0.2 s between: the three bursts of
+# every precision within 0.3 % of one another.
 REST_BETWEEN_S = {False: 0.2, True: 0.15}
 SUSTAIN = {False: (0.5, 0.4), True: (0.4, 0.3)}  # warm-up and timed seconds of the sustained figure
 
