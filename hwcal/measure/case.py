@@ -9,7 +9,6 @@ A family's own body keeps only what is its own: its skip rules and budget, its o
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from hwcal.measure.session import CalibrationSession
 from hwcal.measure.timing import (
     RoundPlan,
     TimedRounds,
+    launches_for,
     round_cv,
     round_times,
     time_one_call,
@@ -46,7 +46,7 @@ def plan_for_call(backend: Backend, call_s: float, rounds: int, min_launches: in
                   shortest_s: float = 1e-7, round_s: float | None = None) -> RoundPlan:
     """Launches per round to fill the backend's minimum round (or ``round_s``), ``rounds`` rounds, the one
     warm-up rule."""
-    launches = max(min_launches, math.ceil((round_s or backend.min_round_s) / max(call_s, shortest_s)))
+    launches = launches_for(backend, call_s, round_s, min_launches, shortest_s)
     return RoundPlan(launches, rounds, warmup_rounds(backend, launches * call_s))
 
 

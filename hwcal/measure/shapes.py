@@ -31,7 +31,7 @@ from hwcal.measure.case import VERIFY_ONLY, charged, run_verified
 from hwcal.measure.records import ShapeRecord
 from hwcal.measure.session import CalibrationSession
 from hwcal.measure.shape_plan import Shape, default_shapes, line_of
-from hwcal.measure.timing import RoundPlan, time_one_call, warmup_rounds
+from hwcal.measure.timing import RoundPlan, launches_for, time_one_call, warmup_rounds
 from hwcal.measure.verify import Verification, verify_gemm
 from hwcal.precisions import PRECISIONS
 
@@ -218,8 +218,7 @@ def _plan(benchmark: Any, session: CalibrationSession, precision: str, shape: Sh
         return VERIFY_ONLY
     started = time.perf_counter()
     call_s = time_one_call(backend, backend.gemm_shape, ops)
-    round_s = GPU_ROUND_S if backend.device_type == "gpu" else backend.min_round_s
-    launches = max(1, math.ceil(round_s / max(call_s, 1e-7)))
+    launches = launches_for(backend, call_s, GPU_ROUND_S if backend.device_type == "gpu" else None)
     rounds, reason = _rounds_that_fit(session, precision, shape, launches * call_s,
                                       time.perf_counter() - started, _rounds_wanted(session, launches * call_s))
     if reason:

@@ -30,10 +30,16 @@ class RoundPlan:
     warmup_rounds: int
 
 
+def launches_for(backend: Backend, call_s: float, round_s: float | None = None, min_launches: int = 1,
+                 shortest_s: float = 1e-7) -> int:
+    """Calls a round needs to last the backend's minimum round (or ``round_s``)."""
+    return max(min_launches, math.ceil((round_s or backend.min_round_s) / max(call_s, shortest_s)))
+
+
 def plan_rounds(call_s: float, backend: Backend, quick: bool) -> RoundPlan:
     """Launches per round long enough to hide launch/sync overhead; rounds to fill a small budget."""
     call_s = max(call_s, 1e-7)
-    launches = max(1, math.ceil(backend.min_round_s / call_s))
+    launches = launches_for(backend, call_s)
     round_s = launches * call_s
     target_s = 0.1 if quick else 0.3
     min_rounds = 3 if round_s > 0.05 else 5

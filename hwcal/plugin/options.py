@@ -128,7 +128,7 @@ def parse_flag(value: str) -> bool:
     return FLAG_WORDS[word]
 
 
-MAX_CALL_S = {True: 0.3, False: 0.1}  # --max-call-seconds when not given: a CPU (True), a GPU (False)
+CPU_MAX_CALL_S, GPU_MAX_CALL_S = 0.3, 0.1  # --max-call-seconds when not given
 
 
 @dataclass(frozen=True)
@@ -240,7 +240,8 @@ def resolve_options(getoption: Callable[[str], Any], getini: Callable[[str], Any
         quick=values["hwcal_quick"],
         sizes=values["hwcal_sizes"],
         min_gflops=values["hwcal_min_gflops"],
-        max_call_s=values["hwcal_max_call_s"] or MAX_CALL_S[values["hwcal_device"] == "cpu"],
+        max_call_s=values["hwcal_max_call_s"] or (CPU_MAX_CALL_S if values["hwcal_device"] == "cpu"
+                                                  else GPU_MAX_CALL_S),
         dry_run=values["hwcal_dry_run"],
         force=values["hwcal_force"],
         allow_partial=values["hwcal_allow_partial"],
