@@ -33,11 +33,11 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     tomllib = pytest.importorskip("tomli")
 
-# Scripts under tools/ that are not wrappers: independent referees and a fixture generator.
+# Scripts under tools/ that are not wrappers: independent referees, a fixture generator and the host-share witness.
 __all__ = ["registry", "registry_template"]  # fixtures, imported for pytest
 
 NOT_WRAPPERS = {"bare_loop.py", "gpu_referee.py", "energy_referee.py", "memory_referee.py", "nn_referee.py",
-                "model_referee.py", "make_synthetic_registry.py"}
+                "model_referee.py", "make_synthetic_registry.py", "host_share_witness.py"}
 WRAPPER = re.compile(r'#!/usr/bin/env python3\n"""[^\n]+"""\n\nimport sys\nfrom pathlib import Path\n\n'
                      r"sys\.path\.insert\(0, str\(Path\(__file__\)\.resolve\(\)\.parents\[1\]\)\)  "
                      r"# run from a checkout without installing\n"

@@ -81,6 +81,8 @@ def interference_metadata(log: InterferenceLog) -> tuple[dict[str, Any], list[st
             "spent_s": round(log.spent_s, 2), "cases_watched": log.watched,
             "re_measured": sum(1 for c in log.cases if c["action"] == "re-measured"), "flagged": len(flagged),
             "cases": log.cases}
+    if log.host_share is not None:
+        meta["host_share"] = dict(log.host_share)
     warnings = [f"interference: {c['case']} was measured while {'; '.join(c['reasons'])} and could not be "
                 f"re-measured on a quiet machine ({c['re_measured']} tries): its figure is flagged, not the "
                 "device's alone" for c in flagged]

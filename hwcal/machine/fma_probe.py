@@ -130,7 +130,7 @@ def _timed(kernel: _Kernel, n: int, buf: np.ndarray) -> float:
     return time.perf_counter() - t0
 
 
-def _per_iteration_s(kernel: _Kernel) -> float:
+def per_iteration_s(kernel: _Kernel) -> float:
     """Seconds per loop iteration, from a run grown tenfold until it lasts 2 ms (an emulator is slow enough
     that the first already does)."""
     buf, n = kernel.buffer(), 1000
@@ -141,14 +141,14 @@ def _per_iteration_s(kernel: _Kernel) -> float:
         n *= 10
 
 
-def _cpus() -> list[int]:
+def affinity_cpus() -> list[int]:
     try:
         return sorted(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return list(range(os.cpu_count() or 1))
 
 
-def _all_cores_gflops(kernel: _Kernel, cpus: list[int], n: int, reps: int, deadline: float) -> float:
+def all_cores_gflops(kernel: _Kernel, cpus: list[int], n: int, reps: int, deadline: float) -> float:
     """Best over up to ``reps`` of: flops of all threads / span from the first start to the last finish.
     A repetition that would start after ``deadline`` is not run (the first always is)."""
     spans: list[list[tuple[float, float]]] = [[] for _ in range(reps)]
@@ -232,10 +232,24 @@ def _measure(kernels: list[_Kernel], cpus: list[int], budget_s: float, t_start: 
     for i, kernel in enumerate(kernels):
         # This kernel's share of what is left of the budget: a busy machine cannot stretch the total.
         deadline = time.perf_counter() + 0.8 * (t_start + budget_s - time.perf_counter()) / (len(kernels) - i)
-        n = max(1000, int(rep_s / _per_iteration_s(kernel)))
-        gflops = _all_cores_gflops(kernel, cpus, n, reps, deadline)
+        n = max(1000, int(rep_s / per_iteration_s(kernel)))
+        gflops = all_cores_gflops(kernel, cpus, n, reps, deadline)
         by_width.setdefault(kernel.key, {})[kernel.precision] = round(gflops, 3)
     return by_width
+
+
+def probe_kernel(src: Sources = LOCAL, precision: str = "fp64") -> tuple[_Kernel | None, str]:
+    """The widest verified FMA kernel of ``precision`` this CPU runs (its own flags), or None and why: for
+    probes other than the ceiling (``hwcal.machine.core_share``)."""
+    why = _why_not_here(src)
+    if why:
+        return None, why
+    live = live_flags(src)
+    chosen, notes = _select(live, live)
+    kernels = _build([(f, p) for f, p in chosen if p == precision], notes)
+    if not kernels:
+        return None, "; ".join(notes) or f"no {precision} FMA vector ISA of {native_arch()} (needs {_needs_text()})"
+    return kernels[-1], ""
 
 
 def _rep_seconds(budget_s: float, kernels: int, reps: int) -> float:
@@ -282,7 +296,7 @@ def measure_compute_ceiling(flags: Iterable[str], threads: int | None = None, bu
     kernels = _build(chosen, notes)
     if not kernels:
         return unavailable("; ".join(notes) or "no kernel could be built", notes)
-    cpus = _cpus()
+    cpus = affinity_cpus()
     if threads is not None and threads > 0:
         cpus = cpus[:threads]
     reps = 10

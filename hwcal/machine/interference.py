@@ -3,8 +3,11 @@ device's.
 
 CPU: the machine's busy time from /proc/stat (every CPU, user + nice + system + irq + softirq) less this
 process tree's own CPU time (psutil: this process, its live children and the children it has waited for),
-the steal time a hypervisor took, the load average and the clock where cpufreq says it. GPU: the compute
-processes NVML lists on the device other than ours, and their SM utilisation (NVML's per-process samples).
+the steal time a hypervisor took, the load average and the clock where cpufreq says it; and, where a probe
+is given, what a neighbour on the host takes that none of these show (``hwcal.machine.host_share``: how
+much of separate cores the run's CPUs deliver at once, and one thread's read speed from the LLC). GPU: the
+compute processes NVML lists on the device other than ours, and their SM utilisation (NVML's per-process
+samples).
 
 Readings never raise: a source that cannot be read leaves its field None and says so in ``sources``.
 """
@@ -18,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from hwcal.machine.host_share import HostShareProbe
 from hwcal.machine.sources import LOCAL, Sources
 
 # /proc/stat's cpu line: user nice system idle iowait irq softirq steal guest guest_nice (guest is in user).
@@ -29,16 +33,20 @@ _STEAL_FIELD = 7
 class Thresholds:
     """When a case counts as disturbed: other processes' CPU time above ``other_cpu_pct`` of all CPUs (and
     above ``other_cpu_min_s`` seconds, below which a 100 Hz tick count cannot tell), steal time above
-    ``steal_pct``, or another compute process on the GPU."""
+    ``steal_pct``, a host-share look below ``host_share_fraction`` of the run's reference (two vCPUs on one
+    core read 0.5 of separate cores; a taken LLC 0.3-0.7 of the best read), or another compute process on
+    the GPU."""
 
     other_cpu_pct: float = 10.0
     other_cpu_min_s: float = 0.05
     steal_pct: float = 5.0
+    host_share_fraction: float = 0.7
     gpu_other_processes: bool = True
 
     def as_dict(self) -> dict[str, Any]:
         return {"other_cpu_pct": self.other_cpu_pct, "other_cpu_min_s": self.other_cpu_min_s,
-                "steal_pct": self.steal_pct, "gpu_other_processes": self.gpu_other_processes}
+                "steal_pct": self.steal_pct, "host_share_fraction": self.host_share_fraction,
+                "gpu_other_processes": self.gpu_other_processes}
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,8 @@ class Snapshot:
     steal_s: float | None
     own_cpu_s: float | None  # this process tree's CPU seconds
     gpu_other_pids: tuple[int, ...] = ()
+    core_share: float | None = None  # all-CPU FMA rate / (CPUs x one CPU's), where a probe looked
+    cache_share: float | None = None  # one thread's LLC read / the run's best
 
 
 @dataclass(frozen=True)
@@ -63,6 +73,8 @@ class Evidence:
     gpu_other_pids: tuple[int, ...] = ()
     gpu_other_sm_pct: float | None = None
     reasons: tuple[str, ...] = field(default_factory=tuple)
+    core_share: float | None = None  # the lower of the window's two looks
+    cache_share: float | None = None
 
     @property
     def disturbed(self) -> bool:
@@ -75,6 +87,10 @@ class Evidence:
         out: dict[str, Any] = {"seconds": round(self.seconds, 3), "other_cpu_pct": r(self.other_cpu_pct),
                                "steal_pct": r(self.steal_pct), "load_1m": r(self.load_1m, 2),
                                "cpu_freq_mhz": r(self.cpu_freq_mhz, 0)}
+        if self.core_share is not None:
+            out["core_share"] = r(self.core_share, 2)
+        if self.cache_share is not None:
+            out["cache_share"] = r(self.cache_share, 2)
         if self.gpu_other_pids or self.gpu_other_sm_pct is not None:
             out["gpu_other_pids"] = list(self.gpu_other_pids)
             out["gpu_other_sm_pct"] = r(self.gpu_other_sm_pct)
@@ -86,8 +102,11 @@ class Monitor:
 
     def __init__(self, src: Sources = LOCAL, gpu_index: int | None = None, nvml: Any = None,
                  thresholds: Thresholds | None = None, pid: int | None = None,
-                 own_cpu_s: Callable[[], float | None] | None = None) -> None:
+                 own_cpu_s: Callable[[], float | None] | None = None, host_share: HostShareProbe | None = None,
+                 host_share_why: str = "") -> None:
         self.src = src
+        self.host_share = host_share
+        self._host_share_why = host_share_why
         self._own = own_cpu_s or self._process_tree_cpu_s
         self.thresholds = thresholds or Thresholds()
         self.pid = pid if pid is not None else os.getpid()
@@ -101,6 +120,12 @@ class Monitor:
         parts = [f"/proc/stat busy and steal time over {self._cpus} CPUs less this process tree's CPU time "
                  "(psutil)" if self._stat() is not None else "no /proc/stat: CPU interference not measured",
                  "/proc/loadavg", "cpufreq scaling_cur_freq"]
+        if self.host_share is not None:
+            parts.append(self.host_share.description)
+            if self._host_share_why:
+                parts.append(f"no core-share look ({self._host_share_why})")
+        elif self._host_share_why:
+            parts.append(f"no host-share look ({self._host_share_why})")
         if self._gpu is not None:
             parts.append(self._gpu.source)
         return parts
@@ -137,8 +162,9 @@ class Monitor:
     def snapshot(self) -> Snapshot:
         stat = self._stat()
         gpu = self._gpu.other_pids() if self._gpu is not None else ()
+        core, cache = self.host_share.look() if self.host_share is not None else (None, None)
         return Snapshot(time.perf_counter(), stat[0] if stat else None, stat[1] if stat else None,
-                        self._own(), gpu)
+                        self._own(), gpu, core, cache)
 
     def _freq_mhz(self) -> float | None:
         values = []
@@ -156,8 +182,9 @@ class Monitor:
         except ValueError:
             return None
 
-    def evidence(self, start: Snapshot, end: Snapshot) -> Evidence:
-        """What ran beside us between two snapshots, judged against the thresholds."""
+    def evidence(self, start: Snapshot, end: Snapshot, footprint_bytes: int | None = None) -> Evidence:
+        """What ran beside us between two snapshots, judged against the thresholds; ``footprint_bytes``, the
+        case's data where known, decides whether a taken LLC could have slowed it."""
         wall = max(end.t - start.t, 1e-6)
         capacity = wall * self._cpus
         other_s = other_pct = steal_pct = None
@@ -169,6 +196,8 @@ class Monitor:
             steal_pct = min(100.0, 100.0 * max(0.0, end.steal_s - start.steal_s) / capacity)
         gpu_pids = tuple(sorted(set(start.gpu_other_pids) | set(end.gpu_other_pids)))
         gpu_sm = self._gpu.other_sm_pct(start.t) if self._gpu is not None else None
+        core = _lower(start.core_share, end.core_share)
+        cache = _lower(start.cache_share, end.cache_share)
         th = self.thresholds
         reasons = []
         if other_pct is not None and other_s is not None and other_pct > th.other_cpu_pct \
@@ -176,11 +205,26 @@ class Monitor:
             reasons.append(f"other processes used {other_pct:.0f}% of the {self._cpus} CPUs")
         if steal_pct is not None and steal_pct > th.steal_pct:
             reasons.append(f"the hypervisor stole {steal_pct:.0f}% of the CPU time")
+        if self.host_share is not None:
+            core_ref, cache_ref = self.host_share.reference()
+            cpus = len(self.host_share.cpus)
+            if core is not None and core < th.host_share_fraction * core_ref:
+                reasons.append(f"the {cpus} CPUs delivered {core * cpus:.1f} CPUs' worth of FMA work at once "
+                               f"(share {core:.2f}, this run's reference {core_ref:.2f}): they were sharing cores")
+            if cache is not None and cache < th.host_share_fraction \
+                    and self.host_share.cache_matters(footprint_bytes):
+                reasons.append(f"one thread read a quarter of the LLC at {cache:.0%} of this run's best "
+                               f"({cache * cache_ref:.0f} of {cache_ref:.0f} GB/s): the shared cache was taken")
         if th.gpu_other_processes and (gpu_pids or (gpu_sm or 0.0) > 0):
             reasons.append(f"other compute processes on the GPU (pids {', '.join(map(str, gpu_pids)) or '?'}"
                            + (f", {gpu_sm:.0f}% SM" if gpu_sm else "") + ")")
         return Evidence(wall, other_pct, other_s, steal_pct, self._load(), self._freq_mhz(), gpu_pids, gpu_sm,
-                        tuple(reasons))
+                        tuple(reasons), core, cache)
+
+
+def _lower(a: float | None, b: float | None) -> float | None:
+    values = [x for x in (a, b) if x is not None]
+    return min(values) if values else None
 
 
 class _GpuProcesses:

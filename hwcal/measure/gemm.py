@@ -16,6 +16,7 @@ from hwcal.measure.session import CalibrationSession
 from hwcal.measure.sweep import GUARD_SIZE
 from hwcal.measure.timing import plan_rounds, time_one_call
 from hwcal.measure.verify import verify_gemm
+from hwcal.precisions import PRECISIONS
 
 
 def session_layout(session: CalibrationSession, precision: str) -> str:
@@ -94,7 +95,8 @@ def run_gemm(benchmark: Any, session: CalibrationSession, precision: str, n: int
             lambda: verify_gemm(backend, ops, ops.out if ops.out is not None else backend.gemm(ops), seed),
             info={"precision": precision, "n": n, "flops": ops.flops * plan.launches, "kernel": support.kernel},
             failure_key=precision, where=f"n={n}", what=f"{precision} GEMM at n={n}",
-            suspect=halving_suspect(session, precision, n, ops.flops * plan.launches))
+            suspect=halving_suspect(session, precision, n, ops.flops * plan.launches),
+            footprint_bytes=3 * n * n * PRECISIONS[precision].bits // 8)
     flops = ops.flops * plan.launches
     stats = run.stats
     if stats is None:

@@ -242,7 +242,9 @@ def _run(benchmark: Any, session: CalibrationSession, precision: str, shape: Sha
             benchmark, session, plan, backend.gemm_shape, (ops,), lambda: verify_shape(backend, ops, ops.out, seed),
             info={"family": shape.family, "precision": precision, "shape": shape.label,
                   "flops": shape.flops * plan.launches, "kernel": kernel},
-            failure_key=precision, where=shape.label, what=f"{precision} GEMM {shape.label}")
+            failure_key=precision, where=shape.label, what=f"{precision} GEMM {shape.label}",
+            footprint_bytes=shape.batch * (shape.m * shape.k + shape.k * shape.n + shape.m * shape.n)
+            * PRECISIONS[precision].bits // 8)
     if run.stats is None:
         return
     fields = run.record_fields(precision, kernel, per_call=True)

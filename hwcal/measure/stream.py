@@ -306,7 +306,7 @@ def _measure(benchmark: Any, session: CalibrationSession, sweep: MemorySweep, st
                                      "bytes": bytes_per_pass * plan.launches, "launches_per_round": plan.launches,
                                      "method": method.description})
         timed = timed_rounds(benchmark, backend, plan, backend.stream_kernel, kernel, arrays, STREAM_SCALAR,
-                             watch=session.watch)
+                             watch=session.watch, footprint_bytes=bytes_per_pass)
         extra_start = time.perf_counter()
         extra_times = _dram_rounds(session, sweep, kernel, arrays, plan.launches, bytes_per_pass, timed.stats)
         # The interval's extra rounds have their own budget (DRAM_EXTRA_S): they must not starve the next

@@ -148,14 +148,15 @@ def _own_rounds(backend: Backend, plan: RoundPlan, round_fn: Callable[[], None])
 
 
 def timed_rounds(benchmark: Any, backend: Backend, plan: RoundPlan, launch: Callable[..., Any],
-                 *args: Any, watch: Watch | None = None, suspect: Callable[[Any], str | None] | None = None
-                 ) -> TimedRounds:
+                 *args: Any, watch: Watch | None = None, suspect: Callable[[Any], str | None] | None = None,
+                 footprint_bytes: int | None = None) -> TimedRounds:
     """The round structure every benchmark body shares: ``plan.launches`` launches then one device
     synchronisation per round, timed by ``benchmark.pedantic``; SyncGuard checks after every round,
     outside the timed region, that nothing is left queued (HwcalError otherwise).
 
     With a ``watch``, a case that other work disturbed (or whose statistics ``suspect`` finds doubtful)
-    is timed again once the machine is quiet (``hwcal.measure.watch``)."""
+    is timed again once the machine is quiet (``hwcal.measure.watch``); ``footprint_bytes``, the bytes one
+    launch touches where the caller knows them, tells the watch whether a taken LLC could matter."""
 
     def round_fn() -> None:
         for _ in range(plan.launches):
@@ -174,7 +175,7 @@ def timed_rounds(benchmark: Any, backend: Backend, plan: RoundPlan, launch: Call
     stats = benchmark.stats.stats if benchmark.enabled and benchmark.stats else None
     if watch is not None and snap is not None and stats is not None:
         stats = watch.settle(case_name(benchmark), snap, stats, lambda: _own_rounds(backend, plan, round_fn),
-                             suspect(stats) if suspect is not None else None)
+                             suspect(stats) if suspect is not None else None, footprint_bytes)
     event_ratio = _device_event_ratio(backend, round_fn, stats.min) if stats else None
     return TimedRounds(stats, elapsed_s, event_ratio, cpu_s)
 

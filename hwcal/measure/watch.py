@@ -33,6 +33,7 @@ class InterferenceLog:
     cases: list[dict[str, Any]] = field(default_factory=list)
     spent_s: float = 0.0
     watched: int = 0
+    host_share: dict[str, Any] | None = None  # the host-share probe's summary, where one looked
 
 
 class Watch:
@@ -48,13 +49,21 @@ class Watch:
         self.log.watched += 1
         return self.monitor.snapshot()
 
-    def judge(self, start: Snapshot) -> Evidence:
-        return self.monitor.evidence(start, self.monitor.snapshot())
+    def judge(self, start: Snapshot, footprint_bytes: int | None = None) -> Evidence:
+        try:
+            return self.monitor.evidence(start, self.monitor.snapshot(), footprint_bytes)
+        finally:
+            self._sync()
+
+    def _sync(self) -> None:
+        """The probe's summary into the log, which the document reads."""
+        if self.monitor.host_share is not None:
+            self.log.host_share = self.monitor.host_share.summary()
 
     def budget_left_s(self) -> float:
         return self.log.budget_s - self.log.spent_s
 
-    def wait_quiet(self) -> Evidence | None:
+    def wait_quiet(self, footprint_bytes: int | None = None) -> Evidence | None:
         """Poll until one window is quiet, within the per-case wait and what the run's budget has left;
         the quiet window's evidence, or None when the machine stayed busy."""
         deadline = time.perf_counter() + min(self.quiet_wait_s, max(0.0, self.budget_left_s()))
@@ -63,7 +72,7 @@ class Watch:
             while time.perf_counter() + QUIET_POLL_S <= deadline:
                 snap = self.monitor.snapshot()
                 time.sleep(QUIET_POLL_S)
-                ev = self.monitor.evidence(snap, self.monitor.snapshot())
+                ev = self.monitor.evidence(snap, self.monitor.snapshot(), footprint_bytes)
                 if not ev.disturbed:
                     return ev
             return None
@@ -71,11 +80,11 @@ class Watch:
             self.log.spent_s += time.perf_counter() - started
 
     def settle(self, case: str, start: Snapshot, first: T, again: Callable[[], T],
-               suspect: str | None = None) -> T:
+               suspect: str | None = None, footprint_bytes: int | None = None) -> T:
         """``first`` if nothing disturbed it (and no cross-check ``suspect``ed it); else ``again()`` once the
         machine is quiet, up to RETRIES times within the budget. Never quiet: the least disturbed
         attempt, flagged. Every case acted on is logged with its evidence."""
-        evidence = self.judge(start)
+        evidence = self.judge(start, footprint_bytes)
         reasons = [*evidence.reasons, *([suspect] if suspect else [])]
         if not reasons:
             return first
@@ -84,22 +93,23 @@ class Watch:
         for attempt in range(1, RETRIES + 1):
             if self.budget_left_s() <= 0:
                 break
-            self.wait_quiet()
+            self.wait_quiet(footprint_bytes)
             started = time.perf_counter()
             snap = self.monitor.snapshot()
             result = again()
-            ev = self.monitor.evidence(snap, self.monitor.snapshot())
+            ev = self.monitor.evidence(snap, self.monitor.snapshot(), footprint_bytes)
             self.log.spent_s += time.perf_counter() - started
             tries.append(ev.as_dict())
             if not ev.disturbed:
                 self._note(case, reasons, tries, "re-measured", attempt)
                 return result
-            if (ev.other_cpu_pct or 0.0) < (best_ev.other_cpu_pct or 0.0):
+            if _disturbance(ev) < _disturbance(best_ev):
                 best, best_ev = result, ev
         self._note(case, reasons, tries, "flagged", len(tries) - 1)
         return best
 
     def _note(self, case: str, reasons: list[str], tries: list[dict[str, Any]], action: str, attempts: int) -> None:
+        self._sync()
         first = tries[0]
         self.log.cases.append({"case": case, "reasons": reasons, "other_cpu_pct": first.get("other_cpu_pct"),
                                "steal_pct": first.get("steal_pct"), "action": action, "re_measured": attempts,
@@ -107,6 +117,13 @@ class Watch:
 
     def flagged(self) -> list[dict[str, Any]]:
         return [c for c in self.log.cases if c["action"] == "flagged"]
+
+
+def _disturbance(ev: Evidence) -> tuple[int, float, float]:
+    """Orders attempts, least disturbed first: fewer reasons, then less of other processes' CPU time, then
+    more of the host's cores and cache."""
+    shares = [s for s in (ev.core_share, ev.cache_share) if s is not None]
+    return len(ev.reasons), ev.other_cpu_pct or 0.0, -min(shares, default=1.0)
 
 
 def case_name(benchmark: Any, fallback: str = "case") -> str:

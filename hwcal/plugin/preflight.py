@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from hwcal.machine.host_share import HostShareProbe
 from hwcal.machine.interference import Monitor
 from hwcal.machine.sources import Sources
 from hwcal.measure.session import CalibrationSession
@@ -85,7 +86,11 @@ def preflight_session(cal: CalibrationSession, src: Sources | None = None) -> Pr
     t0 = time.perf_counter()
     state = start_machine_state(cal, src)
     device_type = cal.backend.device_type
-    monitor = Monitor(state.src, device_index(cal.backend.device) if device_type == "gpu" else None)
+    # The host-share looks only on CPU runs: there the figures are the CPUs' and the LLC's own work; a GPU
+    # run's host has cores to spare and would pay a look of 16 threads for nothing it files.
+    probe, why = HostShareProbe.for_this_machine(state.src) if device_type == "cpu" else (None, "")
+    monitor = Monitor(state.src, device_index(cal.backend.device) if device_type == "gpu" else None,
+                      host_share=probe, host_share_why=why)
     cal.watch = Watch(monitor, device_type)
     cal.results.interference = cal.watch.log
     ctx = PreflightContext(device_type=device_type, key=state.key, src=state.src, gpu=state.gpu,
