@@ -141,7 +141,8 @@ def test_the_real_cache_read_tells_a_resident_quarter_from_data_the_cache_lost()
     sweeping 4x the LLC slowed the read by a few per cent at best.)"""
     from hwcal.machine.caches import detect_cpu_caches
 
-    llc = detect_cpu_caches().llc_total_bytes
+    last = detect_cpu_caches().last_level
+    llc = last.size_bytes if last is not None else 0
     if not llc:
         pytest.skip("no LLC size here")
     resident = HostShareProbe(None, [0, 1], True, llc)

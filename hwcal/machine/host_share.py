@@ -16,9 +16,10 @@ as the witness (600-670 us when nothing shares):
 A look: (1) the fp64 FMA kernel of ``hwcal.machine.fma_probe`` (hand-encoded, verified lane by lane) on
 one pinned thread, then on every allowed CPU at once, best of a few ~0.5 ms runs each; the core share is
 all-CPU GFLOPS / (CPUs x one CPU's GFLOPS): about 1 on separate idle cores, 1 / CPUs on one. (2) One
-thread sums a quarter of the LLC, best of eight; the cache share is that rate over the run's best. Each
-is judged against the run's best (the core share against at least 0.9 where sysfs shows every CPU as a
-core of its own, so a run that starts on shared cores is caught from its first case). Never raises.
+thread sums a quarter of one LLC instance (at most 32 MiB), best of eight; the cache share is that rate
+over the run's best. Each is judged against the run's best (the core share against at least 0.9 where
+sysfs shows every CPU as a core of its own, so a run that starts on shared cores is caught from its first
+case). Never raises.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ REPS = 3  # best of: one run spoiled by a late start or a tick does not make the
 MAX_AGE_S = 0.2  # a look younger than this answers again: either state lasts seconds
 SEPARATE_CORES_SHARE = 0.9  # what separate cores deliver at least (all-core clocks sit a little lower)
 CACHE_FRACTION = 4  # the cache look reads LLC / 4: resident when the cache is this run's, not when taken
-CACHE_MIN_BYTES = 1 << 20
+CACHE_MIN_BYTES, CACHE_MAX_BYTES = 1 << 20, 32 << 20  # the max bounds a look's cost on a very large LLC
 # Best of 8 reads: after a case that swept DRAM, the Zen 5 LLC took 5-6 reads of the buffer to hold it again
 # (18, 20, 24, 38, 48, 56, 60 GB/s read by read); best of 3 read a taken cache after every DRAM-sized case.
 CACHE_READS = 8
@@ -57,7 +58,7 @@ class HostShareProbe:
         self.cpus = cpus
         self.separate_cores = separate_cores
         self.n = max(100, int(RUN_S / per_iteration_s(kernel))) if kernel is not None else 0
-        size = max(CACHE_MIN_BYTES, (llc_bytes or 0) // CACHE_FRACTION) if llc_bytes else 0
+        size = min(CACHE_MAX_BYTES, max(CACHE_MIN_BYTES, llc_bytes // CACHE_FRACTION)) if llc_bytes else 0
         self.buffer = np.ones(size // 8) if size else None
         self.best = {"core": 0.0, "cache_gbps": 0.0}
         self.lowest: dict[str, float] = {}
@@ -72,7 +73,8 @@ class HostShareProbe:
         cpus = affinity_cpus()
         kernel, why = probe_kernel(src) if len(cpus) > 1 else (None, "one CPU: no cores to share")
         caches = detect_cpu_caches(src)
-        llc = caches.llc_total_bytes or None
+        # One LLC instance: a thread reads from its own (a CCD's L3 on a many-CCD EPYC), not the sum of all.
+        llc = caches.last_level.size_bytes if caches.last_level is not None else None
         if kernel is None and llc is None:
             return None, f"{why}; no LLC size"
         private = sum(c.total_bytes for c in caches.levels if c is not caches.last_level)
