@@ -1,7 +1,7 @@
 """The host-share looks: CPUs a hypervisor runs on one core deliver half of separate cores' work at once,
 and a neighbour that takes the LLC slows one thread's read of it; /proc/stat and steal time show neither.
-A real probe with both threads pinned to one CPU must read about half, and its cache read must slow when
-the same read over 4x the LLC must come out well below it; scripted probes drive the monitor and the watch."""
+A real probe with both threads pinned to one CPU must read about half, and its cache read over 4x the LLC
+must come out well below its read of a quarter of it; scripted probes drive the monitor and the watch."""
 
 from __future__ import annotations
 

@@ -240,7 +240,7 @@ def _measure(kernels: list[_Kernel], cpus: list[int], budget_s: float, t_start: 
 
 def probe_kernel(src: Sources = LOCAL, precision: str = "fp64") -> tuple[_Kernel | None, str]:
     """The widest verified FMA kernel of ``precision`` this CPU runs (its own flags), or None and why: for
-    probes other than the ceiling (``hwcal.machine.core_share``)."""
+    probes other than the ceiling (``hwcal.machine.host_share``)."""
     why = _why_not_here(src)
     if why:
         return None, why
