@@ -34,7 +34,7 @@ calibrate() {  # one full calibration into the repository's registry; its log is
 }
 predictions() {  # the held-out decoder-layer ops in each precision given, then the Llama whole-layer check
   for p in "$@"; do
-    timeout 90 python3 tools/model_referee.py "$cal" --framework pytorch --device cuda --precision $p \
+    timeout 150 python3 tools/model_referee.py "$cal" --framework pytorch --device cuda --precision $p \
       --models gpu --save $res/model_ref_$p.json 2>&1 | tee $res/model_referee_$p.txt | tail -12; save
   done
   timeout 90 python3 tools/validate_predictions.py "$cal" --model docs/models/llama-3.1-8b-t1.yaml \

@@ -83,6 +83,8 @@ def interference_metadata(log: InterferenceLog) -> tuple[dict[str, Any], list[st
             "cases": log.cases}
     if log.host_share is not None:
         meta["host_share"] = dict(log.host_share)
+    if log.launch is not None:
+        meta["launch"] = dict(log.launch)
     warnings = [f"interference: {c['case']} was measured while {'; '.join(c['reasons'])} and could not be "
                 f"re-measured on a quiet machine ({c['re_measured']} tries): its figure is flagged, not the "
                 "device's alone" for c in flagged]

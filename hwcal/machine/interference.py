@@ -7,7 +7,8 @@ the steal time a hypervisor took, the load average and the clock where cpufreq s
 is given, what a neighbour on the host takes that none of these show (``hwcal.machine.host_share``: how
 much of separate cores the run's CPUs deliver at once, and one thread's read speed from the LLC). GPU: the
 compute processes NVML lists on the device other than ours, and their SM utilisation (NVML's per-process
-samples).
+samples); and, where a probe is given, how fast the host launches a tiny call (``hwcal.machine.launch_share``:
+the pace of a short call's figure, which moves in episodes nothing else shows).
 
 Readings never raise: a source that cannot be read leaves its field None and says so in ``sources``.
 """
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hwcal.machine.host_share import HostShareProbe
+from hwcal.machine.launch_share import LaunchProbe
 from hwcal.machine.sources import LOCAL, Sources
 
 # /proc/stat's cpu line: user nice system idle iowait irq softirq steal guest guest_nice (guest is in user).
@@ -34,19 +36,21 @@ class Thresholds:
     """When a case counts as disturbed: other processes' CPU time above ``other_cpu_pct`` of all CPUs (and
     above ``other_cpu_min_s`` seconds, below which a 100 Hz tick count cannot tell), steal time above
     ``steal_pct``, a host-share look below ``host_share_fraction`` of the run's reference (two vCPUs on one
-    core read 0.5 of separate cores; a taken LLC 0.3-0.7 of the best read), or another compute process on
-    the GPU."""
+    core read 0.5 of separate cores; a taken LLC 0.3-0.7 of the best read), a launch look below
+    ``launch_share_fraction`` of the run's best for a case of short calls (the GPU hosts' slow episodes read
+    0.65-0.75; quick ones 0.9-1), or another compute process on the GPU."""
 
     other_cpu_pct: float = 10.0
     other_cpu_min_s: float = 0.05
     steal_pct: float = 5.0
     host_share_fraction: float = 0.7
+    launch_share_fraction: float = 0.8
     gpu_other_processes: bool = True
 
     def as_dict(self) -> dict[str, Any]:
         return {"other_cpu_pct": self.other_cpu_pct, "other_cpu_min_s": self.other_cpu_min_s,
                 "steal_pct": self.steal_pct, "host_share_fraction": self.host_share_fraction,
-                "gpu_other_processes": self.gpu_other_processes}
+                "launch_share_fraction": self.launch_share_fraction, "gpu_other_processes": self.gpu_other_processes}
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,7 @@ class Snapshot:
     gpu_other_pids: tuple[int, ...] = ()
     core_share: float | None = None  # all-CPU FMA rate / (CPUs x one CPU's), where a probe looked
     cache_share: float | None = None  # one thread's LLC read / the run's best
+    launch_share: float | None = None  # the run's best time of a tiny call / this look's
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,7 @@ class Evidence:
     reasons: tuple[str, ...] = field(default_factory=tuple)
     core_share: float | None = None  # the lower of the window's two looks
     cache_share: float | None = None
+    launch_share: float | None = None
 
     @property
     def disturbed(self) -> bool:
@@ -91,6 +97,8 @@ class Evidence:
             out["core_share"] = r(self.core_share, 2)
         if self.cache_share is not None:
             out["cache_share"] = r(self.cache_share, 2)
+        if self.launch_share is not None:
+            out["launch_share"] = r(self.launch_share, 2)
         if self.gpu_other_pids or self.gpu_other_sm_pct is not None:
             out["gpu_other_pids"] = list(self.gpu_other_pids)
             out["gpu_other_sm_pct"] = r(self.gpu_other_sm_pct)
@@ -103,9 +111,10 @@ class Monitor:
     def __init__(self, src: Sources = LOCAL, gpu_index: int | None = None, nvml: Any = None,
                  thresholds: Thresholds | None = None, pid: int | None = None,
                  own_cpu_s: Callable[[], float | None] | None = None, host_share: HostShareProbe | None = None,
-                 host_share_why: str = "") -> None:
+                 host_share_why: str = "", launch: LaunchProbe | None = None) -> None:
         self.src = src
         self.host_share = host_share
+        self.launch = launch
         self._host_share_why = host_share_why
         self._own = own_cpu_s or self._process_tree_cpu_s
         self.thresholds = thresholds or Thresholds()
@@ -126,6 +135,8 @@ class Monitor:
                 parts.append(f"no core-share look ({self._host_share_why})")
         elif self._host_share_why:
             parts.append(f"no host-share look ({self._host_share_why})")
+        if self.launch is not None:
+            parts.append(self.launch.description)
         if self._gpu is not None:
             parts.append(self._gpu.source)
         return parts
@@ -163,8 +174,9 @@ class Monitor:
         stat = self._stat()
         gpu = self._gpu.other_pids() if self._gpu is not None else ()
         core, cache = self.host_share.look() if self.host_share is not None else (None, None)
+        launch = self.launch.look() if self.launch is not None else None
         return Snapshot(time.perf_counter(), stat[0] if stat else None, stat[1] if stat else None,
-                        self._own(), gpu, core, cache)
+                        self._own(), gpu, core, cache, launch)
 
     def _freq_mhz(self) -> float | None:
         values = []
@@ -198,6 +210,7 @@ class Monitor:
         gpu_sm = self._gpu.other_sm_pct(start.t) if self._gpu is not None else None
         core = _lower(start.core_share, end.core_share)
         cache = _lower(start.cache_share, end.cache_share)
+        launch = _lower(start.launch_share, end.launch_share)
         th = self.thresholds
         reasons = []
         if other_pct is not None and other_s is not None and other_pct > th.other_cpu_pct \
@@ -215,11 +228,16 @@ class Monitor:
                     and self.host_share.cache_matters(footprint_bytes):
                 reasons.append(f"one thread read a quarter of the LLC at {cache:.0%} of this run's best "
                                f"({cache * cache_ref:.0f} of {cache_ref:.0f} GB/s): the shared cache was taken")
+        if self.launch is not None and launch is not None and launch < th.launch_share_fraction \
+                and self.launch.matters(footprint_bytes):
+            best = self.launch.reference_s()
+            reasons.append(f"the host took {best / launch * 1e6:.1f} us to launch a tiny call, {1 / launch:.2f}x this "
+                           f"run's best ({best * 1e6:.1f} us): a slow episode of the launch path")
         if th.gpu_other_processes and (gpu_pids or (gpu_sm or 0.0) > 0):
             reasons.append(f"other compute processes on the GPU (pids {', '.join(map(str, gpu_pids)) or '?'}"
                            + (f", {gpu_sm:.0f}% SM" if gpu_sm else "") + ")")
         return Evidence(wall, other_pct, other_s, steal_pct, self._load(), self._freq_mhz(), gpu_pids, gpu_sm,
-                        tuple(reasons), core, cache)
+                        tuple(reasons), core, cache, launch)
 
 
 def _lower(a: float | None, b: float | None) -> float | None:

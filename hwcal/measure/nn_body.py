@@ -194,7 +194,7 @@ def _heuristic(session: CalibrationSession, kernels: NnKernels, ops: NnOperands,
         call_s = best_call_s(backend, kernels.launch, ops, tries=1)
         plan = RoundPlan(plan_for_call(backend, call_s, HEURISTIC_ROUNDS).launches, HEURISTIC_ROUNDS, 1)
         timed = timed_rounds(_Rounds(f"{case.case_id} (cuDNN benchmark off)"), backend, plan, kernels.launch, ops,
-                             watch=session.watch)
+                             watch=session.watch, footprint_bytes=case_bytes(case))
         check = verify_nn(kernels, ops, case)
         details = kernels.describe(ops, session.options.kernel_names)
     if not check.ok:
@@ -287,7 +287,8 @@ def _run(benchmark: Any, session: CalibrationSession, kernels: NnKernels, case: 
             benchmark, session, plan, kernels.launch, (ops,), lambda: verify_nn(kernels, ops, case),
             info={"family": case.family, "layer": case.name, "precision": case.precision, "layout": case.layout,
                   "variant": case.variant, "flops": flops * plan.launches, "bytes": nbytes * plan.launches},
-            failure_key=f"{case.family}:{case.precision}", where=case.case_id, what=f"{case.family} {case.case_id}")
+            failure_key=f"{case.family}:{case.precision}", where=case.case_id, what=f"{case.family} {case.case_id}",
+            footprint_bytes=nbytes)
         if run.stats is None:
             return
         details = kernels.describe(ops, session.options.kernel_names)

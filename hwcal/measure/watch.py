@@ -34,6 +34,7 @@ class InterferenceLog:
     spent_s: float = 0.0
     watched: int = 0
     host_share: dict[str, Any] | None = None  # the host-share probe's summary, where one looked
+    launch: dict[str, Any] | None = None  # the launch probe's summary, where one looked
 
 
 class Watch:
@@ -59,6 +60,8 @@ class Watch:
         """The probe's summary into the log, which the document reads."""
         if self.monitor.host_share is not None:
             self.log.host_share = self.monitor.host_share.summary()
+        if self.monitor.launch is not None:
+            self.log.launch = self.monitor.launch.summary()
 
     def budget_left_s(self) -> float:
         return self.log.budget_s - self.log.spent_s
@@ -121,8 +124,8 @@ class Watch:
 
 def _disturbance(ev: Evidence) -> tuple[int, float, float]:
     """Orders attempts, least disturbed first: fewer reasons, then less of other processes' CPU time, then
-    more of the host's cores and cache."""
-    shares = [s for s in (ev.core_share, ev.cache_share) if s is not None]
+    more of the host's cores, cache and launch pace."""
+    shares = [s for s in (ev.core_share, ev.cache_share, ev.launch_share) if s is not None]
     return len(ev.reasons), ev.other_cpu_pct or 0.0, -min(shares, default=1.0)
 
 

@@ -16,7 +16,8 @@ For a problem of B matrices M x K @ K x N in a precision of e bytes:
   read figure (``hwcal.model.bandwidth``). Operands rotated through the GPU's L2 when measured live in
   DRAM whatever their size.
 - (+) is a sum on a CPU (a call's overhead and its work run one after the other) and a max on a GPU
-  (launches queue behind running kernels, so back to back they overlap).
+  (launches queue behind running kernels, so back to back they overlap). A GPU batch's floor is what its
+  batched path costs to start (``_batch_call``), not the GEMM's.
 
 Every measured GEMM gives a ratio r = (measured time (-) floor) / work: how much longer its work took than
 the roofline's work alone (on a GPU a call the floor hid, within 1.5x of it, says nothing of that and is left
@@ -153,6 +154,19 @@ def _m1_path(points: Sequence[Point]) -> tuple[str, bool]:
 M1_OTHER_PATH = 1.5
 
 
+def _batch_call(points: Sequence[Point], roofline: Roofline) -> float:
+    """GPU: the least a batched call of this precision takes back to back, the floor its prediction cannot go
+    under: the batched launch floor (fp32 bmm of 16 4x4), or the precision's fastest measured batched GEMM if
+    faster, never under the GEMM floor. cuBLAS's batched path costs more to start than a GEMM's: on an H200 the
+    bf16 batched GEMMs of 24 matrices took 11.0-12.4 us with little work where a 4x4 mm took 8.1 us, and attention
+    batches of 32 x 16x16x128 took 8.3-17 us in the referee, so the GEMM floor under-predicted them by 20-50 %.
+    0 where not known (a CPU, where the batch floor is per matrix; no batched floor or GEMM filed)."""
+    batched = [p.seconds for p in points if _dims(p)[0] > 1]
+    if roofline.additive or not batched or roofline.batched_floor_s <= 0:
+        return 0.0
+    return max(roofline.floor_s, min(roofline.batched_floor_s, min(batched)))
+
+
 class GemmModel:
     """The measured GEMMs of one precision, ready to answer any shape."""
 
@@ -167,6 +181,7 @@ class GemmModel:
         self.items: dict[bool, list[_Item]] = {False: [], True: []}
         overhead = {batched: floor_estimate([p for p in points if (_dims(p)[0] > 1) == batched], roofline)
                     for batched in (False, True)}
+        self.batch_call_s = _batch_call(points, roofline)
         for p in points:
             b, m, n, k = _dims(p)
             floor = min(roofline.floor(b), 0.9 * p.seconds)  # a call is never all floor
@@ -211,7 +226,8 @@ class GemmModel:
             weights = [1.0 / math.dist(it.features, want) ** POWER for it in ranked]
             log_ratio = sum(w * it.log_ratio for w, it in zip(weights, ranked, strict=True)) / sum(weights)
         rf = self.roofline
-        seconds = rf.combine(rf.floor(b), rf.work(b, m, n, k, True, resident_bytes) * math.exp(log_ratio))
+        floor_b = self.batch_call_s if batched and self.batch_call_s else rf.floor(b)
+        seconds = rf.combine(floor_b, rf.work(b, m, n, k, True, resident_bytes) * math.exp(log_ratio))
         nearest = min(math.dist(it.features, want) for it in pool)
         warnings = self._outside(pool, b, m, n, k, nearest)
         basis = "extrapolated" if warnings else "interpolated"

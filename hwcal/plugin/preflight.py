@@ -11,6 +11,7 @@ from typing import Any
 
 from hwcal.machine.host_share import HostShareProbe
 from hwcal.machine.interference import Monitor
+from hwcal.machine.launch_share import LaunchProbe
 from hwcal.machine.sources import Sources
 from hwcal.measure.session import CalibrationSession
 from hwcal.measure.watch import Watch
@@ -78,6 +79,20 @@ def run_preflight(ctx: PreflightContext, force: bool) -> PreflightReport:
     return PreflightReport(results, forced=force, duration_s=time.perf_counter() - t0)
 
 
+def launch_probe(backend: Any) -> LaunchProbe | None:
+    """GPU runs: a launch look on the backend's own add floor call (16 elements), seeded now. CPU runs have
+    none: there a call's pace is the cores' own, which the host-share looks watch."""
+    if backend.device_type != "gpu":
+        return None
+    add = backend.floor_calls().get("add")
+    if add is None:
+        return None
+    backend.warm_up()
+    probe = LaunchProbe(add.launch, backend.synchronize, f"{backend.framework} {add.description}")
+    probe.seed()
+    return probe
+
+
 def preflight_session(cal: CalibrationSession, src: Sources | None = None) -> PreflightReport:
     """Session start: detect the key, set up clock sampling, run the checks; results go into the session.
 
@@ -90,7 +105,7 @@ def preflight_session(cal: CalibrationSession, src: Sources | None = None) -> Pr
     # run's host has cores to spare and would pay a look of 16 threads for nothing it files.
     probe, why = HostShareProbe.for_this_machine(state.src) if device_type == "cpu" else (None, "")
     monitor = Monitor(state.src, device_index(cal.backend.device) if device_type == "gpu" else None,
-                      host_share=probe, host_share_why=why)
+                      host_share=probe, host_share_why=why, launch=launch_probe(cal.backend))
     cal.watch = Watch(monitor, device_type)
     cal.results.interference = cal.watch.log
     ctx = PreflightContext(device_type=device_type, key=state.key, src=state.src, gpu=state.gpu,

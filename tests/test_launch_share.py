@@ -1,0 +1,101 @@
+"""The launch looks of GPU runs: a short call's figure is paced by the host's launch path, whose speed moves
+in episodes (the lent GPU hosts: 5.5 or 8.2 us for a tiny torch.add) that /proc/stat and NVML do not show.
+A real probe on a call that sleeps must read its slowdown; scripted looks drive the monitor and the watch."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from hwcal.document.builder import build_calibration
+from hwcal.document.schema import schema_errors
+from hwcal.machine import launch_share
+from hwcal.machine.interference import Monitor
+from hwcal.machine.launch_share import LAUNCH_BOUND_BYTES, LaunchProbe
+from hwcal.machine.sources import Sources
+from hwcal.measure.watch import Watch
+from tests.conftest import make_input
+
+
+class ScriptedLaunch(LaunchProbe):
+    """Launch shares from a list (the last one repeats), against a quick run's 5.5 us."""
+
+    def __init__(self, looks: list[float]) -> None:
+        super().__init__(lambda: None, lambda: None, "scripted calls")
+        self.script = list(looks)
+        self.best_s = 5.5e-6
+
+    def look(self) -> float | None:
+        value = self.script.pop(0) if len(self.script) > 1 else self.script[0]
+        self.looks += 1
+        self.slowest_s = max(self.slowest_s, self.best_s / value)
+        return value
+
+
+def _monitor(tmp_path: Path, probe: LaunchProbe) -> Monitor:
+    return Monitor(Sources(root=tmp_path, commands={}), own_cpu_s=lambda: 0.0, launch=probe)
+
+
+def test_a_slow_launch_episode_is_a_reason_for_short_calls_only(tmp_path: Path) -> None:
+    mon = _monitor(tmp_path, ScriptedLaunch([1.0, 0.67]))
+    start, end = mon.snapshot(), mon.snapshot()
+    ev = mon.evidence(start, end, footprint_bytes=1 << 20)
+    assert ev.disturbed and ev.launch_share == 0.67 and len(ev.reasons) == 1
+    assert "8.2 us to launch a tiny call" in ev.reasons[0] and "5.5 us" in ev.reasons[0]
+    assert ev.as_dict()["launch_share"] == 0.67
+    assert not mon.evidence(start, end, footprint_bytes=LAUNCH_BOUND_BYTES * 4).disturbed  # the queue hides it
+    assert not mon.evidence(start, end).disturbed  # unknown bytes: the long bursts and energy windows
+    assert any("scripted calls" in s for s in mon.sources)
+
+
+def test_a_look_within_its_noise_is_not_a_reason(tmp_path: Path) -> None:
+    mon = _monitor(tmp_path, ScriptedLaunch([1.0, 0.88]))  # 6.25 us against 5.5: the quick state's spread
+    assert not mon.evidence(mon.snapshot(), mon.snapshot(), footprint_bytes=0).disturbed
+
+
+def test_a_case_in_a_slow_episode_is_re_measured_once_it_passes_and_filed(tmp_path: Path) -> None:
+    watch = Watch(_monitor(tmp_path, ScriptedLaunch([1.0, 0.66, 0.97])), "gpu")
+    watch.quiet_wait_s = 0.6
+    assert watch.settle("test_launch_floor[add-back_to_back]", watch.start(), "first", lambda: "again",
+                        footprint_bytes=0) == "again"
+    (case,) = watch.log.cases
+    assert case["action"] == "re-measured" and case["evidence"][0]["launch_share"] == 0.66
+    assert "slow episode of the launch path" in case["reasons"][0]
+    doc = build_calibration(make_input(interference=watch.log))
+    assert schema_errors(doc) == []
+    launch = doc["metadata"]["interference"]["launch"]
+    assert launch["looks"] >= 4 and launch["per_call_us_best"] == 5.5
+
+
+def test_the_real_look_reads_a_slower_call_and_answers_from_a_recent_look(monkeypatch: pytest.MonkeyPatch) -> None:
+    delay = [0.0]
+
+    def call() -> None:
+        if delay[0]:
+            end = time.perf_counter() + delay[0]
+            while time.perf_counter() < end:
+                pass
+
+    monkeypatch.setattr(launch_share, "SEED_LOOKS", 3)
+    probe = LaunchProbe(call, lambda: None, "busy waits")
+    delay[0] = 20e-6
+    probe.seed()
+    assert probe.looks == 3 and 0.8 < (probe.look() or 0) <= 1.0
+    assert probe.look() == probe.look() and probe.looks == 3  # under MAX_AGE_S: the seed's last look answers
+    time.sleep(launch_share.MAX_AGE_S)
+    delay[0] = 40e-6  # twice as slow a call: a share near 0.5
+    share = probe.look()
+    assert share is not None and 0.3 < share < 0.65
+    summary = probe.summary()
+    assert summary["per_call_us_slowest"] > 1.6 * summary["per_call_us_best"] and "busy waits" in summary["method"]
+
+
+def test_no_probe_on_cpu_runs() -> None:
+    from hwcal.plugin.preflight import launch_probe
+
+    class Cpu:
+        device_type = "cpu"
+
+    assert launch_probe(Cpu()) is None
