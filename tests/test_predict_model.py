@@ -182,7 +182,6 @@ def test_gemm_roofline_moves_bytes_against_the_tier_and_quantises_waves() -> Non
     assert cpu.floor(16) == pytest.approx(6e-6) and cpu.floor(4) == pytest.approx(5.2e-6)
 
 
-
 def test_a_gpu_batch_is_not_predicted_under_what_its_batched_path_takes_to_start() -> None:
     # H200 bf16: batched GEMMs of little work took 11 us where a 4x4 mm took 8.1 us and the fp32 bmm floor 10.9 us
     rf = Roofline(1e15, 2, lambda nbytes, warm: 3000.0, 8.1e-6, 10.9e-6, False, sms=132)
@@ -198,6 +197,7 @@ def test_a_gpu_batch_is_not_predicted_under_what_its_batched_path_takes_to_start
     faster = GemmModel([replace(pts[1], seconds=9.5e-6), *pts[2:]], rf)  # a call under the fp32 bmm floor
     assert faster.batch_call_s == pytest.approx(9.5e-6)
     assert GemmModel(pts, replace(rf, additive=True)).batch_call_s == 0.0  # a CPU: per matrix, Roofline.floor
+
 
 def test_gemm_at_every_sweep_point_is_the_measured_time(zen4: Predictor) -> None:
     for p in zen4.inputs.gemm:

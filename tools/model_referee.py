@@ -248,7 +248,7 @@ def time_call(call: Callable[[], Any], sync: Callable[[], None], round_s: float,
 
 
 def host_canary(framework: str, device: str) -> float:
-    """Seconds per call of 2,000 back-to-back tiny adds (16 elements), best of 5: what a call costs the host at this
+    """Seconds per call of 2,000 back-to-back tiny adds (16 elements), best of 6: what a call costs the host at this
     moment. On the lent GPU hosts it moved between 5.5 and 8.4 us within one process, in episodes of tenths of a
     second, whatever the CPU the process ran on; the passes' canaries show which state each pass met."""
     if framework == "numpy":
@@ -295,11 +295,10 @@ def measure(ops: list[dict[str, Any]], framework: str, device: str, round_s: flo
             op.setdefault("passes_best_s", []).append(timed["best_s"])
             if n == 1:
                 op.update(timed, first_pass_best_s=timed["best_s"], first_pass_median_s=timed["median_s"])
-            elif timed["best_s"] < op["best_s"]:
-                op.update(timed)
-            if n == 1:
                 print(f"  [{i + 1}/{len(ops)}] {op['model']} t={op['tokens']} {op['name']} {label(op)}: "
                       f"{op['best_s'] * 1e6:,.1f} us", file=sys.stderr, flush=True)
+            elif timed["best_s"] < op["best_s"]:
+                op.update(timed)
     return canaries
 
 

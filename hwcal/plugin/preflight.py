@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from hwcal.backends import Backend
 from hwcal.machine.host_share import HostShareProbe
 from hwcal.machine.interference import Monitor
 from hwcal.machine.launch_share import LaunchProbe
@@ -79,7 +80,7 @@ def run_preflight(ctx: PreflightContext, force: bool) -> PreflightReport:
     return PreflightReport(results, forced=force, duration_s=time.perf_counter() - t0)
 
 
-def launch_probe(backend: Any) -> LaunchProbe | None:
+def launch_probe(backend: Backend) -> LaunchProbe | None:
     """GPU runs: a launch look on the backend's own add floor call (16 elements), seeded now. CPU runs have
     none: there a call's pace is the cores' own, which the host-share looks watch."""
     if backend.device_type != "gpu":
