@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -44,3 +46,12 @@ def test_the_report_gives_the_first_pass_beside_the_best() -> None:
     text = ref.report({"calibration": "x", "rows": [], "summary": summary, "host_canary_s": [5.5e-6, 8.4e-6]},
                       detail=False)
     assert "first pass only" in text and "5.50, 8.40" in text
+
+
+@pytest.mark.parametrize("argv", [["--passes", "0"], ["--repass-below-s", "-1"], ["--passes", "x"]])
+def test_nonsense_passes_are_a_one_line_usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        _referee().main(["cal.json", *argv])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert ": error: " in err[-1] and ("--passes" in err[-1] or "--repass-below-s" in err[-1])

@@ -434,6 +434,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the comparison as JSON")
     parser.add_argument("--detail", action="store_true", help="print every op")
     args = parser.parse_args(argv)
+    if args.passes < 1 or args.repass_below_s < 0:
+        parser.error(f"--passes must be at least 1 and --repass-below-s at least 0 (got {args.passes}, "
+                     f"{args.repass_below_s:g})")
     cuda = args.device.startswith("cuda")
     canaries: list[float] = []
     if args.measured:
