@@ -1,6 +1,8 @@
 """The launch looks of GPU runs: a short call's figure is paced by the host's launch path, whose speed moves
-in episodes (the lent GPU hosts: 5.5 or 8.2 us for a tiny torch.add) that /proc/stat and NVML do not show.
-A real probe on a call that sleeps must read its slowdown; scripted looks drive the monitor and the watch."""
+in episodes (the lent GPU hosts: 5.5 or 8.2 us for a tiny torch.add) that /proc/stat and NVML do not show;
+and the fork-join looks of CPU runs whose framework splits calls over threads (this VM: 3.5 or 5.5 us for
+torch's x.mul_ on 65,536 elements). A real probe on a call that busy-waits must read its slowdown; scripted
+looks drive the monitor and the watch."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from hwcal.document.builder import build_calibration
 from hwcal.document.schema import schema_errors
 from hwcal.machine import launch_share
 from hwcal.machine.interference import Monitor
-from hwcal.machine.launch_share import LAUNCH_BOUND_BYTES, LaunchProbe
+from hwcal.machine.launch_share import FORK_JOIN_BOUND_S, LAUNCH_BOUND_BYTES, SPLIT_BYTES, LaunchProbe
 from hwcal.machine.sources import Sources
 from hwcal.measure.watch import Watch
 from tests.conftest import make_input
@@ -22,8 +24,8 @@ from tests.conftest import make_input
 class ScriptedLaunch(LaunchProbe):
     """Launch shares from a list (the last one repeats), against a quick run's 5.5 us."""
 
-    def __init__(self, looks: list[float]) -> None:
-        super().__init__(lambda: None, lambda: None, "scripted calls")
+    def __init__(self, looks: list[float], fork_join: bool = False) -> None:
+        super().__init__(lambda: None, lambda: None, "scripted calls", fork_join=fork_join)
         self.script = list(looks)
         self.best_s = 5.5e-6
 
@@ -92,10 +94,62 @@ def test_the_real_look_reads_a_slower_call_and_answers_from_a_recent_look(monkey
     assert summary["per_call_us_slowest"] > 1.6 * summary["per_call_us_best"] and "busy waits" in summary["method"]
 
 
-def test_no_probe_on_cpu_runs() -> None:
+def test_a_slow_wake_up_is_a_reason_for_short_split_calls_only(tmp_path: Path) -> None:
+    mon = _monitor(tmp_path, ScriptedLaunch([1.0, 0.6], fork_join=True))
+    start, end = mon.snapshot(), mon.snapshot()
+    ev = mon.evidence(start, end, footprint_bytes=512 << 10, call_s=5e-6)  # scal on 131,072 fp32 elements
+    assert ev.disturbed and len(ev.reasons) == 1
+    assert "split over the threads took 9.2 us" in ev.reasons[0] and "wake-up" in ev.reasons[0]
+    assert not mon.evidence(start, end, footprint_bytes=512 << 10, call_s=FORK_JOIN_BOUND_S * 2).disturbed  # long
+    assert not mon.evidence(start, end, footprint_bytes=SPLIT_BYTES // 2, call_s=1e-6).disturbed  # one thread
+    assert not mon.evidence(start, end, footprint_bytes=512 << 10).disturbed  # call time unknown: not judged
+    assert mon.evidence(start, end, call_s=5e-6).disturbed  # bytes unknown: could be split
+    assert "fork-join look" in " ".join(mon.sources)
+
+
+def test_the_watch_passes_a_case_s_call_time_from_its_rounds(tmp_path: Path) -> None:
+    """timed_rounds gives the watch a call's time (fastest round / launches): a split call of 5 us is judged."""
+    from types import SimpleNamespace
+
+    from hwcal.measure.timing import RoundPlan, timed_rounds
+
+    watch = Watch(_monitor(tmp_path, ScriptedLaunch([1.0, 0.6], fork_join=True)), "cpu")
+    watch.log.budget_s = 0.0  # no waiting: the case is flagged at once
+
+    class Bench:
+        enabled = True
+        fullname = "test_blas[scal-fp32-512KiB]"
+        stats = SimpleNamespace(stats=SimpleNamespace(min=100 * 5e-6))
+
+        def pedantic(self, fn, rounds, warmup_rounds, iterations, teardown):  # type: ignore[no-untyped-def]
+            fn()
+
+    backend = SimpleNamespace(synchronize=lambda: None, device_idle=lambda: None, device_timer=lambda: None)
+    plan = RoundPlan(launches=100, rounds=1, warmup_rounds=0)
+    timed_rounds(Bench(), backend, plan, lambda: None, watch=watch, footprint_bytes=512 << 10)  # type: ignore[arg-type]
+    (case,) = watch.log.cases
+    assert case["action"] == "flagged" and "wake-up" in case["reasons"][0]
+
+
+def test_launch_probes_by_backend() -> None:
+    """GPU: the add floor's launch look; torch on CPU threads: a fork-join look on one grain per thread;
+    numpy (its element-wise calls run on one thread): none."""
+    from hwcal.backends.numpy_backend import NumpyBackend
     from hwcal.plugin.preflight import launch_probe
 
-    class Cpu:
-        device_type = "cpu"
+    assert NumpyBackend().fork_join_call() is None
+    assert launch_probe(NumpyBackend()) is None
+    torch = pytest.importorskip("torch")
+    from hwcal.backends.torch_backend import TorchBackend
 
-    assert launch_probe(Cpu()) is None
+    backend = TorchBackend("cpu")
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert backend.fork_join_call() is None
+        torch.set_num_threads(2)
+        call = backend.fork_join_call()
+        assert call is not None and "65,536 fp32 elements (2 threads" in call.description
+        call.launch()
+    finally:
+        torch.set_num_threads(before)

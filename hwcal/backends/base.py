@@ -266,6 +266,11 @@ class Backend(ABC):
         """Per operation, its smallest call (1 element, 1x1): what a model adds per kernel launched."""
         return {}
 
+    def fork_join_call(self) -> FloorCall | None:
+        """A CPU call the framework splits over all its threads yet short enough that their joining paces it
+        (the interference watch's fork-join look); None where calls run on one thread or on a GPU."""
+        return None
+
     # ==== convolution, attention and fused ops (hwcal.backends.nn) =========================================
     def nn_kernels(self) -> NnKernels:
         """The framework's convolution, attention and fused-op kernels; this default has none (the reason)."""

@@ -20,6 +20,8 @@ import torch
 from hwcal.backends.base import AXPY_ALPHAS, FLOOR_ELEMENTS, SCAL_ALPHAS, BlasOperands, FloorCall, ShapeOperands
 from hwcal.backends.torch_gemm import FLOAT as _FLOAT
 
+ATEN_GRAIN = 32_768  # at::internal::GRAIN_SIZE: ATen's element-wise loops split in chunks of at least this
+
 
 class TorchOperations:
     """Mixed into TorchBackend, which provides ``device``, ``device_type``, ``_torch_device``,
@@ -156,3 +158,15 @@ class TorchOperations:
             "add": FloorCall(functools.partial(torch.add, x, y, out=out),
                              f"torch.add(x, y, out=z), {v[:-1]}; STREAM's kernels)", "fp32"),
         }
+
+    def fork_join_call(self) -> FloorCall | None:
+        """``x.mul_(1.0)`` on one ATen grain per intra-op thread: every thread takes a chunk, and at ~3.5 us a
+        call (2 threads, Zen 5) the threads' wake and join are half of it."""
+        threads = torch.get_num_threads()
+        if self.device_type != "cpu" or threads < 2:
+            return None
+        n = threads * ATEN_GRAIN
+        x = torch.ones(n)
+        return FloorCall(functools.partial(x.mul_, 1.0),
+                         f"x.mul_(a) on {n:,} fp32 elements ({threads} threads, one {ATEN_GRAIN:,}-element grain each)",
+                         "fp32")

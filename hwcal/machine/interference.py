@@ -8,7 +8,8 @@ is given, what a neighbour on the host takes that none of these show (``hwcal.ma
 much of separate cores the run's CPUs deliver at once, and one thread's read speed from the LLC). GPU: the
 compute processes NVML lists on the device other than ours, and their SM utilisation (NVML's per-process
 samples); and, where a probe is given, how fast the host launches a tiny call (``hwcal.machine.launch_share``:
-the pace of a short call's figure, which moves in episodes nothing else shows).
+the pace of a short call's figure, which moves in episodes nothing else shows). A CPU run whose framework
+splits calls over threads has the same kind of look on a short split call (the threads' wake-up).
 
 Readings never raise: a source that cannot be read leaves its field None and says so in ``sources``.
 """
@@ -38,7 +39,8 @@ class Thresholds:
     ``steal_pct``, a host-share look below ``host_share_fraction`` of the run's reference (two vCPUs on one
     core read 0.5 of separate cores; a taken LLC 0.3-0.7 of the best read), a launch look below
     ``launch_share_fraction`` of the run's best for a case of short calls (the GPU hosts' slow episodes read
-    0.65-0.75; quick ones 0.9-1), or another compute process on the GPU."""
+    0.65-0.75, the development VM's slow wake-ups 0.6-0.65; quick ones 0.9-1), or another compute process on
+    the GPU."""
 
     other_cpu_pct: float = 10.0
     other_cpu_min_s: float = 0.05
@@ -194,9 +196,11 @@ class Monitor:
         except ValueError:
             return None
 
-    def evidence(self, start: Snapshot, end: Snapshot, footprint_bytes: int | None = None) -> Evidence:
+    def evidence(self, start: Snapshot, end: Snapshot, footprint_bytes: int | None = None,
+                 call_s: float | None = None) -> Evidence:
         """What ran beside us between two snapshots, judged against the thresholds; ``footprint_bytes``, the
-        case's data where known, decides whether a taken LLC could have slowed it."""
+        case's data where known, decides whether a taken LLC could have slowed it, and with ``call_s`` (its
+        per-call time where known) whether a slow launch or wake-up could."""
         wall = max(end.t - start.t, 1e-6)
         capacity = wall * self._cpus
         other_s = other_pct = steal_pct = None
@@ -229,10 +233,8 @@ class Monitor:
                 reasons.append(f"one thread read a quarter of the LLC at {cache:.0%} of this run's best "
                                f"({cache * cache_ref:.0f} of {cache_ref:.0f} GB/s): the shared cache was taken")
         if self.launch is not None and launch is not None and launch < th.launch_share_fraction \
-                and self.launch.matters(footprint_bytes):
-            best = self.launch.reference_s()
-            reasons.append(f"the host took {best / launch * 1e6:.1f} us to launch a tiny call, {1 / launch:.2f}x this "
-                           f"run's best ({best * 1e6:.1f} us): a slow episode of the launch path")
+                and self.launch.matters(footprint_bytes, call_s):
+            reasons.append(self.launch.reason(launch))
         if th.gpu_other_processes and (gpu_pids or (gpu_sm or 0.0) > 0):
             reasons.append(f"other compute processes on the GPU (pids {', '.join(map(str, gpu_pids)) or '?'}"
                            + (f", {gpu_sm:.0f}% SM" if gpu_sm else "") + ")")

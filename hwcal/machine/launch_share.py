@@ -1,12 +1,21 @@
 """What a call costs the host right now: on a GPU run, the figures of short calls are paced by the host's
 launch path (the framework's dispatch, the driver), not by the GPU, and that path's speed moves in episodes
-that neither /proc/stat nor NVML shows.
+that neither /proc/stat nor NVML shows. On a CPU run whose framework splits a call over its threads (torch's
+ATen on OpenMP), a short call is paced by how fast the other threads join it, which moves the same way.
 
 Seen on the lent H100/H200 hosts (2026-12-05, 16-vCPU VMs, one NUMA node): 3,000 back-to-back
 ``torch.add`` calls on 16 elements took 5.5-6.2 us a call, or 7.2-8.5 us in episodes of tenths of a second
 to minutes, within one process, on whichever CPU it was pinned to. A calibration run in such an episode
 filed an add floor of 8.19 us, a 4x4 mm floor of 12.2 us and small GEMMs 30-90 % over what a later,
 quieter process timed.
+
+Seen on the 2-vCPU development VM (2026-12-05, AMD EPYC Zen 5 under KVM, torch 2.13 with 2 OpenMP threads):
+``x.mul_(a)`` on 65,536 fp32 elements (two of ATen's 32,768-element grains, one per thread) took 3.3-3.7 us
+a call, or 5.2-6.2 us in episodes of a second to tens of seconds, in any process, with /proc/stat, steal
+time, the host-share looks and a core-to-core cache-line round trip (80-90 ns either way) all unchanged;
+with ``OMP_WAIT_POLICY=ACTIVE`` it stayed at 3.4-3.5 us: the slow state is the worker thread's wake-up.
+Every short call split over the threads pays it: three torch calibrations of this VM filed scal and axpy
+at 65,536-131,072 elements 1.4-1.6x slower than a referee process timed them.
 
 A look: ``CALLS`` back-to-back tiny calls and one synchronisation, best of ``REPS``; the launch share is the
 run's best time per call over this look's (1 when the host is as quick as it has been, ~0.65 in a slow
@@ -28,15 +37,24 @@ SEED_GAP_S = 0.01
 # A call moving more than this through a GPU's memory outlasts a launch several times over (64 MiB at
 # 3.35 TB/s: 20 us): the queue hides the host's pace and the look does not judge it.
 LAUNCH_BOUND_BYTES = 64 << 20
+# A CPU call longer than this hides a 2 us wake-up (under 4 %); one on fewer bytes than ATen's grain (32,768
+# elements of 2 bytes) runs on one thread and waits for no other.
+FORK_JOIN_BOUND_S = 50e-6
+SPLIT_BYTES = 64 << 10
 
 
 class LaunchProbe:
-    """Times a tiny call back to back; remembers the run's best and slowest per-call time."""
+    """Times a tiny call back to back; remembers the run's best and slowest per-call time.
 
-    def __init__(self, call: Callable[[], Any], sync: Callable[[], Any], what: str) -> None:
+    ``fork_join``: the call is a CPU call split over the framework's threads, and the cases judged are those
+    whose calls are short and could be split (per-call time under FORK_JOIN_BOUND_S, bytes from SPLIT_BYTES);
+    otherwise (a GPU's launch) those that move under LAUNCH_BOUND_BYTES."""
+
+    def __init__(self, call: Callable[[], Any], sync: Callable[[], Any], what: str, fork_join: bool = False) -> None:
         self.call = call
         self.sync = sync
         self.what = what
+        self.fork_join = fork_join
         self.best_s = float("inf")
         self.slowest_s = 0.0
         self.looks = 0
@@ -44,9 +62,13 @@ class LaunchProbe:
 
     @property
     def description(self) -> str:
-        return (f"a launch look: {CALLS} back-to-back {self.what} and one synchronisation, best of {REPS}, "
-                f"against the run's best (seeded by {SEED_LOOKS} looks at the start), judging cases that move "
-                f"under {LAUNCH_BOUND_BYTES >> 20} MiB, at most every {MAX_AGE_S:g} s")
+        if self.fork_join:
+            look, judged = "a fork-join look", (f"judging cases whose calls take under {FORK_JOIN_BOUND_S * 1e6:g} us "
+                                                f"on {SPLIT_BYTES >> 10} KiB or more")
+        else:
+            look, judged = "a launch look", f"judging cases that move under {LAUNCH_BOUND_BYTES >> 20} MiB"
+        return (f"{look}: {CALLS} back-to-back {self.what} and one synchronisation, best of {REPS}, against the "
+                f"run's best (seeded by {SEED_LOOKS} looks at the start), {judged}, at most every {MAX_AGE_S:g} s")
 
     def _per_call_s(self) -> float:
         best = float("inf")
@@ -65,10 +87,24 @@ class LaunchProbe:
             self.look()
             time.sleep(SEED_GAP_S)
 
-    def matters(self, footprint_bytes: int | None) -> bool:
-        """Whether the host's pace can set a case's time: its calls move little. Unknown: no (the GPU cases
-        that pass no bytes are the long ones, the max-achievable bursts and the energy windows)."""
+    def matters(self, footprint_bytes: int | None, call_s: float | None = None) -> bool:
+        """Whether the host's pace can set a case's time. A GPU's: its calls move little; unknown bytes: no
+        (the GPU cases that pass none are the long ones, the max-achievable bursts and the energy windows). A
+        CPU's fork-join: its calls are short (known) and not too small to be split (unknown bytes: could be)."""
+        if self.fork_join:
+            return call_s is not None and call_s < FORK_JOIN_BOUND_S and (
+                footprint_bytes is None or footprint_bytes >= SPLIT_BYTES)
         return footprint_bytes is not None and footprint_bytes < LAUNCH_BOUND_BYTES
+
+    def reason(self, share: float) -> str:
+        """Why a case was judged disturbed, with the look's figures."""
+        best = self.best_s
+        now = best / share * 1e6
+        if self.fork_join:
+            return (f"a call split over the threads took {now:.1f} us, {1 / share:.2f}x this run's best "
+                    f"({best * 1e6:.1f} us): a slow episode of the threads' wake-up")
+        return (f"the host took {now:.1f} us to launch a tiny call, {1 / share:.2f}x this run's best "
+                f"({best * 1e6:.1f} us): a slow episode of the launch path")
 
     def look(self) -> float | None:
         """The launch share now (run's best per call / this look's), or a look's under MAX_AGE_S old."""

@@ -50,9 +50,9 @@ class Watch:
         self.log.watched += 1
         return self.monitor.snapshot()
 
-    def judge(self, start: Snapshot, footprint_bytes: int | None = None) -> Evidence:
+    def judge(self, start: Snapshot, footprint_bytes: int | None = None, call_s: float | None = None) -> Evidence:
         try:
-            return self.monitor.evidence(start, self.monitor.snapshot(), footprint_bytes)
+            return self.monitor.evidence(start, self.monitor.snapshot(), footprint_bytes, call_s)
         finally:
             self._sync()
 
@@ -66,7 +66,7 @@ class Watch:
     def budget_left_s(self) -> float:
         return self.log.budget_s - self.log.spent_s
 
-    def wait_quiet(self, footprint_bytes: int | None = None) -> Evidence | None:
+    def wait_quiet(self, footprint_bytes: int | None = None, call_s: float | None = None) -> Evidence | None:
         """Poll until one window is quiet, within the per-case wait and what the run's budget has left;
         the quiet window's evidence, or None when the machine stayed busy."""
         deadline = time.perf_counter() + min(self.quiet_wait_s, max(0.0, self.budget_left_s()))
@@ -75,7 +75,7 @@ class Watch:
             while time.perf_counter() + QUIET_POLL_S <= deadline:
                 snap = self.monitor.snapshot()
                 time.sleep(QUIET_POLL_S)
-                ev = self.monitor.evidence(snap, self.monitor.snapshot(), footprint_bytes)
+                ev = self.monitor.evidence(snap, self.monitor.snapshot(), footprint_bytes, call_s)
                 if not ev.disturbed:
                     return ev
             return None
@@ -83,11 +83,12 @@ class Watch:
             self.log.spent_s += time.perf_counter() - started
 
     def settle(self, case: str, start: Snapshot, first: T, again: Callable[[], T],
-               suspect: str | None = None, footprint_bytes: int | None = None) -> T:
+               suspect: str | None = None, footprint_bytes: int | None = None, call_s: float | None = None) -> T:
         """``first`` if nothing disturbed it (and no cross-check ``suspect``ed it); else ``again()`` once the
         machine is quiet, up to RETRIES times within the budget. Never quiet: the least disturbed
-        attempt, flagged. Every case acted on is logged with its evidence."""
-        evidence = self.judge(start, footprint_bytes)
+        attempt, flagged. Every case acted on is logged with its evidence. ``footprint_bytes`` and ``call_s``
+        (a call's bytes and seconds, where known) tell which looks can judge the case."""
+        evidence = self.judge(start, footprint_bytes, call_s)
         reasons = [*evidence.reasons, *([suspect] if suspect else [])]
         if not reasons:
             return first
@@ -96,11 +97,11 @@ class Watch:
         for attempt in range(1, RETRIES + 1):
             if self.budget_left_s() <= 0:
                 break
-            self.wait_quiet(footprint_bytes)
+            self.wait_quiet(footprint_bytes, call_s)
             started = time.perf_counter()
             snap = self.monitor.snapshot()
             result = again()
-            ev = self.monitor.evidence(snap, self.monitor.snapshot(), footprint_bytes)
+            ev = self.monitor.evidence(snap, self.monitor.snapshot(), footprint_bytes, call_s)
             self.log.spent_s += time.perf_counter() - started
             tries.append(ev.as_dict())
             if not ev.disturbed:

@@ -81,15 +81,21 @@ def run_preflight(ctx: PreflightContext, force: bool) -> PreflightReport:
 
 
 def launch_probe(backend: Backend) -> LaunchProbe | None:
-    """GPU runs: a launch look on the backend's own add floor call (16 elements), seeded now. CPU runs have
-    none: there a call's pace is the cores' own, which the host-share looks watch."""
-    if backend.device_type != "gpu":
-        return None
-    add = backend.floor_calls().get("add")
-    if add is None:
-        return None
-    backend.warm_up()
-    probe = LaunchProbe(add.launch, backend.synchronize, f"{backend.framework} {add.description}")
+    """GPU runs: a launch look on the backend's own add floor call (16 elements), seeded now. CPU runs whose
+    framework splits a call over threads (torch): a fork-join look on such a call. Other CPU runs have none:
+    there a call's pace is the cores' own, which the host-share looks watch."""
+    if backend.device_type == "gpu":
+        add = backend.floor_calls().get("add")
+        if add is None:
+            return None
+        backend.warm_up()
+        probe = LaunchProbe(add.launch, backend.synchronize, f"{backend.framework} {add.description}")
+    else:
+        split = backend.fork_join_call()
+        if split is None:
+            return None
+        probe = LaunchProbe(split.launch, backend.synchronize, f"{backend.framework} {split.description}",
+                            fork_join=True)
     probe.seed()
     return probe
 
