@@ -122,9 +122,6 @@ class LaunchProbe:
         self._last = (time.perf_counter(), share)
         return share
 
-    def reference_s(self) -> float:
-        return self.best_s
-
     def summary(self) -> dict[str, Any]:
         """For ``metadata.interference.launch``: what was looked at, how often, the run's extremes."""
         out: dict[str, Any] = {"method": self.description, "looks": self.looks}
