@@ -130,10 +130,39 @@ def test_a_case_never_quiet_is_flagged_with_the_evidence() -> None:
     watch = _watch([True] * 50)
     assert watch.settle("test_gemm[fp64-256]", watch.start(), "first", lambda: "again") == "first"
     (case,) = watch.flagged()
-    assert case["action"] == "flagged" and len(case["evidence"]) == 3  # the first try and two re-measurements
+    # the wait found no quiet window: nothing to re-measure in, so the first try is filed, saying why
+    assert case["action"] == "flagged" and len(case["evidence"]) == 1 and case["re_measured"] == 0
+    assert "no quiet moment came within the 0.3 s wait" in case["not_tried_again"]
     meta, warnings = interference_metadata(watch.log)
     assert meta["flagged"] == 1 and meta["cases_watched"] == 1
     assert warnings and "test_gemm[fp64-256]" in warnings[0] and "flagged" in warnings[0]
+
+
+def test_re_measured_twice_while_still_disturbed_then_flagged() -> None:
+    # judged; quiet wait; re-measurement disturbed; quiet wait; re-measurement disturbed: the first and two tries
+    watch = _watch([True, False, True, False, True])
+    assert watch.settle("case", watch.start(), "first", lambda: "again") in ("first", "again")
+    (case,) = watch.flagged()
+    assert len(case["evidence"]) == 3 and case["re_measured"] == 2 and "not_tried_again" not in case
+
+
+def test_after_a_fruitless_wait_the_watch_backs_off_then_tries_again() -> None:
+    """One long episode must not spend the run's budget on its first cases: after a wait that found no quiet
+    moment, disturbed cases are flagged at once for ``backoff_s``; after it, the next one is waited for."""
+    watch = _watch([True, True, True])  # a: judged, one window of its wait; b: judged
+    watch.backoff_s = 0.4
+    watch.settle("a", watch.start(), "first", lambda: "again")  # judged, then the wait's windows: none quiet
+    started = time.perf_counter()
+    watch.settle("b", watch.start(), "first", lambda: "again")  # within the back-off: flagged, no wait
+    assert time.perf_counter() - started < 0.1
+    assert "backing off" in watch.log.cases[1]["not_tried_again"]
+    time.sleep(0.45)
+    watch.monitor.script = [True, False, False]  # type: ignore[attr-defined]
+    assert watch.settle("c", watch.start(), "first", lambda: "again") == "again"
+    assert [c["action"] for c in watch.log.cases] == ["flagged", "flagged", "re-measured"]
+    from hwcal.document.builder import build_calibration
+
+    assert schema_errors(build_calibration(make_input(interference=watch.log))) == []
 
 
 def test_the_run_budget_bounds_the_waiting() -> None:
@@ -142,6 +171,7 @@ def test_the_run_budget_bounds_the_waiting() -> None:
     started = time.perf_counter()
     watch.settle("case", watch.start(), "first", lambda: "again")
     assert time.perf_counter() - started < 0.2 and watch.flagged()[0]["re_measured"] == 0
+    assert "budget for the run was spent" in watch.flagged()[0]["not_tried_again"]
 
 
 def test_a_cross_check_suspect_is_re_measured_on_a_quiet_machine() -> None:

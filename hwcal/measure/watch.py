@@ -21,6 +21,11 @@ RETRIES = 2  # re-measurements of one disturbed case
 QUIET_POLL_S = 0.25  # the window a quiet machine is judged over
 QUIET_WAIT_S = {"cpu": 3.0, "gpu": 5.0}  # per case: how long to wait for the machine to fall quiet
 BUDGET_S = {"cpu": 12.0, "gpu": 20.0}  # per run: waiting and re-measuring together
+# After a wait that found no quiet moment, disturbed cases are flagged without waiting for this long: one
+# episode of tens of seconds (the hosts' shared cores, slow launches or wake-ups) spent the whole budget on
+# its first four cases, and every later case, in quiet moments too, went flagged unretried (a torch run on
+# the development VM: 6 cases tried, 35 flagged untried; an H100 run: 4 tried, 167 untried).
+BACKOFF_S = {"cpu": 6.0, "gpu": 10.0}
 
 
 @dataclass
@@ -43,6 +48,8 @@ class Watch:
     def __init__(self, monitor: Monitor, device_type: str) -> None:
         self.monitor = monitor
         self.quiet_wait_s = QUIET_WAIT_S.get(device_type, 3.0)
+        self.backoff_s = BACKOFF_S.get(device_type, 6.0)
+        self._backoff_until = 0.0
         self.log = InterferenceLog(list(monitor.sources), monitor.thresholds.as_dict(),
                                    BUDGET_S.get(device_type, 12.0))
 
@@ -86,18 +93,30 @@ class Watch:
                suspect: str | None = None, footprint_bytes: int | None = None, call_s: float | None = None) -> T:
         """``first`` if nothing disturbed it (and no cross-check ``suspect``ed it); else ``again()`` once the
         machine is quiet, up to RETRIES times within the budget. Never quiet: the least disturbed
-        attempt, flagged. Every case acted on is logged with its evidence. ``footprint_bytes`` and ``call_s``
-        (a call's bytes and seconds, where known) tell which looks can judge the case."""
+        attempt, flagged. A wait that finds no quiet moment ends the tries, and for ``backoff_s`` after it
+        disturbed cases are flagged without waiting. Every case acted on is logged with its evidence (and
+        why it was not tried again). ``footprint_bytes`` and ``call_s`` (a call's bytes and seconds, where
+        known) tell which looks can judge the case."""
         evidence = self.judge(start, footprint_bytes, call_s)
         reasons = [*evidence.reasons, *([suspect] if suspect else [])]
         if not reasons:
             return first
         best, best_ev = first, evidence
         tries: list[dict[str, Any]] = [evidence.as_dict()]
+        untried = ""
         for attempt in range(1, RETRIES + 1):
             if self.budget_left_s() <= 0:
+                untried = f"the watch's {self.log.budget_s:g} s budget for the run was spent"
                 break
-            self.wait_quiet(footprint_bytes, call_s)
+            backing_off = self._backoff_until - time.perf_counter()
+            if backing_off > 0:
+                untried = (f"backing off {backing_off:.1f} s more: the last wait for a quiet moment "
+                           f"({self.quiet_wait_s:g} s) found none")
+                break
+            if self.wait_quiet(footprint_bytes, call_s) is None:
+                self._backoff_until = time.perf_counter() + self.backoff_s
+                untried = f"no quiet moment came within the {self.quiet_wait_s:g} s wait"
+                break
             started = time.perf_counter()
             snap = self.monitor.snapshot()
             result = again()
@@ -109,15 +128,18 @@ class Watch:
                 return result
             if _disturbance(ev) < _disturbance(best_ev):
                 best, best_ev = result, ev
-        self._note(case, reasons, tries, "flagged", len(tries) - 1)
+        self._note(case, reasons, tries, "flagged", len(tries) - 1, untried)
         return best
 
-    def _note(self, case: str, reasons: list[str], tries: list[dict[str, Any]], action: str, attempts: int) -> None:
+    def _note(self, case: str, reasons: list[str], tries: list[dict[str, Any]], action: str, attempts: int,
+              untried: str = "") -> None:
         self._sync()
         first = tries[0]
-        self.log.cases.append({"case": case, "reasons": reasons, "other_cpu_pct": first.get("other_cpu_pct"),
-                               "steal_pct": first.get("steal_pct"), "action": action, "re_measured": attempts,
-                               "evidence": tries})
+        entry = {"case": case, "reasons": reasons, "other_cpu_pct": first.get("other_cpu_pct"),
+                 "steal_pct": first.get("steal_pct"), "action": action, "re_measured": attempts, "evidence": tries}
+        if untried:
+            entry["not_tried_again"] = untried
+        self.log.cases.append(entry)
 
     def flagged(self) -> list[dict[str, Any]]:
         return [c for c in self.log.cases if c["action"] == "flagged"]
