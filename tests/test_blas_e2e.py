@@ -133,15 +133,19 @@ def test_a_wrong_blas_result_fails_the_run_and_files_nothing(bench: pytest.Pytes
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     from hwcal.backends.numpy_backend import NumpyBackend
 
-    real = NumpyBackend.blas_call
+    real = NumpyBackend.blas_bound  # the call the rounds time
 
-    def wrong(self: NumpyBackend, ops: object, alpha: float | None = None) -> object:
-        out = real(self, ops, alpha)  # type: ignore[arg-type]
-        if ops.operation == "dot":  # type: ignore[attr-defined]
-            ops.result = ops.result * 1.5  # type: ignore[attr-defined]
-        return out
+    def wrong(self: NumpyBackend, ops: object) -> object:
+        call = real(self, ops)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(NumpyBackend, "blas_call", wrong)
+        def bad() -> object:
+            out = call()
+            if ops.operation == "dot":  # type: ignore[attr-defined]
+                ops.result = ops.result * 1.5  # type: ignore[attr-defined]
+            return out
+        return bad
+
+    monkeypatch.setattr(NumpyBackend, "blas_bound", wrong)
     result = bench.runpytest("-p", "no:randomly", "--registry", "registry", *KEY_ARGS, "--quick", "-k", "blas")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*dot fp64 at n=* gave wrong results*"])

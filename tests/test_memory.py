@@ -169,7 +169,7 @@ def test_a_wrong_element_anywhere_is_caught(framework: str) -> None:
 
 def test_validation_failure_fails_the_case_and_files_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cal = _session(tmp_path)
-    monkeypatch.setattr(NumpyBackend, "stream_kernel", lambda self, kernel, arrays, s: arrays.a.fill(7.0))
+    monkeypatch.setattr(NumpyBackend, "stream_call", lambda self, kernel, arrays, s: lambda: arrays.a.fill(7.0))
     state = StreamState(cal.backend)
     with pytest.raises(pytest.fail.Exception, match="STREAM copy at 64KiB gave wrong values"):
         run_stream(FakeBenchmark(), cal, state, "copy", 64 * KiB)

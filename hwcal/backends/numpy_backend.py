@@ -114,21 +114,26 @@ class NumpyBackend(Backend):
         return StreamArrays(n, 8, a, b, c)
 
     def stream_kernel(self, kernel: str, arrays: StreamArrays, scalar: float) -> None:
+        self.stream_call(kernel, arrays, scalar)()
+
+    def stream_call(self, kernel: str, arrays: StreamArrays, scalar: float) -> Any:
         a, b, c = arrays.a, arrays.b, arrays.c
         if kernel == "copy":
-            np.copyto(c, a)
-        elif kernel == "scale":
-            np.multiply(c, scalar, out=b)
-        elif kernel == "add":
-            np.add(a, b, out=c)
-        elif kernel == "triad":
-            step = self.TRIAD_CHUNK
+            return functools.partial(np.copyto, c, a)
+        if kernel == "scale":
+            return functools.partial(np.multiply, c, scalar, out=b)
+        if kernel == "add":
+            return functools.partial(np.add, a, b, out=c)
+        if kernel != "triad":
+            raise ValueError(f"unknown STREAM kernel {kernel!r}")
+        step = self.TRIAD_CHUNK
+
+        def triad() -> None:
             for i in range(0, arrays.n, step):
                 a_i = a[i : i + step]
                 np.multiply(c[i : i + step], scalar, out=a_i)
                 np.add(a_i, b[i : i + step], out=a_i)
-        else:
-            raise ValueError(f"unknown STREAM kernel {kernel!r}")
+        return triad
 
     def stream_method(self, kernel: str) -> StreamMethod:
         return {
@@ -201,6 +206,20 @@ class NumpyBackend(Backend):
             np.add(y[i : i + step], t_i, out=y[i : i + step])
         return y
 
+    def blas_bound(self, ops: BlasOperands) -> Any:
+        op, x, y = ops.operation, ops.x, ops.y
+        if op == "gemv":
+            return functools.partial(np.dot, ops.a, x, out=y)
+        if op == "dot":
+            def dot() -> Any:
+                ops.result = np.dot(x, y)
+                return ops.result
+            return dot
+        if op == "scal":
+            alphas = ops.alphas or itertools.cycle(SCAL_ALPHAS)
+            return lambda: np.multiply(x, next(alphas), out=x)
+        return functools.partial(self.blas_call, ops)  # axpy: numpy has no call for it, blas_call's chunks are it
+
     def _blas_threads(self) -> int:
         blas = [b for b in collect_blas() if b.get("user_api") == "blas"]
         num_threads = blas[0].get("num_threads") if blas else None
@@ -248,6 +267,9 @@ class NumpyBackend(Backend):
 
     def gemm_shape(self, ops: ShapeOperands) -> Any:
         return np.matmul(ops.a, ops.b, out=ops.out)
+
+    def shape_call(self, ops: ShapeOperands) -> Any:
+        return functools.partial(np.matmul, ops.a, ops.b, out=ops.out)
 
     def shape_kernel(self, precision: str, batch: int) -> str:
         letter = "d" if precision == "fp64" else "s"

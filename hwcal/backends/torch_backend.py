@@ -8,6 +8,7 @@ through several operand sets so L2 cannot hold them between launches, and TF32 i
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import warnings
 from collections.abc import Iterator
@@ -310,17 +311,19 @@ class TorchBackend(TorchOperations, Backend):  # BLAS, shapes and floors: torch_
         return StreamArrays(n, 8, a, b, c)
 
     def stream_kernel(self, kernel: str, arrays: StreamArrays, scalar: float) -> None:
+        self.stream_call(kernel, arrays, scalar)()
+
+    def stream_call(self, kernel: str, arrays: StreamArrays, scalar: float) -> Any:
         a, b, c = arrays.a, arrays.b, arrays.c
         if kernel == "copy":
-            c.copy_(a)
-        elif kernel == "scale":
-            torch.mul(c, scalar, out=b)
-        elif kernel == "add":
-            torch.add(a, b, out=c)
-        elif kernel == "triad":
-            torch.add(b, c, alpha=scalar, out=a)
-        else:
-            raise ValueError(f"unknown STREAM kernel {kernel!r}")
+            return functools.partial(c.copy_, a)
+        if kernel == "scale":
+            return functools.partial(torch.mul, c, scalar, out=b)
+        if kernel == "add":
+            return functools.partial(torch.add, a, b, out=c)
+        if kernel == "triad":
+            return functools.partial(torch.add, b, c, alpha=scalar, out=a)
+        raise ValueError(f"unknown STREAM kernel {kernel!r}")
 
     def stream_method(self, kernel: str) -> StreamMethod:
         where = "one CUDA kernel" if self.device_type == "gpu" else f"{torch.get_num_threads()} threads"

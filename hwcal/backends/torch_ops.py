@@ -83,6 +83,18 @@ class TorchOperations:
             return ops.x.mul_(alpha)
         return ops.y.add_(ops.x, alpha=alpha)
 
+    def blas_bound(self, ops: BlasOperands) -> Any:
+        op, x, y = ops.operation, ops.x, ops.y
+        if op == "dot":
+            return functools.partial(torch.dot, x, y, out=ops.result)
+        if op == "gemv":
+            return functools.partial(torch.mv, ops.a, x, out=y)
+        if op == "scal":
+            scalars = ops.alphas or itertools.cycle(SCAL_ALPHAS)
+            return lambda: x.mul_(next(scalars))
+        alphas = ops.alphas or itertools.cycle(AXPY_ALPHAS)
+        return lambda: y.add_(x, alpha=next(alphas))
+
     def blas_threads(self, operation: str) -> int | None:
         return torch.get_num_threads() if self.device_type == "cpu" else None
 
@@ -123,6 +135,11 @@ class TorchOperations:
         ops.extra["next"] = (i + 1) % len(sets)
         ops.a, ops.b = sets[i]  # verification checks the operands of the last launch
         return (torch.bmm if ops.batch > 1 else torch.mm)(ops.a, ops.b, out=ops.out)
+
+    def shape_call(self, ops: ShapeOperands) -> Any:
+        if len(ops.extra["sets"]) > 1:  # rotating operand sets (GPUs): gemm_shape picks each launch's
+            return functools.partial(self.gemm_shape, ops)
+        return functools.partial(torch.bmm if ops.batch > 1 else torch.mm, ops.a, ops.b, out=ops.out)
 
     def shape_kernel(self, precision: str, batch: int) -> str:
         call = "torch.bmm" if batch > 1 else "torch.mm"

@@ -211,7 +211,8 @@ def _probe_call_s(session: CalibrationSession, operation: str, precision: str, n
     n, m = size_for(operation, small, element_bytes)
     ops = backend.blas_operands(operation, precision, n, m, seed=1)
     # Best of three: one call descheduled on a shared machine (a BLAS thread waking late) would predict 100x.
-    call_s = min(time_one_call(backend, backend.blas_call, ops) for _ in range(3))
+    call = backend.blas_bound(ops)
+    call_s = min(time_one_call(backend, call) for _ in range(3))
     return call_s * nbytes / blas_bytes(operation, n, element_bytes, m)
 
 
@@ -330,11 +331,12 @@ def _run(benchmark: Any, session: CalibrationSession, operation: str, precision:
     seed = working_bytes + sum(map(ord, operation + precision))
     ops = backend.blas_operands(operation, precision, n, m, seed)
     backend.synchronize()
-    plan = (plan_for_call(backend, best_call_s(backend, backend.blas_call, ops), rounds, round_s=_round_s(backend))
+    call = backend.blas_bound(ops)
+    plan = (plan_for_call(backend, best_call_s(backend, call), rounds, round_s=_round_s(backend))
             if benchmark.enabled else VERIFY_ONLY)
     flops = blas_flops(operation, n, m)
     run = run_verified(
-        benchmark, session, plan, backend.blas_call, (ops,), lambda: verify_blas(backend, ops),
+        benchmark, session, plan, call, (), lambda: verify_blas(backend, ops),
         info={"operation": operation, "precision": precision, "n": n, "m": m, "flops": flops * plan.launches,
               "bytes": nbytes * plan.launches, "kernel": support.kernel},
         failure_key=f"{operation}:{precision}", where=f"n={n}", what=f"{operation} {precision} at n={n}",

@@ -11,7 +11,6 @@ calibration says why (``EnergyRun.unavailable``). The static/dynamic split is fi
 
 from __future__ import annotations
 
-import functools
 import math
 import time
 from collections.abc import Callable
@@ -268,7 +267,7 @@ def stream_window(state: EnergyState, kernel: str, timed: bool) -> None:
     backend = session.backend
     n = _array_elements(session)
     arrays = backend.stream_arrays(n, STREAM_INITIAL)
-    launch = functools.partial(backend.stream_kernel, kernel, arrays, STREAM_SCALAR)
+    launch = backend.stream_call(kernel, arrays, STREAM_SCALAR)
     try:
         call_s = best_call_s(backend, launch)
         got, launches = loaded_window(state, meter, launch, call_s, label)

@@ -2,8 +2,8 @@
 (``hwcal-validate-predictions --model FILE``).
 
 Every operation gets its own operands (a layer's weights and activations are distinct tensors) made by the
-calibrated backend, and runs through the same call the calibration timed (``gemm_shape``, ``blas_call``,
-``stream_kernel``), so the list is what the predictions describe; convolutions and attention, which the
+calibrated backend, and runs through the same call the calibration timed (``shape_call``, ``blas_bound``,
+``stream_call``), so the list is what the predictions describe; convolutions and attention, which the
 backends do not run yet, are the framework's own calls (``torch.nn.functional``). One pass is every
 operation in order, ``count`` times each, issued back to back with one synchronisation at the end; a round
 is as many passes as fill ``round_s``; the figure is the best round per pass, the median beside it.
@@ -98,13 +98,13 @@ def prepare(backend: Backend, op: OpToRun, seed: int) -> Callable[[], Any]:
     d = op.dims
     if op.operation == "gemm":
         ops = backend.make_shape_operands(op.precision, d["m"], d["n"], d["k"], d.get("batch", 1), seed, rotate=False)
-        return lambda: backend.gemm_shape(ops)
+        return backend.shape_call(ops)
     if op.operation in BLAS_OPS:
         blas = backend.blas_operands(op.operation, op.precision, d["n"], d.get("m", 1), seed)
-        return lambda: backend.blas_call(blas)
+        return backend.blas_bound(blas)
     if op.operation in STREAM_KERNELS:
         arrays = _stream_arrays(backend, op.precision, d["n"])
-        return lambda: backend.stream_kernel(op.operation, arrays, 3.0)
+        return backend.stream_call(op.operation, arrays, 3.0)
     return _torch_call(backend, op)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -295,9 +296,10 @@ def _measure(benchmark: Any, session: CalibrationSession, sweep: MemorySweep, st
     arrays = state.arrays_for(n)
     method = backend.stream_method(kernel)
     sweep.methods[kernel] = method.description
+    launch = backend.stream_call(kernel, arrays, STREAM_SCALAR)
     try:
         if benchmark.enabled:
-            pass_s = best_call_s(backend, backend.stream_kernel, kernel, arrays, STREAM_SCALAR)
+            pass_s = best_call_s(backend, launch)
             plan = plan_for_call(backend, pass_s, rounds)
         else:
             plan = VERIFY_ONLY  # --benchmark-disable: validate only
@@ -305,10 +307,9 @@ def _measure(benchmark: Any, session: CalibrationSession, sweep: MemorySweep, st
         benchmark.extra_info.update({"kernel": kernel, "n": n, "array_bytes": n * arrays.element_bytes,
                                      "bytes": bytes_per_pass * plan.launches, "launches_per_round": plan.launches,
                                      "method": method.description})
-        timed = timed_rounds(benchmark, backend, plan, backend.stream_kernel, kernel, arrays, STREAM_SCALAR,
-                             watch=session.watch, footprint_bytes=bytes_per_pass)
+        timed = timed_rounds(benchmark, backend, plan, launch, watch=session.watch, footprint_bytes=bytes_per_pass)
         extra_start = time.perf_counter()
-        extra_times = _dram_rounds(session, sweep, kernel, arrays, plan.launches, bytes_per_pass, timed.stats)
+        extra_times = _dram_rounds(session, sweep, kernel, arrays, launch, plan.launches, bytes_per_pass, timed.stats)
         # The interval's extra rounds have their own budget (DRAM_EXTRA_S): they must not starve the next
         # DRAM-sized case of the sweep's budget, so they are not counted in spent_s.
         sweep.spent_s -= time.perf_counter() - extra_start
@@ -350,8 +351,8 @@ def _measure(benchmark: Any, session: CalibrationSession, sweep: MemorySweep, st
     benchmark.extra_info["gbps_best"] = bytes_per_round / stats.min / 1e9
 
 
-def _dram_rounds(session: CalibrationSession, sweep: MemorySweep, kernel: str, arrays: StreamArrays, launches: int,
-                 bytes_per_pass: int, stats: Any) -> list[float]:
+def _dram_rounds(session: CalibrationSession, sweep: MemorySweep, kernel: str, arrays: StreamArrays,
+                 launch: Callable[[], Any], launches: int, bytes_per_pass: int, stats: Any) -> list[float]:
     """More rounds of a DRAM-sized triad case, timed as ``timed_rounds`` times them (launches, then one
     synchronisation), until the pooled interval is within the target or the extra budget is spent.
     Needs the planned rounds' single times (pytest-benchmark's ``stats.data``); none: no extra rounds."""
@@ -371,7 +372,7 @@ def _dram_rounds(session: CalibrationSession, sweep: MemorySweep, kernel: str, a
         for _ in range(DRAM_EXTRA_BATCH):
             t0 = time.perf_counter()
             for _ in range(launches):
-                backend.stream_kernel(kernel, arrays, STREAM_SCALAR)
+                launch()
             backend.synchronize()
             extra.append(time.perf_counter() - t0)
     return extra
