@@ -91,6 +91,8 @@ def test_default_families_cpu_and_gpu() -> None:
     batched = [s.label for s in cpu if s.family == "batched"]
     assert batched[:3] == ["b16x64x64x64", "b16x256x256x64", "b16x256x64x256"]  # at T = d scores and values agree
     assert {"b16x1024x1024x64", "b16x1024x64x1024", "b16x1x1024x64", "b16x1x64x1024", "b16x512x512x64"} <= set(batched)
+    # short prompts: numpy's small stacks cost far more a matrix than the 4x4 floor's
+    assert {"b16x16x16x64", "b16x16x64x16", "b16x4x4x64", "b16x4x64x4"} <= set(batched)
     refinements = [i for i, s in enumerate(cpu) if s.refine]
     assert refinements and min(refinements) > max(i for i, s in enumerate(cpu) if not s.refine)  # coarse first
     quick = default_shapes("cpu", quick=True)
@@ -200,3 +202,24 @@ def test_document_with_gemm_shapes_is_valid() -> None:
     entry = doc["gemm_shapes"][0]
     assert (entry["m"], entry["n"], entry["k"], entry["batch"]) == (128, 3072, 768, 1)
     assert entry["efficiency"] == pytest.approx(80.0 / 400.0, rel=0.02)  # the builder's efficiency spec
+
+
+@pytest.mark.parametrize(("device", "spent", "expected"), [
+    ("cpu", 0.0, {"fp32": 3.0, "bf16": 4.5, "fp16": 6.0}),  # fp32, what models run on a CPU, counts double
+    ("cpu", 1.0, {"fp32": 2.0, "bf16": 3.5, "fp16": 5.0}),  # what is spent comes off every later share
+    ("gpu", 0.0, {"fp32": 4.0, "bf16": 8.0, "fp16": 12.0}),  # equal on a GPU
+])
+def test_shape_budget_shares(monkeypatch: pytest.MonkeyPatch, device: str, spent: float,
+                             expected: dict[str, float]) -> None:
+    import types
+
+    import hwcal.measure.shapes as shapes
+
+    monkeypatch.setattr(shapes, "shape_precisions", lambda session: ["fp32", "bf16", "fp16"])
+    session = types.SimpleNamespace(backend=types.SimpleNamespace(device_type=device),
+                                    options=types.SimpleNamespace(quick=False),
+                                    budget_spent_s={"gemm_shapes": spent})
+    budget = shapes.SHAPES_BUDGET_S[device, False]
+    scaled = {p: v * budget / (6.0 if device == "cpu" else 12.0) for p, v in expected.items()}
+    got = {p: shapes._allowance(session, p) for p in expected}  # type: ignore[arg-type]
+    assert got == {p: (pytest.approx(v), budget) for p, v in scaled.items()}
