@@ -376,3 +376,27 @@ def test_in_a_layer_the_operands_stream_from_the_tier_holding_the_whole_layer(ze
     weights = 4 * 2048 * (3072 + 2048 + 16384 + 8192)
     assert weights < layer.resident_bytes < 1.1 * weights + 2**24  # the weights dominate at 32 tokens
     assert all(r.prediction.seconds >= r.alone.seconds * 0.999 for r in layer.rows)
+
+
+def test_a_gpu_gemm_is_not_predicted_under_what_its_precision_never_goes_under() -> None:
+    # An H100 host: bf16 square GEMMs of 256-1024 at 10.3-10.4 us back to back where the fp32 4x4 mm took 7.5 us
+    rf = Roofline(757e12, 2, lambda nbytes, warm: 3000.0, 7.455e-6, 10.2e-6, False, sms=132)
+    pts = [_gemm_point(n, n, n, t, family="square") for n, t in ((256, 10.32e-6), (512, 10.40e-6), (1024, 10.25e-6))]
+    pts.append(_gemm_point(2048, 8192, 8192, 400e-6, family="proj_up"))
+    model = GemmModel(pts, rf)
+    assert model.gemm_call_s == pytest.approx(10.25e-6)
+    assert model.predict(1, 128, 128, 128).seconds == pytest.approx(10.25e-6)  # not the fp32 4x4 mm's 7.5 us
+    assert GemmModel(pts, replace(rf, additive=True)).gemm_call_s == 0.0  # a CPU: floor and work add
+
+
+def test_a_gpu_bandwidth_curve_floor_is_its_own_small_calls_where_higher_than_the_filed_one() -> None:
+    # An H100's bf16 torch.mv: 1 MiB 10.0 us, 4 MiB 10.1, 16 MiB 13.0, 64 MiB 27.45, 256 MiB 103.4; the filed
+    # gemv floor is fp32 16x16 at 7.65 us. 16 MiB's 13 us is near the bf16 floor: no bandwidth figure (1.3 TB/s).
+    pts = [Point("gemv", "bf16", (("n", i),), 0.0, b, t, "blas") for i, (b, t) in
+           enumerate(((2**20, 10.03e-6), (2**22, 10.12e-6), (2**24, 12.99e-6), (2**26, 27.45e-6), (2**28, 103.4e-6)))]
+    gpu = BandwidthCurve.of(pts, 7.65e-6, additive=False)
+    assert gpu.floor_s == pytest.approx(0.9 * 10.03e-6)  # at most 90 % of the fastest call, as any floor
+    assert gpu.gbps(2**24)[0] == pytest.approx(2**26 / 27.45e-6 / 1e9, rel=1e-6)  # the nearest bound call's
+    assert gpu.seconds(2**25)[0] == pytest.approx(2**25 / (2**26 / 27.45e-6), rel=0.05)
+    cpu = BandwidthCurve.of(pts, 7.65e-6, additive=True)  # a CPU keeps its filed floor: small calls hold work
+    assert cpu.floor_s == pytest.approx(7.65e-6)

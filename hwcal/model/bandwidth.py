@@ -61,12 +61,16 @@ class BandwidthCurve:
         times = [p.seconds for p in ordered]
         for i in range(len(times) - 2, -1, -1):
             times[i] = min(times[i], times[i + 1])
-        if floor_s <= 0:  # no launch floor filed: the small calls far below the curve's best GB/s say what one
-            best = max(range(len(ordered)), key=lambda i: ordered[i].bytes / times[i])  # costs (larger ones
-            peak_gbps = ordered[best].bytes / times[best]  # are slow for DRAM instead)
+        if floor_s <= 0 or not additive:
+            # The small calls far below the curve's best GB/s say what one costs (larger ones are slow for DRAM
+            # instead): the floor where none is filed, and on a GPU the floor if higher than the filed one, which
+            # is an fp32 call on 16 elements (an H100's bf16 torch.mv took 10.0 us on 1 MiB and 10.1 on 4 MiB
+            # where the fp32 16x16 one took 7.7: its 13 us on 16 MiB read as 1.3 TB/s of work, not as the floor).
+            best = max(range(len(ordered)), key=lambda i: ordered[i].bytes / times[i])
+            peak_gbps = ordered[best].bytes / times[best]
             slow = [t for p, t in zip(ordered, times, strict=True)
                     if p.bytes < ordered[best].bytes and p.bytes / t < 0.5 * peak_gbps]
-            floor_s = min(slow) if slow else 0.0
+            floor_s = max(floor_s, min(slow) if slow else 0.0)
         # A floor larger than the fastest call is not one: that call would have no time left for its bytes.
         floor_s = min(floor_s, FLOOR_SHARE_MAX * min(times))
         # A call within BOUND of the floor says only that its bytes took no longer than it: its bandwidth is

@@ -167,6 +167,14 @@ def _batch_call(points: Sequence[Point], roofline: Roofline) -> float:
     return max(roofline.floor_s, min(roofline.batched_floor_s, min(batched)))
 
 
+def _gemm_call(overhead_s: float, roofline: Roofline) -> float:
+    """GPU: the least a (non-batched) GEMM of this precision takes back to back, the floor its prediction cannot
+    go under: its own floor-bound calls' time where above the launch floor (an fp32 4x4 mm). On an H100 host bf16
+    and fp16 GEMMs of 256-1024 took 10.3-10.5 us back to back where the 4x4 fp32 mm took 7.5, and the referee's
+    bf16 projections with 25-37 MiB of weights 9.9-10.4 us. 0 on a CPU, where a call's floor and work add."""
+    return 0.0 if roofline.additive else max(roofline.floor_s, overhead_s)
+
+
 class GemmModel:
     """The measured GEMMs of one precision, ready to answer any shape."""
 
@@ -182,6 +190,7 @@ class GemmModel:
         overhead = {batched: floor_estimate([p for p in points if (_dims(p)[0] > 1) == batched], roofline)
                     for batched in (False, True)}
         self.batch_call_s = _batch_call(points, roofline)
+        self.gemm_call_s = _gemm_call(overhead[False], roofline)
         for p in points:
             b, m, n, k = _dims(p)
             floor = min(roofline.floor(b), 0.9 * p.seconds)  # a call is never all floor
@@ -226,7 +235,8 @@ class GemmModel:
             weights = [1.0 / math.dist(it.features, want) ** POWER for it in ranked]
             log_ratio = sum(w * it.log_ratio for w, it in zip(weights, ranked, strict=True)) / sum(weights)
         rf = self.roofline
-        floor_b = self.batch_call_s if batched and self.batch_call_s else rf.floor(b)
+        floor_b = (self.batch_call_s if batched and self.batch_call_s
+                   else self.gemm_call_s if not batched and self.gemm_call_s else rf.floor(b))
         seconds = rf.combine(floor_b, rf.work(b, m, n, k, True, resident_bytes) * math.exp(log_ratio))
         nearest = min(math.dist(it.features, want) for it in pool)
         warnings = self._outside(pool, b, m, n, k, nearest)
