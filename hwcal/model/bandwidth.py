@@ -72,7 +72,9 @@ class BandwidthCurve:
                     if p.bytes < ordered[best].bytes and p.bytes / t < 0.5 * peak_gbps]
             floor_s = max(floor_s, min(slow) if slow else 0.0)
         # A floor larger than the fastest call is not one: that call would have no time left for its bytes.
-        floor_s = min(floor_s, FLOOR_SHARE_MAX * min(times))
+        # On a CPU at most 90 % of it (time = floor + work: a call is never pure overhead); on a GPU the fastest
+        # call may be all floor (time = max(floor, work)).
+        floor_s = min(floor_s, (FLOOR_SHARE_MAX if additive else 1.0) * min(times))
         # A call within BOUND of the floor says only that its bytes took no longer than it: its bandwidth is
         # taken from the nearest call that the bytes do bound (sizes in between were floor-bound anyway).
         informative = [i for i, t in enumerate(times) if t > BOUND * floor_s] or [len(ordered) - 1]
