@@ -10,6 +10,7 @@
 #   predict:  calibrate once into the registry, then the prediction referees on that file at once
 #             (tools/model_referee.py for bf16, fp32 and fp16; the whole-layer check of Llama layers)
 #   twice:    calibrate twice back to back (run-to-run, walls), then the prediction referees on the second
+#   short:    calibrate once, then the bf16 and fp32 prediction referees and the whole-layer check
 #   smoke:    a quick run, nothing kept
 # Everything comes back as archives under $OUT (the tool returns <= 8 files). mamf-finder is copied into
 # .devout/anchors/ (carried) from ../shared/anchors, which does not travel.
@@ -62,6 +63,11 @@ predict)
   calibrate 1
   echo "filed: $cal"
   predictions bf16 fp32 fp16
+  ;;
+short)  # one calibration and the bf16 and fp32 prediction referees (a device budget too small for predict)
+  calibrate 1
+  echo "filed: $cal"
+  predictions bf16 fp32
   ;;
 twice)  # run-to-run and the run's wall, then the prediction referees on the second (filed) calibration
   calibrate 1
