@@ -10,6 +10,7 @@
 #   predict:  calibrate once into the registry, then the prediction referees on that file at once
 #             (tools/model_referee.py for bf16, fp32 and fp16; the whole-layer check of Llama layers)
 #   twice:    calibrate twice back to back (run-to-run, walls), then the prediction referees on the second
+#   check:    no calibration: the bf16 and fp32 referees on the committed file of the GPU's type
 #   short:    calibrate once, then the bf16 and fp32 prediction referees and the whole-layer check
 #   smoke:    a quick run, nothing kept
 # Everything comes back as archives under $OUT (the tool returns <= 8 files). mamf-finder is copied into
@@ -63,6 +64,13 @@ predict)
   calibrate 1
   echo "filed: $cal"
   predictions bf16 fp32 fp16
+  ;;
+check)  # no calibration: the bf16 and fp32 prediction referees on the committed file of this GPU's type
+  case "$(head -2 $res/nvidia-smi.txt | tail -1)" in
+    *H100*) cal=$(ls registry/gpu/h100_sxm5/calibrations/*.json | head -1) ;;
+  esac
+  echo "calibration: $cal"
+  predictions bf16 fp32
   ;;
 short)  # one calibration and the bf16 and fp32 prediction referees (a device budget too small for predict)
   calibrate 1
