@@ -5,8 +5,9 @@ run only where the measured curve bends.
 - ``small_m``: per (N, K) pair, M = 1, 2, 16, 128, 512 always, then M = 4, 32, 256, 8, 64 where needed;
   on CPUs M = 4, 8 and 32 always too. M = 32 was skipped as "straight" between 16 and 128, but the model
   weighs a problem's nearest Ms, not that line: a Llama-3.2-1B layer at 32 tokens was predicted from the
-  M = 16 calls, its projections 12-27 % slow (numpy) and the layer 17 % off (numpy and torch). torch's CPU mm grows about linearly from M = 1 to 4, then not at all to 8
-  (this VM, 1152x1152: 55, 111, 233, 240, 336 us at M = 1, 2, 4, 8, 16), so the line from 2 to 16 looks
+  M = 16 calls, its projections 12-27 % slow (numpy) and the layer 17 % off (numpy and torch). torch's CPU
+  mm grows about linearly from M = 1 to 4, then not at all to 8 (this VM, 1152x1152: 55, 111, 233, 240,
+  336 us at M = 1, 2, 4, 8, 16), so the line from 2 to 16 looks
   straight from either end while M = 4 lies 30-45 % above it: a refinement judged by its neighbours was
   skipped, and the referee's M = 4 projections were predicted 35-46 % fast.
   The pairs span the cache tiers of the weights (CPU: one inside a cache, one at a few MB, two tall/wide
