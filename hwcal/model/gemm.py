@@ -17,7 +17,8 @@ For a problem of B matrices M x K @ K x N in a precision of e bytes:
   DRAM whatever their size.
 - (+) is a sum on a CPU (a call's overhead and its work run one after the other) and a max on a GPU
   (launches queue behind running kernels, so back to back they overlap). A GPU batch's floor is what its
-  batched path costs to start (``_batch_call``), not the GEMM's.
+  batched path costs to start (``_batch_call``), not the GEMM's; a GPU GEMM's is what its precision's
+  floor-bound GEMMs take where that is more than the fp32 4x4 launch floor (``_gemm_call``).
 
 Every measured GEMM gives a ratio r = (measured time (-) floor) / work: how much longer its work took than
 the roofline's work alone (on a GPU a call the floor hid, within 1.5x of it, says nothing of that and is left
