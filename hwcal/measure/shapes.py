@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -218,14 +219,14 @@ def _skip_reason(session: CalibrationSession, precision: str, shape: Shape) -> s
     return reason
 
 
-def _plan(benchmark: Any, session: CalibrationSession, precision: str, shape: Shape, ops: ShapeOperands
+def _plan(benchmark: Any, session: CalibrationSession, precision: str, shape: Shape, call: Callable[[], Any]
           ) -> RoundPlan:
     """Rounds that fit what the precision has left of the budget, sized from one measured call."""
     backend = session.backend
     if not benchmark.enabled:
         return VERIFY_ONLY
     started = time.perf_counter()
-    call_s = time_one_call(backend, backend.shape_call(ops))
+    call_s = time_one_call(backend, call)
     launches = launches_for(backend, call_s, GPU_ROUND_S if backend.device_type == "gpu" else None)
     rounds, reason = _rounds_that_fit(session, precision, shape, launches * call_s,
                                       time.perf_counter() - started, _rounds_wanted(session, launches * call_s))
@@ -245,9 +246,10 @@ def _run(benchmark: Any, session: CalibrationSession, precision: str, shape: Sha
     with backend.precision_mode(precision) as modes:
         warm = shape.family in WARM_FAMILIES
         ops = backend.make_shape_operands(precision, shape.m, shape.n, shape.k, shape.batch, seed, rotate=not warm)
-        plan = _plan(benchmark, session, precision, shape, ops)
+        call = backend.shape_call(ops)  # sized and timed: the same bound call
+        plan = _plan(benchmark, session, precision, shape, call)
         run = run_verified(
-            benchmark, session, plan, backend.shape_call(ops), (), lambda: verify_shape(backend, ops, ops.out, seed),
+            benchmark, session, plan, call, (), lambda: verify_shape(backend, ops, ops.out, seed),
             info={"family": shape.family, "precision": precision, "shape": shape.label,
                   "flops": shape.flops * plan.launches, "kernel": kernel},
             failure_key=precision, where=shape.label, what=f"{precision} GEMM {shape.label}",
