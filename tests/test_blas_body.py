@@ -20,6 +20,7 @@ from hwcal.measure.blas import (
     blas_bytes,
     blas_cases,
     blas_flops,
+    blas_refinements,
     fair_allowance,
     plan_working_sets,
     size_for,
@@ -104,6 +105,19 @@ def test_cases_run_the_dram_size_first_in_each_series(monkeypatch: pytest.Monkey
     planned = sorted(plan_working_sets(EPYC, "cpu", backend.free_memory_bytes(), False), reverse=True)
     assert full[:len(planned)] == planned  # the planned sizes first, the DRAM one first of all
     assert full[len(planned):] == refinement_sizes(planned) and full[len(planned):]  # then the refinements
+
+
+def test_a_gpu_refines_inside_its_l2_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An H100's planned 1, 16 and 256 MiB refine at 4 and 64 MiB (the middles), and on a GPU also at 32 MiB,
+    the largest size its 50 MB L2 holds (a 50 MiB projection sat between 16 and 64 MiB); a CPU does not."""
+    h100 = CacheInfo((CacheLevel(2, 50 * 10**6, 1),), "test")
+    planned = [MiB, 16 * MiB, 256 * MiB]
+    backend = NumpyBackend()
+    monkeypatch.setattr(backend, "stream_caches", lambda: h100)
+    assert blas_refinements(backend, planned) == refinement_sizes(planned) == [4 * MiB, 64 * MiB]
+    monkeypatch.setattr(type(backend), "device_type", "gpu")
+    assert blas_refinements(backend, planned) == [4 * MiB, 64 * MiB, 32 * MiB]
+    assert blas_refinements(backend, [MiB, 32 * MiB, 256 * MiB]) == refinement_sizes([MiB, 32 * MiB, 256 * MiB])
 
 
 def test_fair_allowance_carries_unused_time_forward() -> None:

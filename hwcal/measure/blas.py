@@ -62,7 +62,7 @@ MEMORY_FRACTION_RUN = 0.8
 FILL_BYTES_PER_S_GUESS = {"cpu": 1e9, "gpu": 1e11}  # first touch of the operands, for the budget
 
 
-def _round_s(backend: Backend) -> float:
+def blas_round_s(backend: Backend) -> float:
     """How long a BLAS case's round lasts at least (``GPU_BLAS_ROUND_S`` on a GPU)."""
     return GPU_BLAS_ROUND_S if backend.device_type == "gpu" else backend.min_round_s
 
@@ -168,7 +168,20 @@ def blas_cases(backend: Backend, quick: bool) -> list[tuple[str, str, int]]:
     # Refinements precision-major (the most asked precision's sizes of every operation first): a budget that
     # ends early leaves out a rarely asked precision's in-between sizes, not fp32's.
     by_precision = sorted(series, key=lambda s: backend.blas_precisions().index(s[1]))
-    return planned + ([] if quick else [(op, p, s) for op, p in by_precision for s in refinement_sizes(sizes)])
+    return planned + ([] if quick else [(op, p, s) for op, p in by_precision for s in blas_refinements(backend, sizes)])
+
+
+def blas_refinements(backend: Backend, sizes: list[int]) -> list[int]:
+    """The refinement sizes between the planned ``sizes``; on a GPU also the largest power of two inside its L2,
+    after the others. The middle of 16 .. 256 MiB is 64 MiB, so an H100's bf16 gemv had no size between 16 MiB
+    (12.99 us, near its floor) and 64 MiB (27.45 us), and a 50 MiB projection at the L2's size was predicted
+    31 % fast. It runs, as every refinement, only where its neighbours show a step."""
+    extra = []
+    if backend.device_type == "gpu":
+        inside = _pow2_floor(backend.stream_caches().llc_total_bytes)
+        if min(sizes) < inside < max(sizes) and inside not in sizes:
+            extra.append(inside)
+    return list(dict.fromkeys(refinement_sizes(sizes) + extra))
 
 
 def case_id(operation: str, precision: str, working_bytes: int) -> str:
@@ -237,7 +250,7 @@ def _rounds_within_budget(session: CalibrationSession, operation: str, precision
         # the next of its DRAM figure. A probe guards against a slow path eating the budget.
         call_s = _probe_call_s(session, operation, precision, nbytes)
         left = max(left, min(planned_budget - spent, 2 * planned_budget / len(series)))
-    round_s = max(call_s, _round_s(backend))
+    round_s = max(call_s, blas_round_s(backend))
     fill_s = nbytes / FILL_BYTES_PER_S_GUESS[backend.device_type]
     # Beyond the timed rounds: warm-up, two sizing calls, device-event rounds (GPUs), verification (~4 calls).
     fixed_s = fill_s + (warmup_rounds(backend, round_s) + 2 + (3 if backend.is_async else 0)) * round_s + 4 * call_s
@@ -310,8 +323,8 @@ def _run(benchmark: Any, session: CalibrationSession, operation: str, precision:
     reason = _skip_reason(session, operation, precision, working_bytes, nbytes)
     if reason:
         pytest.skip(reason)
-    refinement = not session.options.quick and working_bytes in refinement_sizes(
-        plan_working_sets(backend.stream_caches(), backend.device_type, backend.free_memory_bytes(), False))
+    refinement = not session.options.quick and working_bytes in blas_refinements(backend, plan_working_sets(
+        backend.stream_caches(), backend.device_type, backend.free_memory_bytes(), False))
     if refinement:
         measured = [(r.bytes, r.gbps_best) for r in session.results.blas
                     if r.operation == operation and r.precision == precision]
@@ -332,7 +345,7 @@ def _run(benchmark: Any, session: CalibrationSession, operation: str, precision:
     ops = backend.blas_operands(operation, precision, n, m, seed)
     backend.synchronize()
     call = backend.blas_bound(ops)
-    plan = (plan_for_call(backend, best_call_s(backend, call), rounds, round_s=_round_s(backend))
+    plan = (plan_for_call(backend, best_call_s(backend, call), rounds, round_s=blas_round_s(backend))
             if benchmark.enabled else VERIFY_ONLY)
     flops = blas_flops(operation, n, m)
     run = run_verified(

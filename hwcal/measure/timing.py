@@ -130,7 +130,7 @@ def stats_of(times: list[float]) -> Any:
                            iqr=q[2] - q[0], rounds=len(ordered), data=list(times))
 
 
-def _own_rounds(backend: Backend, plan: RoundPlan, round_fn: Callable[[], None]) -> Any:
+def own_rounds(backend: Backend, plan: RoundPlan, round_fn: Callable[[], None]) -> Any:
     """The plan's rounds again, timed as pytest-benchmark times them (warm-up, then each round on the wall
     clock), each checked by the sync guard: a re-measurement of a disturbed case."""
     guard = SyncGuard(backend)
@@ -174,7 +174,7 @@ def timed_rounds(benchmark: Any, backend: Backend, plan: RoundPlan, launch: Call
     guard.check()
     stats = benchmark.stats.stats if benchmark.enabled and benchmark.stats else None
     if watch is not None and snap is not None and stats is not None:
-        stats = watch.settle(case_name(benchmark), snap, stats, lambda: _own_rounds(backend, plan, round_fn),
+        stats = watch.settle(case_name(benchmark), snap, stats, lambda: own_rounds(backend, plan, round_fn),
                              suspect(stats) if suspect is not None else None, footprint_bytes,
                              stats.min / max(1, plan.launches))
     event_ratio = _device_event_ratio(backend, round_fn, stats.min) if stats else None

@@ -17,6 +17,7 @@ import pytest
 from hwcal.errors import HwcalError
 from hwcal.machine import collect_host
 from hwcal.measure.families import OPERATIONS, family_of
+from hwcal.measure.late_pass import LATE_PASS_TEST
 from hwcal.measure.session import CalibrationSession
 from hwcal.plugin.clocks import benchmark_window, stop_sampling
 from hwcal.plugin.filing import Filed, check_before_run, file_calibration
@@ -64,8 +65,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Energy runs last, whatever the file order: its windows use the shapes and sizes the others found."""
-    items.sort(key=lambda item: _item_operation(item) == "energy")
+    """Energy runs last, whatever the file order: its windows use the shapes and sizes the others found. The
+    late pass comes just before it: it times again what the others measured (``hwcal.measure.late_pass``)."""
+    items.sort(key=lambda item: 2 if _item_operation(item) == "energy"
+               else int(getattr(item, "originalname", "") == LATE_PASS_TEST))
 
 
 def _item_operation(item: pytest.Item) -> str | None:
