@@ -402,3 +402,22 @@ def test_a_gpu_bandwidth_curve_floor_is_its_own_small_calls_where_higher_than_th
     cpu = BandwidthCurve.of(pts, 7.65e-6, additive=True)  # a CPU keeps its filed floor: small calls hold work
     assert cpu.floor_s == pytest.approx(7.65e-6)
     assert BandwidthCurve.of(pts, 20e-6, additive=True).floor_s == pytest.approx(0.9 * 10.03e-6)  # never all floor
+
+
+def test_a_gemm_is_not_predicted_slower_than_a_measured_one_as_large_in_every_dimension() -> None:
+    # An H100's fp16 small-M calls: 1x4352x4352 12.63 us (near its ~10 us floor, so not a ratio the model uses),
+    # 1x17408x4352 52.6 us and 1x4352x17408 57.1 us; a bandwidth that reads 32 MiB at 18.8 us (torch.mv's curve).
+    rf = Roofline(989e12, 2, lambda nbytes, warm: 1787.5 if nbytes < 48 * 2**20 else 2700.0, 10.2e-6, 10.2e-6,
+                  False, sms=132)
+    pts = [_gemm_point(1, n, k, t) for n, k, t in ((4352, 4352, 12.63e-6), (17408, 4352, 52.55e-6),
+                                                   (4352, 17408, 57.05e-6))]
+    pts.append(_gemm_point(4, 17408, 4352, 52.8e-6))
+    model = GemmModel(pts, rf)
+    smaller = model.predict(1, 1, 4096, 4096)
+    assert smaller.seconds == pytest.approx(12.63e-6) and "capped at the 12.6 us" in smaller.notes[-1]
+    assert smaller.points[0] is pts[0]
+    # Not across M, nor where one dimension is larger than every measured call of that M has
+    assert model.predict(1, 2, 4096, 4096).seconds > 12.63e-6
+    assert model.predict(1, 1, 4608, 3584).seconds > 12.63e-6
+    streamed = model.predict(1, 1, 4096, 4096, resident_bytes=2**30)  # in a layer: from the tier that holds it
+    assert not any("capped" in note for note in streamed.notes)

@@ -239,6 +239,21 @@ class GemmModel:
         floor_b = (self.batch_call_s if batched and self.batch_call_s
                    else self.gemm_call_s if not batched and self.gemm_call_s else rf.floor(b))
         seconds = rf.combine(floor_b, rf.work(b, m, n, k, True, resident_bytes) * math.exp(log_ratio))
+        # A measured call of the same batch and M, with N and K at least this problem's, took no longer than the
+        # answer may. The ratio above comes from calls the floor did not hide, which may lie in another tier: an
+        # H100's fp16 1x4096x4096 was predicted 18.0 us from 144 MiB calls through the torch.mv curve, where
+        # cuBLAS's 1x4352x4352 took 12.6 us (both hold their weights in the 50 MB L2; 1x4096x4096 took 11.9 us).
+        # Not across M or (N, K) shapes: cuBLAS picks its kernel by shape, and not monotonically (an H200's fp32
+        # 16x4096x4096 took 81 us and 32x4352x4352 44 us; 4x4096x14336 took 147 us and 4x17408x4352 103 us).
+        if not moved:
+            over = [it for it in pool if _dims(it.point)[:2] == (b, m) and _dims(it.point)[2] >= n
+                    and _dims(it.point)[3] >= k]
+            cap = min(over, key=lambda it: it.point.seconds, default=None)
+            if cap is not None and cap.point.seconds < seconds:
+                seconds = cap.point.seconds
+                notes.append(f"capped at the {cap.point.seconds * 1e6:,.1f} us of a measured call at least as large in "
+                             f"every dimension ({'x'.join(str(v) for _, v in cap.point.dims)})")
+                ranked = [cap, *ranked[:NEIGHBOURS - 1]]
         nearest = min(math.dist(it.features, want) for it in pool)
         warnings = self._outside(pool, b, m, n, k, nearest)
         basis = "extrapolated" if warnings else "interpolated"
