@@ -25,6 +25,13 @@ from hwcal.model.inputs import BLAS_OPS, STREAM_KERNELS, STREAM_PROXY, Inputs
 PATTERN = {"dot": "read", "gemv": "read", "axpy": "triad", "scal": "triad", "copy": "triad", "scale": "triad",
            "add": "triad", "triad": "triad"}
 ELEMENTWISE_FLOOR = "add"
+# A STREAM kernel asked in another precision than the sweep's (fp64) pays what the BLAS call of the same work
+# costs more per call in that precision than in the sweep's (at the smallest sizes both measured): scale is
+# scal's multiply by a scalar, triad axpy's multiply-add. torch's fp32 multiply by a Python scalar costs 0.65 us
+# more than its fp64 one on this VM (1.90 against 1.35 us on 3,072 elements, where add takes 1.03 and 1.15), so
+# the fp64 sweep predicted fp32 scales of 3-22 K elements 28-39 % fast; numpy's costs about the same in both.
+# The bandwidth stays the sweep's: an in-place scal holds half the bytes of an out-of-place scale in the caches.
+SAME_WORK = {"scale": "scal", "triad": "axpy"}
 
 
 def floor_key(operation: str, batch: int = 1) -> str:
@@ -65,6 +72,7 @@ class StreamingModel:
         self.blas = {key: BandwidthCurve.of(pts, floor_of(floors, key[0]), additive, self._tier(key[0]))
                      for key, pts in groups.items()}
         self.floors = floors
+        self.stream_dtype = inputs.stream_dtype
 
     def threads_of(self, operation: str) -> int:
         """The threads a call runs on, as its calibration filed them (numpy: BLAS dot and gemv on all cores,
@@ -120,6 +128,11 @@ class StreamingModel:
         work = nbytes / (gbps * 1e9)
         if family == operation or floor <= 0:  # its own curve (its floor, filed or estimated), or nothing filed
             floor = curve.floor_s
+        extra = self._precision_cost_s(operation, precision)
+        if extra > 0:
+            notes.append(f"{operation} in {precision}: {extra * 1e6:.2g} us more a call than in {self.stream_dtype}, "
+                         f"as {SAME_WORK[operation]} costs more in {precision} (STREAM runs in {self.stream_dtype})")
+            floor += extra
         seconds = floor + work if self.additive else max(floor, work)
         if operation in BLAS_OPS and (operation, precision) not in self.blas and basis != "extrapolated":
             basis = "roofline"  # another precision's or kernel's bandwidth: not this call measured
@@ -130,6 +143,24 @@ class StreamingModel:
             warnings.append(f"{at:,.0f} bytes is {side} {family} size measured ({lo:,.0f} .. {hi:,.0f} bytes): "
                             f"the bandwidth at that end held ({gbps:.4g} GB/s)")
         return StreamAnswer(seconds, basis, family, used, curve.best_gbps, notes, warnings)
+
+    def _precision_cost_s(self, operation: str, precision: str) -> float:
+        """Seconds a call of a STREAM kernel costs more in ``precision`` than in the sweep's: the same-work BLAS
+        call's measured time in the two at the two smallest bytes both measured, where a call is mostly its
+        overhead: the lesser difference, so one disturbed size does not make it. CPUs only: a GPU's calls overlap
+        the host's overhead with the device's work. 0 where they share under two sizes, or it costs less."""
+        if (not self.additive or operation not in STREAM_KERNELS or precision == self.stream_dtype
+                or operation not in SAME_WORK):
+            return 0.0
+        asked = self.blas.get((SAME_WORK[operation], precision))
+        swept = self.blas.get((SAME_WORK[operation], self.stream_dtype))
+        if asked is None or swept is None:
+            return 0.0
+        both = sorted({p.bytes for p in asked.points} & {p.bytes for p in swept.points})[:2]
+        if len(both) < 2:
+            return 0.0
+        return max(0.0, min(min(p.seconds for p in asked.points if p.bytes == at)
+                            - min(p.seconds for p in swept.points if p.bytes == at) for at in both))
 
     def _from_levels(self, operation: str, nbytes: float, floor: float, notes: list[str], at: float
                      ) -> StreamAnswer:
