@@ -62,6 +62,7 @@ def test_the_faster_window_is_filed(tmp_path: Path) -> None:
     assert by_case["dot32,768"]["filed"] == "late" and blas[0].time_s["min"] == by_case["dot32,768"]["late_s"]
     assert blas[0].time_s["min"] < slow.time_s["min"] / 10
     assert blas[0].gbps_best == pytest.approx(blas[0].bytes / blas[0].time_s["min"] / 1e9)
+    assert blas[0].cpu_busy is not None and blas[0].cpu_busy > 0  # the late window's own threads
     assert by_case["scal131,072"]["filed"] == "first" and blas[1] is fast  # the faster first window stays
     assert blas[2] is small
     assert any("late pass: 2 of 3 cases" in w for w in session.results.warnings)  # the two 100x and 1e6x apart

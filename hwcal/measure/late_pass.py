@@ -24,7 +24,7 @@ from hwcal.measure.case import best_call_s, plan_for_call
 from hwcal.measure.records import STREAM_EPSILON, STREAM_INITIAL, STREAM_SCALAR, BlasRecord, StreamRecord, after_kernel
 from hwcal.measure.session import CalibrationSession
 from hwcal.measure.stream import StreamState
-from hwcal.measure.timing import own_rounds, round_cv, round_times
+from hwcal.measure.timing import TimedRounds, own_rounds, round_cv, round_times
 
 LATE_BUDGET_S = {"cpu": 2.0}  # GPUs: their memory is their own (no late pass)
 LATE_PASS_TEST = "test_late_pass"  # bench/test_late_pass.py: the plugin orders it after the other cases
@@ -91,7 +91,8 @@ def _blas_again(session: CalibrationSession, rec: BlasRecord, time_left_s: float
     backend.synchronize()
     call = backend.blas_bound(ops)
     plan = plan_for_call(backend, best_call_s(backend, call), rec.rounds, round_s=blas_round_s(backend))
-    stats = _rounds(session, plan, call)
+    timed = _rounds(session, plan, call)
+    stats = timed.stats
     check = verify_blas(backend, ops)
     if not check.ok:
         raise AssertionError(f"late pass: {rec.operation} {rec.precision} n={rec.n} gave wrong results: "
@@ -102,7 +103,7 @@ def _blas_again(session: CalibrationSession, rec: BlasRecord, time_left_s: float
         time_s=per_call, cv=round_cv(stats), max_error=check.max_error,
         gflops_best=rec.flops / per_call["min"] / 1e9, gflops_median=rec.flops / per_call["median"] / 1e9,
         gbps_best=rec.bytes / per_call["min"] / 1e9, gbps_median=rec.bytes / per_call["median"] / 1e9,
-        cpu_busy=None)
+        cpu_busy=timed.cpu_busy if backend.device_type == "cpu" else None)
 
 
 def _stream_again(session: CalibrationSession, rec: StreamRecord, time_left_s: float) -> StreamRecord | None:
@@ -116,7 +117,7 @@ def _stream_again(session: CalibrationSession, rec: StreamRecord, time_left_s: f
         arrays = state.arrays_for(rec.n)
         call = backend.stream_call(rec.kernel, arrays, STREAM_SCALAR)
         plan = plan_for_call(backend, best_call_s(backend, call), rec.rounds)
-        stats = _rounds(session, plan, call)
+        stats = _rounds(session, plan, call).stats
         state.expected = after_kernel(rec.kernel, STREAM_INITIAL, STREAM_SCALAR)
         error = state.validate()
     finally:
@@ -130,7 +131,8 @@ def _stream_again(session: CalibrationSession, rec: StreamRecord, time_left_s: f
         gbps_best=bytes_per_round / stats.min / 1e9, gbps_median=bytes_per_round / stats.median / 1e9)
 
 
-def _rounds(session: CalibrationSession, plan: Any, call: Any) -> Any:
+def _rounds(session: CalibrationSession, plan: Any, call: Any) -> TimedRounds:
+    """The plan's rounds of ``call`` as the first pass timed them, with the process's CPU seconds (cpu_busy)."""
     backend = session.backend
 
     def round_fn() -> None:
@@ -138,7 +140,9 @@ def _rounds(session: CalibrationSession, plan: Any, call: Any) -> Any:
             call()
         backend.synchronize()
 
-    return own_rounds(backend, plan, round_fn)
+    cpu_start, start = time.process_time(), time.perf_counter()
+    stats = own_rounds(backend, plan, round_fn)
+    return TimedRounds(stats, time.perf_counter() - start, None, time.process_time() - cpu_start)
 
 
 def run_late_pass(session: CalibrationSession) -> dict[str, Any] | None:
@@ -182,8 +186,8 @@ def run_late_pass(session: CalibrationSession) -> dict[str, Any] | None:
         ratio = max(worst["first_s"], worst["late_s"]) / min(worst["first_s"], worst["late_s"])
         session.warn(f"late pass: {len(apart)} of {len(log['cases'])} cases in the shared cache and DRAM ran more "
                      f"than {APART:.0%} apart in two windows (at most {ratio:.2f}x: {worst['case']}); the faster "
-                     "is filed. Neighbours on this host take its L3 and memory bandwidth by turns: its element-wise "
-                     "figures move as much from minute to minute")
+                     "is filed. Most likely neighbours on this host took its L3 or memory bandwidth in one of them: "
+                     "its element-wise figures move as much from minute to minute")
     if session.watch is not None:
         session.watch.log.late_pass = log
     return log
