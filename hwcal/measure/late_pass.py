@@ -24,7 +24,7 @@ from hwcal.measure.case import best_call_s, plan_for_call
 from hwcal.measure.records import STREAM_EPSILON, STREAM_INITIAL, STREAM_SCALAR, BlasRecord, StreamRecord, after_kernel
 from hwcal.measure.session import CalibrationSession
 from hwcal.measure.stream import StreamState
-from hwcal.measure.timing import TimedRounds, own_rounds, round_cv, round_times
+from hwcal.measure.timing import TimedRounds, own_rounds, round_cv, round_of, round_times
 
 LATE_BUDGET_S = {"cpu": 2.0}  # GPUs: their memory is their own (no late pass)
 LATE_PASS_TEST = "test_late_pass"  # bench/test_late_pass.py: the plugin orders it after the other cases
@@ -134,15 +134,14 @@ def _stream_again(session: CalibrationSession, rec: StreamRecord, time_left_s: f
 def _rounds(session: CalibrationSession, plan: Any, call: Any) -> TimedRounds:
     """The plan's rounds of ``call`` as the first pass timed them, with the process's CPU seconds (cpu_busy)."""
     backend = session.backend
-
-    def round_fn() -> None:
-        for _ in range(plan.launches):
-            call()
-        backend.synchronize()
-
     cpu_start, start = time.process_time(), time.perf_counter()
-    stats = own_rounds(backend, plan, round_fn)
+    stats = own_rounds(backend, plan, round_of(backend, plan.launches, call))
     return TimedRounds(stats, time.perf_counter() - start, None, time.process_time() - cpu_start)
+
+
+def _spread(case: dict[str, Any]) -> float:
+    """The slower window's time over the faster's."""
+    return max(case["first_s"], case["late_s"]) / min(case["first_s"], case["late_s"])
 
 
 def run_late_pass(session: CalibrationSession) -> dict[str, Any] | None:
@@ -180,14 +179,13 @@ def run_late_pass(session: CalibrationSession) -> dict[str, Any] | None:
                 sweep.records[case.index] = again
         log["cases"].append({"case": case.label, "first_s": case.first_s, "late_s": late_s, "filed": filed})
     log["spent_s"] = round(time.perf_counter() - started, 3)
-    apart = [c for c in log["cases"] if max(c["first_s"], c["late_s"]) > (1 + APART) * min(c["first_s"], c["late_s"])]
+    apart = [c for c in log["cases"] if _spread(c) > 1 + APART]
     if apart:
-        worst = max(apart, key=lambda c: max(c["first_s"], c["late_s"]) / min(c["first_s"], c["late_s"]))
-        ratio = max(worst["first_s"], worst["late_s"]) / min(worst["first_s"], worst["late_s"])
+        worst = max(apart, key=_spread)
         session.warn(f"late pass: {len(apart)} of {len(log['cases'])} cases in the shared cache and DRAM ran more "
-                     f"than {APART:.0%} apart in two windows (at most {ratio:.2f}x: {worst['case']}); the faster "
-                     "is filed. Most likely neighbours on this host took its L3 or memory bandwidth in one of them: "
-                     "its element-wise figures move as much from minute to minute")
+                     f"than {APART:.0%} apart in two windows (at most {_spread(worst):.2f}x: {worst['case']}); the "
+                     "faster is filed. Most likely neighbours on this host took its L3 or memory bandwidth in one "
+                     "of them: its element-wise figures move as much from minute to minute")
     if session.watch is not None:
         session.watch.log.late_pass = log
     return log

@@ -39,7 +39,7 @@ from hwcal.measure.records import (
     validation_error,
 )
 from hwcal.measure.session import CalibrationSession
-from hwcal.measure.timing import round_cv, round_times, stats_of, timed_rounds, warmup_rounds
+from hwcal.measure.timing import round_cv, round_of, round_times, stats_of, timed_rounds, warmup_rounds
 
 # Seconds by device type and --quick: on a CPU the sweep and the memory system (8 s) add at most 15 s to a
 # calibration together with the DRAM interval's rounds; a GPU's rounds last >= 20 ms each (launch overhead
@@ -363,6 +363,7 @@ def _dram_rounds(session: CalibrationSession, sweep: MemorySweep, kernel: str, a
     bytes_per_round = bytes_per_pass * launches
     budget_s = DRAM_EXTRA_S[backend.device_type, session.options.quick]
     extra: list[float] = []
+    round_fn = round_of(backend, launches, launch)
     start = time.perf_counter()
     while len(data) + len(extra) < DRAM_MAX_ROUNDS:
         est = dram_estimate(sweep.records, sweep.stream_min_array_bytes,
@@ -371,8 +372,6 @@ def _dram_rounds(session: CalibrationSession, sweep: MemorySweep, kernel: str, a
             break
         for _ in range(DRAM_EXTRA_BATCH):
             t0 = time.perf_counter()
-            for _ in range(launches):
-                launch()
-            backend.synchronize()
+            round_fn()
             extra.append(time.perf_counter() - t0)
     return extra

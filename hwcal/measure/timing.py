@@ -147,6 +147,16 @@ def own_rounds(backend: Backend, plan: RoundPlan, round_fn: Callable[[], None]) 
     return stats_of(times)
 
 
+def round_of(backend: Backend, launches: int, launch: Callable[..., Any], *args: Any) -> Callable[[], None]:
+    """One round as every body times it: ``launches`` launches back to back, then one device synchronisation."""
+
+    def round_fn() -> None:
+        for _ in range(launches):
+            launch(*args)
+        backend.synchronize()
+    return round_fn
+
+
 def timed_rounds(benchmark: Any, backend: Backend, plan: RoundPlan, launch: Callable[..., Any],
                  *args: Any, watch: Watch | None = None, suspect: Callable[[Any], str | None] | None = None,
                  footprint_bytes: int | None = None) -> TimedRounds:
@@ -157,12 +167,7 @@ def timed_rounds(benchmark: Any, backend: Backend, plan: RoundPlan, launch: Call
     With a ``watch``, a case that other work disturbed (or whose statistics ``suspect`` finds doubtful)
     is timed again once the machine is quiet (``hwcal.measure.watch``); ``footprint_bytes``, the bytes one
     launch touches where the caller knows them, tells the watch whether a taken LLC could matter."""
-
-    def round_fn() -> None:
-        for _ in range(plan.launches):
-            launch(*args)
-        backend.synchronize()
-
+    round_fn = round_of(backend, plan.launches, launch, *args)
     guard = SyncGuard(backend)
     snap = watch.start() if watch is not None and benchmark.enabled else None
     cpu_start = time.process_time()
