@@ -273,7 +273,7 @@ def test_a_run_that_cannot_be_filed_keeps_its_measurements(bench: pytest.Pyteste
     def refuse(*args: object, **kwargs: object) -> None:
         raise HwcalError("another calibration holds the lock for over 120 s; nothing written")
 
-    monkeypatch.setattr(hwcal.plugin.filing, "write_calibration", refuse)
+    monkeypatch.setattr(hwcal.plugin.filing, "place_calibration", refuse)
     result = bench.runpytest("-p", "no:randomly", "--registry", "registry", *KEY_ARGS, *FAST)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     kept = re.search(r"the measurements are kept in (\S+\.json)", result.stdout.str())

@@ -13,7 +13,9 @@ calibrations; ``history/`` folders and hidden files are left alone. Nothing is l
   merging the same artifacts again changes nothing.
 
 Writes go through ``hwcal.registry.writer`` (validated, atomic, locked per hardware folder). A partial run
-(``metadata.selection.partial``) does not replace a complete calibration unless ``--allow-partial``.
+(``metadata.selection.partial``) does not replace a complete calibration unless ``--allow-partial``; a
+disturbed run (over 10 % of its cases flagged) goes to history instead of replacing a clearly quieter one
+unless ``--file-disturbed``.
 
 Exit 0 when everything was merged, 1 when something was refused or conflicted (the rest is still
 merged), 2 for bad usage (a missing input), 130 when interrupted.
@@ -51,6 +53,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--allow-partial", action="store_true",
                         help="let a partial run (-k, -m, --sizes, one benchmark file) replace a complete calibration "
                              "of its key (the complete one goes to history). Default: off, such files are refused")
+    parser.add_argument("--file-disturbed", action="store_true",
+                        help="let a disturbed run (over 10%% of its cases measured while something else ran) "
+                             "replace a clearly quieter calibration of its key. Default: off, it goes to history")
     parser.add_argument("--dry-run", action="store_true", help="say what would happen, write nothing. Default: off")
     add_json_option(parser)
     add_registry_option(parser)
@@ -89,7 +94,7 @@ def body(args: argparse.Namespace) -> int:
     missing = [str(p) for p in args.inputs if not p.exists()]
     if missing:
         raise UsageError(f"{', '.join(missing)}: no such file or folder")
-    plan = plan_merge(registry, args.inputs, args.allow_new_hardware, args.allow_partial)
+    plan = plan_merge(registry, args.inputs, args.allow_new_hardware, args.allow_partial, args.file_disturbed)
     if not args.dry_run:
         apply(registry, plan)
     if args.json:

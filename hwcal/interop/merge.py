@@ -17,7 +17,7 @@ from typing import Any
 from hwcal.errors import HwcalError
 from hwcal.naming import CalibrationKey, calibration_path, history_dir, spec_path
 from hwcal.registry.reader import BadRegistryFile, parse_date, read_calibration, read_json, read_spec
-from hwcal.registry.succession import is_partial, split_newest
+from hwcal.registry.succession import held_back, is_partial, split_newest
 from hwcal.registry.writer import write_calibration, write_history
 
 
@@ -156,7 +156,8 @@ def _spec_for(key: CalibrationKey, source: Path, specs: dict[tuple[str, str], li
     return found[0][1] if found else None
 
 
-def plan_merge(registry: Path, inputs: list[Path], allow_new_hardware: bool, allow_partial: bool = False) -> Plan:
+def plan_merge(registry: Path, inputs: list[Path], allow_new_hardware: bool, allow_partial: bool = False,
+               file_disturbed: bool = False) -> Plan:
     """Decide everything before writing anything: what is refused, what conflicts, where each file goes."""
     plan = Plan()
     cal_paths, spec_paths, plan.notes = find_inputs(inputs)
@@ -196,12 +197,12 @@ def plan_merge(registry: Path, inputs: list[Path], allow_new_hardware: bool, all
                                              "has no spec.json among the inputs; nothing to file it with"))
                     continue
                 known[hw] = new_spec
-        _plan_key(plan, registry, key, by_key[key], known[hw], allow_partial)
+        _plan_key(plan, registry, key, by_key[key], known[hw], allow_partial, file_disturbed)
     return plan
 
 
 def _plan_key(plan: Plan, registry: Path, key: CalibrationKey, cands: list[Candidate],
-              spec: dict[str, Any] | None, allow_partial: bool = False) -> None:
+              spec: dict[str, Any] | None, allow_partial: bool = False, file_disturbed: bool = False) -> None:
     """The newest new calibration becomes current if newer than the registry's; every other one goes to history."""
     current, current_date, history = _held(registry, key)
     target = calibration_path(registry, key)
@@ -227,6 +228,13 @@ def _plan_key(plan: Plan, registry: Path, key: CalibrationKey, cands: list[Candi
         plan.refused.append((newest.source, f"a partial run ({why}) would replace the complete calibration "
                                             f"{target}; merge with --allow-partial to let it (the complete one "
                                             "goes to history)"))
+        newest = None
+    disturbed = held_back(newest.doc, current) if newest is not None and not file_disturbed else None
+    if newest is not None and disturbed is not None:
+        # The plugin's rule too (succession.held_back): kept, not made current over a quieter calibration.
+        plan.actions.append(MergeStep("history", newest.source, key, history_dir(registry, key),
+                                      f"a disturbed run: {disturbed}; merge with --file-disturbed to make it "
+                                      "current", date=newest.date))
         newest = None
     if newest is not None:
         why = "new key" if not target.exists() else \

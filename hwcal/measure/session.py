@@ -52,6 +52,7 @@ class CalibrationOptions:
     dry_run: bool
     force: bool
     allow_partial: bool = False
+    file_disturbed: bool = False  # a disturbed run may replace a quieter calibration (succession.held_back)
     # --shapes: (batch, m, n, k) GEMM shapes replacing the shape families' default list
     shapes: list[tuple[int, int, int, int]] | None = None
     # --full: every layer, layout and float precision of the convolution, attention and fused-op grids

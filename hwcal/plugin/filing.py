@@ -21,7 +21,7 @@ from hwcal.plugin.clocks import finish_clocks, session_gpu_facts, session_key_fa
 from hwcal.registry.locks import keep_rejected_text
 from hwcal.registry.reader import BadRegistryFile, read_json, read_spec
 from hwcal.registry.succession import is_partial
-from hwcal.registry.writer import check_valid, write_calibration
+from hwcal.registry.writer import check_valid, place_calibration
 
 
 @dataclass
@@ -30,6 +30,7 @@ class Filed:
     path: Path
     written: bool
     history: Path | None = None
+    held_back: str | None = None  # why the run went to history instead of becoming current
 
 
 def detect_identity(cal: CalibrationSession) -> RunIdentity:
@@ -127,10 +128,10 @@ def file_calibration(cal: CalibrationSession, command_line: list[str], selection
         if o.dry_run:
             check_valid(doc, "calibration")  # the writer validates what it files: once, there
             return Filed(doc, path, written=False)
-        path, kept = write_calibration(o.registry, key, doc, spec_to_file)
+        placed = place_calibration(o.registry, key, doc, spec_to_file, keep_quieter=not o.file_disturbed)
     except HwcalError as exc:
         raise HwcalError(f"{exc}\n  the measurements are kept in {_keep_rejected(doc, key)}") from None
-    return Filed(doc, path, written=True, history=kept)
+    return Filed(doc, placed.path, written=True, history=placed.kept, held_back=placed.held_back)
 
 
 def _keep_rejected(doc: dict[str, Any], key: CalibrationKey) -> Path:

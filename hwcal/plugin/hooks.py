@@ -228,6 +228,9 @@ def _filed_line(outcome: dict[str, Any]) -> str | None:
         return outcome.get("error") or outcome.get("message")
     if not filed.written:
         return f"hwcal: dry run: valid calibration, would be written to {_relative(filed.path)}"
+    if filed.held_back:
+        return (f"hwcal: calibration kept in history as {_relative(filed.path)}, not made current: "
+                f"{filed.held_back}; re-run on a quiet machine, or pass --file-disturbed to make it current")
     line = f"hwcal: calibration written to {_relative(filed.path)}"
     if filed.history:
         line += f" (previous kept as {_relative(filed.history)})"

@@ -185,6 +185,9 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("--allow-partial", "hwcal_allow_partial", None, None, False,
                "let a partial run (-k, -m, --sizes, one benchmark file) replace a complete calibration of the "
                "same key (the previous one is kept in history)", None, True),
+    OptionSpec("--file-disturbed", "hwcal_file_disturbed", None, None, False,
+               "let a disturbed run (over 10%% of its cases measured while something else ran, flagged) replace "
+               "a clearly quieter calibration of the same key; without it such a run goes to history", None, True),
 )
 
 
@@ -245,6 +248,7 @@ def resolve_options(getoption: Callable[[str], Any], getini: Callable[[str], Any
         dry_run=values["hwcal_dry_run"],
         force=values["hwcal_force"],
         allow_partial=values["hwcal_allow_partial"],
+        file_disturbed=values["hwcal_file_disturbed"],
         shapes=values["hwcal_shapes"],
         full=values["hwcal_full"],
         kernel_names=values["hwcal_kernel_names"] or values["hwcal_full"],

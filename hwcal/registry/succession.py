@@ -1,5 +1,7 @@
 """The one rule for "which calibration of a key is current": the newest ``calibration_date`` wins, and
-everything else of that key goes to ``calibrations/history/``. The writer, merge and migrate all ask here."""
+everything else of that key goes to ``calibrations/history/``; a partial run does not replace a complete one
+(``is_partial``), nor a disturbed run a clearly quieter one (``held_back``), unless the user says so. The
+writer, merge and migrate all ask here."""
 
 from __future__ import annotations
 
@@ -41,3 +43,40 @@ def is_partial(doc: dict[str, Any]) -> bool:
     a complete calibration of its key unless the user says so (``--allow-partial``)."""
     selection = (doc.get("metadata") or {}).get("selection") or {}
     return bool(isinstance(selection, dict) and selection.get("partial", False))
+
+
+# A run with more than this share of its watched cases flagged (measured while something else ran and never
+# re-measured quiet) is a disturbed run: its figures are more the neighbours' than the device's.
+DISTURBED_SHARE = 0.10
+
+
+def disturbed_share(doc: dict[str, Any]) -> tuple[int, int] | None:
+    """(flagged, watched) cases of a run, from ``metadata.interference``; None where the run was not watched
+    (an older file, an import)."""
+    log = (doc.get("metadata") or {}).get("interference")
+    if not isinstance(log, dict):
+        return None
+    flagged, watched = log.get("flagged"), log.get("cases_watched")
+    if not isinstance(flagged, int) or not isinstance(watched, int) or isinstance(flagged, bool) or watched <= 0:
+        return None
+    return flagged, watched
+
+
+def held_back(new: dict[str, Any], current: Any) -> str | None:
+    """Why a disturbed run should go to history instead of replacing ``current``; None when it may replace it.
+
+    Newest wins, except over a clearly quieter calibration of the key: a run with more than
+    ``DISTURBED_SHARE`` of its cases flagged does not replace a complete one with under half its share (a
+    model would load the neighbours' figures in place of good ones). Nothing is lost: the run is kept in
+    history, and the user may make it current (``--file-disturbed``)."""
+    mine = disturbed_share(new)
+    if mine is None or mine[0] / mine[1] <= DISTURBED_SHARE or not isinstance(current, dict):
+        return None
+    if is_partial(current) and not is_partial(new):
+        return None
+    theirs = disturbed_share(current)
+    if theirs is None or theirs[0] / theirs[1] >= mine[0] / mine[1] / 2:
+        return None
+    return (f"{mine[0]} of its {mine[1]} cases ({mine[0] / mine[1]:.0%}) were measured while something else ran "
+            f"and flagged, against {theirs[0]} of {theirs[1]} ({theirs[0] / theirs[1]:.0%}) in the current "
+            "calibration")

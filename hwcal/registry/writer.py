@@ -8,6 +8,7 @@ import json
 import os
 import tempfile
 import warnings
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from hwcal.naming import CalibrationKey, calibration_path, hardware_dir, history
 from hwcal.registry import fsio
 from hwcal.registry.fsio import UnsafePathError, check_write_target
 from hwcal.registry.reader import BadRegistryFile, parse_date, parse_json_text, read_json
-from hwcal.registry.succession import FUTURE_SKEW_S, is_future, split_newest
+from hwcal.registry.succession import FUTURE_SKEW_S, held_back, is_future, split_newest
 from hwcal.registry.validity import Problem, problems
 
 LOCK_TIMEOUT_S = 120.0
@@ -157,6 +158,16 @@ def write_spec(registry: Path, spec: dict[str, Any]) -> bool:
                          "nothing written") from None
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a filed calibration went: ``path`` (the key's file, or a history file), the previous current
+    file's history copy, and why the document went to history instead of becoming current (or None)."""
+
+    path: Path
+    kept: Path | None = None
+    held_back: str | None = None
+
+
 def write_calibration(registry: Path, key: CalibrationKey, doc: dict[str, Any],
                       spec: dict[str, Any] | None = None) -> tuple[Path, Path | None]:
     """File ``doc`` under ``key`` (and ``spec`` if the hardware has none). Returns (path, history copy).
@@ -164,6 +175,14 @@ def write_calibration(registry: Path, key: CalibrationKey, doc: dict[str, Any],
     Refused (nothing written) unless valid at the key's path by the rule ``hwcal-validate`` applies. A
     document older than the key's current one goes straight to history and its path is returned.
     """
+    placed = place_calibration(registry, key, doc, spec)
+    return placed.path, placed.kept
+
+
+def place_calibration(registry: Path, key: CalibrationKey, doc: dict[str, Any], spec: dict[str, Any] | None = None,
+                      *, keep_quieter: bool = False) -> Placement:
+    """``write_calibration``; with ``keep_quieter`` a disturbed run goes to history instead of replacing a
+    clearly quieter current calibration (``succession.held_back``), decided under the folder's lock."""
     path = calibration_path(registry, key)
     text, found = judged(doc, "calibration", path)
     errors = [str(p) for p in found]
@@ -188,7 +207,11 @@ def write_calibration(registry: Path, key: CalibrationKey, doc: dict[str, Any],
                 winner, _older = split_newest([new_date], lambda d: d, trusted_date(existing_date, path))
                 if winner is None:
                     # "Most recent" is by calibration_date: an older document is history, not current.
-                    return _write_history_locked(registry, key, text, new_date), None
+                    return Placement(_write_history_locked(registry, key, text, new_date))
+            reason = held_back(doc, _current_doc(path, registry)) if keep_quieter and path.exists() else None
+            if reason is not None:
+                date = new_date or datetime.now(timezone.utc)
+                return Placement(_write_history_locked(registry, key, text, date), held_back=reason)
             kept = _keep_in_history(registry, key, path) if path.exists() else None
             try:
                 atomic_write_text(path, text, registry)
@@ -201,7 +224,15 @@ def write_calibration(registry: Path, key: CalibrationKey, doc: dict[str, Any],
                          f"{LOCK_TIMEOUT_S:g} s; nothing written") from None
     except OSError as exc:
         raise HwcalError(f"cannot write to registry {registry}: {exc.strerror or exc}; nothing written") from None
-    return path, kept
+    return Placement(path, kept)
+
+
+def _current_doc(path: Path, registry: Path) -> Any:
+    """The key's current document, or None where it cannot be read (the writer then keeps it as .corrupt)."""
+    try:
+        return read_json(path, registry)
+    except BadRegistryFile:
+        return None
 
 
 def trusted_date(date: datetime | None, path: Path) -> datetime | None:
