@@ -12,7 +12,12 @@ run only where the measured curve bends.
   skipped, and the referee's M = 4 projections were predicted 35-46 % fast.
   The pairs span the cache tiers of the weights (CPU: one inside a cache, one at a few MB, two tall/wide
   ones of 4x that; GPU: one near the L2's size, two tall/wide ones of 4x that) at sizes no common model
-  uses, so a model's layers stay held out from the calibration.
+  uses, so a model's layers stay held out from the calibration. On a CPU one more pair holds its weights
+  beyond the last-level cache (``beyond_llc_pair``, at M = 1, 4, 16, 32 and 128): the others all fit a
+  32 MB L3, and a model's larger projections do not. numpy's 32x16384x2048 (134 MB of fp32 weights) ran at
+  83 GFLOPS on the Zen 4 guest where the 21 MB pairs at M = 32 ran at 130-139: reading B from DRAM costs
+  OpenBLAS more than its roofline says, and the Llama 3.2 1B layer at 32 tokens, its MLP predicted from the
+  21 MB pairs, was predicted 25-45 % fast.
 - ``batched``: attention per head, scores-like (B, T, T, d) and values-like (B, T, d, T) over the tokens
   T, and one decode step of each (a row of queries against a cache of L keys). On CPUs T = 4 and 16 too
   (short prompts): numpy's stacks of 16x16x64 cost 0.45 us a matrix where the 4x4 floor's cost 0.06 us,
@@ -25,6 +30,7 @@ is straight across them (``hwcal.measure.adaptive.bend_reason``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +47,11 @@ SMALL_M_PAIRS = {"cpu": ((640, 640), (1152, 1152), (4608, 1152), (1152, 4608)),
 ATTENTION = {"cpu": (16, 64, (64, 256, 1024, 16, 4), (128, 512), 1024),
              "gpu": (24, 128, (512, 4096), (1024, 2048), 4096)}
 PROJECTIONS = {"cpu": ((256, 512, 768), (128,)), "gpu": ((4096,), (2048,))}
+# The CPU pair beyond the last-level cache: K = 1152, N an odd multiple of it (no model's width) holding at
+# least twice the LLC in fp32, at most 63 x 1152 (306 MB); the Ms it runs at (coarse, after the others).
+BEYOND_LLC_K = 1152
+BEYOND_LLC_MAX_MULTIPLE = 63
+BEYOND_LLC_M = (1, 4, 16, 32, 128)
 
 
 @dataclass(frozen=True)
@@ -87,10 +98,18 @@ def _attention(b: int, d: int, tokens: Iterable[int], refine: bool) -> list[Shap
     return out
 
 
-def default_shapes(device_type: str, quick: bool) -> list[Shape]:
-    """The families' shapes in run order: every coarse point first (small M, attention, projections), then
-    the refinements, the coarse gaps' middles before their quarters. --quick: one pair at three M, one
-    attention size, one projection each way, no refinement."""
+def beyond_llc_pair(llc_bytes: int) -> tuple[int, int]:
+    """(N, K) of a small-M pair whose fp32 weights hold at least twice ``llc_bytes``."""
+    need = math.ceil(2 * llc_bytes / (4 * BEYOND_LLC_K * BEYOND_LLC_K))
+    multiple = min(BEYOND_LLC_MAX_MULTIPLE, max(3, need + (1 - need % 2)))  # odd: never a power-of-two width
+    return multiple * BEYOND_LLC_K, BEYOND_LLC_K
+
+
+def default_shapes(device_type: str, quick: bool, llc_bytes: int | None = None) -> list[Shape]:
+    """The families' shapes in run order: every coarse point first (small M, attention, projections, then on
+    a CPU whose ``llc_bytes`` is known the pair beyond it), then the refinements, the coarse gaps' middles
+    before their quarters. --quick: one pair at three M, one attention size, one projection each way, no
+    refinement."""
     pairs = SMALL_M_PAIRS[device_type]
     b, d, coarse_t, refine_t, cache = ATTENTION[device_type]
     hs, ms = PROJECTIONS[device_type]
@@ -104,6 +123,8 @@ def default_shapes(device_type: str, quick: bool) -> list[Shape]:
     shapes += [Shape("batched", b, 1, cache, d), Shape("batched", b, 1, d, cache)]
     shapes += [Shape("proj_up", 1, m, 4 * h, h) for h in hs for m in ms]
     shapes += [Shape("proj_down", 1, m, h, 4 * h) for h in hs for m in ms]
+    if device_type == "cpu" and llc_bytes:
+        shapes += _small_m([beyond_llc_pair(llc_bytes)], BEYOND_LLC_M, refine=False)
     shapes += _small_m(pairs, middles, refine=True)
     shapes += _attention(b, d, refine_t, refine=True)
     return list(dict.fromkeys(shapes + _small_m(pairs, quarters, refine=True)))  # T = d: scores = values
