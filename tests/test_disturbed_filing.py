@@ -102,6 +102,15 @@ def test_the_closing_line_says_where_it_went_and_how_to_make_it_current(tmp_path
     assert "not made current: 40 of its 100 cases" in line and "--file-disturbed" in line
 
 
+def test_a_dry_run_says_it_would_be_kept_in_history(tmp_path: Path) -> None:
+    filed = Filed(doc(40), tmp_path / "current.json", written=False, held_back="40 of its 100 cases (40%) ...")
+    line = _filed_line({"filed": filed})
+    assert line is not None and line.startswith("hwcal: dry run: valid calibration, would be kept in history")
+    assert "--file-disturbed" in line
+    assert _filed_line({"filed": Filed(doc(40), tmp_path / "c.json", written=False)}) == (
+        f"hwcal: dry run: valid calibration, would be written to {tmp_path / 'c.json'}")
+
+
 def test_merge_keeps_a_disturbed_artifact_in_history_unless_told(
         tmp_path: Path, registry: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
     key, _ = cal()

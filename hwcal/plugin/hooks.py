@@ -226,6 +226,9 @@ def _filed_line(outcome: dict[str, Any]) -> str | None:
     filed: Filed | None = outcome.get("filed")
     if filed is None:
         return outcome.get("error") or outcome.get("message")
+    if not filed.written and filed.held_back:
+        return (f"hwcal: dry run: valid calibration, would be kept in history, not made current over "
+                f"{_relative(filed.path)}: {filed.held_back} (--file-disturbed would make it current)")
     if not filed.written:
         return f"hwcal: dry run: valid calibration, would be written to {_relative(filed.path)}"
     if filed.held_back:
