@@ -90,6 +90,12 @@ def interference_metadata(log: InterferenceLog) -> tuple[dict[str, Any], list[st
     warnings = [f"interference: {c['case']} was measured while {'; '.join(c['reasons'])} and could not be "
                 f"re-measured on a quiet machine ({c['re_measured']} tries): its figure is flagged, not the "
                 "device's alone" for c in flagged]
+    ratio = (log.host_share or {}).get("cache_dram_ratio")
+    fraction = log.thresholds.get("host_share_fraction")
+    if isinstance(ratio, (int, float)) and isinstance(fraction, (int, float)) and ratio >= fraction:
+        warnings.append(f"interference: one thread reads DRAM at {ratio:.2f} of its read of the cache look's "
+                        f"buffer here, at or above the {fraction:g} the look judges at: a neighbour taking the "
+                        "last-level cache is seen only when it loads the memory bus too")
     return meta, warnings
 
 

@@ -43,6 +43,11 @@ CACHE_MIN_BYTES, CACHE_MAX_BYTES = 1 << 20, 32 << 20  # the max bounds a look's 
 # Best of 8 reads: after a case that swept DRAM, the Zen 5 LLC took 5-6 reads of the buffer to hold it again
 # (18, 20, 24, 38, 48, 56, 60 GB/s read by read); best of 3 read a taken cache after every DRAM-sized case.
 CACHE_READS = 8
+# What the cache look can see: one thread's read of 4x the LLC (16x the look's buffer, at most 512 MiB), best
+# of 3, over the look's read, once a run. On the Zen 5 guest DRAM read at 0.5-0.6 of the look's best, on the
+# Zen 4 guest at 0.74 (38 of 51 GB/s): above the 0.7 judged at, a taken LLC shows there only when the memory
+# bus is loaded too.
+DRAM_FACTOR, DRAM_MAX_BYTES, DRAM_READS = 16, 512 << 20, 3
 
 
 class HostShareProbe:
@@ -64,6 +69,7 @@ class HostShareProbe:
         self.lowest: dict[str, float] = {}
         self.looks = 0
         self._last: tuple[float, float | None, float | None] | None = None
+        self._dram_ratio: float | None = None
 
     @classmethod
     def for_this_machine(cls, src: Sources = LOCAL) -> tuple[HostShareProbe | None, str]:
@@ -117,6 +123,30 @@ class HostShareProbe:
             best = min(best, time.perf_counter() - t0)
         return self.buffer.nbytes / max(best, 1e-9) / 1e9
 
+    def dram_ratio(self) -> float | None:
+        """One thread's read of 4x the LLC (DRAM) over the run's best read of the look's buffer (or one made
+        now), once a run: the cache share a taken LLC brings when the memory bus is quiet. None without a
+        cache look, or when the read could not be made."""
+        if self.buffer is None:
+            return None
+        if self._dram_ratio is None:
+            try:
+                big = np.ones(min(DRAM_MAX_BYTES, DRAM_FACTOR * self.buffer.nbytes) // 8)
+                best = float("inf")
+                for _ in range(DRAM_READS):
+                    t0 = time.perf_counter()
+                    big.sum()
+                    best = min(best, time.perf_counter() - t0)
+                dram = big.nbytes / max(best, 1e-9) / 1e9
+                del big
+                cache = self._cache_gbps()
+            except (MemoryError, ValueError):
+                return None
+            # Against the run's best, as the look judges: a taken LLC with a quiet bus reads at the DRAM rate.
+            reference = max(self.best["cache_gbps"], cache or 0.0)
+            self._dram_ratio = dram / reference if reference > 0 else None
+        return self._dram_ratio
+
     def cache_matters(self, footprint_bytes: int | None) -> bool:
         """Whether a taken LLC can slow a case of this many bytes (unknown: assume it can)."""
         return footprint_bytes is None or footprint_bytes > self.private_bytes
@@ -151,6 +181,9 @@ class HostShareProbe:
             out.update(cache_bytes=int(self.buffer.nbytes), private_bytes=int(self.private_bytes),
                        cache_gbps_best=round(cache_ref, 2),
                        cache_gbps_lowest=_rounded(self.lowest.get("cache_gbps"), 2))
+            ratio = self.dram_ratio()
+            if ratio is not None and ratio > 0:
+                out["cache_dram_ratio"] = round(ratio, 3)
         return out
 
 
