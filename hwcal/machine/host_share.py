@@ -114,14 +114,7 @@ class HostShareProbe:
         return every / (len(self.cpus) * one) if one > 0 else None
 
     def _cache_gbps(self) -> float | None:
-        if self.buffer is None:
-            return None
-        best = float("inf")
-        for _ in range(CACHE_READS):
-            t0 = time.perf_counter()
-            self.buffer.sum()
-            best = min(best, time.perf_counter() - t0)
-        return self.buffer.nbytes / max(best, 1e-9) / 1e9
+        return _read_gbps(self.buffer, CACHE_READS) if self.buffer is not None else None
 
     def dram_ratio(self) -> float | None:
         """One thread's read of 4x the LLC (DRAM) over the run's best read of the look's buffer (or one made
@@ -131,14 +124,7 @@ class HostShareProbe:
             return None
         if self._dram_ratio is None:
             try:
-                big = np.ones(min(DRAM_MAX_BYTES, DRAM_FACTOR * self.buffer.nbytes) // 8)
-                best = float("inf")
-                for _ in range(DRAM_READS):
-                    t0 = time.perf_counter()
-                    big.sum()
-                    best = min(best, time.perf_counter() - t0)
-                dram = big.nbytes / max(best, 1e-9) / 1e9
-                del big
+                dram = _read_gbps(np.ones(min(DRAM_MAX_BYTES, DRAM_FACTOR * self.buffer.nbytes) // 8), DRAM_READS)
                 cache = self._cache_gbps()
             except (MemoryError, ValueError):
                 return None
@@ -185,6 +171,16 @@ class HostShareProbe:
             if ratio is not None and ratio > 0:
                 out["cache_dram_ratio"] = round(ratio, 3)
         return out
+
+
+def _read_gbps(buffer: np.ndarray, reads: int) -> float:
+    """One thread's best rate summing ``buffer``, over ``reads`` reads, in GB/s."""
+    best = float("inf")
+    for _ in range(reads):
+        t0 = time.perf_counter()
+        buffer.sum()
+        best = min(best, time.perf_counter() - t0)
+    return buffer.nbytes / max(best, 1e-9) / 1e9
 
 
 def _rounded(x: float | None, nd: int = 3) -> float | None:

@@ -20,8 +20,8 @@ from hwcal.naming import CalibrationKey, calibration_path, check_power_mode, spe
 from hwcal.plugin.clocks import finish_clocks, session_gpu_facts, session_key_facts
 from hwcal.registry.locks import keep_rejected_text
 from hwcal.registry.reader import BadRegistryFile, read_json, read_spec
-from hwcal.registry.succession import held_back, is_partial
-from hwcal.registry.writer import check_valid, place_calibration
+from hwcal.registry.succession import is_partial
+from hwcal.registry.writer import check_valid, held_back_by_current, place_calibration
 
 
 @dataclass
@@ -127,20 +127,12 @@ def file_calibration(cal: CalibrationSession, command_line: list[str], selection
     try:
         if o.dry_run:
             check_valid(doc, "calibration")  # the writer validates what it files: once, there
-            held = None if o.file_disturbed else _would_hold(o.registry, doc, path)
+            held = None if o.file_disturbed else held_back_by_current(o.registry, path, doc)
             return Filed(doc, path, written=False, held_back=held)
         placed = place_calibration(o.registry, key, doc, spec_to_file, keep_quieter=not o.file_disturbed)
     except HwcalError as exc:
         raise HwcalError(f"{exc}\n  the measurements are kept in {_keep_rejected(doc, key)}") from None
     return Filed(doc, placed.path, written=True, history=placed.kept, held_back=placed.held_back)
-
-
-def _would_hold(registry: Path, doc: dict[str, Any], path: Path) -> str | None:
-    """What the writer would say of a disturbed run against the key's current file (--dry-run)."""
-    try:
-        return held_back(doc, read_json(path, registry)) if path.exists() else None
-    except BadRegistryFile:
-        return None
 
 
 def _keep_rejected(doc: dict[str, Any], key: CalibrationKey) -> Path:

@@ -208,7 +208,7 @@ def place_calibration(registry: Path, key: CalibrationKey, doc: dict[str, Any], 
                 if winner is None:
                     # "Most recent" is by calibration_date: an older document is history, not current.
                     return Placement(_write_history_locked(registry, key, text, new_date))
-            reason = held_back(doc, _current_doc(path, registry)) if keep_quieter and path.exists() else None
+            reason = held_back_by_current(registry, path, doc) if keep_quieter else None
             if reason is not None:
                 date = new_date or datetime.now(timezone.utc)
                 return Placement(_write_history_locked(registry, key, text, date), held_back=reason)
@@ -227,10 +227,13 @@ def place_calibration(registry: Path, key: CalibrationKey, doc: dict[str, Any], 
     return Placement(path, kept)
 
 
-def _current_doc(path: Path, registry: Path) -> Any:
-    """The key's current document, or None where it cannot be read (the writer then keeps it as .corrupt)."""
+def held_back_by_current(registry: Path, path: Path, doc: dict[str, Any]) -> str | None:
+    """``succession.held_back`` of ``doc`` against the key's current file at ``path``; None where there is
+    none or it cannot be read (the writer then keeps it as .corrupt and files ``doc``)."""
+    if not path.exists():
+        return None
     try:
-        return read_json(path, registry)
+        return held_back(doc, read_json(path, registry))
     except BadRegistryFile:
         return None
 
