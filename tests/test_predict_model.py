@@ -421,3 +421,50 @@ def test_a_gemm_is_not_predicted_slower_than_a_measured_one_as_large_in_every_di
     assert model.predict(1, 1, 4608, 3584).seconds > 12.63e-6
     streamed = model.predict(1, 1, 4096, 4096, resident_bytes=2**30)  # in a layer: from the tier that holds it
     assert not any("capped" in note for note in streamed.notes)
+
+
+def test_a_power_of_two_width_is_scaled_by_how_much_slower_its_measured_calls_ran() -> None:
+    """numpy fp32 on a Zen 4 guest: 32x16384x2048 at 73-84 GFLOPS, 32x16448x2048 at 107: the pow2_n calls stay
+    out of the interpolation and scale the problems whose row of B their stride divides, interpolated in log M."""
+    rf = _roofline()
+    pairs = [(n, k) for n, k in ((14976, 1152), (4608, 1152), (1152, 4608))]
+    pts = [_gemm_point(m, n, k, rf.seconds(1, m, n, k) * 2.0) for m in (1, 4, 32, 128) for n, k in pairs]
+    plain = GemmModel(pts, rf)
+    slow = {1: 1.0, 4: 1.5, 32: 1.2, 128: 1.1}
+    pow2 = [_gemm_point(m, 16384, 1152, plain.predict(1, m, 16384, 1152).seconds * f, family="pow2_n")
+            for m, f in slow.items()]
+    model = GemmModel(pts + pow2, rf)
+    assert [round(math.exp(st.log_factor), 9) for st in model.strides] == list(slow.values())
+    assert {st.stride for st in model.strides} == {16384 * 4}
+    # Measured: its own time. Elsewhere at that stride, or a multiple of it: the others' answer times the factor.
+    at = model.predict(1, 32, 16384, 1152)
+    assert at.basis == "measured" and at.seconds == pow2[2].seconds and at.family == "pow2_n"
+    for m, n, k in ((32, 16384, 2048), (4, 32768, 3072), (128, 49152, 1152)):
+        scaled = model.predict(1, m, n, k)
+        assert scaled.seconds == pytest.approx(plain.predict(1, m, n, k).seconds * slow[m], rel=1e-9)
+        assert "a multiple of 64 KiB" in scaled.notes[-1] and any(p.family == "pow2_n" for p in scaled.points)
+    between = model.predict(1, 8, 16384, 2048).seconds / plain.predict(1, 8, 16384, 2048).seconds
+    assert between == pytest.approx(math.exp(math.log(1.5) * 2 / 3 + math.log(1.2) / 3), rel=1e-9)  # log M
+    assert model.predict(1, 512, 16384, 2048).seconds == pytest.approx(  # beyond the Ms measured: the nearest's
+        plain.predict(1, 512, 16384, 2048).seconds * 1.1, rel=1e-9)
+    # A row no measured stride divides, a batch: as if no pow2_n call were filed; nor do they join the pool
+    for b, m, n, k in ((1, 32, 16448, 2048), (1, 32, 8192, 2048), (1, 16, 24576, 1152), (8, 32, 16384, 1152)):
+        assert model.predict(b, m, n, k).seconds == plain.predict(b, m, n, k).seconds
+    assert not model.predict(1, 32, 16384, 2048).warnings  # N = 16384 lies inside what was measured
+    assert GemmModel(pow2, rf).predict(1, 32, 16384, 1152).seconds == pow2[2].seconds  # nothing else: the points
+
+
+def test_a_calibration_with_a_power_of_two_width_is_valid_and_predicted_from() -> None:
+    from hwcal.document.schema import schema_errors
+
+    doc = _doc(ZEN4)
+    base = predictor_of_document(copy.deepcopy(doc))
+    before = base.predict("gemm", "fp32", m=32, n=16384, k=2048).seconds
+    rec = next(r for r in doc["gemm_shapes"] if r["family"] == "small_m" and r["precision"] == "fp32")
+    slow = copy.deepcopy(rec)
+    want = base.predict("gemm", "fp32", m=32, n=16384, k=1152).seconds * 1.25
+    slow.update(family="pow2_n", m=32, n=16384, k=1152, gflops_best=2 * 32 * 16384 * 1152 / want / 1e9)
+    doc["gemm_shapes"].append(slow)
+    assert not schema_errors(doc, "calibration")
+    after = predictor_of_document(doc).predict("gemm", "fp32", m=32, n=16384, k=2048)
+    assert after.seconds == pytest.approx(before * 1.25, rel=1e-6) and "64 KiB" in after.notes[-1]

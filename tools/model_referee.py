@@ -48,6 +48,8 @@ MODELS: dict[str, dict[str, Any]] = {
                      "gated": True, "source": "huggingface.co/meta-llama/Llama-3.1-8B config.json"},
     "qwen2.5-7b": {"hidden": 3584, "intermediate": 18944, "heads": 28, "kv_heads": 4, "head_dim": 128, "gated": True,
                    "source": "huggingface.co/Qwen/Qwen2.5-7B config.json"},
+    "llama-3.2-3b": {"hidden": 3072, "intermediate": 8192, "heads": 24, "kv_heads": 8, "head_dim": 128,
+                     "gated": True, "source": "huggingface.co/meta-llama/Llama-3.2-3B config.json"},
     "llama-2-13b": {"hidden": 5120, "intermediate": 13824, "heads": 40, "kv_heads": 40, "head_dim": 128,
                     "gated": True, "source": "huggingface.co/meta-llama/Llama-2-13b-hf config.json"},
 }

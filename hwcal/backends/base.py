@@ -331,6 +331,9 @@ AXPY_ALPHAS = (0.5, -0.5)
 # The launch floors' vectors: small enough that the work is nothing, large enough for the general path (numpy
 # takes a scalar path on a 1-element array).
 FLOOR_ELEMENTS = 16
+# A large CPU operand of a shaped GEMM repeats one random block of this many values (a prime: the block lines up
+# with no row length): drawing every normal cost more than timing the case.
+SHAPE_BLOCK = 65537
 SCAL_ALPHAS = (2.0, 0.5)
 
 

@@ -12,6 +12,7 @@ from hwcal.backends.base import (
     AXPY_ALPHAS,
     FLOOR_ELEMENTS,
     SCAL_ALPHAS,
+    SHAPE_BLOCK,
     Backend,
     BlasOperands,
     FloorCall,
@@ -255,14 +256,13 @@ class NumpyBackend(Backend):
         b = self._normals(rng, (*lead, k, n), dtype)
         return ShapeOperands(precision, m, n, k, batch, a, b, out=np.empty((*lead, m, n), dtype=dtype))
 
-    SHAPE_BLOCK = 65537  # a prime: the repeated block lines up with no row length
 
-    @classmethod
-    def _normals(cls, rng: np.random.Generator, shape: tuple[int, ...], dtype: Any) -> Any:
+    @staticmethod
+    def _normals(rng: np.random.Generator, shape: tuple[int, ...], dtype: Any) -> Any:
         """Normal values; a large operand repeats one random block of SHAPE_BLOCK values (drawing 5 M normals
         cost 0.2-1 s a case, more than timing it; a wrong result is caught by the check all the same)."""
         size = int(np.prod(shape))
-        block = rng.standard_normal(min(size, cls.SHAPE_BLOCK), dtype=np.float32).astype(dtype)
+        block = rng.standard_normal(min(size, SHAPE_BLOCK), dtype=np.float32).astype(dtype)
         return np.resize(block, size).reshape(shape)
 
     def gemm_shape(self, ops: ShapeOperands) -> Any:

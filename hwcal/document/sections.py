@@ -47,7 +47,7 @@ def gemm_entry(rec: GemmRecord, theoretical: dict[str, float]) -> dict[str, Any]
 
 
 _BLAS_ORDER = ("dot", "axpy", "scal", "gemv")
-_FAMILY_ORDER = ("small_m", "proj_up", "proj_down", "batched")
+_FAMILY_ORDER = ("small_m", "proj_up", "proj_down", "batched", "pow2_n")
 _FLOOR_ORDER = (*_BLAS_ORDER, "gemm", "batched_gemm", "add")
 
 

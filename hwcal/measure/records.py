@@ -169,7 +169,7 @@ class BlasRecord(CaseRecord):
 
 @dataclass(kw_only=True)
 class ShapeRecord(CaseRecord):
-    """One measured and verified GEMM of a shape family (small_m, proj_up, proj_down, batched); per call."""
+    """One measured and verified GEMM of a shape family (small_m, proj_up, proj_down, batched, pow2_n); per call."""
 
     family: str
     m: int

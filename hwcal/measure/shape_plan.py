@@ -14,10 +14,16 @@ run only where the measured curve bends.
   ones of 4x that; GPU: one near the L2's size, two tall/wide ones of 4x that) at sizes no common model
   uses, so a model's layers stay held out from the calibration. On a CPU one more pair holds its weights
   beyond the last-level cache (``beyond_llc_pair``, at M = 1, 4, 16, 32 and 128): the others all fit a
-  32 MB L3, and a model's larger projections do not. numpy's 32x16384x2048 (134 MB of fp32 weights) ran at
-  83 GFLOPS on the Zen 4 guest where the 21 MB pairs at M = 32 ran at 130-139: reading B from DRAM costs
-  OpenBLAS more than its roofline says, and the Llama 3.2 1B layer at 32 tokens, its MLP predicted from the
-  21 MB pairs, was predicted 25-45 % fast.
+  32 MB L3, and a model's larger projections do not (numpy's 32x14976x1152, 69 MB of fp32 weights, ran at
+  113-123 GFLOPS on the Zen 4 guest where the 21 MB pairs at M = 32 ran at 130-139).
+- ``pow2_n``: on CPUs, the same K at N = 16384, a power of two (``POW2_N``, at M = 1, 4, 32 and 128): B's rows
+  then lie 64 KiB apart in fp32, and OpenBLAS and oneDNN run such a GEMM slower than its neighbours (the
+  Zen 4 guest, numpy fp32, interleaved, best of 5: 32x16384x1152 at 77-79 GFLOPS where 32x16128x1152 and
+  32x16448x1152 ran at 94-96; 32x16384x2048 at 73-84 against 106-112 at N = 16128, 16448 and 14976; 4x16384x2048
+  at 14.7 against 21.9 at 16448; torch fp32 45 against 56-60). The width is common in models (Llama 3.2's
+  fused gate and up projections): the Llama 3.2 1B layer at 32 tokens was predicted 25-30 % fast from the
+  odd-width pairs. Kept out of the interpolation, these calls say how much slower such a stride runs
+  (``hwcal.model.gemm``); no other pair has a power-of-two width.
 - ``batched``: attention per head, scores-like (B, T, T, d) and values-like (B, T, d, T) over the tokens
   T, and one decode step of each (a row of queries against a cache of L keys). On CPUs T = 4 and 16 too
   (short prompts): numpy's stacks of 16x16x64 cost 0.45 us a matrix where the 4x4 floor's cost 0.06 us,
@@ -52,6 +58,9 @@ PROJECTIONS = {"cpu": ((256, 512, 768), (128,)), "gpu": ((4096,), (2048,))}
 BEYOND_LLC_K = 1152
 BEYOND_LLC_MAX_MULTIPLE = 63
 BEYOND_LLC_M = (1, 4, 16, 32, 128)
+# The CPU power-of-two width (fp32: rows 64 KiB apart) at the pair's K, and its Ms (after the pair beyond the LLC).
+POW2_N = 16384
+POW2_M = (1, 4, 32, 128)
 
 
 @dataclass(frozen=True)
@@ -107,9 +116,11 @@ def beyond_llc_pair(llc_bytes: int) -> tuple[int, int]:
 
 def default_shapes(device_type: str, quick: bool, llc_bytes: int | None = None) -> list[Shape]:
     """The families' shapes in run order: every coarse point first (small M, attention, projections, then on
-    a CPU whose ``llc_bytes`` is known the pair beyond it), then the refinements, the coarse gaps' middles
-    before their quarters. --quick: one pair at three M, one attention size, one projection each way, no
-    refinement."""
+    a CPU whose ``llc_bytes`` is known the pair beyond it, then on a CPU the power-of-two width and the pairs'
+    M = 512, compute-bound calls the square sweep and the projections border, which took 2.3 of fp32's 4 s on a
+    noisy torch run and left the wider weights unmeasured), then the refinements, the coarse gaps' middles
+    before their quarters. --quick: one pair at three M, one attention
+    size, one projection each way, no refinement."""
     pairs = SMALL_M_PAIRS[device_type]
     b, d, coarse_t, refine_t, cache = ATTENTION[device_type]
     hs, ms = PROJECTIONS[device_type]
@@ -118,13 +129,18 @@ def default_shapes(device_type: str, quick: bool, llc_bytes: int | None = None) 
             _small_m(pairs[1:2], (1, 16, 128), refine=False) + _attention(b, d, coarse_t[:1], refine=False)
             + [Shape("proj_up", 1, ms[0], 4 * hs[-1], hs[-1]), Shape("proj_down", 1, ms[0], hs[-1], 4 * hs[-1])]))
     middles, quarters = REFINE_M[device_type]
-    shapes = _small_m(pairs, COARSE_M[device_type], refine=False)
+    top = COARSE_M[device_type][-1]  # a CPU's M = 512 of every pair comes after the coarse points of the others
+    shapes = _small_m(pairs, COARSE_M[device_type][:-1] if device_type == "cpu" else COARSE_M[device_type],
+                      refine=False)
     shapes += _attention(b, d, coarse_t, refine=False)
     shapes += [Shape("batched", b, 1, cache, d), Shape("batched", b, 1, d, cache)]
     shapes += [Shape("proj_up", 1, m, 4 * h, h) for h in hs for m in ms]
     shapes += [Shape("proj_down", 1, m, h, 4 * h) for h in hs for m in ms]
     if device_type == "cpu" and llc_bytes:
         shapes += _small_m([beyond_llc_pair(llc_bytes)], BEYOND_LLC_M, refine=False)
+    if device_type == "cpu":
+        shapes += [Shape("pow2_n", 1, m, POW2_N, BEYOND_LLC_K) for m in POW2_M]
+        shapes += _small_m(pairs, (top,), refine=False)
     shapes += _small_m(pairs, middles, refine=True)
     shapes += _attention(b, d, refine_t, refine=True)
     return list(dict.fromkeys(shapes + _small_m(pairs, quarters, refine=True)))  # T = d: scores = values

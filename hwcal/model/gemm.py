@@ -26,6 +26,13 @@ out). A problem's ratio is the inverse-distance weighted mean (power 2) of the l
 ``NEIGHBOURS`` nearest measured GEMMs in (log2 B, log2 M, log2 N, log2 K), M weighted double (efficiency
 turns mostly on M: the small-M knee, a GEMV path at M = 1), over the batched GEMMs for a batch, the others
 otherwise; its time is floor (+) r x work. At a measured shape it is that shape's time exactly.
+
+GEMMs of the ``pow2_n`` family (CPUs: small M at N = 16384, B's rows a power of two of bytes apart) stay out of
+that pool: a BLAS runs such a stride slower than its neighbours (numpy fp32 on a Zen 4 guest: 32x16384x2048 at
+73-84 GFLOPS, 32x16448x2048 at 107), which the log-ratios would otherwise smear over every N near it. Each one
+says instead how much slower its stride ran than the model of the others predicts at its shape; a problem of
+one matrix whose row of B (N x element bytes) is a multiple of that stride is predicted by the others and
+scaled by that factor, interpolated in log M between the measured Ms (the nearest one's beyond them).
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ WEIGHTS = {"batch": 0.5, "m": 2.0, "n": 1.0, "k": 1.0}
 NEAR = 4.0  # weighted octaves (M counts double): a nearest measured GEMM further than this is no support
 TILE = 128
 FLOOR_BATCH = 16  # matrices in the batched launch floor's call
+POW2_FAMILY = "pow2_n"  # small M at a power-of-two N (``hwcal.measure.shape_plan``)
 
 
 @dataclass(frozen=True)
@@ -125,6 +133,17 @@ class _Item:
 BOUND = 1.5
 
 
+@dataclass(frozen=True)
+class _Stride:
+    """A measured GEMM at a power-of-two width: the bytes between B's rows, its M, and the log of how much
+    longer it took than the other GEMMs' model predicts at its shape."""
+
+    stride: int
+    m: int
+    log_factor: float
+    point: Point
+
+
 def floor_estimate(points: Sequence[Point], roofline: Roofline) -> float:
     """The per-call floor the smallest measured GEMMs show, for files without launch floors: the fastest call
     among those whose work (compute or traffic) explains less than half of their time. Measured: H100 fp16
@@ -182,6 +201,11 @@ class GemmModel:
     def __init__(self, points: Sequence[Point], roofline: Roofline) -> None:
         if not points:
             raise ValueError("a GEMM model needs at least one measured GEMM")
+        strided = [p for p in points if p.family == POW2_FAMILY and _dims(p)[0] == 1]
+        if len(strided) < len(points):  # with nothing else measured they are the model's only points
+            points = [p for p in points if p not in strided]
+        else:
+            strided = []
         if roofline.floor_s <= 0:  # no launch floor filed: the smallest calls say what one costs
             floor = floor_estimate(points, roofline)
             roofline = replace(roofline, floor_s=floor, batched_floor_s=roofline.batched_floor_s or floor)
@@ -202,8 +226,55 @@ class GemmModel:
             bound = roofline.additive or p.seconds > BOUND * max(roofline.floor(b), overhead[b > 1])
             ratio = work / roofline.work(b, m, n, k, p.warm)
             self.items[b > 1].append(_Item(p, _features(b, m, n, k), math.log(ratio), bound))
+        self.strides: list[_Stride] = []  # the pool alone predicts each one's shape
+        self.strides = sorted((_Stride(_dims(p)[2] * roofline.element_bytes, _dims(p)[1],
+                                       math.log(p.seconds / self._predict(*_dims(p)).seconds), p) for p in strided),
+                              key=lambda st: (st.stride, st.m))
 
     def predict(self, b: int, m: int, n: int, k: int, resident_bytes: float = 0.0) -> GemmAnswer:
+        """The time of B matrices M x K @ K x N, with its basis, the measured points behind it, and notes."""
+        stride = self._stride_of(b, n)
+        if not stride:
+            return self._predict(b, m, n, k, resident_bytes)
+        same = [st for st in stride if st.m == m and _dims(st.point)[2:] == (n, k)]
+        moved = resident_bytes > (m * k + k * n + m * n) * self.roofline.element_bytes
+        if same and not moved:
+            return GemmAnswer(same[0].point.seconds, "measured", POW2_FAMILY, [same[0].point])
+        answer = self._predict(b, m, n, k, resident_bytes)
+        log_factor, behind = self._stride_factor(stride, m)
+        eb, row = self.roofline.element_bytes, stride[0].stride
+        answer.seconds *= math.exp(log_factor)
+        answer.points = [*behind, *answer.points]
+        answer.notes.append(
+            f"N = {n}: B's rows lie {n * eb / 1024:g} KiB apart, a multiple of {row / 1024:g} KiB; GEMMs of that "
+            f"stride took {math.exp(log_factor):.2f}x what the others predict (measured at M = "
+            f"{', '.join(str(st.m) for st in stride)} x {row // eb}): applied")
+        return answer
+
+    def _stride_of(self, b: int, n: int) -> list[_Stride]:
+        """The measured power-of-two-width GEMMs whose stride divides this problem's row of B (the largest such
+        stride's), or none: a batch, or a row no measured stride divides."""
+        row = n * self.roofline.element_bytes
+        fits = [st.stride for st in self.strides if b == 1 and row % st.stride == 0]
+        return [st for st in self.strides if fits and st.stride == max(fits)]
+
+    @staticmethod
+    def _stride_factor(stride: list[_Stride], m: int) -> tuple[float, list[Point]]:
+        """The log factor at ``m``: linear in log M between the two measured Ms around it, the nearest one's
+        beyond them; and the points it came from."""
+        below = [st for st in stride if st.m <= m]
+        above = [st for st in stride if st.m >= m]
+        if not below or not above:
+            nearest = above[0] if not below else below[-1]
+            return nearest.log_factor, [nearest.point]
+        lo, hi = below[-1], above[0]
+        if lo.m == hi.m:
+            return lo.log_factor, [lo.point]
+        t = (math.log2(m) - math.log2(lo.m)) / (math.log2(hi.m) - math.log2(lo.m))
+        return (1 - t) * lo.log_factor + t * hi.log_factor, [lo.point, hi.point]
+
+    def _predict(self, b: int, m: int, n: int, k: int, resident_bytes: float = 0.0) -> GemmAnswer:
+        """From the pool alone (no stride's factor)."""
         batched = b > 1
         pool = self.items[batched] or self.items[not batched]
         notes: list[str] = []
@@ -255,17 +326,18 @@ class GemmModel:
                              f"every dimension ({'x'.join(str(v) for _, v in cap.point.dims)})")
                 ranked = [cap, *ranked[:NEIGHBOURS - 1]]
         nearest = min(math.dist(it.features, want) for it in pool)
-        warnings = self._outside(pool, b, m, n, k, nearest)
+        seen = [it.point for it in pool] + [st.point for st in self.strides if not batched]
+        warnings = self._outside(seen, b, m, n, k, nearest)
         basis = "extrapolated" if warnings else "interpolated"
         return GemmAnswer(seconds, basis, ranked[0].point.family, [it.point for it in ranked], notes, warnings)
 
     @staticmethod
-    def _outside(pool: list[_Item], b: int, m: int, n: int, k: int, nearest: float) -> list[str]:
+    def _outside(points: list[Point], b: int, m: int, n: int, k: int, nearest: float) -> list[str]:
         """What puts a problem outside what was measured: a dimension beyond the measured range, or no
         measured GEMM near it."""
         out = []
         for name, value in (("M", m), ("N", n), ("K", k)) + ((("batch", b),) if b > 1 else ()):
-            seen = [dict(it.point.dims).get(name.lower(), 1) for it in pool]
+            seen = [dict(p.dims).get(name.lower(), 1) for p in points]
             lo, hi = min(seen), max(seen)
             if value < lo:
                 out.append(f"{name} = {value} is below the smallest measured ({lo})")

@@ -17,7 +17,7 @@ from hwcal.model.nn import nn_points
 from hwcal.precisions import PRECISIONS
 
 SQUARE = "square"
-GEMM_FAMILIES = (SQUARE, "small_m", "proj_up", "proj_down", "batched")
+GEMM_FAMILIES = (SQUARE, "small_m", "proj_up", "proj_down", "batched", "pow2_n")
 STREAM_KERNELS = ("copy", "scale", "add", "triad")
 BLAS_OPS = ("dot", "axpy", "scal", "gemv")
 MEMORY_OPS = BLAS_OPS + STREAM_KERNELS
