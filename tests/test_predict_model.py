@@ -468,3 +468,15 @@ def test_a_calibration_with_a_power_of_two_width_is_valid_and_predicted_from() -
     assert not schema_errors(doc, "calibration")
     after = predictor_of_document(doc).predict("gemm", "fp32", m=32, n=16384, k=2048)
     assert after.seconds == pytest.approx(before * 1.25, rel=1e-6) and "64 KiB" in after.notes[-1]
+
+
+def test_a_gemm_takes_its_ratio_from_measured_gemms_in_the_same_tier() -> None:
+    """numpy's M = 4 on the Zen 4 guest: 7.8x its roofline with 21 MB of weights in the L3, 4.3x with 69 MB in
+    DRAM; 4x3072x8192 (100 MB) ran at about the DRAM pair's rate, and the L3 pairs' ratio put it at 2.2x that."""
+    rf = Roofline(200e9, 4, lambda nbytes, warm: 120.0 if nbytes < 32e6 else 43.0, 1e-6, 1e-6, True)
+    pts = [_gemm_point(m, n, k, rf.seconds(1, m, n, k) * r)
+           for m in (1, 4, 16) for (n, k), r in (((4608, 1152), 7.8 if m == 4 else 2.0),
+                                                  ((1152, 4608), 7.7 if m == 4 else 2.0),
+                                                  ((14976, 1152), 4.3 if m == 4 else 2.0))]
+    ratio = (GemmModel(pts, rf).predict(1, 4, 3072, 8192).seconds - 1e-6) / rf.work(1, 4, 3072, 8192)
+    assert 4.3 <= ratio < 5.2  # the DRAM pair's, though the tall L3 pair lies nearer in N and K

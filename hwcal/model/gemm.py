@@ -23,9 +23,12 @@ For a problem of B matrices M x K @ K x N in a precision of e bytes:
 Every measured GEMM gives a ratio r = (measured time (-) floor) / work: how much longer its work took than
 the roofline's work alone (on a GPU a call the floor hid, within 1.5x of it, says nothing of that and is left
 out). A problem's ratio is the inverse-distance weighted mean (power 2) of the log-ratios of its
-``NEIGHBOURS`` nearest measured GEMMs in (log2 B, log2 M, log2 N, log2 K), M weighted double (efficiency
-turns mostly on M: the small-M knee, a GEMV path at M = 1), over the batched GEMMs for a batch, the others
-otherwise; its time is floor (+) r x work. At a measured shape it is that shape's time exactly.
+``NEIGHBOURS`` nearest measured GEMMs in (log2 B, log2 M, log2 N, log2 K, log2 of the elements moved), M
+and the elements weighted double (efficiency turns mostly on M: the small-M knee, a GEMV path at M = 1; and
+on the tier holding the operands: numpy's M = 4 read 21 MB of weights in the L3 at 13.5 GB/s, 7.8x its
+roofline's time, and 69 MB from DRAM at 10 GB/s, 4.3x, so a ratio taken across tiers put 4x3072x8192 at
+2.2x its time), over the batched GEMMs for a batch, the others otherwise; its time is floor (+) r x work. At
+a measured shape it is that shape's time exactly.
 
 GEMMs of the ``pow2_n`` family (CPUs: small M at N = 16384, B's rows a power of two of bytes apart) stay out of
 that pool: a BLAS runs such a stride slower than its neighbours (numpy fp32 on a Zen 4 guest: 32x16384x2048 at
@@ -45,7 +48,7 @@ from hwcal.model.curves import Point
 
 NEIGHBOURS = 4
 POWER = 2.0
-WEIGHTS = {"batch": 0.5, "m": 2.0, "n": 1.0, "k": 1.0}
+WEIGHTS = {"batch": 0.5, "m": 2.0, "n": 1.0, "k": 1.0, "elements": 2.0}
 NEAR = 4.0  # weighted octaves (M counts double): a nearest measured GEMM further than this is no support
 TILE = 128
 FLOOR_BATCH = 16  # matrices in the batched launch floor's call
@@ -102,9 +105,13 @@ class Roofline:
         return self.combine(self.floor(b), self.work(b, m, n, k, warm))
 
 
-def _features(b: int, m: int, n: int, k: int) -> tuple[float, float, float, float]:
+def _features(b: int, m: int, n: int, k: int) -> tuple[float, ...]:
+    """Where a problem lies for the neighbour search; the last is the tier's (``SHAPE_FEATURES`` the shape's)."""
     return (WEIGHTS["batch"] * math.log2(b), WEIGHTS["m"] * math.log2(m), WEIGHTS["n"] * math.log2(n),
-            WEIGHTS["k"] * math.log2(k))
+            WEIGHTS["k"] * math.log2(k), WEIGHTS["elements"] * math.log2(b * (m * k + k * n + m * n)))
+
+
+SHAPE_FEATURES = 4  # the features of the shape alone: how far the nearest measured GEMM is (``NEAR``)
 
 
 def _dims(p: Point) -> tuple[int, int, int, int]:
@@ -125,7 +132,7 @@ class GemmAnswer:
 @dataclass
 class _Item:
     point: Point
-    features: tuple[float, float, float, float]
+    features: tuple[float, ...]
     log_ratio: float  # log of (measured time less the floor) / the roofline's work time
     bound: bool  # the floor does not hide the work (GPUs: took over BOUND x the floor)
 
@@ -325,7 +332,7 @@ class GemmModel:
                 notes.append(f"capped at the {cap.point.seconds * 1e6:,.1f} us of a measured call at least as large in "
                              f"every dimension ({'x'.join(str(v) for _, v in cap.point.dims)})")
                 ranked = [cap, *ranked[:NEIGHBOURS - 1]]
-        nearest = min(math.dist(it.features, want) for it in pool)
+        nearest = min(math.dist(it.features[:SHAPE_FEATURES], want[:SHAPE_FEATURES]) for it in pool)
         seen = [it.point for it in pool] + [st.point for st in self.strides if not batched]
         warnings = self._outside(seen, b, m, n, k, nearest)
         basis = "extrapolated" if warnings else "interpolated"
