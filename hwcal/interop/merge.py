@@ -16,6 +16,7 @@ from typing import Any
 
 from hwcal.errors import HwcalError
 from hwcal.naming import CalibrationKey, calibration_path, history_dir, spec_path
+from hwcal.registry.layout import history_files
 from hwcal.registry.reader import BadRegistryFile, parse_date, read_calibration, read_json, read_spec
 from hwcal.registry.succession import held_back, is_partial, split_newest
 from hwcal.registry.writer import write_calibration, write_history
@@ -137,12 +138,11 @@ def _held(registry: Path, key: CalibrationKey) -> tuple[dict[str, Any] | None, d
             current, date = None, None  # the writer keeps it in history as .corrupt when it is replaced
     history: list[dict[str, Any]] = []
     hist = history_dir(registry, key)
-    if hist.is_dir():
-        for p in sorted(hist.glob(f"{key.filename[:-5]}.*.json")):
-            try:
-                history.append(read_json(p, registry))
-            except BadRegistryFile:
-                continue
+    for p in history_files(hist, key.filename[:-5]):
+        try:
+            history.append(read_json(p, registry))
+        except BadRegistryFile:
+            continue
     return current, date, history
 
 

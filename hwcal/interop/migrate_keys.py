@@ -21,6 +21,7 @@ from hwcal.interop.legacy_common import ZONE_UNCERTAINTY, LegacyDate, LegacyForm
 from hwcal.interop.legacy_dla import DlaRun, dla_document
 from hwcal.interop.legacy_files import LegacyFile
 from hwcal.naming import CalibrationKey, calibration_path, history_dir, history_path, history_stamp
+from hwcal.registry.layout import history_files
 from hwcal.registry.reader import BadRegistryFile, read_calibration
 from hwcal.registry.succession import is_partial, split_newest
 
@@ -76,7 +77,7 @@ def held(registry: Path, key: CalibrationKey) -> Held:
     """The key's current calibration and history, read through the checked reader."""
     out = Held()
     path = calibration_path(registry, key)
-    files = [path, *sorted(history_dir(registry, key).glob(f"{key.filename.removesuffix('.json')}.*.json"))]
+    files = [path, *history_files(history_dir(registry, key), key.filename.removesuffix(".json"))]
     for f in files:
         if not f.exists():
             continue

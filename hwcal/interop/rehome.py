@@ -36,6 +36,7 @@ from hwcal.naming import (
     parse_calibration_filename,
     spec_path,
 )
+from hwcal.registry.layout import history_files
 from hwcal.registry.reader import BadRegistryFile, parse_date, read_json
 from hwcal.registry.writer import dumps, write_calibration, write_history, write_spec
 
@@ -143,7 +144,7 @@ def _strip_suffix(hardware_id: str) -> str:
 def _folder_files(folder: Path) -> tuple[list[Path], list[Path]]:
     cal = folder / "calibrations"
     current = sorted(p for p in cal.glob("*.json") if p.is_file()) if cal.is_dir() else []
-    history = sorted(p for p in (cal / "history").glob("*.json") if p.is_file()) if (cal / "history").is_dir() else []
+    history = history_files(cal / "history")
     return current, history
 
 

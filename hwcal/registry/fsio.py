@@ -15,6 +15,7 @@ import signal
 import stat
 import tempfile
 import threading
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -115,6 +116,24 @@ def read_regular_bytes(path: Path, max_bytes: int = MAX_FILE_BYTES) -> bytes:
         os.close(fd)
 
 
+def read_registry_bytes(path: Path, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """``read_regular_bytes``, decompressed where the name ends in ``.json.gz`` (a compressed history file):
+    at most ``max_bytes`` after decompression too, so a small file cannot unpack into gigabytes."""
+    raw = read_regular_bytes(path, max_bytes)
+    if not path.name.endswith(".json.gz"):
+        return raw
+    unpack = zlib.decompressobj(16 + zlib.MAX_WBITS)  # the gzip container
+    try:
+        out = unpack.decompress(raw, max_bytes + 1)
+    except zlib.error as exc:
+        raise UnsafePathError(f"not a readable gzip file ({exc}); not read") from None
+    if len(out) > max_bytes:
+        raise UnsafePathError(f"unpacks to over {max_bytes // 2**20} MiB, more than a registry file may have; not read")
+    if not unpack.eof or unpack.unused_data:
+        raise UnsafePathError("a truncated or padded gzip file; not read")
+    return out
+
+
 @contextlib.contextmanager
 def interrupts_deferred() -> Iterator[None]:
     """Hold Ctrl-C (SIGINT) until the block is done, then raise it: a write step is all or nothing."""
@@ -136,7 +155,12 @@ def interrupts_deferred() -> Iterator[None]:
 
 
 def atomic_write_text(path: Path, text: str, root: Path | None = None) -> None:
-    """Write ``text`` to ``path``: a temp file in the same folder, fsync, ``os.replace``, fsync the folder.
+    """``atomic_write_bytes`` of ``text`` in UTF-8."""
+    atomic_write_bytes(path, text.encode("utf-8"), root)
+
+
+def atomic_write_bytes(path: Path, data: bytes, root: Path | None = None) -> None:
+    """Write ``data`` to ``path``: a temp file in the same folder, fsync, ``os.replace``, fsync the folder.
 
     Readers see the old file or the new one, never half of one; a kill leaves at most a ``.*.tmp`` file,
     which the next writer removes (``remove_stale_temps``). The file gets the mode the umask allows
@@ -147,7 +171,6 @@ def atomic_write_text(path: Path, text: str, root: Path | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if root is not None and not contained(path.parent, root):  # re-checked: mkdir may have followed a link
         raise UnsafePathError(f"{path.parent} leads outside the registry {root} (a symlink?); nothing written")
-    data = text.encode("utf-8")
     _fault_point("mkstemp")
     fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:

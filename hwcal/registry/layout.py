@@ -15,9 +15,11 @@ ENV_REGISTRY = "HWCAL_REGISTRY"
 UPGRADE_HINT = "upgrade hwcal (pip install --upgrade hwcal, or git pull in its checkout)"
 MIGRATE_HINT = "python tools/migrate_calibrations.py SOURCE --registry REGISTRY"
 # calibrations/history/<stem>.<UTC stamp>[.n][.corrupt][.format1].json, as the writer names superseded files
-# (.corrupt: unreadable when superseded; .format1: the original bytes of a file hwcal-upgrade rewrote).
+# (.corrupt: unreadable when superseded; .format1: the original bytes of a file hwcal-upgrade rewrote), or the
+# same name with .gz: compressed by ``hwcal-upgrade-registry --compress-history`` (``hwcal.registry.compress``).
 HISTORY_RE = re.compile(r"^(?P<stem>[^.]+)\.(?P<stamp>\d{8}T\d{6}\d*Z)(?:\.(?P<n>\d+))?(?P<corrupt>\.corrupt)?"
-                        r"(?P<format1>\.format1)?\.json$")
+                        r"(?P<format1>\.format1)?\.json(?P<gz>\.gz)?$")
+GZ_SUFFIX = ".json.gz"  # a compressed history file (only history/ holds them)
 
 
 def default_registry() -> Path:
@@ -85,6 +87,19 @@ def _children(folder: Path) -> tuple[list[Path], str | None]:
         return sorted(p for p in folder.iterdir() if not p.name.startswith(".")), None
     except OSError as exc:
         return [], f"cannot list folder: {exc.strerror or exc}"
+
+
+def history_files(folder: Path, stem: str | None = None) -> list[Path]:
+    """The history files of a ``calibrations/history/`` folder (of one key's ``stem``, or all), compressed or
+    not, sorted by name; [] where the folder does not exist."""
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in folder.iterdir():
+        m = HISTORY_RE.match(path.name)
+        if m and (stem is None or m["stem"] == stem) and path.is_file():
+            found.append(path)
+    return sorted(found)
 
 
 def walk(root: Path, *, hardware_id: str | None = None, calibrations: bool = True,
@@ -186,7 +201,7 @@ def _history_folder(folder: Path, device_type: str, hw_dir: Path) -> Iterator[Sp
 def _calibration_spot(path: Path, device_type: str, hw_dir: Path, in_history: bool) -> Spot:
     if path.is_dir():
         return Spot("problem", path, device_type, hw_dir, in_history, reason="unexpected folder")
-    if path.suffix != ".json":
+    if path.suffix != ".json" and not (in_history and path.name.endswith(GZ_SUFFIX)):
         return Spot("problem", path, device_type, hw_dir, in_history, reason="not a .json calibration file; ignored")
     m = HISTORY_RE.match(path.name)
     if in_history and m and m["format1"]:

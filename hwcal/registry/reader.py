@@ -14,7 +14,7 @@ from hwcal.document.format2 import update_to_2
 from hwcal.errors import HwcalError, RegistryFileError
 from hwcal.naming import CalibrationKey
 from hwcal.registry.filters import natural_key
-from hwcal.registry.fsio import UnsafePathError, read_regular_bytes
+from hwcal.registry.fsio import UnsafePathError, read_registry_bytes
 from hwcal.registry.layout import escape_reason, layout_of
 from hwcal.registry.validity import Problem, problems
 
@@ -62,7 +62,7 @@ def read_json(path: Path, registry_root: Path | None = None) -> Any:
     if escape:
         raise BadRegistryFile(path, f"{escape}")
     try:
-        raw = read_regular_bytes(path)
+        raw = read_registry_bytes(path)
     except UnsafePathError as exc:
         raise BadRegistryFile(path, str(exc)) from None
     except FileNotFoundError:

@@ -83,7 +83,7 @@ def _key_of(doc: dict[str, Any]) -> dict[str, Any]:
 
 def _file_name_problems(path: Path, where: str, stem: str | None, key: dict[str, Any]) -> list[Problem]:
     if stem is None:
-        pattern = "{stem}.{YYYYmmddTHHMMSSffffffZ}.json" if where == "history" else \
+        pattern = "{stem}.{YYYYmmddTHHMMSSffffffZ}.json[.gz]" if where == "history" else \
             "{power_mode}_{freq}MHz_{framework}.json"
         return [_naming("$", f"file name {path.name!r} is not {pattern}")]
     try:

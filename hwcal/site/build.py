@@ -23,6 +23,7 @@ from typing import Any, TypedDict, cast
 from hwcal.document.format2 import update_to_2
 from hwcal.errors import HwcalError
 from hwcal.registry.api import Registry
+from hwcal.registry.fsio import read_registry_bytes
 from hwcal.registry.layout import inside
 from hwcal.site import data as site_data
 from hwcal.site import energy as site_energy
@@ -179,7 +180,7 @@ def _process(task: _Task) -> tuple[FileRecord, list[str]]:
 
     The listing checked the file against the schema (or its cache did, for this file's exact size, times and
     inode), so it is parsed here with the plain JSON reader, without a second ~0.1 s schema check."""
-    raw = Path(task.path).read_bytes()
+    raw = read_registry_bytes(Path(task.path))  # a compressed history file unpacked
     doc = update_to_2(json.loads(raw))
     row = site_data.row_of(doc, task.rel, task.superseded, task.power_mode_name)
     key = site_figures.figure_key(doc)

@@ -44,7 +44,8 @@ class IndexRow(TypedDict):
 def page_path(rel: str) -> str:
     """Site page of a registry file: ``gpu/h100/calibrations/history/X.json`` -> ``cal/gpu/h100/history/X.html``."""
     parts = rel.split("/")
-    stem = parts[-1][: -len(".json")] if parts[-1].endswith(".json") else parts[-1]
+    name = parts[-1].removesuffix(".gz")  # a compressed history file: the same page
+    stem = name[: -len(".json")] if name.endswith(".json") else name
     tail = [p for p in parts[2:-1] if p != "calibrations"]
     return posixpath.join("cal", parts[0], parts[1], *tail, stem + ".html")
 
@@ -54,7 +55,8 @@ def key_page(device_type: str, hardware_id: str, filename: str) -> str:
 
 
 def json_copy(rel: str) -> str:
-    return "json/" + rel
+    """Where the site keeps a registry file's JSON (a compressed history file's, unpacked)."""
+    return "json/" + rel.removesuffix(".gz")
 
 
 def measured_clock(meta: dict[str, Any]) -> float | None:
