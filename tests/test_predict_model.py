@@ -109,6 +109,25 @@ def test_a_bandwidth_curve_takes_the_floor_out_and_ignores_calls_the_floor_hid()
     assert cpu.gbps(1e6)[0] == pytest.approx(100.0, rel=1e-9) and cpu.seconds(2e6)[0] == pytest.approx(21e-6)
 
 
+def test_beyond_its_largest_size_a_call_that_left_the_tier_already_holds_its_bandwidth() -> None:
+    """torch.mv on the Zen 4 guest: 22.7 and 23.1 GB/s at 67 and 134 MB (DRAM), where the 2-thread STREAM triad
+    (three arrays sharing the L3) fell from 97 to 64 GB/s and on to 40 at 261 MB: scaled by that last step the
+    decode layer's projections read 14.4 GB/s and the layer was predicted 52 % slow."""
+    def tier(nbytes: float) -> float:
+        return 97.0 if nbytes <= 67e6 else 64.0 if nbytes <= 134e6 else 40.0
+
+    def curve(gbps: tuple[float, float]) -> BandwidthCurve:
+        pts = [Point("gemv", "fp32", (("m", i), ("n", i)), 0.0, b, b / (g * 1e9), "blas")
+               for i, (b, g) in enumerate(((67e6, gbps[0]), (134e6, gbps[1])), 1)]
+        return BandwidthCurve.of(pts, 1e-9, additive=True, tier=tier)
+
+    flat = curve((22.7, 23.1))
+    assert flat.gbps(261e6)[0] == pytest.approx(23.1, rel=1e-3) and flat.gbps(261e6)[1] == "extrapolated"
+    following = curve((22.7, 22.7 * 64 / 97))  # still in the step the tier takes: scaled on with it
+    assert following.gbps(261e6)[0] == pytest.approx(22.7 * 40 / 97, rel=1e-3)
+    assert flat.gbps(100e6)[1] == "interpolated"  # inside its range: as before
+
+
 def test_a_smaller_size_timed_slower_than_a_larger_one_is_launch_jitter() -> None:
     # An H100 host: bf16 dot 1 MiB 25.7 us, 4 MiB 53.6 us (jitter), 16 MiB 25.6 us, 64 MiB 34.3, 256 MiB 107.3
     pts = [Point("dot", "bf16", (("n", n),), 0.0, b, t, "blas") for n, b, t in
