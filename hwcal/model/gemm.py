@@ -255,7 +255,7 @@ class GemmModel:
         answer.notes.append(
             f"N = {n}: B's rows lie {n * eb / 1024:g} KiB apart, a multiple of {row / 1024:g} KiB; GEMMs of that "
             f"stride took {math.exp(log_factor):.2f}x what the others predict (measured at M = "
-            f"{', '.join(str(st.m) for st in stride)} x {row // eb}): applied")
+            f"{', '.join(str(st.m) for st in stride)}, N = {row // eb}): applied")
         return answer
 
     def _stride_of(self, b: int, n: int) -> list[_Stride]:
