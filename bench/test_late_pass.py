@@ -1,5 +1,6 @@
-"""The late pass: once every other case has run, the CPU cases whose data lives in the host's shared cache
-and DRAM are timed in a second window and the faster is filed (see hwcal.measure.late_pass)."""
+"""The late pass: once every other case has run, the CPU cases in a core's own caches, then those whose data
+lives in the host's shared cache and DRAM, are timed in a second window and the faster is filed (see
+hwcal.measure.late_pass)."""
 
 from __future__ import annotations
 

@@ -208,7 +208,7 @@ def history_path(registry: Path, key: CalibrationKey, stamp: str, suffix: str = 
     folder = history_dir(registry, key)
     stem = key.filename.removesuffix(".json")
     target, n = folder / f"{stem}.{stamp}{suffix}.json", 1
-    while target.exists():
+    while target.exists() or target.with_name(target.name + ".gz").exists():  # a packed one holds the name too
         target, n = folder / f"{stem}.{stamp}.{n}{suffix}.json", n + 1
     return target
 

@@ -116,3 +116,21 @@ def test_the_upgrade_tool_compresses_on_request(registry: Path) -> None:
     paths = [c["path"] for c in json.loads(listed.stdout)["calibrations"]]
     assert sum(p.endswith(".json.gz") for p in paths) == 2
     assert run_tool("upgrade_registry", "--registry", registry).stdout.count("compressed") == 0  # off by default
+
+
+def test_an_older_format_is_left_for_the_upgrade_and_a_packed_name_is_taken(registry: Path) -> None:
+    from hwcal.naming import CalibrationKey, history_path
+
+    folder, plain = _with_history(registry)
+    doc = json.loads(plain[0].read_text())
+    doc["schema_version"] = 1
+    plain[0].write_text(json.dumps(doc))
+    steps = {c.path.name: c for c in compress_history(registry)}
+    assert steps[plain[0].name].action == "left" and "hwcal-upgrade" in steps[plain[0].name].message
+    packed = plain[1].with_name(plain[1].name + ".gz")
+    assert packed.is_file()
+    # The writer's next history name never lands beside a packed file of the same stamp
+    key = CalibrationKey("cpu", "test_cpu", "15W", 2000, "numpy")
+    stamp = packed.name.split(".")[1]
+    assert history_path(registry, key, stamp).name != packed.name[:-3]
+    assert history_path(registry, key, stamp).parent == folder

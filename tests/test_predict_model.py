@@ -127,6 +127,15 @@ def test_beyond_its_largest_size_a_call_that_left_the_tier_already_holds_its_ban
     assert following.gbps(261e6)[0] == pytest.approx(22.7 * 40 / 97, rel=1e-3)
     assert flat.gbps(100e6)[1] == "interpolated"  # inside its range: as before
 
+    # A curve ending inside a flat tier, its last point up by noise, has left nothing: scaled on into DRAM
+    def cache_tier(nbytes: float) -> float:
+        return 100.0 if nbytes <= 4e6 else 20.0
+
+    pts = [Point("dot", "fp32", (("n", i),), 0.0, b, b / (g * 1e9), "blas")
+           for i, (b, g) in enumerate(((0.5e6, 30.0), (1e6, 30.0), (2e6, 36.0)), 1)]
+    noisy = BandwidthCurve.of(pts, 1e-9, additive=True, tier=cache_tier)
+    assert noisy.gbps(1e9)[0] == pytest.approx(36.0 * 20 / 100, rel=1e-3)
+
 
 def test_a_smaller_size_timed_slower_than_a_larger_one_is_launch_jitter() -> None:
     # An H100 host: bf16 dot 1 MiB 25.7 us, 4 MiB 53.6 us (jitter), 16 MiB 25.6 us, 64 MiB 34.3, 256 MiB 107.3
@@ -471,6 +480,12 @@ def test_a_power_of_two_width_is_scaled_by_how_much_slower_its_measured_calls_ra
         assert model.predict(b, m, n, k).seconds == plain.predict(b, m, n, k).seconds
     assert not model.predict(1, 32, 16384, 2048).warnings  # N = 16384 lies inside what was measured
     assert GemmModel(pow2, rf).predict(1, 32, 16384, 1152).seconds == pow2[2].seconds  # nothing else: the points
+    # A shape of such a width measured as an ordinary one (--shapes): its own time, not scaled again
+    own = _gemm_point(8, 16384, 2048, plain.predict(1, 8, 16384, 2048).seconds * 1.4)
+    at_own = GemmModel([*pts, own, *pow2], rf).predict(1, 8, 16384, 2048)
+    assert at_own.basis == "measured" and at_own.seconds == own.seconds
+    # N = 16000 is beyond every pool point (14976): still said, the pow2_n calls do not widen that range
+    assert GemmModel(pts + pow2, rf).predict(1, 32, 16000, 1152).basis == "extrapolated"
 
 
 def test_a_calibration_with_a_power_of_two_width_is_valid_and_predicted_from() -> None:

@@ -40,7 +40,7 @@ class InterferenceLog:
     watched: int = 0
     host_share: dict[str, Any] | None = None  # the host-share probe's summary, where one looked
     launch: dict[str, Any] | None = None  # the launch probe's summary, where one looked
-    late_pass: dict[str, Any] | None = None  # the shared tiers timed again (hwcal.measure.late_pass), where it ran
+    late_pass: dict[str, Any] | None = None  # the CPU cases timed again (hwcal.measure.late_pass), where it ran
 
 
 class Watch:

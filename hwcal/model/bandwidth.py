@@ -122,7 +122,9 @@ class BandwidthCurve:
             return False
         own = self._raw_gbps(-1) / self._raw_gbps(-2)
         tier = self.tier(self.points[-1].bytes) / self.tier(self.points[-2].bytes)
-        return own > tier * (1 + FLATTER)
+        # The tier itself must have fallen there: a curve ending inside a flat cache tier whose last point rose
+        # by noise has left nothing (held, a 2 MB dot's in-cache rate would reach DRAM sizes).
+        return tier < 1 / (1 + FLATTER) and own > tier * (1 + FLATTER)
 
     def seconds(self, nbytes: float) -> tuple[float, str, list[Point]]:
         gbps, basis, used = self.gbps(nbytes)

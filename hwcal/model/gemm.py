@@ -209,7 +209,7 @@ class GemmModel:
         if not points:
             raise ValueError("a GEMM model needs at least one measured GEMM")
         strided = [p for p in points if p.family == POW2_FAMILY and _dims(p)[0] == 1]
-        if len(strided) < len(points):  # with nothing else measured they are the model's only points
+        if any(p not in strided and _dims(p)[0] == 1 for p in points):  # else they are its only single GEMMs
             points = [p for p in points if p not in strided]
         else:
             strided = []
@@ -247,7 +247,9 @@ class GemmModel:
         moved = resident_bytes > (m * k + k * n + m * n) * self.roofline.element_bytes
         if same and not moved:
             return GemmAnswer(same[0].point.seconds, "measured", POW2_FAMILY, [same[0].point])
-        answer = self._predict(b, m, n, k, resident_bytes)
+        answer = self._predict(b, m, n, k, resident_bytes, with_strides=True)
+        if answer.basis == "measured":  # the pool measured this very shape (--shapes): its time already says it
+            return answer
         log_factor, behind = self._stride_factor(stride, m)
         eb, row = self.roofline.element_bytes, stride[0].stride
         answer.seconds *= math.exp(log_factor)
@@ -280,8 +282,10 @@ class GemmModel:
         t = (math.log2(m) - math.log2(lo.m)) / (math.log2(hi.m) - math.log2(lo.m))
         return (1 - t) * lo.log_factor + t * hi.log_factor, [lo.point, hi.point]
 
-    def _predict(self, b: int, m: int, n: int, k: int, resident_bytes: float = 0.0) -> GemmAnswer:
-        """From the pool alone (no stride's factor)."""
+    def _predict(self, b: int, m: int, n: int, k: int, resident_bytes: float = 0.0,
+                 with_strides: bool = False) -> GemmAnswer:
+        """From the pool alone (no stride's factor); ``with_strides``: the power-of-two-width calls, whose factor
+        the caller applies, count toward the measured range."""
         batched = b > 1
         pool = self.items[batched] or self.items[not batched]
         notes: list[str] = []
@@ -333,7 +337,7 @@ class GemmModel:
                              f"every dimension ({'x'.join(str(v) for _, v in cap.point.dims)})")
                 ranked = [cap, *ranked[:NEIGHBOURS - 1]]
         nearest = min(math.dist(it.features[:SHAPE_FEATURES], want[:SHAPE_FEATURES]) for it in pool)
-        seen = [it.point for it in pool] + [st.point for st in self.strides if not batched]
+        seen = [it.point for it in pool] + ([st.point for st in self.strides] if with_strides else [])
         warnings = self._outside(seen, b, m, n, k, nearest)
         basis = "extrapolated" if warnings else "interpolated"
         return GemmAnswer(seconds, basis, ranked[0].point.family, [it.point for it in ranked], notes, warnings)

@@ -33,7 +33,8 @@ _MEMO: dict[Path, tuple[tuple[int, ...] | None, dict[str, Any]]] = {}
 
 
 # The modules whose code decides whether a file is valid: a change to any of them is a new rule.
-_RULE_MODULES = ("hwcal.registry.validity", "hwcal.naming", "hwcal.document.schema", "hwcal.document.format2")
+_RULE_MODULES = ("hwcal.registry.validity", "hwcal.naming", "hwcal.document.schema", "hwcal.document.format2",
+                 "hwcal.registry.layout", "hwcal.registry.fsio")
 
 
 @cache

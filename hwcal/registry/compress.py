@@ -3,10 +3,11 @@
 A registry keeps every calibration it replaced, and a CPU torch run files 1.2 MB of JSON: this project's own
 registry grew past 58 MB, most of it history, which gzip packs about 11x (1,206,892 -> 104,005 bytes). Every
 reader takes both forms (``hwcal.registry.fsio.read_registry_bytes``: at most 64 MiB unpacked, so a small file
-cannot unpack into gigabytes); current files, ``.format1`` originals and writer-kept ``.corrupt`` copies stay
-as they are. Lossless: the packed file must unpack to the very bytes it replaces before the original goes.
-Under the hardware folder's lock, so a writer is never raced; a kill between the packed file's write and the
-original's removal leaves both, identical, and the next run removes the original.
+cannot unpack into gigabytes). Current files, ``.format1`` originals, writer-kept ``.corrupt`` copies and
+files in an older format (``hwcal-upgrade`` rewrites those first) stay as they are. Lossless: the packed file
+must unpack to the very bytes it replaces before the original goes. Under the hardware folder's lock, so a
+writer is never raced, and with Ctrl-C deferred; a kill between the packed file's write and the original's
+removal leaves both, identical, and the next run removes the original.
 """
 
 from __future__ import annotations
@@ -17,10 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from filelock import Timeout
+
+from hwcal.document.schema import CALIBRATION_FORMAT_VERSION
 from hwcal.registry import fsio
 from hwcal.registry.layout import GZ_SUFFIX, walk
 from hwcal.registry.reader import BadRegistryFile, read_json
-from hwcal.registry.writer import lock_for
+from hwcal.registry.writer import LOCK_TIMEOUT_S, lock_for
 
 LEVEL = 9  # history is written once and read seldom: the smallest file
 
@@ -51,42 +55,69 @@ def compress_history(registry: Path, dry_run: bool = False) -> list[Compression]
             steps.append(_plan(spot.path, registry))
             continue
         assert spot.hardware_dir is not None
-        with lock_for(registry, spot.device_type, spot.hardware_dir.name):
-            steps.append(compress_file(spot.path, registry))
+        try:
+            with lock_for(registry, spot.device_type, spot.hardware_dir.name):
+                steps.append(compress_file(spot.path, registry))
+        except Timeout:
+            steps.append(Compression(spot.path, "error", message=f"another writer held the folder's lock for over "
+                                     f"{LOCK_TIMEOUT_S:g} s; left as it is"))
     return steps
 
 
-def _plan(path: Path, registry: Path) -> Compression:
+def _packable(path: Path, registry: Path) -> tuple[bytes | None, Compression | None]:
+    """The file's bytes where it may be packed, else why not: only what reads as a registry file (a damaged one
+    stays as evidence) in the current format (an older one is for ``hwcal-upgrade``, which rewrites it)."""
     try:
-        read_json(path, registry)
+        doc = read_json(path, registry)
         raw = fsio.read_regular_bytes(path)
     except (BadRegistryFile, OSError, fsio.UnsafePathError) as exc:
-        return Compression(path, "left", message=f"not read, left as it is: {exc}")
+        return None, Compression(path, "left", message=f"not read, left as it is: {exc}")
+    version = doc.get("schema_version") if isinstance(doc, dict) else None
+    if version != CALIBRATION_FORMAT_VERSION:
+        return None, Compression(path, "left", message=f"format {version}, not {CALIBRATION_FORMAT_VERSION}: left for "
+                                 "hwcal-upgrade")
+    return raw, None
+
+
+def _target(path: Path) -> Path:
+    return path.with_name(path.name.removesuffix(".json") + GZ_SUFFIX)
+
+
+def _plan(path: Path, registry: Path) -> Compression:
+    raw, why = _packable(path, registry)
+    if why is not None or raw is None:
+        return why or Compression(path, "left")
+    if _target(path).exists():
+        try:
+            same = fsio.read_registry_bytes(_target(path)) == raw
+        except (OSError, fsio.UnsafePathError):
+            same = False
+        if not same:
+            return Compression(path, "error", len(raw), message=f"{_target(path).name} exists and holds other bytes")
     return Compression(path, "would compress", len(raw), len(gzip.compress(raw, LEVEL, mtime=0)))
 
 
 def compress_file(path: Path, registry: Path) -> Compression:
     """One history file packed beside itself, checked, then the original removed; call with its folder's lock."""
+    raw, why = _packable(path, registry)
+    if why is not None or raw is None:
+        return why or Compression(path, "left")
+    target = _target(path)
     try:
-        read_json(path, registry)  # only what reads as a registry file: a damaged one stays as evidence
-        raw = fsio.read_regular_bytes(path)
-    except (BadRegistryFile, OSError, fsio.UnsafePathError) as exc:
-        return Compression(path, "left", message=f"not read, left as it is: {exc}")
-    packed = gzip.compress(raw, LEVEL, mtime=0)
-    target = path.with_name(path.name.removesuffix(".json") + GZ_SUFFIX)
-    try:
-        if target.exists():
-            if fsio.read_registry_bytes(target) != raw:
-                return Compression(path, "error", len(raw), message=f"{target.name} exists and holds other bytes; "
-                                   "original kept")
-            # else an earlier, interrupted run packed it: only the original is left to remove
-        else:
-            fsio.atomic_write_bytes(target, packed, registry)
-            if fsio.read_registry_bytes(target) != raw:
-                target.unlink()
-                return Compression(path, "error", len(raw), message="the packed file did not unpack to the same "
-                                   "bytes; original kept")
-        os.unlink(path)
+        with fsio.interrupts_deferred():  # a Ctrl-C waits for the pair to be settled: packed and checked, one left
+            if target.exists():
+                if fsio.read_registry_bytes(target) != raw:
+                    return Compression(path, "error", len(raw), message=f"{target.name} exists and holds other "
+                                       "bytes; original kept")
+                # else an earlier, interrupted run packed it: only the original is left to remove
+            else:
+                fsio.atomic_write_bytes(target, gzip.compress(raw, LEVEL, mtime=0), registry)
+                if fsio.read_registry_bytes(target) != raw:
+                    target.unlink()
+                    return Compression(path, "error", len(raw), message="the packed file did not unpack to the "
+                                       "same bytes; original kept")
+            os.unlink(path)
+            size = target.stat().st_size
     except (OSError, fsio.UnsafePathError) as exc:
         return Compression(path, "error", len(raw), message=f"{exc}; original kept")
-    return Compression(target, "compressed", len(raw), target.stat().st_size)
+    return Compression(target, "compressed", len(raw), size)
