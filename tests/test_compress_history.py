@@ -134,3 +134,15 @@ def test_an_older_format_is_left_for_the_upgrade_and_a_packed_name_is_taken(regi
     stamp = packed.name.split(".")[1]
     assert history_path(registry, key, stamp).name != packed.name[:-3]
     assert history_path(registry, key, stamp).parent == folder
+
+
+def test_merge_names_a_packed_history_file_it_does_not_merge(registry: Path, tmp_path: Path) -> None:
+    folder, _ = _with_history(registry)
+    compress_history(registry)
+    artifact = tmp_path / "artifact"
+    shutil.copytree(registry / "cpu", artifact / "cpu")
+    out = run_tool("merge_calibrations", artifact, "--registry", registry, "--dry-run")
+    packed = sorted(folder.iterdir())
+    assert len(packed) == 2 and all(p.name.endswith(".json.gz") for p in packed)
+    assert out.stdout.count("in a history/ folder; not merged") + out.stderr.count("in a history/ folder") >= 2, \
+        out.stdout + out.stderr

@@ -93,7 +93,7 @@ def find_inputs(paths: list[Path]) -> tuple[list[Path], list[Path], list[str]]:
             raise HwcalError(f"{path}: no such file or folder")
         if path.is_dir():
             found = []
-            for p in sorted(path.rglob("*.json")):
+            for p in sorted([*path.rglob("*.json"), *path.rglob("*.json.gz")]):
                 rel = p.relative_to(path).parts
                 if any(part.startswith(".") for part in rel):
                     continue

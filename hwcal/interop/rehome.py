@@ -36,7 +36,6 @@ from hwcal.naming import (
     parse_calibration_filename,
     spec_path,
 )
-from hwcal.registry.layout import history_files
 from hwcal.registry.reader import BadRegistryFile, parse_date, read_json
 from hwcal.registry.writer import dumps, write_calibration, write_history, write_spec
 
@@ -144,7 +143,11 @@ def _strip_suffix(hardware_id: str) -> str:
 def _folder_files(folder: Path) -> tuple[list[Path], list[Path]]:
     cal = folder / "calibrations"
     current = sorted(p for p in cal.glob("*.json") if p.is_file()) if cal.is_dir() else []
-    history = history_files(cal / "history")
+    # Every file there, named as the writer names them or not: one rehome cannot place fails it, loudly, rather
+    # than being left behind in a folder that then survives
+    folder_h = cal / "history"
+    history = sorted(p for p in folder_h.iterdir() if p.is_file() and p.name.endswith((".json", ".json.gz"))) \
+        if folder_h.is_dir() else []
     return current, history
 
 
