@@ -16,6 +16,7 @@ from typing import Any
 
 from hwcal.errors import HwcalError
 from hwcal.naming import CalibrationKey, calibration_path, history_dir, spec_path
+from hwcal.registry.fsio import GZ_SUFFIX
 from hwcal.registry.layout import history_files
 from hwcal.registry.reader import BadRegistryFile, parse_date, read_calibration, read_json, read_spec
 from hwcal.registry.succession import held_back, is_partial, split_newest
@@ -93,7 +94,7 @@ def find_inputs(paths: list[Path]) -> tuple[list[Path], list[Path], list[str]]:
             raise HwcalError(f"{path}: no such file or folder")
         if path.is_dir():
             found = []
-            for p in sorted([*path.rglob("*.json"), *path.rglob("*.json.gz")]):
+            for p in sorted([*path.rglob("*.json"), *path.rglob("*" + GZ_SUFFIX)]):
                 rel = p.relative_to(path).parts
                 if any(part.startswith(".") for part in rel):
                     continue

@@ -36,6 +36,7 @@ from hwcal.naming import (
     parse_calibration_filename,
     spec_path,
 )
+from hwcal.registry.fsio import GZ_SUFFIX
 from hwcal.registry.reader import BadRegistryFile, parse_date, read_json
 from hwcal.registry.writer import dumps, write_calibration, write_history, write_spec
 
@@ -146,7 +147,7 @@ def _folder_files(folder: Path) -> tuple[list[Path], list[Path]]:
     # Every file there, named as the writer names them or not: one rehome cannot place fails it, loudly, rather
     # than being left behind in a folder that then survives
     folder_h = cal / "history"
-    history = sorted(p for p in folder_h.iterdir() if p.is_file() and p.name.endswith((".json", ".json.gz"))) \
+    history = sorted(p for p in folder_h.iterdir() if p.is_file() and p.name.endswith((".json", GZ_SUFFIX))) \
         if folder_h.is_dir() else []
     return current, history
 

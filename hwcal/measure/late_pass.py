@@ -11,10 +11,10 @@ The cores' own pace moves too, faster: on the Zen 4 guest (2026-12-06) ``np.mult
 elements took 0.77 us or 1.1-1.6 us, flipping within milliseconds to tenths of a second and slow 47-85 % of
 the time, while the watch's FMA look kept one core's rate (0.9-1.0 of its best); an ``np.add`` of 512
 elements took 0.38 or 0.69 us, of 1 M (12 MB, in the L3) 223 or 404 us, by whether a 16-element add just
-before and after it ran at its best. A calibration whose STREAM
-and BLAS sweeps ran in the slow state filed its in-cache element-wise figures 1.3-2.4x slow where another run
-of the same code an hour earlier did not, and the referee's small element-wise ops were predicted 40-67 %
-slow. So the in-core cases (below the shared tiers) get a second window too, first: they are the cheapest.
+before and after it ran at its best. A calibration whose STREAM and BLAS sweeps ran in the slow state filed its
+in-cache element-wise figures 1.3-2.4x slow where another run of the same code an hour earlier did not, and
+the referee's small element-wise ops were predicted 40-67 % slow. So the in-core cases (below the shared
+tiers) get a second window too, first: they are the cheapest.
 
 Once the other cases have run, the CPU cases are timed again, the in-core ones first, then those of the
 shared tiers, the most asked precision's first, within ``LATE_BUDGET_S``. Each is one more window of the same
@@ -168,14 +168,14 @@ def run_late_pass(session: CalibrationSession) -> dict[str, Any] | None:
     cases = late_cases(session) if budget and not session.options.quick else []
     if budget is None or not cases:
         return None
+    band = shared_band(session)
+    assert band is not None  # late_cases found its cases by it
     started = time.perf_counter()
-    log: dict[str, Any] = {"budget_s": budget, "band_bytes": list(shared_band(session) or ()), "cases": [],
-                           "left_out": 0}
+    log: dict[str, Any] = {"budget_s": budget, "band_bytes": list(band), "cases": [], "left_out": 0}
     sweep = session.results.memory
-    lo = log["band_bytes"][0] if log["band_bytes"] else 0
     for case in cases:
         left = budget - (time.perf_counter() - started)
-        if case.bytes <= lo:
+        if case.bytes <= band[0]:
             left = min(left, IN_CORE_S - (time.perf_counter() - started))  # they come first
         if case.kind == "blas":
             rec: Any = session.results.blas[case.index]

@@ -119,8 +119,8 @@ def default_shapes(device_type: str, quick: bool, llc_bytes: int | None = None) 
     a CPU whose ``llc_bytes`` is known the pair beyond it, then on a CPU the power-of-two width and the pairs'
     M = 512, compute-bound calls the square sweep and the projections border, which took 2.3 of fp32's 4 s on a
     noisy torch run and left the wider weights unmeasured), then the refinements, the coarse gaps' middles
-    before their quarters. --quick: one pair at three M, one attention
-    size, one projection each way, no refinement."""
+    before their quarters. --quick: one pair at three M, one attention size, one projection each way, no
+    refinement."""
     pairs = SMALL_M_PAIRS[device_type]
     b, d, coarse_t, refine_t, cache = ATTENTION[device_type]
     hs, ms = PROJECTIONS[device_type]

@@ -233,10 +233,11 @@ class GemmModel:
             bound = roofline.additive or p.seconds > BOUND * max(roofline.floor(b), overhead[b > 1])
             ratio = work / roofline.work(b, m, n, k, p.warm)
             self.items[b > 1].append(_Item(p, _features(b, m, n, k), math.log(ratio), bound))
-        self.strides: list[_Stride] = []  # the pool alone predicts each one's shape
-        self.strides = sorted((_Stride(_dims(p)[2] * roofline.element_bytes, _dims(p)[1],
-                                       math.log(p.seconds / self._predict(*_dims(p)).seconds), p) for p in strided),
-                              key=lambda st: (st.stride, st.m))
+        # Each one against the pool alone (``_predict`` reads ``strides`` only when asked to)
+        self.strides: list[_Stride] = sorted(
+            (_Stride(_dims(p)[2] * roofline.element_bytes, _dims(p)[1],
+                     math.log(p.seconds / self._predict(*_dims(p)).seconds), p) for p in strided),
+            key=lambda st: (st.stride, st.m))
 
     def predict(self, b: int, m: int, n: int, k: int, resident_bytes: float = 0.0) -> GemmAnswer:
         """The time of B matrices M x K @ K x N, with its basis, the measured points behind it, and notes."""
@@ -244,8 +245,7 @@ class GemmModel:
         if not stride:
             return self._predict(b, m, n, k, resident_bytes)
         same = [st for st in stride if st.m == m and _dims(st.point)[2:] == (n, k)]
-        moved = resident_bytes > (m * k + k * n + m * n) * self.roofline.element_bytes
-        if same and not moved:
+        if same and not self._moved(b, m, n, k, resident_bytes):
             return GemmAnswer(same[0].point.seconds, "measured", POW2_FAMILY, [same[0].point])
         answer = self._predict(b, m, n, k, resident_bytes, with_strides=True)
         if answer.basis == "measured":  # the pool measured this very shape (--shapes): its time already says it
@@ -259,6 +259,11 @@ class GemmModel:
             f"stride took {math.exp(log_factor):.2f}x what the others predict (measured at M = "
             f"{', '.join(str(st.m) for st in stride)}, N = {row // eb}): applied")
         return answer
+
+    def _moved(self, b: int, m: int, n: int, k: int, resident_bytes: float) -> bool:
+        """Whether the call runs in a working set larger than its own operands (a layer's): they then stream from
+        the tier holding that, and a measured time of the call alone is not its answer."""
+        return resident_bytes > b * (m * k + k * n + m * n) * self.roofline.element_bytes
 
     def _stride_of(self, b: int, n: int) -> list[_Stride]:
         """The measured power-of-two-width GEMMs whose stride divides this problem's row of B (the largest such
@@ -299,7 +304,7 @@ class GemmModel:
                                          if as_gemv else ": predicted from the measured M = 1 calls"))
         want = _features(b, m, n, k)
         exact = next((it for it in pool if math.dist(it.features, want) < 1e-9), None)
-        moved = resident_bytes > b * (m * k + k * n + m * n) * self.roofline.element_bytes
+        moved = self._moved(b, m, n, k, resident_bytes)
         if moved:
             notes.append(f"in a working set of {resident_bytes / 2**20:,.1f} MiB: its operands stream from the tier "
                          "holding that")

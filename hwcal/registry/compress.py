@@ -22,7 +22,8 @@ from filelock import Timeout
 
 from hwcal.document.schema import CALIBRATION_FORMAT_VERSION
 from hwcal.registry import fsio
-from hwcal.registry.layout import GZ_SUFFIX, walk
+from hwcal.registry.fsio import GZ_SUFFIX
+from hwcal.registry.layout import walk
 from hwcal.registry.reader import BadRegistryFile, read_json
 from hwcal.registry.writer import LOCK_TIMEOUT_S, lock_for
 
@@ -64,53 +65,59 @@ def compress_history(registry: Path, dry_run: bool = False) -> list[Compression]
     return steps
 
 
-def _packable(path: Path, registry: Path) -> tuple[bytes | None, Compression | None]:
+def _packable(path: Path, registry: Path) -> bytes | Compression:
     """The file's bytes where it may be packed, else why not: only what reads as a registry file (a damaged one
     stays as evidence) in the current format (an older one is for ``hwcal-upgrade``, which rewrites it)."""
     try:
         doc = read_json(path, registry)
         raw = fsio.read_regular_bytes(path)
     except (BadRegistryFile, OSError, fsio.UnsafePathError) as exc:
-        return None, Compression(path, "left", message=f"not read, left as it is: {exc}")
+        return Compression(path, "left", message=f"not read, left as it is: {exc}")
     version = doc.get("schema_version") if isinstance(doc, dict) else None
     if version != CALIBRATION_FORMAT_VERSION:
-        return None, Compression(path, "left", message=f"format {version}, not {CALIBRATION_FORMAT_VERSION}: left for "
-                                 "hwcal-upgrade")
-    return raw, None
+        return Compression(path, "left", message=f"format {version}, not {CALIBRATION_FORMAT_VERSION}: left for "
+                           "hwcal-upgrade")
+    return raw
 
 
 def _target(path: Path) -> Path:
     return path.with_name(path.name.removesuffix(".json") + GZ_SUFFIX)
 
 
+def _clash(path: Path, raw: bytes) -> Compression | None:
+    """An error where the packed name is taken by a file that does not unpack to ``raw``; None where it is free
+    or holds these very bytes (an earlier, interrupted run packed it)."""
+    target = _target(path)
+    if not target.exists():
+        return None
+    try:
+        same = fsio.read_registry_bytes(target) == raw
+    except (OSError, fsio.UnsafePathError) as exc:
+        return Compression(path, "error", len(raw), message=f"{target.name} exists and cannot be read ({exc}); "
+                           "original kept")
+    return None if same else Compression(path, "error", len(raw), message=f"{target.name} exists and holds other "
+                                         "bytes; original kept")
+
+
 def _plan(path: Path, registry: Path) -> Compression:
-    raw, why = _packable(path, registry)
-    if why is not None or raw is None:
-        return why or Compression(path, "left")
-    if _target(path).exists():
-        try:
-            same = fsio.read_registry_bytes(_target(path)) == raw
-        except (OSError, fsio.UnsafePathError):
-            same = False
-        if not same:
-            return Compression(path, "error", len(raw), message=f"{_target(path).name} exists and holds other bytes")
-    return Compression(path, "would compress", len(raw), len(gzip.compress(raw, LEVEL, mtime=0)))
+    raw = _packable(path, registry)
+    if isinstance(raw, Compression):
+        return raw
+    return _clash(path, raw) or Compression(path, "would compress", len(raw), len(gzip.compress(raw, LEVEL, mtime=0)))
 
 
 def compress_file(path: Path, registry: Path) -> Compression:
     """One history file packed beside itself, checked, then the original removed; call with its folder's lock."""
-    raw, why = _packable(path, registry)
-    if why is not None or raw is None:
-        return why or Compression(path, "left")
+    raw = _packable(path, registry)
+    if isinstance(raw, Compression):
+        return raw
+    clash = _clash(path, raw)
+    if clash is not None:
+        return clash
     target = _target(path)
     try:
         with fsio.interrupts_deferred():  # a Ctrl-C waits for the pair to be settled: packed and checked, one left
-            if target.exists():
-                if fsio.read_registry_bytes(target) != raw:
-                    return Compression(path, "error", len(raw), message=f"{target.name} exists and holds other "
-                                       "bytes; original kept")
-                # else an earlier, interrupted run packed it: only the original is left to remove
-            else:
+            if not target.exists():  # else an earlier, interrupted run packed it: only the original is left to go
                 fsio.atomic_write_bytes(target, gzip.compress(raw, LEVEL, mtime=0), registry)
                 if fsio.read_registry_bytes(target) != raw:
                     target.unlink()

@@ -116,11 +116,14 @@ def read_regular_bytes(path: Path, max_bytes: int = MAX_FILE_BYTES) -> bytes:
         os.close(fd)
 
 
+GZ_SUFFIX = ".json.gz"  # a compressed history file (only calibrations/history/ holds them)
+
+
 def read_registry_bytes(path: Path, max_bytes: int = MAX_FILE_BYTES) -> bytes:
     """``read_regular_bytes``, decompressed where the name ends in ``.json.gz`` (a compressed history file):
     at most ``max_bytes`` after decompression too, so a small file cannot unpack into gigabytes."""
     raw = read_regular_bytes(path, max_bytes)
-    if not path.name.endswith(".json.gz"):
+    if not path.name.endswith(GZ_SUFFIX):
         return raw
     unpack = zlib.decompressobj(16 + zlib.MAX_WBITS)  # the gzip container
     try:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hwcal.naming import DEVICE_TYPES, hardware_id_token
+from hwcal.registry.fsio import GZ_SUFFIX
 
 ENV_REGISTRY = "HWCAL_REGISTRY"
 UPGRADE_HINT = "upgrade hwcal (pip install --upgrade hwcal, or git pull in its checkout)"
@@ -19,7 +20,6 @@ MIGRATE_HINT = "python tools/migrate_calibrations.py SOURCE --registry REGISTRY"
 # same name with .gz: compressed by ``hwcal-upgrade-registry --compress-history`` (``hwcal.registry.compress``).
 HISTORY_RE = re.compile(r"^(?P<stem>[^.]+)\.(?P<stamp>\d{8}T\d{6}\d*Z)(?:\.(?P<n>\d+))?(?P<corrupt>\.corrupt)?"
                         r"(?P<format1>\.format1)?\.json(?P<gz>\.gz)?$")
-GZ_SUFFIX = ".json.gz"  # a compressed history file (only history/ holds them)
 
 
 def default_registry() -> Path:
