@@ -6,6 +6,7 @@ looks drive the monitor and the watch."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from hwcal.machine import launch_share
 from hwcal.machine.interference import Monitor
 from hwcal.machine.launch_share import FORK_JOIN_BOUND_S, LAUNCH_BOUND_BYTES, SPLIT_BYTES, LaunchProbe
 from hwcal.machine.sources import Sources
+from hwcal.measure import watch as watch_mod
 from hwcal.measure.watch import Watch
 from tests.conftest import make_input
 
@@ -69,6 +71,56 @@ def test_a_case_in_a_slow_episode_is_re_measured_once_it_passes_and_filed(tmp_pa
     assert schema_errors(doc) == []
     launch = doc["metadata"]["interference"]["launch"]
     assert launch["looks"] >= 4 and launch["per_call_us_best"] == 5.5
+
+
+def test_a_case_slowed_only_by_the_launch_pace_is_timed_again_at_once(tmp_path: Path) -> None:
+    """No wait for a pace episode: the retry follows at once, and sets no back-off for the next case."""
+    watch = Watch(_monitor(tmp_path, ScriptedLaunch([1.0, 0.6, 0.97, 0.97])), "gpu")
+    watch.quiet_wait_s = 5.0  # a wait would show
+    started = time.perf_counter()
+    assert watch.settle("test_launch_floor[add-back_to_back]", watch.start(), "first", lambda: "again",
+                        footprint_bytes=0) == "again"
+    assert time.perf_counter() - started < 1.0 and watch._backoff_until == 0.0
+    (case,) = watch.log.cases
+    assert case["action"] == "re-measured" and case["at_once"] == 1 and case["re_measured"] == 1
+    assert schema_errors(build_calibration(make_input(interference=watch.log))) == []
+
+
+def test_a_pace_episode_that_lasts_is_flagged_after_one_try_at_once(tmp_path: Path) -> None:
+    watch = Watch(_monitor(tmp_path, ScriptedLaunch([1.0, 0.6])), "cpu")
+    watch.quiet_wait_s = 5.0
+    started = time.perf_counter()
+    watch.settle("test_blas[scal-fp32-512KiB]", watch.start(), "first", lambda: "again", footprint_bytes=0)
+    assert time.perf_counter() - started < 1.0
+    (case,) = watch.flagged()
+    assert case["at_once"] == 1 and case["re_measured"] == 1
+    assert "still slow on its try at once" in case["not_tried_again"]
+    assert watch.log.pace_tries == [1, 0]
+
+
+def test_once_tries_at_once_rarely_find_a_quick_pace_the_run_stops_trying(tmp_path: Path) -> None:
+    """PACE_TRIAL tries with fewer than 1 in PACE_ODDS quick: later pace-only cases are flagged untried, and the
+    file says how the tries went."""
+    watch = Watch(_monitor(tmp_path, ScriptedLaunch([1.0, 0.6])), "gpu")  # slow throughout
+    for i in range(watch_mod.PACE_TRIAL + 2):
+        watch.settle(f"case{i}", watch.start(), "first", lambda: "again", footprint_bytes=0)
+    assert watch.log.pace_tries == [watch_mod.PACE_TRIAL, 0]
+    last = watch.flagged()[-1]
+    assert last["re_measured"] == 0 and "quick launch pace for 0 of 6 cases" in last["not_tried_again"]
+    doc = build_calibration(make_input(interference=watch.log))
+    assert schema_errors(doc) == [] and doc["metadata"]["interference"]["pace_tries"] == {"tried": 6, "quick": 0}
+
+
+def test_the_pace_with_another_reason_is_waited_for(tmp_path: Path) -> None:
+    """Only a window whose one reason is the pace skips the wait: with steal beside it, the watch waits."""
+    mon = _monitor(tmp_path, ScriptedLaunch([1.0, 0.6]))
+    start, end = mon.snapshot(), mon.snapshot()
+    assert mon.evidence(start, end, footprint_bytes=0).pace_only
+    start = dataclasses.replace(start, t=0.0, busy_s=0.0, steal_s=0.0, own_cpu_s=0.0)
+    end = dataclasses.replace(end, t=1.0, busy_s=0.0, steal_s=1.0, own_cpu_s=0.0)  # a stolen CPU-second
+    ev = mon.evidence(start, end, footprint_bytes=0)
+    assert ev.disturbed and len(ev.reasons) == 2 and not ev.pace_only
+    assert ev.launch_share == 0.6
 
 
 def test_the_real_look_reads_a_slower_call_and_answers_from_a_recent_look(monkeypatch: pytest.MonkeyPatch) -> None:

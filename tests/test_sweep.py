@@ -106,3 +106,32 @@ def test_growth_never_predicted_below_cubic() -> None:
     sweep.record("fp32", 512, 0.02, 13.0)  # overhead-bound: 2x for 2x
     reason = sweep.skip_reason("fp32", 4096)
     assert reason is not None and "n^3" in reason and "predicted 10 s" in reason
+
+
+def test_the_light_plan_times_a_third_as_long_and_at_most_30_rounds() -> None:
+    from types import SimpleNamespace
+
+    from hwcal.measure.timing import plan_rounds
+
+    backend = SimpleNamespace(min_round_s=1e-3, warmup_s=0.0)
+    full = plan_rounds(2e-3, backend, quick=False)  # type: ignore[arg-type]
+    light = plan_rounds(2e-3, backend, quick=False, light=True)  # type: ignore[arg-type]
+    assert (full.rounds, light.rounds) == (100, 30)  # 0.3 s of 2 ms rounds is 150, capped
+    assert plan_rounds(0.02, backend, quick=False, light=True).rounds == 5  # type: ignore[arg-type]
+    assert plan_rounds(0.02, backend, quick=False).rounds == 15  # type: ignore[arg-type]
+    assert plan_rounds(0.2, backend, quick=False, light=True).rounds == 3  # type: ignore[arg-type]
+
+
+def test_a_cpu_times_the_precisions_its_models_ask_for_on_the_full_plan() -> None:
+    from types import SimpleNamespace
+
+    from hwcal.measure.gemm import light_plan
+
+    def session(device_type: str) -> SimpleNamespace:
+        return SimpleNamespace(backend=SimpleNamespace(device_type=device_type,
+                                                       blas_precisions=lambda: ["fp32", "bf16", "fp16", "fp64"]))
+
+    cpu, gpu = session("cpu"), session("gpu")
+    assert [p for p in ("fp32", "bf16", "fp16", "fp64", "int8", "int16", "fp8") if light_plan(cpu, p)] == \
+        ["int8", "int16", "fp8"]  # type: ignore[arg-type]
+    assert not any(light_plan(gpu, p) for p in ("int8", "fp8", "int64"))  # type: ignore[arg-type]

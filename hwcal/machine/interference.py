@@ -83,6 +83,9 @@ class Evidence:
     core_share: float | None = None  # the lower of the window's two looks
     cache_share: float | None = None
     launch_share: float | None = None
+    # The one reason is the launch look's: a pace that flips within milliseconds to tenths of a second, and on
+    # the lent GPU hosts and this VM stays slow for most of some runs. No wait outlasts it (hwcal.measure.watch).
+    pace_only: bool = False
 
     @property
     def disturbed(self) -> bool:
@@ -217,6 +220,7 @@ class Monitor:
         launch = _lower(start.launch_share, end.launch_share)
         th = self.thresholds
         reasons = []
+        paced = False
         if other_pct is not None and other_s is not None and other_pct > th.other_cpu_pct \
                 and other_s > th.other_cpu_min_s:
             reasons.append(f"other processes used {other_pct:.0f}% of the {self._cpus} CPUs")
@@ -235,11 +239,12 @@ class Monitor:
         if self.launch is not None and launch is not None and launch < th.launch_share_fraction \
                 and self.launch.matters(footprint_bytes, call_s):
             reasons.append(self.launch.reason(launch))
+            paced = True
         if th.gpu_other_processes and (gpu_pids or (gpu_sm or 0.0) > 0):
             reasons.append(f"other compute processes on the GPU (pids {', '.join(map(str, gpu_pids)) or '?'}"
                            + (f", {gpu_sm:.0f}% SM" if gpu_sm else "") + ")")
         return Evidence(wall, other_pct, other_s, steal_pct, self._load(), self._freq_mhz(), gpu_pids, gpu_sm,
-                        tuple(reasons), core, cache, launch)
+                        tuple(reasons), core, cache, launch, paced and len(reasons) == 1)
 
 
 def _lower(a: float | None, b: float | None) -> float | None:

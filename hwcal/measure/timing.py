@@ -36,14 +36,20 @@ def launches_for(backend: Backend, call_s: float, round_s: float | None = None, 
     return max(min_launches, math.ceil((round_s or backend.min_round_s) / max(call_s, shortest_s)))
 
 
-def plan_rounds(call_s: float, backend: Backend, quick: bool) -> RoundPlan:
-    """Launches per round long enough to hide launch/sync overhead; rounds to fill a small budget."""
+# A square-sweep case's rounds: about ROUNDS_S of them (capped at MAX_ROUNDS), or the light plan's fewer.
+ROUNDS_S = {"full": 0.3, "quick": 0.1, "light": 0.1}
+MAX_ROUNDS = {"full": 100, "quick": 100, "light": 30}
+
+
+def plan_rounds(call_s: float, backend: Backend, quick: bool, light: bool = False) -> RoundPlan:
+    """Launches per round long enough to hide launch/sync overhead; rounds to fill a small budget (a third of
+    it, and at most 30 rounds, on the ``light`` plan)."""
     call_s = max(call_s, 1e-7)
     launches = launches_for(backend, call_s)
     round_s = launches * call_s
-    target_s = 0.1 if quick else 0.3
+    plan = "light" if light else "quick" if quick else "full"
     min_rounds = 3 if round_s > 0.05 else 5
-    rounds = max(min_rounds, min(100, math.ceil(target_s / round_s)))
+    rounds = max(min_rounds, min(MAX_ROUNDS[plan], math.ceil(ROUNDS_S[plan] / round_s)))
     return RoundPlan(launches, rounds, warmup_rounds(backend, round_s))
 
 

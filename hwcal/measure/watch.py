@@ -26,6 +26,17 @@ BUDGET_S = {"cpu": 12.0, "gpu": 20.0}  # per run: waiting and re-measuring toget
 # its first four cases, and every later case, in quiet moments too, went flagged unretried (a torch run on
 # the development VM: 6 cases tried, 35 flagged untried; an H100 run: 4 tried, 167 untried).
 BACKOFF_S = {"cpu": 6.0, "gpu": 10.0}
+# Launch pace: a case disturbed only by it (the launch look's one reason: a slow episode of the host's launch
+# path or of the threads' wake-up) is timed again once, at once, not after a wait. Those episodes flip within
+# milliseconds to tenths of a second, yet on the lent GPU hosts and this VM the pace stayed slow for most of
+# some runs: two H100 runs spent the watch's whole 20 s budget waiting and flagged 153 and 170 cases all the
+# same, and a torch run here lost 9 s of its 68 s to three 3 s waits that found no quiet window (72 flagged).
+# A wait outlasts no such episode. A try costs the case's rounds again, and in a torch run here two tries at
+# once found a quick pace for 3 of 27 cases (8 s of the watch's budget): so one try per case, and once
+# PACE_TRIAL tries have found it quick in fewer than 1 in PACE_ODDS, no more tries this run (such cases are
+# flagged, and on a CPU the late pass times the in-cache ones again).
+PACE_TRIAL = 6
+PACE_ODDS = 4
 
 
 @dataclass
@@ -41,6 +52,7 @@ class InterferenceLog:
     host_share: dict[str, Any] | None = None  # the host-share probe's summary, where one looked
     launch: dict[str, Any] | None = None  # the launch probe's summary, where one looked
     late_pass: dict[str, Any] | None = None  # the CPU cases timed again (hwcal.measure.late_pass), where it ran
+    pace_tries: list[int] = field(default_factory=lambda: [0, 0])  # tries at once (Launch pace), those quick
 
 
 class Watch:
@@ -95,9 +107,10 @@ class Watch:
         """``first`` if nothing disturbed it (and no cross-check ``suspect``ed it); else ``again()`` once the
         machine is quiet, up to RETRIES times within the budget. Never quiet: the least disturbed
         attempt, flagged. A wait that finds no quiet moment ends the tries, and for ``backoff_s`` after it
-        disturbed cases are flagged without waiting. Every case acted on is logged with its evidence (and
-        why it was not tried again). ``footprint_bytes`` and ``call_s`` (a call's bytes and seconds, where
-        known) tell which looks can judge the case."""
+        disturbed cases are flagged without waiting. A try whose one reason was the launch pace is followed
+        by one more at once, with no wait and no back-off (Launch pace, above). Every case acted on is logged
+        with its evidence (and why it was not tried again). ``footprint_bytes`` and ``call_s`` (a call's bytes
+        and seconds, where known) tell which looks can judge the case."""
         evidence = self.judge(start, footprint_bytes, call_s)
         reasons = [*evidence.reasons, *([suspect] if suspect else [])]
         if not reasons:
@@ -105,39 +118,63 @@ class Watch:
         best, best_ev = first, evidence
         tries: list[dict[str, Any]] = [evidence.as_dict()]
         untried = ""
+        latest = evidence
+        at_once = 0
         for attempt in range(1, RETRIES + 1):
             if self.budget_left_s() <= 0:
                 untried = f"the watch's {self.log.budget_s:g} s budget for the run was spent"
                 break
-            backing_off = self._backoff_until - time.perf_counter()
-            if backing_off > 0:
-                untried = (f"backing off {backing_off:.1f} s more: the last wait for a quiet moment "
-                           f"({self.quiet_wait_s:g} s) found none")
-                break
-            if self.wait_quiet(footprint_bytes, call_s) is None:
-                self._backoff_until = time.perf_counter() + self.backoff_s
-                untried = f"no quiet moment came within the {self.quiet_wait_s:g} s wait"
-                break
+            paced = latest.pace_only and not (attempt == 1 and suspect)
+            if paced:
+                untried = self._no_pace_try(at_once)
+                if untried:
+                    break
+                at_once += 1
+            else:
+                backing_off = self._backoff_until - time.perf_counter()
+                if backing_off > 0:
+                    untried = (f"backing off {backing_off:.1f} s more: the last wait for a quiet moment "
+                               f"({self.quiet_wait_s:g} s) found none")
+                    break
+                if self.wait_quiet(footprint_bytes, call_s) is None:
+                    self._backoff_until = time.perf_counter() + self.backoff_s
+                    untried = f"no quiet moment came within the {self.quiet_wait_s:g} s wait"
+                    break
             started = time.perf_counter()
             snap = self.monitor.snapshot()
             result = again()
             ev = self.monitor.evidence(snap, self.monitor.snapshot(), footprint_bytes, call_s)
             self.log.spent_s += time.perf_counter() - started
             tries.append(ev.as_dict())
+            if paced:
+                self.log.pace_tries[0] += 1
+                self.log.pace_tries[1] += 0 if ev.disturbed else 1
             if not ev.disturbed:
-                self._note(case, reasons, tries, "re-measured", attempt)
+                self._note(case, reasons, tries, "re-measured", attempt, at_once=at_once)
                 return result
             if _disturbance(ev) < _disturbance(best_ev):
                 best, best_ev = result, ev
-        self._note(case, reasons, tries, "flagged", len(tries) - 1, untried)
+            latest = ev
+        self._note(case, reasons, tries, "flagged", len(tries) - 1, untried, at_once)
         return best
 
+    def _no_pace_try(self, at_once: int) -> str:
+        """Why a case slowed by the launch pace alone gets no try at once, or "" when it gets one."""
+        tried, quick = self.log.pace_tries
+        if at_once:
+            return "the launch pace was still slow on its try at once"
+        if tried >= PACE_TRIAL and quick * PACE_ODDS < tried:
+            return f"tries at once found a quick launch pace for {quick} of {tried} cases: its slow episodes are long"
+        return ""
+
     def _note(self, case: str, reasons: list[str], tries: list[dict[str, Any]], action: str, attempts: int,
-              untried: str = "") -> None:
+              untried: str = "", at_once: int = 0) -> None:
         self._sync()
         first = tries[0]
         entry = {"case": case, "reasons": reasons, "other_cpu_pct": first.get("other_cpu_pct"),
                  "steal_pct": first.get("steal_pct"), "action": action, "re_measured": attempts, "evidence": tries}
+        if at_once:
+            entry["at_once"] = at_once
         if untried:
             entry["not_tried_again"] = untried
         self.log.cases.append(entry)
