@@ -122,6 +122,44 @@ def test_the_in_core_cases_keep_to_their_share(tmp_path: Path, monkeypatch: pyte
     assert [c["case"] for c in log["cases"]] == ["dot fp32 32,768 B", "scal fp32 131,072 B", "STREAM add 98,304 B"]
 
 
+def test_the_memory_bound_gemm_shapes_come_last_in_a_second_of_their_own(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """fp32 (the most asked precision) at M <= 16 with operands in the band: timed again after the others, within
+    what the budget has beyond BEFORE_SHAPES_S; M = 32, another precision, and in-core operands are not."""
+    from hwcal.measure.shape_plan import Shape
+    from hwcal.measure.shapes import run_shape
+
+    session = _session(tmp_path, TINY)
+    _first_pass(session)
+    for precision, m, nk in (("fp32", 4, 128), ("fp32", 32, 128), ("fp64", 4, 128), ("fp32", 4, 16)):
+        run_shape(FakeBenchmark(), session, precision, Shape("small_m", 1, m, nk, nk))
+    shapes = session.results.shapes
+    assert [(r.precision, r.m, r.n) for r in shapes] == [("fp32", 4, 128), ("fp32", 32, 128), ("fp64", 4, 128),
+                                                          ("fp32", 4, 16)]
+    first = shapes[0]
+    shapes[0] = slow = type(first)(**{**vars(first), "time_s": {k: v * 100 for k, v in first.time_s.items()}})
+    others = list(shapes[1:])
+    monkeypatch.setattr(late_pass, "BEFORE_SHAPES_S", 1e-6)  # the band's BLAS and STREAM cases find no time
+    log = run_late_pass(session)
+    assert log is not None
+    assert [c["case"] for c in log["cases"]] == ["dot fp32 4,096 B", "GEMM fp32 small_m 4x128x128"]
+    (case,) = [c for c in log["cases"] if c["case"].startswith("GEMM")]
+    assert case["filed"] == "late" and shapes[0].time_s["min"] == case["late_s"] < slow.time_s["min"] / 10
+    assert shapes[0].gflops_best == pytest.approx(shapes[0].flops / shapes[0].time_s["min"] / 1e9)
+    assert all(a is b for a, b in zip(shapes[1:], others, strict=True))  # the others as they were
+
+
+def test_a_wrong_gemm_in_the_second_window_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hwcal.measure.shape_plan import Shape
+    from hwcal.measure.shapes import run_shape
+
+    session = _session(tmp_path, TINY)
+    run_shape(FakeBenchmark(), session, "fp32", Shape("small_m", 1, 4, 128, 128))
+    monkeypatch.setattr(late_pass, "verify_shape", lambda *a: Verification(False, 1.0, 1e-6, "test"))
+    with pytest.raises(AssertionError, match="late pass: fp32 GEMM 4x128x128 gave wrong results"):
+        run_late_pass(session)
+
+
 REPO = Path(hwcal.__file__).resolve().parent.parent
 KEY_ARGS = ["--power-mode", "7W", "--frequency-mhz", "2450", "--hardware-id", "test_cpu"]
 

@@ -16,10 +16,15 @@ in-cache element-wise figures 1.3-2.4x slow where another run of the same code a
 the referee's small element-wise ops were predicted 40-67 % slow. So the in-core cases (below the shared
 tiers) get a second window too, first: they are the cheapest.
 
+The memory-bound GEMM shapes move as much (small M, the weights in the shared tiers): numpy fp32's M = 1-16
+calls with 21-69 MB of weights ran 1.3-2.0x apart in two runs of the same code an hour apart, where M >= 32
+stayed within 1.2x, and a held-out referee's 3B and 7B projections at M <= 16 were predicted 20-57 % fast from
+the quicker run. They get a second window last, in a second of their own.
+
 Once the other cases have run, the CPU cases are timed again, the in-core ones first, then those of the
-shared tiers, the most asked precision's first, within ``LATE_BUDGET_S``. Each is one more window of the same
-bound call on fresh operands, checked as the first pass checked it. The faster window is filed, as STREAM
-files the best of its rounds: a neighbour can slow a call, never speed it up. Both times go into
+shared tiers, the most asked precision's first, then the GEMM shapes, within ``LATE_BUDGET_S``. Each is one
+more window of the same bound call on fresh operands, checked as the first pass checked it. The faster window
+is filed, as STREAM files the best of its rounds: a neighbour can slow a call, never speed it up. Both times go into
 ``metadata.interference.late_pass``, and a warning tells when the windows were far apart.
 """
 
@@ -31,13 +36,25 @@ from typing import Any
 
 from hwcal.measure.blas import blas_round_s, verify_blas
 from hwcal.measure.case import best_call_s, plan_for_call
-from hwcal.measure.records import STREAM_EPSILON, STREAM_INITIAL, STREAM_SCALAR, BlasRecord, StreamRecord, after_kernel
+from hwcal.measure.records import (
+    STREAM_EPSILON,
+    STREAM_INITIAL,
+    STREAM_SCALAR,
+    BlasRecord,
+    ShapeRecord,
+    StreamRecord,
+    after_kernel,
+)
 from hwcal.measure.session import CalibrationSession
+from hwcal.measure.shapes import verify_shape
 from hwcal.measure.stream import StreamState
 from hwcal.measure.timing import TimedRounds, own_rounds, round_cv, round_of, round_times
+from hwcal.precisions import PRECISIONS
 
-LATE_BUDGET_S = {"cpu": 3.0}  # GPUs: their memory is their own (no late pass); CPUs: 2 s before the in-core cases
-IN_CORE_S = 1.0  # of it, at most this on the in-core cases: the shared tiers keep the 2 s they had
+LATE_BUDGET_S = {"cpu": 4.0}  # GPUs: their memory is their own (no late pass)
+IN_CORE_S = 1.0  # of it, at most this on the in-core cases (they come first) ...
+BEFORE_SHAPES_S = 3.0  # ... up to this with the shared tiers' BLAS and STREAM cases, the rest on the GEMM shapes
+SHAPE_M_MAX = 16  # GEMM shapes up to this M (their weights' streaming sets their pace), of the most asked precision
 LATE_PASS_TEST = "test_late_pass"  # bench/test_late_pass.py: the plugin orders it after the other cases
 APART = 0.25  # windows further apart than this are worth a warning
 TOP_FACTOR = 8  # up to 8x the last-level cache: beyond, one call outlasts a neighbour's episode less often
@@ -45,7 +62,7 @@ TOP_FACTOR = 8  # up to 8x the last-level cache: beyond, one call outlasts a nei
 
 @dataclasses.dataclass
 class LateCase:
-    """One record to time again: ``kind`` "blas" or "stream", and where it sits in its list."""
+    """One record to time again: ``kind`` "blas", "stream" or "shape", and where it sits in its list."""
 
     kind: str
     index: int
@@ -93,7 +110,24 @@ def late_cases(session: CalibrationSession) -> list[LateCase]:
         return first + swept + rest
 
     every = blas + stream
-    return ordered([c for c in every if c.bytes <= lo]) + ordered([c for c in every if c.bytes > lo])
+    return (ordered([c for c in every if c.bytes <= lo]) + ordered([c for c in every if c.bytes > lo])
+            + sorted(_shape_cases(session, lo, hi), key=lambda c: c.bytes))
+
+
+def _shape_cases(session: CalibrationSession, lo: int, hi: int) -> list[LateCase]:
+    """The GEMM shapes of the most asked precision at M <= ``SHAPE_M_MAX`` whose operands lie in the shared
+    band: streaming the weights sets their pace, and that moves with the neighbours as BLAS's does (numpy fp32 on
+    the Zen 4 guest, two runs of the same code an hour apart: M = 1-16 with 21-69 MB of weights 1.3-2.0x apart,
+    M >= 32 within 1.2x)."""
+    precisions = session.backend.blas_precisions()
+    out = []
+    for i, r in enumerate(session.results.shapes):
+        nbytes = r.batch * (r.m * r.k + r.k * r.n + r.m * r.n) * PRECISIONS[r.precision].bits // 8
+        if precisions and r.precision == precisions[0] and r.m <= SHAPE_M_MAX and lo < nbytes <= hi:
+            batch = f"b{r.batch}x" if r.batch > 1 else ""
+            out.append(LateCase("shape", i, f"GEMM {r.precision} {r.family} {batch}{r.m}x{r.n}x{r.k}", nbytes,
+                                r.time_s["min"]))
+    return out
 
 
 def _blas_again(session: CalibrationSession, rec: BlasRecord, time_left_s: float) -> BlasRecord | None:
@@ -120,6 +154,32 @@ def _blas_again(session: CalibrationSession, rec: BlasRecord, time_left_s: float
         gflops_best=rec.flops / per_call["min"] / 1e9, gflops_median=rec.flops / per_call["median"] / 1e9,
         gbps_best=rec.bytes / per_call["min"] / 1e9, gbps_median=rec.bytes / per_call["median"] / 1e9,
         cpu_busy=timed.cpu_busy if backend.device_type == "cpu" else None)
+
+
+def _shape_again(session: CalibrationSession, rec: ShapeRecord, time_left_s: float) -> ShapeRecord | None:
+    """The shape's rounds again on fresh operands, verified; None when they would not fit ``time_left_s``."""
+    backend = session.backend
+    per_round_s = max(rec.time_s["min"] * rec.launches_per_round, backend.min_round_s)
+    nbytes = rec.batch * (rec.m * rec.k + rec.k * rec.n + rec.m * rec.n) * PRECISIONS[rec.precision].bits // 8
+    if (rec.rounds + 3) * per_round_s + 2 * nbytes / 1e9 > time_left_s:
+        return None
+    seed = rec.batch * 7 + rec.m * 1000 + rec.n + rec.k * 3 + 11
+    with backend.precision_mode(rec.precision):
+        ops = backend.make_shape_operands(rec.precision, rec.m, rec.n, rec.k, rec.batch, seed,
+                                          rotate=rec.operands == "rotated")
+        call = backend.shape_call(ops)
+        plan = plan_for_call(backend, best_call_s(backend, call), rec.rounds)
+        timed = _rounds(session, plan, call)
+        check = verify_shape(backend, ops, ops.out, seed)
+    if not check.ok:
+        raise AssertionError(f"late pass: {rec.precision} GEMM {rec.m}x{rec.n}x{rec.k} gave wrong results: "
+                             f"{check.describe()}")
+    per_call = round_times(timed.stats, plan.launches)
+    return dataclasses.replace(
+        rec, launches_per_round=plan.launches, rounds=int(timed.stats.rounds), warmup_rounds=plan.warmup_rounds,
+        time_s=per_call, cv=round_cv(timed.stats), max_error=check.max_error,
+        gflops_best=rec.flops / per_call["min"] / 1e9, gflops_median=rec.flops / per_call["median"] / 1e9,
+        cpu_busy=timed.cpu_busy)
 
 
 def _stream_again(session: CalibrationSession, rec: StreamRecord, time_left_s: float) -> StreamRecord | None:
@@ -174,12 +234,17 @@ def run_late_pass(session: CalibrationSession) -> dict[str, Any] | None:
     log: dict[str, Any] = {"budget_s": budget, "band_bytes": list(band), "cases": [], "left_out": 0}
     sweep = session.results.memory
     for case in cases:
-        left = budget - (time.perf_counter() - started)
-        if case.bytes <= band[0]:
-            left = min(left, IN_CORE_S - (time.perf_counter() - started))  # they come first
+        spent = time.perf_counter() - started
+        left = budget - spent
+        if case.kind != "shape":
+            left = min(left, (IN_CORE_S if case.bytes <= band[0] else BEFORE_SHAPES_S) - spent)
         if case.kind == "blas":
             rec: Any = session.results.blas[case.index]
             again: Any = _blas_again(session, rec, left)
+            late_s = again.time_s["min"] if again is not None else None
+        elif case.kind == "shape":
+            rec = session.results.shapes[case.index]
+            again = _shape_again(session, rec, left)
             late_s = again.time_s["min"] if again is not None else None
         else:
             assert sweep is not None
@@ -193,6 +258,8 @@ def run_late_pass(session: CalibrationSession) -> dict[str, Any] | None:
         if filed == "late":
             if case.kind == "blas":
                 session.results.blas[case.index] = again
+            elif case.kind == "shape":
+                session.results.shapes[case.index] = again
             else:
                 assert sweep is not None
                 sweep.records[case.index] = again
