@@ -26,8 +26,8 @@ from tests.conftest import make_input
 class ScriptedLaunch(LaunchProbe):
     """Launch shares from a list (the last one repeats), against a quick run's 5.5 us."""
 
-    def __init__(self, looks: list[float], fork_join: bool = False) -> None:
-        super().__init__(lambda: None, lambda: None, "scripted calls", fork_join=fork_join)
+    def __init__(self, looks: list[float], fork_join: bool = False, pool: bool = False) -> None:
+        super().__init__(lambda: None, lambda: None, "scripted calls", fork_join=fork_join, pool=pool)
         self.script = list(looks)
         self.best_s = 5.5e-6
 
@@ -183,14 +183,64 @@ def test_the_watch_passes_a_case_s_call_time_from_its_rounds(tmp_path: Path) -> 
     assert case["action"] == "flagged" and "wake-up" in case["reasons"][0]
 
 
-def test_launch_probes_by_backend() -> None:
+def test_a_slow_pool_thread_is_a_reason_for_cases_that_kept_the_pool_busy(tmp_path: Path) -> None:
+    """The thread-pool look judges by the CPUs a case's rounds kept busy (measured), however long its calls."""
+    mon = _monitor(tmp_path, ScriptedLaunch([1.0, 0.6], pool=True))
+    start, end = mon.snapshot(), mon.snapshot()
+    ev = mon.evidence(start, end, footprint_bytes=6 << 20, call_s=1e-3, busy=1.95)  # 16 x 256x64 @ 64x256
+    assert ev.disturbed and ev.pace_only and "BLAS's thread pool took 9.2 us" in ev.reasons[0]
+    assert not mon.evidence(start, end, footprint_bytes=6 << 20, call_s=1e-3, busy=1.0).disturbed  # one thread
+    assert not mon.evidence(start, end, footprint_bytes=6 << 20, call_s=1e-3).disturbed  # not known: not judged
+    assert "thread-pool look" in " ".join(mon.sources)
+
+
+def test_the_watch_passes_the_cpus_a_case_kept_busy(tmp_path: Path) -> None:
+    """timed_rounds measures the process's CPU seconds over the rounds' wall time: a case that kept one CPU
+    busy is not the pool's, whatever the look says."""
+    from types import SimpleNamespace
+
+    from hwcal.measure.timing import RoundPlan, timed_rounds
+
+    seen: list[float | None] = []
+
+    class Recording(Monitor):
+        def evidence(self, start, end, footprint_bytes=None, call_s=None, busy=None):  # type: ignore[no-untyped-def]
+            seen.append(busy)
+            return super().evidence(start, end, footprint_bytes, call_s, busy)
+
+    watch = Watch(Recording(Sources(root=tmp_path, commands={}), own_cpu_s=lambda: 0.0), "cpu")
+
+    class Bench:
+        enabled = True
+        fullname = "test_gemm_shape[fp32-b16x256x256x64]"
+        stats = SimpleNamespace(stats=SimpleNamespace(min=1e-3))
+
+        def pedantic(self, fn, rounds, warmup_rounds, iterations, teardown):  # type: ignore[no-untyped-def]
+            end = time.perf_counter() + 0.05
+            while time.perf_counter() < end:  # one thread busy
+                pass
+
+    backend = SimpleNamespace(synchronize=lambda: None, device_idle=lambda: None, device_timer=lambda: None)
+    timed_rounds(Bench(), backend, RoundPlan(1, 1, 0), lambda: None, watch=watch)  # type: ignore[arg-type]
+    assert len(seen) == 1 and seen[0] is not None and 0.5 < seen[0] < 1.3
+
+
+def test_launch_probes_by_backend(monkeypatch: pytest.MonkeyPatch) -> None:
     """GPU: the add floor's launch look; torch on CPU threads: a fork-join look on one grain per thread;
-    numpy (its element-wise calls run on one thread): none."""
+    numpy (its element-wise calls run on one thread): a thread-pool look on a GEMM its OpenBLAS splits, where
+    that has threads to split over, else none."""
     from hwcal.backends.numpy_backend import NumpyBackend
     from hwcal.plugin.preflight import launch_probe
 
-    assert NumpyBackend().fork_join_call() is None
-    assert launch_probe(NumpyBackend()) is None
+    numpy_backend = NumpyBackend()
+    assert numpy_backend.fork_join_call() is None
+    monkeypatch.setattr(launch_share, "SEED_LOOKS", 2)
+    monkeypatch.setattr(NumpyBackend, "_blas_threads", lambda self: 1)
+    assert numpy_backend.pool_call() is None and launch_probe(numpy_backend) is None
+    monkeypatch.setattr(NumpyBackend, "_blas_threads", lambda self: 2)
+    probe = launch_probe(numpy_backend)
+    assert probe is not None and probe.pool and not probe.fork_join and probe.looks == 2
+    assert "thread-pool look" in probe.description and "np.matmul of 128x128 fp32" in probe.description
     torch = pytest.importorskip("torch")
     from hwcal.backends.torch_backend import TorchBackend
 

@@ -289,6 +289,11 @@ class Backend(ABC):
         (the interference watch's fork-join look); None where calls run on one thread or on a GPU."""
         return None
 
+    def pool_call(self) -> FloorCall | None:
+        """A CPU call the BLAS splits over its thread pool, whose pace follows the slowest pool thread's core (the
+        watch's thread-pool look, for frameworks whose own calls run on one thread); None where there is none."""
+        return None
+
     # ==== convolution, attention and fused ops (hwcal.backends.nn) =========================================
     def nn_kernels(self) -> NnKernels:
         """The framework's convolution, attention and fused-op kernels; this default has none (the reason)."""

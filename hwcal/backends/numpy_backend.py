@@ -229,6 +229,24 @@ class NumpyBackend(Backend):
     def blas_threads(self, operation: str) -> int | None:
         return self._blas_threads() if operation in ("dot", "gemv") else 1
 
+    POOL_N = 128  # the pool look's GEMM: large enough that OpenBLAS splits it, ~28 us on 2 Zen 4 threads
+
+    def pool_call(self) -> FloorCall | None:
+        """``np.matmul`` of two 128x128 fp32 matrices: OpenBLAS splits it over its threads. On the Zen 4 guest
+        (2 vCPUs) it took 28 us, or over 1.3x that in 21 % of 300 looks, and a stack of 16 256x64 @ 64x256
+        GEMMs timed after each look ran over 1.4x its best in 81 % of the slow looks' cases and 3 % of the quick
+        ones': two calibrations filed such stacks 1.5-2.2x slow while no other look saw anything."""
+        threads = self._blas_threads()
+        if threads < 2:
+            return None
+        rng = np.random.default_rng(0)
+        a = rng.random((self.POOL_N, self.POOL_N), dtype=np.float32)
+        b = rng.random((self.POOL_N, self.POOL_N), dtype=np.float32)
+        out = np.empty((self.POOL_N, self.POOL_N), dtype=np.float32)
+        n = self.POOL_N
+        return FloorCall(functools.partial(np.matmul, a, b, out=out),
+                         f"np.matmul of {n}x{n} fp32 matrices ({self._blas_kernel()}, {threads} threads)", "fp32")
+
     def blas_kernel(self, operation: str, precision: str) -> str:
         letter = "d" if precision == "fp64" else "s"
         threads = self.blas_threads(operation)

@@ -41,6 +41,10 @@ LAUNCH_BOUND_BYTES = 64 << 20
 # elements of 2 bytes) runs on one thread and waits for no other.
 FORK_JOIN_BOUND_S = 50e-6
 SPLIT_BYTES = 64 << 10
+# A thread-pool look (numpy: OpenBLAS's threads) judges the cases whose rounds kept more than this many CPUs
+# busy per second of wall time (they ran on the pool), however long their calls: the slow episode there is a
+# pool thread's core, which paces the whole of every call split over it.
+POOL_BUSY = 1.3
 
 
 class LaunchProbe:
@@ -50,11 +54,13 @@ class LaunchProbe:
     whose calls are short and could be split (per-call time under FORK_JOIN_BOUND_S, bytes from SPLIT_BYTES);
     otherwise (a GPU's launch) those that move under LAUNCH_BOUND_BYTES."""
 
-    def __init__(self, call: Callable[[], Any], sync: Callable[[], Any], what: str, fork_join: bool = False) -> None:
+    def __init__(self, call: Callable[[], Any], sync: Callable[[], Any], what: str, fork_join: bool = False,
+                 pool: bool = False) -> None:
         self.call = call
         self.sync = sync
         self.what = what
         self.fork_join = fork_join
+        self.pool = pool  # a BLAS call on the library's thread pool (judging: cases that kept its threads busy)
         self.best_s = float("inf")
         self.slowest_s = 0.0
         self.looks = 0
@@ -62,7 +68,10 @@ class LaunchProbe:
 
     @property
     def description(self) -> str:
-        if self.fork_join:
+        if self.pool:
+            look, judged = "a thread-pool look", (f"judging cases whose rounds kept more than {POOL_BUSY:g} CPUs busy "
+                                                  "(calls split over the pool)")
+        elif self.fork_join:
             look, judged = "a fork-join look", (f"judging cases whose calls take under {FORK_JOIN_BOUND_S * 1e6:g} us "
                                                 f"on {SPLIT_BYTES >> 10} KiB or more")
         else:
@@ -87,10 +96,13 @@ class LaunchProbe:
             self.look()
             time.sleep(SEED_GAP_S)
 
-    def matters(self, footprint_bytes: int | None, call_s: float | None = None) -> bool:
+    def matters(self, footprint_bytes: int | None, call_s: float | None = None, busy: float | None = None) -> bool:
         """Whether the host's pace can set a case's time. A GPU's: its calls move little; unknown bytes: no
         (the GPU cases that pass none are the long ones, the max-achievable bursts and the energy windows). A
-        CPU's fork-join: its calls are short (known) and not too small to be split (unknown bytes: could be)."""
+        CPU's fork-join: its calls are short (known) and not too small to be split (unknown bytes: could be). A
+        thread pool's: the case's rounds kept more than ``POOL_BUSY`` CPUs busy (``busy``, measured)."""
+        if self.pool:
+            return busy is not None and busy > POOL_BUSY
         if self.fork_join:
             return call_s is not None and call_s < FORK_JOIN_BOUND_S and (
                 footprint_bytes is None or footprint_bytes >= SPLIT_BYTES)
@@ -100,6 +112,9 @@ class LaunchProbe:
         """Why a case was judged disturbed, with the look's figures."""
         best = self.best_s
         now = best / share * 1e6
+        if self.pool:
+            return (f"a call on the BLAS's thread pool took {now:.1f} us, {1 / share:.2f}x this run's best "
+                    f"({best * 1e6:.1f} us): a slow episode of a pool thread's core")
         if self.fork_join:
             return (f"a call split over the threads took {now:.1f} us, {1 / share:.2f}x this run's best "
                     f"({best * 1e6:.1f} us): a slow episode of the threads' wake-up")

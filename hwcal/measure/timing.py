@@ -187,7 +187,7 @@ def timed_rounds(benchmark: Any, backend: Backend, plan: RoundPlan, launch: Call
     if watch is not None and snap is not None and stats is not None:
         stats = watch.settle(case_name(benchmark), snap, stats, lambda: own_rounds(backend, plan, round_fn),
                              suspect(stats) if suspect is not None else None, footprint_bytes,
-                             stats.min / max(1, plan.launches))
+                             stats.min / max(1, plan.launches), cpu_s / elapsed_s if elapsed_s > 0 else None)
     event_ratio = _device_event_ratio(backend, round_fn, stats.min) if stats else None
     return TimedRounds(stats, elapsed_s, event_ratio, cpu_s)
 

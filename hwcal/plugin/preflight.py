@@ -82,20 +82,23 @@ def run_preflight(ctx: PreflightContext, force: bool) -> PreflightReport:
 
 def launch_probe(backend: Backend) -> LaunchProbe | None:
     """GPU runs: a launch look on the backend's own add floor call (16 elements), seeded now. CPU runs whose
-    framework splits a call over threads (torch): a fork-join look on such a call. Other CPU runs have none:
-    there a call's pace is the cores' own, which the host-share looks watch."""
+    framework splits a call over threads (torch): a fork-join look on such a call; whose BLAS alone does
+    (numpy on a threaded OpenBLAS): a thread-pool look on a GEMM it splits. Other CPU runs have none: there a
+    call's pace is the cores' own, which the host-share looks watch."""
     if backend.device_type == "gpu":
         add = backend.floor_calls().get("add")
         if add is None:
             return None
         backend.warm_up()
         probe = LaunchProbe(add.launch, backend.synchronize, f"{backend.framework} {add.description}")
-    else:
-        split = backend.fork_join_call()
-        if split is None:
-            return None
+    elif (split := backend.fork_join_call()) is not None:
         probe = LaunchProbe(split.launch, backend.synchronize, f"{backend.framework} {split.description}",
                             fork_join=True)
+    elif (pooled := backend.pool_call()) is not None:
+        probe = LaunchProbe(pooled.launch, backend.synchronize, f"{backend.framework} {pooled.description}",
+                            pool=True)
+    else:
+        return None
     probe.seed()
     return probe
 
