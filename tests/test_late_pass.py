@@ -11,7 +11,7 @@ import pytest
 import hwcal
 import hwcal.measure.blas
 import hwcal.measure.late_pass as late_pass
-from hwcal.document.builder import interference_metadata
+from hwcal.document.builder import build_calibration, interference_metadata
 from hwcal.document.schema import schema_errors
 from hwcal.machine.caches import CacheInfo, CacheLevel
 from hwcal.measure.blas import run_blas
@@ -19,6 +19,7 @@ from hwcal.measure.late_pass import run_late_pass, shared_band
 from hwcal.measure.session import CalibrationOptions, CalibrationSession
 from hwcal.measure.stream import StreamState, run_stream
 from hwcal.measure.verify import Verification
+from tests.conftest import make_input
 from tests.fakes import FakeBenchmark
 
 KiB, MiB = 2**10, 2**20
@@ -147,6 +148,34 @@ def test_the_memory_bound_gemm_shapes_come_last_in_a_second_of_their_own(tmp_pat
     assert case["filed"] == "late" and shapes[0].time_s["min"] == case["late_s"] < slow.time_s["min"] / 10
     assert shapes[0].gflops_best == pytest.approx(shapes[0].flops / shapes[0].time_s["min"] / 1e9)
     assert all(a is b for a, b in zip(shapes[1:], others, strict=True))  # the others as they were
+
+
+def test_a_flagged_gemm_shape_comes_first_and_a_quiet_faster_window_clears_its_flag(tmp_path: Path) -> None:
+    from hwcal.machine.interference import Monitor
+    from hwcal.machine.sources import Sources
+    from hwcal.measure.shape_plan import Shape
+    from hwcal.measure.shapes import run_shape
+    from hwcal.measure.watch import Watch
+
+    session = _session(tmp_path, TINY)
+    session.watch = Watch(Monitor(Sources(root=tmp_path, commands={}), own_cpu_s=lambda: 0.0), "cpu")  # quiet
+    for shape in (Shape("small_m", 1, 4, 128, 128), Shape("batched", 4, 32, 32, 32)):  # M = 32: flagged only
+        run_shape(FakeBenchmark(), session, "fp32", shape)
+    shapes = session.results.shapes
+    first = shapes[1]
+    shapes[1] = type(first)(**{**vars(first), "time_s": {k: v * 100 for k, v in first.time_s.items()}})
+    session.watch.log.cases.append({"case": "bench/test_gemm_shapes.py::test_gemm_shape[fp32-b4x32x32x32]",
+                                    "reasons": ["a call on the BLAS's thread pool took 50 us"], "action": "flagged",
+                                    "re_measured": 1, "evidence": [{}], "not_tried_again": "still slow"})
+    log = run_late_pass(session)
+    assert log is not None
+    assert [c["case"] for c in log["cases"]] == ["GEMM fp32 batched b4x32x32x32", "GEMM fp32 small_m 4x128x128"]
+    assert log["cases"][0]["filed"] == "late"
+    (entry,) = session.watch.log.cases
+    assert entry["action"] == "re-measured" and entry["late_pass"] is True and "not_tried_again" not in entry
+    assert session.watch.flagged() == []
+    doc = build_calibration(make_input(interference=session.watch.log))
+    assert schema_errors(doc) == [] and doc["metadata"]["interference"]["flagged"] == 0
 
 
 def test_a_wrong_gemm_in_the_second_window_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

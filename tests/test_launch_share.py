@@ -191,6 +191,7 @@ def test_a_slow_pool_thread_is_a_reason_for_cases_that_kept_the_pool_busy(tmp_pa
     assert ev.disturbed and ev.pace_only and "BLAS's thread pool took 9.2 us" in ev.reasons[0]
     assert not mon.evidence(start, end, footprint_bytes=6 << 20, call_s=1e-3, busy=1.0).disturbed  # one thread
     assert not mon.evidence(start, end, footprint_bytes=6 << 20, call_s=1e-3).disturbed  # not known: not judged
+    assert not mon.evidence(start, end, footprint_bytes=64, call_s=1e-6, busy=1.9).disturbed  # a floor's 16 elements
     assert "thread-pool look" in " ".join(mon.sources)
 
 

@@ -70,7 +70,7 @@ class LaunchProbe:
     def description(self) -> str:
         if self.pool:
             look, judged = "a thread-pool look", (f"judging cases whose rounds kept more than {POOL_BUSY:g} CPUs busy "
-                                                  "(calls split over the pool)")
+                                                  f"on {SPLIT_BYTES >> 10} KiB or more (calls split over the pool)")
         elif self.fork_join:
             look, judged = "a fork-join look", (f"judging cases whose calls take under {FORK_JOIN_BOUND_S * 1e6:g} us "
                                                 f"on {SPLIT_BYTES >> 10} KiB or more")
@@ -100,9 +100,11 @@ class LaunchProbe:
         """Whether the host's pace can set a case's time. A GPU's: its calls move little; unknown bytes: no
         (the GPU cases that pass none are the long ones, the max-achievable bursts and the energy windows). A
         CPU's fork-join: its calls are short (known) and not too small to be split (unknown bytes: could be). A
-        thread pool's: the case's rounds kept more than ``POOL_BUSY`` CPUs busy (``busy``, measured)."""
-        if self.pool:
-            return busy is not None and busy > POOL_BUSY
+        thread pool's: the case's rounds kept more than ``POOL_BUSY`` CPUs busy (``busy``, measured), on bytes
+        that could be split."""
+        if self.pool:  # and, as a fork-join's, on enough bytes to split (OpenBLAS's idle threads spin a while
+            # after each split call: a numpy run's 16-element floor calls read 1.3-2 CPUs busy)
+            return busy is not None and busy > POOL_BUSY and (footprint_bytes is None or footprint_bytes >= SPLIT_BYTES)
         if self.fork_join:
             return call_s is not None and call_s < FORK_JOIN_BOUND_S and (
                 footprint_bytes is None or footprint_bytes >= SPLIT_BYTES)

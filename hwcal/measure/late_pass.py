@@ -111,23 +111,38 @@ def late_cases(session: CalibrationSession) -> list[LateCase]:
 
     every = blas + stream
     return (ordered([c for c in every if c.bytes <= lo]) + ordered([c for c in every if c.bytes > lo])
-            + sorted(_shape_cases(session, lo, hi), key=lambda c: c.bytes))
+            + _shape_cases(session, lo, hi))
 
 
 def _shape_cases(session: CalibrationSession, lo: int, hi: int) -> list[LateCase]:
-    """The GEMM shapes of the most asked precision at M <= ``SHAPE_M_MAX`` whose operands lie in the shared
-    band: streaming the weights sets their pace, and that moves with the neighbours as BLAS's does (numpy fp32 on
-    the Zen 4 guest, two runs of the same code an hour apart: M = 1-16 with 21-69 MB of weights 1.3-2.0x apart,
-    M >= 32 within 1.2x)."""
+    """The GEMM shapes of the most asked precision worth a second window: those the watch flagged (the pace
+    looks see episodes that outlast a wait: a numpy run's thread-pool look found 0 of 6 cases quick on a try
+    at once), then those at M <= ``SHAPE_M_MAX`` whose operands lie in the shared band: streaming the weights
+    sets their pace, and that moves with the neighbours as BLAS's does (numpy fp32 on the Zen 4 guest, two runs
+    of the same code an hour apart: M = 1-16 with 21-69 MB of weights 1.3-2.0x apart, M >= 32 within 1.2x).
+    Smallest first within each."""
     precisions = session.backend.blas_precisions()
-    out = []
+    flagged = {c["case"] for c in session.watch.flagged()} if session.watch is not None else set()
+    first: list[LateCase] = []
+    banded: list[LateCase] = []
     for i, r in enumerate(session.results.shapes):
+        if not precisions or r.precision != precisions[0]:
+            continue
         nbytes = r.batch * (r.m * r.k + r.k * r.n + r.m * r.n) * PRECISIONS[r.precision].bits // 8
-        if precisions and r.precision == precisions[0] and r.m <= SHAPE_M_MAX and lo < nbytes <= hi:
-            batch = f"b{r.batch}x" if r.batch > 1 else ""
-            out.append(LateCase("shape", i, f"GEMM {r.precision} {r.family} {batch}{r.m}x{r.n}x{r.k}", nbytes,
-                                r.time_s["min"]))
-    return out
+        batch = f"b{r.batch}x" if r.batch > 1 else ""
+        case = LateCase("shape", i, f"GEMM {r.precision} {r.family} {batch}{r.m}x{r.n}x{r.k}", nbytes,
+                        r.time_s["min"])
+        if any(name.endswith(shape_case_id(r.precision, r)) for name in flagged):
+            first.append(case)
+        elif r.m <= SHAPE_M_MAX and lo < nbytes <= hi:
+            banded.append(case)
+    return sorted(first, key=lambda c: c.bytes) + sorted(banded, key=lambda c: c.bytes)
+
+
+def shape_case_id(precision: str, rec: ShapeRecord) -> str:
+    """The end of the pytest id of the case that measured ``rec`` (``[fp32-b16x256x256x64]``)."""
+    mnk = f"{rec.m}x{rec.n}x{rec.k}"
+    return f"[{precision}-{f'b{rec.batch}x{mnk}' if rec.batch > 1 else mnk}]"
 
 
 def _blas_again(session: CalibrationSession, rec: BlasRecord, time_left_s: float) -> BlasRecord | None:
@@ -215,9 +230,54 @@ def _rounds(session: CalibrationSession, plan: Any, call: Any) -> TimedRounds:
     return TimedRounds(stats, time.perf_counter() - start, None, time.process_time() - cpu_start)
 
 
+def _clear_flag(session: CalibrationSession, snap: Any, case_id: str, nbytes: int, call_s: float,
+                busy: float | None) -> None:
+    """A flagged case whose late window is the one filed, and which the watch's looks found undisturbed, was
+    re-measured after all: its entry in the interference log says so (``late_pass``)."""
+    watch = session.watch
+    assert watch is not None
+    evidence = watch.monitor.evidence(snap, watch.monitor.snapshot(), nbytes, call_s, busy)
+    if evidence.disturbed:
+        return
+    for entry in watch.flagged():
+        if entry["case"].endswith(case_id):
+            entry.update(action="re-measured", late_pass=True, evidence=[*entry["evidence"], evidence.as_dict()])
+            entry.pop("not_tried_again", None)
+
+
 def _spread(case: dict[str, Any]) -> float:
     """The slower window's time over the faster's."""
     return max(case["first_s"], case["late_s"]) / min(case["first_s"], case["late_s"])
+
+
+def _again(session: CalibrationSession, case: LateCase, left: float) -> tuple[Any, float | None]:
+    """The case's second window (a new record, or None when it would not fit ``left``) and its best per call."""
+    if case.kind == "blas":
+        blas = _blas_again(session, session.results.blas[case.index], left)
+        return blas, blas.time_s["min"] if blas is not None else None
+    if case.kind == "shape":
+        rec = session.results.shapes[case.index]
+        snap = session.watch.monitor.snapshot() if session.watch is not None else None
+        shape = _shape_again(session, rec, left)
+        late_s = shape.time_s["min"] if shape is not None else None
+        if shape is not None and late_s is not None and late_s < case.first_s and snap is not None:
+            _clear_flag(session, snap, shape_case_id(rec.precision, rec), case.bytes, late_s, shape.cpu_busy)
+        return shape, late_s
+    sweep = session.results.memory
+    assert sweep is not None
+    stream = _stream_again(session, sweep.records[case.index], left)
+    return stream, stream.time_s["min"] / stream.passes_per_round if stream is not None else None
+
+
+def _file(session: CalibrationSession, case: LateCase, again: Any) -> None:
+    """The second window's record in place of the first's."""
+    if case.kind == "blas":
+        session.results.blas[case.index] = again
+    elif case.kind == "shape":
+        session.results.shapes[case.index] = again
+    else:
+        assert session.results.memory is not None
+        session.results.memory.records[case.index] = again
 
 
 def run_late_pass(session: CalibrationSession) -> dict[str, Any] | None:
@@ -232,37 +292,18 @@ def run_late_pass(session: CalibrationSession) -> dict[str, Any] | None:
     assert band is not None  # late_cases found its cases by it
     started = time.perf_counter()
     log: dict[str, Any] = {"budget_s": budget, "band_bytes": list(band), "cases": [], "left_out": 0}
-    sweep = session.results.memory
     for case in cases:
         spent = time.perf_counter() - started
         left = budget - spent
         if case.kind != "shape":
             left = min(left, (IN_CORE_S if case.bytes <= band[0] else BEFORE_SHAPES_S) - spent)
-        if case.kind == "blas":
-            rec: Any = session.results.blas[case.index]
-            again: Any = _blas_again(session, rec, left)
-            late_s = again.time_s["min"] if again is not None else None
-        elif case.kind == "shape":
-            rec = session.results.shapes[case.index]
-            again = _shape_again(session, rec, left)
-            late_s = again.time_s["min"] if again is not None else None
-        else:
-            assert sweep is not None
-            rec = sweep.records[case.index]
-            again = _stream_again(session, rec, left)
-            late_s = again.time_s["min"] / again.passes_per_round if again is not None else None
+        again, late_s = _again(session, case, left)
         if again is None or late_s is None:
             log["left_out"] += 1
             continue
         filed = "late" if late_s < case.first_s else "first"
         if filed == "late":
-            if case.kind == "blas":
-                session.results.blas[case.index] = again
-            elif case.kind == "shape":
-                session.results.shapes[case.index] = again
-            else:
-                assert sweep is not None
-                sweep.records[case.index] = again
+            _file(session, case, again)
         log["cases"].append({"case": case.label, "first_s": case.first_s, "late_s": late_s, "filed": filed})
     log["spent_s"] = round(time.perf_counter() - started, 3)
     apart = [c for c in log["cases"] if _spread(c) > 1 + APART]
