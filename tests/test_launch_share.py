@@ -183,47 +183,57 @@ def test_the_watch_passes_a_case_s_call_time_from_its_rounds(tmp_path: Path) -> 
     assert case["action"] == "flagged" and "wake-up" in case["reasons"][0]
 
 
-def test_a_slow_pool_thread_is_a_reason_for_cases_that_kept_the_pool_busy(tmp_path: Path) -> None:
-    """The thread-pool look judges by the CPUs a case's rounds kept busy (measured), however long its calls."""
+def test_a_slow_pool_thread_is_a_reason_for_the_calls_the_pool_splits(tmp_path: Path) -> None:
+    """The thread-pool look judges the cases whose calls the BLAS's pool splits (the backend's word), however long
+    their calls, on bytes it could split."""
     mon = _monitor(tmp_path, ScriptedLaunch([1.0, 0.6], pool=True))
     start, end = mon.snapshot(), mon.snapshot()
-    ev = mon.evidence(start, end, footprint_bytes=6 << 20, call_s=1e-3, busy=1.95)  # 16 x 256x64 @ 64x256
+    ev = mon.evidence(start, end, footprint_bytes=6 << 20, call_s=1e-3, split=True)  # 16 x 256x64 @ 64x256
     assert ev.disturbed and ev.pace_only and "BLAS's thread pool took 9.2 us" in ev.reasons[0]
-    assert not mon.evidence(start, end, footprint_bytes=6 << 20, call_s=1e-3, busy=1.0).disturbed  # one thread
+    assert not mon.evidence(start, end, footprint_bytes=6 << 20, call_s=1e-3, split=False).disturbed  # numpy STREAM
     assert not mon.evidence(start, end, footprint_bytes=6 << 20, call_s=1e-3).disturbed  # not known: not judged
-    assert not mon.evidence(start, end, footprint_bytes=64, call_s=1e-6, busy=1.9).disturbed  # a floor's 16 elements
+    assert not mon.evidence(start, end, footprint_bytes=64, call_s=1e-6, split=True).disturbed  # 16 elements
     assert "thread-pool look" in " ".join(mon.sources)
 
 
-def test_the_watch_passes_the_cpus_a_case_kept_busy(tmp_path: Path) -> None:
-    """timed_rounds measures the process's CPU seconds over the rounds' wall time: a case that kept one CPU
-    busy is not the pool's, whatever the look says."""
-    from types import SimpleNamespace
+def test_which_numpy_calls_the_pool_splits(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hwcal.backends.numpy_backend import NumpyBackend
 
-    from hwcal.measure.timing import RoundPlan, timed_rounds
+    backend = NumpyBackend()
+    monkeypatch.setattr(NumpyBackend, "_blas_threads", lambda self: 2)
+    assert [op for op in ("gemm", "dot", "gemv", "axpy", "scal") if backend.pool_splits(op, "fp32")] == \
+        ["gemm", "dot", "gemv"]
+    assert backend.pool_splits("gemm", "fp64") and not backend.pool_splits("gemm", "fp16")  # numpy's own loop
+    monkeypatch.setattr(NumpyBackend, "_blas_threads", lambda self: 1)
+    assert not backend.pool_splits("gemm", "fp32")
 
-    seen: list[float | None] = []
+
+def test_the_bodies_tell_the_watch_which_calls_the_pool_splits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A numpy fp32 GEMM shape and gemv go to the pool; a STREAM kernel and an fp16 GEMM (numpy's loop) do not."""
+    from hwcal.backends.numpy_backend import NumpyBackend
+    from hwcal.measure.blas import run_blas
+    from hwcal.measure.session import CalibrationOptions, CalibrationSession
+    from hwcal.measure.shape_plan import Shape
+    from hwcal.measure.shapes import run_shape
+    from hwcal.measure.stream import StreamState, run_stream
+    from tests.fakes import FakeBenchmark
+
+    seen: list[bool | None] = []
 
     class Recording(Monitor):
-        def evidence(self, start, end, footprint_bytes=None, call_s=None, busy=None):  # type: ignore[no-untyped-def]
-            seen.append(busy)
-            return super().evidence(start, end, footprint_bytes, call_s, busy)
+        def evidence(self, start, end, footprint_bytes=None, call_s=None, split=None):  # type: ignore[no-untyped-def]
+            seen.append(split)
+            return super().evidence(start, end, footprint_bytes, call_s, split)
 
-    watch = Watch(Recording(Sources(root=tmp_path, commands={}), own_cpu_s=lambda: 0.0), "cpu")
-
-    class Bench:
-        enabled = True
-        fullname = "test_gemm_shape[fp32-b16x256x256x64]"
-        stats = SimpleNamespace(stats=SimpleNamespace(min=1e-3))
-
-        def pedantic(self, fn, rounds, warmup_rounds, iterations, teardown):  # type: ignore[no-untyped-def]
-            end = time.perf_counter() + 0.05
-            while time.perf_counter() < end:  # one thread busy
-                pass
-
-    backend = SimpleNamespace(synchronize=lambda: None, device_idle=lambda: None, device_timer=lambda: None)
-    timed_rounds(Bench(), backend, RoundPlan(1, 1, 0), lambda: None, watch=watch)  # type: ignore[arg-type]
-    assert len(seen) == 1 and seen[0] is not None and 0.5 < seen[0] < 1.3
+    monkeypatch.setattr(NumpyBackend, "_blas_threads", lambda self: 2)
+    session = CalibrationSession(CalibrationOptions(None, "numpy", "cpu", None, None, tmp_path, False, None, 1.0,
+                                                    1.0, False, False))
+    session.watch = Watch(Recording(Sources(root=tmp_path, commands={}), own_cpu_s=lambda: 0.0), "cpu")
+    run_shape(FakeBenchmark(), session, "fp32", Shape("small_m", 1, 4, 128, 128))
+    run_shape(FakeBenchmark(), session, "fp16", Shape("small_m", 1, 4, 64, 64))
+    run_blas(FakeBenchmark(), session, "gemv", "fp32", 64 << 10)
+    run_stream(FakeBenchmark(), session, StreamState(session.backend), "add", 32 << 10)
+    assert seen[:3] == [True, False, True] and not seen[3]  # STREAM says nothing of the pool: not judged
 
 
 def test_launch_probes_by_backend(monkeypatch: pytest.MonkeyPatch) -> None:

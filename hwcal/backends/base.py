@@ -289,6 +289,11 @@ class Backend(ABC):
         (the interference watch's fork-join look); None where calls run on one thread or on a GPU."""
         return None
 
+    def pool_splits(self, operation: str, precision: str) -> bool:
+        """Whether the BLAS's thread pool splits this operation's calls (``gemm``, or a BLAS operation) in this
+        precision: the cases the thread-pool look judges."""
+        return False
+
     def pool_call(self) -> FloorCall | None:
         """A CPU call the BLAS splits over its thread pool, whose pace follows the slowest pool thread's core (the
         watch's thread-pool look, for frameworks whose own calls run on one thread); None where there is none."""

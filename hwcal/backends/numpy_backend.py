@@ -229,6 +229,10 @@ class NumpyBackend(Backend):
     def blas_threads(self, operation: str) -> int | None:
         return self._blas_threads() if operation in ("dot", "gemv") else 1
 
+    def pool_splits(self, operation: str, precision: str) -> bool:
+        # numpy's other precisions run its own one-thread loops; axpy and scal are its ufuncs
+        return operation in ("gemm", "dot", "gemv") and precision in ("fp32", "fp64") and self._blas_threads() > 1
+
     POOL_N = 128  # the pool look's GEMM: large enough that OpenBLAS splits it, ~28 us on 2 Zen 4 threads
 
     def pool_call(self) -> FloorCall | None:

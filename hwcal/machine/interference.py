@@ -200,11 +200,11 @@ class Monitor:
             return None
 
     def evidence(self, start: Snapshot, end: Snapshot, footprint_bytes: int | None = None,
-                 call_s: float | None = None, busy: float | None = None) -> Evidence:
+                 call_s: float | None = None, split: bool | None = None) -> Evidence:
         """What ran beside us between two snapshots, judged against the thresholds; ``footprint_bytes``, the
         case's data where known, decides whether a taken LLC could have slowed it, and with ``call_s`` (its
-        per-call time where known) whether a slow launch or wake-up could; ``busy`` (CPUs its rounds kept busy)
-        whether a slow thread of the BLAS's pool could."""
+        per-call time where known) whether a slow launch or wake-up could; ``split`` (its calls go to the BLAS's
+        thread pool) whether a slow pool thread could."""
         wall = max(end.t - start.t, 1e-6)
         capacity = wall * self._cpus
         other_s = other_pct = steal_pct = None
@@ -238,7 +238,7 @@ class Monitor:
                 reasons.append(f"one thread read a quarter of the LLC at {cache:.0%} of this run's best "
                                f"({cache * cache_ref:.0f} of {cache_ref:.0f} GB/s): the shared cache was taken")
         if self.launch is not None and launch is not None and launch < th.launch_share_fraction \
-                and self.launch.matters(footprint_bytes, call_s, busy):
+                and self.launch.matters(footprint_bytes, call_s, split):
             reasons.append(self.launch.reason(launch))
             paced = True
         if th.gpu_other_processes and (gpu_pids or (gpu_sm or 0.0) > 0):

@@ -41,10 +41,11 @@ LAUNCH_BOUND_BYTES = 64 << 20
 # elements of 2 bytes) runs on one thread and waits for no other.
 FORK_JOIN_BOUND_S = 50e-6
 SPLIT_BYTES = 64 << 10
-# A thread-pool look (numpy: OpenBLAS's threads) judges the cases whose rounds kept more than this many CPUs
-# busy per second of wall time (they ran on the pool), however long their calls: the slow episode there is a
-# pool thread's core, which paces the whole of every call split over it.
-POOL_BUSY = 1.3
+# A thread-pool look (numpy: OpenBLAS's threads) judges the cases whose calls the pool splits (the GEMMs, and
+# dot and gemv), however long: the slow episode there is a pool thread's core, which paces every such call.
+# Which calls those are is the backend's word: the CPU time the rounds took cannot tell, as OpenBLAS's idle
+# threads spin a while after each split call (the look's own among them) and read 1.3-2 CPUs busy under
+# numpy's one-thread STREAM.
 
 
 class LaunchProbe:
@@ -60,7 +61,7 @@ class LaunchProbe:
         self.sync = sync
         self.what = what
         self.fork_join = fork_join
-        self.pool = pool  # a BLAS call on the library's thread pool (judging: cases that kept its threads busy)
+        self.pool = pool  # a BLAS call on the library's thread pool (judging: cases whose calls it splits)
         self.best_s = float("inf")
         self.slowest_s = 0.0
         self.looks = 0
@@ -69,8 +70,8 @@ class LaunchProbe:
     @property
     def description(self) -> str:
         if self.pool:
-            look, judged = "a thread-pool look", (f"judging cases whose rounds kept more than {POOL_BUSY:g} CPUs busy "
-                                                  f"on {SPLIT_BYTES >> 10} KiB or more (calls split over the pool)")
+            look, judged = "a thread-pool look", (f"judging cases whose calls the pool splits, on {SPLIT_BYTES >> 10} "
+                                                  "KiB or more")
         elif self.fork_join:
             look, judged = "a fork-join look", (f"judging cases whose calls take under {FORK_JOIN_BOUND_S * 1e6:g} us "
                                                 f"on {SPLIT_BYTES >> 10} KiB or more")
@@ -96,15 +97,13 @@ class LaunchProbe:
             self.look()
             time.sleep(SEED_GAP_S)
 
-    def matters(self, footprint_bytes: int | None, call_s: float | None = None, busy: float | None = None) -> bool:
+    def matters(self, footprint_bytes: int | None, call_s: float | None = None, split: bool | None = None) -> bool:
         """Whether the host's pace can set a case's time. A GPU's: its calls move little; unknown bytes: no
         (the GPU cases that pass none are the long ones, the max-achievable bursts and the energy windows). A
         CPU's fork-join: its calls are short (known) and not too small to be split (unknown bytes: could be). A
-        thread pool's: the case's rounds kept more than ``POOL_BUSY`` CPUs busy (``busy``, measured), on bytes
-        that could be split."""
-        if self.pool:  # and, as a fork-join's, on enough bytes to split (OpenBLAS's idle threads spin a while
-            # after each split call: a numpy run's 16-element floor calls read 1.3-2 CPUs busy)
-            return busy is not None and busy > POOL_BUSY and (footprint_bytes is None or footprint_bytes >= SPLIT_BYTES)
+        thread pool's: the case's calls go to the pool (``split``, the backend's word), on bytes it could split."""
+        if self.pool:
+            return bool(split) and (footprint_bytes is None or footprint_bytes >= SPLIT_BYTES)
         if self.fork_join:
             return call_s is not None and call_s < FORK_JOIN_BOUND_S and (
                 footprint_bytes is None or footprint_bytes >= SPLIT_BYTES)

@@ -353,7 +353,8 @@ def _run(benchmark: Any, session: CalibrationSession, operation: str, precision:
         info={"operation": operation, "precision": precision, "n": n, "m": m, "flops": flops * plan.launches,
               "bytes": nbytes * plan.launches, "kernel": support.kernel},
         failure_key=f"{operation}:{precision}", where=f"n={n}", what=f"{operation} {precision} at n={n}",
-        suspect=slower_than_larger(session, operation, precision, nbytes, plan.launches), footprint_bytes=nbytes)
+        suspect=slower_than_larger(session, operation, precision, nbytes, plan.launches), footprint_bytes=nbytes,
+        split=backend.pool_splits(operation, precision))
     if run.stats is None:
         return
     fields = run.record_fields(precision, support.kernel, per_call=True)

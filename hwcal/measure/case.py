@@ -83,14 +83,15 @@ class CaseRun:
 def run_verified(benchmark: Any, session: CalibrationSession, plan: RoundPlan, launch: Callable[..., Any],
                  args: tuple[Any, ...], verify: Callable[[], Verification], *, info: dict[str, Any],
                  failure_key: str, where: str, what: str,
-                 suspect: Callable[[Any], str | None] | None = None, footprint_bytes: int | None = None) -> CaseRun:
+                 suspect: Callable[[Any], str | None] | None = None, footprint_bytes: int | None = None,
+                 split: bool | None = None) -> CaseRun:
     """Time ``plan`` rounds of ``launch(*args)``, then verify. A wrong result is recorded under
     ``failure_key`` (later cases of it skip) and fails the test: ``what`` gave wrong results. The session's
     watch re-measures a case other work disturbed, or whose statistics a cross-check (``suspect``) doubts."""
     backend = session.backend
     benchmark.extra_info.update({**info, "launches_per_round": plan.launches})
     timed = timed_rounds(benchmark, backend, plan, launch, *args, watch=session.watch, suspect=suspect,
-                         footprint_bytes=footprint_bytes)
+                         footprint_bytes=footprint_bytes, split=split)
     check = verify()
     benchmark.extra_info.update({"verified": check.ok, "max_error": check.max_error})
     if not check.ok:

@@ -230,13 +230,14 @@ def _rounds(session: CalibrationSession, plan: Any, call: Any) -> TimedRounds:
     return TimedRounds(stats, time.perf_counter() - start, None, time.process_time() - cpu_start)
 
 
-def _clear_flag(session: CalibrationSession, snap: Any, case_id: str, nbytes: int, call_s: float,
-                busy: float | None) -> None:
+def _clear_flag(session: CalibrationSession, snap: Any, precision: str, case_id: str, nbytes: int,
+                call_s: float) -> None:
     """A flagged case whose late window is the one filed, and which the watch's looks found undisturbed, was
     re-measured after all: its entry in the interference log says so (``late_pass``)."""
     watch = session.watch
     assert watch is not None
-    evidence = watch.monitor.evidence(snap, watch.monitor.snapshot(), nbytes, call_s, busy)
+    evidence = watch.monitor.evidence(snap, watch.monitor.snapshot(), nbytes, call_s,
+                                      session.backend.pool_splits("gemm", precision))
     if evidence.disturbed:
         return
     for entry in watch.flagged():
@@ -261,7 +262,7 @@ def _again(session: CalibrationSession, case: LateCase, left: float) -> tuple[An
         shape = _shape_again(session, rec, left)
         late_s = shape.time_s["min"] if shape is not None else None
         if shape is not None and late_s is not None and late_s < case.first_s and snap is not None:
-            _clear_flag(session, snap, shape_case_id(rec.precision, rec), case.bytes, late_s, shape.cpu_busy)
+            _clear_flag(session, snap, rec.precision, shape_case_id(rec.precision, rec), case.bytes, late_s)
         return shape, late_s
     sweep = session.results.memory
     assert sweep is not None

@@ -165,14 +165,15 @@ def round_of(backend: Backend, launches: int, launch: Callable[..., Any], *args:
 
 def timed_rounds(benchmark: Any, backend: Backend, plan: RoundPlan, launch: Callable[..., Any],
                  *args: Any, watch: Watch | None = None, suspect: Callable[[Any], str | None] | None = None,
-                 footprint_bytes: int | None = None) -> TimedRounds:
+                 footprint_bytes: int | None = None, split: bool | None = None) -> TimedRounds:
     """The round structure every benchmark body shares: ``plan.launches`` launches then one device
     synchronisation per round, timed by ``benchmark.pedantic``; SyncGuard checks after every round,
     outside the timed region, that nothing is left queued (HwcalError otherwise).
 
     With a ``watch``, a case that other work disturbed (or whose statistics ``suspect`` finds doubtful)
     is timed again once the machine is quiet (``hwcal.measure.watch``); ``footprint_bytes``, the bytes one
-    launch touches where the caller knows them, tells the watch whether a taken LLC could matter."""
+    launch touches where the caller knows them, tells the watch whether a taken LLC could matter, and ``split``
+    whether the BLAS's thread pool splits the calls."""
     round_fn = round_of(backend, plan.launches, launch, *args)
     guard = SyncGuard(backend)
     snap = watch.start() if watch is not None and benchmark.enabled else None
@@ -187,7 +188,7 @@ def timed_rounds(benchmark: Any, backend: Backend, plan: RoundPlan, launch: Call
     if watch is not None and snap is not None and stats is not None:
         stats = watch.settle(case_name(benchmark), snap, stats, lambda: own_rounds(backend, plan, round_fn),
                              suspect(stats) if suspect is not None else None, footprint_bytes,
-                             stats.min / max(1, plan.launches), cpu_s / elapsed_s if elapsed_s > 0 else None)
+                             stats.min / max(1, plan.launches), split)
     event_ratio = _device_event_ratio(backend, round_fn, stats.min) if stats else None
     return TimedRounds(stats, elapsed_s, event_ratio, cpu_s)
 

@@ -71,9 +71,9 @@ class Watch:
         return self.monitor.snapshot()
 
     def judge(self, start: Snapshot, footprint_bytes: int | None = None, call_s: float | None = None,
-              busy: float | None = None) -> Evidence:
+              split: bool | None = None) -> Evidence:
         try:
-            return self.monitor.evidence(start, self.monitor.snapshot(), footprint_bytes, call_s, busy)
+            return self.monitor.evidence(start, self.monitor.snapshot(), footprint_bytes, call_s, split)
         finally:
             self._sync()
 
@@ -88,7 +88,7 @@ class Watch:
         return self.log.budget_s - self.log.spent_s
 
     def wait_quiet(self, footprint_bytes: int | None = None, call_s: float | None = None,
-                   busy: float | None = None) -> Evidence | None:
+                   split: bool | None = None) -> Evidence | None:
         """Poll until one window is quiet, within the per-case wait and what the run's budget has left;
         the quiet window's evidence, or None when the machine stayed busy."""
         deadline = time.perf_counter() + min(self.quiet_wait_s, max(0.0, self.budget_left_s()))
@@ -97,7 +97,7 @@ class Watch:
             while time.perf_counter() + QUIET_POLL_S <= deadline:
                 snap = self.monitor.snapshot()
                 time.sleep(QUIET_POLL_S)
-                ev = self.monitor.evidence(snap, self.monitor.snapshot(), footprint_bytes, call_s, busy)
+                ev = self.monitor.evidence(snap, self.monitor.snapshot(), footprint_bytes, call_s, split)
                 if not ev.disturbed:
                     return ev
             return None
@@ -105,7 +105,7 @@ class Watch:
             self.log.spent_s += time.perf_counter() - started
 
     def settle(self, case: str, start: Snapshot, first: T, again: Callable[[], T], suspect: str | None = None,
-               footprint_bytes: int | None = None, call_s: float | None = None, busy: float | None = None) -> T:
+               footprint_bytes: int | None = None, call_s: float | None = None, split: bool | None = None) -> T:
         """``first`` if nothing disturbed it (and no cross-check ``suspect``ed it); else ``again()`` once the
         machine is quiet, up to RETRIES times within the budget. Never quiet: the least disturbed
         attempt, flagged. A wait that finds no quiet moment ends the tries, and for ``backoff_s`` after it
@@ -113,7 +113,7 @@ class Watch:
         by one more at once, with no wait and no back-off (Launch pace, above). Every case acted on is logged
         with its evidence (and why it was not tried again). ``footprint_bytes`` and ``call_s`` (a call's bytes
         and seconds, where known) tell which looks can judge the case."""
-        evidence = self.judge(start, footprint_bytes, call_s, busy)
+        evidence = self.judge(start, footprint_bytes, call_s, split)
         reasons = [*evidence.reasons, *([suspect] if suspect else [])]
         if not reasons:
             return first
@@ -138,14 +138,14 @@ class Watch:
                     untried = (f"backing off {backing_off:.1f} s more: the last wait for a quiet moment "
                                f"({self.quiet_wait_s:g} s) found none")
                     break
-                if self.wait_quiet(footprint_bytes, call_s, busy) is None:
+                if self.wait_quiet(footprint_bytes, call_s, split) is None:
                     self._backoff_until = time.perf_counter() + self.backoff_s
                     untried = f"no quiet moment came within the {self.quiet_wait_s:g} s wait"
                     break
             started = time.perf_counter()
             snap = self.monitor.snapshot()
             result = again()
-            ev = self.monitor.evidence(snap, self.monitor.snapshot(), footprint_bytes, call_s, busy)
+            ev = self.monitor.evidence(snap, self.monitor.snapshot(), footprint_bytes, call_s, split)
             self.log.spent_s += time.perf_counter() - started
             tries.append(ev.as_dict())
             if paced:
