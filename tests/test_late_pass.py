@@ -125,8 +125,8 @@ def test_the_in_core_cases_keep_to_their_share(tmp_path: Path, monkeypatch: pyte
 
 def test_the_memory_bound_gemm_shapes_come_last_in_a_second_of_their_own(tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    """fp32 (the most asked precision) at M <= 16 with operands in the band: timed again after the others, within
-    what the budget has beyond BEFORE_SHAPES_S; M = 32, another precision, and in-core operands are not."""
+    """fp32 (the most asked precision) at M <= 16 with operands up to the band's top: timed again after the others,
+    smallest first, within what the budget has beyond BEFORE_SHAPES_S; M = 32 and another precision are not."""
     from hwcal.measure.shape_plan import Shape
     from hwcal.measure.shapes import run_shape
 
@@ -143,8 +143,9 @@ def test_the_memory_bound_gemm_shapes_come_last_in_a_second_of_their_own(tmp_pat
     monkeypatch.setattr(late_pass, "BEFORE_SHAPES_S", 1e-6)  # the band's BLAS and STREAM cases find no time
     log = run_late_pass(session)
     assert log is not None
-    assert [c["case"] for c in log["cases"]] == ["dot fp32 4,096 B", "GEMM fp32 small_m 4x128x128"]
-    (case,) = [c for c in log["cases"] if c["case"].startswith("GEMM")]
+    assert [c["case"] for c in log["cases"]] == ["dot fp32 4,096 B", "GEMM fp32 small_m 4x16x16",
+                                                 "GEMM fp32 small_m 4x128x128"]
+    (case,) = [c for c in log["cases"] if c["case"].endswith("4x128x128")]
     assert case["filed"] == "late" and shapes[0].time_s["min"] == case["late_s"] < slow.time_s["min"] / 10
     assert shapes[0].gflops_best == pytest.approx(shapes[0].flops / shapes[0].time_s["min"] / 1e9)
     assert all(a is b for a, b in zip(shapes[1:], others, strict=True))  # the others as they were
