@@ -100,7 +100,7 @@ class ScriptedMonitor(Monitor):
         self.script = list(script)
 
     def evidence(self, start: Snapshot, end: Snapshot, footprint_bytes: int | None = None,
-                 call_s: float | None = None, busy: float | None = None) -> Evidence:
+                 call_s: float | None = None, split: bool | None = None) -> Evidence:
         busy = self.script.pop(0) if self.script else False
         return Evidence(0.1, 60.0 if busy else 1.0, 0.1, 0.0, None, None,
                         reasons=("other processes used 60% of the 2 CPUs",) if busy else ())

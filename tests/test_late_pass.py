@@ -160,20 +160,22 @@ def test_a_flagged_gemm_shape_comes_first_and_a_quiet_faster_window_clears_its_f
 
     session = _session(tmp_path, TINY)
     session.watch = Watch(Monitor(Sources(root=tmp_path, commands={}), own_cpu_s=lambda: 0.0), "cpu")  # quiet
-    for shape in (Shape("small_m", 1, 4, 128, 128), Shape("batched", 4, 32, 32, 32)):  # M = 32: flagged only
+    for shape in (Shape("small_m", 1, 4, 128, 128), Shape("batched", 4, 32, 64, 64)):  # M = 32: flagged only
         run_shape(FakeBenchmark(), session, "fp32", shape)
     shapes = session.results.shapes
     first = shapes[1]
     shapes[1] = type(first)(**{**vars(first), "time_s": {k: v * 100 for k, v in first.time_s.items()}})
-    session.watch.log.cases.append({"case": "bench/test_gemm_shapes.py::test_gemm_shape[fp32-b4x32x32x32]",
+    session.watch.log.cases.append({"case": "bench/test_gemm_shapes.py::test_gemm_shape[fp32-b4x32x64x64]",
                                     "reasons": ["a call on the BLAS's thread pool took 50 us"], "action": "flagged",
-                                    "re_measured": 1, "evidence": [{}], "not_tried_again": "still slow"})
+                                    "re_measured": 1, "evidence": [{}, {}], "not_tried_again": "still slow"})
     log = run_late_pass(session)
     assert log is not None
-    assert [c["case"] for c in log["cases"]] == ["GEMM fp32 batched b4x32x32x32", "GEMM fp32 small_m 4x128x128"]
+    # flagged first, though larger (131,072 B against 69,632)
+    assert [c["case"] for c in log["cases"]] == ["GEMM fp32 batched b4x32x64x64", "GEMM fp32 small_m 4x128x128"]
     assert log["cases"][0]["filed"] == "late"
     (entry,) = session.watch.log.cases
     assert entry["action"] == "re-measured" and entry["late_pass"] is True and "not_tried_again" not in entry
+    assert entry["re_measured"] == 2 and len(entry["evidence"]) == 3
     assert session.watch.flagged() == []
     doc = build_calibration(make_input(interference=session.watch.log))
     assert schema_errors(doc) == [] and doc["metadata"]["interference"]["flagged"] == 0

@@ -76,7 +76,11 @@ def test_a_case_in_a_slow_episode_is_re_measured_once_it_passes_and_filed(tmp_pa
 def test_a_case_slowed_only_by_the_launch_pace_is_timed_again_at_once(tmp_path: Path) -> None:
     """No wait for a pace episode: the retry follows at once, and sets no back-off for the next case."""
     watch = Watch(_monitor(tmp_path, ScriptedLaunch([1.0, 0.6, 0.97, 0.97])), "gpu")
-    watch.quiet_wait_s = 5.0  # a wait would show
+
+    def no_wait(*args: object) -> None:
+        raise AssertionError("waited for a quiet moment")
+
+    watch.wait_quiet = no_wait  # type: ignore[method-assign, assignment]
     started = time.perf_counter()
     assert watch.settle("test_launch_floor[add-back_to_back]", watch.start(), "first", lambda: "again",
                         footprint_bytes=0) == "again"
@@ -119,8 +123,18 @@ def test_the_pace_with_another_reason_is_waited_for(tmp_path: Path) -> None:
     start = dataclasses.replace(start, t=0.0, busy_s=0.0, steal_s=0.0, own_cpu_s=0.0)
     end = dataclasses.replace(end, t=1.0, busy_s=0.0, steal_s=1.0, own_cpu_s=0.0)  # a stolen CPU-second
     ev = mon.evidence(start, end, footprint_bytes=0)
-    assert ev.disturbed and len(ev.reasons) == 2 and not ev.pace_only
+    assert ev.disturbed and len(ev.reasons) == 2 and not ev.pace_only and ev.pace_slow
     assert ev.launch_share == 0.6
+
+    class Stolen(Monitor):
+        def evidence(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            return ev
+
+    watch = Watch(Stolen(Sources(root=tmp_path, commands={}), own_cpu_s=lambda: 0.0), "cpu")
+    waits: list[object] = []
+    watch.wait_quiet = lambda *a: waits.append(a)  # type: ignore[method-assign, assignment, func-returns-value]
+    watch.settle("case", watch.start(), "first", lambda: "again", footprint_bytes=0)
+    assert waits and "at_once" not in watch.log.cases[0]  # waited (and found no quiet moment), no try at once
 
 
 def test_the_real_look_reads_a_slower_call_and_answers_from_a_recent_look(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -187,7 +201,8 @@ def test_a_slow_pool_thread_is_a_reason_for_the_calls_the_pool_splits(tmp_path: 
     """The thread-pool look judges the cases whose calls the BLAS's pool splits (the backend's word), however long
     their calls, on bytes it could split."""
     mon = _monitor(tmp_path, ScriptedLaunch([1.0, 0.6], pool=True))
-    start, end = mon.snapshot(), mon.snapshot()
+    assert mon.snapshot().launch_share is None and mon.launch is not None and mon.launch.looks == 0  # no split
+    start, end = mon.snapshot(split=True), mon.snapshot(split=True)
     ev = mon.evidence(start, end, footprint_bytes=6 << 20, call_s=1e-3, split=True)  # 16 x 256x64 @ 64x256
     assert ev.disturbed and ev.pace_only and "BLAS's thread pool took 9.2 us" in ev.reasons[0]
     assert not mon.evidence(start, end, footprint_bytes=6 << 20, call_s=1e-3, split=False).disturbed  # numpy STREAM
@@ -201,15 +216,18 @@ def test_which_numpy_calls_the_pool_splits(monkeypatch: pytest.MonkeyPatch) -> N
 
     backend = NumpyBackend()
     monkeypatch.setattr(NumpyBackend, "_blas_threads", lambda self: 2)
-    assert [op for op in ("gemm", "dot", "gemv", "axpy", "scal") if backend.pool_splits(op, "fp32")] == \
-        ["gemm", "dot", "gemv"]
-    assert backend.pool_splits("gemm", "fp64") and not backend.pool_splits("gemm", "fp16")  # numpy's own loop
+    big = (128, 128, 128)  # MNK 2^21: OpenBLAS gives it 8 (of 2) threads; 4x128x128 and 64^3 get one
+    assert [op for op in ("gemm", "dot", "gemv", "axpy", "scal") if backend.pool_splits(op, "fp32", *big)] == ["gemm"]
+    assert backend.pool_splits("gemm", "fp64", *big) and not backend.pool_splits("gemm", "fp16", *big)  # numpy's loop
+    assert not backend.pool_splits("gemm", "fp32", 4, 128, 128) and not backend.pool_splits("gemm", "fp32", 64, 64, 64)
+    assert backend.pool_splits("gemm", "fp32", 32, 128, 128)  # 2 x 65536 x 4: two threads
     monkeypatch.setattr(NumpyBackend, "_blas_threads", lambda self: 1)
-    assert not backend.pool_splits("gemm", "fp32")
+    assert not backend.pool_splits("gemm", "fp32", *big)
 
 
 def test_the_bodies_tell_the_watch_which_calls_the_pool_splits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A numpy fp32 GEMM shape and gemv go to the pool; a STREAM kernel and an fp16 GEMM (numpy's loop) do not."""
+    """A numpy fp32 GEMM shape OpenBLAS splits goes to the pool; a smaller one, an fp16 GEMM (numpy's loop), a gemv
+    (not judged) and a STREAM kernel do not."""
     from hwcal.backends.numpy_backend import NumpyBackend
     from hwcal.measure.blas import run_blas
     from hwcal.measure.session import CalibrationOptions, CalibrationSession
@@ -229,11 +247,12 @@ def test_the_bodies_tell_the_watch_which_calls_the_pool_splits(tmp_path: Path, m
     session = CalibrationSession(CalibrationOptions(None, "numpy", "cpu", None, None, tmp_path, False, None, 1.0,
                                                     1.0, False, False))
     session.watch = Watch(Recording(Sources(root=tmp_path, commands={}), own_cpu_s=lambda: 0.0), "cpu")
+    run_shape(FakeBenchmark(), session, "fp32", Shape("small_m", 1, 32, 128, 128))
     run_shape(FakeBenchmark(), session, "fp32", Shape("small_m", 1, 4, 128, 128))
-    run_shape(FakeBenchmark(), session, "fp16", Shape("small_m", 1, 4, 64, 64))
+    run_shape(FakeBenchmark(), session, "fp16", Shape("small_m", 1, 32, 128, 128))
     run_blas(FakeBenchmark(), session, "gemv", "fp32", 64 << 10)
     run_stream(FakeBenchmark(), session, StreamState(session.backend), "add", 32 << 10)
-    assert seen[:3] == [True, False, True] and not seen[3]  # STREAM says nothing of the pool: not judged
+    assert seen[:4] == [True, False, False, False] and not seen[4]  # STREAM says nothing of the pool
 
 
 def test_launch_probes_by_backend(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -289,9 +289,9 @@ class Backend(ABC):
         (the interference watch's fork-join look); None where calls run on one thread or on a GPU."""
         return None
 
-    def pool_splits(self, operation: str, precision: str) -> bool:
-        """Whether the BLAS's thread pool splits this operation's calls (``gemm``, or a BLAS operation) in this
-        precision: the cases the thread-pool look judges."""
+    def pool_splits(self, operation: str, precision: str, m: int = 1, n: int = 1, k: int = 1) -> bool:
+        """Whether the BLAS's thread pool splits this operation's calls (``gemm`` of one M x K @ K x N matrix, or
+        a BLAS operation) in this precision: the cases the thread-pool look judges."""
         return False
 
     def pool_call(self) -> FloorCall | None:

@@ -229,9 +229,17 @@ class NumpyBackend(Backend):
     def blas_threads(self, operation: str) -> int | None:
         return self._blas_threads() if operation in ("dot", "gemv") else 1
 
-    def pool_splits(self, operation: str, precision: str) -> bool:
-        # numpy's other precisions run its own one-thread loops; axpy and scal are its ufuncs
-        return operation in ("gemm", "dot", "gemv") and precision in ("fp32", "fp64") and self._blas_threads() > 1
+    # OpenBLAS's interface/gemm.c gives a GEMM MNK / (65536 x GEMM_MULTITHREAD_THRESHOLD, 4 by default) threads,
+    # one below twice that: on the Zen 4 guest 4x128x128 and 16 x 64x64x64 ran on one thread (CPU time / wall
+    # 1.00), 128x128x128 and 8x512x512 on two (1.95, 1.99). numpy calls it once per matrix of a stack.
+    POOL_SPLIT_MNK = 2 * 65536 * 4
+
+    def pool_splits(self, operation: str, precision: str, m: int = 1, n: int = 1, k: int = 1) -> bool:
+        # Only the GEMMs: numpy's other precisions run its own one-thread loops, axpy and scal are its ufuncs,
+        # and OpenBLAS threads dot and gemv by kernel and size (sdot on a million elements ran on one thread,
+        # ddot on two), which this look does not guess.
+        return (operation == "gemm" and precision in ("fp32", "fp64") and self._blas_threads() > 1
+                and m * n * k >= self.POOL_SPLIT_MNK)
 
     POOL_N = 128  # the pool look's GEMM: large enough that OpenBLAS splits it, ~28 us on 2 Zen 4 threads
 

@@ -86,6 +86,7 @@ class Evidence:
     # The one reason is the launch look's: a pace that flips within milliseconds to tenths of a second, and on
     # the lent GPU hosts and this VM stays slow for most of some runs. No wait outlasts it (hwcal.measure.watch).
     pace_only: bool = False
+    pace_slow: bool = False  # the launch look gave a reason (with others or alone)
 
     @property
     def disturbed(self) -> bool:
@@ -175,11 +176,14 @@ class Monitor:
         except Exception:
             return None
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self, split: bool | None = None) -> Snapshot:
+        """The machine now. A thread-pool look is taken only for a case whose calls the pool splits (``split``):
+        its own split calls leave OpenBLAS's idle threads spinning for a while, beside a one-thread case's rounds."""
         stat = self._stat()
         gpu = self._gpu.other_pids() if self._gpu is not None else ()
         core, cache = self.host_share.look() if self.host_share is not None else (None, None)
-        launch = self.launch.look() if self.launch is not None else None
+        pace = self.launch is not None and (split or not self.launch.pool)
+        launch = self.launch.look() if self.launch is not None and pace else None
         return Snapshot(time.perf_counter(), stat[0] if stat else None, stat[1] if stat else None,
                         self._own(), gpu, core, cache, launch)
 
@@ -245,7 +249,7 @@ class Monitor:
             reasons.append(f"other compute processes on the GPU (pids {', '.join(map(str, gpu_pids)) or '?'}"
                            + (f", {gpu_sm:.0f}% SM" if gpu_sm else "") + ")")
         return Evidence(wall, other_pct, other_s, steal_pct, self._load(), self._freq_mhz(), gpu_pids, gpu_sm,
-                        tuple(reasons), core, cache, launch, paced and len(reasons) == 1)
+                        tuple(reasons), core, cache, launch, paced and len(reasons) == 1, paced)
 
 
 def _lower(a: float | None, b: float | None) -> float | None:

@@ -53,7 +53,9 @@ class LaunchProbe:
 
     ``fork_join``: the call is a CPU call split over the framework's threads, and the cases judged are those
     whose calls are short and could be split (per-call time under FORK_JOIN_BOUND_S, bytes from SPLIT_BYTES);
-    otherwise (a GPU's launch) those that move under LAUNCH_BOUND_BYTES."""
+    ``pool``: a call the BLAS splits over its thread pool, judging the cases whose calls the backend says the
+    pool splits (``split``), from SPLIT_BYTES; otherwise (a GPU's launch) those that move under
+    LAUNCH_BOUND_BYTES."""
 
     def __init__(self, call: Callable[[], Any], sync: Callable[[], Any], what: str, fork_join: bool = False,
                  pool: bool = False) -> None:

@@ -106,7 +106,8 @@ def run_gemm(benchmark: Any, session: CalibrationSession, precision: str, n: int
             info={"precision": precision, "n": n, "flops": ops.flops * plan.launches, "kernel": support.kernel},
             failure_key=precision, where=f"n={n}", what=f"{precision} GEMM at n={n}",
             suspect=halving_suspect(session, precision, n, ops.flops * plan.launches),
-            footprint_bytes=3 * n * n * PRECISIONS[precision].bits // 8, split=backend.pool_splits("gemm", precision))
+            footprint_bytes=3 * n * n * PRECISIONS[precision].bits // 8,
+            split=backend.pool_splits("gemm", precision, n, n, n))
     flops = ops.flops * plan.launches
     stats = run.stats
     if stats is None:

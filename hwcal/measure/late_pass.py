@@ -34,6 +34,7 @@ import dataclasses
 import time
 from typing import Any
 
+from hwcal.machine.interference import Snapshot
 from hwcal.measure.blas import blas_round_s, verify_blas
 from hwcal.measure.case import best_call_s, plan_for_call
 from hwcal.measure.records import (
@@ -46,9 +47,11 @@ from hwcal.measure.records import (
     after_kernel,
 )
 from hwcal.measure.session import CalibrationSession
+from hwcal.measure.shape_plan import Shape
 from hwcal.measure.shapes import verify_shape
 from hwcal.measure.stream import StreamState
 from hwcal.measure.timing import TimedRounds, own_rounds, round_cv, round_of, round_times
+from hwcal.measure.watch import Watch
 from hwcal.precisions import PRECISIONS
 
 LATE_BUDGET_S = {"cpu": 4.0}  # GPUs: their memory is their own (no late pass)
@@ -69,6 +72,7 @@ class LateCase:
     label: str
     bytes: int
     first_s: float  # the first pass's best, per call
+    flagged: bool = False  # the watch flagged its first window (GEMM shapes: a quiet faster second clears it)
 
 
 def shared_band(session: CalibrationSession) -> tuple[int, int] | None:
@@ -129,21 +133,28 @@ def _shape_cases(session: CalibrationSession, hi: int) -> list[LateCase]:
     for i, r in enumerate(session.results.shapes):
         if not precisions or r.precision != precisions[0]:
             continue
-        nbytes = r.batch * (r.m * r.k + r.k * r.n + r.m * r.n) * PRECISIONS[r.precision].bits // 8
-        batch = f"b{r.batch}x" if r.batch > 1 else ""
-        case = LateCase("shape", i, f"GEMM {r.precision} {r.family} {batch}{r.m}x{r.n}x{r.k}", nbytes,
-                        r.time_s["min"])
-        if any(name.endswith(shape_case_id(r.precision, r)) for name in flagged):
+        nbytes = _operand_bytes(r)
+        case = LateCase("shape", i, f"GEMM {r.precision} {r.family} {_shape_of(r).label}", nbytes, r.time_s["min"],
+                        any(name.endswith(shape_case_id(r)) for name in flagged))
+        if case.flagged:
             first.append(case)
         elif r.m <= SHAPE_M_MAX and nbytes <= hi:
             banded.append(case)
     return sorted(first, key=lambda c: c.bytes) + sorted(banded, key=lambda c: c.bytes)
 
 
-def shape_case_id(precision: str, rec: ShapeRecord) -> str:
-    """The end of the pytest id of the case that measured ``rec`` (``[fp32-b16x256x256x64]``)."""
-    mnk = f"{rec.m}x{rec.n}x{rec.k}"
-    return f"[{precision}-{f'b{rec.batch}x{mnk}' if rec.batch > 1 else mnk}]"
+def _shape_of(rec: ShapeRecord) -> Shape:
+    return Shape(rec.family, rec.batch, rec.m, rec.n, rec.k)
+
+
+def _operand_bytes(rec: ShapeRecord) -> int:
+    return rec.batch * (rec.m * rec.k + rec.k * rec.n + rec.m * rec.n) * PRECISIONS[rec.precision].bits // 8
+
+
+def shape_case_id(rec: ShapeRecord) -> str:
+    """The end of the pytest id of the case that measured ``rec`` (``[fp32-b16x256x256x64]``, as
+    ``hwcal.measure.families`` names it)."""
+    return f"[{rec.precision}-{_shape_of(rec).label}]"
 
 
 def _blas_again(session: CalibrationSession, rec: BlasRecord, time_left_s: float) -> BlasRecord | None:
@@ -176,8 +187,7 @@ def _shape_again(session: CalibrationSession, rec: ShapeRecord, time_left_s: flo
     """The shape's rounds again on fresh operands, verified; None when they would not fit ``time_left_s``."""
     backend = session.backend
     per_round_s = max(rec.time_s["min"] * rec.launches_per_round, backend.min_round_s)
-    nbytes = rec.batch * (rec.m * rec.k + rec.k * rec.n + rec.m * rec.n) * PRECISIONS[rec.precision].bits // 8
-    if (rec.rounds + 3) * per_round_s + 2 * nbytes / 1e9 > time_left_s:
+    if (rec.rounds + 3) * per_round_s + 2 * _operand_bytes(rec) / 1e9 > time_left_s:
         return None
     seed = rec.batch * 7 + rec.m * 1000 + rec.n + rec.k * 3 + 11
     with backend.precision_mode(rec.precision):
@@ -231,19 +241,17 @@ def _rounds(session: CalibrationSession, plan: Any, call: Any) -> TimedRounds:
     return TimedRounds(stats, time.perf_counter() - start, None, time.process_time() - cpu_start)
 
 
-def _clear_flag(session: CalibrationSession, snap: Any, precision: str, case_id: str, nbytes: int,
-                call_s: float) -> None:
+def _clear_flag(watch: Watch, snap: Snapshot, rec: ShapeRecord, split: bool, call_s: float) -> None:
     """A flagged case whose late window is the one filed, and which the watch's looks found undisturbed, was
-    re-measured after all: its entry in the interference log says so (``late_pass``)."""
-    watch = session.watch
-    assert watch is not None
-    evidence = watch.monitor.evidence(snap, watch.monitor.snapshot(), nbytes, call_s,
-                                      session.backend.pool_splits("gemm", precision))
+    re-measured after all: its entry in the interference log says so (``late_pass``; one more try and its
+    evidence)."""
+    evidence = watch.monitor.evidence(snap, watch.monitor.snapshot(split), _operand_bytes(rec), call_s, split)
     if evidence.disturbed:
         return
     for entry in watch.flagged():
-        if entry["case"].endswith(case_id):
-            entry.update(action="re-measured", late_pass=True, evidence=[*entry["evidence"], evidence.as_dict()])
+        if entry["case"].endswith(shape_case_id(rec)):
+            entry.update(action="re-measured", late_pass=True, re_measured=entry["re_measured"] + 1,
+                         evidence=[*entry["evidence"], evidence.as_dict()])
             entry.pop("not_tried_again", None)
 
 
@@ -259,12 +267,15 @@ def _again(session: CalibrationSession, case: LateCase, left: float) -> tuple[An
         return blas, blas.time_s["min"] if blas is not None else None
     if case.kind == "shape":
         rec = session.results.shapes[case.index]
-        snap = session.watch.monitor.snapshot() if session.watch is not None else None
+        watch = session.watch if case.flagged else None
+        split = session.backend.pool_splits("gemm", rec.precision, rec.m, rec.n, rec.k)
+        snap = watch.monitor.snapshot(split) if watch is not None else None
         shape = _shape_again(session, rec, left)
-        late_s = shape.time_s["min"] if shape is not None else None
-        if shape is not None and late_s is not None and late_s < case.first_s and snap is not None:
-            _clear_flag(session, snap, rec.precision, shape_case_id(rec.precision, rec), case.bytes, late_s)
-        return shape, late_s
+        if shape is None:
+            return None, None
+        if watch is not None and snap is not None and shape.time_s["min"] < case.first_s:
+            _clear_flag(watch, snap, rec, split, shape.time_s["min"])
+        return shape, shape.time_s["min"]
     sweep = session.results.memory
     assert sweep is not None
     stream = _stream_again(session, sweep.records[case.index], left)
@@ -283,8 +294,9 @@ def _file(session: CalibrationSession, case: LateCase, again: Any) -> None:
 
 
 def run_late_pass(session: CalibrationSession) -> dict[str, Any] | None:
-    """Time the CPU cases up to the shared tiers again, file the faster window of each, and log both in the
-    interference log (``late_pass``); None where there is no late pass (a GPU, --quick, no cache hierarchy)."""
+    """Time the CPU cases up to the shared tiers again (and the flagged GEMM shapes of the most asked precision,
+    whatever their size), file the faster window of each, and log both in the interference log (``late_pass``);
+    None where there is no late pass (a GPU, --quick, no cache hierarchy)."""
     backend = session.backend
     budget = LATE_BUDGET_S.get(backend.device_type)
     cases = late_cases(session) if budget and not session.options.quick else []

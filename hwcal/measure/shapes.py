@@ -260,7 +260,7 @@ def _run(benchmark: Any, session: CalibrationSession, precision: str, shape: Sha
                   "flops": shape.flops * plan.launches, "kernel": kernel},
             failure_key=precision, where=shape.label, what=f"{precision} GEMM {shape.label}",
             footprint_bytes=shape.batch * (shape.m * shape.k + shape.k * shape.n + shape.m * shape.n)
-            * PRECISIONS[precision].bits // 8, split=backend.pool_splits("gemm", precision))
+            * PRECISIONS[precision].bits // 8, split=backend.pool_splits("gemm", precision, shape.m, shape.n, shape.k))
     if run.stats is None:
         return
     fields = run.record_fields(precision, kernel, per_call=True)

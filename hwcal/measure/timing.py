@@ -36,7 +36,7 @@ def launches_for(backend: Backend, call_s: float, round_s: float | None = None, 
     return max(min_launches, math.ceil((round_s or backend.min_round_s) / max(call_s, shortest_s)))
 
 
-# A square-sweep case's rounds: about ROUNDS_S of them (capped at MAX_ROUNDS), or the light plan's fewer.
+# A square-sweep case's rounds: about ROUNDS_S seconds of them (at most MAX_ROUNDS), or the light plan's fewer.
 ROUNDS_S = {"full": 0.3, "quick": 0.1, "light": 0.1}
 MAX_ROUNDS = {"full": 100, "quick": 100, "light": 30}
 
@@ -176,7 +176,7 @@ def timed_rounds(benchmark: Any, backend: Backend, plan: RoundPlan, launch: Call
     whether the BLAS's thread pool splits the calls."""
     round_fn = round_of(backend, plan.launches, launch, *args)
     guard = SyncGuard(backend)
-    snap = watch.start() if watch is not None and benchmark.enabled else None
+    snap = watch.start(split) if watch is not None and benchmark.enabled else None
     cpu_start = time.process_time()
     start = time.perf_counter()
     benchmark.pedantic(round_fn, rounds=plan.rounds, warmup_rounds=plan.warmup_rounds, iterations=1,

@@ -34,7 +34,8 @@ BACKOFF_S = {"cpu": 6.0, "gpu": 10.0}
 # A wait outlasts no such episode. A try costs the case's rounds again, and in a torch run here two tries at
 # once found a quick pace for 3 of 27 cases (8 s of the watch's budget): so one try per case, and once
 # PACE_TRIAL tries have found it quick in fewer than 1 in PACE_ODDS, no more tries this run (such cases are
-# flagged, and on a CPU the late pass times the in-cache ones again).
+# flagged; on a CPU the late pass times BLAS, STREAM and the most asked precision's GEMM shapes again, and
+# clears a flagged shape's flag when its faster second window was quiet).
 PACE_TRIAL = 6
 PACE_ODDS = 4
 
@@ -66,14 +67,15 @@ class Watch:
         self.log = InterferenceLog(list(monitor.sources), monitor.thresholds.as_dict(),
                                    BUDGET_S.get(device_type, 12.0))
 
-    def start(self) -> Snapshot:
+    def start(self, split: bool | None = None) -> Snapshot:
+        """The snapshot before a case (``split``: its calls go to the BLAS's thread pool)."""
         self.log.watched += 1
-        return self.monitor.snapshot()
+        return self.monitor.snapshot(split)
 
     def judge(self, start: Snapshot, footprint_bytes: int | None = None, call_s: float | None = None,
               split: bool | None = None) -> Evidence:
         try:
-            return self.monitor.evidence(start, self.monitor.snapshot(), footprint_bytes, call_s, split)
+            return self.monitor.evidence(start, self.monitor.snapshot(split), footprint_bytes, call_s, split)
         finally:
             self._sync()
 
@@ -95,9 +97,9 @@ class Watch:
         started = time.perf_counter()
         try:
             while time.perf_counter() + QUIET_POLL_S <= deadline:
-                snap = self.monitor.snapshot()
+                snap = self.monitor.snapshot(split)
                 time.sleep(QUIET_POLL_S)
-                ev = self.monitor.evidence(snap, self.monitor.snapshot(), footprint_bytes, call_s, split)
+                ev = self.monitor.evidence(snap, self.monitor.snapshot(split), footprint_bytes, call_s, split)
                 if not ev.disturbed:
                     return ev
             return None
@@ -109,10 +111,12 @@ class Watch:
         """``first`` if nothing disturbed it (and no cross-check ``suspect``ed it); else ``again()`` once the
         machine is quiet, up to RETRIES times within the budget. Never quiet: the least disturbed
         attempt, flagged. A wait that finds no quiet moment ends the tries, and for ``backoff_s`` after it
-        disturbed cases are flagged without waiting. A try whose one reason was the launch pace is followed
-        by one more at once, with no wait and no back-off (Launch pace, above). Every case acted on is logged
-        with its evidence (and why it was not tried again). ``footprint_bytes`` and ``call_s`` (a call's bytes
-        and seconds, where known) tell which looks can judge the case."""
+        disturbed cases are flagged without waiting. A case whose one reason was the launch pace (the first
+        window's, unless a cross-check ``suspect``ed it, or a try's) gets one try at once instead, with no wait
+        and no back-off, and none once the run's tries at once have rarely found the pace quick (Launch pace,
+        above). Every case acted on is logged with its evidence (and why it was not tried again).
+        ``footprint_bytes``, ``call_s`` and ``split`` (a call's bytes and seconds, whether the BLAS's pool splits
+        it, where known) tell which looks can judge the case."""
         evidence = self.judge(start, footprint_bytes, call_s, split)
         reasons = [*evidence.reasons, *([suspect] if suspect else [])]
         if not reasons:
@@ -143,14 +147,14 @@ class Watch:
                     untried = f"no quiet moment came within the {self.quiet_wait_s:g} s wait"
                     break
             started = time.perf_counter()
-            snap = self.monitor.snapshot()
+            snap = self.monitor.snapshot(split)
             result = again()
-            ev = self.monitor.evidence(snap, self.monitor.snapshot(), footprint_bytes, call_s, split)
+            ev = self.monitor.evidence(snap, self.monitor.snapshot(split), footprint_bytes, call_s, split)
             self.log.spent_s += time.perf_counter() - started
             tries.append(ev.as_dict())
-            if paced:
+            if paced:  # quick: the pace look no longer slow (steal or a neighbour may still disturb it)
                 self.log.pace_tries[0] += 1
-                self.log.pace_tries[1] += 0 if ev.disturbed else 1
+                self.log.pace_tries[1] += 0 if ev.pace_slow else 1
             if not ev.disturbed:
                 self._note(case, reasons, tries, "re-measured", attempt, at_once=at_once)
                 return result

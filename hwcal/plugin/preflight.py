@@ -91,8 +91,8 @@ def launch_probe(backend: Backend) -> LaunchProbe | None:
             return None
         backend.warm_up()
         probe = LaunchProbe(add.launch, backend.synchronize, f"{backend.framework} {add.description}")
-    elif (split := backend.fork_join_call()) is not None:
-        probe = LaunchProbe(split.launch, backend.synchronize, f"{backend.framework} {split.description}",
+    elif (forked := backend.fork_join_call()) is not None:
+        probe = LaunchProbe(forked.launch, backend.synchronize, f"{backend.framework} {forked.description}",
                             fork_join=True)
     elif (pooled := backend.pool_call()) is not None:
         probe = LaunchProbe(pooled.launch, backend.synchronize, f"{backend.framework} {pooled.description}",
