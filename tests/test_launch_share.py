@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -253,6 +254,28 @@ def test_the_bodies_tell_the_watch_which_calls_the_pool_splits(tmp_path: Path, m
     run_blas(FakeBenchmark(), session, "gemv", "fp32", 64 << 10)
     run_stream(FakeBenchmark(), session, StreamState(session.backend), "add", 32 << 10)
     assert seen[:4] == [True, False, False, False] and not seen[4]  # STREAM says nothing of the pool
+
+
+def test_a_slow_call_gets_fewer_calls_a_look_and_a_bounded_seed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 2 ms call (an emulated CPU's GEMM) gets MIN_CALLS a look and the seed stops after SEED_MAX_S; a 5 us one
+    keeps CALLS."""
+    def busy(seconds: float) -> Callable[[], None]:
+        def call() -> None:
+            end = time.perf_counter() + seconds
+            while time.perf_counter() < end:
+                pass
+        return call
+
+    monkeypatch.setattr(launch_share, "SEED_MAX_S", 0.05)
+    slow = LaunchProbe(busy(2e-3), lambda: None, "slow calls", pool=True)
+    started = time.perf_counter()
+    slow.seed()
+    assert slow.calls == launch_share.MIN_CALLS and slow.looks == 3 and time.perf_counter() - started < 0.5
+    assert f"{launch_share.MIN_CALLS} back-to-back slow calls" in slow.description
+    quick = LaunchProbe(busy(5e-6), lambda: None, "quick calls")
+    monkeypatch.setattr(launch_share, "SEED_LOOKS", 2)
+    quick.seed()
+    assert quick.calls == launch_share.CALLS
 
 
 def test_launch_probes_by_backend(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -25,15 +25,20 @@ still finds the quick state if it comes within them. Never raises.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any
 
-CALLS = 100  # a look: ~0.6 ms of calls at 6 us, long enough that one sync is a few per cent of it
+CALLS = 100  # a look: ~0.6 ms of calls at 6 us, long enough that one sync is a few per cent of it ...
+LOOK_S = 0.6e-3  # ... and fewer calls of a slower one, to about this long (at least MIN_CALLS): the thread-pool
+MIN_CALLS = 5  # look's GEMM took 28 us on the Zen 4 guest, and under QEMU (the aarch64 rehearsal) ~5 ms
 REPS = 2
 MAX_AGE_S = 0.2  # a look younger than this answers again: an episode lasts tenths of a second or more
-SEED_LOOKS = 40  # at the start, spaced SEED_GAP_S apart: ~0.4 s in which a quick moment is likely
+SEED_LOOKS = 40  # at the start, spaced SEED_GAP_S apart: ~0.4 s in which a quick moment is likely,
 SEED_GAP_S = 0.01
+SEED_MAX_S = 1.0  # and no longer than this (at least 3 looks)
+SIZING_CALLS = 10
 # A call moving more than this through a GPU's memory outlasts a launch several times over (64 MiB at
 # 3.35 TB/s: 20 us): the queue hides the host's pace and the look does not judge it.
 LAUNCH_BOUND_BYTES = 64 << 20
@@ -64,6 +69,7 @@ class LaunchProbe:
         self.what = what
         self.fork_join = fork_join
         self.pool = pool  # a BLAS call on the library's thread pool (judging: cases whose calls it splits)
+        self.calls = CALLS  # per look (``seed`` sizes it)
         self.best_s = float("inf")
         self.slowest_s = 0.0
         self.looks = 0
@@ -79,24 +85,39 @@ class LaunchProbe:
                                                 f"on {SPLIT_BYTES >> 10} KiB or more")
         else:
             look, judged = "a launch look", f"judging cases that move under {LAUNCH_BOUND_BYTES >> 20} MiB"
-        return (f"{look}: {CALLS} back-to-back {self.what} and one synchronisation, best of {REPS}, against the "
+        return (f"{look}: {self.calls} back-to-back {self.what} and one synchronisation, best of {REPS}, against the "
                 f"run's best (seeded by {SEED_LOOKS} looks at the start), {judged}, at most every {MAX_AGE_S:g} s")
 
     def _per_call_s(self) -> float:
         best = float("inf")
         for _ in range(REPS):
             t0 = time.perf_counter()
-            for _ in range(CALLS):
+            for _ in range(self.calls):
                 self.call()
             self.sync()
-            best = min(best, (time.perf_counter() - t0) / CALLS)
+            best = min(best, (time.perf_counter() - t0) / self.calls)
         return best
 
     def seed(self) -> None:
-        """Looks over ~0.4 s at the start: the run's best should be a quick moment's."""
-        for _ in range(SEED_LOOKS):
+        """Looks over ~0.4 s at the start (at most SEED_MAX_S): the run's best should be a quick moment's. First,
+        SIZING_CALLS calls set the calls per look: CALLS for a call of up to twice LOOK_S / CALLS (the GPU's launch
+        and torch's fork-join calls, as before), else about LOOK_S of them (at least MIN_CALLS)."""
+        try:
+            t0 = time.perf_counter()
+            for _ in range(SIZING_CALLS):
+                self.call()
+            self.sync()
+            per_call = (time.perf_counter() - t0) / SIZING_CALLS
+        except Exception:
+            per_call = 0.0
+        if per_call > 2 * LOOK_S / CALLS:
+            self.calls = max(MIN_CALLS, math.ceil(LOOK_S / per_call))
+        started = time.perf_counter()
+        for i in range(SEED_LOOKS):
             self._last = None
             self.look()
+            if i >= 2 and time.perf_counter() - started > SEED_MAX_S:
+                break
             time.sleep(SEED_GAP_S)
 
     def matters(self, footprint_bytes: int | None, call_s: float | None = None, split: bool | None = None) -> bool:
