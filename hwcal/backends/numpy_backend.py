@@ -251,11 +251,10 @@ class NumpyBackend(Backend):
         threads = self._blas_threads()
         if threads < 2:
             return None
-        rng = np.random.default_rng(0)
-        a = rng.random((self.POOL_N, self.POOL_N), dtype=np.float32)
-        b = rng.random((self.POOL_N, self.POOL_N), dtype=np.float32)
-        out = np.empty((self.POOL_N, self.POOL_N), dtype=np.float32)
         n = self.POOL_N
+        rng = np.random.default_rng(0)
+        a, b = rng.random((n, n), dtype=np.float32), rng.random((n, n), dtype=np.float32)
+        out = np.empty((n, n), dtype=np.float32)
         return FloorCall(functools.partial(np.matmul, a, b, out=out),
                          f"np.matmul of {n}x{n} fp32 matrices ({self._blas_kernel()}, {threads} threads)", "fp32")
 

@@ -83,14 +83,18 @@ class Evidence:
     core_share: float | None = None  # the lower of the window's two looks
     cache_share: float | None = None
     launch_share: float | None = None
-    # The one reason is the launch look's: a pace that flips within milliseconds to tenths of a second, and on
-    # the lent GPU hosts and this VM stays slow for most of some runs. No wait outlasts it (hwcal.measure.watch).
-    pace_only: bool = False
     pace_slow: bool = False  # the launch look gave a reason (with others or alone)
 
     @property
     def disturbed(self) -> bool:
         return bool(self.reasons)
+
+    @property
+    def pace_only(self) -> bool:
+        """The one reason is the launch look's: a pace that flips within milliseconds to tenths of a second, and on
+        the lent GPU hosts and this VM stays slow for most of some runs. No wait outlasts it
+        (hwcal.measure.watch)."""
+        return self.pace_slow and len(self.reasons) == 1
 
     def as_dict(self) -> dict[str, Any]:
         def r(x: float | None, nd: int = 1) -> float | None:
@@ -182,8 +186,7 @@ class Monitor:
         stat = self._stat()
         gpu = self._gpu.other_pids() if self._gpu is not None else ()
         core, cache = self.host_share.look() if self.host_share is not None else (None, None)
-        pace = self.launch is not None and (split or not self.launch.pool)
-        launch = self.launch.look() if self.launch is not None and pace else None
+        launch = self.launch.look() if self.launch is not None and (split or not self.launch.pool) else None
         return Snapshot(time.perf_counter(), stat[0] if stat else None, stat[1] if stat else None,
                         self._own(), gpu, core, cache, launch)
 
@@ -249,7 +252,7 @@ class Monitor:
             reasons.append(f"other compute processes on the GPU (pids {', '.join(map(str, gpu_pids)) or '?'}"
                            + (f", {gpu_sm:.0f}% SM" if gpu_sm else "") + ")")
         return Evidence(wall, other_pct, other_s, steal_pct, self._load(), self._freq_mhz(), gpu_pids, gpu_sm,
-                        tuple(reasons), core, cache, launch, paced and len(reasons) == 1, paced)
+                        tuple(reasons), core, cache, launch, paced)
 
 
 def _lower(a: float | None, b: float | None) -> float | None:

@@ -46,8 +46,8 @@ LAUNCH_BOUND_BYTES = 64 << 20
 # elements of 2 bytes) runs on one thread and waits for no other.
 FORK_JOIN_BOUND_S = 50e-6
 SPLIT_BYTES = 64 << 10
-# A thread-pool look (numpy: OpenBLAS's threads) judges the cases whose calls the pool splits (the GEMMs, and
-# dot and gemv), however long: the slow episode there is a pool thread's core, which paces every such call.
+# A thread-pool look (numpy: OpenBLAS's threads) judges the cases whose calls the pool splits (numpy: the GEMMs
+# OpenBLAS threads), however long: the slow episode there is a pool thread's core, which paces every such call.
 # Which calls those are is the backend's word: the CPU time the rounds took cannot tell, as OpenBLAS's idle
 # threads spin a while after each split call (the look's own among them) and read 1.3-2 CPUs busy under
 # numpy's one-thread STREAM.

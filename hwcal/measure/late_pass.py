@@ -48,11 +48,10 @@ from hwcal.measure.records import (
 )
 from hwcal.measure.session import CalibrationSession
 from hwcal.measure.shape_plan import Shape
-from hwcal.measure.shapes import verify_shape
+from hwcal.measure.shapes import operand_bytes, shape_seed, verify_shape
 from hwcal.measure.stream import StreamState
 from hwcal.measure.timing import TimedRounds, own_rounds, round_cv, round_of, round_times
 from hwcal.measure.watch import Watch
-from hwcal.precisions import PRECISIONS
 
 LATE_BUDGET_S = {"cpu": 4.0}  # GPUs: their memory is their own (no late pass)
 IN_CORE_S = 1.0  # of it, at most this on the in-core cases (they come first) ...
@@ -148,7 +147,7 @@ def _shape_of(rec: ShapeRecord) -> Shape:
 
 
 def _operand_bytes(rec: ShapeRecord) -> int:
-    return rec.batch * (rec.m * rec.k + rec.k * rec.n + rec.m * rec.n) * PRECISIONS[rec.precision].bits // 8
+    return operand_bytes(_shape_of(rec), rec.precision)
 
 
 def shape_case_id(rec: ShapeRecord) -> str:
@@ -189,7 +188,7 @@ def _shape_again(session: CalibrationSession, rec: ShapeRecord, time_left_s: flo
     per_round_s = max(rec.time_s["min"] * rec.launches_per_round, backend.min_round_s)
     if (rec.rounds + 3) * per_round_s + 2 * _operand_bytes(rec) / 1e9 > time_left_s:
         return None
-    seed = rec.batch * 7 + rec.m * 1000 + rec.n + rec.k * 3 + 11
+    seed = shape_seed(_shape_of(rec), rec.precision) + 11
     with backend.precision_mode(rec.precision):
         ops = backend.make_shape_operands(rec.precision, rec.m, rec.n, rec.k, rec.batch, seed,
                                           rotate=rec.operands == "rotated")

@@ -204,14 +204,24 @@ def run_shape(benchmark: Any, session: CalibrationSession, precision: str, shape
         _run(benchmark, session, precision, shape)
 
 
+def operand_bytes(shape: Shape, precision: str) -> int:
+    """The bytes of A, B and C of the shape's GEMMs in ``precision``: its working set."""
+    return shape.batch * (shape.m * shape.k + shape.k * shape.n + shape.m * shape.n) * max(
+        1, PRECISIONS[precision].bits // 8)
+
+
+def shape_seed(shape: Shape, precision: str) -> int:
+    """The operands' seed of the shape's case (the late pass adds to it for fresh ones)."""
+    return shape.batch * 7 + shape.m * 1000 + shape.n + shape.k * 3 + sum(map(ord, precision))
+
+
 def _skip_reason(session: CalibrationSession, precision: str, shape: Shape) -> str | None:
     if precision in session.failures:
         return f"{precision} failed verification earlier: {session.failures[precision]}"
     support = session.support(precision)
     if not support.runnable:
         return f"{precision} unsupported: {support.reason}"
-    itemsize = max(1, PRECISIONS[precision].bits // 8)
-    need = shape.batch * (shape.m * shape.k + shape.k * shape.n + shape.m * shape.n) * itemsize
+    need = operand_bytes(shape, precision)
     free = session.backend.free_memory_bytes()
     if need > MEMORY_FRACTION_RUN * free:
         return (f"{precision} {shape.label} needs {need / 2**30:.2f} GiB, more than "
@@ -247,7 +257,7 @@ def _run(benchmark: Any, session: CalibrationSession, precision: str, shape: Sha
     reason = _skip_reason(session, precision, shape)
     if reason:
         pytest.skip(reason)
-    seed = shape.batch * 7 + shape.m * 1000 + shape.n + shape.k * 3 + sum(map(ord, precision))
+    seed = shape_seed(shape, precision)
     kernel = backend.shape_kernel(precision, shape.batch)
     with backend.precision_mode(precision) as modes:
         warm = shape.family in WARM_FAMILIES
@@ -259,8 +269,8 @@ def _run(benchmark: Any, session: CalibrationSession, precision: str, shape: Sha
             info={"family": shape.family, "precision": precision, "shape": shape.label,
                   "flops": shape.flops * plan.launches, "kernel": kernel},
             failure_key=precision, where=shape.label, what=f"{precision} GEMM {shape.label}",
-            footprint_bytes=shape.batch * (shape.m * shape.k + shape.k * shape.n + shape.m * shape.n)
-            * PRECISIONS[precision].bits // 8, split=backend.pool_splits("gemm", precision, shape.m, shape.n, shape.k))
+            footprint_bytes=operand_bytes(shape, precision),
+            split=backend.pool_splits("gemm", precision, shape.m, shape.n, shape.k))
     if run.stats is None:
         return
     fields = run.record_fields(precision, kernel, per_call=True)
