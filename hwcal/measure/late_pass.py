@@ -22,10 +22,14 @@ stayed within 1.2x, and a held-out referee's 3B and 7B projections at M <= 16 we
 the quicker run. They get a second window last, in a second of their own.
 
 Once the other cases have run, the CPU cases are timed again, the in-core ones first, then those of the
-shared tiers, the most asked precision's first, then the GEMM shapes, within ``LATE_BUDGET_S``. Each is one
-more window of the same bound call on fresh operands, checked as the first pass checked it. The faster window
-is filed, as STREAM files the best of its rounds: a neighbour can slow a call, never speed it up. Both times go into
-``metadata.interference.late_pass``, and a warning tells when the windows were far apart.
+shared tiers, the most asked precision's first, then the GEMM shapes, within ``LATE_BUDGET_S``; in each tier
+the cases the watch flagged come first. Each is one more window of the same bound call on fresh operands,
+checked as the first pass checked it. The faster window is filed, as STREAM files the best of its rounds: a
+neighbour can slow a call, never speed it up. Both times go into ``metadata.interference.late_pass``, and a
+warning tells when the windows were far apart. A flagged case whose faster late window the watch's looks found
+undisturbed is re-measured after all: its flag is cleared (``late_pass`` in its log entry). A torch run here
+flagged 14 STREAM cases on one slow fork-join look (1.63x its best), and their late windows ran 0.76-1.15x the
+first: the flags, not the figures, were what the look's episode left wrong.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import time
 from typing import Any
 
 from hwcal.machine.interference import Snapshot
-from hwcal.measure.blas import blas_round_s, verify_blas
+from hwcal.measure.blas import blas_cases, blas_round_s, case_id, size_for, verify_blas
 from hwcal.measure.case import best_call_s, plan_for_call
 from hwcal.measure.records import (
     STREAM_EPSILON,
@@ -49,9 +53,10 @@ from hwcal.measure.records import (
 from hwcal.measure.session import CalibrationSession
 from hwcal.measure.shape_plan import Shape
 from hwcal.measure.shapes import operand_bytes, shape_seed, verify_shape
-from hwcal.measure.stream import StreamState
+from hwcal.measure.stream import StreamState, size_label
 from hwcal.measure.timing import TimedRounds, own_rounds, round_cv, round_of, round_times
 from hwcal.measure.watch import Watch
+from hwcal.precisions import PRECISIONS
 
 LATE_BUDGET_S = {"cpu": 4.0}  # GPUs: their memory is their own (no late pass)
 IN_CORE_S = 1.0  # of it, at most this on the in-core cases (they come first) ...
@@ -71,7 +76,9 @@ class LateCase:
     label: str
     bytes: int
     first_s: float  # the first pass's best, per call
-    flagged: bool = False  # the watch flagged its first window (GEMM shapes: a quiet faster second clears it)
+    case_id: str = ""  # the end of its pytest id (``[copy-32KiB]``): how the watch's log names it
+    flagged: bool = False  # the watch flagged its first window: a faster second the looks find quiet clears it
+    split: bool | None = None  # whether the BLAS's thread pool splits its calls (the looks that judge it)
 
 
 def shared_band(session: CalibrationSession) -> tuple[int, int] | None:
@@ -87,19 +94,25 @@ def shared_band(session: CalibrationSession) -> tuple[int, int] | None:
 
 def late_cases(session: CalibrationSession) -> list[LateCase]:
     """The records in the order they are worth a second window: the in-core ones (the most asked precision's
-    BLAS cases, the STREAM sweep, the other precisions'), then the same groups in the shared tiers; smallest
-    first within each, as the largest cost the most."""
+    BLAS cases, the STREAM sweep, the other precisions'), then the same groups in the shared tiers; within each
+    tier those the watch flagged first (their first window is known to be suspect), then smallest first, as the
+    largest cost the most."""
     band = shared_band(session)
     if band is None:
         return []
     lo, hi = band
     results = session.results
-    precisions = session.backend.blas_precisions()
-    blas = [LateCase("blas", i, f"{r.operation} {r.precision} {r.bytes:,} B", r.bytes, r.time_s["min"])
+    backend = session.backend
+    precisions = backend.blas_precisions()
+    flagged = _flagged_names(session)
+    blas_ids = _blas_case_ids(session)
+    blas = [_case(flagged, "blas", i, f"{r.operation} {r.precision} {r.bytes:,} B", r.bytes, r.time_s["min"],
+                  blas_ids.get((r.operation, r.precision, r.n, r.m or 1), ""),
+                  backend.pool_splits(r.operation, r.precision))
             for i, r in enumerate(results.blas) if r.bytes <= hi]
     sweep = results.memory.records if results.memory is not None else []
-    stream = [LateCase("stream", i, f"STREAM {r.kernel} {r.bytes_per_pass:,} B", r.bytes_per_pass,
-                       r.time_s["min"] / r.passes_per_round)
+    stream = [_case(flagged, "stream", i, f"STREAM {r.kernel} {r.bytes_per_pass:,} B", r.bytes_per_pass,
+                    r.time_s["min"] / r.passes_per_round, f"[{r.kernel}-{size_label(r.array_bytes)}]", None)
               for i, r in enumerate(sweep) if r.bytes_per_pass <= hi]
 
     def rank(c: LateCase) -> int:
@@ -110,14 +123,36 @@ def late_cases(session: CalibrationSession) -> list[LateCase]:
         first = sorted((c for c in cases if c.kind == "blas" and rank(c) == 0), key=lambda c: c.bytes)
         swept = sorted((c for c in cases if c.kind == "stream"), key=lambda c: c.bytes)
         rest = sorted((c for c in cases if c.kind == "blas" and rank(c) != 0), key=lambda c: (rank(c), c.bytes))
-        return first + swept + rest
+        grouped = first + swept + rest
+        return [c for c in grouped if c.flagged] + [c for c in grouped if not c.flagged]
 
     every = blas + stream
     return (ordered([c for c in every if c.bytes <= lo]) + ordered([c for c in every if c.bytes > lo])
-            + _shape_cases(session, hi))
+            + _shape_cases(session, hi, flagged))
 
 
-def _shape_cases(session: CalibrationSession, hi: int) -> list[LateCase]:
+def _flagged_names(session: CalibrationSession) -> set[str]:
+    return {c["case"] for c in session.watch.flagged()} if session.watch is not None else set()
+
+
+def _case(flagged: set[str], kind: str, index: int, label: str, nbytes: int, first_s: float, case_id: str,
+          split: bool | None) -> LateCase:
+    """A LateCase, flagged where the watch's log flagged the case of that id."""
+    hit = bool(case_id) and any(name.endswith(case_id) for name in flagged)
+    return LateCase(kind, index, label, nbytes, first_s, case_id, hit, split)
+
+
+def _blas_case_ids(session: CalibrationSession) -> dict[tuple[str, str, int, int], str]:
+    """(operation, precision, n, m) -> the end of the pytest id of the BLAS case that measured it: the cases
+    name their planned working set, the records the n (and m) it became (``hwcal.measure.blas.size_for``)."""
+    ids: dict[tuple[str, str, int, int], str] = {}
+    for operation, precision, working in blas_cases(session.backend, session.options.quick):
+        n, m = size_for(operation, working, PRECISIONS[precision].bits // 8)
+        ids.setdefault((operation, precision, n, m), f"[{case_id(operation, precision, working)}]")
+    return ids
+
+
+def _shape_cases(session: CalibrationSession, hi: int, flagged: set[str]) -> list[LateCase]:
     """The GEMM shapes of the most asked precision worth a second window: those the watch flagged (the pace
     looks see episodes that outlast a wait: a numpy run's thread-pool look found 0 of 6 cases quick on a try
     at once), then those at M <= ``SHAPE_M_MAX`` up to the band's top: in the band streaming the weights sets
@@ -126,15 +161,14 @@ def _shape_cases(session: CalibrationSession, hi: int) -> list[LateCase]:
     it the cores' own pace does (a torch run filed its 16 x 4x4x64 batches 1.9-2.1x slow, unflagged, and the
     referee's attention at 4 and 16 tokens 40-92 % slow). Smallest first within each."""
     precisions = session.backend.blas_precisions()
-    flagged = {c["case"] for c in session.watch.flagged()} if session.watch is not None else set()
     first: list[LateCase] = []
     banded: list[LateCase] = []
     for i, r in enumerate(session.results.shapes):
         if not precisions or r.precision != precisions[0]:
             continue
         nbytes = _operand_bytes(r)
-        case = LateCase("shape", i, f"GEMM {r.precision} {r.family} {_shape_of(r).label}", nbytes, r.time_s["min"],
-                        any(name.endswith(shape_case_id(r)) for name in flagged))
+        case = _case(flagged, "shape", i, f"GEMM {r.precision} {r.family} {_shape_of(r).label}", nbytes,
+                     r.time_s["min"], shape_case_id(r), session.backend.pool_splits("gemm", r.precision, r.m, r.n, r.k))
         if case.flagged:
             first.append(case)
         elif r.m <= SHAPE_M_MAX and nbytes <= hi:
@@ -240,15 +274,15 @@ def _rounds(session: CalibrationSession, plan: Any, call: Any) -> TimedRounds:
     return TimedRounds(stats, time.perf_counter() - start, None, time.process_time() - cpu_start)
 
 
-def _clear_flag(watch: Watch, snap: Snapshot, rec: ShapeRecord, split: bool, call_s: float) -> None:
+def _clear_flag(watch: Watch, snap: Snapshot, case: LateCase, call_s: float) -> None:
     """A flagged case whose late window is the one filed, and which the watch's looks found undisturbed, was
     re-measured after all: its entry in the interference log says so (``late_pass``; one more try and its
     evidence)."""
-    evidence = watch.monitor.evidence(snap, watch.monitor.snapshot(split), _operand_bytes(rec), call_s, split)
+    evidence = watch.monitor.evidence(snap, watch.monitor.snapshot(case.split), case.bytes, call_s, case.split)
     if evidence.disturbed:
         return
     for entry in watch.flagged():
-        if entry["case"].endswith(shape_case_id(rec)):
+        if entry["case"].endswith(case.case_id):
             entry.update(action="re-measured", late_pass=True, re_measured=entry["re_measured"] + 1,
                          evidence=[*entry["evidence"], evidence.as_dict()])
             entry.pop("not_tried_again", None)
@@ -260,21 +294,23 @@ def _spread(case: dict[str, Any]) -> float:
 
 
 def _again(session: CalibrationSession, case: LateCase, left: float) -> tuple[Any, float | None]:
-    """The case's second window (a new record, or None when it would not fit ``left``) and its best per call."""
+    """The case's second window (a new record, or None when it would not fit ``left``) and its best per call;
+    a flagged case's looks are taken around it, and a faster window they find quiet clears its flag."""
+    watch = session.watch if case.flagged else None
+    snap = watch.monitor.snapshot(case.split) if watch is not None else None
+    again, late_s = _window(session, case, left)
+    if watch is not None and snap is not None and late_s is not None and late_s < case.first_s:
+        _clear_flag(watch, snap, case, late_s)
+    return again, late_s
+
+
+def _window(session: CalibrationSession, case: LateCase, left: float) -> tuple[Any, float | None]:
     if case.kind == "blas":
         blas = _blas_again(session, session.results.blas[case.index], left)
         return blas, blas.time_s["min"] if blas is not None else None
     if case.kind == "shape":
-        rec = session.results.shapes[case.index]
-        watch = session.watch if case.flagged else None
-        split = session.backend.pool_splits("gemm", rec.precision, rec.m, rec.n, rec.k)
-        snap = watch.monitor.snapshot(split) if watch is not None else None
-        shape = _shape_again(session, rec, left)
-        if shape is None:
-            return None, None
-        if watch is not None and snap is not None and shape.time_s["min"] < case.first_s:
-            _clear_flag(watch, snap, rec, split, shape.time_s["min"])
-        return shape, shape.time_s["min"]
+        shape = _shape_again(session, session.results.shapes[case.index], left)
+        return shape, shape.time_s["min"] if shape is not None else None
     sweep = session.results.memory
     assert sweep is not None
     stream = _stream_again(session, sweep.records[case.index], left)
