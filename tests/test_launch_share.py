@@ -100,7 +100,7 @@ def test_a_pace_episode_that_lasts_is_flagged_after_one_try_at_once(tmp_path: Pa
     (case,) = watch.flagged()
     assert case["at_once"] == 1 and case["re_measured"] == 1
     assert "still slow on its try at once" in case["not_tried_again"]
-    assert watch.log.pace_tries == [1, 0]
+    assert (watch.log.pace_tried, watch.log.pace_quick) == (1, 0)
 
 
 def test_once_tries_at_once_rarely_find_a_quick_pace_the_run_stops_trying(tmp_path: Path) -> None:
@@ -109,7 +109,7 @@ def test_once_tries_at_once_rarely_find_a_quick_pace_the_run_stops_trying(tmp_pa
     watch = Watch(_monitor(tmp_path, ScriptedLaunch([1.0, 0.6])), "gpu")  # slow throughout
     for i in range(watch_mod.PACE_TRIAL + 2):
         watch.settle(f"case{i}", watch.start(), "first", lambda: "again", footprint_bytes=0)
-    assert watch.log.pace_tries == [watch_mod.PACE_TRIAL, 0]
+    assert (watch.log.pace_tried, watch.log.pace_quick) == (watch_mod.PACE_TRIAL, 0)
     last = watch.flagged()[-1]
     assert last["re_measured"] == 0 and "quick launch pace for 0 of 6 cases" in last["not_tried_again"]
     doc = build_calibration(make_input(interference=watch.log))

@@ -87,8 +87,8 @@ def interference_metadata(log: InterferenceLog) -> tuple[dict[str, Any], list[st
         meta["launch"] = dict(log.launch)
     if log.late_pass is not None:
         meta["late_pass"] = dict(log.late_pass)
-    if log.pace_tries[0]:
-        meta["pace_tries"] = {"tried": log.pace_tries[0], "quick": log.pace_tries[1]}
+    if log.pace_tried:
+        meta["pace_tries"] = {"tried": log.pace_tried, "quick": log.pace_quick}
     warnings = [f"interference: {c['case']} was measured while {'; '.join(c['reasons'])} and could not be "
                 f"re-measured on a quiet machine ({c['re_measured']} tries): its figure is flagged, not the "
                 "device's alone" for c in flagged]

@@ -53,7 +53,8 @@ class InterferenceLog:
     host_share: dict[str, Any] | None = None  # the host-share probe's summary, where one looked
     launch: dict[str, Any] | None = None  # the launch probe's summary, where one looked
     late_pass: dict[str, Any] | None = None  # the CPU cases timed again (hwcal.measure.late_pass), where it ran
-    pace_tries: list[int] = field(default_factory=lambda: [0, 0])  # tries at once (Launch pace), those quick
+    pace_tried: int = 0  # tries at once (Launch pace) ...
+    pace_quick: int = 0  # ... and those that found the pace quick
 
 
 class Watch:
@@ -153,8 +154,8 @@ class Watch:
             self.log.spent_s += time.perf_counter() - started
             tries.append(ev.as_dict())
             if paced:  # quick: the pace look no longer slow (steal or a neighbour may still disturb it)
-                self.log.pace_tries[0] += 1
-                self.log.pace_tries[1] += 0 if ev.pace_slow else 1
+                self.log.pace_tried += 1
+                self.log.pace_quick += 0 if ev.pace_slow else 1
             if not ev.disturbed:
                 self._note(case, reasons, tries, "re-measured", attempt, at_once=at_once)
                 return result
@@ -166,7 +167,7 @@ class Watch:
 
     def _no_pace_try(self, at_once: int) -> str:
         """Why a case slowed by the launch pace alone gets no try at once, or "" when it gets one."""
-        tried, quick = self.log.pace_tries
+        tried, quick = self.log.pace_tried, self.log.pace_quick
         if at_once:
             return "the launch pace was still slow on its try at once"
         if tried >= PACE_TRIAL and quick * PACE_ODDS < tried:
