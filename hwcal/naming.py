@@ -213,5 +213,11 @@ def history_path(registry: Path, key: CalibrationKey, stamp: str, suffix: str = 
     return target
 
 
+def packed_history_path(registry: Path, key: CalibrationKey, stamp: str, suffix: str = "") -> Path:
+    """``history_path`` as the writer files it, gzipped: ``<stem>.<stamp>[.<n>]<suffix>.json.gz``."""
+    target = history_path(registry, key, stamp, suffix)
+    return target.with_name(target.name + ".gz")
+
+
 def spec_path(registry: Path, device_type: str, hardware_id: str) -> Path:
     return hardware_dir(registry, device_type, hardware_id) / "spec.json"

@@ -23,10 +23,13 @@ __all__ = ["registry", "registry_template"]  # fixtures, imported for pytest
 
 
 def _with_history(registry: Path) -> tuple[Path, list[Path]]:
-    """Two later runs of one key: the first two calibrations of it go to history."""
+    """Two later runs of one key: the first two calibrations of it go to history, unpacked."""
     for day in (1, 2):
         file_calibration(registry, "test_cpu", "15W", 2000, "numpy", date=later(day))
     folder = registry / "cpu" / "test_cpu" / "calibrations" / "history"
+    for packed in folder.glob("*.json.gz"):  # the writer packs what it supersedes: unpacked, as an older one left them
+        packed.with_name(packed.name.removesuffix(".gz")).write_bytes(gzip.decompress(packed.read_bytes()))
+        packed.unlink()
     return folder, sorted(folder.glob("*.json"))
 
 

@@ -16,6 +16,7 @@ from hwcal.measure.watch import InterferenceLog
 from hwcal.naming import CalibrationKey, calibration_path, history_dir
 from hwcal.plugin.filing import Filed
 from hwcal.plugin.hooks import _filed_line
+from hwcal.registry.fsio import read_registry_bytes
 from hwcal.registry.succession import DISTURBED_SHARE, disturbed_share, held_back
 from hwcal.registry.writer import place_calibration, write_calibration
 from tests.conftest import make_valid_doc
@@ -80,11 +81,11 @@ def test_the_writer_keeps_a_disturbed_run_in_history_and_the_quiet_one_current(
     assert placed.held_back and "40 of its 100 cases" in placed.held_back and placed.kept is None
     assert placed.path.parent == history_dir(reg, key)
     assert json.loads(calibration_path(reg, key).read_text()) == quiet
-    assert json.loads(placed.path.read_text()) == noisy
+    assert json.loads(read_registry_bytes(placed.path)) == noisy
     # The user's word (--file-disturbed: keep_quieter off) makes it current; the quiet one goes to history.
     again = place_calibration(reg, key, doc(40, hours=6), keep_quieter=False)
     assert again.held_back is None and again.path == calibration_path(reg, key) and again.kept is not None
-    assert json.loads(again.kept.read_text()) == quiet
+    assert json.loads(read_registry_bytes(again.kept)) == quiet
 
 
 def test_a_disturbed_run_with_nothing_quieter_to_keep_is_filed(tmp_path: Path, key: CalibrationKey) -> None:

@@ -16,6 +16,8 @@ import pytest
 from hwcal.cli.merge_calibrations import main
 from hwcal.document.spec import build_cpu_spec
 from hwcal.naming import CalibrationKey, calibration_path, history_dir, spec_path
+from hwcal.registry.fsio import read_registry_bytes
+from hwcal.registry.layout import history_files
 from hwcal.registry.writer import dumps, write_calibration
 from tests.conftest import make_key, make_valid_doc
 
@@ -72,7 +74,7 @@ def registry(tmp_path: Path) -> Path:
 def held(reg: Path, key: CalibrationKey) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     current = json.loads(calibration_path(reg, key).read_text())
     hist = history_dir(reg, key)
-    return current, [json.loads(p.read_text()) for p in sorted(hist.glob("*.json"))] if hist.is_dir() else []
+    return current, [json.loads(read_registry_bytes(p)) for p in history_files(hist)] if hist.is_dir() else []
 
 
 def test_two_runners_are_merged_and_a_rerun_changes_nothing(tmp_path: Path, registry: Path) -> None:

@@ -18,6 +18,8 @@ from hwcal.interop.legacy_common import LegacyFormatError
 from hwcal.interop.legacy_files import find_legacy_files
 from hwcal.interop.legacy_spec import legacy_spec_to_v1
 from hwcal.interop.migrate import execute, plan_migration
+from hwcal.registry.fsio import read_registry_bytes
+from hwcal.registry.layout import history_files
 from hwcal.registry.validate import validate_registry
 from tests.fakes import matrix_and_detail
 from tests.fixtures_registry import SEED, copy_seed, file_calibration, migrated
@@ -29,7 +31,7 @@ GPU = "gpu/jetson_orin_nano_gpu"
 
 
 def _doc(root: Path, rel: str) -> dict[str, Any]:
-    return json.loads((root / rel).read_text())
+    return json.loads(read_registry_bytes(root / rel))
 
 
 def _legacy(rel: str) -> dict[str, Any]:
@@ -39,7 +41,7 @@ def _legacy(rel: str) -> dict[str, Any]:
 
 
 def _history(root: Path, rel_dir: str) -> list[Path]:
-    return sorted((root / rel_dir / "calibrations" / "history").glob("*.json"))
+    return history_files(root / rel_dir / "calibrations" / "history")
 
 
 def test_the_seed_registry_imports_into_a_valid_registry(migrated: Path) -> None:
@@ -56,11 +58,11 @@ def test_the_seed_registry_imports_into_a_valid_registry(migrated: Path) -> None
 
 def test_older_calibrations_of_a_key_are_kept_as_history(migrated: Path) -> None:
     gpu = _history(migrated, GPU)
-    assert [p.name for p in gpu] == ["7W_408MHz_pytorch.20251127T123114925327Z.json"]
+    assert [p.name for p in gpu] == ["7W_408MHz_pytorch.20251127T123114925327Z.json.gz"]  # history is packed
     assert _doc(migrated, str(gpu[0].relative_to(migrated)))["metadata"]["imported"]["source"] == \
         f"{GPU}/calibration.json"
     cpu = _history(migrated, "cpu/jetson_orin_nano_cpu")
-    assert [p.name for p in cpu] == ["unknown_960MHz_numpy.20251127T120032924214Z.json"]
+    assert [p.name for p in cpu] == ["unknown_960MHz_numpy.20251127T120032924214Z.json.gz"]
     current = _doc(migrated, "cpu/jetson_orin_nano_cpu/calibrations/unknown_960MHz_numpy.json")
     assert current["metadata"]["imported"]["legacy_key"] == "schedutil_729MHz_numpy"  # 13:43 beats 12:00
 
@@ -98,7 +100,7 @@ def test_efficiency_above_one_is_flagged(migrated: Path) -> None:
 
 def test_precision_in_both_lists_is_decided_by_the_gemm_results(migrated: Path) -> None:
     history = _history(migrated, GPU)[0]
-    doc = json.loads(history.read_text())
+    doc = json.loads(read_registry_bytes(history))
     matrix = matrix_and_detail(doc)
     for p in ("int64", "int32", "int16", "int8"):
         assert matrix["status"][p]["status"] == "unsupported" and "addmm_cuda" in matrix["status"][p]["reason"]
@@ -195,7 +197,7 @@ def test_an_older_calibration_is_superseded_and_kept(tmp_path: Path) -> None:
                              date=datetime(2024, 1, 1, tzinfo=timezone.utc))
     execute(plan_migration(seed, root, NOW), root)
     assert "imported" in json.loads(older.read_text())["metadata"]
-    kept = [json.loads(p.read_text()) for p in _history(root, GPU) if p.name.startswith("15W")]
+    kept = [json.loads(read_registry_bytes(p)) for p in _history(root, GPU) if p.name.startswith("15W")]
     assert [d["metadata"]["calibration_date"][:4] for d in kept] == ["2024"]
 
 

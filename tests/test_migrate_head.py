@@ -24,6 +24,7 @@ from hwcal.interop.legacy_calibration import legacy_calibration_to_v1
 from hwcal.interop.legacy_common import parse_legacy_date
 from hwcal.interop.migrate import counts_by_family, execute, make_strict, plan_migration
 from hwcal.interop.migrate_keys import MigrationStep, plan_key
+from hwcal.registry.fsio import read_registry_bytes
 from hwcal.registry.validate import validate_registry
 from tests.fixtures_registry import REPO
 
@@ -253,7 +254,7 @@ def test_an_archived_run_is_history_never_current(imported: tuple[Path, list[Mig
     assert step.action == "history" and step.family == "archived_calibration"
     assert not (root / "gpu/jetson_orin_nx_16gb_gpu/calibrations/25W_408MHz_pytorch.json").exists()
     assert step.target is not None
-    doc = json.loads(step.target.read_text())
+    doc = json.loads(read_registry_bytes(step.target))
     assert "throttled" in doc["metadata"]["imported"]["archived"]
     assert any("archived by the original registry" in w for w in doc["warnings"])
 

@@ -178,7 +178,7 @@ def test_compare_paths_history_and_lost_precisions(tmp_path: Path, capsys: pytes
     root = tmp_path / "reg"
     a = file_calibration(root, "test_cpu", "7W", 1000, date=later(1), peaks={"fp64": 50.0, "fp32": 100.0})
     b = file_calibration(root, "test_cpu", "7W", 1000, date=later(2), peaks={"fp32": 100.0})
-    history = next((root / "cpu" / "test_cpu" / "calibrations" / "history").glob("*.json"))
+    history = next((root / "cpu" / "test_cpu" / "calibrations" / "history").glob("*.json.gz"))  # packed
     code, out, _ = _main(compare_calibrations, [str(history), str(b), "--fail-below", "0.95"], capsys)
     assert a == b and code == 0  # fp64 was not selected in B: not run, not lost
     assert re.search(r"fp64\s+GFLOPS\s+50\s+-\s+-.*not run in B", out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import subprocess
@@ -19,6 +20,7 @@ import hwcal
 from hwcal.document.schema import schema_errors
 from hwcal.errors import HwcalError
 from hwcal.naming import CalibrationKey, calibration_path, history_dir, spec_path
+from hwcal.registry.fsio import read_registry_bytes
 from hwcal.registry.writer import atomic_write_text, dumps, lock_for, write_calibration
 
 DocFactory = Callable[..., dict[str, Any]]
@@ -31,7 +33,7 @@ def _temp_files(registry: Path) -> list[Path]:
 
 
 def _load(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text())
+    return json.loads(read_registry_bytes(path))  # a history file is packed (.json.gz)
 
 
 def test_writes_the_document_and_the_spec(tmp_path: Path, key: CalibrationKey, valid_doc: dict[str, Any]) -> None:
@@ -129,11 +131,24 @@ def test_rewriting_a_key_keeps_the_previous_in_history(tmp_path: Path, key: Cali
     assert kept is None
     path2, kept = write_calibration(registry, key, second)
     assert path2 == path
-    assert kept == history_dir(registry, key) / "7W_2450MHz_numpy.20261126T184657123456Z.json"
+    assert kept == history_dir(registry, key) / "7W_2450MHz_numpy.20261126T184657123456Z.json.gz"  # packed
     assert kept.parent == registry / "cpu/test_cpu/calibrations/history"
     assert _load(kept) == first
+    assert gzip.decompress(kept.read_bytes()) == dumps(first).encode()  # the very bytes it replaced
     assert _load(path) == second
     assert sorted(p.name for p in path.parent.glob("*.json")) == [path.name]  # history is not a calibration
+
+
+def test_an_older_format_goes_to_history_unpacked_for_the_upgrade(tmp_path: Path, key: CalibrationKey,
+                                                                   doc_factory: DocFactory) -> None:
+    """hwcal-upgrade rewrites files of an older format, and packs only the current one: those stay as they are."""
+    registry = tmp_path / "registry"
+    old = doc_factory(started_at=datetime(2026, 11, 26, 9, 0, tzinfo=timezone.utc))
+    path, _ = write_calibration(registry, key, old)
+    raw = path.read_text().replace('"schema_version": 2', '"schema_version": 1', 1)
+    path.write_text(raw)
+    _, kept = write_calibration(registry, key, doc_factory(started_at=datetime(2026, 11, 27, tzinfo=timezone.utc)))
+    assert kept is not None and kept.name.endswith("Z.json") and kept.read_text() == raw
 
 
 def test_history_names_never_collide(tmp_path: Path, key: CalibrationKey, valid_doc: dict[str, Any]) -> None:

@@ -31,8 +31,8 @@ from hwcal.naming import (
     CalibrationKey,
     check_hardware_id,
     hardware_dir,
-    history_path,
     history_stamp,
+    packed_history_path,
     parse_calibration_filename,
     spec_path,
 )
@@ -204,7 +204,7 @@ def _plan_moves(registry: Path, plan: RehomePlan, current: list[Path], history: 
             stamp = history_stamp(parse_date(docs[path]["metadata"]["calibration_date"]))
         except (KeyError, TypeError, ValueError):
             raise HwcalError(f"{path}: no readable metadata.calibration_date; nothing moved") from None
-        plan.moves.append((path, history_path(registry, key, stamp), "history"))
+        plan.moves.append((path, packed_history_path(registry, key, stamp), "history"))  # as the writer packs it
     clash = [str(new) for _, new, _ in plan.moves if new.exists()]
     if clash:
         raise HwcalError(f"{new_folder} already holds {', '.join(clash)}: refusing to mix two folders; nothing moved")

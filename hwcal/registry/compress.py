@@ -1,7 +1,8 @@
 """Superseded calibrations kept compressed: ``calibrations/history/<name>.json`` becomes ``<name>.json.gz``.
 
 A registry keeps every calibration it replaced, and a CPU torch run files 1.2 MB of JSON: this project's own
-registry grew past 58 MB, most of it history, which gzip packs about 11x (1,206,892 -> 104,005 bytes). Every
+registry grew past 58 MB, most of it history, which gzip packs about 11x (1,206,892 -> 104,005 bytes). The
+writer now packs the history it files (``hwcal.registry.writer``); this packs what an older one left. Every
 reader takes both forms (``hwcal.registry.fsio.read_registry_bytes``: at most 64 MiB unpacked, so a small file
 cannot unpack into gigabytes). Current files, ``.format1`` originals, writer-kept ``.corrupt`` copies and
 files in an older format (``hwcal-upgrade`` rewrites those first) stay as they are. Lossless: the packed file
@@ -25,9 +26,9 @@ from hwcal.registry import fsio
 from hwcal.registry.fsio import GZ_SUFFIX
 from hwcal.registry.layout import walk
 from hwcal.registry.reader import BadRegistryFile, read_json
-from hwcal.registry.writer import LOCK_TIMEOUT_S, lock_for
+from hwcal.registry.writer import HISTORY_GZIP_LEVEL, LOCK_TIMEOUT_S, lock_for
 
-LEVEL = 9  # history is written once and read seldom: the smallest file
+LEVEL = HISTORY_GZIP_LEVEL
 
 
 @dataclass(frozen=True)

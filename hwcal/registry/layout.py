@@ -17,7 +17,8 @@ UPGRADE_HINT = "upgrade hwcal (pip install --upgrade hwcal, or git pull in its c
 MIGRATE_HINT = "python tools/migrate_calibrations.py SOURCE --registry REGISTRY"
 # calibrations/history/<stem>.<UTC stamp>[.n][.corrupt][.format1].json, as the writer names superseded files
 # (.corrupt: unreadable when superseded; .format1: the original bytes of a file hwcal-upgrade rewrote), or the
-# same name with .gz: compressed by ``hwcal-upgrade-registry --compress-history`` (``hwcal.registry.compress``).
+# same name with .gz: packed by the writer as it files history, or by ``hwcal-upgrade --compress-history``
+# (``hwcal.registry.compress``) where an older writer left it unpacked.
 HISTORY_RE = re.compile(r"^(?P<stem>[^.]+)\.(?P<stamp>\d{8}T\d{6}\d*Z)(?:\.(?P<n>\d+))?(?P<corrupt>\.corrupt)?"
                         r"(?P<format1>\.format1)?\.json(?P<gz>\.gz)?$")
 

@@ -1,9 +1,10 @@
 """The registry writer: only what ``hwcal-validate`` would accept where it lands (one rule,
 ``validity.problems``), atomic replace, one writer at a time per hardware folder, and the calibration a
-key held before kept under ``calibrations/history/``."""
+key held before kept under ``calibrations/history/``, packed (``.json.gz``)."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import tempfile
@@ -15,9 +16,17 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from hwcal.document.schema import non_json_path
+from hwcal.document.schema import CALIBRATION_FORMAT_VERSION, non_json_path
 from hwcal.errors import HwcalError
-from hwcal.naming import CalibrationKey, calibration_path, hardware_dir, history_path, history_stamp, spec_path
+from hwcal.naming import (
+    CalibrationKey,
+    calibration_path,
+    hardware_dir,
+    history_path,
+    history_stamp,
+    packed_history_path,
+    spec_path,
+)
 from hwcal.registry import fsio
 from hwcal.registry.fsio import UnsafePathError, check_write_target
 from hwcal.registry.reader import BadRegistryFile, parse_date, parse_json_text, read_json
@@ -25,6 +34,7 @@ from hwcal.registry.succession import FUTURE_SKEW_S, held_back, is_future, split
 from hwcal.registry.validity import Problem, problems
 
 LOCK_TIMEOUT_S = 120.0
+HISTORY_GZIP_LEVEL = 9  # history is written once and read seldom: the smallest file
 
 
 class RegistryWriteWarning(UserWarning):
@@ -52,24 +62,37 @@ def calibration_date(doc: Any) -> datetime | None:
 
 def _read_existing(existing: Path, registry: Path | None = None) -> tuple[datetime | None, str]:
     """The superseded file's date and history stamp; an unreadable file is stamped by mtime."""
+    date, stamp, _ = _superseded(existing, registry)
+    return date, stamp
+
+
+def _superseded(existing: Path, registry: Path | None = None) -> tuple[datetime | None, str, bool]:
+    """``_read_existing``, and whether the file is a calibration in the current format (history packs those)."""
     try:
-        date = calibration_date(read_json(existing, registry))
+        doc = read_json(existing, registry)
     except BadRegistryFile:
-        date = None
+        doc = None
+    date = calibration_date(doc)
     if date is not None:
-        return date, history_stamp(date)
-    return None, history_stamp(datetime.fromtimestamp(existing.lstat().st_mtime, timezone.utc))
+        current = isinstance(doc, dict) and doc.get("schema_version") == CALIBRATION_FORMAT_VERSION
+        return date, history_stamp(date), current
+    return None, history_stamp(datetime.fromtimestamp(existing.lstat().st_mtime, timezone.utc)), False
 
 
 def _keep_in_history(registry: Path, key: CalibrationKey, existing: Path) -> Path:
     """Copy the current file into history through the one write path (never a plain copy: a kill must not
-    leave half a history file, and a link or special file must not have its target copied in)."""
+    leave half a history file, and a link or special file must not have its target copied in). A calibration
+    in the current format is packed as it goes (``<name>.json.gz``, as ``hwcal-upgrade --compress-history``
+    packs it: gzip takes a CPU torch run's 1.2 MB to about a tenth); an unreadable one is kept as its bytes
+    (``.corrupt``), an older format as it is, for ``hwcal-upgrade`` to rewrite."""
     check_write_target(existing, registry)  # a symlink leading out, a FIFO: refused, nothing written
     try:
         data = fsio.read_regular_bytes(existing)
     except UnsafePathError as exc:
         raise UnsafePathError(f"{existing} {exc}; nothing written") from None
-    date, stamp = _read_existing(existing, registry)
+    date, stamp, current = _superseded(existing, registry)
+    if current:
+        return _pack(packed_history_path(registry, key, stamp), data, registry)
     target = history_path(registry, key, stamp, "" if date else ".corrupt")
     try:
         text = data.decode("utf-8")
@@ -250,10 +273,16 @@ def trusted_date(date: datetime | None, path: Path) -> datetime | None:
 
 
 def _write_history_locked(registry: Path, key: CalibrationKey, text: str, date: datetime) -> Path:
+    """A valid calibration's text straight into history, packed (``_keep_in_history``)."""
     clean_leftovers(registry, key.device_type, key.hardware_id)
-    target = history_path(registry, key, history_stamp(date))
+    target = packed_history_path(registry, key, history_stamp(date))
     with fsio.interrupts_deferred():
-        atomic_write_text(target, text, registry)
+        return _pack(target, text.encode("utf-8"), registry)
+
+
+def _pack(target: Path, data: bytes, registry: Path) -> Path:
+    """``data`` gzipped at ``target`` (a ``.json.gz`` name), atomically (``fsio.atomic_write_bytes``)."""
+    fsio.atomic_write_bytes(target, gzip.compress(data, HISTORY_GZIP_LEVEL, mtime=0), registry)
     return target
 
 
