@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -33,7 +34,17 @@ def pytest_configure(config: pytest.Config) -> None:
     (or block) a real calibration of this host, and no test waits on a real lock. Tests of the host-wide
     lock itself point HWCAL_STATE_DIR where they need it."""
     if "HWCAL_STATE_DIR" not in os.environ:
-        os.environ["HWCAL_STATE_DIR"] = tempfile.mkdtemp(prefix="hwcal-test-state-")
+        os.environ["HWCAL_STATE_DIR"] = _OWN_STATE_DIR[0] = tempfile.mkdtemp(prefix="hwcal-test-state-")
+
+
+_OWN_STATE_DIR = [""]  # the state folder this session made, removed at its end (a session per run: 150 a day)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _OWN_STATE_DIR[0] and os.environ.get("HWCAL_STATE_DIR") == _OWN_STATE_DIR[0]:
+        shutil.rmtree(_OWN_STATE_DIR[0], ignore_errors=True)
+        del os.environ["HWCAL_STATE_DIR"]
+        _OWN_STATE_DIR[0] = ""
 
 
 def _emulator() -> str | None:
