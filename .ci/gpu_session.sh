@@ -31,7 +31,7 @@ calibrate() {  # one full calibration into the repository's registry; its log is
   /usr/bin/time -f "wall %e s, max RSS %M kB" python3 -m pytest bench/ "${plugin[@]}" --framework pytorch \
     --device cuda --registry registry --file-disturbed -p no:randomly -q --durations=0 --benchmark-columns=min,median,rounds 2>&1 \
     | tee $res/cal_run$1.log | grep -E '^(wall|hwcal|FAILED|ERROR)|passed|failed|interference|disturbed' | tail -12
-  find registry -name '*.json' -newer "$stamp" > $res/new_files.txt
+  find registry \( -name '*.json' -o -name '*.json.gz' \) -newer "$stamp" > $res/new_files.txt  # history is packed
   # shellcheck disable=SC2046  # one argument per file
   tar czf $OUT/registry_new.tgz $(cat $res/new_files.txt); save
   cal=$(find registry/gpu -path '*/calibrations/*.json' -newer "$stamp" -not -path '*/history/*' | head -1)
