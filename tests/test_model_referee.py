@@ -55,3 +55,20 @@ def test_nonsense_passes_are_a_one_line_usage_error(argv: list[str], capsys: pyt
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert ": error: " in err[-1] and ("--passes" in err[-1] or "--repass-below-s" in err[-1])
+
+
+@pytest.mark.parametrize("tool", ["model_referee", "gpu_referee", "nn_referee", "energy_referee", "memory_referee"])
+def test_the_referees_read_a_packed_history_file(tmp_path: Path, tool: str) -> None:
+    """The writer packs history (``.json.gz``): a referee given such a file reads it as the plain one."""
+    import gzip
+    import json
+
+    spec = importlib.util.spec_from_file_location(tool, REPO / "tools" / f"{tool}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    doc = {"schema_version": 2, "metadata": {"calibration_date": "2026-12-07T00:00:00+00:00"}}
+    plain, packed = tmp_path / "c.json", tmp_path / "c.20261207T000000Z.json.gz"
+    plain.write_text(json.dumps(doc))
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    assert module.read_json_file(packed) == module.read_json_file(plain) == doc

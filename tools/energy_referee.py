@@ -15,6 +15,7 @@ figure beside its own and exits 1 when any differs by more than --tolerance (def
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import sys
 import time
@@ -23,6 +24,12 @@ from typing import Any
 
 DTYPES = {"fp64": "float64", "fp32": "float32", "tf32": "float32", "fp16": "float16", "bf16": "bfloat16",
           "fp8": "float8_e4m3fn", "int8": "int8"}
+
+
+def read_json_file(path: Path) -> Any:
+    """A calibration file as JSON, packed (``.json.gz``, as registries keep their history) or not."""
+    raw = path.read_bytes()
+    return json.loads(gzip.decompress(raw) if path.name.endswith(".gz") else raw)
 
 
 class Counter:
@@ -165,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         print("energy_referee: needs a CUDA GPU", file=sys.stderr)
         return 2
     torch.cuda.set_device(args.device)
-    calibration = json.loads(args.calibration.read_text()) if args.calibration else None
+    calibration = read_json_file(args.calibration) if args.calibration else None
     energy = (calibration or {}).get("energy") or {}
     if calibration is not None and energy.get("status") != "measured":
         print(f"energy_referee: {args.calibration} has no measured energy ({energy.get('reason', 'no section')})",

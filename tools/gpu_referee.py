@@ -12,13 +12,21 @@ nothing. (The H200 int8 figure was once 7x low and "confirmed" by a loop that sh
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 WARMUP, ITERATIONS = 50, 100
 DTYPES = {"fp64": "float64", "fp32": "float32", "tf32": "float32", "fp16": "float16", "bf16": "bfloat16",
           "int8": "int8"}
+
+
+def read_json_file(path: Path) -> Any:
+    """A calibration file as JSON, packed (``.json.gz``, as registries keep their history) or not."""
+    raw = path.read_bytes()
+    return json.loads(gzip.decompress(raw) if path.name.endswith(".gz") else raw)
 
 
 def time_loop(precision: str, m: int, n: int, k: int, layout: str) -> float:
@@ -66,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precisions", default="int8,tf32,fp32,fp64", help="Default: int8,tf32,fp32,fp64")
     args = parser.parse_args(argv)
     try:
-        doc = json.loads(args.calibration.read_text())
+        doc = read_json_file(args.calibration)
     except (OSError, ValueError) as exc:
         print(f"gpu_referee.py: error: {args.calibration}: {exc}", file=sys.stderr)
         return 1

@@ -15,6 +15,7 @@ all-core STREAM aggregate (goal 0.9-1.1), latency per tier (goal within +-25 %),
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
 import json
 import os
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 SOURCE = r"""
 #define _GNU_SOURCE
@@ -107,6 +109,12 @@ int main(int argc, char **argv) {
 """
 
 
+def read_json_file(path: Path) -> Any:
+    """A calibration file as JSON, packed (``.json.gz``, as registries keep their history) or not."""
+    raw = path.read_bytes()
+    return json.loads(gzip.decompress(raw) if path.name.endswith(".gz") else raw)
+
+
 def build() -> Path:
     """The referee binary, compiled once per source and compiler into a cache folder."""
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
@@ -141,7 +149,7 @@ def run(array_bytes: int, threads: int, chase_bytes: list[int]) -> dict:
 
 def _calibration_plan(path: Path) -> tuple[dict, int, int, list[int]]:
     """From a calibration: its memory section, the array bytes (the multicore total / 3), threads, chase sizes."""
-    doc = json.loads(path.read_text())
+    doc = read_json_file(path)
     memory = doc.get("memory") or {}
     system = memory.get("memory_system") or {}
     pools = system.get("pools") or {}

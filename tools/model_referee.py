@@ -24,6 +24,7 @@ escape. The first pass's figures are reported beside them, and a tiny add's time
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import math
 import statistics
@@ -86,6 +87,12 @@ def layer_ops(model: str, tokens: int, context: int, precision: str) -> list[dic
         ops += [op("decode_qkv_gemv", "gemv", m=(heads + 2 * kv) * d, n=h),
                 op("decode_down_gemv", "gemv", m=h, n=inter)]
     return ops
+
+
+def read_json_file(path: Path) -> Any:
+    """A calibration file as JSON, packed (``.json.gz``, as registries keep their history) or not."""
+    raw = path.read_bytes()
+    return json.loads(gzip.decompress(raw) if path.name.endswith(".gz") else raw)
 
 
 def gemm_work(dims: dict[str, int], eb: int) -> tuple[float, float]:
@@ -324,7 +331,7 @@ def compare(ops: list[dict[str, Any]], calibration: Path, mode: str) -> dict[str
     from hwcal.errors import HwcalError
     from hwcal.model.predict import predictor_of_document
 
-    doc = json.loads(calibration.read_text())
+    doc = read_json_file(calibration)
     predictor = predictor_of_document(doc, str(calibration))
     measured_shapes = calibration_shapes(doc)
     rows = []

@@ -17,6 +17,7 @@ and the CUDA kernels it ran.
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import math
 import statistics
@@ -30,6 +31,12 @@ DTYPES = {"fp32": "float32", "tf32": "float32", "fp16": "float16", "bf16": "bflo
 SDPA = {"flash": "FLASH_ATTENTION", "efficient": "EFFICIENT_ATTENTION", "cudnn": "CUDNN_ATTENTION", "math": "MATH"}
 STANDARD = (("resnet50.layer1.0.conv2", 64, 56, 64, 3), ("resnet50.layer1.0.conv3", 64, 56, 256, 1),
             ("mobilenet_v2.features.3.conv.1", 144, 56, 144, 3))
+
+
+def read_json_file(path: Path) -> Any:
+    """A calibration file as JSON, packed (``.json.gz``, as registries keep their history) or not."""
+    raw = path.read_bytes()
+    return json.loads(gzip.decompress(raw) if path.name.endswith(".gz") else raw)
 
 
 def _setup(rec: dict[str, Any], cuda: bool) -> tuple[Any, Any, list[tuple[Any, ...]]]:
@@ -186,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     cuda = torch.cuda.is_available()
     if args.calibration is not None:
         try:
-            doc = json.loads(args.calibration.read_text())
+            doc = read_json_file(args.calibration)
         except (OSError, ValueError) as exc:
             print(f"nn_referee.py: error: {args.calibration}: {exc}", file=sys.stderr)
             return 1
