@@ -4,6 +4,7 @@ non-square and batched results (a wrong result fails), and the ``gemm_shapes`` s
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -261,3 +262,26 @@ def test_shape_budget_shares(monkeypatch: pytest.MonkeyPatch, device: str, spent
     budget = shapes.SHAPES_BUDGET_S[device, False]  # 8 s on a CPU, 12 s on a GPU: the expected seconds' whole
     got = {p: shapes._allowance(session, p) for p in expected}  # type: ignore[arg-type]
     assert got == {p: (pytest.approx(v), budget) for p, v in expected.items()}
+
+
+def test_a_spent_shape_budget_is_one_warning_per_precision(tmp_path: Path) -> None:
+    """Every shape a precision's spent share leaves out is named in one warning, where it was first raised."""
+    from hwcal.measure.session import CalibrationOptions, CalibrationSession
+    from hwcal.measure.shape_plan import Shape
+    from hwcal.measure.shapes import _skip_before
+
+    session = CalibrationSession(CalibrationOptions(None, "numpy", "cpu", None, None, tmp_path, False, None, 1.0,
+                                                    1.0, False, False))
+    session.budget_spent_s["gemm_shapes"] = 1e9  # every share spent
+    session.warn("before")
+    for precision, m in (("fp64", 4), ("fp64", 16), ("fp32", 4), ("fp64", 32)):
+        reason = _skip_before(session, precision, Shape("small_m", 1, m, 64, 64))
+        assert reason is not None and "shape budget is spent" in reason  # the case's own skip reason
+    session.warn("after")
+    budget = session.results.warnings[1].split("of the ")[1].split(" s ")[0]
+    assert session.results.warnings == [
+        "before",
+        f"gemm_shapes: fp64: its share of the {budget} s shape budget was spent; left out (3): 4x64x64, 16x64x64, "
+        "32x64x64",
+        f"gemm_shapes: fp32: its share of the {budget} s shape budget was spent; left out: 4x64x64",
+        "after"]

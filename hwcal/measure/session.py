@@ -137,6 +137,7 @@ class CalibrationSession:
     machine_state: MachineState | None = None
     # Watches every timed case for other work on the machine (the plugin sets it at session start).
     watch: Watch | None = None
+    _grouped: dict[str, tuple[int, list[str]]] = field(default_factory=dict)  # warn_grouped: head -> (index, items)
     _backend: Backend | None = None
     sweep: Sweep = field(init=False)
 
@@ -164,6 +165,17 @@ class CalibrationSession:
     def warn(self, message: str) -> None:
         """A warning the calibration files (a figure missing or doubtful), in the order raised."""
         self.results.warnings.append(message)
+
+    def warn_grouped(self, head: str, item: str) -> None:
+        """One warning per ``head`` naming every ``item`` (``head (3): a, b, c``), where it was first raised:
+        a spent budget leaves out a precision's remaining cases, and one warning each buried the others
+        (35 of a numpy run's 84)."""
+        where, items = self._grouped.setdefault(head, (len(self.results.warnings), []))
+        if not items:
+            self.results.warnings.append("")
+        items.append(item)
+        self.results.warnings[where] = f"{head}: {items[0]}" if len(items) == 1 else \
+            f"{head} ({len(items)}): {', '.join(items)}"
 
     def wall_time_s(self) -> float:
         return time.perf_counter() - self.t0

@@ -170,14 +170,19 @@ def _refinement_reason(session: CalibrationSession, precision: str, shape: Shape
 
 
 def _skip_before(session: CalibrationSession, precision: str, shape: Shape) -> str | None:
-    """Why not even to size this case: its precision's share is spent, or a call would be too slow."""
+    """Why not even to size this case, warned: its precision's share is spent (one warning names all such shapes
+    of the precision), or a call would be too slow (a warning of its own)."""
     left, budget = _allowance(session, precision)
     if left <= 0:
+        session.warn_grouped(f"gemm_shapes: {precision}: its share of the {budget:g} s shape budget was spent; left "
+                             "out", shape.label)
         return f"{precision} {shape.label}: its share of the {budget:g} s shape budget is spent"
     call_s = _predicted_call_s(session, precision, shape)
     if call_s is not None and call_s > session.options.max_call_s:
-        return (f"{precision} {shape.label} predicted {call_s:.2g} s per GEMM from the square GEMM rate, over "
-                f"--max-call-seconds {session.options.max_call_s:g}")
+        reason = (f"{precision} {shape.label} predicted {call_s:.2g} s per GEMM from the square GEMM rate, over "
+                  f"--max-call-seconds {session.options.max_call_s:g}")
+        session.warn(f"gemm_shapes: {reason}")
+        return reason
     return None
 
 
@@ -229,10 +234,7 @@ def _skip_reason(session: CalibrationSession, precision: str, shape: Shape) -> s
     refinement = _refinement_reason(session, precision, shape)
     if refinement:
         return refinement  # a refinement left out is the plan working, not a missing figure: no warning
-    reason = _skip_before(session, precision, shape)
-    if reason:
-        session.warn(f"gemm_shapes: {reason}")
-    return reason
+    return _skip_before(session, precision, shape)  # it files the warning
 
 
 def _plan(benchmark: Any, session: CalibrationSession, precision: str, shape: Shape, call: Callable[[], Any]
