@@ -376,6 +376,17 @@ def test_blas_above_its_roof_is_filed_and_explained() -> None:
     assert len(warnings) == 1 and "1.2x the l3 roof" in warnings[0] and "served from l2" in warnings[0]
 
 
+def test_an_in_place_update_above_every_roof_is_explained_as_one() -> None:
+    """scal and axpy write what they read: each line goes in and back out with no write-allocate, which the
+    read, write and triad roofs do not measure; dot above every roof keeps the general reason."""
+    rec = _system()
+    records = [_blas("scal", 16 * KiB, 400.0, 1), _blas("dot", 16 * KiB, 400.0, 1)]
+    _, warnings = blas_section(records, None, None, lambda ws, threads: blas_ceiling(rec, ws, threads))
+    by_op = {w.split()[1]: w for w in warnings}
+    assert "in-place update" in by_op["scal"] and "in-place" not in by_op["dot"]
+    assert "above every roof" in by_op["dot"] and by_op["dot"].endswith("filed, not clipped")
+
+
 def test_schema_takes_the_new_levels_and_the_legacy_shape(valid_doc: dict[str, Any]) -> None:
     doc = valid_doc
     memory = doc.setdefault("memory", {"sustained_gbps": None})
