@@ -91,3 +91,37 @@ def test_a_v1_file_with_unknown_keys_is_reported_not_upgraded(tmp_path: Path, ca
     out = capsys.readouterr().out
     assert "error" in out and "surprise" in out
     assert json.loads(current.read_text())["schema_version"] == 1  # left as it was
+
+
+def test_a_packed_older_history_file_is_upgraded_and_stays_packed(tmp_path: Path) -> None:
+    """A history file packed in format 1 (as --compress-history would pack one a future format makes old):
+    upgraded in place, packed again, its original kept unpacked beside it."""
+    import gzip
+
+    from hwcal.registry.fsio import read_registry_bytes
+
+    root = _registry(tmp_path)
+    plain = next(root.rglob("history/*.json"))
+    packed = plain.with_name(plain.name + ".gz")
+    original = plain.read_bytes()
+    packed.write_bytes(gzip.compress(original))
+    plain.unlink()
+    steps = {s.path.name: s for s in upgrade_registry(root)}
+    assert steps[packed.name].action == "upgraded", steps[packed.name].message
+    assert json.loads(read_registry_bytes(packed))["schema_version"] == 2  # still packed, now format 2
+    assert len([p for p in root.rglob("history/*.format1.json") if p.read_bytes() == original]) == 1
+    assert validate_registry(root).ok
+
+
+def test_the_writer_keeps_an_older_format_filed_straight_into_history_unpacked(tmp_path: Path) -> None:
+    """An older runner's file merged as history stays plain: hwcal-upgrade rewrites it."""
+    from datetime import datetime, timezone
+
+    from hwcal.naming import CalibrationKey
+    from hwcal.registry.writer import write_history
+
+    doc = json.loads((V1 / "default_2445MHz_numpy.json").read_text())
+    root = _registry(tmp_path)
+    path = write_history(root, CalibrationKey(**doc["key"]),
+                         json.dumps(doc), datetime(2026, 11, 1, tzinfo=timezone.utc))
+    assert path.name.endswith("Z.json") and json.loads(path.read_text())["schema_version"] == 1

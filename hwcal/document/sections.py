@@ -73,7 +73,8 @@ def _over_one(rec: BlasRecord, eff: float, ceiling: Ceiling, ceiling_of: Ceiling
         return (f"{what}: above every roof measured at this thread count: an in-place update moves each line in "
                 "and back out with no write-allocate, which the roofs' read, write and triad do not (a compiled "
                 "in-place update ran 1.2-1.5x the read roof on the Zen 4 guest), and the library's loop may beat "
-                "the compiled kernels (numpy's fp32 scal 1.3x that update there); filed, not clipped")
+                "the compiled kernels (numpy's fp32 scal 1.3x that update there), unless the roof's rounds were "
+                "disturbed; filed, not clipped")
     return (f"{what}: above every roof measured at this thread count: the roof's rounds were disturbed (a busy "
             "machine) or the library reached a faster path than the compiled kernels; filed, not clipped")
 

@@ -32,13 +32,12 @@ from hwcal.naming import (
     check_hardware_id,
     hardware_dir,
     history_stamp,
-    packed_history_path,
     parse_calibration_filename,
     spec_path,
 )
 from hwcal.registry.fsio import GZ_SUFFIX
 from hwcal.registry.reader import BadRegistryFile, parse_date, read_json
-from hwcal.registry.writer import dumps, write_calibration, write_history, write_spec
+from hwcal.registry.writer import dumps, history_target, write_calibration, write_history, write_spec
 
 TOOL = "tools/rehome_hardware.py"
 # Zen 1 (family 17h models 00-2F): two 128-bit FMA pipes, 8 fp64 FLOPs/cycle/core (AMD SOG pub. 55723);
@@ -204,7 +203,7 @@ def _plan_moves(registry: Path, plan: RehomePlan, current: list[Path], history: 
             stamp = history_stamp(parse_date(docs[path]["metadata"]["calibration_date"]))
         except (KeyError, TypeError, ValueError):
             raise HwcalError(f"{path}: no readable metadata.calibration_date; nothing moved") from None
-        plan.moves.append((path, packed_history_path(registry, key, stamp), "history"))  # as the writer packs it
+        plan.moves.append((path, history_target(registry, key, stamp, docs[path]), "history"))  # as the writer files it
     clash = [str(new) for _, new, _ in plan.moves if new.exists()]
     if clash:
         raise HwcalError(f"{new_folder} already holds {', '.join(clash)}: refusing to mix two folders; nothing moved")

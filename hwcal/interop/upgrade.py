@@ -9,6 +9,7 @@ kept original with the same bytes is reused rather than kept twice.
 
 from __future__ import annotations
 
+import gzip
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,11 @@ from hwcal.document.format2 import update_to_2
 from hwcal.document.schema import CALIBRATION_FORMAT_VERSION
 from hwcal.errors import HwcalError
 from hwcal.naming import CalibrationKey, history_dir, history_path, history_stamp
+from hwcal.registry import fsio
 from hwcal.registry.layout import walk
 from hwcal.registry.reader import BadRegistryFile, parse_date, read_json
 from hwcal.registry.validity import problems
-from hwcal.registry.writer import atomic_write_text, dumps, lock_for
+from hwcal.registry.writer import HISTORY_GZIP_LEVEL, atomic_write_text, dumps, lock_for
 
 
 @dataclass
@@ -68,12 +70,16 @@ def upgrade_file(registry: Path, path: Path, dry_run: bool = False) -> UpgradeSt
         return UpgradeStep(path, "upgraded", message="would upgrade to format 2 (dry run)")
     try:
         with lock_for(registry, key.device_type, key.hardware_id):
-            original = path.read_bytes()
+            original = fsio.read_registry_bytes(path)  # a packed history file (.json.gz) unpacked
             kept = _kept_original(key, registry, original)
             if kept is None:
                 kept = history_path(registry, key, stamp, ".format1")
                 atomic_write_text(kept, original.decode("utf-8"), registry)
-            atomic_write_text(path, dumps(upgraded), registry)
+            if path.name.endswith(fsio.GZ_SUFFIX):  # packed it stays
+                fsio.atomic_write_bytes(path, gzip.compress(dumps(upgraded).encode("utf-8"), HISTORY_GZIP_LEVEL,
+                                                            mtime=0), registry)
+            else:
+                atomic_write_text(path, dumps(upgraded), registry)
     except (HwcalError, OSError, UnicodeDecodeError) as exc:
         return UpgradeStep(path, "error", message=f"not upgraded: {exc}")
     return UpgradeStep(path, "upgraded", kept, f"format {version} -> {CALIBRATION_FORMAT_VERSION}")

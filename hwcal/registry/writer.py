@@ -1,6 +1,6 @@
 """The registry writer: only what ``hwcal-validate`` would accept where it lands (one rule,
 ``validity.problems``), atomic replace, one writer at a time per hardware folder, and the calibration a
-key held before kept under ``calibrations/history/``, packed (``.json.gz``)."""
+key held before kept under ``calibrations/history/`` (packed, ``.json.gz``, in the current format)."""
 
 from __future__ import annotations
 
@@ -74,8 +74,7 @@ def _superseded(existing: Path, registry: Path | None = None) -> tuple[datetime 
         doc = None
     date = calibration_date(doc)
     if date is not None:
-        current = isinstance(doc, dict) and doc.get("schema_version") == CALIBRATION_FORMAT_VERSION
-        return date, history_stamp(date), current
+        return date, history_stamp(date), _current_format(doc)
     return None, history_stamp(datetime.fromtimestamp(existing.lstat().st_mtime, timezone.utc)), False
 
 
@@ -273,11 +272,24 @@ def trusted_date(date: datetime | None, path: Path) -> datetime | None:
 
 
 def _write_history_locked(registry: Path, key: CalibrationKey, text: str, date: datetime) -> Path:
-    """A valid calibration's text straight into history, packed (``_keep_in_history``)."""
+    """A valid calibration's text straight into history: packed in the current format, as ``_keep_in_history``
+    packs; an older format (a runner's file, a rehomed original) plain, for ``hwcal-upgrade`` to rewrite."""
     clean_leftovers(registry, key.device_type, key.hardware_id)
-    target = packed_history_path(registry, key, history_stamp(date))
+    target = history_target(registry, key, history_stamp(date), parse_json_text(text))
     with fsio.interrupts_deferred():
-        return _pack(target, text.encode("utf-8"), registry)
+        if target.name.endswith(fsio.GZ_SUFFIX):
+            return _pack(target, text.encode("utf-8"), registry)
+        atomic_write_text(target, text, registry)
+        return target
+
+
+def history_target(registry: Path, key: CalibrationKey, stamp: str, doc: Any) -> Path:
+    """Where the writer files ``doc`` in the key's history: packed in the current format, else plain."""
+    return (packed_history_path if _current_format(doc) else history_path)(registry, key, stamp)
+
+
+def _current_format(doc: Any) -> bool:
+    return isinstance(doc, dict) and doc.get("schema_version") == CALIBRATION_FORMAT_VERSION
 
 
 def _pack(target: Path, data: bytes, registry: Path) -> Path:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hwcal.document.format2 import update_to_2
+from hwcal.registry.fsio import read_registry_bytes
 from hwcal.report import figures as plot
 
 CHARTS = plot.CHARTS
@@ -66,7 +67,7 @@ def _render_one(task: tuple[str, str, str]) -> tuple[str, str | None]:
     """Draw the three charts of one calibration file into the site; (key, error or None)."""
     source, key, out = task
     try:
-        doc = update_to_2(json.loads(Path(source).read_bytes()))
+        doc = update_to_2(json.loads(read_registry_bytes(Path(source))))  # history may be packed
         for chart in CHARTS:
             path = Path(out) / figure_path(key, chart)
             path.parent.mkdir(parents=True, exist_ok=True)
