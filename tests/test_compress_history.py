@@ -149,3 +149,15 @@ def test_merge_names_a_packed_history_file_it_does_not_merge(registry: Path, tmp
     assert len(packed) == 2 and all(p.name.endswith(".json.gz") for p in packed)
     assert out.stdout.count("in a history/ folder; not merged") + out.stderr.count("in a history/ folder") >= 2, \
         out.stdout + out.stderr
+
+
+def test_a_packed_history_file_is_drawn(registry: Path, tmp_path: Path) -> None:
+    """The site's charts of a superseded calibration read the packed file (hwcal-site --figures all)."""
+    pytest.importorskip("matplotlib")
+    from hwcal.site.figures import CHARTS, _render_one
+
+    for day in (1, 2):
+        file_calibration(registry, "test_cpu", "15W", 2000, "numpy", date=later(day))
+    packed = next((registry / "cpu" / "test_cpu" / "calibrations" / "history").glob("*.json.gz"))
+    _, error = _render_one((str(packed), "cpu/test_cpu/old", str(tmp_path / "site")))
+    assert error is None and len(list((tmp_path / "site").rglob("*.svg"))) == len(CHARTS)
