@@ -283,13 +283,15 @@ def test_nvml_counter_meter_and_window_power(monkeypatch: pytest.MonkeyPatch, tm
     assert meter is not None and meter.kind == "counter" and "NVML total energy of GPU 0" in meter.sensor
     with EnergySampler(meter) as sampler:
         t0 = time.perf_counter()
-        while sampler.updates_since(t0) <= 12:
+        while sampler.updates_since(t0) <= 50:
             time.sleep(0.01)
         t1 = time.perf_counter()
     got = window_energy(sampler.samples, meter.kind, meter.total, t0, t1)
-    assert got is not None and got.updates >= 10
-    # the counter's mJ steps and the read interval bound the error: well under 1% over >= 10 updates
-    assert got.watts == pytest.approx(688.5, rel=0.02)
+    assert got is not None and got.updates >= 50
+    # The fake's counter steps on real time and the sampler reads it on real time: a read delayed at either end
+    # of the window is the error (a clean checkout's CI here read 705.1 over 12 updates, 2.4 %, on a busy host).
+    # Over 50 updates (~0.5 s) a 25 ms stall is 5 %.
+    assert got.watts == pytest.approx(688.5, rel=0.05)
     assert got.update_hz == pytest.approx(100, rel=0.5)
 
 
