@@ -97,7 +97,10 @@ say "sim-a calibrates again: compared with the registry's calibration of the key
 run_runner sim-a || { tail -40 "$tmp/sim-a.log"; fail "second run of sim-a"; }
 tail -1 "$tmp/sim-a.log"
 grep -q "no regression below 0.2x" "$tmp/sim-a.log" || fail "the second run was not compared with the registry"
-expect_rc 0 "$tmp/merge4.txt" python tools/merge_calibrations.py "$tmp/sim-a/artifact" --registry "$reg"
+# --file-disturbed: on a busy host the second run may have more cases flagged than the first, and the merge would
+# then keep it in history instead (tested in tests/test_disturbed_filing.py); here it is the succession under test
+expect_rc 0 "$tmp/merge4.txt" python tools/merge_calibrations.py "$tmp/sim-a/artifact" --registry "$reg" \
+  --file-disturbed
 grep -q "previous kept as cpu/rehearsal_cpu_a/calibrations/history/" "$tmp/merge4.txt" || fail "no history kept"
 expect_rc 0 "$tmp/history.txt" python tools/list_calibrations.py --registry "$reg" --history
 [ "$(grep -c rehearsal_cpu_a "$tmp/history.txt")" -eq 2 ] || fail "expected the current and one superseded"
