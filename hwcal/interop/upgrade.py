@@ -9,7 +9,6 @@ kept original with the same bytes is reused rather than kept twice.
 
 from __future__ import annotations
 
-import gzip
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from hwcal.registry import fsio
 from hwcal.registry.layout import walk
 from hwcal.registry.reader import BadRegistryFile, parse_date, read_json
 from hwcal.registry.validity import problems
-from hwcal.registry.writer import HISTORY_GZIP_LEVEL, atomic_write_text, dumps, lock_for
+from hwcal.registry.writer import atomic_write_text, dumps, lock_for
 
 
 @dataclass
@@ -76,8 +75,7 @@ def upgrade_file(registry: Path, path: Path, dry_run: bool = False) -> UpgradeSt
                 kept = history_path(registry, key, stamp, ".format1")
                 atomic_write_text(kept, original.decode("utf-8"), registry)
             if path.name.endswith(fsio.GZ_SUFFIX):  # packed it stays
-                fsio.atomic_write_bytes(path, gzip.compress(dumps(upgraded).encode("utf-8"), HISTORY_GZIP_LEVEL,
-                                                            mtime=0), registry)
+                fsio.atomic_write_bytes(path, fsio.packed(dumps(upgraded).encode("utf-8")), registry)
             else:
                 atomic_write_text(path, dumps(upgraded), registry)
     except (HwcalError, OSError, UnicodeDecodeError) as exc:

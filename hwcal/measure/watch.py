@@ -35,7 +35,7 @@ BACKOFF_S = {"cpu": 6.0, "gpu": 10.0}
 # once found a quick pace for 3 of 27 cases (8 s of the watch's budget): so one try per case, and once
 # PACE_TRIAL tries have found it quick in fewer than 1 in PACE_ODDS, no more tries this run (such cases are
 # flagged; on a CPU the late pass times BLAS, STREAM and the most asked precision's GEMM shapes again, and
-# clears a flagged shape's flag when its faster second window was quiet).
+# clears a flagged case's flag when its faster second window was quiet).
 PACE_TRIAL = 6
 PACE_ODDS = 4
 

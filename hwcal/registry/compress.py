@@ -13,7 +13,6 @@ removal leaves both, identical, and the next run removes the original.
 
 from __future__ import annotations
 
-import gzip
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +25,7 @@ from hwcal.registry import fsio
 from hwcal.registry.fsio import GZ_SUFFIX
 from hwcal.registry.layout import walk
 from hwcal.registry.reader import BadRegistryFile, read_json
-from hwcal.registry.writer import HISTORY_GZIP_LEVEL, LOCK_TIMEOUT_S, lock_for
-
-LEVEL = HISTORY_GZIP_LEVEL
+from hwcal.registry.writer import LOCK_TIMEOUT_S, lock_for
 
 
 @dataclass(frozen=True)
@@ -104,7 +101,7 @@ def _plan(path: Path, registry: Path) -> Compression:
     raw = _packable(path, registry)
     if isinstance(raw, Compression):
         return raw
-    return _clash(path, raw) or Compression(path, "would compress", len(raw), len(gzip.compress(raw, LEVEL, mtime=0)))
+    return _clash(path, raw) or Compression(path, "would compress", len(raw), len(fsio.packed(raw)))
 
 
 def compress_file(path: Path, registry: Path) -> Compression:
@@ -119,7 +116,7 @@ def compress_file(path: Path, registry: Path) -> Compression:
     try:
         with fsio.interrupts_deferred():  # a Ctrl-C waits for the pair to be settled: packed and checked, one left
             if not target.exists():  # else an earlier, interrupted run packed it: only the original is left to go
-                fsio.atomic_write_bytes(target, gzip.compress(raw, LEVEL, mtime=0), registry)
+                fsio.atomic_write_bytes(target, fsio.packed(raw), registry)
                 if fsio.read_registry_bytes(target) != raw:
                     target.unlink()
                     return Compression(path, "error", len(raw), message="the packed file did not unpack to the "

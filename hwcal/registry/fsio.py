@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gzip
 import os
 import signal
 import stat
@@ -117,6 +118,13 @@ def read_regular_bytes(path: Path, max_bytes: int = MAX_FILE_BYTES) -> bytes:
 
 
 GZ_SUFFIX = ".json.gz"  # a compressed history file (only calibrations/history/ holds them)
+GZ_LEVEL = 9  # history is written once and read seldom: the smallest file
+
+
+def packed(data: bytes) -> bytes:
+    """``data`` as a history file packs it (``read_registry_bytes`` unpacks it): gzip, no timestamp, so the same
+    bytes always pack the same."""
+    return gzip.compress(data, GZ_LEVEL, mtime=0)
 
 
 def read_registry_bytes(path: Path, max_bytes: int = MAX_FILE_BYTES) -> bytes:

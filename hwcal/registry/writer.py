@@ -4,7 +4,6 @@ key held before kept under ``calibrations/history/`` (packed, ``.json.gz``, in t
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import tempfile
@@ -34,7 +33,6 @@ from hwcal.registry.succession import FUTURE_SKEW_S, held_back, is_future, split
 from hwcal.registry.validity import Problem, problems
 
 LOCK_TIMEOUT_S = 120.0
-HISTORY_GZIP_LEVEL = 9  # history is written once and read seldom: the smallest file
 
 
 class RegistryWriteWarning(UserWarning):
@@ -229,11 +227,11 @@ def place_calibration(registry: Path, key: CalibrationKey, doc: dict[str, Any], 
                 winner, _older = split_newest([new_date], lambda d: d, trusted_date(existing_date, path))
                 if winner is None:
                     # "Most recent" is by calibration_date: an older document is history, not current.
-                    return Placement(_write_history_locked(registry, key, text, new_date))
+                    return Placement(_write_history_locked(registry, key, text, doc, new_date))
             reason = held_back_by_current(registry, path, doc) if keep_quieter else None
             if reason is not None:
                 date = new_date or datetime.now(timezone.utc)
-                return Placement(_write_history_locked(registry, key, text, date), held_back=reason)
+                return Placement(_write_history_locked(registry, key, text, doc, date), held_back=reason)
             kept = _keep_in_history(registry, key, path) if path.exists() else None
             try:
                 atomic_write_text(path, text, registry)
@@ -271,11 +269,11 @@ def trusted_date(date: datetime | None, path: Path) -> datetime | None:
     return date
 
 
-def _write_history_locked(registry: Path, key: CalibrationKey, text: str, date: datetime) -> Path:
+def _write_history_locked(registry: Path, key: CalibrationKey, text: str, doc: Any, date: datetime) -> Path:
     """A valid calibration's text straight into history: packed in the current format, as ``_keep_in_history``
     packs; an older format (a runner's file, a rehomed original) plain, for ``hwcal-upgrade`` to rewrite."""
     clean_leftovers(registry, key.device_type, key.hardware_id)
-    target = history_target(registry, key, history_stamp(date), parse_json_text(text))
+    target = history_target(registry, key, history_stamp(date), doc)  # ``doc``: ``text`` parsed
     with fsio.interrupts_deferred():
         if target.name.endswith(fsio.GZ_SUFFIX):
             return _pack(target, text.encode("utf-8"), registry)
@@ -293,8 +291,8 @@ def _current_format(doc: Any) -> bool:
 
 
 def _pack(target: Path, data: bytes, registry: Path) -> Path:
-    """``data`` gzipped at ``target`` (a ``.json.gz`` name), atomically (``fsio.atomic_write_bytes``)."""
-    fsio.atomic_write_bytes(target, gzip.compress(data, HISTORY_GZIP_LEVEL, mtime=0), registry)
+    """``data`` packed at ``target`` (a ``.json.gz`` name), atomically (``fsio.atomic_write_bytes``)."""
+    fsio.atomic_write_bytes(target, fsio.packed(data), registry)
     return target
 
 
@@ -311,7 +309,7 @@ def write_history(registry: Path, key: CalibrationKey, text: str, date: datetime
         raise _refusal("calibration", found)
     try:
         with lock_for(registry, key.device_type, key.hardware_id):
-            return _write_history_locked(registry, key, text, date)
+            return _write_history_locked(registry, key, text, data, date)
     except Timeout:
         raise HwcalError(f"another writer holds the lock on {hardware_dir(registry, key.device_type, key.hardware_id)} "
                          f"for over {LOCK_TIMEOUT_S:g} s; nothing written") from None
