@@ -72,3 +72,14 @@ def test_the_referees_read_a_packed_history_file(tmp_path: Path, tool: str) -> N
     plain.write_text(json.dumps(doc))
     packed.write_bytes(gzip.compress(plain.read_bytes()))
     assert module.read_json_file(packed) == module.read_json_file(plain) == doc
+
+
+def test_an_unreadable_calibration_is_a_one_line_error_before_any_timing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    referee = _referee()
+    monkeypatch.setattr(referee, "measure", lambda *a, **k: pytest.fail("timed before reading the calibration"))
+    bad = tmp_path / "c.20261207T000000Z.json.gz"
+    bad.write_bytes(b"nonsense")
+    assert referee.main([str(bad), "--models", "gpt2"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("model_referee.py: error: ") and str(bad) in err and "\n" not in err

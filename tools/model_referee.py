@@ -327,11 +327,11 @@ def calibration_shapes(doc: dict[str, Any]) -> set[str]:
     return keys
 
 
-def compare(ops: list[dict[str, Any]], calibration: Path, mode: str) -> dict[str, Any]:
+def compare(ops: list[dict[str, Any]], calibration: Path, doc: Any, mode: str) -> dict[str, Any]:
+    """Each op's prediction from ``doc`` (the calibration file at ``calibration``, read) against its timing."""
     from hwcal.errors import HwcalError
     from hwcal.model.predict import predictor_of_document
 
-    doc = read_json_file(calibration)
     predictor = predictor_of_document(doc, str(calibration))
     measured_shapes = calibration_shapes(doc)
     rows = []
@@ -446,6 +446,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.passes < 1 or args.repass_below_s < 0:
         parser.error(f"--passes must be at least 1 and --repass-below-s at least 0 (got {args.passes}, "
                      f"{args.repass_below_s:g})")
+    try:  # read before any timing: a file that cannot be read should not cost minutes of it first
+        doc = read_json_file(args.calibration)
+    except (OSError, ValueError) as exc:
+        print(f"model_referee.py: error: {args.calibration}: {exc}", file=sys.stderr)
+        return 1
     cuda = args.device.startswith("cuda")
     canaries: list[float] = []
     if args.measured:
@@ -467,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.save:
             args.save.write_text(json.dumps({"framework": args.framework, "device": args.device, "ops": ops,
                                              "left_out": left_out, "host_canary_s": canaries}, indent=1))
-    result = compare(ops, args.calibration, args.mode)
+    result = compare(ops, args.calibration, doc, args.mode)
     result["left_out"] = left_out
     result["host_canary_s"] = canaries
     result["skipped"] = [f"{o['model']} {o['name']}: {o['skipped']}" for o in ops if "skipped" in o]
