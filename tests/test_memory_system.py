@@ -5,6 +5,7 @@ ceilings, the schema, and the pictures. No timed assertions: the machine is shar
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import sys
 from pathlib import Path
@@ -27,7 +28,7 @@ from hwcal.machine.caches import CacheInfo, CacheLevel, detect_huge_pages
 from hwcal.machine.cpuset import CpuSet, detect_cpuset, parse_cpu_list
 from hwcal.machine.sources import Sources
 from hwcal.measure import memkernels
-from hwcal.measure.hierarchy import LatencyBench
+from hwcal.measure.hierarchy import BandwidthBench, LatencyBench
 from hwcal.measure.memory_system import MemorySystemState, run_memory_system
 from hwcal.measure.mempool import Pool
 from hwcal.measure.memsys import (
@@ -36,6 +37,7 @@ from hwcal.measure.memsys import (
     MemorySystem,
     MulticoreResult,
     ScalingPoint,
+    counted_bytes,
     curve_sizes,
     inside,
     plan_tiers,
@@ -194,6 +196,28 @@ def test_bandwidth_kernels_compute_what_they_say(kernels: memkernels.Kernels) ->
     assert np.all(a == 2.0)
     kernels.triad(a, b, c, 3.0, 2)  # last pass: a = b + (3 + 1) c
     assert np.all(a == 4.0)
+    kernels.update(b, 2.0, 3)  # in place: x 2, x 1/2, x 2
+    assert np.all(b == 4.0)
+    kernels.update(b, 0.5, 2)  # an even count leaves it
+    assert np.all(b == 4.0)
+
+
+@pytest.mark.parametrize("windowed", [False, True])
+def test_an_update_kernel_that_skips_its_work_is_caught(kernels: memkernels.Kernels, windowed: bool) -> None:
+    """The update's values are predicted exactly (powers of two), in cache and over DRAM windows revisited
+    with the factor turned; a kernel that leaves the data as it was is not filed."""
+    pool = Pool(16 * MiB, huge=False)
+    try:
+        pool.f64().fill(1.0)
+        bench = BandwidthBench(kernels, pool, [0], rounds=9, cache_rounds=3)
+        point = bench.measure("update", 16 * MiB if windowed else 64 * KiB, 1, windowed)
+        assert point.kernel == "update" and point.gbps_best > 0
+        lazy = dataclasses.replace(kernels, update=lambda a, q, passes: None)
+        with pytest.raises(AssertionError, match="update kernel gave wrong values"):
+            BandwidthBench(lazy, pool, [0], rounds=9, cache_rounds=3).measure(
+                "update", 16 * MiB if windowed else 64 * KiB, 1, windowed)
+    finally:
+        pool.close()
 
 
 def test_numba_missing_is_a_line_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -243,7 +267,8 @@ def test_every_case_runs_and_files_checked_figures(tmp_path: Path, kernels: memk
     assert rec is not None and rec.pool_bytes == 64 * MiB and rec.dram_rule_met
     tiers = {(p.kernel, p.working_set_bytes, p.threads) for p in rec.bandwidth}
     one = {t.name: t.one_core_bytes for t in rec.tiers}
-    assert {("read", one["l1"], 1), ("write", one["l2"], 1), ("triad", rec.pool_bytes, 1)} <= tiers
+    assert {("read", one["l1"], 1), ("write", one["l2"], 1), ("triad", rec.pool_bytes, 1), ("update", one["l1"], 1),
+            ("update", rec.pool_bytes, 1)} <= tiers
     assert all(p.gbps_best > 0 and p.gbps_median > 0 for p in rec.bandwidth)
     assert {p.working_set_bytes for p in rec.latency} >= {one["l1"], one["l2"], rec.pool_bytes}
     assert all(p.ns_best > 0 for p in rec.latency)
@@ -254,6 +279,7 @@ def test_every_case_runs_and_files_checked_figures(tmp_path: Path, kernels: memk
     assert set(parts["levels"]) == {"l1", "l2", "l3", "dram"}
     assert all(set(level) == set(LEVEL_FIELDS) for level in parts["levels"].values())
     assert parts["levels"]["l1"]["latency_cycles"] and parts["multicore"]["threads"] == workers
+    assert parts["levels"]["l1"]["update_gbps"] and parts["levels"]["dram"]["update_gbps"]
 
 
 def test_benchmark_disable_checks_the_kernels_and_measures_nothing(tmp_path: Path,
@@ -299,7 +325,7 @@ def _system(workers: int = 2, one_worker_gbps: float = 10.0, all_gbps: float = 1
     for t in plans:
         ws1 = rec.pool_bytes if t.name == "dram" else t.one_core_bytes
         wsn = rec.pool_bytes if t.name == "dram" else t.all_core_bytes
-        for k, f in (("read", 1.0), ("write", 0.6), ("triad", 0.8)):
+        for k, f in (("read", 1.0), ("write", 0.6), ("triad", 0.8), ("update", 1.5)):
             rec.bandwidth.append(BandwidthPoint(k, ws1, 1, speeds[t.name] * f, speeds[t.name] * f * 0.9, 5, 1))
             rec.bandwidth.append(BandwidthPoint(k, wsn, workers, speeds[t.name] * f * 1.8, 1.0, 5, 1,
                                                 per_thread_gbps=(1.0,) * workers))
@@ -355,14 +381,16 @@ def _blas(op: str, nbytes: int, gbps: float, threads: int) -> BlasRecord:
 
 def test_blas_efficiency_is_against_its_tier_on_its_threads() -> None:
     rec = _system()
-    ceiling = lambda ws, threads: blas_ceiling(rec, ws, threads)  # noqa: E731
+    ceiling = lambda ws, threads, in_place=False: blas_ceiling(rec, ws, threads, in_place)  # noqa: E731
     assert ceiling(16 * KiB, 1).tier == "l1" and ceiling(16 * KiB, 1).threads == 1  # type: ignore[union-attr]
     assert ceiling(48 * KiB, 2).tier == "l1" and ceiling(48 * KiB, 2).threads == 2  # type: ignore[union-attr]
     assert ceiling(256 * MiB, 2).tier == "dram" and ceiling(256 * MiB, 2).kernel == "read"  # type: ignore[union-attr]
+    # the in-place update (1.5x read here) is a roof only for what writes back what it reads
+    assert ceiling(256 * MiB, 2, True).kernel == "update"  # type: ignore[union-attr]
     records = [_blas("dot", 16 * KiB, 150.0, 1), _blas("dot", 256 * MiB, 16.0, 2), _blas("axpy", 256 * MiB, 9.0, 1)]
     entries, warnings = blas_section(records, None, None, ceiling)
     effs = [e["efficiency"] for e in entries]
-    assert effs == pytest.approx([0.75, 16 / 18, 0.9], rel=1e-3)
+    assert effs == pytest.approx([0.75, 16 / 18, 9.0 / 15.0], rel=1e-3)
     assert all(0 < e <= 1 for e in effs) and warnings == []
     assert entries[1]["efficiency_ceiling"] == {"tier": "dram", "threads": 2, "kernel": "read", "gbps": 18.0,
                                                 "working_set_bytes": 64 * MiB}
@@ -371,20 +399,40 @@ def test_blas_efficiency_is_against_its_tier_on_its_threads() -> None:
 def test_blas_above_its_roof_is_filed_and_explained() -> None:
     rec = _system()
     entries, warnings = blas_section([_blas("dot", 512 * KiB, 60.0, 1)], None, None,
-                                     lambda ws, threads: blas_ceiling(rec, ws, threads))
+                                     lambda ws, threads, in_place: blas_ceiling(rec, ws, threads, in_place))
     assert entries[0]["efficiency"] == pytest.approx(1.2)  # filed, never clipped
     assert len(warnings) == 1 and "1.2x the l3 roof" in warnings[0] and "served from l2" in warnings[0]
 
 
-def test_an_in_place_update_above_every_roof_is_explained_as_one() -> None:
-    """scal and axpy write what they read: each line goes in and back out with no write-allocate, which the
-    read, write and triad roofs do not measure; dot above every roof keeps the general reason."""
+def test_in_place_operations_are_set_against_the_update_by_their_working_set() -> None:
+    """scal and axpy write back what they read: their roof is the in-place update, at the tier their distinct
+    bytes live in (scal of 2 MiB counts 4 MiB but occupies 2); without an update measured there, no
+    efficiency rather than one against read, write or triad, which reads high."""
     rec = _system()
-    records = [_blas("scal", 16 * KiB, 400.0, 1), _blas("dot", 16 * KiB, 400.0, 1)]
-    _, warnings = blas_section(records, None, None, lambda ws, threads: blas_ceiling(rec, ws, threads))
-    by_op = {w.split()[1]: w for w in warnings}
-    assert "in-place update" in by_op["scal"] and "in-place" not in by_op["dot"]
-    assert "above every roof" in by_op["dot"] and by_op["dot"].endswith("filed, not clipped")
+    scal = _blas("scal", 2 * 16 * KiB, 250.0, 1)  # counts 32 KiB, occupies 16 KiB: inside l1
+    assert scal.working_set_bytes == 16 * KiB and scal.in_place
+    ceiling = lambda ws, threads, in_place: blas_ceiling(rec, ws, threads, in_place)  # noqa: E731
+    entries, warnings = blas_section([scal, _blas("dot", 16 * KiB, 150.0, 1)], None, None, ceiling)
+    assert entries[1]["efficiency_ceiling"]["kernel"] == "update"
+    assert entries[1]["efficiency"] == pytest.approx(250 / 300, rel=1e-3)
+    assert entries[0]["efficiency_ceiling"]["kernel"] == "read" and warnings == []  # dot: never the update
+    # measured there but slower than another kernel: the fastest is the roof, update or not
+    rec.bandwidth = [dataclasses.replace(p, gbps_best=1.0) if p.kernel == "update" else p for p in rec.bandwidth]
+    entries, warnings = blas_section([scal], None, None, ceiling)
+    assert entries[0]["efficiency_ceiling"]["kernel"] == "read" and entries[0]["efficiency"] == pytest.approx(1.25)
+    assert len(warnings) == 1 and "above every roof" in warnings[0]
+    rec.bandwidth = [p for p in rec.bandwidth if p.kernel != "update"]
+    entries, warnings = blas_section([scal], None, None, ceiling)
+    assert entries[0]["efficiency"] is None and entries[0]["efficiency_ceiling"] is None
+    assert len(warnings) == 1 and "no in-place update was measured in l1" in warnings[0]
+
+
+def test_blas_above_every_roof_keeps_the_general_reason() -> None:
+    rec = _system()
+    _, warnings = blas_section([_blas("scal", 32 * KiB, 400.0, 1), _blas("dot", 16 * KiB, 400.0, 1)], None, None,
+                               lambda ws, threads, in_place: blas_ceiling(rec, ws, threads, in_place))
+    assert len(warnings) == 2 and all("above every roof" in w and w.endswith("filed, not clipped") for w in warnings)
+    assert "(update," in warnings[1] and "(read," in warnings[0]
 
 
 def test_schema_takes_the_new_levels_and_the_legacy_shape(valid_doc: dict[str, Any]) -> None:
@@ -434,8 +482,8 @@ class FakeGpu:
     def tier_round_times(self, kernel: str, ws: int, launches: int, rounds: int) -> tuple[list[float], str]:
         self.calls.append((kernel, ws, launches, rounds))
         arrays = 3 if kernel == "triad" else 1
-        nbytes = arrays * (ws // (4 * arrays)) * 4 * launches
-        tbps = 8e12 if ws <= 25 * MiB else 3e12
+        nbytes = counted_bytes(kernel, arrays * (ws // (4 * arrays)) * 4) * launches
+        tbps = (8e12 if ws <= 25 * MiB else 3e12) * (1.1 if kernel == "update" else 1.0)
         return [nbytes / tbps * f for f in (1.1, 1.0, 1.05)][:rounds], "fake graph replay"
 
 
@@ -447,8 +495,9 @@ def test_gpu_l2_tier_beside_hbm_and_its_blas_ceiling(tmp_path: Path) -> None:
     run_memory_system(FakeBenchmark(), session, state, "gpu_tiers")
     rec = session.results.memory_system
     assert rec is not None and {(p.tier, p.kernel) for p in rec.gpu} == {(t, k) for t in ("l2", "dram")
-                                                                       for k in ("read", "write", "triad")}
+                                                                       for k in ("read", "write", "triad", "update")}
     assert all(c[1] == 25 * MiB for c in gpu.calls if c[1] < 100 * MiB)  # half the L2
+    assert all(c[2] % 2 == 0 for c in gpu.calls)  # the update's x2, x1/2 pairs leave its values bounded
     parts, _ = memory_system_parts(rec, None, "")
     assert parts["levels"]["l2"]["triad_gbps"] == pytest.approx(8000.0, rel=1e-3)
     assert parts["levels"]["dram"]["read_gbps"] == pytest.approx(3000.0, rel=1e-3)
@@ -456,6 +505,8 @@ def test_gpu_l2_tier_beside_hbm_and_its_blas_ceiling(tmp_path: Path) -> None:
     ceiling = blas_ceiling(rec, 8 * MiB, None)
     assert ceiling is not None and ceiling.tier == "l2" and ceiling.gbps == pytest.approx(8000.0, rel=1e-3)
     assert blas_ceiling(rec, 1024 * MiB, None).tier == "dram"  # type: ignore[union-attr]
+    assert parts["levels"]["dram"]["update_gbps"] == pytest.approx(3300.0, rel=1e-3)
+    assert blas_ceiling(rec, 1024 * MiB, None, in_place=True).kernel == "update"  # type: ignore[union-attr]
 
 
 @pytest.mark.gpu
@@ -465,7 +516,7 @@ def test_gpu_graph_replayed_tiers_on_a_real_device() -> None:
         pytest.skip("needs a CUDA device")
     from hwcal.backends.torch_tiers import graph_round_times
 
-    for kernel in ("read", "write", "triad"):
+    for kernel in ("read", "write", "triad", "update"):
         times, method = graph_round_times(torch.device("cuda:0"), kernel, 8 * MiB, 20, 3)
         assert len(times) == 3 and all(t > 0 for t in times) and "CUDA graph" in method
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """An independent referee for the memory system: a small C program, built here with the system compiler and
-OpenMP, that runs STREAM's triad with all threads and with one (best of 10, arrays of the size given) and a
+OpenMP, that runs STREAM's triad with all threads and with one (best of 10, arrays of the size given), an
+in-place update (a = q a) with one thread over the three arrays' bytes, and a
 random pointer chase (Sattolo's single-cycle permutation, one cache line a hop, ``p = *p``) at working
 sets given per tier. It imports nothing from hwcal and shares none of its code or toolchain (hwcal's kernels
 are numba/LLVM with pinned Python threads; this is gcc/clang with OpenMP), so agreement means something.
@@ -58,6 +59,27 @@ static double triad(size_t n, int threads, int ntimes) {
     return 3.0 * 8.0 * n / best / 1e9;
 }
 
+/* In-place update a = q a over n doubles (q = 2, then 1/2: exact), best of ntimes after one untimed pass
+   (GB/s, each byte read and written back: 2 x 8 n). */
+static double update(size_t n, int threads, int ntimes) {
+    double *a = aligned_alloc(64, n * 8);
+    if (!a) { fprintf(stderr, "out of memory\n"); exit(2); }
+    omp_set_num_threads(threads);
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) a[i] = 1.0;
+    double best = 1e30;
+    for (int k = 0; k <= ntimes; k++) {
+        double q = (k & 1) ? 0.5 : 2.0, t = now();
+        #pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < n; i++) a[i] = q * a[i];
+        t = now() - t;
+        if (k > 0 && t < best) best = t;
+    }
+    if (a[n / 2] != ((ntimes & 1) ? 1.0 : 2.0)) { fprintf(stderr, "update check failed\n"); exit(3); }
+    free(a);
+    return 2.0 * 8.0 * n / best / 1e9;
+}
+
 static uint64_t rng = 88172645463325252ull;
 static uint64_t next(void) { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return rng; }
 
@@ -97,7 +119,8 @@ int main(int argc, char **argv) {
     size_t n = strtoull(argv[1], NULL, 10) / 8;
     int threads = atoi(argv[2]);
     printf("{\"triad_all_gbps\": %.4f, \"threads\": %d, ", triad(n, threads, 10), threads);
-    printf("\"triad_one_gbps\": %.4f, \"chase\": [", triad(n, 1, 10));
+    printf("\"triad_one_gbps\": %.4f, ", triad(n, 1, 10));
+    printf("\"update_one_gbps\": %.4f, \"chase\": [", update(3 * n, 1, 10));
     for (int i = 3; i < argc; i++) {
         size_t ws = strtoull(argv[i], NULL, 10);
         printf("%s{\"working_set_bytes\": %zu, \"huge_ns\": %.4f, \"4k_ns\": %.4f}", i > 3 ? ", " : "", ws,
@@ -167,6 +190,9 @@ def compare(memory: dict, ref: dict) -> list[str]:
         lines.append(f"all-core STREAM: hwcal {multi['aggregate_gbps']:.4g} / referee {ref['triad_all_gbps']:.4g} "
                      f"GB/s = {multi['aggregate_gbps'] / ref['triad_all_gbps']:.3f} (goal 0.9-1.1)")
     dram = (memory.get("levels") or {}).get("dram") or {}
+    if dram.get("update_gbps") and ref.get("update_one_gbps"):
+        lines.append(f"one-core in-place update (compiled, dram): hwcal {dram['update_gbps']:.4g} / referee "
+                     f"{ref['update_one_gbps']:.4g} GB/s = {dram['update_gbps'] / ref['update_one_gbps']:.3f}")
     for name, hw in (("one-core triad (numpy sweep)", memory.get("sustained_gbps")),
                      ("one-core triad (compiled, dram)", dram.get("triad_gbps")),
                      ("all-core triad (compiled, dram)", dram.get("allcore_triad_gbps"))):

@@ -1,5 +1,6 @@
-"""A GPU's memory tiers through torch: read (``torch.sum``), write (``fill_``) and triad (``torch.add(b, c,
-alpha=s)``) over a working set that fits the L2 (half of it) or lies far past it, timed on the device.
+"""A GPU's memory tiers through torch: read (``torch.sum``), write (``fill_``), triad (``torch.add(b, c,
+alpha=s)``) and in-place update (``mul_`` by 2 and by 1/2 in turn: exact, so the values stay bounded) over a
+working set that fits the L2 (half of it) or lies far past it, timed on the device.
 
 A kernel over an L2-resident working set lasts microseconds, about what a launch from the CPU costs, so a
 round of plain launches would time the launch rate. The round's ``launches`` kernels are therefore
@@ -20,10 +21,17 @@ _SCALAR = 3.0
 def _kernels(n: int, device: torch.device) -> tuple[dict[str, Any], dict[str, Any]]:
     a, b, c = (torch.full((n,), v, dtype=torch.float32, device=device) for v in (0.0, 1.0, 2.0))
     total = torch.zeros((), dtype=torch.float32, device=device)
+    turn = [0]
+
+    def update() -> Any:
+        turn[0] += 1
+        return b.mul_(2.0 if turn[0] & 1 else 0.5)
+
     calls = {
         "read": lambda: torch.sum(a, 0, out=total),
         "write": lambda: a.fill_(1.0),
         "triad": lambda: torch.add(b, c, alpha=_SCALAR, out=a),
+        "update": update,
     }
     return calls, {"a": a, "b": b, "c": c, "total": total}
 
@@ -31,6 +39,9 @@ def _kernels(n: int, device: torch.device) -> tuple[dict[str, Any], dict[str, An
 def _verify(kernel: str, t: dict[str, Any], n: int) -> None:
     if kernel == "read":
         ok = abs(float(t["total"].item()) - float(t["a"].sum().item())) <= 1e-3 * max(1.0, n)
+    elif kernel == "update":  # b starts at 1; pairs of launches (x2, x1/2) leave it there, an odd tail at 2
+        lo, hi = torch.aminmax(t["b"])
+        ok = float(lo.item()) == float(hi.item()) and float(lo.item()) in (1.0, 2.0)
     else:
         want = 1.0 if kernel == "write" else 1.0 + _SCALAR * 2.0
         lo, hi = torch.aminmax(t["a"])
@@ -67,7 +78,8 @@ def graph_round_times(device: torch.device, kernel: str, working_set_bytes: int,
         times.append(start.elapsed_time(end) / 1000.0)
     torch.cuda.synchronize(device)
     _verify(kernel, tensors, n)
-    call = {"read": "torch.sum(a, 0, out=t)", "write": "a.fill_(v)", "triad": "torch.add(b, c, alpha=s, out=a)"}
+    call = {"read": "torch.sum(a, 0, out=t)", "write": "a.fill_(v)", "triad": "torch.add(b, c, alpha=s, out=a)",
+            "update": "b.mul_(q) (q = 2, 1/2 in turn)"}
     method = (f"fp32, {launches} launches of {call[kernel]} "
               "captured in one CUDA graph, each round one replay between two CUDA events (no CPU between "
               "the kernels; the graph's gaps between kernels count, so it is a lower bound)")

@@ -173,7 +173,7 @@ def build_calibration(inp: BuildInput) -> dict[str, Any]:
         sections["max_achievable"] = {p: res.max_achievable[p].as_dict() for p in canonical_sorted(res.max_achievable)}
     if res.blas:
         system = res.memory_system
-        ceiling_of = ((lambda ws, threads: blas_ceiling(system, ws, threads))
+        ceiling_of = ((lambda ws, threads, in_place: blas_ceiling(system, ws, threads, in_place))
                       if system is not None and (system.bandwidth or system.gpu) else None)
         sections["blas"], blas_warnings = blas_section(res.blas, measured_bw, bandwidth, ceiling_of)
         sections["warnings"] += blas_warnings

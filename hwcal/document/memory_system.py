@@ -1,4 +1,5 @@
-"""The memory system in the calibration: ``memory.levels`` (per tier: read, write and triad on one core,
+"""The memory system in the calibration: ``memory.levels`` (per tier: read, write, triad and in-place update on
+one core,
 triad on all cores, latency in ns and cycles, the working set, huge pages), ``memory.multicore`` (all-core
 STREAM, its per-worker figures and scaling) and ``memory.memory_system`` (every point measured, the tier
 sizes sysfs reports beside the edges the measured curves show, and what could not be measured). Pure.
@@ -16,10 +17,12 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from hwcal.measure.memsys import BandwidthPoint, LatencyPoint, MemorySystem, TierPlan
+from hwcal.measure.memsys import BW_KERNELS, IN_PLACE_KERNELS, BandwidthPoint, LatencyPoint, MemorySystem, TierPlan
 
 LEVEL_FIELDS = ("read_gbps", "write_gbps", "triad_gbps", "allcore_triad_gbps", "latency_ns", "latency_cycles",
-                "working_set_bytes", "huge_pages")
+                "working_set_bytes", "huge_pages", "update_gbps")
+_FIGURES = ("read_gbps", "write_gbps", "triad_gbps", "allcore_triad_gbps", "latency_ns", "latency_cycles",
+            "update_gbps")
 HUGE_ENOUGH = 0.9  # a chase counts as on huge pages when the kernel backed at least this share of it
 
 
@@ -91,6 +94,7 @@ def _level(system: MemorySystem, tier: TierPlan, ws1: int, wsn: int, fallback_mh
         "latency_cycles": _r(_cycles(chase, fallback_mhz)),
         "working_set_bytes": ws1,
         "huge_pages": (chase.pages == "huge" and (chase.huge_page_fraction or 0) >= HUGE_ENOUGH) if chase else None,
+        "update_gbps": gbps("update", ws1, 1),
     }
 
 
@@ -244,7 +248,7 @@ def levels_view(memory: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
     for name, level in (memory.get("levels") or {}).items():
         if not isinstance(level, dict):
             continue
-        if "gbps" in level and not any(k in level for k in LEVEL_FIELDS[:6]):
+        if "gbps" in level and not any(k in level for k in _FIGURES):
             legacy = dict.fromkeys(LEVEL_FIELDS)
             legacy["triad_gbps" if threads == 1 else "allcore_triad_gbps"] = level.get("gbps")
             legacy["working_set_bytes"] = level.get("working_set_bytes")
@@ -278,15 +282,23 @@ def tier_of(system: MemorySystem, working_set_bytes: int, threads: int) -> str:
     return "dram"
 
 
-def blas_ceiling(system: MemorySystem | None, working_set_bytes: int, threads: int | None) -> Ceiling | None:
-    """The roof of an operation of ``working_set_bytes`` on ``threads`` threads (None on a GPU): the best
-    of read, write and triad at its tier's point, on one core or on all; None where it was not measured."""
+def blas_ceiling(system: MemorySystem | None, working_set_bytes: int, threads: int | None,
+                 in_place: bool = False) -> Ceiling | None:
+    """The roof of an operation of ``working_set_bytes`` (the distinct bytes it touches) on ``threads``
+    threads (None on a GPU): the best kernel measured at its tier's point, on one core or on all; None where
+    it was not measured. The in-place update is a roof only for an ``in_place`` operation (scal, axpy's y):
+    it moves each line in and back out with no write-allocate, which a read-only or out-of-place operation
+    cannot do; and an in-place operation gets None where the update was not measured there (the other
+    kernels' best reads low for it: the update ran 2x the read roof at DRAM on one Zen 4 core)."""
     if system is None:
         return None
+    kernels = set(BW_KERNELS) if in_place else set(BW_KERNELS) - set(IN_PLACE_KERNELS)
     if system.gpu:
         tier = tier_of(system, working_set_bytes, 1)
         tier = "l2" if tier != "dram" else "dram"
-        points = [p for p in system.gpu if p.tier == tier]
+        points = [p for p in system.gpu if p.tier == tier and p.kernel in kernels]
+        if in_place and not any(p.kernel in IN_PLACE_KERNELS for p in points):
+            return None
         best_gpu = max(points, key=lambda q: q.gbps_best, default=None)
         return (Ceiling(tier, 1, best_gpu.kernel, best_gpu.gbps_best, best_gpu.working_set_bytes)
                 if best_gpu else None)
@@ -297,7 +309,9 @@ def blas_ceiling(system: MemorySystem | None, working_set_bytes: int, threads: i
     if plan is None or (tier == "dram" and not system.dram_rule_met):
         return None
     ws = system.pool_bytes if tier == "dram" else plan.one_core_bytes if used == 1 else plan.all_core_bytes
-    measured = [p for p in system.bandwidth if p.working_set_bytes == ws and p.threads == used]
+    measured = [p for p in system.bandwidth if p.working_set_bytes == ws and p.threads == used and p.kernel in kernels]
+    if in_place and not any(p.kernel in IN_PLACE_KERNELS for p in measured):
+        return None
     best = max(measured, key=lambda p: p.gbps_best, default=None)
     return Ceiling(tier, used, best.kernel, best.gbps_best, ws) if best else None
 

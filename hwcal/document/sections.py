@@ -55,8 +55,7 @@ def _times(time_s: dict[str, float]) -> dict[str, float]:
     return {k: float(f"{v:.6g}") for k, v in time_s.items()}
 
 
-CeilingOf = Callable[[int, int | None], Ceiling | None]
-IN_PLACE = ("scal", "axpy")  # x = a x and y = a x + y: the data they write is the data they read
+CeilingOf = Callable[[int, int | None, bool], Ceiling | None]  # (working-set bytes, threads, in place)
 
 
 def _over_one(rec: BlasRecord, eff: float, ceiling: Ceiling, ceiling_of: CeilingOf) -> str:
@@ -64,19 +63,15 @@ def _over_one(rec: BlasRecord, eff: float, ceiling: Ceiling, ceiling_of: Ceiling
     what = (f"blas: {rec.operation} {rec.precision} n={rec.n}: {rec.gbps_best:.4g} GB/s is {eff:.3g}x the "
             f"{ceiling.tier} roof ({ceiling.kernel}, {ceiling.threads} thread{'s' if ceiling.threads > 1 else ''}, "
             f"{ceiling.gbps:.4g} GB/s)")
-    inner = ceiling_of(max(1, rec.bytes // 4), rec.threads)
+    ws = rec.working_set_bytes
+    inner = ceiling_of(max(1, ws // 4), rec.threads, rec.in_place)
     if inner is not None and inner.tier != ceiling.tier and rec.gbps_best <= inner.gbps:
-        return (f"{what}: part of its {rec.bytes:,}-byte working set is served from {inner.tier} (its roof is "
+        return (f"{what}: part of its {ws:,}-byte working set is served from {inner.tier} (its roof is "
                 f"{inner.gbps:.4g} GB/s; sysfs tier sizes put the whole working set in {ceiling.tier}); filed, "
                 "not clipped")
-    if rec.operation in IN_PLACE:
-        return (f"{what}: above every roof measured at this thread count: an in-place update moves each line in "
-                "and back out with no write-allocate, which the roofs' read, write and triad do not (a compiled "
-                "in-place update ran 1.2-1.5x the read roof on the Zen 4 guest), and the library's loop may beat "
-                "the compiled kernels (numpy's fp32 scal 1.3x that update there), unless the roof's rounds were "
-                "disturbed; filed, not clipped")
-    return (f"{what}: above every roof measured at this thread count: the roof's rounds were disturbed (a busy "
-            "machine) or the library reached a faster path than the compiled kernels; filed, not clipped")
+    return (f"{what}: above every roof measured at this thread count for its access pattern: the roof's rounds "
+            "were disturbed (a busy machine) or the library reached a faster path than the compiled kernels; "
+            "filed, not clipped")
 
 
 def blas_section(records: list[BlasRecord], sustained_gbps: float | None, spec_gbps: float | None,
@@ -84,11 +79,13 @@ def blas_section(records: list[BlasRecord], sustained_gbps: float | None, spec_g
     """The ``blas`` section: per (operation, precision, size), and the warnings it raises.
 
     ``efficiency`` is against the right ceiling: the bandwidth of the tier the call's working set lives
-    in (sysfs sizes, for the threads it ran on), measured by the memory system with that many threads
-    (``ceiling_of(bytes, threads)``; the fastest of read, write and triad there). A value above 1 is
-    filed with a warning that explains it. A size of at least 4x the last-level cache is also set against
-    the same run's single-thread triad (``efficiency_vs_measured_dram``, kept for older readers: a
-    multi-threaded BLAS exceeds it) and the spec's bandwidth.
+    in (sysfs sizes, for the threads it ran on; the distinct bytes it touches, ``working_set_bytes``),
+    measured by the memory system with that many threads (``ceiling_of(working set, threads, in place)``:
+    the fastest of read, write and triad there, and for scal and axpy, which write back what they read, the
+    in-place update too). A value above 1 is filed with a warning that explains it. A size of at least 4x
+    the last-level cache is also set against the same run's single-thread triad
+    (``efficiency_vs_measured_dram``, kept for older readers: a multi-threaded BLAS exceeds it) and the
+    spec's bandwidth.
     """
     order = canonical_sorted(PRECISIONS)
     entries: list[dict[str, Any]] = []
@@ -96,7 +93,13 @@ def blas_section(records: list[BlasRecord], sustained_gbps: float | None, spec_g
     for rec in sorted(records, key=lambda r: (_BLAS_ORDER.index(r.operation), order.index(r.precision), r.bytes)):
         vs_measured = _r(rec.gbps_best / sustained_gbps) if rec.at_dram and sustained_gbps else None
         vs_theoretical = _r(rec.gbps_best / spec_gbps) if rec.at_dram and spec_gbps else None
-        ceiling = ceiling_of(rec.bytes, rec.threads) if ceiling_of is not None else None
+        ceiling = ceiling_of(rec.working_set_bytes, rec.threads, rec.in_place) if ceiling_of is not None else None
+        other = ceiling_of(rec.working_set_bytes, rec.threads, False) if ceiling_of and rec.in_place and not ceiling \
+            else None
+        if other is not None:  # no figure rather than one against read, write or triad, which reads high
+            warnings.append(f"blas: {rec.operation} {rec.precision} n={rec.n}: no in-place update was measured in "
+                            f"{other.tier} on {other.threads} thread(s) (see memory_system.notes), the roof of an "
+                            "operation that writes back what it reads: efficiency not filed")
         efficiency = _r(rec.gbps_best / ceiling.gbps) if ceiling is not None and ceiling.gbps > 0 else None
         entry: dict[str, Any] = {
             "operation": rec.operation,

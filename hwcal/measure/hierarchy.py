@@ -1,5 +1,5 @@
-"""Cache tiers and DRAM of a CPU, measured with compiled loops (``hwcal.measure.memkernels``): read, write
-and triad bandwidth at working sets inside each tier, on one core and on every core at once, and the
+"""Cache tiers and DRAM of a CPU, measured with compiled loops (``hwcal.measure.memkernels``): read, write,
+triad and in-place update bandwidth at working sets inside each tier, on one core and on every core at once, and the
 latency of a dependent load (pointer chase) on huge pages and on 4 KiB pages.
 
 Bandwidth: a round is ``passes`` passes of the kernel over the working set on each worker (pinned,
@@ -31,7 +31,15 @@ import numpy as np
 from hwcal.machine.cpuclock import ChainClock
 from hwcal.measure.memkernels import LINE_BYTES, Kernels, bijection_keys, expected_line
 from hwcal.measure.mempool import Pool, common_span, run_pinned
-from hwcal.measure.memsys import BandwidthPoint, LatencyPoint, MemorySystem, TierPlan, pow2_floor
+from hwcal.measure.memsys import (
+    BW_KERNELS,
+    BandwidthPoint,
+    LatencyPoint,
+    MemorySystem,
+    TierPlan,
+    counted_bytes,
+    pow2_floor,
+)
 
 WINDOWS = 8  # DRAM rounds run over one eighth of the pool each
 MIN_ROUND_S = {1: 1e-3, 0: 4e-3}  # one worker; several (the barrier's release skew is ~0.1 ms)
@@ -89,8 +97,11 @@ def kernel_arrays(pool: Pool, start: int, ws: int, kernel: str, window: int | No
     return tuple(pool.f64(start + i * third + window * size, size) for i in range(3))
 
 
+UPDATE_FACTOR = 2.0  # a power of two: exact, so the update's values are known after any number of calls
+
+
 def pass_bytes(kernel: str, arrays: tuple[np.ndarray, ...]) -> int:
-    return sum(a.nbytes for a in arrays)
+    return counted_bytes(kernel, sum(a.nbytes for a in arrays))
 
 
 @dataclass
@@ -109,15 +120,24 @@ class BandwidthBench:
             return k.read(arrays[0], passes)
         if kernel == "write":
             return k.write(arrays[0], 1.0, passes)
+        if kernel == "update":
+            return k.update(arrays[0], UPDATE_FACTOR, passes)
         return k.triad(arrays[0], arrays[1], arrays[2], 3.0, passes)
 
-    def _check(self, kernel: str, arrays: tuple[np.ndarray, ...], passes: int, result: Any) -> None:
+    @staticmethod
+    def _sampled(a: np.ndarray) -> np.ndarray:
+        return np.unique(np.linspace(0, a.size - 1, num=min(a.size, 257)).astype(np.int64))
+
+    def _check(self, kernel: str, arrays: tuple[np.ndarray, ...], passes: int, result: Any,
+               update_want: np.ndarray | None = None) -> None:
         if kernel == "read":
             expected = passes * float(np.sum(arrays[0]))
             ok = math.isclose(float(result), expected, rel_tol=1e-9, abs_tol=1e-9)
+        elif kernel == "update":  # powers of two: exact
+            ok = update_want is not None and bool(np.array_equal(arrays[0][self._sampled(arrays[0])], update_want))
         else:
             a = arrays[0]
-            idx = np.unique(np.linspace(0, a.size - 1, num=min(a.size, 257)).astype(np.int64))
+            idx = self._sampled(a)
             last = (passes - 1) & 7
             want = 1.0 + last if kernel == "write" else arrays[1][idx] + (3.0 + last) * arrays[2][idx]
             ok = bool(np.allclose(a[idx], want, rtol=1e-12, atol=0.0))
@@ -154,11 +174,20 @@ class BandwidthBench:
                 passes *= 4
 
         passes = run_pinned(cpus[:1], calibrate, 1, prepare=fill).results[0]
+        if kernel == "update":
+            # An odd count: each call doubles the values (its passes x2, x1/2 ... x2), so a call that did nothing
+            # shows; a round touches its arrays (DRAM: a window, revisited every WINDOWS rounds) a few times.
+            passes |= 1
         rounds = self.rounds if windowed else self.cache_rounds
+        calls = sum(1 for r in range(rounds + 1) if not windowed or r % WINDOWS == rounds % WINDOWS)
+        sampled = [self._sampled(arrays(w, rounds)[0]) for w in range(workers)]
+        before = [arrays(w, rounds)[0][sampled[w]].copy() for w in range(workers)] if windowed else None
         # Round 0 is untimed: every worker's arrays filled and in its cache (DRAM: window 0, not timed after).
         run = run_pinned(cpus, lambda w, r: self._call(kernel, arrays(w, r), passes), rounds + 1, prepare=fill)
         for w in range(workers):
-            self._check(kernel, arrays(w, rounds), passes, run.results[w])
+            start = before[w] if before is not None else np.ones(sampled[w].size)  # in cache: filled with 1.0
+            want = start * UPDATE_FACTOR**calls if kernel == "update" else None
+            self._check(kernel, arrays(w, rounds), passes, run.results[w], want)
         nbytes = [pass_bytes(kernel, arrays(w, 1)) * passes for w in range(workers)]
         rates = [sum(nbytes) / common_span(spans) / 1e9 for spans in run.spans[1:]]
         best = max(range(len(rates)), key=rates.__getitem__)
@@ -267,10 +296,10 @@ def tier_points(plans: list[TierPlan], workers: int) -> list[tuple[str, int, int
     out = []
     for plan in plans:
         dram = plan.name == "dram"
-        for kernel in ("read", "write", "triad"):
+        for kernel in BW_KERNELS:
             out.append((kernel, plan.one_core_bytes, 1, dram))
         if workers > 1:
-            for kernel in ("read", "write", "triad"):
+            for kernel in BW_KERNELS:
                 out.append((kernel, plan.all_core_bytes, workers, dram))
     return out
 

@@ -1,4 +1,5 @@
-"""Compiled memory kernels: read, write and triad loops and a dependent pointer chase, through numba.
+"""Compiled memory kernels: read, write, triad and in-place update loops and a dependent pointer chase,
+through numba.
 
 A Python loop measures the interpreter, and numpy's calls cost a microsecond each (a whole pass over an
 L1-sized array), so cache tiers and latency need compiled loops. numba is used rather than a C kernel
@@ -40,6 +41,7 @@ class Kernels:
     read: Callable[[Any, int], float]  # (fp64 array, passes) -> sum
     write: Callable[[Any, float, int], None]  # (fp64 array, value, passes): pass p writes value + (p & 7)
     triad: Callable[[Any, Any, Any, float, int], None]  # (a, b, c, s, passes): pass p: a = b + (s + (p & 7)) c
+    update: Callable[[Any, float, int], None]  # (a, q, passes): in place, pass p: a = q a (p even), a / q (p odd)
     chase: Callable[[int, int], int]  # (start address, hops) -> address reached
     build: Callable[[Any, int, int, Any], None]  # (uint64 view, base address, bits, keys)
     fill: Callable[[Any, float], None]  # (fp64 array, value): first touch
@@ -107,14 +109,16 @@ def _compile(numba: Any) -> Kernels:
     nk.read(small, 1)
     nk.write(small, 1.0, 1)
     nk.triad(small, small.copy(), small.copy(), 3.0, 1)
+    nk.update(small, 2.0, 2)
     nk.fill(small, 1.0)
     words = np.zeros(64 * WORDS_PER_LINE, dtype=np.uint64)
     build(words, words.ctypes.data, 6, bijection_keys(6, 0))
     nk.chase(words.ctypes.data, 1)
     method = (f"numba {numba.__version__} (LLVM, compiled for this CPU; nogil, so pinned Python threads run "
               "them in parallel): read = sum of fp64 (fastmath, vectorised), write = fill, triad = a = b + s c; "
-              "chase = p = *p")
-    return Kernels(nk.read, nk.write, nk.triad, nk.chase, build, nk.fill, method, time.perf_counter() - start)
+              "update = a = q a in place (q = 2, then 1/2: exact); chase = p = *p")
+    return Kernels(nk.read, nk.write, nk.triad, nk.update, nk.chase, build, nk.fill, method,
+                   time.perf_counter() - start)
 
 
 _LOADED: list[tuple[Kernels | None, str]] = []

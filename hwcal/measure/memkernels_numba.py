@@ -49,6 +49,16 @@ def triad(a: Any, b: Any, c: Any, s: float, passes: int) -> None:
 
 
 @njit(nogil=True, cache=True)
+def update(a: Any, q: float, passes: int) -> None:
+    """In place: even passes multiply every element by q, odd passes by 1 / q (q a power of two: exact, so
+    the result is checkable; no fastmath, so no pass can be merged with the next)."""
+    for p in range(passes):
+        s = q if (p & 1) == 0 else 1.0 / q
+        for i in range(a.size):
+            a[i] = s * a[i]
+
+
+@njit(nogil=True, cache=True)
 def chase(start: int, hops: int) -> int:
     p = np.uint64(start)
     for _ in range(hops):

@@ -1,8 +1,8 @@
 """The memory-system benchmark body: a CPU's cache tiers, DRAM, latency and all-core STREAM, or a GPU's
 L2-resident tier beside its HBM, within one time budget (CPU 7 s, --quick 4 s; GPU 10 s).
 
-Cases, in run order: ``tiers`` (read, write and triad at a working set inside each tier and at DRAM, one
-core and all cores), ``multicore`` (the framework's STREAM triad on 1, 2, 4 ... all cores),
+Cases, in run order: ``tiers`` (read, write, triad and in-place update at a working set inside each tier and
+at DRAM, one core and all cores), ``multicore`` (the framework's STREAM triad on 1, 2, 4 ... all cores),
 ``latency`` (pointer chase per tier and at DRAM, huge and 4 KiB pages, the bandwidth-vs-working-set
 curve's latency twin), ``curve`` (bandwidth at every power of two the budget leaves room for); a GPU
 runs ``gpu_tiers``. The cases share one state (the DRAM pool, the compiled kernels, the budget): a bench
@@ -34,8 +34,10 @@ from hwcal.measure.memkernels import Kernels, load_kernels
 from hwcal.measure.mempool import Pool
 from hwcal.measure.memsys import (
     BW_KERNELS,
+    CURVE_KERNELS,
     GpuTierPoint,
     MemorySystem,
+    counted_bytes,
     curve_sizes,
     plan_tiers,
 )
@@ -177,11 +179,12 @@ def _tier_points(state: MemorySystemState, dram_kernels: tuple[str, ...]) -> lis
 
 
 def run_tiers(state: MemorySystemState) -> None:
-    """Read, write and triad inside each cache tier, and read and triad at DRAM (write at DRAM: ``curve``)."""
+    """Read, write, triad and in-place update inside each cache tier, and all but write at DRAM (write at DRAM:
+    ``curve``)."""
     bench = _bench(state)
     if bench is None:
         pytest.skip("no memory for the DRAM pool")
-    run_points(bench, state.record, state.budget, _tier_points(state, ("read", "triad")), _label)
+    run_points(bench, state.record, state.budget, _tier_points(state, ("read", "triad", "update")), _label)
 
 
 def run_multicore(state: MemorySystemState) -> None:
@@ -255,14 +258,15 @@ def run_curve(state: MemorySystemState) -> None:
     run_points(bench, rec, state.budget, _tier_points(state, ("write",)), _label)
     chaser = state.chaser = state.chaser or Chaser(state)
     for ws in curve_sizes(rec.tiers):
-        points = [(k, ws, n, False) for n in sorted({1, workers}) for k in BW_KERNELS]
+        points = [(k, ws, n, False) for n in sorted({1, workers}) for k in CURVE_KERNELS]
         run_points(bench, rec, state.budget, points if ws <= bench.pool.size // 8 else [], _label)
         chaser.chase(ws)
     chaser.check_huge()
 
 
 def run_gpu_tiers(state: MemorySystemState) -> None:
-    """Read, write and triad at half the L2 and far past it, each a CUDA graph of back-to-back launches."""
+    """Read, write, triad and in-place update at half the L2 and far past it, each a CUDA graph of
+    back-to-back launches."""
     backend, rec = state.session.backend, state.record
     l2 = rec.caches.llc_total_bytes
     for tier, ws in (("l2", max(2**20, l2 // 2)), ("dram", max(8 * l2, 512 * 2**20))):
@@ -271,8 +275,10 @@ def run_gpu_tiers(state: MemorySystemState) -> None:
             if probe is None:
                 pytest.skip("this backend has no device-timed tier kernels")
             launches = max(10, math.ceil(1e-3 / max(probe[0][0] / 10, 1e-9)))
+            launches += launches & 1  # even: the update's x2, x1/2 pairs leave its values as they were
             times, rec.gpu_method = backend.tier_round_times(kernel, ws, launches, ROUNDS[state.quick]) or ([], "")
-            nbytes = (3 if kernel == "triad" else 1) * (ws // (4 * (3 if kernel == "triad" else 1))) * 4 * launches
+            arrays = 3 if kernel == "triad" else 1
+            nbytes = counted_bytes(kernel, arrays * (ws // (4 * arrays)) * 4) * launches
             rates = sorted(nbytes / t / 1e9 for t in times if t > 0)
             rec.gpu.append(GpuTierPoint(tier, kernel, ws, rates[-1], rates[len(rates) // 2], launches, len(rates)))
 

@@ -16,8 +16,21 @@ from dataclasses import dataclass, field
 from hwcal.machine.caches import CacheInfo, HugePages
 from hwcal.machine.cpuset import CpuSet
 
-BW_KERNELS = ("read", "write", "triad")
-# Bytes a pass touches per byte of working set, as STREAM counts them (triad: a, b, c of ws / 3 each).
+BW_KERNELS = ("read", "write", "triad", "update")
+# update (a = q a in place) moves each line in and back out, with no write-allocate: the pattern of scal and
+# of axpy's y, which the other three do not share (on the Zen 4 guest it ran 1.2x the read roof in L3 and
+# 2x at DRAM on one core). It is measured at the tier points only (the curve keeps the three), and is a roof
+# for in-place operations only (``document.memory_system.blas_ceiling``): a read-only dot cannot write.
+CURVE_KERNELS = ("read", "write", "triad")
+IN_PLACE_KERNELS = ("update",)
+
+
+def counted_bytes(kernel: str, array_bytes: int) -> int:
+    """Bytes one pass counts, as STREAM counts them, over arrays of ``array_bytes`` in all (triad's a, b and c
+    together): each array's bytes once, and an in-place update's twice (read, then written back)."""
+    return 2 * array_bytes if kernel in IN_PLACE_KERNELS else array_bytes
+
+
 DRAM_FACTOR = 4  # all arrays together >= 4x the last-level caches
 MIN_DRAM_BYTES = 64 * 2**20  # SoCs have system caches sysfs does not list
 SMALLEST_WS = 4 * 2**10
@@ -85,8 +98,9 @@ def curve_sizes(plans: list[TierPlan]) -> list[int]:
 @dataclass(frozen=True)
 class BandwidthPoint:
     """Best and median GB/s of ``kernel`` over ``rounds`` rounds at a working set, on ``threads`` workers;
-    bytes as STREAM counts them (read and write one array, triad three). A round's figure is all its bytes
-    over the common wall time of its workers; ``per_thread_gbps`` are the workers' own in the best round."""
+    bytes as STREAM counts them (read and write one array, triad three, update one twice). A round's figure
+    is all its bytes over the common wall time of its workers; ``per_thread_gbps`` are the workers' own in the
+    best round."""
 
     kernel: str
     working_set_bytes: int

@@ -166,6 +166,18 @@ class BlasRecord(CaseRecord):
         """STREAM's rule for this operation's data: at least 4x the last-level caches."""
         return self.bytes >= STREAM_ARRAY_FACTOR * self.llc_bytes
 
+    @property
+    def in_place(self) -> bool:
+        """scal (x = a x) and axpy (y = a x + y) write back what they read."""
+        return self.operation in ("scal", "axpy")
+
+    @property
+    def working_set_bytes(self) -> int:
+        """Distinct bytes a call touches, which decide the tier it runs from: ``bytes`` counts scal's n
+        elements twice (read, written back) and axpy's y twice, but they occupy the cache once."""
+        distinct = {"dot": 2 * self.n, "axpy": 2 * self.n, "scal": self.n}.get(self.operation)
+        return distinct * self.element_bytes if distinct is not None else self.bytes
+
 
 @dataclass(kw_only=True)
 class ShapeRecord(CaseRecord):

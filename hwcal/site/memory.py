@@ -47,14 +47,15 @@ def memory_tables(memory: dict[str, Any]) -> str:
         tier = sysfs.get(name) or {}
         edge = (tier.get("measured_edge_bytes") or {})
         rows.append([esc(name), num(lv.get("read_gbps")), num(lv.get("write_gbps")), num(lv.get("triad_gbps")),
-                     num(lv.get("allcore_triad_gbps")), num(lv.get("latency_ns")), num(lv.get("latency_cycles")),
+                     num(lv.get("update_gbps")), num(lv.get("allcore_triad_gbps")), num(lv.get("latency_ns")),
+                     num(lv.get("latency_cycles")),
                      esc("huge" if lv.get("huge_pages") is True else "4 KiB" if lv.get("huge_pages") is False else ""),
                      num(lv.get("working_set_bytes")), num(tier.get("sysfs_bytes")),
                      num(edge.get("latency") or edge.get("read_bandwidth"))])
     out = table("Memory tiers (GB/s, ns, cycles; one core unless all cores)",
-                ["tier", "read", "write", "triad", "triad, all cores", "latency ns", "cycles", "pages",
-                 "working set", "sysfs size", "measured edge"], rows,
-                numeric=(1, 2, 3, 4, 5, 6, 8, 9, 10)) if rows else ""
+                ["tier", "read", "write", "triad", "update in place", "triad, all cores", "latency ns", "cycles",
+                 "pages", "working set", "sysfs size", "measured edge"], rows,
+                numeric=(1, 2, 3, 4, 5, 6, 7, 9, 10, 11)) if rows else ""
     multi = memory.get("multicore") or {}
     if multi.get("aggregate_gbps") is not None:
         scaling = ", ".join(f"{p['threads']}: {num(p['gbps'])}" for p in multi.get("scaling") or [])
