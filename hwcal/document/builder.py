@@ -85,6 +85,8 @@ def interference_metadata(log: InterferenceLog) -> tuple[dict[str, Any], list[st
         meta["host_share"] = dict(log.host_share)
     if log.launch is not None:
         meta["launch"] = dict(log.launch)
+    if log.call is not None:
+        meta["call"] = dict(log.call)
     if log.late_pass is not None:
         meta["late_pass"] = dict(log.late_pass)
     if log.pace_tried:

@@ -65,6 +65,7 @@ class Snapshot:
     core_share: float | None = None  # all-CPU FMA rate / (CPUs x one CPU's), where a probe looked
     cache_share: float | None = None  # one thread's LLC read / the run's best
     launch_share: float | None = None  # the run's best time of a tiny call / this look's
+    call_share: float | None = None  # the same of a CPU's own one-thread call (the call look)
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,9 @@ class Evidence:
     core_share: float | None = None  # the lower of the window's two looks
     cache_share: float | None = None
     launch_share: float | None = None
-    pace_slow: bool = False  # the launch look gave a reason (with others or alone)
+    pace_slow: bool = False  # a pace look (launch or call) gave a reason (with others or alone)
+    call_share: float | None = None
+    pace_reasons: int = 0  # how many of ``reasons`` the pace looks gave
 
     @property
     def disturbed(self) -> bool:
@@ -91,10 +94,10 @@ class Evidence:
 
     @property
     def pace_only(self) -> bool:
-        """The one reason is the launch look's: a pace that flips within milliseconds to tenths of a second, and on
-        the lent GPU hosts and this VM stays slow for most of some runs. No wait outlasts it
+        """Every reason is a pace look's (launch, call): a pace that flips within milliseconds to tenths of a
+        second, and on the lent GPU hosts and this VM stays slow for most of some runs. No wait outlasts it
         (hwcal.measure.watch)."""
-        return self.pace_slow and len(self.reasons) == 1
+        return self.pace_slow and self.pace_reasons == len(self.reasons)
 
     def as_dict(self) -> dict[str, Any]:
         def r(x: float | None, nd: int = 1) -> float | None:
@@ -109,6 +112,8 @@ class Evidence:
             out["cache_share"] = r(self.cache_share, 2)
         if self.launch_share is not None:
             out["launch_share"] = r(self.launch_share, 2)
+        if self.call_share is not None:
+            out["call_share"] = r(self.call_share, 2)
         if self.gpu_other_pids or self.gpu_other_sm_pct is not None:
             out["gpu_other_pids"] = list(self.gpu_other_pids)
             out["gpu_other_sm_pct"] = r(self.gpu_other_sm_pct)
@@ -121,10 +126,12 @@ class Monitor:
     def __init__(self, src: Sources = LOCAL, gpu_index: int | None = None, nvml: Any = None,
                  thresholds: Thresholds | None = None, pid: int | None = None,
                  own_cpu_s: Callable[[], float | None] | None = None, host_share: HostShareProbe | None = None,
-                 host_share_why: str = "", launch: LaunchProbe | None = None) -> None:
+                 host_share_why: str = "", launch: LaunchProbe | None = None,
+                 call: LaunchProbe | None = None) -> None:
         self.src = src
         self.host_share = host_share
         self.launch = launch
+        self.call = call
         self._host_share_why = host_share_why
         self._own = own_cpu_s or self._process_tree_cpu_s
         self.thresholds = thresholds or Thresholds()
@@ -145,8 +152,9 @@ class Monitor:
                 parts.append(f"no core-share look ({self._host_share_why})")
         elif self._host_share_why:
             parts.append(f"no host-share look ({self._host_share_why})")
-        if self.launch is not None:
-            parts.append(self.launch.description)
+        for probe in (self.launch, self.call):
+            if probe is not None:
+                parts.append(probe.description)
         if self._gpu is not None:
             parts.append(self._gpu.source)
         return parts
@@ -187,8 +195,9 @@ class Monitor:
         gpu = self._gpu.other_pids() if self._gpu is not None else ()
         core, cache = self.host_share.look() if self.host_share is not None else (None, None)
         launch = self.launch.look() if self.launch is not None and (split or not self.launch.pool) else None
+        call = self.call.look() if self.call is not None else None
         return Snapshot(time.perf_counter(), stat[0] if stat else None, stat[1] if stat else None,
-                        self._own(), gpu, core, cache, launch)
+                        self._own(), gpu, core, cache, launch, call)
 
     def _freq_mhz(self) -> float | None:
         values = []
@@ -226,9 +235,11 @@ class Monitor:
         core = _lower(start.core_share, end.core_share)
         cache = _lower(start.cache_share, end.cache_share)
         launch = _lower(start.launch_share, end.launch_share)
+        call = _lower(start.call_share, end.call_share)
         th = self.thresholds
         reasons = []
         paced = False
+        pace_reasons = 0
         if other_pct is not None and other_s is not None and other_pct > th.other_cpu_pct \
                 and other_s > th.other_cpu_min_s:
             reasons.append(f"other processes used {other_pct:.0f}% of the {self._cpus} CPUs")
@@ -248,11 +259,17 @@ class Monitor:
                 and self.launch.matters(footprint_bytes, call_s, split):
             reasons.append(self.launch.reason(launch))
             paced = True
+            pace_reasons += 1
+        if self.call is not None and call is not None and call < th.launch_share_fraction \
+                and self.call.matters(footprint_bytes, call_s, split):
+            reasons.append(self.call.reason(call))
+            paced = True
+            pace_reasons += 1
         if th.gpu_other_processes and (gpu_pids or (gpu_sm or 0.0) > 0):
             reasons.append(f"other compute processes on the GPU (pids {', '.join(map(str, gpu_pids)) or '?'}"
                            + (f", {gpu_sm:.0f}% SM" if gpu_sm else "") + ")")
         return Evidence(wall, other_pct, other_s, steal_pct, self._load(), self._freq_mhz(), gpu_pids, gpu_sm,
-                        tuple(reasons), core, cache, launch, paced)
+                        tuple(reasons), core, cache, launch, paced, call, pace_reasons)
 
 
 def _lower(a: float | None, b: float | None) -> float | None:

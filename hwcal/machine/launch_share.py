@@ -9,6 +9,15 @@ to minutes, within one process, on whichever CPU it was pinned to. A calibration
 filed an add floor of 8.19 us, a 4x4 mm floor of 12.2 us and small GEMMs 30-90 % over what a later,
 quieter process timed.
 
+Seen on the 2-vCPU development VM (2026-12-07, AMD EPYC Zen 4 under KVM, numpy): every tiny one-thread call
+slowed together, 1.6-1.9x (``np.add`` on 16 elements 0.39 -> 0.71 us, ``np.multiply(x, a, out=x)`` 0.67 -> 1.2,
+a 16x16 ``np.dot`` 0.57 -> 1.0, a 4x4 ``np.matmul`` 0.98 -> 1.6), for most of 90 s of looks every 20 ms
+(3,546 of 4,226 looks had the add 1.25x its best, and 95 % of the looks with a slow multiply or dot had it
+too), with no other process, no steal time and no thread pool involved. A numpy calibration in such an
+episode filed the scal, axpy, gemv and gemm floors 1.6-1.8x a quiet run's, and its predictions of a model's
+small element-wise ops and small-M GEMMs ran 30-50 % high. A call look (a CPU run's own tiny call, one
+thread) judges the cases whose calls are that short.
+
 Seen on the 2-vCPU development VM (2026-12-05, AMD EPYC Zen 5 under KVM, torch 2.13 with 2 OpenMP threads):
 ``x.mul_(a)`` on 65,536 fp32 elements (two of ATen's 32,768-element grains, one per thread) took 3.3-3.7 us
 a call, or 5.2-6.2 us in episodes of a second to tens of seconds, in any process, with /proc/stat, steal
@@ -46,6 +55,9 @@ LAUNCH_BOUND_BYTES = 64 << 20
 # elements of 2 bytes) runs on one thread and waits for no other.
 FORK_JOIN_BOUND_S = 50e-6
 SPLIT_BYTES = 64 << 10
+# A call look's tiny call (a CPU's own dispatch, one thread) paces the cases whose calls take under this: the
+# floors and the smallest BLAS and element-wise calls, where dispatch is most of the time.
+SHORT_CALL_S = 10e-6
 # A thread-pool look (numpy: OpenBLAS's threads) judges the cases whose calls the pool splits (numpy: the GEMMs
 # OpenBLAS threads), however long: the slow episode there is a pool thread's core, which paces every such call.
 # Which calls those are is the backend's word: the CPU time the rounds took cannot tell, as OpenBLAS's idle
@@ -63,11 +75,12 @@ class LaunchProbe:
     LAUNCH_BOUND_BYTES."""
 
     def __init__(self, call: Callable[[], Any], sync: Callable[[], Any], what: str, fork_join: bool = False,
-                 pool: bool = False) -> None:
+                 pool: bool = False, single: bool = False) -> None:
         self.call = call
         self.sync = sync
         self.what = what
         self.fork_join = fork_join
+        self.single = single  # a CPU's own tiny call on one thread (judging: cases of calls under SHORT_CALL_S)
         self.pool = pool  # a BLAS call on the library's thread pool (judging: cases whose calls it splits)
         self.calls = CALLS  # per look (``seed`` sizes it)
         self.best_s = float("inf")
@@ -83,6 +96,8 @@ class LaunchProbe:
         elif self.fork_join:
             look, judged = "a fork-join look", (f"judging cases whose calls take under {FORK_JOIN_BOUND_S * 1e6:g} us "
                                                 f"on {SPLIT_BYTES >> 10} KiB or more")
+        elif self.single:
+            look, judged = "a call look", f"judging cases whose calls take under {SHORT_CALL_S * 1e6:g} us"
         else:
             look, judged = "a launch look", f"judging cases that move under {LAUNCH_BOUND_BYTES >> 20} MiB"
         return (f"{look}: {self.calls} back-to-back {self.what} and one synchronisation, best of {REPS}, against the "
@@ -127,6 +142,8 @@ class LaunchProbe:
         thread pool's: the case's calls go to the pool (``split``, the backend's word), on bytes it could split."""
         if self.pool:
             return bool(split) and (footprint_bytes is None or footprint_bytes >= SPLIT_BYTES)
+        if self.single:
+            return call_s is not None and call_s < SHORT_CALL_S
         if self.fork_join:
             return call_s is not None and call_s < FORK_JOIN_BOUND_S and (
                 footprint_bytes is None or footprint_bytes >= SPLIT_BYTES)
@@ -139,6 +156,9 @@ class LaunchProbe:
         if self.pool:
             return (f"a call on the BLAS's thread pool took {now:.1f} us, {1 / share:.2f}x this run's best "
                     f"({best * 1e6:.1f} us): a slow episode of a pool thread's core")
+        if self.single:
+            return (f"a tiny call took {now:.2f} us, {1 / share:.2f}x this run's best ({best * 1e6:.2f} us): a slow "
+                    "episode of this core's call path")
         if self.fork_join:
             return (f"a call split over the threads took {now:.1f} us, {1 / share:.2f}x this run's best "
                     f"({best * 1e6:.1f} us): a slow episode of the threads' wake-up")
@@ -162,7 +182,7 @@ class LaunchProbe:
         return share
 
     def summary(self) -> dict[str, Any]:
-        """For ``metadata.interference.launch``: what was looked at, how often, the run's extremes."""
+        """For ``metadata.interference.launch`` (``.call``): what was looked at, how often, the run's extremes."""
         out: dict[str, Any] = {"method": self.description, "looks": self.looks}
         if self.looks:
             out.update(per_call_us_best=round(self.best_s * 1e6, 3), per_call_us_slowest=round(self.slowest_s * 1e6, 3))

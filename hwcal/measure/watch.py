@@ -52,6 +52,7 @@ class InterferenceLog:
     watched: int = 0
     host_share: dict[str, Any] | None = None  # the host-share probe's summary, where one looked
     launch: dict[str, Any] | None = None  # the launch probe's summary, where one looked
+    call: dict[str, Any] | None = None  # the call look's summary (a CPU's own tiny call), where one looked
     late_pass: dict[str, Any] | None = None  # the CPU cases timed again (hwcal.measure.late_pass), where it ran
     pace_tried: int = 0  # tries at once (Launch pace) ...
     pace_quick: int = 0  # ... and those that found the pace quick
@@ -86,6 +87,8 @@ class Watch:
             self.log.host_share = self.monitor.host_share.summary()
         if self.monitor.launch is not None:
             self.log.launch = self.monitor.launch.summary()
+        if self.monitor.call is not None:
+            self.log.call = self.monitor.call.summary()
 
     def budget_left_s(self) -> float:
         return self.log.budget_s - self.log.spent_s

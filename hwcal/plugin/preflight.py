@@ -103,6 +103,17 @@ def launch_probe(backend: Backend) -> LaunchProbe | None:
     return probe
 
 
+def call_probe(backend: Backend) -> LaunchProbe | None:
+    """CPU runs: a call look on the backend's own add floor call (16 elements, one thread), seeded now: every
+    tiny call's dispatch slows together in the host's slow episodes, which no other look sees."""
+    add = backend.floor_calls().get("add") if backend.device_type == "cpu" else None
+    if add is None:
+        return None
+    probe = LaunchProbe(add.launch, backend.synchronize, f"{backend.framework} {add.description}", single=True)
+    probe.seed()
+    return probe
+
+
 def preflight_session(cal: CalibrationSession, src: Sources | None = None) -> PreflightReport:
     """Session start: detect the key, set up clock sampling, run the checks; results go into the session.
 
@@ -115,7 +126,8 @@ def preflight_session(cal: CalibrationSession, src: Sources | None = None) -> Pr
     # run's host has cores to spare and would pay a look of 16 threads for nothing it files.
     probe, why = HostShareProbe.for_this_machine(state.src) if device_type == "cpu" else (None, "")
     monitor = Monitor(state.src, device_index(cal.backend.device) if device_type == "gpu" else None,
-                      host_share=probe, host_share_why=why, launch=launch_probe(cal.backend))
+                      host_share=probe, host_share_why=why, launch=launch_probe(cal.backend),
+                      call=call_probe(cal.backend))
     cal.watch = Watch(monitor, device_type)
     cal.results.interference = cal.watch.log
     ctx = PreflightContext(device_type=device_type, key=state.key, src=state.src, gpu=state.gpu,
