@@ -255,3 +255,27 @@ def test_a_run_files_the_late_pass_after_the_other_cases(pytester: pytest.Pytest
     assert len(log["cases"]) + log["left_out"] == len(doc["blas"]) > 0
     for case in log["cases"]:
         assert case["filed"] == ("late" if case["late_s"] < case["first_s"] else "first")
+
+
+def test_the_floors_come_first_and_a_faster_window_replaces_a_slow_one(tmp_path: Path) -> None:
+    """Every small call's prediction stands on the floors, and one slow episode of the call path (1.6-1.9x, the
+    Zen 4 guest) filed four of them slow: both timings get a second window before anything else."""
+    from hwcal.measure.floors import run_floor
+
+    session = _session(tmp_path, TINY)
+    for timing in ("back_to_back", "isolated"):
+        run_floor(FakeBenchmark(), session, "scal", timing)
+    _first_pass(session)
+    floors = session.results.floors
+    slow = floors["scal"]
+    floors["scal"] = slow = type(slow)(**{**vars(slow), "seconds_min": slow.seconds_min * 100})
+    isolated = session.results.isolated_floors["scal"]
+    log = run_late_pass(session)
+    assert log is not None
+    assert [c["case"] for c in log["cases"]][:2] == ["floor scal back_to_back", "floor scal isolated"]
+    first = log["cases"][0]
+    assert first["filed"] == "late" and floors["scal"].seconds_min == first["late_s"] < slow.seconds_min / 10
+    assert "late pass" in floors["scal"].method and floors["scal"].calls >= 200
+    second = log["cases"][1]
+    assert second["first_s"] == isolated.seconds_min
+    assert (session.results.isolated_floors["scal"] is isolated) == (second["filed"] == "first")

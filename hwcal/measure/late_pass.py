@@ -14,14 +14,17 @@ elements took 0.38 or 0.69 us, of 1 M (12 MB, in the L3) 223 or 404 us, by wheth
 before and after it ran at its best. A calibration whose STREAM and BLAS sweeps ran in the slow state filed its
 in-cache element-wise figures 1.3-2.4x slow where another run of the same code an hour earlier did not, and
 the referee's small element-wise ops were predicted 40-67 % slow. So the in-core cases (below the shared
-tiers) get a second window too, first: they are the cheapest.
+tiers) get a second window too, first: they are the cheapest. First of all the launch floors, both timings:
+every small call's prediction stands on them, and in such an episode (2026-12-07: every tiny call 1.6-1.9x
+slow together for most of a minute and a half) a numpy run filed its scal, axpy, gemv and gemm floors
+1.6-1.8x a quiet run's, and its predictions of small element-wise ops and small-M GEMMs ran 30-50 % high.
 
 The memory-bound GEMM shapes move as much (small M, the weights in the shared tiers): numpy fp32's M = 1-16
 calls with 21-69 MB of weights ran 1.3-2.0x apart in two runs of the same code an hour apart, where M >= 32
 stayed within 1.2x, and a held-out referee's 3B and 7B projections at M <= 16 were predicted 20-57 % fast from
 the quicker run. They get a second window last, in a second of their own.
 
-Once the other cases have run, the CPU cases are timed again, the in-core ones first, then those of the
+Once the other cases have run, the CPU cases are timed again, the floors and the in-core ones first, then those of the
 shared tiers, the most asked precision's first, then the GEMM shapes, within ``LATE_BUDGET_S``; in each tier
 the cases the watch flagged come first. Each is one more window of the same bound call on fresh operands,
 checked as the first pass checked it. The faster window is filed, as STREAM files the best of its rounds: a
@@ -41,11 +44,13 @@ from typing import Any
 from hwcal.machine.interference import Snapshot
 from hwcal.measure.blas import blas_cases, blas_round_s, case_id, size_for, verify_blas
 from hwcal.measure.case import best_call_s, plan_for_call
+from hwcal.measure.floors import FLOOR_ROUNDS, MIN_CALLS
 from hwcal.measure.records import (
     STREAM_EPSILON,
     STREAM_INITIAL,
     STREAM_SCALAR,
     BlasRecord,
+    LaunchFloor,
     ShapeRecord,
     StreamRecord,
     after_kernel,
@@ -69,7 +74,8 @@ TOP_FACTOR = 8  # up to 8x the last-level cache: beyond, one call outlasts a nei
 
 @dataclasses.dataclass
 class LateCase:
-    """One record to time again: ``kind`` "blas", "stream" or "shape", and where it sits in its list."""
+    """One record to time again: ``kind`` "blas", "stream", "shape" or "floor", and where it sits in its list
+    (a floor: ``key``, its operation and timing)."""
 
     kind: str
     index: int
@@ -79,6 +85,7 @@ class LateCase:
     case_id: str = ""  # the end of its pytest id (``[copy-32KiB]``): how the watch's log names it
     flagged: bool = False  # the watch flagged its first window: a faster second the looks find quiet clears it
     split: bool | None = None  # whether the BLAS's thread pool splits its calls (the looks that judge it)
+    key: tuple[str, str] = ("", "")  # a floor's (operation, timing)
 
 
 def shared_band(session: CalibrationSession) -> tuple[int, int] | None:
@@ -127,8 +134,20 @@ def late_cases(session: CalibrationSession) -> list[LateCase]:
         return [c for c in grouped if c.flagged] + [c for c in grouped if not c.flagged]
 
     every = blas + stream
-    return (ordered([c for c in every if c.bytes <= lo]) + ordered([c for c in every if c.bytes > lo])
+    floors = _floor_cases(session, flagged)
+    return (floors + ordered([c for c in every if c.bytes <= lo]) + ordered([c for c in every if c.bytes > lo])
             + _shape_cases(session, hi, flagged))
+
+
+def _floor_cases(session: CalibrationSession, flagged: set[str]) -> list[LateCase]:
+    """The launch floors, back to back then isolated, those the watch flagged first."""
+    results = session.results
+    cases = []
+    for timing, floors in (("back_to_back", results.floors), ("isolated", results.isolated_floors)):
+        for op, rec in floors.items():
+            case = _case(flagged, "floor", 0, f"floor {op} {timing}", 0, rec.seconds_min, f"[{op}-{timing}]", None)
+            cases.append(dataclasses.replace(case, key=(op, timing)))
+    return [c for c in cases if c.flagged] + [c for c in cases if not c.flagged]
 
 
 def _flagged_names(session: CalibrationSession) -> set[str]:
@@ -241,6 +260,30 @@ def _shape_again(session: CalibrationSession, rec: ShapeRecord, time_left_s: flo
         cpu_busy=timed.cpu_busy)
 
 
+def _floor_again(session: CalibrationSession, rec: LaunchFloor, time_left_s: float) -> LaunchFloor | None:
+    """The floor's rounds again, as ``hwcal.measure.floors`` timed them; None when they would not fit."""
+    backend = session.backend
+    floor = backend.floor_calls().get(rec.operation)
+    if floor is None:
+        return None
+    launch = floor.launch
+    if rec.timing == "isolated":
+        def launch() -> None:
+            floor.launch()
+            backend.synchronize()
+    plan = plan_for_call(backend, rec.seconds_min, FLOOR_ROUNDS[session.options.quick], MIN_CALLS, shortest_s=1e-8)
+    if (plan.rounds + plan.warmup_rounds + 1) * plan.launches * rec.seconds_min * 2 > time_left_s:
+        return None
+    stats = _rounds(session, plan, launch).stats
+    how = ("back-to-back calls then one synchronisation" if rec.timing == "back_to_back"
+           else "calls each followed by a synchronisation")
+    return dataclasses.replace(
+        rec, seconds_min=float(stats.min) / plan.launches, seconds_median=float(stats.median) / plan.launches,
+        calls=plan.launches, rounds=int(stats.rounds),
+        method=(f"{floor.description}: {plan.launches} {how}, per call = round / calls; best and median of "
+                f"{int(stats.rounds)} rounds (the late pass's window)"))
+
+
 def _stream_again(session: CalibrationSession, rec: StreamRecord, time_left_s: float) -> StreamRecord | None:
     """The kernel's rounds again on fresh arrays, validated as STREAM validates; None when they would not fit."""
     backend = session.backend
@@ -304,7 +347,15 @@ def _again(session: CalibrationSession, case: LateCase, left: float) -> tuple[An
     return again, late_s
 
 
+def _floors(session: CalibrationSession, timing: str) -> dict[str, LaunchFloor]:
+    return session.results.floors if timing == "back_to_back" else session.results.isolated_floors
+
+
 def _window(session: CalibrationSession, case: LateCase, left: float) -> tuple[Any, float | None]:
+    if case.kind == "floor":
+        op, timing = case.key
+        floor = _floor_again(session, _floors(session, timing)[op], left)
+        return floor, floor.seconds_min if floor is not None else None
     if case.kind == "blas":
         blas = _blas_again(session, session.results.blas[case.index], left)
         return blas, blas.time_s["min"] if blas is not None else None
@@ -319,7 +370,10 @@ def _window(session: CalibrationSession, case: LateCase, left: float) -> tuple[A
 
 def _file(session: CalibrationSession, case: LateCase, again: Any) -> None:
     """The second window's record in place of the first's."""
-    if case.kind == "blas":
+    if case.kind == "floor":
+        op, timing = case.key
+        _floors(session, timing)[op] = again
+    elif case.kind == "blas":
         session.results.blas[case.index] = again
     elif case.kind == "shape":
         session.results.shapes[case.index] = again
