@@ -132,3 +132,24 @@ def test_merge_keeps_a_disturbed_artifact_in_history_unless_told(
     assert rc == 0, err
     current, history = held(registry, key)
     assert current == later and quiet in history and noisy in history
+
+
+def _paced(doc_: dict[str, Any], best_us: float, method: str = "a call look: 100 np.add") -> dict[str, Any]:
+    doc_["metadata"]["interference"]["call"] = {"method": method, "looks": 90, "per_call_us_best": best_us,
+                                                "per_call_us_slowest": 2 * best_us}
+    return doc_
+
+
+def test_a_run_slow_from_start_to_end_is_held_back_by_its_pace_looks_best() -> None:
+    """Its own looks judge against its own best, so a run wholly in a slow episode flags nothing (the Zen 4
+    guest's tiny add ran 0.78-0.83 us at best for minutes, against 0.39-0.43 in quiet runs): against the current
+    calibration's best it is seen, and kept in history."""
+    quiet = _paced(doc(2), 0.424)
+    slow = _paced(doc(2, hours=5), 0.78)
+    reason = held_back(slow, quiet)
+    assert reason is not None and "call look's best was 0.78 us a call, 1.84x the current" in reason
+    assert schema_errors(slow) == []
+    assert held_back(_paced(doc(2, hours=5), 0.5), quiet) is None  # within SLOW_RUN
+    assert held_back(_paced(doc(2, hours=5), 0.78, "another look"), quiet) is None  # not the same look
+    assert held_back(slow, doc(2)) is None  # the current ran no such look
+    assert held_back(slow, _paced(doc(0, selection={"partial": True, "partial_why": "-k"}), 0.424)) is None

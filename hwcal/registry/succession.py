@@ -62,13 +62,43 @@ def disturbed_share(doc: dict[str, Any]) -> tuple[int, int] | None:
     return flagged, watched
 
 
+# A run whose pace look never got within this of the current calibration's best (the same look: its method)
+# ran whole in a slow episode: its own looks, against its own best, cannot see it.
+SLOW_RUN = 1.3
+
+
+def slow_run(new: dict[str, Any], current: dict[str, Any]) -> str | None:
+    """Why ``new`` ran in a slow state from start to end, by its pace looks' best per-call time against the
+    current calibration's (``metadata.interference.call`` and ``.launch``, where both ran the same look)."""
+    def looks(doc: dict[str, Any]) -> dict[str, Any]:
+        log = (doc.get("metadata") or {}).get("interference")
+        return log if isinstance(log, dict) else {}
+
+    for name in ("call", "launch"):
+        a, b = looks(new).get(name), looks(current).get(name)
+        if not isinstance(a, dict) or not isinstance(b, dict) or a.get("method") != b.get("method"):
+            continue
+        mine, theirs = a.get("per_call_us_best"), b.get("per_call_us_best")
+        if isinstance(mine, (int, float)) and isinstance(theirs, (int, float)) and theirs > 0 \
+                and mine > SLOW_RUN * theirs:
+            return (f"its {name} look's best was {mine:.3g} us a call, {mine / theirs:.2f}x the current calibration's "
+                    f"{theirs:.3g} us: the whole run ran in a slow episode of the host, which its own looks (against "
+                    "its own best) cannot see")
+    return None
+
+
 def held_back(new: dict[str, Any], current: Any) -> str | None:
     """Why a disturbed run should go to history instead of replacing ``current``; None when it may replace it.
 
     Newest wins, except over a clearly quieter calibration of the key: a run with more than
     ``DISTURBED_SHARE`` of its cases flagged does not replace a complete one with under half its share (a
-    model would load the neighbours' figures in place of good ones). Nothing is lost: the run is kept in
+    model would load the neighbours' figures in place of good ones), nor does a run whose pace looks never
+    came within ``SLOW_RUN`` of the current calibration's (``slow_run``). Nothing is lost: the run is kept in
     history, and the user may make it current (``--file-disturbed``)."""
+    if isinstance(current, dict) and not (is_partial(current) and not is_partial(new)):
+        slow = slow_run(new, current)
+        if slow is not None:
+            return slow
     mine = disturbed_share(new)
     if mine is None or mine[0] / mine[1] <= DISTURBED_SHARE or not isinstance(current, dict):
         return None
