@@ -11,6 +11,7 @@ import pytest
 import hwcal
 import hwcal.measure.blas
 import hwcal.measure.late_pass as late_pass
+import hwcal.measure.late_windows as late_windows
 from hwcal.document.builder import build_calibration, interference_metadata
 from hwcal.document.schema import schema_errors
 from hwcal.machine.caches import CacheInfo, CacheLevel
@@ -101,7 +102,7 @@ def test_no_late_pass_quick_or_on_a_gpu_or_with_nothing_in_the_band(tmp_path: Pa
 def test_a_wrong_result_in_the_second_window_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     session = _session(tmp_path, TINY)
     _first_pass(session)
-    monkeypatch.setattr(late_pass, "verify_blas", lambda backend, ops: Verification(False, 1.0, 1e-6, "test"))
+    monkeypatch.setattr(late_windows, "verify_blas", lambda backend, ops: Verification(False, 1.0, 1e-6, "test"))
     with pytest.raises(AssertionError, match="late pass: dot fp32 n=512 gave wrong results"):
         run_late_pass(session)
 
@@ -224,7 +225,7 @@ def test_a_wrong_gemm_in_the_second_window_fails(tmp_path: Path, monkeypatch: py
 
     session = _session(tmp_path, TINY)
     run_shape(FakeBenchmark(), session, "fp32", Shape("small_m", 1, 4, 128, 128))
-    monkeypatch.setattr(late_pass, "verify_shape", lambda *a: Verification(False, 1.0, 1e-6, "test"))
+    monkeypatch.setattr(late_windows, "verify_shape", lambda *a: Verification(False, 1.0, 1e-6, "test"))
     with pytest.raises(AssertionError, match="late pass: fp32 GEMM 4x128x128 gave wrong results"):
         run_late_pass(session)
 
