@@ -509,6 +509,26 @@ def test_gpu_l2_tier_beside_hbm_and_its_blas_ceiling(tmp_path: Path) -> None:
     assert blas_ceiling(rec, 1024 * MiB, None, in_place=True).kernel == "update"  # type: ignore[union-attr]
 
 
+def test_the_gpu_tier_kernels_compute_what_they_say_and_their_checks_catch_a_skipped_update() -> None:
+    """The calls a CUDA graph captures, run eagerly on CPU tensors: the update's launches alternate x2 and x1/2,
+    so an even count leaves b where the warm-up's odd count put it (2), and the check accepts 1 or 2 only."""
+    torch = pytest.importorskip("torch")
+    from hwcal.backends import torch_tiers
+
+    calls, tensors = torch_tiers._kernels(4096, torch.device("cpu"))
+    for _ in range(3 + 10):  # the warm-up's three, then an even count of launches
+        calls["update"]()
+    assert float(tensors["b"].min()) == float(tensors["b"].max()) == 2.0
+    torch_tiers._verify("update", tensors, 4096)
+    for kernel in ("read", "write", "triad"):  # each on tensors of its own, as graph_round_times makes them
+        fresh, fresh_tensors = torch_tiers._kernels(4096, torch.device("cpu"))
+        fresh[kernel]()
+        torch_tiers._verify(kernel, fresh_tensors, 4096)
+    tensors["b"].fill_(4.0)  # what an update that ran once too often, or never after a bad start, leaves
+    with pytest.raises(AssertionError, match="GPU update kernel gave wrong values"):
+        torch_tiers._verify("update", tensors, 4096)
+
+
 @pytest.mark.gpu
 def test_gpu_graph_replayed_tiers_on_a_real_device() -> None:
     torch = pytest.importorskip("torch")
