@@ -153,3 +153,11 @@ def test_a_run_slow_from_start_to_end_is_held_back_by_its_pace_looks_best() -> N
     assert held_back(_paced(doc(2, hours=5), 0.78, "another look"), quiet) is None  # not the same look
     assert held_back(slow, doc(2)) is None  # the current ran no such look
     assert held_back(slow, _paced(doc(0, selection={"partial": True, "partial_why": "-k"}), 0.424)) is None
+
+
+def test_a_slow_run_on_another_framework_version_is_not_held_back() -> None:
+    """An upgrade may make the tiny call slower for good: that is no episode, and the looks are not compared."""
+    quiet = _paced(doc(2), 0.424)
+    slow = _paced(doc(2, hours=5), 0.78)
+    slow["metadata"]["framework_version"] = "9.9.9"
+    assert held_back(slow, quiet) is None

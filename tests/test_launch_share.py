@@ -117,7 +117,7 @@ def test_once_tries_at_once_rarely_find_a_quick_pace_the_run_stops_trying(tmp_pa
         watch.settle(f"case{i}", watch.start(), "first", lambda: "again", footprint_bytes=0)
     assert (watch.log.pace_tried, watch.log.pace_quick) == (watch_mod.PACE_TRIAL, 0)
     last = watch.flagged()[-1]
-    assert last["re_measured"] == 0 and "quick launch pace for 0 of 6 cases" in last["not_tried_again"]
+    assert last["re_measured"] == 0 and "quick pace for 0 of 6 cases" in last["not_tried_again"]
     doc = build_calibration(make_input(interference=watch.log))
     assert schema_errors(doc) == [] and doc["metadata"]["interference"]["pace_tries"] == {"tried": 6, "quick": 0}
 

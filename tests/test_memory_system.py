@@ -497,7 +497,7 @@ def test_gpu_l2_tier_beside_hbm_and_its_blas_ceiling(tmp_path: Path) -> None:
     assert rec is not None and {(p.tier, p.kernel) for p in rec.gpu} == {(t, k) for t in ("l2", "dram")
                                                                        for k in ("read", "write", "triad", "update")}
     assert all(c[1] == 25 * MiB for c in gpu.calls if c[1] < 100 * MiB)  # half the L2
-    assert all(c[2] % 2 == 0 for c in gpu.calls)  # the update's x2, x1/2 pairs leave its values bounded
+    assert all(c[2] % 2 == 1 for c in gpu.calls)  # odd: the update's graph doubles its values once a replay
     parts, _ = memory_system_parts(rec, None, "")
     assert parts["levels"]["l2"]["triad_gbps"] == pytest.approx(8000.0, rel=1e-3)
     assert parts["levels"]["dram"]["read_gbps"] == pytest.approx(3000.0, rel=1e-3)
@@ -510,23 +510,32 @@ def test_gpu_l2_tier_beside_hbm_and_its_blas_ceiling(tmp_path: Path) -> None:
 
 
 def test_the_gpu_tier_kernels_compute_what_they_say_and_their_checks_catch_a_skipped_update() -> None:
-    """The calls a CUDA graph captures, run eagerly on CPU tensors: the update's launches alternate x2 and x1/2,
-    so an even count leaves b where the warm-up's odd count put it (2), and the check accepts 1 or 2 only."""
+    """The calls a CUDA graph captures, run eagerly on CPU tensors: after the warm-up, b restarts at 1 and an
+    odd count of launches (x2, x1/2 ... x2) doubles it once a replay, so the check knows how many replays ran:
+    a graph that did nothing, or lost a launch, is caught."""
     torch = pytest.importorskip("torch")
     from hwcal.backends import torch_tiers
 
-    calls, tensors = torch_tiers._kernels(4096, torch.device("cpu"))
-    for _ in range(3 + 10):  # the warm-up's three, then an even count of launches
-        calls["update"]()
-    assert float(tensors["b"].min()) == float(tensors["b"].max()) == 2.0
-    torch_tiers._verify("update", tensors, 4096)
+    def replayed(replays: int, launches: int = 11) -> dict[str, Any]:
+        calls, tensors = torch_tiers._kernels(4096, torch.device("cpu"))
+        for _ in range(3):
+            calls["update"]()  # the warm-up
+        torch_tiers.restart_update(tensors)
+        for _ in range(replays):  # eagerly, what each replay of the captured launches runs
+            tensors["turn"][0] = 0
+            for _ in range(launches):
+                calls["update"]()
+        return tensors
+
+    torch_tiers._verify("update", replayed(3), 4096, replays=3)  # 2^3
+    for wrong in (replayed(0), replayed(3, launches=10)):  # nothing ran; an even count (a lost launch)
+        with pytest.raises(AssertionError, match="GPU update kernel gave wrong values"):
+            torch_tiers._verify("update", wrong, 4096, replays=3)
     for kernel in ("read", "write", "triad"):  # each on tensors of its own, as graph_round_times makes them
-        fresh, fresh_tensors = torch_tiers._kernels(4096, torch.device("cpu"))
-        fresh[kernel]()
-        torch_tiers._verify(kernel, fresh_tensors, 4096)
-    tensors["b"].fill_(4.0)  # what an update that ran once too often, or never after a bad start, leaves
-    with pytest.raises(AssertionError, match="GPU update kernel gave wrong values"):
-        torch_tiers._verify("update", tensors, 4096)
+        calls, tensors = torch_tiers._kernels(4096, torch.device("cpu"))
+        calls[kernel]()
+        torch_tiers._verify(kernel, tensors, 4096)
+    assert "update b.mul_(q)" in torch_tiers.METHOD
 
 
 @pytest.mark.gpu

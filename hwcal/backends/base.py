@@ -207,7 +207,8 @@ class Backend(ABC):
     def tier_round_times(self, kernel: str, working_set_bytes: int, launches: int, rounds: int
                          ) -> tuple[list[float], str] | None:
         """GPUs: seconds of each of ``rounds`` rounds of ``launches`` back-to-back launches of ``kernel`` (read,
-        write, triad) over ``working_set_bytes``, timed on the device, and the method; None elsewhere."""
+        write, triad, update; the update's launches an odd count) over ``working_set_bytes``, timed on the
+        device, and the method; None elsewhere."""
         return None
 
     # ==== BLAS1/BLAS2 (hwcal.measure.blas) ==============================================================

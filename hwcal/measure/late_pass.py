@@ -254,9 +254,9 @@ def _file(session: CalibrationSession, case: LateCase, again: Any) -> None:
 
 
 def run_late_pass(session: CalibrationSession) -> dict[str, Any] | None:
-    """Time the CPU cases up to the shared tiers again (and the flagged GEMM shapes of the most asked precision,
-    whatever their size), file the faster window of each, and log both in the interference log (``late_pass``);
-    None where there is no late pass (a GPU, --quick, no cache hierarchy)."""
+    """Time the launch floors and the CPU cases up to the shared tiers again (and the flagged GEMM shapes of the
+    most asked precision, whatever their size), file the faster window of each, and log both in the interference
+    log (``late_pass``); None where there is no late pass (a GPU, --quick, no cache hierarchy)."""
     backend = session.backend
     budget = LATE_BUDGET_S.get(backend.device_type)
     cases = late_cases(session) if budget and not session.options.quick else []

@@ -98,6 +98,7 @@ def floor_again(session: CalibrationSession, rec: LaunchFloor, time_left_s: floa
         def launch() -> None:
             floor.launch()
             backend.synchronize()
+    backend.warm_up()  # as the first pass did
     plan = plan_for_call(backend, rec.seconds_min, FLOOR_ROUNDS[session.options.quick], MIN_CALLS, shortest_s=1e-8)
     if (plan.rounds + plan.warmup_rounds + 1) * plan.launches * rec.seconds_min * 2 > time_left_s:
         return None

@@ -271,11 +271,11 @@ def run_gpu_tiers(state: MemorySystemState) -> None:
     l2 = rec.caches.llc_total_bytes
     for tier, ws in (("l2", max(2**20, l2 // 2)), ("dram", max(8 * l2, 512 * 2**20))):
         for kernel in BW_KERNELS:
-            probe = backend.tier_round_times(kernel, ws, 10, 1)
+            probe = backend.tier_round_times(kernel, ws, 11, 1)
             if probe is None:
                 pytest.skip("this backend has no device-timed tier kernels")
-            launches = max(10, math.ceil(1e-3 / max(probe[0][0] / 10, 1e-9)))
-            launches += launches & 1  # even: the update's x2, x1/2 pairs leave its values as they were
+            launches = max(11, math.ceil(1e-3 / max(probe[0][0] / 11, 1e-9)))
+            launches |= 1  # odd: the update's x2, x1/2 ... x2 doubles its values once a replay (its check)
             times, rec.gpu_method = backend.tier_round_times(kernel, ws, launches, ROUNDS[state.quick]) or ([], "")
             arrays = 3 if kernel == "triad" else 1
             nbytes = counted_bytes(kernel, arrays * (ws // (4 * arrays)) * 4) * launches

@@ -169,12 +169,13 @@ class Watch:
         return best
 
     def _no_pace_try(self, at_once: int) -> str:
-        """Why a case slowed by the launch pace alone gets no try at once, or "" when it gets one."""
+        """Why a case slowed by a pace alone (the launch, fork-join, thread-pool or call look's) gets no try at once,
+        or "" when it gets one."""
         tried, quick = self.log.pace_tried, self.log.pace_quick
         if at_once:
-            return "the launch pace was still slow on its try at once"
+            return "the pace was still slow on its try at once"
         if tried >= PACE_TRIAL and quick * PACE_ODDS < tried:
-            return f"tries at once found a quick launch pace for {quick} of {tried} cases: its slow episodes are long"
+            return f"tries at once found a quick pace for {quick} of {tried} cases: its slow episodes are long"
         return ""
 
     def _note(self, case: str, reasons: list[str], tries: list[dict[str, Any]], action: str, attempts: int,

@@ -83,8 +83,8 @@ def run_preflight(ctx: PreflightContext, force: bool) -> PreflightReport:
 def launch_probe(backend: Backend) -> LaunchProbe | None:
     """GPU runs: a launch look on the backend's own add floor call (16 elements), seeded now. CPU runs whose
     framework splits a call over threads (torch): a fork-join look on such a call; whose BLAS alone does
-    (numpy on a threaded OpenBLAS): a thread-pool look on a GEMM it splits. Other CPU runs have none: there a
-    call's pace is the cores' own, which the host-share looks watch."""
+    (numpy on a threaded OpenBLAS): a thread-pool look on a GEMM it splits. Other CPU runs have none (every CPU
+    run has a call look besides, ``call_probe``)."""
     if backend.device_type == "gpu":
         add = backend.floor_calls().get("add")
         if add is None:

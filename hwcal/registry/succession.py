@@ -69,11 +69,15 @@ SLOW_RUN = 1.3
 
 def slow_run(new: dict[str, Any], current: dict[str, Any]) -> str | None:
     """Why ``new`` ran in a slow state from start to end, by its pace looks' best per-call time against the
-    current calibration's (``metadata.interference.call`` and ``.launch``, where both ran the same look)."""
+    current calibration's (``metadata.interference.call`` and ``.launch``, where both ran the same look on the
+    same framework and Python versions: an upgrade may make the call slower for good, and is no episode)."""
     def looks(doc: dict[str, Any]) -> dict[str, Any]:
         log = (doc.get("metadata") or {}).get("interference")
         return log if isinstance(log, dict) else {}
 
+    versions = ("framework_version", "python_version")
+    if any((new.get("metadata") or {}).get(v) != (current.get("metadata") or {}).get(v) for v in versions):
+        return None
     for name in ("call", "launch"):
         a, b = looks(new).get(name), looks(current).get(name)
         if not isinstance(a, dict) or not isinstance(b, dict) or a.get("method") != b.get("method"):

@@ -12,7 +12,7 @@ from typing import Any
 
 from hwcal.report.plotting import _figure_class, _no_data, _plain_log_axis, _title, bytes_label
 
-KERNEL_COLOURS = {"read": "tab:blue", "write": "tab:orange", "triad": "tab:red"}
+KERNEL_COLOURS = {"read": "tab:blue", "write": "tab:orange", "triad": "tab:red", "update": "tab:purple"}
 PAGE_STYLE = {"huge": ("tab:green", "o", "huge pages"), "4k": ("tab:gray", "s", "4 KiB pages")}
 
 
