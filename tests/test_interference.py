@@ -226,3 +226,34 @@ def test_a_real_run_beside_a_busy_process_says_so_in_its_file(tmp_path: Path) ->
     assert all(c["reasons"] and c["action"] in ("re-measured", "flagged") for c in interference["cases"])
     if interference["flagged"]:
         assert any(w.startswith("interference: ") for w in doc["warnings"])
+
+
+def test_a_flagged_cases_figures_say_so_in_the_file_and_a_re_measured_ones_do_not() -> None:
+    """Each figure carries the pytest id that measured it; the document marks ``flagged`` those the watch left
+    flagged (here a BLAS size and an isolated launch floor) so a reader can prefer the quiet ones beside them."""
+    from hwcal.document.builder import build_calibration
+    from hwcal.measure.records import LaunchFloor
+    from tests.conftest import make_record
+    from tests.test_blas_body import blas_record
+
+    watch = _watch([True] * 50 + [False] * 50)
+    slow, quiet = "bench/test_blas.py::test_blas[dot-fp64-128MiB]", "bench/test_blas.py::test_blas[dot-fp64-16KiB]"
+    floor_case = "bench/test_floors.py::test_launch_floor[dot-isolated]"
+    for case in (slow, floor_case):
+        watch.settle(case, watch.start(), 1, lambda: 2)
+    assert [c["action"] for c in watch.log.cases] == ["flagged", "flagged"]
+    blas = [dataclasses.replace(blas_record(), case=slow), dataclasses.replace(blas_record(nbytes=16 * 2**10),
+                                                                                case=quiet)]
+    floor = LaunchFloor("dot", 5e-7, 6e-7, 2000, 20, "np.dot 1 element", "numpy", "cpu", "fp64",
+                        case="bench/test_floors.py::test_launch_floor[dot-back_to_back]")
+    isolated = dataclasses.replace(floor, seconds_min=9e-7, timing="isolated", case=floor_case)
+    doc = build_calibration(make_input([dataclasses.replace(make_record("fp32", 256), case="gemm-case")],
+                                       interference=watch.log, blas=blas, floors={"dot": floor},
+                                       isolated_floors={"dot": isolated}))
+    assert schema_errors(doc) == []
+    by_bytes = {e["bytes"]: e for e in doc["blas"]}
+    assert by_bytes[blas[0].bytes]["flagged"] is True and "flagged" not in by_bytes[blas[1].bytes]
+    assert doc["launch_floors"]["dot"]["isolated"]["flagged"] is True and "flagged" not in doc["launch_floors"]["dot"]
+    assert "flagged" not in doc["gemm"][0]
+    doc["blas"][0]["flagged"] = False  # only ever true: absent when not flagged
+    assert schema_errors(doc) != []

@@ -69,6 +69,30 @@ def test_memory_levels_are_read_when_the_file_has_them() -> None:
     assert bw.level_name(2**28) == "dram"
 
 
+def test_in_place_calls_take_the_tiers_update_where_it_was_measured_and_triad_where_not() -> None:
+    """scal and axpy write in place: no write-allocate, so the in-place update is their tier figure (as their
+    efficiencies' roofs in the document), on one core even beside the framework's own (out-of-place) sweep; a
+    tier without it answers with its triad, and all cores with the all-core triad."""
+    levels = copy.deepcopy(LEVELS)
+    levels["l1"]["update_gbps"], levels["dram"]["update_gbps"] = 350.0, 32.0  # l2: none measured
+    stream = [Point("triad", "fp64", (("n", n),), 0.0, 24.0 * n, 24.0 * n / (g * 1e9), "memory.sweep")
+              for n, g in ((1024, 50.0), (2**24, 14.0))]
+    bw = Bandwidth({"levels": levels, "caches": CACHES, "threads": 1}, stream, None, (), 0.0, True)
+    assert bw.gbps(2**31, "update", 1) == (32.0, "memory.levels.dram.update_gbps")
+    assert bw.gbps(8192, "update", 1) == (350.0, "memory.levels.l1.update_gbps")
+    assert bw.gbps(2**19, "update", 1) == (120.0, "memory.levels.l2.triad_gbps")  # not measured there: triad
+    gbps, source = bw.gbps(2**20, "update", 1)  # between l2 (triad) and dram (update), log-log
+    assert gbps == pytest.approx(120.0 * (32.0 / 120.0) ** (1 / 11)) and "triad_gbps/update_gbps" in source
+    assert bw.gbps(2**31, "update", 2) == (30.0, "memory.levels.dram.allcore_triad_gbps")
+    assert "STREAM sweep's triad" in bw.gbps(2**31, "triad", 1)[1]  # out of place: the framework's sweep first
+    without = Bandwidth({"levels": LEVELS, "caches": CACHES, "threads": 1}, stream, None, (), 0.0, True)
+    assert "STREAM sweep's triad" in without.gbps(2**31, "update", 1)[1]  # no update anywhere: as triad
+    doc = _doc(ZEN4)
+    doc["blas"] = [r for r in doc["blas"] if r["operation"] != "scal"]
+    doc["memory"].update(levels=levels, caches=CACHES, threads=2)
+    pred = predictor_of_document(doc, "zen4 with an update").predict("scal", "fp32", n=2**28)
+    assert pred.basis == "roofline" and any("memory.levels.dram.update_gbps" in n for n in pred.notes)
+
 def test_without_those_fields_the_sweep_then_the_old_levels_answer() -> None:
     stream = [Point("add", "fp64", (("n", n),), 0.0, 24.0 * n, 24.0 * n / (g * 1e9), "memory.sweep")
               for n, g in ((1024, 50.0), (2**20, 20.0))]
@@ -514,3 +538,32 @@ def test_a_gemm_takes_its_ratio_from_measured_gemms_in_the_same_tier() -> None:
                                                   ((14976, 1152), 4.3 if m == 4 else 2.0))]
     ratio = (GemmModel(pts, rf).predict(1, 4, 3072, 8192).seconds - 1e-6) / rf.work(1, 4, 3072, 8192)
     assert 4.3 <= ratio < 5.2  # the DRAM pair's, though the tall L3 pair lies nearer in N and K
+
+
+def test_a_flagged_point_between_quiet_ones_is_left_out_and_one_at_an_end_stays_with_a_note() -> None:
+    """A neighbour slows a call, never speeds it up: a figure the watch left flagged, with quiet figures of its
+    own series on both sides, gives way to them (interpolated across); one at its series' end is all there is
+    and stays, and the answers it serves say so."""
+    doc = _doc(ZEN4)
+    dots = sorted((r for r in doc["blas"] if r["operation"] == "dot" and r["precision"] == "fp64"),
+                  key=lambda r: r["n"])
+    quiet = predictor_of_document(doc, "quiet")
+    n_mid, n_end = dots[1]["n"], dots[-1]["n"]
+    before = {n: quiet.predict("dot", "fp64", n=n).seconds for n in (n_mid, n_end)}
+    for rec in (dots[1], dots[-1]):  # measured at half speed while something else ran
+        rec.update(flagged=True, gbps_best=rec["gbps_best"] / 2, gflops_best=rec["gflops_best"] / 2)
+    small_m = sorted((r for r in doc["gemm_shapes"] if r["family"] == "small_m" and r["precision"] == "fp32"
+                      and (r["n"], r["k"]) == (1024, 1024)), key=lambda r: r["m"])
+    small_m[1].update(flagged=True, gflops_best=small_m[1]["gflops_best"] / 2)
+    disturbed = predictor_of_document(doc, "disturbed")
+    left_out = {(p.family, p.label) for p in disturbed.inputs.flagged_left_out}
+    assert left_out == {("dot", f"n={n_mid}"), ("small_m", f"m={small_m[1]['m']} n=1024 k=1024 batch=1")}
+    mid = disturbed.predict("dot", "fp64", n=n_mid)
+    assert mid.seconds < 1.5 * before[n_mid] and not any("ran while something else" in n for n in mid.notes)
+    assert all(not p.flagged for p in mid.points)
+    end = disturbed.predict("dot", "fp64", n=n_end)  # the largest size: nothing above it to take its place
+    assert end.seconds == pytest.approx(2 * before[n_end], rel=0.1)
+    assert any("ran while something else did" in n for n in end.notes) and any(p.flagged for p in end.points)
+    shape = {"m": small_m[1]["m"], "n": 1024, "k": 1024}
+    assert (disturbed.predict("gemm", "fp32", **shape).seconds
+            < 1.5 * quiet.predict("gemm", "fp32", **shape).seconds)

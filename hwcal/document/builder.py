@@ -155,8 +155,12 @@ def build_calibration(inp: BuildInput) -> dict[str, Any]:
             metadata["compute_ceiling"], peaks, reference)
         warnings += ceiling_warnings
     bandwidth = inp.spec.get("peak_bandwidth_gbps") or None
+    # The cases the watch left flagged: their figures say so, and predictions prefer the unflagged ones
+    flagged = frozenset(c["case"] for c in res.interference.cases
+                        if c["action"] == "flagged") if res.interference is not None else frozenset()
     memory, memory_warnings = memory_section(res.memory, peaks, theoretical, bandwidth, res.memory_system,
-                                             clock.peaks_clock_mhz, "the calibration's clock under load (median)")
+                                             clock.peaks_clock_mhz, "the calibration's clock under load (median)",
+                                             flagged)
     measured_bw = (memory or {}).get("sustained_gbps")
     headline = {
         "theoretical_peak_gflops": theoretical.get("fp32"),
@@ -166,7 +170,7 @@ def build_calibration(inp: BuildInput) -> dict[str, Any]:
         "bandwidth_efficiency": r4(measured_bw / bandwidth) if measured_bw and bandwidth else None,
     }
     interference = interference_metadata(res.interference)[1] if res.interference is not None else []
-    sections: dict[str, Any] = {"gemm": gemm_section(res.gemm, reference),
+    sections: dict[str, Any] = {"gemm": gemm_section(res.gemm, reference, flagged),
                                 "warnings": [*res.warnings, *clock.warnings, *interference, *warnings,
                                              *memory_warnings]}
     if memory is not None:
@@ -177,13 +181,13 @@ def build_calibration(inp: BuildInput) -> dict[str, Any]:
         system = res.memory_system
         ceiling_of = ((lambda ws, threads, in_place: blas_ceiling(system, ws, threads, in_place))
                       if system is not None and (system.bandwidth or system.gpu) else None)
-        sections["blas"], blas_warnings = blas_section(res.blas, measured_bw, bandwidth, ceiling_of)
+        sections["blas"], blas_warnings = blas_section(res.blas, measured_bw, bandwidth, ceiling_of, flagged)
         sections["warnings"] += blas_warnings
     if res.shapes:
-        sections["gemm_shapes"], shape_warnings = gemm_shapes_section(res.shapes, reference)
+        sections["gemm_shapes"], shape_warnings = gemm_shapes_section(res.shapes, reference, flagged)
         sections["warnings"] += shape_warnings
     if res.floors or res.isolated_floors:
-        sections["launch_floors"] = launch_floors_section(res.floors, res.isolated_floors)
+        sections["launch_floors"] = launch_floors_section(res.floors, res.isolated_floors, flagged)
     if res.nn or res.nn_status:
         options = inp.run.options
         grid = "full" if options.full else ("quick" if options.quick else "default")

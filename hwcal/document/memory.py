@@ -124,7 +124,8 @@ def _r(x: float, digits: int = 4) -> float:
     return float(f"{x:.{digits}g}")
 
 
-def _record_entry(rec: StreamRecord, sweep: MemorySweep, system: MemorySystem | None) -> dict[str, Any]:
+def _record_entry(rec: StreamRecord, sweep: MemorySweep, system: MemorySystem | None, flagged: frozenset[str]
+                  ) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "kernel": rec.kernel,
         "n": rec.n,
@@ -146,6 +147,8 @@ def _record_entry(rec: StreamRecord, sweep: MemorySweep, system: MemorySystem | 
     }
     if rec.device_event_ratio is not None:
         entry["device_event_ratio"] = _r(rec.device_event_ratio)
+    if rec.case and rec.case in flagged:  # left flagged by the watch (as hwcal.document.sections.flag_of)
+        entry["flagged"] = True
     # The right ceiling: the memory system's best kernel in the tier this working set lives in, on as many
     # threads as the sweep ran (as for BLAS); above 1 is filed with a warning (``_over_roof``).
     ceiling = blas_ceiling(system, rec.working_set_bytes, sweep.threads)
@@ -232,8 +235,8 @@ def _efficiency_and_ridge(section: dict[str, Any], sustained: float | None, spec
 
 def memory_section(memory: MemorySweep | None, peak_gflops: dict[str, float],
                    theoretical_gflops: dict[str, float], spec_gbps: float | None,
-                   system: MemorySystem | None = None, clock_mhz: float | None = None, clock_source: str = ""
-                   ) -> tuple[dict[str, Any] | None, list[str]]:
+                   system: MemorySystem | None = None, clock_mhz: float | None = None, clock_source: str = "",
+                   flagged: frozenset[str] = frozenset()) -> tuple[dict[str, Any] | None, list[str]]:
     """The calibration's ``memory`` section and the warnings it raises (None: no memory benchmark ran).
 
     ``levels`` (cache tiers and DRAM: bandwidth, latency), ``multicore`` and ``memory_system`` come from the
@@ -280,7 +283,7 @@ def memory_section(memory: MemorySweep | None, peak_gflops: dict[str, float],
         "stream_levels": {name: {k: (_r(v) if k == "gbps" else v) for k, v in fig.items()}
                           for name, fig in levels.items()},
         "budget": {"limit_s": round(memory.budget_s, 2), "spent_s": round(memory.spent_s, 2)},
-        "sweep": [_record_entry(r, memory, system) for r in records],
+        "sweep": [_record_entry(r, memory, system, flagged) for r in records],
     }
     if fallback is not None:
         section["sustained_source"] = (f"the memory system's one-core triad (compiled kernel) over a "

@@ -13,7 +13,14 @@ from hwcal.measure.records import BlasRecord, GemmRecord, LaunchFloor, ShapeReco
 from hwcal.precisions import PRECISIONS, canonical_sorted
 
 
-def gemm_entry(rec: GemmRecord, theoretical: dict[str, float]) -> dict[str, Any]:
+def flag_of(case: str, flagged: frozenset[str]) -> dict[str, bool]:
+    """``{"flagged": True}`` for a figure whose case the interference watch left flagged, else nothing: a
+    reader (``Profile.predict``) can then prefer the unflagged figures beside it."""
+    return {"flagged": True} if case and case in flagged else {}
+
+
+def gemm_entry(rec: GemmRecord, theoretical: dict[str, float], flagged: frozenset[str] = frozenset()
+               ) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "precision": rec.precision,
         "n": rec.n,
@@ -31,6 +38,7 @@ def gemm_entry(rec: GemmRecord, theoretical: dict[str, float]) -> dict[str, Any]
         "verify_method": rec.verify_method,
         "kernel": rec.kernel,
         "layout": rec.layout,
+        **flag_of(rec.case, flagged),
     }
     if rec.precision in theoretical:
         entry["efficiency"] = _r(rec.gflops_best / theoretical[rec.precision])
@@ -75,7 +83,8 @@ def _over_one(rec: BlasRecord, eff: float, ceiling: Ceiling, ceiling_of: Ceiling
 
 
 def blas_section(records: list[BlasRecord], sustained_gbps: float | None, spec_gbps: float | None,
-                 ceiling_of: CeilingOf | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+                 ceiling_of: CeilingOf | None = None, flagged: frozenset[str] = frozenset()
+                 ) -> tuple[list[dict[str, Any]], list[str]]:
     """The ``blas`` section: per (operation, precision, size), and the warnings it raises.
 
     ``efficiency`` is against the right ceiling: the bandwidth of the tier the call's working set lives
@@ -129,6 +138,7 @@ def blas_section(records: list[BlasRecord], sustained_gbps: float | None, spec_g
             "at_dram": rec.at_dram,
             "efficiency_vs_measured_dram": vs_measured,
             "efficiency_vs_theoretical": vs_theoretical,
+            **flag_of(rec.case, flagged),
         }
         if ceiling_of is not None:
             entry["efficiency"] = efficiency
@@ -147,7 +157,7 @@ def blas_section(records: list[BlasRecord], sustained_gbps: float | None, spec_g
     return entries, warnings
 
 
-def gemm_shapes_section(records: list[ShapeRecord], reference: dict[str, float]
+def gemm_shapes_section(records: list[ShapeRecord], reference: dict[str, float], flagged: frozenset[str] = frozenset()
                         ) -> tuple[list[dict[str, Any]], list[str]]:
     """The ``gemm_shapes`` section, efficiency against the same peaks as square GEMM."""
     order = canonical_sorted(PRECISIONS)
@@ -179,6 +189,7 @@ def gemm_shapes_section(records: list[ShapeRecord], reference: dict[str, float]
             "tolerance": float(f"{rec.tolerance:.3g}"),
             "verify_method": rec.verify_method,
             "source": rec.source,
+            **flag_of(rec.case, flagged),
         }
         if rec.modes:
             entry["modes"] = rec.modes
@@ -196,13 +207,13 @@ def gemm_shapes_section(records: list[ShapeRecord], reference: dict[str, float]
     return entries, warnings
 
 
-def _floor_fields(f: LaunchFloor) -> dict[str, Any]:
+def _floor_fields(f: LaunchFloor, flagged: frozenset[str]) -> dict[str, Any]:
     return {"seconds_min": float(f"{f.seconds_min:.4g}"), "seconds_median": float(f"{f.seconds_median:.4g}"),
-            "calls": f.calls, "rounds": f.rounds, "method": f.method}
+            "calls": f.calls, "rounds": f.rounds, "method": f.method, **flag_of(f.case, flagged)}
 
 
-def launch_floors_section(floors: dict[str, LaunchFloor], isolated: dict[str, LaunchFloor] | None = None
-                          ) -> dict[str, dict[str, Any]]:
+def launch_floors_section(floors: dict[str, LaunchFloor], isolated: dict[str, LaunchFloor] | None = None,
+                          flagged: frozenset[str] = frozenset()) -> dict[str, dict[str, Any]]:
     """Per operation, the time of its smallest call (seconds): back to back (the top-level figures, as
     format 1 filed them) and, where measured, ``isolated`` (each call synchronised)."""
     isolated = isolated or {}
@@ -210,17 +221,19 @@ def launch_floors_section(floors: dict[str, LaunchFloor], isolated: dict[str, La
     for op in sorted(set(floors) | set(isolated), key=lambda o: (_FLOOR_ORDER.index(o) if o in _FLOOR_ORDER
                                                                 else len(_FLOOR_ORDER), o)):
         first = floors.get(op) or isolated[op]
-        entry: dict[str, Any] = _floor_fields(floors[op]) if op in floors else {}
+        entry: dict[str, Any] = _floor_fields(floors[op], flagged) if op in floors else {}
         entry.update({"framework": first.framework, "device": first.device, "precision": first.precision})
         if op in floors:
             entry["timing"] = "back_to_back"
         if op in isolated:
-            entry["isolated"] = _floor_fields(isolated[op])
+            entry["isolated"] = _floor_fields(isolated[op], flagged)
         out[op] = entry
     return out
 
 
-def gemm_section(records: list[GemmRecord], reference: dict[str, float]) -> list[dict[str, Any]]:
+def gemm_section(records: list[GemmRecord], reference: dict[str, float], flagged: frozenset[str] = frozenset()
+                 ) -> list[dict[str, Any]]:
     """The ``gemm`` section: every square-sweep result, canonical precision order then size."""
     order = canonical_sorted(PRECISIONS)
-    return [gemm_entry(r, reference) for r in sorted(records, key=lambda r: (order.index(r.precision), r.n))]
+    return [gemm_entry(r, reference, flagged)
+            for r in sorted(records, key=lambda r: (order.index(r.precision), r.n))]

@@ -29,6 +29,7 @@ from hwcal.measure.timing import (
     warmup_rounds,
 )
 from hwcal.measure.verify import Verification
+from hwcal.measure.watch import case_name
 
 VERIFY_ONLY = RoundPlan(launches=1, rounds=1, warmup_rounds=0)  # --benchmark-disable: one run, verified
 
@@ -57,6 +58,7 @@ class CaseRun:
     plan: RoundPlan
     timed: TimedRounds
     check: Verification
+    case: str = ""  # the pytest id (``watch.case_name``): the record carries it, so a flag finds its figure
 
     @property
     def stats(self) -> Any:
@@ -77,6 +79,7 @@ class CaseRun:
             "tolerance": self.check.tolerance,
             "verify_method": self.check.method,
             "device_event_ratio": self.timed.event_ratio,
+            "case": self.case,
         }
 
 
@@ -97,7 +100,7 @@ def run_verified(benchmark: Any, session: CalibrationSession, plan: RoundPlan, l
     if not check.ok:
         session.failures[failure_key] = f"{where}: {check.describe()}"
         pytest.fail(f"{what} gave wrong results: {check.describe()}")
-    return CaseRun(plan, timed, check)
+    return CaseRun(plan, timed, check, case_name(benchmark, ""))
 
 
 def watch_spent_s(session: CalibrationSession) -> float:

@@ -21,6 +21,7 @@ from hwcal.measure.case import VERIFY_ONLY, plan_for_call
 from hwcal.measure.records import LaunchFloor
 from hwcal.measure.session import CalibrationSession
 from hwcal.measure.timing import time_one_call, timed_rounds
+from hwcal.measure.watch import case_name
 
 FLOOR_ROUNDS = {False: 10, True: 5}  # twice the cases of before (two timings): half the rounds each
 TIMINGS = ("back_to_back", "isolated")
@@ -79,6 +80,7 @@ def run_floor(benchmark: Any, session: CalibrationSession, operation: str, timin
         device=backend.device,
         precision=floor.precision,
         timing=timing,
+        case=case_name(benchmark, ""),
     )
     (session.results.floors if timing == "back_to_back" else session.results.isolated_floors)[operation] = record
     benchmark.extra_info["seconds_min"] = float(stats.min) / plan.launches

@@ -67,6 +67,7 @@ class TimedRecord:
     time_s: dict[str, float]  # pytest-benchmark's statistics of the rounds (per call where a record says so)
     cv: float
     device_event_ratio: float | None = None  # GPUs: wall-clock round / CUDA-event round (evidence of sync)
+    case: str = ""  # the pytest id that measured it: how the watch's log names it (a flag finds its figure so)
 
 
 @dataclass(kw_only=True)
@@ -215,6 +216,7 @@ class LaunchFloor:
     device: str
     precision: str
     timing: str = "back_to_back"
+    case: str = ""  # the pytest id that measured it (as TimedRecord's)
 
 
 @dataclass

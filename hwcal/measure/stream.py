@@ -40,6 +40,7 @@ from hwcal.measure.records import (
 )
 from hwcal.measure.session import CalibrationSession
 from hwcal.measure.timing import round_cv, round_of, round_times, stats_of, timed_rounds, warmup_rounds
+from hwcal.measure.watch import case_name
 
 # Seconds by device type and --quick: on a CPU the sweep and the memory system (8 s) add at most 15 s to a
 # calibration together with the DRAM interval's rounds; a GPU's rounds last >= 20 ms each (launch overhead
@@ -347,6 +348,7 @@ def _measure(benchmark: Any, session: CalibrationSession, sweep: MemorySweep, st
         max_rel_error=error,
         method=method.description,
         device_event_ratio=timed.event_ratio,
+        case=case_name(benchmark, ""),
     ))
     benchmark.extra_info["gbps_best"] = bytes_per_round / stats.min / 1e9
 

@@ -30,6 +30,7 @@ class Point:
     seconds: float
     source: str  # the section it came from: gemm, gemm_shapes, blas, memory.sweep
     warm: bool = True  # operands the same every call (False: rotated through a GPU's L2, so from DRAM)
+    flagged: bool = False  # its case ran while something else did (the file's ``flagged``): likely slow
 
     @property
     def label(self) -> str:
@@ -42,6 +43,8 @@ class Point:
             out["gflops"] = round(self.flops / self.seconds / 1e9, 6)
         if self.bytes > 0:
             out["gbps"] = round(self.bytes / self.seconds / 1e9, 6)
+        if self.flagged:
+            out["flagged"] = True
         return out
 
 

@@ -3,7 +3,10 @@ and shape family, the cache tiers, the launch floors and the efficiency referenc
 
 Every time is the *best* per call (``flops / gflops_best`` or ``bytes / gbps_best``, which is
 ``time_s.min / launches_per_round`` for the square sweep): the figure a calibration calls its peak.
-Unverified results (``verified: false``) are left out; nothing else is filtered.
+Unverified results (``verified: false``) are left out, and so is a figure the interference watch left
+``flagged`` where unflagged points of its own series lie on both sides of it (``prefer_unflagged``): a
+neighbour slows a call, never speeds it up, so the series' quiet points interpolate it better. A flagged
+point at the end of its series stays, and says so in the predictions it serves.
 """
 
 from __future__ import annotations
@@ -82,6 +85,7 @@ class Inputs:
     framework: str = ""  # numpy, pytorch: what ran the calibration (the whole-layer check runs the same)
     op_threads: dict[str, int] = field(default_factory=dict)  # per BLAS operation, the threads its calls used
     nn: dict[str, list[Point]] = field(default_factory=dict)  # conv2d and sdpa layers (hwcal.model.nn)
+    flagged_left_out: list[Point] = field(default_factory=list)  # flagged points quiet neighbours bracket
 
     def without(self, point: Point) -> Inputs:
         return replace(self, gemm=[p for p in self.gemm if p is not point],
@@ -105,7 +109,7 @@ def _gemm_points(doc: dict[str, Any]) -> list[Point]:
             continue
         flops, bytes_moved = work_of("gemm", prec, {"m": n, "n": n, "k": n, "batch": 1})
         points.append(Point(SQUARE, prec, (("m", n), ("n", n), ("k", n), ("batch", 1)), flops, bytes_moved,
-                            flops / (gflops * 1e9), "gemm", _warm(rec, gpu)))
+                            flops / (gflops * 1e9), "gemm", _warm(rec, gpu), rec.get("flagged") is True))
     for rec in doc.get("gemm_shapes") or []:
         prec, fam, gflops = rec.get("precision"), rec.get("family"), _num(rec.get("gflops_best"))
         m, n, k = (_int(rec.get(x)) for x in ("m", "n", "k"))
@@ -116,7 +120,7 @@ def _gemm_points(doc: dict[str, Any]) -> list[Point]:
         dims = {"m": m, "n": n, "k": k, "batch": b}
         flops, bytes_moved = work_of("gemm", prec, dims)  # type: ignore[arg-type]
         points.append(Point(fam, prec, tuple(dims.items()), flops, bytes_moved,  # type: ignore[arg-type]
-                            flops / (gflops * 1e9), "gemm_shapes", _warm(rec, gpu)))
+                            flops / (gflops * 1e9), "gemm_shapes", _warm(rec, gpu), rec.get("flagged") is True))
     return points
 
 
@@ -136,7 +140,8 @@ def _blas_points(doc: dict[str, Any]) -> list[Point]:
             seconds = filed_flops / (gflops * 1e9)
         else:
             continue
-        points.append(Point(op, prec, tuple(dims.items()), flops, bytes_moved, seconds, "blas"))  # type: ignore[arg-type]
+        points.append(Point(op, prec, tuple(dims.items()), flops, bytes_moved, seconds, "blas",  # type: ignore[arg-type]
+                            flagged=rec.get("flagged") is True))
     return points
 
 
@@ -150,8 +155,37 @@ def _stream_points(memory: dict[str, Any], dtype: str) -> list[Point]:
         flops, bytes_moved = work_of(kernel, dtype, {"n": n})
         bytes_moved = bytes_per_pass or bytes_moved
         points.append(Point(kernel, dtype, (("n", n),), flops, bytes_moved, bytes_moved / (gbps * 1e9),
-                            "memory.sweep"))
+                            "memory.sweep", flagged=rec.get("flagged") is True))
     return points
+
+
+def _positions(p: Point, q: Point) -> tuple[float, float] | None:
+    """Where ``p`` and ``q`` lie along one measured series, or None when they are not on one: a BLAS, STREAM
+    or square-GEMM series by bytes; a GEMM shape family along the one dimension in which the two differ."""
+    if (p.family, p.precision, p.source) != (q.family, q.precision, q.source):
+        return None
+    if p.source != "gemm_shapes":
+        return p.bytes, q.bytes
+    a, b = dict(p.dims), dict(q.dims)
+    differ = [d for d in a if a[d] != b.get(d)]
+    return (a[differ[0]], b[differ[0]]) if len(differ) == 1 else None
+
+
+def prefer_unflagged(points: list[Point]) -> tuple[list[Point], list[Point]]:
+    """(points kept, flagged points left out): a flagged point goes where unflagged points of its own series
+    lie on both sides of it (``_positions``); one at a series' end, or with only flagged neighbours, stays."""
+    quiet = [p for p in points if not p.flagged]
+    out: list[Point] = []
+    for p in (p for p in points if p.flagged):
+        above: set[bool] = set()
+        for q in quiet:
+            at = _positions(p, q)
+            if at is not None and at[0] != at[1]:
+                above.add(at[1] > at[0])
+        if above == {True, False}:
+            out.append(p)
+    gone = {id(p) for p in out}
+    return [p for p in points if id(p) not in gone], out
 
 
 def inputs_of(doc: dict[str, Any], name: str = "") -> Inputs:
@@ -174,10 +208,13 @@ def inputs_of(doc: dict[str, Any], name: str = "") -> Inputs:
             op_threads[rec["operation"]] = max(op_threads.get(rec["operation"], 1), t)
     pm = doc.get("precision_matrix") or {}
     theoretical = {p: float(v) for p, v in (pm.get("theoretical_peaks") or {}).items() if _num(v)}
+    gemm, gemm_out = prefer_unflagged(_gemm_points(doc))
+    blas, blas_out = prefer_unflagged(_blas_points(doc))
+    stream, stream_out = prefer_unflagged(_stream_points(memory, dtype))
     return Inputs(
         name=name or f"{key.get('hardware_id', '?')} {key.get('power_mode', '?')} {key.get('framework', '?')}",
         device_type=str(key.get("device_type", "")),
-        gemm=_gemm_points(doc), blas=_blas_points(doc), stream=_stream_points(memory, dtype),
+        gemm=gemm, blas=blas, stream=stream, flagged_left_out=[*gemm_out, *blas_out, *stream_out],
         tiers=tiers[0] if tiers else None, tier_names=tiers[1] if tiers else (),
         launch_floor_s=floors, peak_gflops_theoretical=theoretical,
         bandwidth_gbps_theoretical=_num(doc.get("theoretical_bandwidth_gbps")), stream_dtype=dtype,

@@ -226,6 +226,9 @@ class Predictor:
                     else self._memory(operation, precision, checked, resident_bytes))
         if mode == "isolated":
             pred = self._isolated(pred)
+        if flagged := sum(1 for p in pred.points if p.flagged):
+            pred.notes.append(f"{flagged} of the {len(pred.points)} measured points behind it ran while something else "
+                              "did (flagged in the file; no quiet neighbour on both sides to take their place)")
         if self.energy is not None:
             pred.energy_j, pred.energy_basis = self.energy.joules(operation, precision, pred.seconds, pred.flops,
                                                                   pred.bytes)

@@ -6,7 +6,7 @@ Where each call's bandwidth comes from, best evidence first:
 1. its own measured curve (``blas``: the operation in the precision), bytes by bytes, the floor taken out;
 2. the same operation measured in another precision (bandwidth is bytes: the same kernel streaming);
 3. the STREAM kernel of the same traffic pattern (axpy: triad, scal: scale, dot and gemv: add), or the
-   memory system's tier figures (``hwcal.model.bandwidth``), basis ``roofline``.
+   memory system's tier figures (scal and axpy: the in-place update's) (``hwcal.model.bandwidth``), basis ``roofline``.
 
 The floor is the operation's launch floor (``launch_floors``; the STREAM kernels take the element-wise
 ``add`` call's) timed back to back.
@@ -21,8 +21,9 @@ from hwcal.model.bandwidth import Bandwidth, BandwidthCurve
 from hwcal.model.curves import Point
 from hwcal.model.inputs import BLAS_OPS, STREAM_KERNELS, STREAM_PROXY, Inputs
 
-# The traffic pattern of each call, for the memory system's per-tier figures.
-PATTERN = {"dot": "read", "gemv": "read", "axpy": "triad", "scal": "triad", "copy": "triad", "scale": "triad",
+# The traffic pattern of each call, for the memory system's per-tier figures: scal and axpy write in place (the
+# in-place update's figures, as their efficiencies in the document: hwcal.document.memory_system.blas_ceiling).
+PATTERN = {"dot": "read", "gemv": "read", "axpy": "update", "scal": "update", "copy": "triad", "scale": "triad",
            "add": "triad", "triad": "triad"}
 ELEMENTWISE_FLOOR = "add"
 # A STREAM kernel asked in another precision than the sweep's (fp64) pays what the BLAS call of the same work
