@@ -182,3 +182,26 @@ def test_with_the_memory_system_the_tier_is_its_ceiling_the_one_blas_uses() -> N
     entry = sections["conv"]["results"][0]
     assert entry["bound"] == "memory" and entry["tier_basis"].startswith("memory system: ")
     assert entry["efficiency"] == pytest.approx(9.0 / entry["tier_gbps"], rel=1e-3)
+
+
+def test_a_flagged_layer_says_so_in_its_entry_and_the_predictor_notes_it() -> None:
+    """A layer case the watch left flagged: its entry carries ``flagged``, the others do not, the file
+    validates, and an answer resting on it says so."""
+    import dataclasses
+
+    from hwcal.model.predict import predictor_of_document
+
+    records = _records()
+    # the faster layout of the layer (nchw), which the predictor takes for it
+    records[1] = dataclasses.replace(records[1], case="bench/test_conv.py::test_conv[fp32-nchw-r50.3x3-n1]")
+    doc = build_calibration(make_input(memory=dram_sweep(20.0), nn=records))
+    assert not any("flagged" in e for e in doc["conv"]["results"])  # the watch flagged nothing: no marks
+    sections, _ = nn_sections(records, [], {"fp32": 1000.0}, None, "default", None, frozenset({records[1].case}))
+    marked = [e for e in sections["conv"]["results"] if e.get("flagged")]
+    assert len(marked) == 1 and marked[0]["name"] == "r50.3x3" and marked[0]["layout"] == "nchw"
+    doc["conv"] = sections["conv"]
+    assert schema_errors(doc, "calibration") == []
+    pred = predictor_of_document(doc).predict("conv2d", "fp32", **{k: v for k, v in marked[0].items()
+                                                                     if k in ("n", "c", "h", "w", "k", "r", "s",
+                                                                              "stride", "padding", "groups")})
+    assert any("ran while something else did" in note for note in pred.notes)

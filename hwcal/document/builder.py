@@ -191,7 +191,7 @@ def build_calibration(inp: BuildInput) -> dict[str, Any]:
     if res.nn or res.nn_status:
         options = inp.run.options
         grid = "full" if options.full else ("quick" if options.quick else "default")
-        nn, nn_warnings = nn_sections(res.nn, res.nn_status, reference, memory, grid, res.memory_system)
+        nn, nn_warnings = nn_sections(res.nn, res.nn_status, reference, memory, grid, res.memory_system, flagged)
         sections.update(nn)
         sections["warnings"] += nn_warnings
     energy, energy_warnings = energy_section(res.energy)

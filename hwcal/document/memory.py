@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hwcal.document.memory_system import blas_ceiling, dram_triad, memory_system_parts
+from hwcal.document.sections import flag_of
 from hwcal.machine.caches import CacheInfo
 from hwcal.measure.memsys import MemorySystem
 from hwcal.measure.records import (
@@ -147,8 +148,7 @@ def _record_entry(rec: StreamRecord, sweep: MemorySweep, system: MemorySystem | 
     }
     if rec.device_event_ratio is not None:
         entry["device_event_ratio"] = _r(rec.device_event_ratio)
-    if rec.case and rec.case in flagged:  # left flagged by the watch (as hwcal.document.sections.flag_of)
-        entry["flagged"] = True
+    entry.update(flag_of(rec.case, flagged))
     # The right ceiling: the memory system's best kernel in the tier this working set lives in, on as many
     # threads as the sweep ran (as for BLAS); above 1 is filed with a warning (``_over_roof``).
     ceiling = blas_ceiling(system, rec.working_set_bytes, sweep.threads)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from hwcal.document.precision import r4 as _r
+from hwcal.document.sections import flag_of
 from hwcal.document.tiers import bandwidth_tier
 from hwcal.measure.memsys import MemorySystem
 from hwcal.measure.nn_grid import SOURCES
@@ -70,7 +71,7 @@ def _ceiling(rec: NnRecord, peaks: dict[str, float], memory: dict[str, Any] | No
 
 
 def nn_entry(rec: NnRecord, peaks: dict[str, float], memory: dict[str, Any] | None,
-             system: MemorySystem | None = None) -> dict[str, Any]:
+             system: MemorySystem | None = None, flagged: frozenset[str] = frozenset()) -> dict[str, Any]:
     """One record as its section entry (every figure per call)."""
     entry: dict[str, Any] = {
         "name": rec.name, "model": rec.source, "role": rec.role, "precision": rec.precision, "layout": rec.layout,
@@ -93,6 +94,7 @@ def nn_entry(rec: NnRecord, peaks: dict[str, float], memory: dict[str, Any] | No
         entry["is_default_backend"] = rec.default_backend == rec.variant if rec.default_backend else None
     if rec.device_event_ratio is not None:
         entry["device_event_ratio"] = _r(rec.device_event_ratio)
+    entry.update(flag_of(rec.case, flagged))
     return entry
 
 
@@ -120,8 +122,8 @@ def _warnings(family: str, entry: dict[str, Any]) -> list[str]:
 
 
 def nn_sections(records: list[NnRecord], statuses: list[NnStatus], peaks: dict[str, float],
-                memory: dict[str, Any] | None, grid: str, system: MemorySystem | None = None
-                ) -> tuple[dict[str, dict[str, Any]], list[str]]:
+                memory: dict[str, Any] | None, grid: str, system: MemorySystem | None = None,
+                flagged: frozenset[str] = frozenset()) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """The four sections (those a family of the run reached) and the warnings they raise."""
     sections: dict[str, dict[str, Any]] = {}
     warnings: list[str] = []
@@ -133,7 +135,7 @@ def nn_sections(records: list[NnRecord], statuses: list[NnStatus], peaks: dict[s
             continue
         entries = []
         for rec in mine:
-            entry = nn_entry(rec, peaks, memory, system)
+            entry = nn_entry(rec, peaks, memory, system, flagged)
             if family == "conv_bn_relu":
                 _cbr_vs_conv(entry, rec, convs)
             warnings += _warnings(family, entry)

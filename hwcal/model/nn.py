@@ -96,7 +96,8 @@ def _conv_points(doc: dict[str, Any]) -> list[Point]:
         if not seconds > 0:
             continue
         point = Point(family_of(spec), rec["precision"], tuple((k, int(rec[k])) for k in CONV_DIMS), float(spec.flops),
-                      float(spec.bytes(element_bytes(rec["precision"]))), seconds, f"conv ({rec.get('layout')})")
+                      float(spec.bytes(element_bytes(rec["precision"]))), seconds, f"conv ({rec.get('layout')})",
+                      flagged=rec.get("flagged") is True)
         key = (rec["precision"], spec)
         if key not in best or seconds < best[key].seconds:
             best[key] = point
@@ -119,7 +120,8 @@ def _sdpa_points(doc: dict[str, Any]) -> list[Point]:
             continue
         dims = (*((k, int(rec[k])) for k in SDPA_DIMS[:5]), ("causal", int(spec.causal)))
         point = Point(family_of(spec), rec["precision"], dims, float(spec.flops),
-                      float(spec.bytes(element_bytes(rec["precision"]))), seconds, f"attention ({rec.get('variant')})")
+                      float(spec.bytes(element_bytes(rec["precision"]))), seconds, f"attention ({rec.get('variant')})",
+                      flagged=rec.get("flagged") is True)
         is_default = rec.get("variant") == rec.get("default_backend")
         key = (rec["precision"], spec)
         have = chosen.get(key)
