@@ -127,11 +127,15 @@ def test_a_cpu_times_the_precisions_its_models_ask_for_on_the_full_plan() -> Non
 
     from hwcal.measure.gemm import light_plan
 
-    def session(device_type: str) -> SimpleNamespace:
+    def session(device_type: str, emulated: tuple[str, ...] = ()) -> SimpleNamespace:
+        evidence = {p: f"no {p} arithmetic in this CPU's ISA" for p in emulated}
         return SimpleNamespace(backend=SimpleNamespace(device_type=device_type,
-                                                       blas_precisions=lambda: ["fp32", "bf16", "fp16", "fp64"]))
+                                                       blas_precisions=lambda: ["fp32", "bf16", "fp16", "fp64"]),
+                               support=lambda p: SimpleNamespace(emulation_evidence=evidence.get(p, "")))
 
-    cpu, gpu = session("cpu"), session("gpu")
+    cpu, gpu = session("cpu"), session("gpu", ("fp16",))
     assert [p for p in ("fp32", "bf16", "fp16", "fp64", "int8", "int16", "fp8") if light_plan(cpu, p)] == \
         ["int8", "int16", "fp8"]  # type: ignore[arg-type]
-    assert not any(light_plan(gpu, p) for p in ("int8", "fp8", "int64"))  # type: ignore[arg-type]
+    assert not any(light_plan(gpu, p) for p in ("int8", "fp8", "int64", "fp16"))  # type: ignore[arg-type]
+    zen3 = session("cpu", ("bf16", "fp16"))  # torch converts them in software there (0.13x fp32): emulations
+    assert [p for p in ("fp32", "bf16", "fp16", "fp64") if light_plan(zen3, p)] == ["bf16", "fp16"]  # type: ignore[arg-type]

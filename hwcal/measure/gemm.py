@@ -78,9 +78,13 @@ def light_plan(session: CalibrationSession, precision: str) -> bool:
     """A CPU's square sweep times the precisions its models ask for (those its BLAS sweep tries: fp32 and fp64;
     torch's bf16 and fp16 too) on the full plan, and the others (integer types, fp8, numpy's fp16: generic loops
     and emulations) on the light one. Those cost 0.9-1.8 s of rounds each at 0.3 s a size, 7.9 s of a torch run's
-    12.7 s and 4.9 of numpy's 7.8, where the CPU goal is 45 s a run; a GPU keeps the full plan everywhere."""
+    12.7 s and 4.9 of numpy's 7.8, where the CPU goal is 45 s a run; a GPU keeps the full plan everywhere.
+    A precision the CPU's ISA has no arithmetic for (``Support.emulation_evidence``: torch's bf16 and fp16 on a
+    Zen 3, which convert in software at 0.13x fp32) is an emulation too, whatever its BLAS sweep tries."""
     backend = session.backend
-    return backend.device_type == "cpu" and precision not in backend.blas_precisions()
+    if backend.device_type != "cpu":
+        return False
+    return precision not in backend.blas_precisions() or bool(session.support(precision).emulation_evidence)
 
 
 def run_gemm(benchmark: Any, session: CalibrationSession, precision: str, n: int) -> None:
