@@ -139,3 +139,14 @@ def test_a_cpu_times_the_precisions_its_models_ask_for_on_the_full_plan() -> Non
     assert not any(light_plan(gpu, p) for p in ("int8", "fp8", "int64", "fp16"))  # type: ignore[arg-type]
     zen3 = session("cpu", ("bf16", "fp16"))  # torch converts them in software there (0.13x fp32): emulations
     assert [p for p in ("fp32", "bf16", "fp16", "fp64") if light_plan(zen3, p)] == ["bf16", "fp16"]  # type: ignore[arg-type]
+
+
+def test_a_lighter_cap_on_one_call_skips_what_the_policy_would_run() -> None:
+    """The light plan's cap (a third of --max-call-seconds) skips a size the full plan runs, and says whose cap."""
+    sweep = _sweep(max_call_s=0.3)
+    sweep.record("int64", 256, call_s=0.029, gflops=1.15)  # 512 predicted at 0.23 s
+    assert sweep.skip_reason("int64", 512) is None
+    reason = sweep.skip_reason("int64", 512, max_call_s=0.1)
+    assert reason is not None and "light plan's 0.1 s" in reason and "0.23 s per GEMM" in reason
+    assert sweep.skip_reason("int64", 1024, max_call_s=0.1) is not None  # only that size: not an end
+    assert sweep.skip_reason("int64", 384, max_call_s=0.1) is None

@@ -52,8 +52,9 @@ class Sweep:
     def end(self, precision: str, reason: str) -> None:
         self._ended.setdefault(precision, reason)
 
-    def skip_reason(self, precision: str, n: int) -> str | None:
-        """Why size ``n`` of ``precision`` should not run, or None to run it."""
+    def skip_reason(self, precision: str, n: int, max_call_s: float | None = None) -> str | None:
+        """Why size ``n`` of ``precision`` should not run, or None to run it; ``max_call_s`` overrides the
+        policy's cap on one call (a lighter plan's)."""
         if precision in self._ended:
             return self._ended[precision]
         last = self._last.get(precision)
@@ -66,8 +67,11 @@ class Sweep:
             self.end(precision, reason)
             return reason
         predicted_s = last.call_s * (n / last.n) ** last.exponent
-        if predicted_s > self.policy.max_call_s:
+        cap = self.policy.max_call_s if max_call_s is None else max_call_s
+        if predicted_s > cap:
             # Not an end: a smaller size in between could still fit, so only this size is skipped.
+            limit = (f"--max-call-seconds {cap:g}" if cap == self.policy.max_call_s
+                     else f"the light plan's {cap:.2g} s (a third of --max-call-seconds)")
             return (f"{precision} at n={n} predicted {predicted_s:.2g} s per GEMM (from {last.call_s:.2g} s at "
-                    f"n={last.n}, time ~ n^{last.exponent:.2g}), over --max-call-seconds {self.policy.max_call_s:g}")
+                    f"n={last.n}, time ~ n^{last.exponent:.2g}), over {limit}")
         return None
