@@ -567,3 +567,24 @@ def test_a_flagged_point_between_quiet_ones_is_left_out_and_one_at_an_end_stays_
     shape = {"m": small_m[1]["m"], "n": 1024, "k": 1024}
     assert (disturbed.predict("gemm", "fp32", **shape).seconds
             < 1.5 * quiet.predict("gemm", "fp32", **shape).seconds)
+
+
+def test_a_memory_bound_calls_efficiency_is_against_the_best_kernel_of_its_tier_as_the_document_sets_it() -> None:
+    """As ``blas_ceiling`` in the document: the best of read, write and triad at the tier (the update too for an
+    in-place call), the all-core triad on more threads; not the pattern's figure alone, nor the framework's own
+    STREAM sweep (numpy's triad makes five passes: its add read 1.4x that roof on the Zen 3 guest)."""
+    levels = copy.deepcopy(LEVELS)
+    levels["dram"]["update_gbps"] = 32.0
+    stream = [Point("triad", "fp64", (("n", n),), 0.0, 24.0 * n, 24.0 * n / (g * 1e9), "memory.sweep")
+              for n, g in ((1024, 50.0), (2**24, 8.0))]
+    bw = Bandwidth({"levels": levels, "caches": CACHES, "threads": 1}, stream, None, (), 0.0, True)
+    assert bw.reference(2**31, "triad", 1) == (20.0, "the best of the tier's kernels: memory.levels.dram.read_gbps")
+    assert bw.reference(2**31, "update", 1)[0] == 32.0  # type: ignore[index]
+    assert bw.reference(8192, "read", 1)[0] == 400.0  # type: ignore[index]
+    assert bw.reference(2**31, "update", 2)[0] == 30.0  # type: ignore[index]
+    doc = _doc(ZEN4)
+    doc["memory"].update(levels=levels, caches=CACHES)
+    doc.pop("theoretical_bandwidth_gbps", None)
+    pred = predictor_of_document(doc, "zen4 with tiers").predict("add", "fp64", n=2**26)
+    assert "the best of the tier's kernels: memory.levels.dram.read_gbps" in pred.efficiency_reference
+    assert pred.efficiency == pytest.approx(pred.bytes / pred.seconds / 1e9 / 20.0)
