@@ -560,6 +560,7 @@ def test_a_flagged_point_between_quiet_ones_is_left_out_and_one_at_an_end_stays_
     assert left_out == {("dot", f"n={n_mid}"), ("small_m", f"m={small_m[1]['m']} n=1024 k=1024 batch=1")}
     mid = disturbed.predict("dot", "fp64", n=n_mid)
     assert mid.seconds < 1.5 * before[n_mid] and not any("ran while something else" in n for n in mid.notes)
+    assert any(f"left out for the quiet ones on both sides: n={n_mid}" in n for n in mid.notes)
     assert all(not p.flagged for p in mid.points)
     end = disturbed.predict("dot", "fp64", n=n_end)  # the largest size: nothing above it to take its place
     assert end.seconds == pytest.approx(2 * before[n_end], rel=0.1)

@@ -229,6 +229,10 @@ class Predictor:
         if flagged := sum(1 for p in pred.points if p.flagged):
             pred.notes.append(f"{flagged} of the {len(pred.points)} measured points behind it ran while something else "
                               "did (flagged in the file; no quiet neighbour on both sides to take their place)")
+        series = {(p.family, p.precision, p.source) for p in pred.points}
+        if left := [p for p in self.inputs.flagged_left_out if (p.family, p.precision, p.source) in series]:
+            pred.notes.append(f"{len(left)} flagged point(s) of the series behind it left out for the quiet ones on "
+                              f"both sides: {', '.join(p.label for p in left[:3])}{' ...' if len(left) > 3 else ''}")
         if self.energy is not None:
             pred.energy_j, pred.energy_basis = self.energy.joules(operation, precision, pred.seconds, pred.flops,
                                                                   pred.bytes)
