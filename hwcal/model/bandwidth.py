@@ -239,7 +239,8 @@ class Bandwidth:
         (a cache step is gradual, and a VM's sysfs capacities place it wrongly: this machine's "480 MB" L3
         reads 28 GB/s at 16 MB), the nearest tier's figure held beyond them; by capacity without them."""
         anchors = sorted((lv.working_set_bytes, lv) for lv in self.levels if lv.working_set_bytes)
-        def field_of(level: Level) -> str:
+
+        def field_of(level: Level) -> str:  # the wanted figure, else the tier's triad (a file without it)
             for field in (want, FALLBACK_FIELD):
                 if field in level.figures:
                     return field
