@@ -21,6 +21,7 @@ from hwcal.errors import HwcalError
 from hwcal.model.bandwidth import Bandwidth, BandwidthCurve, memory_levels
 from hwcal.model.curves import Point
 from hwcal.model.gemm import GemmModel, Roofline
+from hwcal.model.inputs import prefer_unflagged
 from hwcal.model.layers import predict_layer, read_model
 from hwcal.model.predict import Predictor, predictor_of_document
 
@@ -70,23 +71,24 @@ def test_memory_levels_are_read_when_the_file_has_them() -> None:
 
 
 def test_in_place_calls_take_the_tiers_update_where_it_was_measured_and_triad_where_not() -> None:
-    """scal and axpy write in place: no write-allocate, so the in-place update is their tier figure (as their
-    efficiencies' roofs in the document), on one core even beside the framework's own (out-of-place) sweep; a
-    tier without it answers with its triad, and all cores with the all-core triad."""
+    """scal and axpy write in place: no write-allocate, so the in-place update is their tier figure where the
+    tiers answer (as their efficiencies' roofs in the document); a tier without it answers with its triad, all
+    cores with the all-core triad; beside the framework's sweep on their threads, the sweep's triad."""
     levels = copy.deepcopy(LEVELS)
     levels["l1"]["update_gbps"], levels["dram"]["update_gbps"] = 350.0, 32.0  # l2: none measured
     stream = [Point("triad", "fp64", (("n", n),), 0.0, 24.0 * n, 24.0 * n / (g * 1e9), "memory.sweep")
               for n, g in ((1024, 50.0), (2**24, 14.0))]
-    bw = Bandwidth({"levels": levels, "caches": CACHES, "threads": 1}, stream, None, (), 0.0, True)
+    bw = Bandwidth({"levels": levels, "caches": CACHES, "threads": 2}, stream, None, (), 0.0, True)
     assert bw.gbps(2**31, "update", 1) == (32.0, "memory.levels.dram.update_gbps")
     assert bw.gbps(8192, "update", 1) == (350.0, "memory.levels.l1.update_gbps")
     assert bw.gbps(2**19, "update", 1) == (120.0, "memory.levels.l2.triad_gbps")  # not measured there: triad
     gbps, source = bw.gbps(2**20, "update", 1)  # between l2 (triad) and dram (update), log-log
     assert gbps == pytest.approx(120.0 * (32.0 / 120.0) ** (1 / 11)) and "triad_gbps/update_gbps" in source
-    assert bw.gbps(2**31, "update", 2) == (30.0, "memory.levels.dram.allcore_triad_gbps")
-    assert "STREAM sweep's triad" in bw.gbps(2**31, "triad", 1)[1]  # out of place: the framework's sweep first
-    without = Bandwidth({"levels": LEVELS, "caches": CACHES, "threads": 1}, stream, None, (), 0.0, True)
-    assert "STREAM sweep's triad" in without.gbps(2**31, "update", 1)[1]  # no update anywhere: as triad
+    assert "STREAM sweep's triad" in bw.gbps(2**31, "update", 2)[1]  # the sweep ran on the call's threads
+    beside = Bandwidth({"levels": levels, "caches": CACHES, "threads": 1}, stream, None, (), 0.0, True)
+    assert "STREAM sweep's triad" in beside.gbps(2**31, "update", 1)[1]  # the sweep places the steps
+    one = Bandwidth({"levels": levels, "caches": CACHES, "threads": 1}, [], None, (), 0.0, True)
+    assert one.gbps(2**31, "update", 2) == (30.0, "memory.levels.dram.allcore_triad_gbps")
     doc = _doc(ZEN4)
     doc["blas"] = [r for r in doc["blas"] if r["operation"] != "scal"]
     doc["memory"].update(levels=levels, caches=CACHES, threads=2)
@@ -589,3 +591,18 @@ def test_a_memory_bound_calls_efficiency_is_against_the_best_kernel_of_its_tier_
     pred = predictor_of_document(doc, "zen4 with tiers").predict("add", "fp64", n=2**26)
     assert "the best of the tier's kernels: memory.levels.dram.read_gbps" in pred.efficiency_reference
     assert pred.efficiency == pytest.approx(pred.bytes / pred.seconds / 1e9 / 20.0)
+
+
+def test_a_shapes_series_are_its_lines_one_dimension_each() -> None:
+    """A flagged M = 1 with a quiet M = 2 above it (its M line) and a quiet point of smaller N below it (its N
+    line) is at the end of both lines: it stays. A flagged M = 2 between quiet M = 1 and M = 4 goes."""
+    def shape(m: int, n: int, flagged: bool = False) -> Point:
+        dims = {"m": m, "n": n, "k": 1152, "batch": 1}
+        return Point("small_m", "fp32", tuple(dims.items()), 2.0 * m * n * 1152, 4.0 * (m * 1152 + 1152 * n + m * n),
+                     1e-4 * m, "gemm_shapes", flagged=flagged)
+    end = [shape(1, 4608, flagged=True), shape(2, 4608), shape(1, 1152)]
+    kept, out = prefer_unflagged(end)
+    assert out == [] and kept == end
+    middle = [shape(1, 4608), shape(2, 4608, flagged=True), shape(4, 4608)]
+    kept, out = prefer_unflagged(middle)
+    assert out == [middle[1]] and kept == [middle[0], middle[2]]

@@ -213,9 +213,10 @@ class Bandwidth:
     def reference(self, working_set: float, pattern: str, threads: int) -> tuple[float, str] | None:
         """The ceiling a memory-bound call's efficiency is against, as the document sets its BLAS and STREAM
         figures (``hwcal.document.memory_system.blas_ceiling``): the best of the tier's read, write and triad
-        on one core (and its in-place update for an in-place call), the all-core triad on more threads (the
-        memory system's fields); else the best STREAM bandwidth measured in the working set's tier. Against the
-        pattern's own figure alone, numpy's add of 786 KB on the Zen 3 guest read 1.4x its triad roof."""
+        on one core (and its in-place update for an in-place call); on more threads the all-core triad, the one
+        all-core figure ``memory.levels`` files (the document's roof there is the best all-core kernel, so an
+        all-core dot may read above 1 here); else the best STREAM bandwidth measured in the working set's tier.
+        Against the pattern's own figure alone, numpy's add of 786 KB on the Zen 3 guest read 1.4x its triad."""
         if self.levels:
             if threads > 1:
                 return self._from_levels(working_set, ALLCORE_FIELD)
@@ -267,13 +268,12 @@ class Bandwidth:
 
         The framework's own STREAM sweep where it ran on the call's threads (the framework's calls, as the call
         is one), else the memory system's tiers (compiled kernels, one core or all: on this VM numba's "L3"
-        read 22 GB/s at 16 MB where numpy's in-place multiply moved 118 GB/s at 25 MB), else the sweep. An
-        in-place call on one core takes the tiers' in-place update where they have it: the sweep has no such kernel."""
+        read 22 GB/s at 16 MB where numpy's in-place multiply moved 118 GB/s at 25 MB), else the sweep. From the
+        tiers an in-place call takes their update (their triad where they lack it); beside the framework's sweep
+        it takes the sweep's triad, whose dense sizes place the cache steps its curve is shaped by."""
         kernel = STREAM_OF_PATTERN.get(pattern, "triad")
         curve = self.stream.get(kernel) or next(iter(self.stream.values()), None)
-        in_place = pattern == "update" and threads == 1 and any(PATTERN_FIELD["update"] in lv.figures
-                                                                 for lv in self.levels)
-        if self.levels and (curve is None or self.stream_threads != threads or in_place):  # the sweep is out of place
+        if self.levels and (curve is None or self.stream_threads != threads):
             return self._from_levels(working_set, ALLCORE_FIELD if threads > 1 else PATTERN_FIELD.get(pattern,
                                                                                                         "triad_gbps"))
         if curve is not None:

@@ -159,30 +159,32 @@ def _stream_points(memory: dict[str, Any], dtype: str) -> list[Point]:
     return points
 
 
-def _positions(p: Point, q: Point) -> tuple[float, float] | None:
-    """Where ``p`` and ``q`` lie along one measured series, or None when they are not on one: a BLAS, STREAM
-    or square-GEMM series by bytes; a GEMM shape family along the one dimension in which the two differ."""
+def _positions(p: Point, q: Point) -> tuple[str, float, float] | None:
+    """The series ``p`` and ``q`` share and where each lies along it, or None when they share none: a BLAS,
+    STREAM or square-GEMM series by bytes; a GEMM shape line along the one dimension in which the two differ
+    (M at fixed N and K, say), so each dimension is a series of its own."""
     if (p.family, p.precision, p.source) != (q.family, q.precision, q.source):
         return None
     if p.source != "gemm_shapes":
-        return p.bytes, q.bytes
+        return "bytes", p.bytes, q.bytes
     a, b = dict(p.dims), dict(q.dims)
     differ = [d for d in a if a[d] != b.get(d)]
-    return (a[differ[0]], b[differ[0]]) if len(differ) == 1 else None
+    return (differ[0], a[differ[0]], b[differ[0]]) if len(differ) == 1 else None
 
 
 def prefer_unflagged(points: list[Point]) -> tuple[list[Point], list[Point]]:
-    """(points kept, flagged points left out): a flagged point goes where unflagged points of its own series
-    lie on both sides of it (``_positions``); one at a series' end, or with only flagged neighbours, stays."""
+    """(points kept, flagged points left out): a flagged point goes where unflagged points of one of its series
+    lie on both sides of it (``_positions``: a quiet M = 2 above and a quiet point of another N below do not
+    bracket an M = 1); one at each of its series' ends, or with only flagged neighbours, stays."""
     quiet = [p for p in points if not p.flagged]
     out: list[Point] = []
     for p in (p for p in points if p.flagged):
-        above: set[bool] = set()
+        sides: dict[str, set[bool]] = {}
         for q in quiet:
             at = _positions(p, q)
-            if at is not None and at[0] != at[1]:
-                above.add(at[1] > at[0])
-        if above == {True, False}:
+            if at is not None and at[1] != at[2]:
+                sides.setdefault(at[0], set()).add(at[2] > at[1])
+        if any(found == {True, False} for found in sides.values()):
             out.append(p)
     gone = {id(p) for p in out}
     return [p for p in points if id(p) not in gone], out

@@ -227,8 +227,10 @@ class Predictor:
         if mode == "isolated":
             pred = self._isolated(pred)
         if flagged := sum(1 for p in pred.points if p.flagged):
+            why = ("a layer: no series of neighbours to take its place" if operation in NN_OPERATIONS
+                   else "no quiet neighbours on both sides to take their place")
             pred.notes.append(f"{flagged} of the {len(pred.points)} measured points behind it ran while something else "
-                              "did (flagged in the file; no quiet neighbour on both sides to take their place)")
+                              f"did (flagged in the file; {why})")
         series = {(p.family, p.precision, p.source) for p in pred.points}
         if left := [p for p in self.inputs.flagged_left_out if (p.family, p.precision, p.source) in series]:
             pred.notes.append(f"{len(left)} flagged point(s) of the series behind it left out for the quiet ones on "
