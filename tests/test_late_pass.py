@@ -273,10 +273,12 @@ def test_the_floors_come_first_and_a_faster_window_replaces_a_slow_one(tmp_path:
     isolated = session.results.isolated_floors["scal"]
     log = run_late_pass(session)
     assert log is not None
-    assert [c["case"] for c in log["cases"]][:2] == ["floor scal back_to_back", "floor scal isolated"]
-    first = log["cases"][0]
+    # the two floors before anything else; between them, one the watch flagged (a noisy host) goes first
+    assert {c["case"] for c in log["cases"][:2]} == {"floor scal back_to_back", "floor scal isolated"}
+    by_case = {c["case"]: c for c in log["cases"][:2]}
+    first = by_case["floor scal back_to_back"]
     assert first["filed"] == "late" and floors["scal"].seconds_min == first["late_s"] < slow.seconds_min / 10
     assert "late pass" in floors["scal"].method and floors["scal"].calls >= 200
-    second = log["cases"][1]
+    second = by_case["floor scal isolated"]
     assert second["first_s"] == isolated.seconds_min
     assert (session.results.isolated_floors["scal"] is isolated) == (second["filed"] == "first")
