@@ -269,7 +269,8 @@ def test_the_floors_come_first_and_a_faster_window_replaces_a_slow_one(tmp_path:
     _first_pass(session)
     floors = session.results.floors
     slow = floors["scal"]
-    floors["scal"] = slow = type(slow)(**{**vars(slow), "seconds_min": slow.seconds_min * 100})
+    # 20x slow (at 100x a noisy host's first window made the late one's estimate overrun the in-core second)
+    floors["scal"] = slow = type(slow)(**{**vars(slow), "seconds_min": slow.seconds_min * 20})
     isolated = session.results.isolated_floors["scal"]
     log = run_late_pass(session)
     assert log is not None
@@ -277,7 +278,7 @@ def test_the_floors_come_first_and_a_faster_window_replaces_a_slow_one(tmp_path:
     assert {c["case"] for c in log["cases"][:2]} == {"floor scal back_to_back", "floor scal isolated"}
     by_case = {c["case"]: c for c in log["cases"][:2]}
     first = by_case["floor scal back_to_back"]
-    assert first["filed"] == "late" and floors["scal"].seconds_min == first["late_s"] < slow.seconds_min / 10
+    assert first["filed"] == "late" and floors["scal"].seconds_min == first["late_s"] < slow.seconds_min / 4
     assert "late pass" in floors["scal"].method and floors["scal"].calls >= 200
     second = by_case["floor scal isolated"]
     assert second["first_s"] == isolated.seconds_min
