@@ -146,7 +146,7 @@ def test_a_lighter_cap_on_one_call_skips_what_the_policy_would_run() -> None:
     sweep = _sweep(max_call_s=0.3)
     sweep.record("int64", 256, call_s=0.029, gflops=1.15)  # 512 predicted at 0.23 s
     assert sweep.skip_reason("int64", 512) is None
-    reason = sweep.skip_reason("int64", 512, max_call_s=0.1)
+    reason = sweep.skip_reason("int64", 512, light=True)
     assert reason is not None and "light plan's 0.1 s" in reason and "0.23 s per GEMM" in reason
-    assert sweep.skip_reason("int64", 1024, max_call_s=0.1) is not None  # only that size: not an end
-    assert sweep.skip_reason("int64", 384, max_call_s=0.1) is None
+    assert sweep.skip_reason("int64", 1024, light=True) is not None  # only that size: not an end
+    assert sweep.skip_reason("int64", 384, light=True) is None

@@ -76,7 +76,7 @@ def ceiling_metadata(result: CeilingResult) -> dict[str, Any]:
 
 def interference_metadata(log: InterferenceLog) -> tuple[dict[str, Any], list[str]]:
     """``metadata.interference`` and a warning per case filed while something else ran."""
-    flagged = [c for c in log.cases if c["action"] == "flagged"]
+    flagged = log.flagged()
     meta = {"monitor": list(log.sources), "thresholds": dict(log.thresholds), "budget_s": log.budget_s,
             "spent_s": round(log.spent_s, 2), "cases_watched": log.watched,
             "re_measured": sum(1 for c in log.cases if c["action"] == "re-measured"), "flagged": len(flagged),
@@ -156,8 +156,7 @@ def build_calibration(inp: BuildInput) -> dict[str, Any]:
         warnings += ceiling_warnings
     bandwidth = inp.spec.get("peak_bandwidth_gbps") or None
     # The cases the watch left flagged: their figures say so, and predictions prefer the unflagged ones
-    flagged = frozenset(c["case"] for c in res.interference.cases
-                        if c["action"] == "flagged") if res.interference is not None else frozenset()
+    flagged = frozenset(c["case"] for c in res.interference.flagged()) if res.interference is not None else frozenset()
     memory, memory_warnings = memory_section(res.memory, peaks, theoretical, bandwidth, res.memory_system,
                                              clock.peaks_clock_mhz, "the calibration's clock under load (median)",
                                              flagged)

@@ -34,12 +34,6 @@ def gemm_cases(session: CalibrationSession) -> list[tuple[str, int]]:
     return [(p, n) for p in session.backend.precisions() for n in session.sizes()]
 
 
-# A light-plan precision's largest call: a third of --max-call-seconds (as its rounds are a third of the full
-# plan's). Its peak comes from a size below (torch's int64 GEMM on the Zen 3 guest: 0.24 s a call at n=512, 1.3 s
-# of the run for one size, at 1.12 GOPS against 1.15 at 256; fp8 0.19 s at 2048, 7.5x its 1024 call for 6 % more).
-LIGHT_CALL_SHARE = 1 / 3
-
-
 def _skip_reason(session: CalibrationSession, precision: str, n: int) -> str | None:
     """Why not to run this case: unsupported, failed earlier, early termination, or too big to fit."""
     if precision in session.failures:
@@ -47,8 +41,7 @@ def _skip_reason(session: CalibrationSession, precision: str, n: int) -> str | N
     support = session.support(precision)
     if not support.runnable:
         return f"{precision} unsupported: {support.reason}"
-    light = light_plan(session, precision)
-    reason = session.sweep.skip_reason(precision, n, LIGHT_CALL_SHARE * session.options.max_call_s if light else None)
+    reason = session.sweep.skip_reason(precision, n, light_plan(session, precision))
     if reason:
         session.note_skip(precision, reason)
         return reason

@@ -57,6 +57,10 @@ class InterferenceLog:
     pace_tried: int = 0  # tries at once (Launch pace) ...
     pace_quick: int = 0  # ... and those that found the pace quick
 
+    def flagged(self) -> list[dict[str, Any]]:
+        """The cases left flagged: measured while something else ran, never re-measured quiet."""
+        return [c for c in self.cases if c["action"] == "flagged"]
+
 
 class Watch:
     """The policy around the monitor: judge a case, wait for quiet, re-measure, record what was done."""
@@ -191,7 +195,7 @@ class Watch:
         self.log.cases.append(entry)
 
     def flagged(self) -> list[dict[str, Any]]:
-        return [c for c in self.log.cases if c["action"] == "flagged"]
+        return self.log.flagged()
 
 
 def _disturbance(ev: Evidence) -> tuple[int, float, float]:

@@ -231,7 +231,7 @@ class Predictor:
                    else "no quiet neighbours on both sides to take their place")
             pred.notes.append(f"{flagged} of the {len(pred.points)} measured points behind it ran while something else "
                               f"did (flagged in the file; {why})")
-        series = {(p.family, p.precision, p.source) for p in pred.points}
+        series = {(p.family, p.precision, p.source) for p in pred.points} if self.inputs.flagged_left_out else set()
         if left := [p for p in self.inputs.flagged_left_out if (p.family, p.precision, p.source) in series]:
             pred.notes.append(f"{len(left)} flagged point(s) of the series behind it left out for the quiet ones on "
                               f"both sides: {', '.join(p.label for p in left[:3])}{' ...' if len(left) > 3 else ''}")
