@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
+from hwcal.document import schema as schema_module
 from hwcal.document.schema import schema_errors, schema_files, validator
 
 ERROR_RE = re.compile(r"^\$[^\s:]*: \S.*$")
@@ -20,6 +21,19 @@ def test_schemas_are_valid_draft_2020_12_with_ids() -> None:
         assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema", path.name
         assert schema["$id"].startswith("urn:hwcal:schema:"), path.name
         Draft202012Validator.check_schema(schema)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_runtime_schema_check_refuses_a_broken_schema(compiled: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check every calibration makes once (the compiled meta-validator where installed) refuses what
+    jsonschema's ``check_schema`` refuses, and passes the shipped schemas."""
+    if compiled and not schema_module.HAVE_COMPILED:
+        pytest.skip("jsonschema-rs is not installed")
+    monkeypatch.setattr(schema_module, "HAVE_COMPILED", compiled)
+    for path in schema_files():
+        schema_module._check_schema(json.loads(path.read_text()))
+    with pytest.raises(Exception, match=r"type|anyOf"):
+        schema_module._check_schema({"$schema": "https://json-schema.org/draft/2020-12/schema", "type": 12})
 
 
 def test_one_validator_per_kind_with_format_checking() -> None:
