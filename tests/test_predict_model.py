@@ -458,6 +458,18 @@ def test_a_gpu_bandwidth_curve_floor_is_its_own_small_calls_where_higher_than_th
     assert BandwidthCurve.of(pts, 20e-6, additive=True).floor_s == pytest.approx(0.9 * 10.03e-6)  # never all floor
 
 
+def test_flagged_small_calls_raise_no_filed_gpu_floor() -> None:
+    # An H100 run in a slow episode of its host's launch path: STREAM add at 8 and 16 MiB flagged at 11.8 and
+    # 12.6 us, 64 MiB and up bound by HBM; its add floor (16 elements, unflagged) 5.96 us.
+    timed = ((2**23, 11.8e-6, True), (2**24, 12.6e-6, True), (2**26, 25.0e-6, False), (2**28, 85.0e-6, False))
+    pts = [Point("add", "fp64", (("n", i),), 0.0, b, t, "memory.sweep", flagged=f) for i, (b, t, f) in enumerate(timed)]
+    curve = BandwidthCurve.of(pts, 5.96e-6, additive=False)
+    assert curve.floor_s == pytest.approx(5.96e-6)  # the filed floor, not the flagged calls' 11.8 us
+    quiet = [replace(p, flagged=False) for p in pts]
+    assert BandwidthCurve.of(quiet, 5.96e-6, additive=False).floor_s == pytest.approx(11.8e-6)  # unflagged: they do
+    assert BandwidthCurve.of(pts, 0.0, additive=False).floor_s == pytest.approx(11.8e-6)  # no filed floor: they do
+
+
 def test_a_gemm_is_not_predicted_slower_than_a_measured_one_as_large_in_every_dimension() -> None:
     # An H100's fp16 small-M calls: 1x4352x4352 12.63 us (near its ~10 us floor, so not a ratio the model uses),
     # 1x17408x4352 52.6 us and 1x4352x17408 57.1 us; a bandwidth that reads 32 MiB at 18.8 us (torch.mv's curve).
