@@ -80,11 +80,10 @@ class BandwidthCurve:
             # held-out element-wise calls of another process 30-45 % slow.
             best = max(range(len(ordered)), key=lambda i: ordered[i].bytes / times[i])
             peak_gbps = ordered[best].bytes / times[best]
-            slow = [(p.flagged, t) for p, t in zip(ordered, times, strict=True)
-                    if p.bytes < ordered[best].bytes and p.bytes / t < 0.5 * peak_gbps]
-            if floor_s > 0:
-                slow = [(flagged, t) for flagged, t in slow if not flagged]
-            floor_s = max(floor_s, min(t for _, t in slow) if slow else 0.0)
+            slow = [t for p, t in zip(ordered, times, strict=True)
+                    if p.bytes < ordered[best].bytes and p.bytes / t < 0.5 * peak_gbps
+                    and not (p.flagged and floor_s > 0)]
+            floor_s = max(floor_s, min(slow) if slow else 0.0)
         # A floor larger than the fastest call is not one: that call would have no time left for its bytes.
         # On a CPU at most 90 % of it (time = floor + work: a call is never pure overhead); on a GPU the fastest
         # call may be all floor (time = max(floor, work)).
@@ -259,7 +258,8 @@ class Bandwidth:
 
         if len(anchors) < 2:
             level = next((lv for lv in self.levels if working_set <= lv.capacity_bytes * CACHE_HOLDS), self.levels[-1])
-            return level.figures[field_of(level)], f"memory.levels.{level.name}.{field_of(level)}"
+            field = field_of(level)
+            return level.figures[field], f"memory.levels.{level.name}.{field}"
 
         def figure(level: Level) -> float:
             return level.figures[field_of(level)]
