@@ -11,7 +11,8 @@
 #             (tools/model_referee.py for bf16, fp32 and fp16; the whole-layer check of Llama layers)
 #   twice:    calibrate twice back to back (run-to-run, walls), then the prediction referees on the second
 #   check:    no calibration: the bf16 and fp32 referees on the committed file of the GPU's type
-#   short:    calibrate once, then the bf16 and fp32 prediction referees and the whole-layer check
+#   short:    calibrate once, then the bf16 and fp32 prediction referees, the whole-layer check and the energy
+#             referee
 #   smoke:    a quick run, nothing kept
 # Everything comes back as archives under $OUT (the tool returns <= 8 files). mamf-finder is copied into
 # .devout/anchors/ (carried) from ../shared/anchors, which does not travel.
@@ -79,10 +80,11 @@ check)  # no calibration: the bf16 and fp32 prediction referees on the committed
   echo "calibration: $cal"
   predictions bf16 fp32
   ;;
-short)  # one calibration and the bf16 and fp32 prediction referees (a device budget too small for predict)
+short)  # one calibration, the bf16 and fp32 prediction referees (a device budget too small for predict), energy's
   calibrate 1
   echo "filed: $cal"
   predictions bf16 fp32
+  timeout 120 python3 tools/energy_referee.py "$cal" 2>&1 | tee $res/energy_referee.txt; save
   ;;
 twice)  # run-to-run and the run's wall, then the prediction referees on the second (filed) calibration
   calibrate 1

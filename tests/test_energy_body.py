@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+import hwcal.measure.back_to_back as back_to_back
 import hwcal.measure.energy as energy
 from hwcal.document.energy import energy_section, fit_static_dynamic
 from hwcal.machine.energy import MeterChoice
@@ -179,7 +180,7 @@ def test_slow_sensor_is_skipped_not_filed(tmp_path: Path, monkeypatch: pytest.Mo
         def read(self) -> dict[str, float]:
             return {"board": 1.0}  # never updates
 
-    monkeypatch.setattr(energy, "MAX_WINDOW_S", 0.2)
+    monkeypatch.setattr(back_to_back, "MAX_WINDOW_S", 0.2)
     monkeypatch.setattr(energy, "REST_S", 0.0)
     monkeypatch.setattr(energy, "find_meter", lambda *a, **k: MeterChoice(Frozen()))
     state = energy.EnergyState(_session(tmp_path))

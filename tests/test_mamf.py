@@ -3,12 +3,16 @@ must find the fastest shape, respect its bounds (call time, memory, budget) and 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+import hwcal.measure.energy as energy
 from hwcal.backends import GemmOperands
+from hwcal.document.energy import energy_section
+from hwcal.machine.energy import MeterChoice
 from hwcal.measure.layouts import choose_layout
 from hwcal.measure.max_achievable import (
     BURST_CALLS,
@@ -18,9 +22,12 @@ from hwcal.measure.max_achievable import (
     COARSE_N,
     Search,
     Shape,
+    burst_calls,
     max_achievable,
     neighbours,
 )
+from tests.test_energy_body import BUSY_W, WorkloadMeter
+from tests.test_energy_body import _session as energy_session
 
 
 class FakeGpu:
@@ -53,9 +60,6 @@ class FakeGpu:
         launch()  # the output is really written: verification checks it
         m, n, k = self._shape
         return [2 * m * n * k / (100e12 * self.efficiency(m, n, k))] * count
-
-    def sustained_time(self, launch: Any, warmup_s: float, hold_s: float) -> tuple[int, float]:
-        return 10, 1.0
 
     def synchronize(self) -> None:
         pass
@@ -125,7 +129,8 @@ def test_the_result_is_verified_and_names_its_figures(gpu: FakeGpu, monkeypatch:
     bursts = doc["burst"]["bursts"]
     assert len(bursts) == BURSTS[True] and doc["burst"]["iterations"] == BURSTS[True] * BURST_CALLS[1]
     assert doc["peak_gflops"] == sorted(b["mean_gflops"] for b in bursts)[len(bursts) // 2]
-    assert doc["burst"]["spread"] is not None and doc["sustained"]["launches"] == 10
+    assert doc["burst"]["spread"] is not None and doc["sustained"]["launches"] > 0
+    assert doc["sustained"]["seconds"] >= 0.3 and result.energy_window is None  # no meter: the quick hold only
     assert doc["clock_mhz"]["burst"]["status"] in ("missing", "measured", "partial")  # NVML absent: said, not invented
 
 
@@ -145,3 +150,48 @@ def test_a_layout_the_kernel_refuses_is_recorded_and_the_next_tried(gpu: FakeGpu
     choice = choose_layout(Picky(), "int8", 64)  # type: ignore[arg-type]
     assert choice.refused == {"NN": "ValueError: mat2 must be col_major"}
     assert choice.layout in ("NT", "TN") and set(choice.gflops) == {"NT", "TN"}
+
+
+def test_a_metered_sustained_window_is_that_precisions_energy_case(gpu: FakeGpu, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """With an energy meter, the sustained window lasts as the meter needs and the energy family files it as
+    the precision's GEMM case instead of running the shape a second time."""
+    monkeypatch.setattr("hwcal.measure.max_achievable.BUDGET_S", {False: 0.2, True: 0.2})
+    monkeypatch.setattr("hwcal.measure.max_achievable.REST_S", {False: 0.0, True: 0.0})
+    monkeypatch.setattr("hwcal.measure.max_achievable.MIN_WINDOW_S", 0.25)
+    meter = WorkloadMeter()
+    monkeypatch.setattr(gpu, "synchronize", meter.busy)
+    result = max_achievable(gpu, "fp64", "NN", "fake kernel", 95_000.0, quick=True,  # type: ignore[arg-type]
+                            device_index=0, meter=meter)
+    assert result is not None and result.energy_window is not None and result.energy_window.metered()
+    window = result.energy_window
+    assert result.sustained_s == window.seconds >= 0.25 and result.sustained_launches == window.launches
+
+    session = energy_session(tmp_path)
+    session.results.max_achievable["fp64"] = result
+    monkeypatch.setattr(energy, "find_meter", lambda *a, **k: MeterChoice(meter))
+
+    def not_again(ops: GemmOperands) -> Any:
+        raise AssertionError("the energy family ran the shape again")
+
+    monkeypatch.setattr(session.backend, "gemm", not_again)
+    state = energy.EnergyState(session)
+    state.open()
+    assert state.spent_s() == 0.0
+    energy.run_energy(state, ("gemm", "fp64"), timed=True)
+    (case,) = state.run.cases
+    assert case.source == energy.ADOPTED and case.warm_s == result.warmup_s and case.launches == window.launches
+    assert case.watts == pytest.approx(BUSY_W, rel=0.05) and case.max_error == result.max_error
+    assert case.flops_per_s / 1e9 == pytest.approx(result.sustained_gflops, rel=1e-9)
+    assert case.label == f"fp64 {result.m}x{result.n}x{result.k} NN"
+    entry = energy_section(state.run)[0]["cases"][0]  # type: ignore[index]
+    assert entry["source"] == energy.ADOPTED and entry["warm_s"] == result.warmup_s
+    state.close()
+    assert meter.closed and session.energy_meter is None
+
+
+def test_bursts_of_slow_calls_are_shorter_and_fast_ones_keep_their_calls() -> None:
+    assert burst_calls(0.0004) == BURST_CALLS  # a tensor-core precision's best shape
+    assert burst_calls(0.0036) == (6, BURST_CALLS[1])  # fp64 on an H100
+    assert burst_calls(0.0095) == (3, 16)  # fp32 on an H100
+    assert burst_calls(0.5) == (3, 10)

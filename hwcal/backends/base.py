@@ -95,10 +95,6 @@ class Backend(ABC):
         re-written (the max-achievable search's burst method); devices without a device timer cannot."""
         raise NotImplementedError(f"{self.framework} on {self.device} has no device timer for burst timing")
 
-    def sustained_time(self, launch: Callable[[], Any], warmup_s: float, hold_s: float) -> tuple[int, float] | None:
-        """(launches, seconds) of back-to-back calls after a warm-up; None where the device cannot time it."""
-        return None
-
     def gemm_layouts(self, precision: str) -> tuple[str, ...]:
         """Operand layouts worth trying for a precision (the fastest is used and filed)."""
         return ("NN",)

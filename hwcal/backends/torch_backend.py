@@ -193,9 +193,6 @@ class TorchBackend(TorchOperations, Backend):  # BLAS, shapes and floors: torch_
             return super().burst_times(launch, out, count)
         return self._timers.burst_times(launch, out, count)
 
-    def sustained_time(self, launch: Any, warmup_s: float, hold_s: float) -> tuple[int, float] | None:
-        return self._timers.sustained_time(launch, warmup_s, hold_s) if self.device_type == "gpu" else None
-
     def make_operands(self, precision: str, n: int, seed: int, layout: str = "NN", m: int | None = None,
                       k: int | None = None) -> GemmOperands:
         gen = torch.Generator(device=self._torch_device).manual_seed(seed)

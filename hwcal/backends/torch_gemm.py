@@ -9,7 +9,6 @@ operands row-major, "NT" B column-major, "TN" A column-major. The layout is part
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -103,25 +102,3 @@ class EventTimers:
             end.record()
         torch.cuda.synchronize(self.device)
         return [s.elapsed_time(e) / 1000.0 for s, e in zip(starts, ends, strict=True)]
-
-    def sustained_time(self, launch: Any, warmup_s: float, hold_s: float) -> tuple[int, float]:
-        """(launches, seconds) of back-to-back calls lasting at least ``hold_s``, after ``warmup_s`` of the
-        same calls, so the clock has settled where the power cap holds it."""
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        launches, elapsed = 0, 0.0
-        start.record()
-        while elapsed < warmup_s:
-            for _ in range(10):
-                launch()
-            launches += 10
-            end.record()
-            end.synchronize()
-            elapsed = start.elapsed_time(end) / 1000.0
-        per_call = elapsed / max(launches, 1)
-        count = max(10, math.ceil(hold_s / max(per_call, 1e-7)))
-        start.record()
-        for _ in range(count):
-            launch()
-        end.record()
-        end.synchronize()
-        return count, start.elapsed_time(end) / 1000.0

@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from hwcal.document.precision import r4
-from hwcal.measure.energy import CHUNK_S, WARM_S
+from hwcal.measure.back_to_back import CHUNK_S
+from hwcal.measure.energy import WARM_S
 from hwcal.measure.energy_records import MIN_UPDATES, MIN_WINDOW_S, EnergyCase, EnergyRun
 from hwcal.precisions import canonical_sorted
 
@@ -34,32 +35,22 @@ def _method(run: EnergyRun) -> str:
             f"~{CHUNK_S * 1e3:.0f} ms) after a {WARM_S:g} s warm-up, for a window of at least {MIN_WINDOW_S:g} s and "
             f"{MIN_UPDATES} sensor updates; power = energy between the first and last sensor update in the window "
             "over the time between them; pJ per FLOP (per OP for integers) = power / the FLOP rate of the same "
-            "window; idle after a rest")
+            "window; idle after a rest; a case with a source was measured there (a GEMM in the max-achievable "
+            "search's sustained window, after its own warm-up_s), not run again")
 
 
 def _case_entry(c: EnergyCase) -> dict[str, Any]:
     entry: dict[str, Any] = {"case": c.case, "label": c.label, "seconds": r4(c.seconds), "watts": r4(c.watts),
                              "joules": r4(c.joules), "updates": c.updates, "update_hz": r4(c.update_hz, 3)}
-    if c.precision:
-        entry["precision"] = c.precision
-    if c.kernel:
-        entry["kernel"] = c.kernel
-    if c.shape:
-        entry["shape"] = dict(c.shape)
-    if c.layout:
-        entry["layout"] = c.layout
-    if c.launches:
-        entry["launches"] = c.launches
-    if c.flops_per_s:
-        entry["gflops"] = r4(c.flops_per_s / 1e9, 5)
-    if c.bytes_per_s:
-        entry["gbps"] = r4(c.bytes_per_s / 1e9, 5)
-    if c.domains_w:
-        entry["domains_w"] = {k: r4(v) for k, v in sorted(c.domains_w.items())}
-    if c.max_error is not None:
-        entry["max_error"] = float(f"{c.max_error:.3g}")
-    if c.rest_s is not None:
-        entry["rest_s"] = c.rest_s
+    optional: dict[str, Any] = {
+        "precision": c.precision or None, "kernel": c.kernel or None, "shape": dict(c.shape) if c.shape else None,
+        "layout": c.layout or None, "launches": c.launches or None,
+        "gflops": r4(c.flops_per_s / 1e9, 5) if c.flops_per_s else None,
+        "gbps": r4(c.bytes_per_s / 1e9, 5) if c.bytes_per_s else None,
+        "domains_w": {k: r4(v) for k, v in sorted(c.domains_w.items())} if c.domains_w else None,
+        "max_error": float(f"{c.max_error:.3g}") if c.max_error is not None else None,
+        "rest_s": c.rest_s, "warm_s": c.warm_s, "source": c.source or None}
+    entry.update({k: v for k, v in optional.items() if v is not None})
     return entry
 
 

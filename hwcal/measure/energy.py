@@ -2,16 +2,17 @@
 window long enough for its sensor (>= 1 s and >= 10 sensor updates), divided by the rate the same window
 sustained. Cases, in run order: idle after a rest, the STREAM copy at a DRAM size, the GEMM of every
 precision at its sustained shape, then STREAM triad (the max-achievable search's shape on a GPU, else the square size
-that peaked). Each case is verified as its family verifies it; the whole family stays within a time budget.
+that peaked). On a GPU the search has already run that shape back to back, metered (``hwcal.measure.back_to_back``):
+its sustained window is the GEMM case, not run twice. Each case is verified as its family verifies it; the whole
+family stays within a time budget.
 
-The meter (``hwcal.machine.energy``) is found once per run; where none can be read the run goes on and the
-calibration says why (``EnergyRun.unavailable``). The static/dynamic split is fitted from these cases by
+The meter (``hwcal.machine.energy``) is found once per run (``run_meter``); where none can be read the run goes on
+and the calibration says why (``EnergyRun.unavailable``). The static/dynamic split is fitted from these cases by
 ``hwcal.document.energy``.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,8 +20,10 @@ from typing import Any, NoReturn, TypeVar
 
 import pytest
 
-from hwcal.machine.energy import EnergyMeter, describe, find_meter
+from hwcal.machine.energy import EnergyMeter, MeterChoice, describe, find_meter
 from hwcal.machine.energy_sampler import EnergySampler, WindowEnergy, window_energy
+from hwcal.measure import back_to_back
+from hwcal.measure.back_to_back import Window, run_window, window_done
 from hwcal.measure.case import best_call_s
 from hwcal.measure.energy_records import MIN_UPDATES, MIN_WINDOW_S, EnergyCase, EnergyRun
 from hwcal.measure.gemm import session_layout
@@ -40,10 +43,9 @@ MEMORY_KERNELS = ("copy", "triad")  # two arrays and three: the DRAM energy per 
 BUDGET_S = 15.0  # the whole family, rest included
 REST_S = 1.0  # idle before the idle window: clocks and power fall back within ~0.1 s of the last kernel
 WARM_S = 0.2  # the workload before its window: power settles where the new load holds it
-CHUNK_S = 0.05  # launches between two looks at the clock and the sensor (one synchronisation each)
-MAX_WINDOW_S = 6.0  # a sensor slower than 10 updates in this long is too slow: the case is skipped
 GPU_ARRAY_BYTES = 2**30  # the STREAM arrays on a GPU: 1 GiB each, far beyond any L2
 SEED = 23
+ADOPTED = "the max-achievable search's sustained window (after its bursts and warm-up)"
 T = TypeVar("T")
 
 
@@ -54,6 +56,21 @@ def energy_cases(session: CalibrationSession) -> list[tuple[tuple[str, str], str
     gemm = [(("gemm", p), f"gemm-{p}") for p in session.backend.precisions()]
     return [(("idle", ""), "idle"), (("stream", first), f"stream-{first}"), *gemm,
             *[(("stream", k), f"stream-{k}") for k in rest]]
+
+
+def run_meter(session: CalibrationSession) -> MeterChoice:
+    """The run's energy meter (NVML, RAPL, INA3221 or tegrastats), found on first use and kept until
+    ``close_run_meter``: the max-achievable search meters its sustained windows before the energy tests run."""
+    if session.energy_meter is None:
+        backend = session.backend
+        session.energy_meter = find_meter(backend.device_type, backend.device)
+    return session.energy_meter
+
+
+def close_run_meter(session: CalibrationSession) -> None:
+    choice, session.energy_meter = session.energy_meter, None
+    if choice is not None and choice.meter is not None:
+        choice.meter.close()
 
 
 @dataclass
@@ -72,8 +89,7 @@ class EnergyState:
         return run
 
     def open(self) -> None:
-        backend = self.session.backend
-        choice = find_meter(backend.device_type, backend.device)
+        choice = run_meter(self.session)
         self.meter = choice.meter
         if choice.meter is None:
             self.session.results.energy = EnergyRun(unavailable=choice.reason, budget_s=BUDGET_S)
@@ -81,9 +97,8 @@ class EnergyState:
             self.session.results.energy = EnergyRun(meter=describe(choice.meter), budget_s=BUDGET_S)
 
     def close(self) -> None:
-        if self.meter is not None:
-            self.meter.close()
-            self.meter = None
+        close_run_meter(self.session)
+        self.meter = None
 
     def spent_s(self) -> float:
         return time.perf_counter() - self.started if self.started is not None else 0.0
@@ -94,7 +109,7 @@ def _skip(run: EnergyRun, reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
-def _check_can_run(state: EnergyState, timed: bool, label: str) -> EnergyMeter:
+def _check_can_run(state: EnergyState, timed: bool, label: str, costs_time: bool = True) -> EnergyMeter:
     run = state.run
     if state.meter is None:
         pytest.skip(f"energy unavailable: {run.unavailable}")
@@ -103,28 +118,22 @@ def _check_can_run(state: EnergyState, timed: bool, label: str) -> EnergyMeter:
     if run.failure:
         _skip(run, f"{label}: the energy meter failed earlier ({run.failure})")
     needed = (REST_S if label == "idle" else WARM_S) + run.window_s + 0.3
-    if state.spent_s() + needed > BUDGET_S:
+    if costs_time and state.spent_s() + needed > BUDGET_S:
         _skip(run, f"{label}: the energy budget of {BUDGET_S:g} s is spent ({state.spent_s():.1f} s)")
     if state.started is None:
         state.started = time.perf_counter()
     return state.meter
 
 
-def _enough(sampler: EnergySampler, t0: float, window_s: float) -> bool:
-    # MIN_UPDATES intervals between the first and the last update seen: MIN_UPDATES + 1 changes
-    return time.perf_counter() - t0 >= window_s and sampler.updates_since(t0) > MIN_UPDATES
-
-
-def _measured(run: EnergyRun, sampler: EnergySampler, meter: EnergyMeter, t0: float, t1: float,
-              label: str) -> WindowEnergy:
-    if sampler.failure:
-        run.failure = sampler.failure
-        pytest.fail(f"{label}: the energy meter failed during the window: {sampler.failure}")
-    got = window_energy(sampler.samples, meter.kind, meter.total, t0, t1)
+def _measured(run: EnergyRun, window: Window, label: str) -> WindowEnergy:
+    if window.failure:
+        run.failure = window.failure
+        pytest.fail(f"{label}: the energy meter failed during the window: {window.failure}")
+    got = window.energy
     if got is None or got.updates < MIN_UPDATES:
         seen = got.updates if got is not None else 0
-        _skip(run, f"{label}: the sensor updated {seen} times in {t1 - t0:.1f} s (< {MIN_UPDATES}): too slow "
-                   "for a window of this length")
+        _skip(run, f"{label}: the sensor updated {seen} times in {window.seconds:.1f} s (< {MIN_UPDATES}): too "
+                   "slow for a window of this length")
     return got
 
 
@@ -143,10 +152,11 @@ def _idle_once(state: EnergyState, meter: EnergyMeter) -> WindowEnergy:
     time.sleep(REST_S)
     with EnergySampler(meter) as sampler:
         t0 = time.perf_counter()
-        while not _enough(sampler, t0, MIN_WINDOW_S) and time.perf_counter() - t0 < MAX_WINDOW_S:
+        while not window_done(sampler, t0, MIN_WINDOW_S) and time.perf_counter() - t0 < back_to_back.MAX_WINDOW_S:
             time.sleep(0.05)
         t1 = time.perf_counter()
-    return _measured(state.run, sampler, meter, t0, t1, "idle")
+    window = Window(0, t1 - t0, window_energy(sampler.samples, meter.kind, meter.total, t0, t1), sampler.failure)
+    return _measured(state.run, window, "idle")
 
 
 def idle_window(state: EnergyState, timed: bool) -> None:
@@ -162,32 +172,15 @@ def idle_window(state: EnergyState, timed: bool) -> None:
 
 def loaded_window(state: EnergyState, meter: EnergyMeter, launch: Callable[[], Any], call_s: float,
                   label: str) -> tuple[WindowEnergy, int]:
-    """Back-to-back launches for WARM_S, then a window of them with the meter sampled; (power, launches).
-    Launches go in chunks of ~CHUNK_S with a synchronisation after each, so the window's work is known."""
+    """Back-to-back launches for WARM_S, then a window of them with the meter sampled; (power, launches)
+    (``hwcal.measure.back_to_back``)."""
     return watched(state, label, lambda: _loaded_once(state, meter, launch, call_s, label))
 
 
 def _loaded_once(state: EnergyState, meter: EnergyMeter, launch: Callable[[], Any], call_s: float,
                  label: str) -> tuple[WindowEnergy, int]:
-    backend = state.session.backend
-    chunk = max(1, math.ceil(CHUNK_S / max(call_s, 1e-7)))
-
-    def run_chunk() -> None:
-        for _ in range(chunk):
-            launch()
-        backend.synchronize()
-
-    start = time.perf_counter()
-    while time.perf_counter() - start < WARM_S:
-        run_chunk()
-    window_s = state.run.window_s
-    with EnergySampler(meter) as sampler:
-        launches, t0 = 0, time.perf_counter()
-        while not _enough(sampler, t0, window_s) and time.perf_counter() - t0 < MAX_WINDOW_S:
-            run_chunk()
-            launches += chunk
-        t1 = time.perf_counter()
-    return _measured(state.run, sampler, meter, t0, t1, label), launches
+    window = run_window(state.session.backend, launch, call_s, WARM_S, state.run.window_s, meter)
+    return _measured(state.run, window, label), window.launches
 
 
 def _gemm_shape(session: CalibrationSession, run: EnergyRun, precision: str) -> tuple[int, int, int, str]:
@@ -221,11 +214,20 @@ def _check_gemm_support(session: CalibrationSession, run: EnergyRun, precision: 
 
 
 def gemm_window(state: EnergyState, precision: str, timed: bool) -> None:
-    """pJ/FLOP of one precision at its sustained shape, the result verified after the window."""
+    """pJ/FLOP of one precision at its sustained shape, the result verified after the window. Where the
+    max-achievable search metered its sustained window (same shape, back to back, verified after), that
+    window is this case: the shape is not run again."""
     session = state.session
     label = f"gemm-{precision}"
-    meter = _check_can_run(state, timed, label)
+    found = session.results.max_achievable.get(precision)
+    adopted = found.energy_window if found is not None else None
+    meter = _check_can_run(state, timed, label, costs_time=adopted is None)
     _check_gemm_support(session, state.run, precision)
+    if found is not None and adopted is not None and adopted.energy is not None:
+        state.run.cases.append(_gemm_case(session, precision, (found.m, found.n, found.k), found.layout,
+                                          adopted.energy, adopted.launches, found.max_error,
+                                          warm_s=found.warmup_s, source=ADOPTED))
+        return
     m, n, k, layout = _gemm_shape(session, state.run, precision)
     backend = session.backend
     with backend.precision_mode(precision):
@@ -236,15 +238,21 @@ def gemm_window(state: EnergyState, precision: str, timed: bool) -> None:
     if not check.ok:
         session.failures[precision] = f"energy window {m}x{n}x{k}: {check.describe()}"
         pytest.fail(f"{precision} GEMM at {m}x{n}x{k} gave wrong results in the energy window: {check.describe()}")
-    flops = 2.0 * m * n * k
-    state.run.cases.append(EnergyCase(
+    state.run.cases.append(_gemm_case(session, precision, (m, n, k), layout, got, launches, check.max_error))
+
+
+def _gemm_case(session: CalibrationSession, precision: str, shape: tuple[int, int, int], layout: str,
+               got: WindowEnergy, launches: int, max_error: float, warm_s: float | None = None,
+               source: str | None = None) -> EnergyCase:
+    m, n, k = shape
+    return EnergyCase(
         case="gemm", label=f"{precision} {m}x{n}x{k} {layout}", precision=precision,
         kernel=session.support(precision).kernel, shape={"m": m, "n": n, "k": k}, layout=layout,
         seconds=got.seconds, launches=launches,
-        flops_per_s=flops * launches / got.seconds,
+        flops_per_s=2.0 * m * n * k * launches / got.seconds,
         bytes_per_s=_gemm_bytes(precision, m, n, k) * launches / got.seconds,
         watts=got.watts, updates=got.updates, update_hz=got.update_hz, domains_w=got.domains_w,
-        max_error=check.max_error))
+        max_error=max_error, warm_s=warm_s, source=source)
 
 
 def _array_elements(session: CalibrationSession) -> int:

@@ -32,6 +32,8 @@ class EnergyCase:
     domains_w: dict[str, float] = field(default_factory=dict)  # RAPL package/dram, Jetson rails
     max_error: float | None = None  # the check of the window's last result
     rest_s: float | None = None  # idle: seconds of rest before the window
+    warm_s: float | None = None  # the warm-up before the window, where not the family's own (WARM_S)
+    source: str | None = None  # where the window was run, where not in the energy family (a GEMM's sustained window)
 
     @property
     def joules(self) -> float:

@@ -1,6 +1,7 @@
 """The max-achievable matmul (MAMF) search: per precision, the (M, N, K) at which the device's GEMM is
 fastest, found within a time budget, then timed two ways (burst and sustained) with the clock and the
-power sampled, and verified.
+power sampled, and verified. With an energy meter the sustained window is metered and is that precision's
+energy case (``hwcal.measure.energy``), so the GPU runs its best shape at the power cap once.
 
 Why a search: a GPU's best GEMM is rarely square. mamf-finder's best bf16 shapes on an H200 have small
 M with large N and K (1024 x 4096 x 16384); a square sweep peaks several percent lower. The search times a
@@ -21,7 +22,11 @@ from typing import Any
 import pytest
 
 from hwcal.backends import Backend, GemmOperands
+from hwcal.machine.energy import EnergyMeter
 from hwcal.machine.gpu import ClockPowerSampler
+from hwcal.measure.back_to_back import Window, run_window
+from hwcal.measure.energy import run_meter
+from hwcal.measure.energy_records import MIN_WINDOW_S
 from hwcal.measure.gemm import session_layout
 from hwcal.measure.records import MaxAchievableRecord
 from hwcal.measure.session import CalibrationSession
@@ -41,7 +46,11 @@ BUDGET_S = {False: 2.0, True: 1.5}
 # The best shape is timed again in repeated bursts: (warm-up, timed) calls each; the peak is the median of the
 # bursts' means, so one burst at a lower clock moves it no more than one burst at a higher one.
 BURSTS = {False: 3, True: 3}
-BURST_CALLS = (10, 40)
+BURST_CALLS = (10, 40)  # warm-up and timed calls of a burst of fast calls
+# A burst of slow calls is shorter: warm-up calls to ~BURST_WARM_S (at least 3) and timed ones to ~BURST_S (at
+# least 10). An H100's fp32 best shape takes 9.5 ms a call: 3 + 16 calls a burst instead of 50, 0.9 s less a run;
+# calls under 2 ms (every tensor-core precision) keep 10 + 40.
+BURST_WARM_S, BURST_S = 0.02, 0.15
 # Idle seconds before each burst. A power-capped GPU's clock follows its power over a recent window: right
 # after seconds of full-power search the burst would read the sustained clock. mamf-finder times each shape
 # after a light warm-up or the gaps of allocating the last shape; a short rest gives the same state.
@@ -195,13 +204,21 @@ def _pooled(summaries: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def time_bursts(backend: Backend, ops: GemmOperands, flops: int, quick: bool, device_index: int) -> Bursts:
+def burst_calls(call_s: float) -> tuple[int, int]:
+    """(warm-up, timed) calls of one burst of calls taking ``call_s`` each."""
+    per = max(call_s, 1e-7)
+    return (max(3, min(BURST_CALLS[0], math.ceil(BURST_WARM_S / per))),
+            max(10, min(BURST_CALLS[1], math.ceil(BURST_S / per))))
+
+
+def time_bursts(backend: Backend, ops: GemmOperands, flops: int, quick: bool, device_index: int,
+                call_s: float = 0.0) -> Bursts:
     """BURSTS bursts of the shape, the first after REST_S idle and the others after REST_BETWEEN_S, with the SM
-    clock and board power sampled over each."""
+    clock and board power sampled over each; ``call_s`` (the search's time of one call) sizes the bursts."""
     times: list[float] = []
     per_burst: list[dict[str, float | None]] = []
     clocks, powers = [], []
-    warm, timed = BURST_CALLS
+    warm, timed = burst_calls(call_s)
     for i in range(BURSTS[quick]):
         backend.synchronize()
         time.sleep(REST_S[quick] if i == 0 else REST_BETWEEN_S[quick])
@@ -218,29 +235,43 @@ def time_bursts(backend: Backend, ops: GemmOperands, flops: int, quick: bool, de
 
 def max_achievable(backend: Backend, precision: str, layout: str, kernel: str, rate_gflops: float,
                    quick: bool, device_index: int, watch: Watch | None = None,
-                   case: str = "max_achievable") -> MaxAchievableRecord | None:
+                   case: str = "max_achievable", meter: EnergyMeter | None = None) -> MaxAchievableRecord | None:
     """The search, then the best shape timed again in repeated bursts and sustained, with the clock and power
     sampled over both, and its result verified. None when no shape could be timed. With a ``watch``, bursts
-    that another process on the GPU disturbed are timed again once it is quiet, else flagged."""
+    and the sustained window that another process on the GPU disturbed are timed again once it is quiet, else
+    flagged. With an energy ``meter``, the sustained window is metered too (``energy_window``)."""
     search = Search(backend, precision, layout, rate_gflops, BUDGET_S[quick])
     with backend.precision_mode(precision):
         found = search.run()
+        search_s = search.spent()
         if found is None:
             return None
         shape = found.shape
         ops = search.operands(shape)
         warm_s, hold_s = SUSTAIN[quick]
         snap = watch.start() if watch is not None else None
-        bursts = time_bursts(backend, ops, shape.flops, quick, device_index)
+        bursts = time_bursts(backend, ops, shape.flops, quick, device_index, found.mean_s)
         if watch is not None and snap is not None:
             bursts = watch.settle(case, snap, bursts,
-                                  lambda: time_bursts(backend, ops, shape.flops, quick, device_index))
+                                  lambda: time_bursts(backend, ops, shape.flops, quick, device_index, found.mean_s))
         times = bursts.times
-        with ClockPowerSampler(device_index) as held_sampler:
-            sustained = backend.sustained_time(lambda: backend.gemm(ops), warm_s, hold_s)
-        (burst_clock, burst_power), (held_clock, held_power) = (bursts.clock, bursts.power), held_sampler.summary()
+        # With an energy meter the window lasts as long as the meter needs (>= 1 s, >= 10 updates): the same
+        # window is then this precision's energy case (hwcal.measure.energy adopts it), not a second run.
+        hold = max(hold_s, MIN_WINDOW_S) if meter is not None else hold_s
+
+        def sustain() -> tuple[Window, dict[str, Any], dict[str, Any]]:
+            with ClockPowerSampler(device_index) as held_sampler:
+                window = run_window(backend, lambda: backend.gemm(ops), statistics.fmean(times), warm_s, hold, meter)
+            return (window, *held_sampler.summary())
+
+        snap = watch.start() if watch is not None else None
+        held = sustain()
+        if watch is not None and snap is not None:
+            held = watch.settle(f"{case} sustained", snap, held, sustain)
+        window, held_clock, held_power = held
+        burst_clock, burst_power = bursts.clock, bursts.power
         check = verify_gemm(backend, ops, ops.out, search.seed)
-    launches, seconds = sustained if sustained else (None, None)
+    launches, seconds = (window.launches, window.seconds) if window.launches else (None, None)
     flops = shape.flops
     return MaxAchievableRecord(
         precision=precision, m=shape.m, n=shape.n, k=shape.k, layout=layout, kernel=kernel,
@@ -250,11 +281,11 @@ def max_achievable(backend: Backend, precision: str, layout: str, kernel: str, r
         sustained_gflops=flops * launches / seconds / 1e9 if launches and seconds else None,
         sustained_s=seconds, sustained_launches=launches, warmup_s=warm_s,
         verified=check.ok, max_error=check.max_error, tolerance=check.tolerance,
-        shapes_tried=len(search.timed), search_s=search.spent(), budget_s=search.budget_s,
+        shapes_tried=len(search.timed), search_s=search_s, budget_s=search.budget_s,
         clock_mhz={"burst": burst_clock, "sustained": held_clock},
         power_w={"burst": burst_power, "sustained": held_power}, rest_s=REST_S[quick],
         rest_between_s=REST_BETWEEN_S[quick], skipped=search.skipped[:20],
-        bursts=bursts.per_burst,
+        bursts=bursts.per_burst, energy_window=window if window.metered() else None,
     )
 
 
@@ -280,7 +311,7 @@ def run_max_achievable(session: CalibrationSession, precision: str, timed: bool)
     layout = session_layout(session, precision)
     index = int(backend.device.split(":")[1]) if ":" in backend.device else 0
     result = max_achievable(backend, precision, layout, support.kernel, max(rates), session.options.quick, index,
-                            session.watch, f"test_max_achievable[{precision}]")
+                            session.watch, f"test_max_achievable[{precision}]", run_meter(session).meter)
     if result is None:
         pytest.skip(f"{precision}: no shape of the search fits this device's memory and call-time bounds")
     if not result.verified:

@@ -8,9 +8,12 @@ stage reads them. STREAM's counting and validation rules live here because both 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hwcal.machine.caches import CacheInfo
+
+if TYPE_CHECKING:
+    from hwcal.measure.back_to_back import Window
 
 KERNELS = ("copy", "scale", "add", "triad")
 # STREAM counts the arrays a kernel names: copy/scale read one and write one, add/triad read two and
@@ -254,6 +257,9 @@ class MaxAchievableRecord:
     # One entry per burst (mean GFLOPS, median SM clock and board power over it): the peak is their median.
     bursts: list[dict[str, float | None]] = field(default_factory=list)
     peak: str = "median_of_burst_means"
+    # The sustained window metered by the run's energy meter: the energy family files it as this precision's
+    # GEMM case (hwcal.measure.energy) instead of running the shape again.
+    energy_window: Window | None = None
 
     @property
     def peak_gflops(self) -> float:
@@ -292,8 +298,10 @@ class MaxAchievableRecord:
                                 "median; mean, median and best call over all the bursts' calls"},
             "sustained": {"gflops": r(self.sustained_gflops), "seconds": r(self.sustained_s, 4),
                           "launches": self.sustained_launches, "warmup_s": r(self.warmup_s, 3),
-                          "method": "back-to-back launches timed by one CUDA event pair, after a warm-up at the "
-                                    "same shape: the rate a long GEMM-bound phase holds at the power cap"},
+                          "method": "back-to-back launches in chunks of ~50 ms, one synchronisation after each, timed "
+                                    "by the host clock, after a warm-up at the same shape: the rate a long GEMM-bound "
+                                    "phase holds at the power cap; with an energy meter the window lasts until it "
+                                    "has updated 10 times (>= 1 s) and is this precision's energy case too"},
             "verified": self.verified, "max_error": float(f"{self.max_error:.3g}"),
             "tolerance": float(f"{self.tolerance:.3g}"),
             "search": {"shapes_tried": self.shapes_tried, "seconds": r(self.search_s, 4), "budget_s": self.budget_s,

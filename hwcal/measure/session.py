@@ -16,6 +16,7 @@ from typing import Any
 
 from hwcal.backends import Backend, Support, make_backend
 from hwcal.machine import KeyFacts
+from hwcal.machine.energy import MeterChoice
 from hwcal.machine.fma_probe import CeilingResult
 from hwcal.machine.sampler import MachineState
 from hwcal.measure.energy_records import EnergyRun
@@ -137,6 +138,9 @@ class CalibrationSession:
     machine_state: MachineState | None = None
     # Watches every timed case for other work on the machine (the plugin sets it at session start).
     watch: Watch | None = None
+    # The run's energy meter, found once (hwcal.measure.energy.run_meter): the max-achievable search meters its
+    # sustained windows with it before the energy family runs.
+    energy_meter: MeterChoice | None = None
     _grouped: dict[str, tuple[int, list[str]]] = field(default_factory=dict)  # warn_grouped: head -> (index, items)
     _backend: Backend | None = None
     sweep: Sweep = field(init=False)

@@ -16,6 +16,7 @@ import pytest
 
 from hwcal.errors import HwcalError
 from hwcal.machine import collect_host
+from hwcal.measure.energy import close_run_meter
 from hwcal.measure.families import OPERATIONS, family_of
 from hwcal.measure.late_pass import LATE_PASS_TEST
 from hwcal.measure.session import CalibrationSession
@@ -187,6 +188,8 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     cal = config.stash.get(SESSION_KEY, None)
+    if cal is not None:
+        close_run_meter(cal)  # the energy tests close it; a run that selected the search alone leaves it open
     if cal is None or not cal.families_run:
         return
     outcome = config.stash[OUTCOME_KEY]
