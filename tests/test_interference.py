@@ -4,10 +4,12 @@ filed with the evidence and a warning; a real run beside a busy process says so 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -257,3 +259,32 @@ def test_a_flagged_cases_figures_say_so_in_the_file_and_a_re_measured_ones_do_no
     assert "flagged" not in doc["gemm"][0]
     doc["blas"][0]["flagged"] = False  # only ever true: absent when not flagged
     assert schema_errors(doc) != []
+
+
+def test_the_process_tree_holds_children_and_grandchildren_and_their_cpu_is_ours() -> None:
+    """A child that spawns a busy grandchild: both are found from /proc's children lists (psutil's full scan
+    is the fallback), and the grandchild's CPU seconds count as this run's own, not as another process's."""
+    from hwcal.machine.interference import _descendants
+
+    code = ("import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', "
+            "'import time\\nt = time.time()\\nwhile time.time() - t < 3: pass']); print(p.pid, flush=True); p.wait()")
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    grandchild = 0
+    try:
+        assert child.stdout is not None
+        grandchild = int(child.stdout.readline())
+        kids = _descendants(os.getpid())
+        if kids is None:
+            pytest.skip("this kernel lists no /proc/PID/task/TID/children")
+        assert child.pid in kids and grandchild in kids
+        mon = Monitor()
+        before = mon._process_tree_cpu_s()
+        time.sleep(0.5)
+        after = mon._process_tree_cpu_s()
+        assert before is not None and after is not None and after - before > 0.2  # the busy grandchild's
+    finally:
+        if grandchild:
+            with contextlib.suppress(OSError):
+                os.kill(grandchild, signal.SIGKILL)
+        child.kill()
+        child.wait()

@@ -586,3 +586,22 @@ def test_a_huge_page_chase_slower_than_the_4k_one_is_flagged_and_the_level_takes
     assert parts["levels"]["l3"]["latency_ns"] == 43.75 and parts["levels"]["l3"]["huge_pages"] is False
     assert any("138.6 ns on huge pages, slower than 43.75 ns on 4 KiB pages" in w for w in warnings)
     assert parts["levels"]["l1"]["huge_pages"] is True  # the others keep their huge-page figure
+
+
+def test_a_pools_huge_page_backing_is_read_once_a_second_and_afresh_after_its_first_touch(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """/proc/self/smaps costs 15 ms a read in a torch process: a pool reads it at most once per HUGE_MAX_AGE_S,
+    and again once it is touched (its backing is set then)."""
+    from hwcal.measure import mempool
+
+    reads: list[int] = []
+    monkeypatch.setattr(mempool, "huge_bytes_at", lambda address, size, src: reads.append(size) or len(reads))
+    pool = mempool.Pool(2**21, huge=True)
+    try:
+        assert pool.huge_bytes() == 1 and pool.huge_bytes() == 1 and len(reads) == 1
+        pool.touched()
+        assert pool.huge_bytes() == 2
+        monkeypatch.setattr(mempool, "HUGE_MAX_AGE_S", 0.0)
+        assert pool.huge_bytes() == 3
+    finally:
+        pool.close()

@@ -16,6 +16,7 @@ Readings never raise: a source that cannot be read leaves its field None and say
 
 from __future__ import annotations
 
+import glob
 import os
 import statistics
 import time
@@ -120,6 +121,29 @@ class Evidence:
         return out
 
 
+def _descendants(pid: int) -> list[int] | None:
+    """Every live descendant of ``pid``, from its threads' /proc/PID/task/TID/children lists (a few small
+    reads); None where the kernel has no such lists. psutil's ``children(recursive=True)`` reads the stat of
+    every process on the machine instead: 2.9 ms a snapshot on a VM with 66 processes, 2.9 s of a CPU run's
+    main thread (two snapshots a case)."""
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        lists = glob.glob(f"/proc/{parent}/task/*/children")
+        if not lists and parent == pid:
+            return None
+        for path in lists:
+            try:
+                with open(path) as f:
+                    kids = [int(x) for x in f.read().split()]
+            except (OSError, ValueError):  # a thread or child gone since the listing
+                continue
+            found += kids
+            todo += kids
+    return found
+
+
 class Monitor:
     """Snapshots of the machine, and the evidence between two of them."""
 
@@ -178,7 +202,9 @@ class Monitor:
             proc = psutil.Process(self.pid)
             times = proc.cpu_times()
             total = times.user + times.system + times.children_user + times.children_system
-            for child in proc.children(recursive=True):
+            kids = _descendants(self.pid)
+            children = [psutil.Process(k) for k in kids] if kids is not None else proc.children(recursive=True)
+            for child in children:
                 try:
                     ct = child.cpu_times()
                     total += ct.user + ct.system

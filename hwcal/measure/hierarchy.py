@@ -283,6 +283,7 @@ def first_touch(pool: Pool, kernels: Kernels, cpus: list[int]) -> float:
     tail = pool.size - region(pool, len(cpus), len(cpus) - 1)[0] - region(pool, len(cpus), 0)[1]
     if tail > 0:
         kernels.fill(pool.f64(pool.size - tail, tail), 1.0)
+    pool.touched()
     return pool.size / max(time.perf_counter() - start, 1e-9) / 1e9
 
 

@@ -27,6 +27,7 @@ import numpy as np
 from hwcal.machine.sources import LOCAL, Sources
 
 Span = tuple[float, float]  # (start, end) of one worker's call, perf_counter seconds
+HUGE_MAX_AGE_S = 1.0  # Pool.huge_bytes reads smaps at most this often
 
 
 class Pool:
@@ -46,6 +47,7 @@ class Pool:
         self.offset = (-raw.ctypes.data) % align
         self.bytes = raw[self.offset : self.offset + size]
         self.address = int(self.bytes.ctypes.data)
+        self._huge: tuple[float, int | None] | None = None  # (when read, AnonHugePages bytes)
 
     def f64(self, start: int = 0, nbytes: int | None = None) -> np.ndarray:
         """fp64 view of ``nbytes`` from byte ``start`` (8-byte multiples)."""
@@ -57,8 +59,18 @@ class Pool:
         return self.bytes[start:end].view(np.uint64)
 
     def huge_bytes(self, src: Sources = LOCAL) -> int | None:
-        """Bytes of this mapping backed by huge pages (AnonHugePages in /proc/self/smaps); None if unreadable."""
-        return huge_bytes_at(self.address, self.size, src)
+        """Bytes of this mapping backed by huge pages (AnonHugePages in /proc/self/smaps); None if unreadable.
+        Read again only after HUGE_MAX_AGE_S: the kernel writes smaps for every mapping of the process (15 ms
+        in a torch process), once per latency point was 1 s of a CPU run, and a touched pool's backing changes
+        only when khugepaged gets to it."""
+        now = time.perf_counter()
+        if src is not LOCAL or self._huge is None or now - self._huge[0] > HUGE_MAX_AGE_S:
+            self._huge = (now, huge_bytes_at(self.address, self.size, src))
+        return self._huge[1]
+
+    def touched(self) -> None:
+        """The pool was just faulted in: its huge-page backing is read afresh next time."""
+        self._huge = None
 
     def close(self) -> None:
         self.bytes = np.empty(0, dtype=np.uint8)
