@@ -35,8 +35,8 @@ def _method(run: EnergyRun) -> str:
             f"~{CHUNK_S * 1e3:.0f} ms) after a {WARM_S:g} s warm-up, for a window of at least {MIN_WINDOW_S:g} s and "
             f"{MIN_UPDATES} sensor updates; power = energy between the first and last sensor update in the window "
             "over the time between them; pJ per FLOP (per OP for integers) = power / the FLOP rate of the same "
-            "window; idle after a rest; a case with a source was measured there (a GEMM in the max-achievable "
-            "search's sustained window, after its own warm-up_s), not run again")
+            "window; idle after a rest; a case with a source was measured there, not run again (a GEMM in the "
+            "max-achievable search's sustained window, after warm_s seconds of the same calls)")
 
 
 def _case_entry(c: EnergyCase) -> dict[str, Any]:
