@@ -160,6 +160,7 @@ class Monitor:
         self._own = own_cpu_s or self._process_tree_cpu_s
         self.thresholds = thresholds or Thresholds()
         self.pid = pid if pid is not None else os.getpid()
+        self._proc: Any = None  # psutil.Process of ``pid``, made on first use
         self._tick = float(os.sysconf("SC_CLK_TCK")) if hasattr(os, "sysconf") else 100.0
         self._cpus = max(1, sum(1 for line in (src.read("/proc/stat") or "").splitlines()
                                 if line.startswith("cpu") and not line.startswith("cpu ")))
@@ -199,7 +200,9 @@ class Monitor:
         try:
             import psutil
 
-            proc = psutil.Process(self.pid)
+            if self._proc is None:  # psutil reads /proc/PID/stat to make one: once, not per snapshot
+                self._proc = psutil.Process(self.pid)
+            proc = self._proc
             times = proc.cpu_times()
             total = times.user + times.system + times.children_user + times.children_system
             kids = _descendants(self.pid)
