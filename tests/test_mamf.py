@@ -195,3 +195,19 @@ def test_bursts_of_slow_calls_are_shorter_and_fast_ones_keep_their_calls() -> No
     assert burst_calls(0.0036) == (6, BURST_CALLS[1])  # fp64 on an H100
     assert burst_calls(0.0095) == (3, 16)  # fp32 on an H100
     assert burst_calls(0.5) == (3, 10)
+
+
+def test_a_stuck_meter_costs_the_sustained_window_at_most_its_cap_and_files_no_energy(
+        gpu: FakeGpu, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Stuck(WorkloadMeter):
+        def read(self) -> dict[str, float]:
+            return {"board": 1.0}  # never updates
+
+    monkeypatch.setattr("hwcal.measure.max_achievable.BUDGET_S", {False: 0.2, True: 0.2})
+    monkeypatch.setattr("hwcal.measure.max_achievable.REST_S", {False: 0.0, True: 0.0})
+    monkeypatch.setattr("hwcal.measure.max_achievable.MIN_WINDOW_S", 0.1)
+    monkeypatch.setattr("hwcal.measure.max_achievable.METERED_MAX_S", 0.4)
+    result = max_achievable(gpu, "fp64", "NN", "fake kernel", 95_000.0, quick=True,  # type: ignore[arg-type]
+                            device_index=0, meter=Stuck())
+    assert result is not None and result.energy_window is None
+    assert result.sustained_s is not None and 0.3 <= result.sustained_s < 1.0  # the quick hold, capped at 0.4 s

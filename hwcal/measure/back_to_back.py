@@ -47,9 +47,9 @@ def window_done(sampler: EnergySampler | None, t0: float, hold_s: float) -> bool
 
 
 def run_window(backend: Backend, launch: Callable[[], Any], call_s: float, warm_s: float, hold_s: float,
-               meter: EnergyMeter | None = None) -> Window:
+               meter: EnergyMeter | None = None, max_s: float = MAX_WINDOW_S) -> Window:
     """``warm_s`` of back-to-back launches, then a window of them lasting ``hold_s`` and, with a ``meter``,
-    until its sensor has updated more than MIN_UPDATES times (at most MAX_WINDOW_S)."""
+    until its sensor has updated more than MIN_UPDATES times (at most ``max_s``)."""
     chunk = max(1, math.ceil(CHUNK_S / max(call_s, 1e-7)))
 
     def run_chunk() -> None:
@@ -65,7 +65,7 @@ def run_window(backend: Backend, launch: Callable[[], Any], call_s: float, warm_
         sampler.start()
     try:
         launches, t0 = 0, time.perf_counter()
-        while not window_done(sampler, t0, hold_s) and time.perf_counter() - t0 < MAX_WINDOW_S:
+        while not window_done(sampler, t0, hold_s) and time.perf_counter() - t0 < max_s:
             run_chunk()
             launches += chunk
         t1 = time.perf_counter()
