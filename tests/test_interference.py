@@ -288,3 +288,11 @@ def test_the_process_tree_holds_children_and_grandchildren_and_their_cpu_is_ours
                 os.kill(grandchild, signal.SIGKILL)
         child.kill()
         child.wait()
+
+
+def test_a_child_gone_since_the_listing_leaves_the_process_trees_cpu_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # reaped: its pid names no process now
+    monkeypatch.setattr("hwcal.machine.interference._descendants", lambda pid: [gone.pid])
+    own = Monitor()._process_tree_cpu_s()
+    assert own is not None and own > 0

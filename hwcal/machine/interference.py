@@ -206,10 +206,10 @@ class Monitor:
             times = proc.cpu_times()
             total = times.user + times.system + times.children_user + times.children_system
             kids = _descendants(self.pid)
-            children = [psutil.Process(k) for k in kids] if kids is not None else proc.children(recursive=True)
+            children: list[Any] = kids if kids is not None else proc.children(recursive=True)
             for child in children:
-                try:
-                    ct = child.cpu_times()
+                try:  # a child gone since the listing adds nothing (psutil.NoSuchProcess)
+                    ct = (psutil.Process(child) if isinstance(child, int) else child).cpu_times()
                     total += ct.user + ct.system
                 except psutil.Error:
                     continue
