@@ -153,12 +153,14 @@ class Backend(ABC):
     stream_element_bytes: int = 8  # STREAM's default element type is double
 
     def stream_caches(self) -> CacheInfo:
-        """Data caches the STREAM sweep must outgrow (host CPU caches here; a GPU backend gives its L2). Read
-        once per backend: sysfs does not change under a run, and a torch run read it per BLAS case (0.37 s)."""
-        cached: CacheInfo | None = self.__dict__.get("_cpu_caches")
-        if cached is None:
-            cached = self.__dict__["_cpu_caches"] = detect_cpu_caches()
-        return cached
+        """Data caches the STREAM sweep must outgrow (host CPU caches here; a GPU backend gives its L2)."""
+        return self._host_caches
+
+    @functools.cached_property
+    def _host_caches(self) -> CacheInfo:
+        """The host's caches, read once per backend: sysfs does not change under a run, and a torch run read
+        it per BLAS case (0.37 s)."""
+        return detect_cpu_caches()
 
     def stream_threads(self) -> int:
         """Threads the element-wise kernels use (numpy's ufuncs run on one)."""

@@ -39,7 +39,14 @@ class Window:
         return self.energy is not None and self.failure is None and self.energy.updates >= MIN_UPDATES
 
 
+def sampled_window(sampler: EnergySampler, meter: EnergyMeter, launches: int, t0: float, t1: float) -> Window:
+    """The window [t0, t1] with the energy its sampler saw (and the meter's failure, if any)."""
+    got = window_energy(sampler.samples, meter.kind, meter.total, t0, t1)
+    return Window(launches, t1 - t0, got, sampler.failure)
+
+
 def window_done(sampler: EnergySampler | None, t0: float, hold_s: float) -> bool:
+    """Whether a window begun at ``t0`` has lasted ``hold_s`` and seen its sensor update enough."""
     # MIN_UPDATES intervals between the first and the last update seen: MIN_UPDATES + 1 changes
     if time.perf_counter() - t0 < hold_s:
         return False
@@ -74,5 +81,4 @@ def run_window(backend: Backend, launch: Callable[[], Any], call_s: float, warm_
             sampler.stop()
     if sampler is None or meter is None:
         return Window(launches, t1 - t0)
-    got = window_energy(sampler.samples, meter.kind, meter.total, t0, t1)
-    return Window(launches, t1 - t0, got, sampler.failure)
+    return sampled_window(sampler, meter, launches, t0, t1)

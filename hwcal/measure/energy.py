@@ -21,9 +21,9 @@ from typing import Any, NoReturn, TypeVar
 import pytest
 
 from hwcal.machine.energy import EnergyMeter, MeterChoice, describe, find_meter
-from hwcal.machine.energy_sampler import EnergySampler, WindowEnergy, window_energy
+from hwcal.machine.energy_sampler import EnergySampler, WindowEnergy
 from hwcal.measure import back_to_back
-from hwcal.measure.back_to_back import Window, run_window, window_done
+from hwcal.measure.back_to_back import Window, run_window, sampled_window, window_done
 from hwcal.measure.case import best_call_s
 from hwcal.measure.energy_records import MIN_UPDATES, MIN_WINDOW_S, EnergyCase, EnergyRun
 from hwcal.measure.gemm import session_layout
@@ -155,8 +155,7 @@ def _idle_once(state: EnergyState, meter: EnergyMeter) -> WindowEnergy:
         while not window_done(sampler, t0, MIN_WINDOW_S) and time.perf_counter() - t0 < back_to_back.MAX_WINDOW_S:
             time.sleep(0.05)
         t1 = time.perf_counter()
-    window = Window(0, t1 - t0, window_energy(sampler.samples, meter.kind, meter.total, t0, t1), sampler.failure)
-    return _measured(state.run, window, "idle")
+    return _measured(state.run, sampled_window(sampler, meter, 0, t0, t1), "idle")
 
 
 def idle_window(state: EnergyState, timed: bool) -> None:
