@@ -115,11 +115,20 @@ def _real_kernel() -> Any:
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
 def test_the_real_look_on_separate_cpus_is_near_one_and_cached() -> None:
-    probe, why = HostShareProbe.for_this_machine()
-    assert probe is not None, why
-    core, cache = first = probe.look()
-    assert core is not None and 0.3 < core < 1.3 and cache == 1.0  # the first cache read is the best so far
-    assert probe.look() == first and probe.looks == 1  # a look under MAX_AGE_S old answers again
+    """A live look on a shared host can fall out of the band once (its one-CPU half slowed by a neighbour:
+    1.305 in one CI run on the Zen 3 guest); up to three fresh probes, one of them in the band, tell a broken
+    look (always out of it) from a noisy moment."""
+    cores: list[float] = []
+    for _ in range(3):
+        probe, why = HostShareProbe.for_this_machine()
+        assert probe is not None, why
+        core, cache = first = probe.look()
+        assert core is not None and cache == 1.0  # the first cache read is the best so far
+        assert probe.look() == first and probe.looks == 1  # a look under MAX_AGE_S old answers again
+        cores.append(core)
+        if 0.3 < core < 1.3:
+            break
+    assert 0.3 < cores[-1] < 1.3, cores
     summary = probe.summary()
     assert summary["looks"] == 1 and summary["cache_gbps_best"] > 0 and summary["core_share_reference"] >= 0.9
 
