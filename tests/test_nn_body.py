@@ -16,6 +16,7 @@ from hwcal.backends.nn import AttentionSpec, ConvSpec, FusedSpec  # noqa: E402
 from hwcal.backends.torch_nn import TorchNnKernels  # noqa: E402
 from hwcal.measure.nn_body import _heuristic, run_nn  # noqa: E402
 from hwcal.measure.nn_grid import NnCase  # noqa: E402
+from hwcal.measure.nn_records import heuristic_case  # noqa: E402
 from hwcal.measure.session import CalibrationOptions, CalibrationSession  # noqa: E402
 from tests.fakes import FakeBenchmark  # noqa: E402
 
@@ -127,7 +128,7 @@ def test_heuristic_figure_is_timed_by_the_harness_and_verified() -> None:
     case = _conv()
     ops = kernels.operands("conv", case.spec, "fp32", case.layout, 1)
     kernels.launch(ops)
-    out = _heuristic(session, kernels, ops, case)
+    out = _heuristic(session, kernels, ops, case, heuristic_case("bench/test_conv.py::test_conv[x]"))
     assert out["cudnn_benchmark"] is False and out["rounds"] == 3
     assert out["gflops_best"] == pytest.approx(CONV.flops / out["time_s"]["min"] / 1e9, rel=1e-3)
     assert out["max_error"] <= 1e-4

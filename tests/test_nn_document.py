@@ -205,3 +205,23 @@ def test_a_flagged_layer_says_so_in_its_entry_and_the_predictor_notes_it() -> No
                                                                      if k in ("n", "c", "h", "w", "k", "r", "s",
                                                                               "stride", "padding", "groups")})
     assert any("ran while something else did" in note for note in pred.notes)
+
+
+def test_a_flagged_heuristic_figure_is_marked_in_its_own_object_not_the_case() -> None:
+    """A GPU convolution's second timing (cuDNN benchmark off) is watched under its own name: a flag the watch
+    leaves there marks ``heuristic`` (its time ratio rests on it), not the autotuned figure filed for the case."""
+    import dataclasses
+
+    from hwcal.measure.nn_records import heuristic_case
+
+    records = _records()
+    case = "bench/test_conv.py::test_conv[fp32-nchw-r50.3x3-n1]"
+    heuristic = {"cudnn_benchmark": False, "time_s": {"min": 2 * records[1].time_s["min"]}, "rounds": 3}
+    records[1] = dataclasses.replace(records[1], case=case, heuristic=heuristic)
+    for flagged, case_mark, heuristic_mark in ((frozenset({heuristic_case(case)}), False, True),
+                                               (frozenset({case}), True, False), (frozenset(), False, False)):
+        sections, _ = nn_sections(records, [], {"fp32": 1000.0}, None, "default", None, flagged)
+        [entry] = [e for e in sections["conv"]["results"] if "heuristic" in e]
+        assert bool(entry.get("flagged")) is case_mark and bool(entry["heuristic"].get("flagged")) is heuristic_mark
+        assert entry["heuristic_time_ratio"] == pytest.approx(2.0)
+    assert "flagged" not in heuristic  # the record's own object is not changed by the document

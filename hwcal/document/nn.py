@@ -17,7 +17,7 @@ from hwcal.document.sections import flag_of
 from hwcal.document.tiers import bandwidth_tier
 from hwcal.measure.memsys import MemorySystem
 from hwcal.measure.nn_grid import SOURCES
-from hwcal.measure.nn_records import NnRecord, NnStatus
+from hwcal.measure.nn_records import NnRecord, NnStatus, heuristic_case
 from hwcal.precisions import PRECISIONS, canonical_sorted
 
 SECTIONS = {"conv": "conv", "conv_bn_relu": "conv_bn_relu", "sdpa": "attention", "fused": "fused_ops"}
@@ -87,7 +87,7 @@ def nn_entry(rec: NnRecord, peaks: dict[str, float], memory: dict[str, Any] | No
         "tolerance": float(f"{rec.tolerance:.3g}"), "verify_method": rec.verify_method,
     }
     if rec.heuristic is not None:
-        entry["heuristic"] = rec.heuristic
+        entry["heuristic"] = {**rec.heuristic, **flag_of(heuristic_case(rec.case), flagged)}
         entry["heuristic_time_ratio"] = _r(rec.heuristic["time_s"]["min"] / rec.time_s["min"])
     if rec.family == "sdpa":
         entry["default_backend"] = rec.default_backend

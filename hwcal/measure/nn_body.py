@@ -25,7 +25,7 @@ from hwcal.backends.nn import FUSED_OPS, NnKernels, NnOperands
 from hwcal.backends.support import Support
 from hwcal.measure.case import VERIFY_ONLY, best_call_s, charged, plan_for_call, run_verified
 from hwcal.measure.nn_grid import NnCase, grid_precisions
-from hwcal.measure.nn_records import NnRecord, NnStatus
+from hwcal.measure.nn_records import NnRecord, NnStatus, heuristic_case
 from hwcal.measure.session import CalibrationSession
 from hwcal.measure.timing import RoundPlan, round_times, stats_of, timed_rounds
 from hwcal.measure.verify import Verification
@@ -186,14 +186,15 @@ class _Rounds:
         self.stats = SimpleNamespace(stats=stats_of(times))
 
 
-def _heuristic(session: CalibrationSession, kernels: NnKernels, ops: NnOperands, case: NnCase) -> dict[str, Any]:
+def _heuristic(session: CalibrationSession, kernels: NnKernels, ops: NnOperands, case: NnCase, name: str
+               ) -> dict[str, Any]:
     """The same convolution with cuDNN benchmark mode off (torch's default: cuDNN's heuristic algorithm),
-    timed by the same harness and verified."""
+    timed by the same harness, watched under ``name`` (``heuristic_case``) and verified."""
     backend = session.backend
     with kernels.modes(case.precision, cudnn_benchmark=False):
         call_s = best_call_s(backend, kernels.launch, ops, tries=1)
         plan = RoundPlan(plan_for_call(backend, call_s, HEURISTIC_ROUNDS).launches, HEURISTIC_ROUNDS, 1)
-        timed = timed_rounds(_Rounds(f"{case.case_id} (cuDNN benchmark off)"), backend, plan, kernels.launch, ops,
+        timed = timed_rounds(_Rounds(name), backend, plan, kernels.launch, ops,
                              watch=session.watch, footprint_bytes=case_bytes(case))
         check = verify_nn(kernels, ops, case)
         details = kernels.describe(ops, session.options.kernel_names)
@@ -294,7 +295,7 @@ def _run(benchmark: Any, session: CalibrationSession, kernels: NnKernels, case: 
         details = kernels.describe(ops, session.options.kernel_names)
         modes = dict(modes)
     default = kernels.default_sdpa_backend(ops) if case.family == "sdpa" else None
-    heuristic = _heuristic(session, kernels, ops, case) if gpu_conv else None
+    heuristic = _heuristic(session, kernels, ops, case, heuristic_case(run.case)) if gpu_conv else None
     fields = run.record_fields(case.precision, str(details.pop("kernel", "")), per_call=True)
     per_call = fields["time_s"]
     session.results.nn.append(NnRecord(

@@ -37,6 +37,12 @@ class NnRecord(CaseRecord):
     default_backend: str | None = None  # SDPA: the backend torch picks with none forced
 
 
+def heuristic_case(case: str) -> str:
+    """The watch's name for a GPU convolution's second timing (cuDNN benchmark mode off): its flag, if the watch
+    leaves one, is the heuristic figure's own, not the case's."""
+    return f"{case} (cuDNN benchmark off)"
+
+
 @dataclass(frozen=True)
 class NnStatus:
     """A (family, precision, variant) not timed: ``unsupported`` (reason: the framework's words, or why no
