@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -95,7 +96,8 @@ def test_a_v1_file_with_unknown_keys_is_reported_not_upgraded(tmp_path: Path, ca
 
 def test_a_packed_older_history_file_is_upgraded_and_stays_packed(tmp_path: Path) -> None:
     """A history file packed in format 1 (as --compress-history would pack one a future format makes old):
-    upgraded in place, packed again, its original kept unpacked beside it."""
+    upgraded in place, packed again, its original kept beside it packed too (a registry's history is most of its
+    size: 76 files of this project's, ~1 MB each unpacked)."""
     import gzip
 
     from hwcal.registry.fsio import read_registry_bytes
@@ -109,7 +111,8 @@ def test_a_packed_older_history_file_is_upgraded_and_stays_packed(tmp_path: Path
     steps = {s.path.name: s for s in upgrade_registry(root)}
     assert steps[packed.name].action == "upgraded", steps[packed.name].message
     assert json.loads(read_registry_bytes(packed))["schema_version"] == 2  # still packed, now format 2
-    assert len([p for p in root.rglob("history/*.format1.json") if p.read_bytes() == original]) == 1
+    assert len([p for p in root.rglob("history/*.format1.json.gz") if read_registry_bytes(p) == original]) == 1
+    assert not [p for p in root.rglob("history/*.format1.json") if p.read_bytes() == original]
     assert validate_registry(root).ok
 
 
@@ -125,3 +128,62 @@ def test_the_writer_keeps_an_older_format_filed_straight_into_history_unpacked(t
     path = write_history(root, CalibrationKey(**doc["key"]),
                          json.dumps(doc), datetime(2026, 11, 1, tzinfo=timezone.utc))
     assert path.name.endswith("Z.json") and json.loads(path.read_text())["schema_version"] == 1
+
+
+def _filed_above_one(tmp_path: Path) -> tuple[Path, Path, dict[str, Any]]:
+    """A registry holding a format-2 file as the writer filed one before efficiencies were bounded: a BLAS
+    call and a STREAM point above their tiers' roofs (2.63x, 1.52x), an in-cache STREAM size set against the
+    DRAM plateau in ``operation_profiles`` (3.8x in this project's Zen 3 files)."""
+    from hwcal.document.format2 import recompose, to_format_2
+
+    root = _registry(tmp_path)
+    current = next(p for p in root.rglob("calibrations/*.json"))
+    doc = to_format_2(json.loads(current.read_text()))
+    ceiling = {"tier": "dram", "threads": 2, "kernel": "triad", "gbps": 61.45, "working_set_bytes": 134217728}
+    doc["blas"] = [{"operation": "scal", "precision": "fp32", "n": 8388608, "bytes": 67108864, "flops": 8388608,
+                    "gflops_best": 40.6, "gbps_best": 161.75, "rounds": 10,
+                    "time_s": dict.fromkeys(("min", "max", "mean", "median"), 4.149e-4) | {"stddev": 0.0, "iqr": 0.0},
+                    "kernel": "x.mul_(a)", "threads": 2, "at_dram": False, "efficiency": 2.632,
+                    "efficiency_ceiling": ceiling, "efficiency_vs_measured_dram": 1.5,
+                    "efficiency_vs_theoretical": None}]
+    sweep = doc["memory"]["sweep"][0]
+    sweep.update(efficiency=1.52, efficiency_ceiling={**ceiling, "tier": "l1", "threads": 1, "gbps": 8.5})
+    doc = recompose(doc)
+    current.write_text(json.dumps(doc, indent=2))
+    return root, current, doc
+
+
+def _efficiencies(doc: Any) -> list[float]:
+    out: list[float] = []
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            if k.startswith("efficiency") and isinstance(v, float):
+                out.append(v)
+            out += _efficiencies(v)
+    elif isinstance(doc, list):
+        for v in doc:
+            out += _efficiencies(v)
+    return out
+
+
+def test_efficiencies_above_one_are_not_kept_the_measurements_are_and_the_original_is(tmp_path: Path) -> None:
+    """An efficiency is a share of its ceiling: a format-2 file that filed one above 1 is rewritten with it null
+    and a warning saying what it was, the parts derived from it composed again; every measurement stays, the
+    original bytes are kept as a .prebound copy, and a second run finds the file current."""
+    root, current, before = _filed_above_one(tmp_path)
+    assert max(_efficiencies(before)) > 1
+    original = current.read_bytes()
+    [step] = [s for s in upgrade_registry(root) if s.path == current]
+    assert step.action == "upgraded" and "bounded" in step.message and step.kept is not None
+    assert step.kept.name.endswith(".prebound.json") and step.kept.read_bytes() == original
+    after = json.loads(current.read_text())
+    assert all(0 <= e <= 1 for e in _efficiencies(after))
+    blas, sweep = after["blas"][0], after["memory"]["sweep"][0]
+    assert blas["efficiency"] is None and blas["efficiency_vs_measured_dram"] is None
+    assert blas["gbps_best"] == 161.75 and blas["time_s"] == before["blas"][0]["time_s"]  # measurements kept
+    assert sweep["efficiency"] is None and "1.52x the l1 roof" in sweep["efficiency_note"]
+    assert sweep["gbps_best"] == before["memory"]["sweep"][0]["gbps_best"]
+    assert any("efficiency 2.63 was above its ceiling" in w for w in after["warnings"])
+    assert validate_registry(root).ok
+    assert Registry(root, emit_warnings=False).list_calibrations(history=True)  # the .prebound copy is not listed
+    assert [s.action for s in upgrade_registry(root) if s.path == current] == ["current"]

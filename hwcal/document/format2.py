@@ -295,6 +295,58 @@ def to_format_2(doc: dict[str, Any]) -> dict[str, Any]:
     return compose(src.get("key"), src["metadata"], headline, matrix, detail, sections)
 
 
+_DERIVED_KEYS = ("precision_matrix", "precision_detail", "operation_profiles", "fusion_profiles", "legacy_unknown_zero")
+_BOUNDED_FIELDS = ("efficiency", "efficiency_vs_measured_dram", "efficiency_vs_theoretical")
+
+
+def recompose(doc: dict[str, Any]) -> dict[str, Any]:
+    """A format-2 document composed again from its own parts (``compose``): what the original loader reads
+    (``operation_profiles``, the summary numbers) derived afresh from the sections. ``doc`` is not modified."""
+    src = copy.deepcopy(doc)
+    unknown = set(src.get("legacy_unknown_zero") or [])  # filled with 0 for the loader: unknown again here
+    headline = {k: (None if k in unknown else src[k]) for k in _SUMMARY_KEYS if k in src}
+    moved = {*_FIRST_KEYS, *_SUMMARY_KEYS, *_DERIVED_KEYS}
+    sections = {k: v for k, v in src.items() if k not in moved}
+    return compose(src.get("key"), src["metadata"], headline, src["precision_matrix"],
+                   src.get("precision_detail") or {}, sections)
+
+
+def bound_efficiencies(doc: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """A format-2 document whose memory-bound efficiencies are shares of their ceilings, in (0, 1]: files
+    written before 2026-12-07 filed figures above their tiers' roofs (up to 5.3x on the VMs, whose sysfs
+    caches understate what serves a working set) as efficiencies. Each such value becomes null, a warning
+    says what it was (no measurement changes), and the parts derived from them (``operation_profiles``, the
+    summary numbers) are composed again, as they are wherever the current rules derive them otherwise (an
+    in-cache STREAM size set against the DRAM plateau read 3.8 in ``operation_profiles``). Returns the
+    document (``doc`` itself when nothing changes) and what changed."""
+    src = copy.deepcopy(doc)
+    changed: list[str] = []
+    for entry in src.get("blas") or []:
+        for field in _BOUNDED_FIELDS:
+            value = _num(entry.get(field))
+            if value is not None and value > 1.0:
+                entry[field] = None
+                changed.append(f"blas: {entry.get('operation')} {entry.get('precision')} n={entry.get('n')}: {field} "
+                               f"{value:.3g} was above its ceiling, not a share of it; not filed (hwcal-upgrade)")
+    for entry in (src.get("memory") or {}).get("sweep") or []:
+        value = _num(entry.get("efficiency"))
+        if value is not None and value > 1.0:
+            ceiling = entry.get("efficiency_ceiling") or {}
+            why = (f"{value:.3g}x the {ceiling.get('tier')} roof ({ceiling.get('kernel')}, {ceiling.get('gbps')} "
+                   "GB/s): above it, not a share of it; no efficiency filed (hwcal-upgrade)")
+            entry["efficiency"], entry["efficiency_note"] = None, why
+            changed.append(f"memory: {entry.get('kernel')} at {entry.get('array_bytes'):,}-byte arrays: {why}")
+    if changed:
+        src["warnings"] = [*(src.get("warnings") or []), *changed]
+    out = recompose(src)
+    derived = [k for k in (*_SUMMARY_KEYS, *_DERIVED_KEYS) if out.get(k) != doc.get(k)]
+    if not changed and not derived:
+        return doc, []
+    if derived:
+        changed.append(f"derived again from the sections: {', '.join(derived)}")
+    return out, changed
+
+
 def update_to_2(doc: Any) -> dict[str, Any]:
     """The format-upgrade step 1 -> 2: a format-1 document becomes format 2 (``to_format_2``); a format-2
     document is returned unchanged (idempotent); anything else raises ValueError with a one-line reason.

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hwcal.document.memory_system import blas_ceiling, dram_triad, memory_system_parts
-from hwcal.document.sections import flag_of
+from hwcal.document.sections import bounded_efficiency, flag_of
 from hwcal.machine.caches import CacheInfo
 from hwcal.measure.memsys import MemorySystem
 from hwcal.measure.records import (
@@ -150,24 +150,24 @@ def _record_entry(rec: StreamRecord, sweep: MemorySweep, system: MemorySystem | 
         entry["device_event_ratio"] = _r(rec.device_event_ratio)
     entry.update(flag_of(rec.case, flagged))
     # The right ceiling: the memory system's best kernel in the tier this working set lives in, on as many
-    # threads as the sweep ran (as for BLAS); above 1 is filed with a warning (``_over_roof``).
-    ceiling = blas_ceiling(system, rec.working_set_bytes, sweep.threads)
-    if ceiling is not None and ceiling.gbps > 0:
-        entry["efficiency"] = _r(rec.gbps_best / ceiling.gbps)
+    # threads as the sweep ran (as for BLAS); in (0, 1] only (``bounded_efficiency``: the faster tier part of
+    # the working set is served from, else none), the reason in ``efficiency_note`` for the warnings.
+    efficiency, ceiling, why = bounded_efficiency(
+        rec.gbps_best, rec.working_set_bytes, sweep.threads, False,
+        lambda ws, threads, in_place: blas_ceiling(system, ws, threads, in_place))
+    if ceiling is not None:
+        entry["efficiency"] = efficiency
         entry["efficiency_ceiling"] = ceiling.as_dict()
+        if why is not None:
+            entry["efficiency_note"] = why
     return entry
 
 
-ROOF_NOISE = 0.05  # two independent measurements of one roof (a sweep point at its tier's limit) differ this much
-
-
 def _over_roof(sweep: list[dict[str, Any]]) -> list[str]:
-    """Sweep points above their tier's roof by more than two measurements of one roof differ."""
+    """Sweep points above the roof of the tier their arrays were put in: set against a faster tier, or no
+    efficiency filed (``efficiency_note`` says which)."""
     return [f"memory: {e['kernel']} at {e['array_bytes']:,}-byte arrays: {e['gbps_best']:.4g} GB/s is "
-            f"{e['efficiency']:.3g}x the {e['efficiency_ceiling']['tier']} roof ({e['efficiency_ceiling']['kernel']}, "
-            f"{e['efficiency_ceiling']['gbps']:.4g} GB/s): the roof's rounds were disturbed or the framework's "
-            "kernel is faster than the compiled one there; filed, not clipped" for e in sweep
-            if e.get("efficiency", 0) > 1.0 + ROOF_NOISE]
+            f"{e['efficiency_note']}" for e in sweep if e.get("efficiency_note")]
 
 
 def _plateaus(records: list[StreamRecord], min_array: int) -> dict[str, Plateau]:

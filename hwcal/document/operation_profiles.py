@@ -159,15 +159,15 @@ def _blas_efficiency(rec: dict[str, Any]) -> tuple[float | None, str]:
     """Bandwidth efficiency against the right ceiling: the measured bandwidth of the tier the call's working
     set lives in, on the threads it ran on (``efficiency``, from the memory system); without it the spec's
     bandwidth (DRAM sizes), else the single-thread DRAM triad where that is a valid ceiling (<= 1)."""
-    tier = _num(rec.get("efficiency"))
-    if tier is not None:
-        return tier, "measured_tier_bandwidth"
-    theoretical = _num(rec.get("efficiency_vs_theoretical"))
-    if theoretical is not None:
-        return theoretical, "theoretical_bandwidth"
-    # A multi-threaded BLAS over a single-thread triad exceeds 1 (1.42-1.75 in earlier files): no ceiling then.
-    dram = _num(rec.get("efficiency_vs_measured_dram"))
-    return (dram, "measured_dram_bandwidth") if dram is not None and dram <= 1.0 else (None, "none")
+    # Each only where it is a share of its ceiling, (0, 1]: a multi-threaded BLAS over a single-thread triad
+    # read 1.42-1.75 in earlier files, and a figure above its tier's roof files no tier efficiency.
+    for field, basis in (("efficiency", "measured_tier_bandwidth"), ("efficiency_vs_theoretical",
+                                                                    "theoretical_bandwidth"),
+                         ("efficiency_vs_measured_dram", "measured_dram_bandwidth")):
+        value = _num(rec.get(field))
+        if valid_efficiency(value):
+            return value, basis
+    return None, "none"
 
 
 def blas_profiles(doc: dict[str, Any], env: dict[str, Any]) -> list[dict[str, Any]]:
@@ -217,10 +217,11 @@ def _plateau_median(memory: dict[str, Any], kernel: str) -> float | None:
 
 
 def stream_profiles(doc: dict[str, Any], env: dict[str, Any]) -> list[dict[str, Any]]:
-    """``memory.sweep`` entries as ``stream_*`` profiles. Efficiency is the bandwidth against the spec's
-    (``theoretical_bandwidth_gbps``) where known, else against the memory system's roof of the tier the arrays
-    live in, else against the kernel's own measured DRAM plateau (``efficiency_basis`` says which; in-cache
-    sizes then exceed 1). FLOPs per byte by STREAM's count."""
+    """``memory.sweep`` entries as ``stream_*`` profiles. Efficiency is the bandwidth against the memory
+    system's roof of the tier the arrays live in (the entry's own, in (0, 1]), else against the spec's
+    (``theoretical_bandwidth_gbps``), else against the kernel's own measured DRAM plateau, the first of them
+    that is a share of its ceiling (``efficiency_basis`` says which; an in-cache size is above the DRAM ones,
+    so none then). FLOPs per byte by STREAM's count."""
     memory = doc.get("memory") or {}
     dtype = str(memory.get("dtype") or "fp64")
     eb = int(memory.get("element_bytes") or _element_bytes(dtype))
@@ -228,19 +229,16 @@ def stream_profiles(doc: dict[str, Any], env: dict[str, Any]) -> list[dict[str, 
     out = []
     for entry in sorted(memory.get("sweep") or [], key=lambda e: (STREAM_KERNELS.index(e["kernel"]), e["n"])):
         kernel = entry["kernel"]
-        reference: float | None
-        if spec_bw:
-            reference, basis = spec_bw, "theoretical_bandwidth"
-        elif _num((entry.get("efficiency_ceiling") or {}).get("gbps")):  # the tier's roof, as for BLAS
-            reference, basis = float(entry["efficiency_ceiling"]["gbps"]), "measured_tier_bandwidth"
-        else:
-            reference = _plateau_median(memory, kernel)
-            basis = "measured_dram_plateau" if reference else "none"
+        gbps = float(entry["gbps_best"])
+        plateau = _plateau_median(memory, kernel)
+        candidates = ((_num(entry.get("efficiency")), "measured_tier_bandwidth"),
+                      (gbps / spec_bw if spec_bw else None, "theoretical_bandwidth"),
+                      (gbps / plateau if plateau else None, "measured_dram_plateau"))
+        eff, basis = next(((e, b) for e, b in candidates if valid_efficiency(e)), (None, "none"))
         arrays, fpe = STREAM_ARRAYS[kernel], STREAM_FLOPS_PER_ELEMENT[kernel]
         ai = fpe / (arrays * eb)
-        gbps = float(entry["gbps_best"])
         mib = entry.get("array_bytes", entry["n"] * eb) / 2**20
-        result = _result(dtype, gflops=gbps * ai, eff=gbps / reference if reference else None,
+        result = _result(dtype, gflops=gbps * ai, eff=eff,
                          lat=_latencies(entry.get("time_s"), entry.get("passes_per_round") or 1), size=entry["n"],
                          trials=int(entry.get("rounds") or 0), ai=ai, gbps=gbps, speedup=None)
         out.append(_profile(

@@ -66,20 +66,43 @@ def _times(time_s: dict[str, float]) -> dict[str, float]:
 CeilingOf = Callable[[int, int | None, bool], Ceiling | None]  # (working-set bytes, threads, in place)
 
 
-def _over_one(rec: BlasRecord, eff: float, ceiling: Ceiling, ceiling_of: CeilingOf) -> str:
-    """Why a BLAS figure beats its tier's roof, from what the run measured."""
-    what = (f"blas: {rec.operation} {rec.precision} n={rec.n}: {rec.gbps_best:.4g} GB/s is {eff:.3g}x the "
-            f"{ceiling.tier} roof ({ceiling.kernel}, {ceiling.threads} thread{'s' if ceiling.threads > 1 else ''}, "
-            f"{ceiling.gbps:.4g} GB/s)")
-    ws = rec.working_set_bytes
-    inner = ceiling_of(max(1, ws // 4), rec.threads, rec.in_place)
-    if inner is not None and inner.tier != ceiling.tier and rec.gbps_best <= inner.gbps:
-        return (f"{what}: part of its {ws:,}-byte working set is served from {inner.tier} (its roof is "
-                f"{inner.gbps:.4g} GB/s; sysfs tier sizes put the whole working set in {ceiling.tier}); filed, "
-                "not clipped")
-    return (f"{what}: above every roof measured at this thread count for its access pattern: the roof's rounds "
-            "were disturbed (a busy machine) or the library reached a faster path than the compiled kernels; "
-            "filed, not clipped")
+def _share(value: float, ceiling: float | None) -> float | None:
+    """``value / ceiling`` rounded where it is in (0, 1]; None otherwise (no ceiling, or not this one's)."""
+    if not ceiling or ceiling <= 0:
+        return None
+    share = _r(value / ceiling)
+    return share if 0 < share <= 1.0 else None
+
+
+def bounded_efficiency(gbps: float, working_set_bytes: int, threads: int | None, in_place: bool,
+                       ceiling_of: CeilingOf) -> tuple[float | None, Ceiling | None, str | None]:
+    """(efficiency, the ceiling it is against, why) for a memory-bound figure: an efficiency is a share of a
+    ceiling, so it is filed only in (0, 1]. Above the roof of the tier its whole working set lives in (sysfs
+    sizes, which a VM often understates), it is set against the faster tier part of the working set is served
+    from (``why`` says so); above every roof measured at its thread count for its access pattern it is not
+    filed (``why`` explains, for the warnings)."""
+    ceiling = ceiling_of(working_set_bytes, threads, in_place)
+    if ceiling is None or ceiling.gbps <= 0:
+        return None, None, None
+    efficiency = _r(gbps / ceiling.gbps)
+    if 0 < efficiency <= 1.0:
+        return efficiency, ceiling, None
+    ws = working_set_bytes
+    while ws > 1:
+        ws //= 4
+        inner = ceiling_of(max(1, ws), threads, in_place)
+        if inner is None or inner.tier == ceiling.tier or inner.gbps <= 0:
+            continue
+        share = _r(gbps / inner.gbps)
+        if 0 < share <= 1.0:
+            return share, inner, (f"{efficiency:.3g}x the {ceiling.tier} roof ({ceiling.kernel}, {ceiling.gbps:.4g} "
+                                  f"GB/s): part of its {working_set_bytes:,}-byte working set is served from "
+                                  f"{inner.tier}, whose roof ({inner.kernel}, {inner.gbps:.4g} GB/s) it is set "
+                                  f"against (sysfs sizes put the whole working set in {ceiling.tier})")
+    return None, ceiling, (f"{efficiency:.3g}x the {ceiling.tier} roof ({ceiling.kernel}, {ceiling.threads} "
+                           f"thread{'s' if ceiling.threads > 1 else ''}, {ceiling.gbps:.4g} GB/s) and above every "
+                           "faster tier's: the roof's rounds were disturbed (a busy machine) or the library reached "
+                           "a faster path than the compiled kernels; no efficiency filed")
 
 
 def blas_section(records: list[BlasRecord], sustained_gbps: float | None, spec_gbps: float | None,
@@ -91,17 +114,19 @@ def blas_section(records: list[BlasRecord], sustained_gbps: float | None, spec_g
     in (sysfs sizes, for the threads it ran on; the distinct bytes it touches, ``working_set_bytes``),
     measured by the memory system with that many threads (``ceiling_of(working set, threads, in place)``:
     the fastest of read, write and triad there, and for scal and axpy, which write back what they read, the
-    in-place update too). A value above 1 is filed with a warning that explains it. A size of at least 4x
-    the last-level cache is also set against the same run's single-thread triad
-    (``efficiency_vs_measured_dram``, kept for older readers: a multi-threaded BLAS exceeds it) and the
-    spec's bandwidth.
+    in-place update too). An efficiency is in (0, 1] (``bounded_efficiency``): above its tier's roof a figure
+    is set against the faster tier part of its working set is served from, above every roof none is filed,
+    and a warning says which. A size of at least 4x the last-level cache is also set against the same run's
+    single-thread triad (``efficiency_vs_measured_dram``, kept for older readers; a multi-threaded BLAS above
+    it files none) and the spec's bandwidth (none above it: the spec is wrong then).
     """
     order = canonical_sorted(PRECISIONS)
     entries: list[dict[str, Any]] = []
     warnings: list[str] = []
     for rec in sorted(records, key=lambda r: (_BLAS_ORDER.index(r.operation), order.index(r.precision), r.bytes)):
-        vs_measured = _r(rec.gbps_best / sustained_gbps) if rec.at_dram and sustained_gbps else None
-        vs_theoretical = _r(rec.gbps_best / spec_gbps) if rec.at_dram and spec_gbps else None
+        vs_measured = _share(rec.gbps_best, sustained_gbps) if rec.at_dram else None
+        raw_theoretical = _r(rec.gbps_best / spec_gbps) if rec.at_dram and spec_gbps else None
+        vs_theoretical = raw_theoretical if raw_theoretical is not None and raw_theoretical <= 1.0 else None
         ceiling = ceiling_of(rec.working_set_bytes, rec.threads, rec.in_place) if ceiling_of is not None else None
         other = ceiling_of(rec.working_set_bytes, rec.threads, False) if ceiling_of and rec.in_place and not ceiling \
             else None
@@ -109,7 +134,12 @@ def blas_section(records: list[BlasRecord], sustained_gbps: float | None, spec_g
             warnings.append(f"blas: {rec.operation} {rec.precision} n={rec.n}: no in-place update was measured in "
                             f"{other.tier} on {other.threads} thread(s) (see memory_system.notes), the roof of an "
                             "operation that writes back what it reads: efficiency not filed")
-        efficiency = _r(rec.gbps_best / ceiling.gbps) if ceiling is not None and ceiling.gbps > 0 else None
+        why = None
+        if ceiling is not None and ceiling_of is not None:
+            efficiency, ceiling, why = bounded_efficiency(rec.gbps_best, rec.working_set_bytes, rec.threads,
+                                                          rec.in_place, ceiling_of)
+        else:
+            efficiency = None
         entry: dict[str, Any] = {
             "operation": rec.operation,
             "precision": rec.precision,
@@ -147,12 +177,12 @@ def blas_section(records: list[BlasRecord], sustained_gbps: float | None, spec_g
             entry["device_event_ratio"] = _r(rec.device_event_ratio)
         if rec.cpu_busy is not None:
             entry["cpu_busy"] = _r(rec.cpu_busy, 3)
-        if efficiency is not None and ceiling is not None and efficiency > 1.0:
-            warnings.append(_over_one(rec, efficiency, ceiling, ceiling_of))  # type: ignore[arg-type]
-        if vs_theoretical is not None and vs_theoretical > 1.0:
+        if why is not None:
+            warnings.append(f"blas: {rec.operation} {rec.precision} n={rec.n}: {rec.gbps_best:.4g} GB/s is {why}")
+        if raw_theoretical is not None and raw_theoretical > 1.0:
             warnings.append(f"blas: {rec.operation} {rec.precision} n={rec.n}: {rec.gbps_best:.4g} GB/s is "
-                            f"{vs_theoretical:.3g}x the spec's {spec_gbps:g} GB/s; the spec's bandwidth is wrong, "
-                            "not the measurement")
+                            f"{raw_theoretical:.3g}x the spec's {spec_gbps:g} GB/s; the spec's bandwidth is wrong, "
+                            "not the measurement (efficiency_vs_theoretical not filed)")
         entries.append(entry)
     return entries, warnings
 

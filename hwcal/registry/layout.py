@@ -15,12 +15,13 @@ from hwcal.registry.fsio import GZ_SUFFIX
 ENV_REGISTRY = "HWCAL_REGISTRY"
 UPGRADE_HINT = "upgrade hwcal (pip install --upgrade hwcal, or git pull in its checkout)"
 MIGRATE_HINT = "python tools/migrate_calibrations.py SOURCE --registry REGISTRY"
-# calibrations/history/<stem>.<UTC stamp>[.n][.corrupt][.format1].json, as the writer names superseded files
-# (.corrupt: unreadable when superseded; .format1: the original bytes of a file hwcal-upgrade rewrote), or the
+# calibrations/history/<stem>.<UTC stamp>[.n][.corrupt][.format1|.prebound].json, as the writer names superseded
+# files (.corrupt: unreadable when superseded; .format1, .prebound: the original bytes of a file hwcal-upgrade
+# rewrote as format 2, or with its efficiencies bounded to (0, 1]), or the
 # same name with .gz: packed by the writer as it files history, or by ``hwcal-upgrade --compress-history``
 # (``hwcal.registry.compress``) where an older writer left it unpacked.
 HISTORY_RE = re.compile(r"^(?P<stem>[^.]+)\.(?P<stamp>\d{8}T\d{6}\d*Z)(?:\.(?P<n>\d+))?(?P<corrupt>\.corrupt)?"
-                        r"(?P<format1>\.format1)?\.json(?P<gz>\.gz)?$")
+                        r"(?P<format1>\.format1|\.prebound)?\.json(?P<gz>\.gz)?$")
 
 
 def default_registry() -> Path:
@@ -207,7 +208,8 @@ def _calibration_spot(path: Path, device_type: str, hw_dir: Path, in_history: bo
     m = HISTORY_RE.match(path.name)
     if in_history and m and m["format1"]:
         return Spot("corrupt", path, device_type, hw_dir, in_history, listed=False,
-                    reason="the format-1 original of a file hwcal-upgrade rewrote as format 2; kept, not listed")
+                    reason="the original of a file hwcal-upgrade rewrote (as format 2, or with its efficiencies "
+                           "bounded to (0, 1]); kept, not listed")
     if in_history and m and m["corrupt"]:
         return Spot("corrupt", path, device_type, hw_dir, in_history,
                     reason="kept by the writer as unreadable when it was superseded; not checked")
