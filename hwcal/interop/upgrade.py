@@ -83,7 +83,8 @@ def upgrade_file(registry: Path, path: Path, dry_run: bool = False) -> UpgradeSt
         with lock_for(registry, key.device_type, key.hardware_id):
             original = fsio.read_registry_bytes(path)  # a packed history file (.json.gz) unpacked
             kept = _kept_original(key, registry, original, suffix)
-            if kept is None and path.name.endswith(fsio.GZ_SUFFIX):  # a packed file's original is kept packed
+            # kept packed where the file was, and always for a bounded one (history is most of a registry)
+            if kept is None and (path.name.endswith(fsio.GZ_SUFFIX) or suffix == PREBOUND_SUFFIX):
                 kept = packed_history_path(registry, key, stamp, suffix)
                 fsio.atomic_write_bytes(kept, fsio.packed(original), registry)
             elif kept is None:
