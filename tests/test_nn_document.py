@@ -84,11 +84,17 @@ def test_compute_bound_against_the_peak_memory_bound_against_the_tier() -> None:
     assert sections["conv"]["counting"]["flops"].startswith("2*N*K*(C/groups)*R*S*P*Q")
 
 
-def test_an_efficiency_above_one_is_warned_about_not_stored_silently() -> None:
+def test_an_efficiency_above_one_is_explained_not_filed() -> None:
+    """An efficiency is a share of its ceiling: 1.25x the peak says the peak is wrong; none is filed, the entry
+    and the warnings say what it was, and the document validates."""
     fast = nn_record("conv", DENSE, DENSE.flops / 500e9, name="too-fast")
     sections, warnings = nn_sections([fast], [], {"fp32": 400.0}, MEMORY, "default")
-    assert sections["conv"]["results"][0]["efficiency"] == pytest.approx(1.25)
-    assert len(warnings) == 1 and "the ceiling is wrong" in warnings[0]
+    entry = sections["conv"]["results"][0]
+    assert entry["efficiency"] is None and entry["efficiency_vs_peak"] is None
+    assert entry["efficiency_note"].startswith("1.25x its ceiling") and entry["gflops_best"] == pytest.approx(500.0)
+    assert len(warnings) == 1 and "1.25x its ceiling: the ceiling is wrong" in warnings[0]
+    doc = build_calibration(make_input(memory=dram_sweep(20.0), nn=[fast]))
+    assert schema_errors(doc, "calibration") == []
 
 
 def test_cbr_is_set_beside_the_plain_conv_and_sdpa_names_the_default_backend() -> None:

@@ -220,10 +220,10 @@ def _efficiency_and_ridge(section: dict[str, Any], sustained: float | None, spec
     warnings = []
     if sustained and spec_gbps:
         eff = sustained / spec_gbps
-        section["efficiency"] = _r(eff)
+        section["efficiency"] = _r(eff) if eff <= 1.0 else None  # a share of the spec's only
         if eff > 1.0:
             warnings.append(f"memory: sustained {sustained:g} GB/s is {eff:.3g}x the spec's {spec_gbps:g} GB/s; "
-                            "the spec's bandwidth is wrong, not the measurement")
+                            "the spec's bandwidth is wrong, not the measurement (no efficiency filed)")
     ridge: dict[str, dict[str, float]] = {}
     if sustained:
         ridge["measured"] = ridge_points(peak_gflops, sustained)

@@ -147,7 +147,7 @@ def multicore_section(system: MemorySystem) -> tuple[dict[str, Any] | None, list
         "aggregate_gbps": _r(top.gbps),
         "per_thread_gbps": [_r(g) for g in top.per_thread_gbps] if top.per_thread_gbps else None,
         "scaling": [{"threads": p.threads, "gbps": _r(p.gbps)} for p in mc.scaling],
-        "scaling_efficiency": _r(eff),
+        "scaling_efficiency": _r(eff) if eff is not None and eff <= 1.0 else None,  # above 1: the warning
         "method": mc.method,
     }, warnings
 

@@ -62,12 +62,21 @@ def _ceiling(rec: NnRecord, peaks: dict[str, float], memory: dict[str, Any] | No
     else:
         efficiency = vs_peak
         basis = f"{rec.precision} peak {peak:.6g} GFLOPS (the run's reference peak)" if peak else "none: no peak"
-    return {"arithmetic_intensity": _r(ai) if rec.flops else None, "bound": "memory" if memory_bound else "compute",
-            "ridge_flops_per_byte": _r(ridge) if ridge else None, "tier": tier.name,
-            "tier_gbps": _f(tier.gbps), "tier_basis": tier.basis,
-            "efficiency_vs_peak": _r(vs_peak) if vs_peak is not None else None,
-            "efficiency_vs_bandwidth": _r(vs_bandwidth) if vs_bandwidth is not None else None,
-            "efficiency": _r(efficiency) if efficiency is not None else None, "efficiency_basis": basis}
+    out = {"arithmetic_intensity": _r(ai) if rec.flops else None, "bound": "memory" if memory_bound else "compute",
+           "ridge_flops_per_byte": _r(ridge) if ridge else None, "tier": tier.name,
+           "tier_gbps": _f(tier.gbps), "tier_basis": tier.basis,
+           "efficiency_vs_peak": _share(vs_peak), "efficiency_vs_bandwidth": _share(vs_bandwidth),
+           "efficiency": _share(efficiency), "efficiency_basis": basis}
+    if efficiency is not None and out["efficiency"] is None:  # a share of its ceiling or none (``_warnings``)
+        out["efficiency_note"] = (f"{efficiency:.3g}x its ceiling: the ceiling is wrong (or the tier misjudged), not "
+                                  "the measurement; no efficiency filed")
+    return out
+
+
+def _share(x: float | None) -> float | None:
+    """An efficiency is a share of its ceiling: filed in (0, 1] only."""
+    value = _r(x) if x is not None else None
+    return value if value is not None and 0 < value <= 1.0 else None
 
 
 def nn_entry(rec: NnRecord, peaks: dict[str, float], memory: dict[str, Any] | None,
@@ -113,12 +122,11 @@ def _cbr_vs_conv(entry: dict[str, Any], rec: NnRecord, convs: list[NnRecord]) ->
 
 
 def _warnings(family: str, entry: dict[str, Any]) -> list[str]:
-    eff = entry.get("efficiency")
-    if eff is None or eff <= 1.0:
+    note = entry.get("efficiency_note")
+    if not note:
         return []
     what = " ".join(str(entry[k]) for k in ("name", "precision", "layout", "variant") if entry[k])
-    return [f"{SECTIONS[family]}: {what}: efficiency {eff:.3g} against {entry['efficiency_basis']}; the ceiling "
-            "is wrong (or the tier misjudged), not the measurement"]
+    return [f"{SECTIONS[family]}: {what}: {note} (against {entry['efficiency_basis']})"]
 
 
 def nn_sections(records: list[NnRecord], statuses: list[NnStatus], peaks: dict[str, float],
