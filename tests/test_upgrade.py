@@ -189,3 +189,19 @@ def test_efficiencies_above_one_are_not_kept_the_measurements_are_and_the_origin
     assert validate_registry(root).ok
     assert Registry(root, emit_warnings=False).list_calibrations(history=True)  # the .prebound copy is not listed
     assert [s.action for s in upgrade_registry(root) if s.path == current] == ["current"]
+
+
+def test_a_layer_efficiency_above_one_is_bounded_with_its_note() -> None:
+    """Layer sections too (a Zen 5 torch history file filed an attention decode at 2.217x its DRAM tier)."""
+    from hwcal.document.format2 import _bound_layers
+
+    doc = {"attention": {"results": [{"name": "llama2_7b.decode1024", "precision": "fp32", "gbps_best": 80.0,
+                                      "efficiency": 2.217, "efficiency_vs_bandwidth": 2.217,
+                                      "efficiency_vs_peak": 0.02}]}}
+    changed = _bound_layers(doc)
+    entry = doc["attention"]["results"][0]
+    assert entry["efficiency"] is None and entry["efficiency_vs_bandwidth"] is None
+    assert entry["efficiency_vs_peak"] == 0.02 and entry["gbps_best"] == 80.0
+    assert entry["efficiency_note"].startswith("2.22x its ceiling")
+    assert [c.split(":")[0] for c in changed] == ["attention", "attention"]
+    assert changed[0].startswith("attention: llama2_7b.decode1024 fp32: efficiency 2.22 was above")

@@ -36,6 +36,7 @@ import json
 import statistics
 from typing import Any
 
+from hwcal.document.nn import SECTIONS
 from hwcal.document.nn_profiles import nn_profiles
 from hwcal.document.operation_profiles import operation_profiles, valid_efficiency
 from hwcal.precisions import canonical_sorted
@@ -297,6 +298,7 @@ def to_format_2(doc: dict[str, Any]) -> dict[str, Any]:
 
 _DERIVED_KEYS = ("precision_matrix", "precision_detail", "operation_profiles", "fusion_profiles", "legacy_unknown_zero")
 _BOUNDED_FIELDS = ("efficiency", "efficiency_vs_measured_dram", "efficiency_vs_theoretical")
+_LAYER_SECTIONS = tuple(SECTIONS.values())  # the layer sections (``document/nn.py``), their ``results``
 
 
 def recompose(doc: dict[str, Any]) -> dict[str, Any]:
@@ -311,6 +313,46 @@ def recompose(doc: dict[str, Any]) -> dict[str, Any]:
                    src.get("precision_detail") or {}, sections)
 
 
+def _over_one(entry: dict[str, Any], fields: tuple[str, ...]) -> dict[str, float]:
+    """The ``fields`` of ``entry`` above 1, set to null; their values."""
+    over = {f: v for f in fields if (v := _num(entry.get(f))) is not None and v > 1.0}
+    for field in over:
+        entry[field] = None
+    return over
+
+
+def _bound_blas(src: dict[str, Any]) -> list[str]:
+    return [f"blas: {e.get('operation')} {e.get('precision')} n={e.get('n')}: {field} {value:.3g} was above its "
+            "ceiling, not a share of it; not filed (hwcal-upgrade)"
+            for e in src.get("blas") or [] for field, value in _over_one(e, _BOUNDED_FIELDS).items()]
+
+
+def _bound_sweep(src: dict[str, Any]) -> list[str]:
+    changed = []
+    for entry in (src.get("memory") or {}).get("sweep") or []:
+        for value in _over_one(entry, ("efficiency",)).values():
+            ceiling = entry.get("efficiency_ceiling") or {}
+            entry["efficiency_note"] = (f"{value:.3g}x the {ceiling.get('tier')} roof ({ceiling.get('kernel')}, "
+                                        f"{ceiling.get('gbps')} GB/s): above it, not a share of it; no efficiency "
+                                        "filed (hwcal-upgrade)")
+            changed.append(f"memory: {entry.get('kernel')} at {entry.get('array_bytes'):,}-byte arrays: "
+                           f"{entry['efficiency_note']}")
+    return changed
+
+
+def _bound_layers(src: dict[str, Any]) -> list[str]:
+    changed = []
+    for section in _LAYER_SECTIONS:
+        for entry in (src.get(section) or {}).get("results") or []:
+            over = _over_one(entry, ("efficiency", "efficiency_vs_peak", "efficiency_vs_bandwidth"))
+            changed += [f"{section}: {entry.get('name')} {entry.get('precision')}: {field} {value:.3g} was above "
+                        "its ceiling, not a share of it; not filed (hwcal-upgrade)" for field, value in over.items()]
+            if "efficiency" in over:
+                entry["efficiency_note"] = (f"{over['efficiency']:.3g}x its ceiling: the ceiling is wrong (or the tier "
+                                            "misjudged), not the measurement; no efficiency filed (hwcal-upgrade)")
+    return changed
+
+
 def bound_efficiencies(doc: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """A format-2 document whose memory-bound efficiencies are shares of their ceilings, in (0, 1]: files
     written before 2026-12-07 filed figures above their tiers' roofs (up to 5.3x on the VMs, whose sysfs
@@ -320,22 +362,7 @@ def bound_efficiencies(doc: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     in-cache STREAM size set against the DRAM plateau read 3.8 in ``operation_profiles``). Returns the
     document (``doc`` itself when nothing changes) and what changed."""
     src = copy.deepcopy(doc)
-    changed: list[str] = []
-    for entry in src.get("blas") or []:
-        for field in _BOUNDED_FIELDS:
-            value = _num(entry.get(field))
-            if value is not None and value > 1.0:
-                entry[field] = None
-                changed.append(f"blas: {entry.get('operation')} {entry.get('precision')} n={entry.get('n')}: {field} "
-                               f"{value:.3g} was above its ceiling, not a share of it; not filed (hwcal-upgrade)")
-    for entry in (src.get("memory") or {}).get("sweep") or []:
-        value = _num(entry.get("efficiency"))
-        if value is not None and value > 1.0:
-            ceiling = entry.get("efficiency_ceiling") or {}
-            why = (f"{value:.3g}x the {ceiling.get('tier')} roof ({ceiling.get('kernel')}, {ceiling.get('gbps')} "
-                   "GB/s): above it, not a share of it; no efficiency filed (hwcal-upgrade)")
-            entry["efficiency"], entry["efficiency_note"] = None, why
-            changed.append(f"memory: {entry.get('kernel')} at {entry.get('array_bytes'):,}-byte arrays: {why}")
+    changed = [*_bound_blas(src), *_bound_sweep(src), *_bound_layers(src)]
     if changed:
         src["warnings"] = [*(src.get("warnings") or []), *changed]
     out = recompose(src)

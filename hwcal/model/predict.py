@@ -80,6 +80,14 @@ class Prediction:
     energy_j: float | None = None  # per call, from the calibration's energy section (hwcal.model.energy)
     energy_basis: str = "no energy measured in this calibration"
 
+    def __post_init__(self) -> None:
+        # An efficiency is a share of its ceiling, as the document files them: above its reference it says the
+        # reference is not this answer's ceiling (a working set in a cache against DRAM's figure); none then.
+        if self.efficiency is not None and not 0 < self.efficiency <= 1.0:
+            self.notes.append(f"efficiency {self.efficiency:.3g} against {self.efficiency_reference}: not a share "
+                              "of it (the answer's working set is served from a faster tier); none given")
+            self.efficiency = None
+
     @property
     def gflops(self) -> float | None:
         return self.flops / self.seconds / 1e9 if self.flops > 0 else None
