@@ -424,7 +424,7 @@ def test_in_place_operations_are_set_against_the_update_by_their_working_set() -
     rec.bandwidth = [dataclasses.replace(p, gbps_best=1.0) if p.kernel == "update" else p for p in rec.bandwidth]
     entries, warnings = blas_section([scal], None, None, ceiling)
     assert entries[0]["efficiency_ceiling"]["kernel"] == "read" and entries[0]["efficiency"] is None  # 1.25x
-    assert len(warnings) == 1 and "1.25x the l1 roof" in warnings[0] and "above every" in warnings[0]
+    assert len(warnings) == 1 and "1.25x the l1 roof" in warnings[0] and "above the next" in warnings[0]
     rec.bandwidth = [p for p in rec.bandwidth if p.kernel != "update"]
     entries, warnings = blas_section([scal], None, None, ceiling)
     assert entries[0]["efficiency"] is None and entries[0]["efficiency_ceiling"] is None
@@ -435,7 +435,7 @@ def test_blas_above_every_roof_keeps_the_general_reason() -> None:
     rec = _system()
     _, warnings = blas_section([_blas("scal", 32 * KiB, 400.0, 1), _blas("dot", 16 * KiB, 400.0, 1)], None, None,
                                lambda ws, threads, in_place: blas_ceiling(rec, ws, threads, in_place))
-    assert len(warnings) == 2 and all("above every faster tier" in w and w.endswith("no efficiency filed")
+    assert len(warnings) == 2 and all("above the next faster tier" in w and w.endswith("no efficiency filed")
                                       for w in warnings)
     assert "(update," in warnings[1] and "(read," in warnings[0]
 

@@ -79,7 +79,7 @@ def bounded_efficiency(gbps: float, working_set_bytes: int, threads: int | None,
     """(efficiency, the ceiling it is against, why) for a memory-bound figure: an efficiency is a share of a
     ceiling, so it is filed only in (0, 1]. Above the roof of the tier its whole working set lives in (sysfs
     sizes, which a VM often understates), it is set against the faster tier part of the working set is served
-    from (``why`` says so); above every roof measured at its thread count for its access pattern it is not
+    from (``why`` says so); above that one's roof too (at its thread count, for its access pattern) it is not
     filed (``why`` explains, for the warnings)."""
     ceiling = ceiling_of(working_set_bytes, threads, in_place)
     if ceiling is None or ceiling.gbps <= 0:
@@ -88,19 +88,20 @@ def bounded_efficiency(gbps: float, working_set_bytes: int, threads: int | None,
     if 0 < efficiency <= 1.0:
         return efficiency, ceiling, None
     ws = working_set_bytes
-    while ws > 1:
+    while ws > 1:  # the next faster tier only: a figure above that one's roof too is not a share of either
         ws //= 4
         inner = ceiling_of(max(1, ws), threads, in_place)
         if inner is None or inner.tier == ceiling.tier or inner.gbps <= 0:
             continue
         share = _r(gbps / inner.gbps)
-        if 0 < share <= 1.0:
-            return share, inner, (f"{efficiency:.3g}x the {ceiling.tier} roof ({ceiling.kernel}, {ceiling.gbps:.4g} "
-                                  f"GB/s): part of its {working_set_bytes:,}-byte working set is served from "
-                                  f"{inner.tier}, whose roof ({inner.kernel}, {inner.gbps:.4g} GB/s) it is set "
-                                  f"against (sysfs sizes put the whole working set in {ceiling.tier})")
+        if not 0 < share <= 1.0:
+            break
+        return share, inner, (f"{efficiency:.3g}x the {ceiling.tier} roof ({ceiling.kernel}, {ceiling.gbps:.4g} "
+                              f"GB/s): part of its {working_set_bytes:,}-byte working set is served from "
+                              f"{inner.tier}, whose roof ({inner.kernel}, {inner.gbps:.4g} GB/s) it is set "
+                              f"against (sysfs sizes put the whole working set in {ceiling.tier})")
     return None, ceiling, (f"{efficiency:.3g}x the {ceiling.tier} roof ({ceiling.kernel}, {ceiling.threads} "
-                           f"thread{'s' if ceiling.threads > 1 else ''}, {ceiling.gbps:.4g} GB/s) and above every "
+                           f"thread{'s' if ceiling.threads > 1 else ''}, {ceiling.gbps:.4g} GB/s) and above the next "
                            "faster tier's: the roof's rounds were disturbed (a busy machine) or the library reached "
                            "a faster path than the compiled kernels; no efficiency filed")
 
@@ -115,7 +116,7 @@ def blas_section(records: list[BlasRecord], sustained_gbps: float | None, spec_g
     measured by the memory system with that many threads (``ceiling_of(working set, threads, in place)``:
     the fastest of read, write and triad there, and for scal and axpy, which write back what they read, the
     in-place update too). An efficiency is in (0, 1] (``bounded_efficiency``): above its tier's roof a figure
-    is set against the faster tier part of its working set is served from, above every roof none is filed,
+    is set against the faster tier part of its working set is served from, above that one's roof too none is filed,
     and a warning says which. A size of at least 4x the last-level cache is also set against the same run's
     single-thread triad (``efficiency_vs_measured_dram``, kept for older readers; a multi-threaded BLAS above
     it files none) and the spec's bandwidth (none above it: the spec is wrong then).
