@@ -193,7 +193,7 @@ def test_efficiencies_above_one_are_not_kept_the_measurements_are_and_the_origin
 
 def test_a_layer_efficiency_above_one_is_bounded_with_its_note() -> None:
     """Layer sections too (a Zen 5 torch history file filed an attention decode at 2.217x its DRAM tier)."""
-    from hwcal.document.format2 import _bound_layers
+    from hwcal.document.rebound import _bound_layers
 
     doc = {"attention": {"results": [{"name": "llama2_7b.decode1024", "precision": "fp32", "gbps_best": 80.0,
                                       "efficiency": 2.217, "efficiency_vs_bandwidth": 2.217,

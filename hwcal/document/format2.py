@@ -36,7 +36,6 @@ import json
 import statistics
 from typing import Any
 
-from hwcal.document.nn import SECTIONS
 from hwcal.document.nn_profiles import nn_profiles
 from hwcal.document.operation_profiles import operation_profiles, valid_efficiency
 from hwcal.precisions import canonical_sorted
@@ -49,7 +48,7 @@ CPU_CLOCK_KEYS = ("current_freq_mhz", "query_method", "min_freq_mhz", "max_freq_
 GPU_CLOCK_KEYS = ("sm_clock_mhz", "query_method", "mem_clock_mhz", "max_sm_clock_mhz", "max_mem_clock_mhz",
                   "power_draw_watts", "power_limit_watts", "temperature_c", "nvpmodel_mode", "power_mode_name")
 _FIRST_KEYS = ("schema_version", "key", "metadata")
-_SUMMARY_KEYS = ("theoretical_peak_gflops", "theoretical_bandwidth_gbps", "best_measured_gflops",
+SUMMARY_KEYS = ("theoretical_peak_gflops", "theoretical_bandwidth_gbps", "best_measured_gflops",
                  "avg_measured_gflops", "worst_measured_gflops", "measured_bandwidth_gbps", "bandwidth_efficiency",
                  "best_efficiency", "avg_efficiency", "worst_efficiency")
 
@@ -290,15 +289,13 @@ def to_format_2(doc: dict[str, Any]) -> dict[str, Any]:
         raise ValueError("to_format_2 takes an hwcal format-1 calibration (schema_version 1)")
     src = copy.deepcopy(doc)
     matrix, detail = legacy_precision_matrix(src)
-    headline = {k: src[k] for k in _SUMMARY_KEYS if k in src}
-    moved = {*_FIRST_KEYS, *_SUMMARY_KEYS, "precision_matrix"}
+    headline = {k: src[k] for k in SUMMARY_KEYS if k in src}
+    moved = {*_FIRST_KEYS, *SUMMARY_KEYS, "precision_matrix"}
     sections = {k: v for k, v in src.items() if k not in moved}
     return compose(src.get("key"), src["metadata"], headline, matrix, detail, sections)
 
 
-_DERIVED_KEYS = ("precision_matrix", "precision_detail", "operation_profiles", "fusion_profiles", "legacy_unknown_zero")
-_BOUNDED_FIELDS = ("efficiency", "efficiency_vs_measured_dram", "efficiency_vs_theoretical")
-_LAYER_SECTIONS = tuple(SECTIONS.values())  # the layer sections (``document/nn.py``), their ``results``
+DERIVED_KEYS = ("precision_matrix", "precision_detail", "operation_profiles", "fusion_profiles", "legacy_unknown_zero")
 
 
 def recompose(doc: dict[str, Any]) -> dict[str, Any]:
@@ -306,72 +303,11 @@ def recompose(doc: dict[str, Any]) -> dict[str, Any]:
     (``operation_profiles``, the summary numbers) derived afresh from the sections. ``doc`` is not modified."""
     src = copy.deepcopy(doc)
     unknown = set(src.get("legacy_unknown_zero") or [])  # filled with 0 for the loader: unknown again here
-    headline = {k: (None if k in unknown else src[k]) for k in _SUMMARY_KEYS if k in src}
-    moved = {*_FIRST_KEYS, *_SUMMARY_KEYS, *_DERIVED_KEYS}
+    headline = {k: (None if k in unknown else src[k]) for k in SUMMARY_KEYS if k in src}
+    moved = {*_FIRST_KEYS, *SUMMARY_KEYS, *DERIVED_KEYS}
     sections = {k: v for k, v in src.items() if k not in moved}
     return compose(src.get("key"), src["metadata"], headline, src["precision_matrix"],
                    src.get("precision_detail") or {}, sections)
-
-
-def _over_one(entry: dict[str, Any], fields: tuple[str, ...]) -> dict[str, float]:
-    """The ``fields`` of ``entry`` above 1, set to null; their values."""
-    over = {f: v for f in fields if (v := _num(entry.get(f))) is not None and v > 1.0}
-    for field in over:
-        entry[field] = None
-    return over
-
-
-def _bound_blas(src: dict[str, Any]) -> list[str]:
-    return [f"blas: {e.get('operation')} {e.get('precision')} n={e.get('n')}: {field} {value:.3g} was above its "
-            "ceiling, not a share of it; not filed (hwcal-upgrade)"
-            for e in src.get("blas") or [] for field, value in _over_one(e, _BOUNDED_FIELDS).items()]
-
-
-def _bound_sweep(src: dict[str, Any]) -> list[str]:
-    changed = []
-    for entry in (src.get("memory") or {}).get("sweep") or []:
-        for value in _over_one(entry, ("efficiency",)).values():
-            ceiling = entry.get("efficiency_ceiling") or {}
-            entry["efficiency_note"] = (f"{value:.3g}x the {ceiling.get('tier')} roof ({ceiling.get('kernel')}, "
-                                        f"{ceiling.get('gbps')} GB/s): above it, not a share of it; no efficiency "
-                                        "filed (hwcal-upgrade)")
-            changed.append(f"memory: {entry.get('kernel')} at {entry.get('array_bytes'):,}-byte arrays: "
-                           f"{entry['efficiency_note']}")
-    return changed
-
-
-def _bound_layers(src: dict[str, Any]) -> list[str]:
-    changed = []
-    for section in _LAYER_SECTIONS:
-        for entry in (src.get(section) or {}).get("results") or []:
-            over = _over_one(entry, ("efficiency", "efficiency_vs_peak", "efficiency_vs_bandwidth"))
-            changed += [f"{section}: {entry.get('name')} {entry.get('precision')}: {field} {value:.3g} was above "
-                        "its ceiling, not a share of it; not filed (hwcal-upgrade)" for field, value in over.items()]
-            if "efficiency" in over:
-                entry["efficiency_note"] = (f"{over['efficiency']:.3g}x its ceiling: the ceiling is wrong (or the tier "
-                                            "misjudged), not the measurement; no efficiency filed (hwcal-upgrade)")
-    return changed
-
-
-def bound_efficiencies(doc: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """A format-2 document whose memory-bound efficiencies are shares of their ceilings, in (0, 1]: files
-    written before 2026-12-07 filed figures above their tiers' roofs (up to 5.3x on the VMs, whose sysfs
-    caches understate what serves a working set) as efficiencies. Each such value becomes null, a warning
-    says what it was (no measurement changes), and the parts derived from them (``operation_profiles``, the
-    summary numbers) are composed again, as they are wherever the current rules derive them otherwise (an
-    in-cache STREAM size set against the DRAM plateau read 3.8 in ``operation_profiles``). Returns the
-    document (``doc`` itself when nothing changes) and what changed."""
-    src = copy.deepcopy(doc)
-    changed = [*_bound_blas(src), *_bound_sweep(src), *_bound_layers(src)]
-    if changed:
-        src["warnings"] = [*(src.get("warnings") or []), *changed]
-    out = recompose(src)
-    derived = [k for k in (*_SUMMARY_KEYS, *_DERIVED_KEYS) if out.get(k) != doc.get(k)]
-    if not changed and not derived:
-        return doc, []
-    if derived:
-        changed.append(f"derived again from the sections: {', '.join(derived)}")
-    return out, changed
 
 
 def update_to_2(doc: Any) -> dict[str, Any]:

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hwcal.document.format2 import bound_efficiencies, update_to_2
+from hwcal.document.format2 import update_to_2
+from hwcal.document.rebound import bound_efficiencies
 from hwcal.document.schema import CALIBRATION_FORMAT_VERSION
 from hwcal.errors import HwcalError
 from hwcal.naming import CalibrationKey, history_dir, history_path, history_stamp, packed_history_path
