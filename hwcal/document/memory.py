@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hwcal.document.memory_system import blas_ceiling, dram_triad, memory_system_parts
+from hwcal.document.precision import share
 from hwcal.document.sections import bounded_efficiency, flag_of
 from hwcal.machine.caches import CacheInfo
 from hwcal.measure.memsys import MemorySystem
@@ -220,7 +221,7 @@ def _efficiency_and_ridge(section: dict[str, Any], sustained: float | None, spec
     warnings = []
     if sustained and spec_gbps:
         eff = sustained / spec_gbps
-        section["efficiency"] = _r(eff) if eff <= 1.0 else None  # a share of the spec's only
+        section["efficiency"] = share(eff)  # a share of the spec's only
         if eff > 1.0:
             warnings.append(f"memory: sustained {sustained:g} GB/s is {eff:.3g}x the spec's {spec_gbps:g} GB/s; "
                             "the spec's bandwidth is wrong, not the measurement (no efficiency filed)")

@@ -17,6 +17,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from hwcal.document.precision import share
 from hwcal.measure.memsys import BW_KERNELS, IN_PLACE_KERNELS, BandwidthPoint, LatencyPoint, MemorySystem, TierPlan
 
 LEVEL_FIELDS = ("read_gbps", "write_gbps", "triad_gbps", "allcore_triad_gbps", "latency_ns", "latency_cycles",
@@ -147,7 +148,7 @@ def multicore_section(system: MemorySystem) -> tuple[dict[str, Any] | None, list
         "aggregate_gbps": _r(top.gbps),
         "per_thread_gbps": [_r(g) for g in top.per_thread_gbps] if top.per_thread_gbps else None,
         "scaling": [{"threads": p.threads, "gbps": _r(p.gbps)} for p in mc.scaling],
-        "scaling_efficiency": _r(eff) if eff is not None and eff <= 1.0 else None,  # above 1: the warning
+        "scaling_efficiency": share(eff),  # above 1: the warning
         "method": mc.method,
     }, warnings
 

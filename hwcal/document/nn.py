@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from hwcal.document.precision import r4 as _r
+from hwcal.document.precision import share
 from hwcal.document.sections import flag_of
 from hwcal.document.tiers import bandwidth_tier
 from hwcal.measure.memsys import MemorySystem
@@ -65,19 +66,12 @@ def _ceiling(rec: NnRecord, peaks: dict[str, float], memory: dict[str, Any] | No
     out = {"arithmetic_intensity": _r(ai) if rec.flops else None, "bound": "memory" if memory_bound else "compute",
            "ridge_flops_per_byte": _r(ridge) if ridge else None, "tier": tier.name,
            "tier_gbps": _f(tier.gbps), "tier_basis": tier.basis,
-           "efficiency_vs_peak": _share(vs_peak), "efficiency_vs_bandwidth": _share(vs_bandwidth),
-           "efficiency": _share(efficiency), "efficiency_basis": basis}
+           "efficiency_vs_peak": share(vs_peak), "efficiency_vs_bandwidth": share(vs_bandwidth),
+           "efficiency": share(efficiency), "efficiency_basis": basis}
     if efficiency is not None and out["efficiency"] is None:  # a share of its ceiling or none (``_warnings``)
         out["efficiency_note"] = (f"{efficiency:.3g}x its ceiling: the ceiling is wrong (or the tier misjudged), not "
                                   "the measurement; no efficiency filed")
     return out
-
-
-def _share(x: float | None) -> float | None:
-    """An efficiency is a share of its ceiling: filed in (0, 1] only."""
-    value = _r(x) if x is not None else None
-    return value if value is not None and 0 < value <= 1.0 else None
-
 
 def nn_entry(rec: NnRecord, peaks: dict[str, float], memory: dict[str, Any] | None,
              system: MemorySystem | None = None, flagged: frozenset[str] = frozenset()) -> dict[str, Any]:

@@ -9,6 +9,7 @@ the peaks they are against).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,13 @@ from hwcal.precisions import PRECISIONS, canonical_sorted
 def r4(x: float, digits: int = 4) -> float:
     """Round to significant digits: the files stay readable, the noise is far above this."""
     return float(f"{x:.{digits}g}")
+
+
+def share(x: float | None) -> float | None:
+    """An efficiency as filed: ``x`` rounded (``r4``) where that is a share of its ceiling, in (0, 1]; None
+    otherwise (above 1 the ceiling is not this figure's, and the caller says why)."""
+    value = r4(x) if x is not None and math.isfinite(x) else None
+    return value if value is not None and 0 < value <= 1.0 else None
 
 
 def spec_peaks(spec: dict[str, Any]) -> dict[str, float]:

@@ -9,6 +9,7 @@ from typing import Any
 
 from hwcal.document.memory_system import Ceiling
 from hwcal.document.precision import r4 as _r
+from hwcal.document.precision import share
 from hwcal.measure.records import BlasRecord, GemmRecord, LaunchFloor, ShapeRecord
 from hwcal.precisions import PRECISIONS, canonical_sorted
 
@@ -66,14 +67,6 @@ def _times(time_s: dict[str, float]) -> dict[str, float]:
 CeilingOf = Callable[[int, int | None, bool], Ceiling | None]  # (working-set bytes, threads, in place)
 
 
-def _share(value: float, ceiling: float | None) -> float | None:
-    """``value / ceiling`` rounded where it is in (0, 1]; None otherwise (no ceiling, or not this one's)."""
-    if not ceiling or ceiling <= 0:
-        return None
-    share = _r(value / ceiling)
-    return share if 0 < share <= 1.0 else None
-
-
 def bounded_efficiency(gbps: float, working_set_bytes: int, threads: int | None, in_place: bool,
                        ceiling_of: CeilingOf) -> tuple[float | None, Ceiling | None, str | None]:
     """(efficiency, the ceiling it is against, why) for a memory-bound figure: an efficiency is a share of a
@@ -85,7 +78,7 @@ def bounded_efficiency(gbps: float, working_set_bytes: int, threads: int | None,
     if ceiling is None or ceiling.gbps <= 0:
         return None, None, None
     efficiency = _r(gbps / ceiling.gbps)
-    if 0 < efficiency <= 1.0:
+    if share(efficiency) is not None:
         return efficiency, ceiling, None
     ws = working_set_bytes
     while ws > 1:  # the next faster tier only: a figure above that one's roof too is not a share of either
@@ -93,10 +86,10 @@ def bounded_efficiency(gbps: float, working_set_bytes: int, threads: int | None,
         inner = ceiling_of(max(1, ws), threads, in_place)
         if inner is None or inner.tier == ceiling.tier or inner.gbps <= 0:
             continue
-        share = _r(gbps / inner.gbps)
-        if not 0 < share <= 1.0:
+        inner_share = share(gbps / inner.gbps)
+        if inner_share is None:
             break
-        return share, inner, (f"{efficiency:.3g}x the {ceiling.tier} roof ({ceiling.kernel}, {ceiling.gbps:.4g} "
+        return inner_share, inner, (f"{efficiency:.3g}x the {ceiling.tier} roof ({ceiling.kernel}, {ceiling.gbps:.4g} "
                               f"GB/s): part of its {working_set_bytes:,}-byte working set is served from "
                               f"{inner.tier}, whose roof ({inner.kernel}, {inner.gbps:.4g} GB/s) it is set "
                               f"against (sysfs sizes put the whole working set in {ceiling.tier})")
@@ -125,9 +118,9 @@ def blas_section(records: list[BlasRecord], sustained_gbps: float | None, spec_g
     entries: list[dict[str, Any]] = []
     warnings: list[str] = []
     for rec in sorted(records, key=lambda r: (_BLAS_ORDER.index(r.operation), order.index(r.precision), r.bytes)):
-        vs_measured = _share(rec.gbps_best, sustained_gbps) if rec.at_dram else None
+        vs_measured = share(rec.gbps_best / sustained_gbps) if rec.at_dram and sustained_gbps else None
         raw_theoretical = _r(rec.gbps_best / spec_gbps) if rec.at_dram and spec_gbps else None
-        vs_theoretical = raw_theoretical if raw_theoretical is not None and raw_theoretical <= 1.0 else None
+        vs_theoretical = share(raw_theoretical)
         ceiling = ceiling_of(rec.working_set_bytes, rec.threads, rec.in_place) if ceiling_of is not None else None
         other = ceiling_of(rec.working_set_bytes, rec.threads, False) if ceiling_of and rec.in_place and not ceiling \
             else None

@@ -3,7 +3,7 @@
 Every format-1 calibration (current and history) is rewritten as format 2; the bytes it had are kept
 first in ``calibrations/history/<stem>.<stamp>.format1.json``, which listing skips. A format-2 file whose
 efficiencies are not all shares of their ceilings, or whose derived parts the current rules derive otherwise
-(``bound_efficiencies``), is rewritten the same way, its bytes kept as ``<stem>.<stamp>.prebound.json``.
+(``bound_efficiencies``), is rewritten the same way, its bytes kept packed as ``<stem>.<stamp>.prebound.json.gz``.
 Each step is two atomic writes under the hardware folder's lock (keep, then replace), so a run interrupted
 anywhere leaves every file whole, and running it again finishes the job: a file already current is left alone, and a
 kept original with the same bytes is reused rather than kept twice.

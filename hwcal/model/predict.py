@@ -82,10 +82,11 @@ class Prediction:
 
     def __post_init__(self) -> None:
         # An efficiency is a share of its ceiling, as the document files them: above its reference it says the
-        # reference is not this answer's ceiling (a working set in a cache against DRAM's figure); none then.
+        # reference is not this answer's ceiling (a working set in a cache against DRAM's figure, a peak set too
+        # low); none then.
         if self.efficiency is not None and not 0 < self.efficiency <= 1.0:
             self.notes.append(f"efficiency {self.efficiency:.3g} against {self.efficiency_reference}: not a share "
-                              "of it (the answer's working set is served from a faster tier); none given")
+                              "of it (its reference is not this answer's ceiling); none given")
             self.efficiency = None
 
     @property
