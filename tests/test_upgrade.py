@@ -205,3 +205,14 @@ def test_a_layer_efficiency_above_one_is_bounded_with_its_note() -> None:
     assert entry["efficiency_note"].startswith("2.22x its ceiling")
     assert [c.split(":")[0] for c in changed] == ["attention", "attention"]
     assert changed[0].startswith("attention: llama2_7b.decode1024 fp32: efficiency 2.22 was above")
+
+
+def test_a_format_2_file_missing_its_parts_is_one_clear_error_and_left_as_it_was(tmp_path: Path) -> None:
+    root = _registry(tmp_path)
+    current = next(p for p in root.rglob("calibrations/*.json"))
+    doc = json.loads(current.read_text())
+    bad = json.dumps({"schema_version": 2, "key": doc["key"], "metadata": doc["metadata"]})
+    current.write_text(bad)
+    [step] = [s for s in upgrade_registry(root) if s.path == current]
+    assert step.action == "error" and "precision_matrix" in step.message and "\n" not in step.message
+    assert step.message.startswith("not an hwcal format-2 calibration") and current.read_text() == bad

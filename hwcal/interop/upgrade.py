@@ -64,7 +64,7 @@ def upgrade_file(registry: Path, path: Path, dry_run: bool = False) -> UpgradeSt
         version = doc.get("schema_version") if isinstance(doc, dict) else None
         suffix, what = ".format1", f"format {version} -> {CALIBRATION_FORMAT_VERSION}"
         if version == CALIBRATION_FORMAT_VERSION:
-            upgraded, changed = bound_efficiencies(doc)
+            upgraded, changed = bound_efficiencies(update_to_2(doc))  # update_to_2: a format-2 file's shape, checked
             if not changed:
                 return UpgradeStep(path, "current")
             suffix, what = PREBOUND_SUFFIX, (f"efficiencies bounded to (0, 1] and derived parts composed again: "
