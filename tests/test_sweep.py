@@ -150,3 +150,28 @@ def test_a_lighter_cap_on_one_call_skips_what_the_policy_would_run() -> None:
     assert reason is not None and "light plan's 0.1 s" in reason and "0.23 s per GEMM" in reason
     assert sweep.skip_reason("int64", 1024, light=True) is not None  # only that size: not an end
     assert sweep.skip_reason("int64", 384, light=True) is None
+
+
+def test_a_flat_curve_ends_the_sweep_where_asked() -> None:
+    """Two sizes from 512 up within 5 % of each other end the precision (a CPU's default sizes), once."""
+    sweep = _sweep(max_call_s=10.0)
+    for n, gflops in ((256, 88.0), (512, 97.0), (1024, 93.0)):
+        assert sweep.skip_reason("fp64", n, flat_stop=True) is None
+        sweep.record("fp64", n, call_s=2 * n**3 / gflops / 1e9, gflops=gflops)
+    reason = sweep.skip_reason("fp64", 2048, flat_stop=True)
+    assert reason is not None and "flat" in reason and "n=512" in reason and "n=1024" in reason
+    assert sweep.skip_reason("fp64", 4096, flat_stop=True) == reason  # an end, not one size
+    assert _sweep(max_call_s=10.0).skip_reason("fp64", 2048, flat_stop=True) is None
+
+
+@pytest.mark.parametrize(("sizes", "flagged", "flat_stop"), [
+    (((256, 88.0), (512, 90.0)), False, True),  # the smaller size under 512: the knee may be later
+    (((512, 90.0), (1024, 95.0)), False, True),  # 5.6 % more: still climbing
+    (((512, 97.0), (1024, 93.0)), True, True),  # a flagged point is no evidence
+    (((512, 97.0), (1024, 93.0)), False, False),  # a GPU, or sizes the user named
+])
+def test_no_plateau_stop(sizes: tuple[tuple[int, float], ...], flagged: bool, flat_stop: bool) -> None:
+    sweep = _sweep(max_call_s=10.0)
+    for n, gflops in sizes:
+        sweep.record("fp32", n, call_s=2 * n**3 / gflops / 1e9, gflops=gflops, flagged=flagged)
+    assert sweep.skip_reason("fp32", 2048, flat_stop=flat_stop) is None

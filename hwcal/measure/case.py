@@ -103,6 +103,11 @@ def run_verified(benchmark: Any, session: CalibrationSession, plan: RoundPlan, l
     return CaseRun(plan, timed, check, case_name(benchmark, ""))
 
 
+def flagged_cases(session: CalibrationSession) -> set[str]:
+    """The pytest ids of the cases the watch left flagged (measured while something else ran)."""
+    return {c["case"] for c in session.watch.flagged()} if session.watch is not None else set()
+
+
 def watch_spent_s(session: CalibrationSession) -> float:
     """Seconds the interference watch has spent waiting for quiet and re-measuring (its own budget)."""
     return session.watch.log.spent_s if session.watch is not None else 0.0

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from hwcal.measure.case import VERIFY_ONLY, run_verified
+from hwcal.measure.case import VERIFY_ONLY, flagged_cases, run_verified
 from hwcal.measure.compute_ceiling import recheck_ceiling
 from hwcal.measure.layouts import PROBE_N, choose_layout
 from hwcal.measure.records import GemmRecord
@@ -41,7 +41,8 @@ def _skip_reason(session: CalibrationSession, precision: str, n: int) -> str | N
     support = session.support(precision)
     if not support.runnable:
         return f"{precision} unsupported: {support.reason}"
-    reason = session.sweep.skip_reason(precision, n, light_plan(session, precision))
+    flat_stop = session.backend.device_type == "cpu" and not session.options.sizes  # named sizes all run
+    reason = session.sweep.skip_reason(precision, n, light_plan(session, precision), flat_stop)
     if reason:
         session.note_skip(precision, reason)
         return reason
@@ -117,7 +118,8 @@ def run_gemm(benchmark: Any, session: CalibrationSession, precision: str, n: int
     if stats is None:
         # --benchmark-disable: verified once, nothing filed; the one run still feeds early termination.
         elapsed_s = run.timed.elapsed_s
-        session.sweep.record(precision, n, elapsed_s, flops / max(elapsed_s, 1e-9) / 1e9)
+        # One unwarmed call is no evidence of a plateau (flagged=True): a correctness run verifies every size.
+        session.sweep.record(precision, n, elapsed_s, flops / max(elapsed_s, 1e-9) / 1e9, flagged=True)
         return
     gflops_best = flops / stats.min / 1e9
     session.results.gemm.append(GemmRecord(
@@ -132,7 +134,9 @@ def run_gemm(benchmark: Any, session: CalibrationSession, precision: str, n: int
         accumulator_wraps=bool(ops.extra.get("accumulator_wraps")),
     ))
     recheck_ceiling(benchmark, session, precision, gflops_best)
-    # The fastest round predicts the next size: one slow round on a busy machine must not end a sweep.
-    session.sweep.record(precision, n, stats.min / plan.launches, gflops_best)
+    # The fastest round predicts the next size: one slow round on a busy machine must not end a sweep (nor may
+    # a flagged case show a plateau).
+    session.sweep.record(precision, n, stats.min / plan.launches, gflops_best,
+                         flagged=run.case in flagged_cases(session))
     if n >= GUARD_SIZE:
         benchmark.extra_info["gflops_best"] = gflops_best

@@ -44,6 +44,7 @@ from typing import Any
 from hwcal.machine.interference import Snapshot
 from hwcal.measure import late_windows
 from hwcal.measure.blas import blas_cases, case_id, size_for
+from hwcal.measure.case import flagged_cases
 from hwcal.measure.records import LaunchFloor, ShapeRecord
 from hwcal.measure.session import CalibrationSession
 from hwcal.measure.stream import size_label
@@ -98,7 +99,7 @@ def late_cases(session: CalibrationSession) -> list[LateCase]:
     results = session.results
     backend = session.backend
     precisions = backend.blas_precisions()
-    flagged = _flagged_names(session)
+    flagged = flagged_cases(session)
     blas_ids = _blas_case_ids(session)
     blas = [_case(flagged, "blas", i, f"{r.operation} {r.precision} {r.bytes:,} B", r.bytes, r.time_s["min"],
                   blas_ids.get((r.operation, r.precision, r.n, r.m or 1), ""),
@@ -135,10 +136,6 @@ def _floor_cases(session: CalibrationSession, flagged: set[str]) -> list[LateCas
             case = _case(flagged, "floor", 0, f"floor {op} {timing}", 0, rec.seconds_min, f"[{op}-{timing}]", None)
             cases.append(dataclasses.replace(case, key=(op, timing)))
     return [c for c in cases if c.flagged] + [c for c in cases if not c.flagged]
-
-
-def _flagged_names(session: CalibrationSession) -> set[str]:
-    return {c["case"] for c in session.watch.flagged()} if session.watch is not None else set()
 
 
 def _case(flagged: set[str], kind: str, index: int, label: str, nbytes: int, first_s: float, case_id: str,
