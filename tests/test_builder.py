@@ -136,19 +136,23 @@ def test_without_fp32_there_is_no_speedup(record_factory: RecordFactory, input_f
     assert schema_errors(doc) == []
 
 
-def test_efficiency_above_one_is_flagged_not_hidden(record_factory: RecordFactory, input_factory: InputFactory) -> None:
+def test_efficiency_above_one_is_flagged_not_filed(record_factory: RecordFactory, input_factory: InputFactory) -> None:
+    """An efficiency is a share of its peak: 1.25x says the peak is wrong. None is filed, the warning says why,
+    and the run's table marks it."""
     records = [record_factory("fp32", 256, 500.0), record_factory("fp64", 256, 100.0)]
     inp = input_factory(records, warnings=["clock throttled to 60% during fp64"])
     doc = build_calibration(inp)
     matrix = matrix_and_detail(doc)
-    assert matrix["efficiency_by_precision"] == {"fp64": 0.5, "fp32": 1.25}
-    assert doc["gemm"][1]["efficiency"] == 1.25
+    assert matrix["efficiency_by_precision"] == {"fp64": 0.5}
+    assert "efficiency" not in doc["gemm"][1] and doc["gemm"][1]["efficiency_note"].startswith("1.25x the peak 400")
+    assert doc["gemm"][0]["efficiency"] == 0.5
     assert doc["warnings"][0] == "clock throttled to 60% during fp64"  # the session's warnings come first
     flagged = [w for w in doc["warnings"] if w.startswith("fp32:")]
     assert len(flagged) == 1 and len(doc["warnings"]) == 2
     assert "1.25x the theoretical peak" in flagged[0] and "2450" in flagged[0] and "peak is wrong" in flagged[0]
+    assert "no efficiency filed" in flagged[0]
     assert schema_errors(doc) == []
-    assert any("(!)" in line for line in summary_lines(doc))
+    assert any(line.startswith("fp32") and "> 1 (!)" in line for line in summary_lines(doc))
 
 
 def test_efficiency_at_or_below_one_raises_no_warning(record_factory: RecordFactory,
@@ -161,7 +165,7 @@ def test_efficiency_at_or_below_one_raises_no_warning(record_factory: RecordFact
 def test_an_efficiency_above_one_is_a_warning_naming_the_peak(record_factory: RecordFactory,
                                                                input_factory: InputFactory) -> None:
     doc = build_calibration(input_factory([record_factory("fp64", 256, 250.0)]))
-    assert doc["precision_detail"]["efficiency_by_precision"] == {"fp64": 1.25}
+    assert doc["precision_detail"]["efficiency_by_precision"] == {}
     assert len(doc["warnings"]) == 1 and doc["warnings"][0].startswith("fp64:")
     assert "the peak is wrong" in doc["warnings"][0]
 

@@ -93,8 +93,9 @@ def test_measurements_are_kept(migrated: Path) -> None:
 
 def test_efficiency_above_one_is_flagged(migrated: Path) -> None:
     doc = _doc(migrated, f"{GPU}/calibrations/7W_408MHz_pytorch.json")
-    assert matrix_and_detail(doc)["efficiency_by_precision"]["fp16"] > 1.0
-    assert any(w.startswith("fp16: measured") and "the peak is wrong" in w for w in doc["warnings"])
+    assert "fp16" not in matrix_and_detail(doc)["efficiency_by_precision"]  # above its peak: not a share
+    assert any(w.startswith("fp16: measured") and "the peak is wrong" in w and "no efficiency filed" in w
+               for w in doc["warnings"])
     assert any("efficiency above 1.0" in f for f in doc["metadata"]["imported"]["faults"])
 
 

@@ -66,6 +66,9 @@ def test_efficiency_against_the_measured_ceiling() -> None:
     ceiling = {"gflops": {"fp64": 60.0, "fp32": 120.0}, "method": "m", "duration_s": 1.0, "threads": 2,
                "unavailable": None}
     out, warnings = with_ceiling_efficiency(ceiling, {"fp64": 54.0, "fp32": 132.0}, {"fp64": 80.0, "fp32": 160.0})
-    assert out["efficiency_by_precision"] == {"fp64": 0.9, "fp32": 1.1}
+    assert out["efficiency_by_precision"] == {"fp64": 0.9}  # fp32's 1.1 is not a share of the ceiling
     assert out["ceiling_vs_derived_by_precision"] == {"fp64": 0.75, "fp32": 0.75}
-    assert len(warnings) == 1 and "fp32" in warnings[0] and "ceiling" in warnings[0]
+    assert len(warnings) == 1 and "fp32" in warnings[0] and "1.1x the measured FMA ceiling" in warnings[0]
+    assert "no efficiency against it filed" in warnings[0]
+    _, just_over = with_ceiling_efficiency(ceiling, {"fp64": 60.6, "fp32": 100.0}, {})
+    assert len(just_over) == 1 and "fp64" in just_over[0]  # 1.01x: not filed either, so said

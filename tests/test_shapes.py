@@ -232,8 +232,9 @@ def test_gemm_shapes_section_efficiency_against_the_same_peaks() -> None:
     assert entries[0]["efficiency"] is None  # no fp64 peak given
     assert entries[1]["efficiency"] == pytest.approx(0.2)
     assert entries[2]["batch"] == 32 and entries[2]["flops"] == 2 * 32 * 128 * 128 * 64
-    _, warnings = gemm_shapes_section([shape_record(gflops=500.0)], {"fp32": 400.0})
-    assert len(warnings) == 1 and "the peak is wrong" in warnings[0]
+    over, warnings = gemm_shapes_section([shape_record(gflops=500.0)], {"fp32": 400.0})
+    assert len(warnings) == 1 and "the peak is wrong" in warnings[0] and "no efficiency filed" in warnings[0]
+    assert over[0]["efficiency"] is None  # 1.25x its peak is not a share of it
 
 
 def test_document_with_gemm_shapes_is_valid() -> None:

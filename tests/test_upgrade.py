@@ -207,6 +207,29 @@ def test_a_layer_efficiency_above_one_is_bounded_with_its_note() -> None:
     assert changed[0].startswith("attention: llama2_7b.decode1024 fp32: efficiency 2.22 was above")
 
 
+def test_a_gemm_above_its_peak_keeps_its_figure_and_loses_its_efficiency(tmp_path: Path) -> None:
+    """The H100 file of 2026-11-26 filed its fp16 GEMM at 1.005x the peak: hwcal-upgrade turns that format-1 file
+    into a valid format 2 with no efficiency there (a note and a warning say why), every figure kept."""
+    src = V1 / "700W_1980MHz_pytorch.json"
+    v1 = json.loads(src.read_text())
+    hw = tmp_path / "reg" / "gpu" / v1["key"]["hardware_id"]
+    (hw / "calibrations").mkdir(parents=True)
+    shutil.copy(V1.parent / "specs" / "h100_sxm5.json", hw / "spec.json")
+    shutil.copy(src, hw / "calibrations" / src.name)
+    [step] = upgrade_registry(tmp_path / "reg")
+    assert step.action == "upgraded"
+    after = json.loads((hw / "calibrations" / src.name).read_text())
+    [over] = [e for e in after["gemm"] if "efficiency_note" in e]
+    assert (over["precision"], over["n"]) == ("fp16", 16384) and "efficiency" not in over
+    assert over["efficiency_note"].startswith("1.005x the peak: the peak is wrong")
+    assert over["gflops_best"] == next(e for e in v1["gemm"] if e["precision"] == "fp16" and e["n"] == 16384)[
+        "gflops_best"]
+    assert "fp16" not in after["precision_detail"]["efficiency_by_precision"]
+    assert after["precision_detail"]["efficiency_by_precision"]["fp32"] <= 1
+    assert any(w.startswith("gemm: fp16 n=16384") for w in after["warnings"])
+    assert validate_registry(tmp_path / "reg").ok
+
+
 def test_a_format_2_file_missing_its_parts_is_one_clear_error_and_left_as_it_was(tmp_path: Path) -> None:
     root = _registry(tmp_path)
     current = next(p for p in root.rglob("calibrations/*.json"))

@@ -18,7 +18,7 @@ from hwcal.cli.common import (
     warn_skipped,
 )
 from hwcal.cli.entry import EXIT_OK, Tool, say, tell
-from hwcal.document.format2 import precision_detail
+from hwcal.document.format2 import efficiency_cell, precision_detail
 from hwcal.precisions import PRECISIONS
 from hwcal.registry.api import Registry, UnknownHardwareError
 from hwcal.registry.errata import entry_errata
@@ -137,13 +137,12 @@ def _detail(e: CalibrationEntry) -> list[str]:
         bw_text += f" ({bw_eff:.0%})"
     lines.append(f"  bandwidth    {bw_text}")
     peaks, sizes = e.doc["precision_matrix"]["peak_gflops_by_precision"], matrix.get("peak_size_by_precision", {})
-    eff = matrix.get("efficiency_by_precision", {})
     rows = [("precision", "status", "peak", "unit", "at n", "efficiency")]
     for p, st in matrix["status"].items():
         unit = "GOPS" if PRECISIONS.get(p) and PRECISIONS[p].is_integer else "GFLOPS"
         rows.append((p, st["status"], fmt_num(peaks.get(p)), unit if p in peaks else "",
                      str(sizes.get(p, "-")),
-                     (f"{eff[p]:.2f}" + (" (!)" if eff[p] > 1.0 else "")) if p in eff else "-"))
+                     efficiency_cell(e.doc, p)))
     lines += table(rows, right=(2, 4, 5), indent="  ")
     for w in doc.get("warnings", []):
         lines.append(f"  warning: {w}")

@@ -337,3 +337,17 @@ def precision_detail(doc: dict[str, Any]) -> dict[str, Any]:
     or of a format-1 one, where it still sat inside ``precision_matrix``."""
     detail = doc.get("precision_detail")
     return detail if isinstance(detail, dict) else dict(doc.get("precision_matrix") or {})
+
+
+def efficiency_cell(doc: dict[str, Any], precision: str) -> str:
+    """A precision's GEMM efficiency as the tables show it: the filed share ("0.87"); "> 1 (!)" where its best
+    GEMM beat a reference peak (none is filed: the peak is wrong, a warning says why); "-" where unknown."""
+    detail = precision_detail(doc)
+    eff = (detail.get("efficiency_by_precision") or {}).get(precision)
+    if eff is not None:
+        return f"{eff:.2f}" + (" (!)" if eff > 1.0 else "")  # a file from before 2026-12-08 may hold one
+    reference = detail.get("efficiency_reference_gflops") or (doc.get("precision_matrix") or {}).get(
+        "theoretical_peaks") or {}
+    measured = (doc.get("precision_matrix") or {}).get("peak_gflops_by_precision") or {}
+    return "> 1 (!)" if reference.get(precision) and measured.get(precision) else "-"
+

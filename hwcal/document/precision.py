@@ -104,17 +104,18 @@ def _peak_sources(best: dict[str, GemmRecord], peaks: dict[str, float],
             for p in peaks}
 
 
-def _over_peak_warnings(efficiency: dict[str, float], peaks: dict[str, float], reference: dict[str, float],
+def _over_peak_warnings(ratios: dict[str, float], peaks: dict[str, float], reference: dict[str, float],
                         eff_spec: dict[str, Any]) -> list[str]:
+    """A warning per precision whose best GEMM beat its reference peak: a peak set too low, no efficiency."""
     warnings = []
-    for p, eff in efficiency.items():
+    for p, eff in ratios.items():
         if eff > 1.0:
             clock = (eff_spec.get("peaks_reference_clocks_mhz") or {}).get(p) or eff_spec.get(
                 "peaks_reference_clock_mhz", "?")
             warnings.append(
                 f"{p}: measured {peaks[p]:g} GFLOPS is {eff:.3g}x the theoretical peak {reference[p]:g} GFLOPS; "
                 f"the peak is wrong (clock under load above the {clock} MHz "
-                "it assumes, or a wrong FLOPs/cycle), not the measurement")
+                "it assumes, or a wrong FLOPs/cycle), not the measurement; no efficiency filed")
     return warnings
 
 
@@ -131,7 +132,9 @@ def precision_views(inp: PrecisionInput, hardware_name: str) -> tuple[dict[str, 
     # Where the max-achievable search ran (GPUs), its burst best mean is the peak; the square curve stays.
     searched = {p: r for p, r in inp.max_achievable.items() if p in peaks}
     peaks.update({p: r4(r.peak_gflops) for p, r in searched.items()})
-    efficiency = {p: r4(peaks[p] / reference[p]) for p in peaks if p in reference}
+    ratios = {p: r4(peaks[p] / reference[p]) for p in peaks if p in reference}
+    # A share of its peak, in (0, 1]: above it the peak is wrong (a warning says so), and no efficiency is filed.
+    efficiency = {p: v for p, v in ratios.items() if share(v) is not None}
     native = [p for p, s in status.items() if s["status"] == "native"]
     emulated = [p for p, s in status.items() if s["status"] == "emulated"]
     unsupported = [p for p, s in status.items() if s["status"] == "unsupported"]
@@ -155,7 +158,7 @@ def precision_views(inp: PrecisionInput, hardware_name: str) -> tuple[dict[str, 
         clocks = inp.efficiency_spec.get("peaks_reference_clocks_mhz") or {}
         if clocks:
             detail["efficiency_reference_clocks_mhz"] = {p: float(v) for p, v in clocks.items()}
-    return matrix, detail, _over_peak_warnings(efficiency, peaks, reference, inp.efficiency_spec)
+    return matrix, detail, _over_peak_warnings(ratios, peaks, reference, inp.efficiency_spec)
 
 
 def status_lists(status: dict[str, dict[str, Any]]) -> dict[str, list[str]]:

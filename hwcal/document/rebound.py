@@ -1,4 +1,4 @@
-"""Efficiencies filed before 2026-12-07 bounded to (0, 1] (``bound_efficiencies``, run by ``hwcal-upgrade``):
+"""Efficiencies filed earlier bounded to (0, 1] (``bound_efficiencies``, run by ``hwcal-upgrade``):
 the values above their ceilings become null with a warning each, no measurement is touched, and the parts derived
 from them are composed again (``hwcal.document.format2.recompose``)."""
 
@@ -58,16 +58,43 @@ def _bound_layers(src: dict[str, Any]) -> list[str]:
     return changed
 
 
+def _bound_gemm(src: dict[str, Any]) -> list[str]:
+    """GEMM efficiencies against their peaks (until 2026-12-07 filed above 1 with a warning): the square sweep's
+    entries lose theirs (an ``efficiency_note`` says why), the shapes' become null, and the per-precision ones of
+    ``precision_detail`` and of the measured compute ceiling are left out."""
+    changed = []
+    for entry in src.get("gemm") or []:
+        value = _num(entry.get("efficiency"))
+        if value is not None and value > 1.0:
+            del entry["efficiency"]
+            entry["efficiency_note"] = (f"{value:.4g}x the peak: the peak is wrong, not the measurement; no "
+                                        "efficiency filed (hwcal-upgrade)")
+            changed.append(f"gemm: {entry.get('precision')} n={entry.get('n')}: {entry['efficiency_note']}")
+    for entry in src.get("gemm_shapes") or []:
+        for value in _over_one(entry, ("efficiency",)).values():
+            changed.append(f"gemm_shapes: {entry.get('precision')} {entry.get('m')}x{entry.get('n')}x{entry.get('k')}: "
+                           f"efficiency {value:.4g} was above the peak, not a share of it; not filed (hwcal-upgrade)")
+    for where, holder in (("precision_detail", src.get("precision_detail")),
+                          ("metadata.compute_ceiling", (src.get("metadata") or {}).get("compute_ceiling"))):
+        effs = holder.get("efficiency_by_precision") if isinstance(holder, dict) else None
+        for p, value in list((effs or {}).items()):
+            if (v := _num(value)) is not None and v > 1.0:
+                del effs[p]  # type: ignore[union-attr]
+                changed.append(f"{where}.efficiency_by_precision.{p}: {v:.4g} was above its ceiling, not a share "
+                               "of it; not filed (hwcal-upgrade)")
+    return changed
+
+
 def bound_efficiencies(doc: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """A format-2 document whose memory-bound efficiencies are shares of their ceilings, in (0, 1]: files
-    written before 2026-12-07 filed figures above their tiers' roofs (up to 5.3x on the VMs, whose sysfs
-    caches understate what serves a working set) as efficiencies. Each such value becomes null, a warning
+    """A format-2 document whose efficiencies are shares of their ceilings, in (0, 1]: earlier files filed
+    memory-bound figures above their tiers' roofs (up to 5.3x on the VMs, whose sysfs caches understate what
+    serves a working set) and GEMMs above their peaks as efficiencies. Each such value becomes null, a warning
     says what it was (no measurement changes), and the parts derived from them (``operation_profiles``, the
     summary numbers) are composed again, as they are wherever the current rules derive them otherwise (an
     in-cache STREAM size set against the DRAM plateau read 3.8 in ``operation_profiles``). Returns the
     document (``doc`` itself when nothing changes) and what changed."""
     src = copy.deepcopy(doc)
-    changed = [*_bound_blas(src), *_bound_sweep(src), *_bound_layers(src)]
+    changed = [*_bound_blas(src), *_bound_sweep(src), *_bound_layers(src), *_bound_gemm(src)]
     if changed:
         src["warnings"] = [*(src.get("warnings") or []), *changed]
     out = recompose(src)

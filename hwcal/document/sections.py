@@ -42,7 +42,12 @@ def gemm_entry(rec: GemmRecord, theoretical: dict[str, float], flagged: frozense
         **flag_of(rec.case, flagged),
     }
     if rec.precision in theoretical:
-        entry["efficiency"] = _r(rec.gflops_best / theoretical[rec.precision])
+        ratio = rec.gflops_best / theoretical[rec.precision]
+        if share(ratio) is not None:
+            entry["efficiency"] = share(ratio)
+        else:  # the precision's warning (``precision_views``) says the same of its best
+            entry["efficiency_note"] = (f"{ratio:.4g}x the peak {theoretical[rec.precision]:g} GFLOPS: the peak is "
+                                        "wrong, not the measurement; no efficiency filed")
     if rec.modes:
         entry["modes"] = rec.modes
     if rec.operand_range is not None:
@@ -188,7 +193,8 @@ def gemm_shapes_section(records: list[ShapeRecord], reference: dict[str, float],
     entries: list[dict[str, Any]] = []
     warnings: list[str] = []
     for rec in sorted(records, key=lambda r: (order.index(r.precision), _FAMILY_ORDER.index(r.family), r.flops)):
-        eff = _r(rec.gflops_best / reference[rec.precision]) if reference.get(rec.precision) else None
+        ratio = rec.gflops_best / reference[rec.precision] if reference.get(rec.precision) else None
+        eff = share(ratio)  # in (0, 1]: above its peak, none (the warning below says why)
         entry: dict[str, Any] = {
             "family": rec.family,
             "precision": rec.precision,
@@ -223,10 +229,10 @@ def gemm_shapes_section(records: list[ShapeRecord], reference: dict[str, float],
             entry["operands"] = rec.operands
         if rec.cpu_busy is not None:
             entry["cpu_busy"] = _r(rec.cpu_busy, 3)
-        if eff is not None and eff > 1.0:
+        if ratio is not None and eff is None:
             warnings.append(f"gemm_shapes: {rec.precision} {rec.m}x{rec.n}x{rec.k}: {rec.gflops_best:.4g} GFLOPS is "
-                            f"{eff:.3g}x the peak {reference[rec.precision]:g} GFLOPS; the peak is wrong, not the "
-                            "measurement")
+                            f"{ratio:.4g}x the peak {reference[rec.precision]:g} GFLOPS; the peak is wrong, not the "
+                            "measurement; no efficiency filed")
         entries.append(entry)
     return entries, warnings
 

@@ -139,12 +139,13 @@ def precision_matrix(src: Source, gemm: list[dict[str, Any]], reasons: dict[str,
     _peak_notes(src, best, status, gemm)
     peaks = {p: best[p]["gflops_best"] for p in canonical_sorted(best)}
     theoretical = _theoretical(src)
-    efficiency = {p: rounded(peaks[p] / theoretical[p], 4) for p in peaks if p in theoretical}
-    for p, eff in efficiency.items():
+    ratios = {p: rounded(peaks[p] / theoretical[p], 4) for p in peaks if p in theoretical}
+    efficiency = {p: eff for p, eff in ratios.items() if 0 < eff <= 1.0}  # a share of the peak, as hwcal files
+    for p, eff in ratios.items():
         if eff > 1.0:
             src.warnings.append(f"{p}: measured {peaks[p]:g} GFLOPS is {eff:.3g}x the theoretical peak "
                                 f"{theoretical[p]:g} GFLOPS the original tool assumed; the peak is wrong, not the "
-                                "measurement")
+                                "measurement; no efficiency filed")
     legacy_effs = [src.legacy.get("best_efficiency")] + [e.get("legacy_efficiency") for e in gemm]
     over = max((x for x in legacy_effs if isinstance(x, (int, float)) and not isinstance(x, bool)), default=0.0)
     if over > 1.0:

@@ -69,8 +69,8 @@ def upgrade_file(registry: Path, path: Path, dry_run: bool = False) -> UpgradeSt
                 return UpgradeStep(path, "current")
             suffix, what = PREBOUND_SUFFIX, (f"efficiencies bounded to (0, 1] and derived parts composed again: "
                                              f"{len(changed)} change(s)")
-        else:
-            upgraded = update_to_2(doc)
+        else:  # the conversion, then today's bounds (a format-1 GEMM may sit above its peak)
+            upgraded, _ = bound_efficiencies(update_to_2(doc))
         found = problems(upgraded, "calibration", path)  # the writer's one rule: what validate refuses
         if found:
             raise HwcalError(f"format {version} file does not upgrade to a valid format 2: {found[0]}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hwcal.document.format2 import precision_detail
+from hwcal.document.format2 import efficiency_cell, precision_detail
 from hwcal.document.memory_system import levels_view
 from hwcal.precisions import PRECISIONS
 from hwcal.report.energy import run_summary_lines as energy_lines
@@ -18,7 +18,6 @@ def summary_lines(doc: dict[str, Any]) -> list[str]:
     rows = [("precision", "status", "peak", "unit", "at", "layout", "efficiency", "note")]
     for p, st in matrix["status"].items():
         unit = "GOPS" if PRECISIONS[p].is_integer else "GFLOPS"
-        eff = matrix.get("efficiency_by_precision", {}).get(p)
         rows.append((
             p,
             st["status"],
@@ -26,7 +25,7 @@ def summary_lines(doc: dict[str, Any]) -> list[str]:
             unit if p in peaks else "",
             _shape(searched[p]["shape"]) if p in searched else (f"n={sizes[p]}" if p in sizes else "-"),
             str(searched[p]["layout"] if p in searched else st.get("layout", "")),
-            (f"{eff:.2f}" + (" (!)" if eff > 1.0 else "")) if eff is not None else "-",
+            efficiency_cell(doc, p),
             st.get("reason", "")[:90],
         ))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
