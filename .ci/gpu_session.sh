@@ -13,6 +13,7 @@
 #   check:    no calibration: the bf16 and fp32 referees on the committed file of the GPU's type
 #   short:    calibrate once, then the bf16 and fp32 prediction referees, the whole-layer check and the energy
 #             referee
+#   pair:     as short, without the energy referee
 #   smoke:    a quick run, nothing kept
 # Everything comes back as archives under $OUT (the tool returns <= 8 files). mamf-finder is copied into
 # .devout/anchors/ (carried) from ../shared/anchors, which does not travel.
@@ -85,6 +86,11 @@ short)  # one calibration, the bf16 and fp32 prediction referees (a device budge
   echo "filed: $cal"
   predictions bf16 fp32
   timeout 120 python3 tools/energy_referee.py "$cal" 2>&1 | tee $res/energy_referee.txt; save
+  ;;
+pair)  # one calibration, then the bf16 and fp32 prediction referees and the whole-layer check (~8 min a call)
+  calibrate 1
+  echo "filed: $cal"
+  predictions bf16 fp32
   ;;
 twice)  # run-to-run and the run's wall, then the prediction referees on the second (filed) calibration
   calibrate 1
