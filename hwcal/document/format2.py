@@ -345,7 +345,7 @@ def efficiency_cell(doc: dict[str, Any], precision: str) -> str:
     detail = precision_detail(doc)
     eff = (detail.get("efficiency_by_precision") or {}).get(precision)
     if eff is not None:
-        return f"{eff:.2f}" + (" (!)" if eff > 1.0 else "")  # a file from before 2026-12-08 may hold one
+        return f"{eff:.2f}" + (" (!)" if eff > 1.0 else "")  # a format-1 file may hold one
     reference = detail.get("efficiency_reference_gflops") or (doc.get("precision_matrix") or {}).get(
         "theoretical_peaks") or {}
     measured = (doc.get("precision_matrix") or {}).get("peak_gflops_by_precision") or {}

@@ -57,9 +57,10 @@ class Sweep:
         last = self._last.get(precision)
         if last is None or n > last.n:
             exponent = 3.0
-            if last is not None and last.call_s > 0 and call_s > 0:
-                exponent = min(4.5, max(3.0, math.log(call_s / last.call_s) / math.log(n / last.n)))
+            if last is not None:
                 self._before[precision] = last
+                if last.call_s > 0 and call_s > 0:
+                    exponent = min(4.5, max(3.0, math.log(call_s / last.call_s) / math.log(n / last.n)))
             self._last[precision] = _Last(n, call_s, gflops, exponent, flagged)
         elif n == last.n:
             self._last[precision] = _Last(n, call_s, gflops, last.exponent, flagged)
