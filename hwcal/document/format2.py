@@ -346,8 +346,8 @@ def efficiency_cell(doc: dict[str, Any], precision: str) -> str:
     eff = (detail.get("efficiency_by_precision") or {}).get(precision)
     if eff is not None:
         return f"{eff:.2f}" + (" (!)" if eff > 1.0 else "")  # a format-1 file may hold one
-    reference = detail.get("efficiency_reference_gflops") or (doc.get("precision_matrix") or {}).get(
-        "theoretical_peaks") or {}
-    measured = (doc.get("precision_matrix") or {}).get("peak_gflops_by_precision") or {}
+    matrix = doc.get("precision_matrix") or {}
+    reference = detail.get("efficiency_reference_gflops") or matrix.get("theoretical_peaks") or {}
+    measured = matrix.get("peak_gflops_by_precision") or {}
     return "> 1 (!)" if reference.get(precision) and measured.get(precision) else "-"
 

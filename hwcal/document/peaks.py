@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from hwcal.document.precision import share
 from hwcal.machine.uarch import Microarch, peak_flops_per_cycle
 
 # FLOPs per cycle per core: two FMA pipes x lanes x 2 (multiply + add). The ISA-flag rule: used only
@@ -192,7 +193,7 @@ def with_ceiling_efficiency(ceiling: dict[str, Any], gemm_gflops: dict[str, floa
     out = dict(ceiling)
     measured = {p: float(v) for p, v in (ceiling.get("gflops") or {}).items() if v}
     ratios = {p: float(f"{gemm_gflops[p] / v:.4g}") for p, v in measured.items() if gemm_gflops.get(p)}
-    eff = {p: e for p, e in ratios.items() if 0 < e <= 1.0}  # a share of the ceiling; above it, a warning
+    eff = {p: e for p, e in ratios.items() if share(e) is not None}  # a share of the ceiling; above it, a warning
     if eff:
         out["efficiency_by_precision"] = eff
     vs = {p: float(f"{v / derived_gflops[p]:.4g}") for p, v in measured.items() if derived_gflops.get(p)}

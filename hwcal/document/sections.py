@@ -43,8 +43,9 @@ def gemm_entry(rec: GemmRecord, theoretical: dict[str, float], flagged: frozense
     }
     if rec.precision in theoretical:
         ratio = rec.gflops_best / theoretical[rec.precision]
-        if share(ratio) is not None:
-            entry["efficiency"] = share(ratio)
+        efficiency = share(ratio)
+        if efficiency is not None:
+            entry["efficiency"] = efficiency
         else:  # the precision's warning (``precision_views``) says the same of its best
             entry["efficiency_note"] = (f"{ratio:.4g}x the peak {theoretical[rec.precision]:g} GFLOPS: the peak is "
                                         "wrong, not the measurement; no efficiency filed")

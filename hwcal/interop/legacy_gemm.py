@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from hwcal.document.precision import status_lists
+from hwcal.document.precision import share, status_lists
 from hwcal.interop import legacy_memory as mem
 from hwcal.interop.legacy_common import pos, rounded
 from hwcal.interop.legacy_source import Source, old_matrix
@@ -140,7 +140,7 @@ def precision_matrix(src: Source, gemm: list[dict[str, Any]], reasons: dict[str,
     peaks = {p: best[p]["gflops_best"] for p in canonical_sorted(best)}
     theoretical = _theoretical(src)
     ratios = {p: rounded(peaks[p] / theoretical[p], 4) for p in peaks if p in theoretical}
-    efficiency = {p: eff for p, eff in ratios.items() if 0 < eff <= 1.0}  # a share of the peak, as hwcal files
+    efficiency = {p: eff for p, eff in ratios.items() if share(eff) is not None}  # a share of the peak, as hwcal files
     for p, eff in ratios.items():
         if eff > 1.0:
             src.warnings.append(f"{p}: measured {peaks[p]:g} GFLOPS is {eff:.3g}x the theoretical peak "

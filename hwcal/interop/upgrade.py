@@ -63,14 +63,14 @@ def upgrade_file(registry: Path, path: Path, dry_run: bool = False) -> UpgradeSt
         doc = read_json(path, registry)
         version = doc.get("schema_version") if isinstance(doc, dict) else None
         suffix, what = ".format1", f"format {version} -> {CALIBRATION_FORMAT_VERSION}"
+        # update_to_2: a format-1 file converted, a format-2 file's shape checked; then today's bounds (a format-1
+        # GEMM may sit above its peak)
+        upgraded, changed = bound_efficiencies(update_to_2(doc))
         if version == CALIBRATION_FORMAT_VERSION:
-            upgraded, changed = bound_efficiencies(update_to_2(doc))  # update_to_2: a format-2 file's shape, checked
             if not changed:
                 return UpgradeStep(path, "current")
             suffix, what = PREBOUND_SUFFIX, (f"efficiencies bounded to (0, 1] and derived parts composed again: "
                                              f"{len(changed)} change(s)")
-        else:  # the conversion, then today's bounds (a format-1 GEMM may sit above its peak)
-            upgraded, _ = bound_efficiencies(update_to_2(doc))
         found = problems(upgraded, "calibration", path)  # the writer's one rule: what validate refuses
         if found:
             raise HwcalError(f"format {version} file does not upgrade to a valid format 2: {found[0]}")
