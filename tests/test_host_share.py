@@ -166,6 +166,21 @@ def test_the_real_cache_read_tells_a_resident_quarter_from_data_the_cache_lost()
     assert HostShareProbe(None, [0, 1], True, None).dram_ratio() is None  # no cache look, nothing to read
 
 
+def test_the_dram_ratio_is_read_at_the_end_of_a_run_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The summaries the watch keeps during a run leave the DRAM ratio out (its read first-touches up to 512 MiB,
+    1.5 s as a run's first case on the AMX Xeon guest); the final one reads it, and later ones keep it."""
+    import hwcal.machine.host_share as host_share
+
+    probe = HostShareProbe(None, [0, 1], True, 4 << 20)
+    probe.look()
+    reads: list[int] = []
+    monkeypatch.setattr(host_share, "_read_gbps", lambda buffer, n: reads.append(buffer.nbytes) or 1.0)
+    assert "cache_dram_ratio" not in probe.summary(final=False) and reads == []
+    ratio = probe.summary()["cache_dram_ratio"]
+    assert ratio > 0 and (16 << 20) in reads
+    assert probe.summary(final=False)["cache_dram_ratio"] == ratio
+
+
 @pytest.mark.parametrize(("ratio", "warned"), [(0.74, True), (0.7, True), (0.55, False)])
 def test_a_cache_look_that_cannot_see_a_taken_cache_alone_is_a_warning(ratio: float, warned: bool) -> None:
     from hwcal.measure.watch import InterferenceLog

@@ -211,3 +211,29 @@ def test_a_stuck_meter_costs_the_sustained_window_at_most_its_cap_and_files_no_e
                             device_index=0, meter=Stuck())
     assert result is not None and result.energy_window is None
     assert result.sustained_s is not None and 0.3 <= result.sustained_s < 1.0  # the quick hold, capped at 0.4 s
+
+
+def test_a_cpu_probes_layouts_at_a_size_whose_call_is_milliseconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A precision the CPU emulates slowly is probed below PROBE_N: each call then costs milliseconds, not the
+    0.29 s of torch's fp8 at 256 on an AMX Xeon (12 probe calls a type)."""
+    from hwcal.measure import layouts as layout_mod
+
+    class SlowCpu(FakeGpu):
+        device_type = "cpu"
+
+        def gemm_layouts(self, precision: str) -> tuple[str, ...]:
+            return ("NN", "NT")
+
+        def synchronize(self) -> None:
+            pass
+
+    called: list[int] = []
+    rate = {"fp8": 0.1e9, "fp32": 300e9}  # FLOP/s: the call time is 2 n^3 / rate
+    monkeypatch.setattr(layout_mod, "time_one_call",
+                        lambda backend, launch, ops: called.append(ops.n) or 2 * ops.n**3 / rate[ops.precision])
+    slow = choose_layout(SlowCpu(), "fp8", 256)  # type: ignore[arg-type]
+    assert slow.probe_n == 64 and slow.as_dict()["probe_n"] == 64  # 64: 5 ms a call, 128 would be 42
+    assert max(called) == 64
+    called.clear()
+    fast = choose_layout(SlowCpu(), "fp32", 256)  # type: ignore[arg-type]
+    assert fast.probe_n == 256 and called[-1] == 256

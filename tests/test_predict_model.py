@@ -624,6 +624,19 @@ def test_a_shapes_series_are_its_lines_one_dimension_each() -> None:
     assert out == [middle[1]] and kept == [middle[0], middle[2]]
 
 
+def test_a_run_of_flagged_points_stays() -> None:
+    """Two flagged sizes side by side both stay: leaving them out would interpolate across the run (on the AMX
+    Xeon guest, across all of L2 from an L1 and an L3 size), while a lone flagged size between quiet ones goes."""
+    def add(n: int, flagged: bool = False) -> Point:
+        return Point("add", "fp64", (("n", n),), float(n), 24.0 * n, 24.0 * n / 200e9, "memory.sweep", flagged=flagged)
+    run = [add(2048), add(4096, True), add(8192, True), add(16384)]
+    kept, out = prefer_unflagged(run)
+    assert out == [] and kept == run
+    lone = [add(2048), add(4096, True), add(8192), add(16384, True)]
+    kept, out = prefer_unflagged(lone)
+    assert out == [lone[1]] and kept == [lone[0], lone[2], lone[3]]  # the last is at its series' end
+
+
 def test_a_predicted_efficiency_is_a_share_of_its_reference_or_none() -> None:
     """An answer faster than its reference (a working set served from a cache, set against DRAM's figure) gives
     no efficiency and says what it was, as the document files them; a share of it is given as it is."""

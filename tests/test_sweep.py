@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hwcal.measure.sweep import GUARD_SIZE, Sweep, SweepPolicy
+from hwcal.measure.sweep import COMPUTE_CALL_S, GUARD_SIZE, Sweep, SweepPolicy
 
 
 def _sweep(min_gflops: float = 1.0, max_call_s: float = 1.0) -> Sweep:
@@ -21,9 +21,23 @@ def test_no_termination_below_the_guard() -> None:
     sweep = _sweep(min_gflops=10.0, max_call_s=1e-6)
     for n in (32, 64, 128):
         assert sweep.skip_reason("fp32", n) is None
-        sweep.record("fp32", n, call_s=1.0, gflops=0.5)  # slow and over the time budget: still no cut
+        sweep.record("fp32", n, call_s=0.9 * COMPUTE_CALL_S, gflops=0.5)  # slow and over the time budget: no cut
     for n in (256, 512, 4096):
         assert sweep.skip_reason("fp32", n) is None
+
+
+def test_below_the_guard_a_long_call_forecasts_but_never_ends() -> None:
+    """A call of a millisecond or more is compute, not launch overhead: from it the --max-call-seconds forecast
+    skips a size below the guard too (torch's fp8 on an AMX Xeon: 36 ms at 128, 0.29 s at 256), but a low rate
+    there still ends nothing."""
+    sweep = _sweep(min_gflops=10.0, max_call_s=0.3)
+    sweep.record("fp8", 64, call_s=0.0044, gflops=0.12)
+    assert sweep.skip_reason("fp8", 128) is None  # 35 ms fits under 0.3 s and under the light plan's 0.1 s
+    sweep.record("fp8", 128, call_s=0.036, gflops=0.117)
+    assert sweep.skip_reason("fp8", 256) is None  # 0.29 s fits the full plan's cap
+    reason = sweep.skip_reason("fp8", 256, light=True)
+    assert reason is not None and "n=256 predicted 0.29 s" in reason and "light plan's 0.1 s" in reason
+    assert sweep.skip_reason("fp8", 160, light=True) is None  # only the sizes over the cap (0.07 s here)
 
 
 def test_min_gflops_terminates_after_the_guard() -> None:

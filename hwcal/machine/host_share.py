@@ -155,8 +155,10 @@ class HostShareProbe:
         self._last = (time.perf_counter(), core, cache)
         return core, cache
 
-    def summary(self) -> dict[str, Any]:
-        """For ``metadata.interference.host_share``: what was looked at, how often, the run's extremes."""
+    def summary(self, final: bool = True) -> dict[str, Any]:
+        """For ``metadata.interference.host_share``: what was looked at, how often, the run's extremes; the DRAM
+        ratio only in the ``final`` one (its read of 16x the look's buffer first-touches up to 512 MiB: 0.6-1.5 s
+        on the AMX Xeon guest as a run's first case, about 0.1 s at its end, once the run's arrays were)."""
         core_ref, cache_ref = self.reference()
         out: dict[str, Any] = {"method": self.description, "cpus": len(self.cpus),
                                "separate_cores": self.separate_cores, "looks": self.looks}
@@ -167,7 +169,7 @@ class HostShareProbe:
             out.update(cache_bytes=int(self.buffer.nbytes), private_bytes=int(self.private_bytes),
                        cache_gbps_best=round(cache_ref, 2),
                        cache_gbps_lowest=_rounded(self.lowest.get("cache_gbps"), 2))
-            ratio = self.dram_ratio()
+            ratio = self.dram_ratio() if final else self._dram_ratio
             if ratio is not None and ratio > 0:
                 out["cache_dram_ratio"] = round(ratio, 3)
         return out

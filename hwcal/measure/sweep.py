@@ -26,6 +26,11 @@ LIGHT_CALL_SHARE = 1 / 3
 # move up to the largest.
 FLAT_FROM = 512
 FLAT_GAIN = 0.05
+# The guard keeps launch overhead from ending a sweep, but a call of a millisecond or more is no launch overhead
+# (CPU floors are 1-3 us, a GPU's about 10): from such a call the --max-call-seconds forecast holds below the
+# guard too. torch's fp8 on the Sapphire Rapids guest took 36 ms a call at n=128 and 0.29 s at 256 (0.1 GFLOPS,
+# flat from 32 up): 1.5 s of rounds per fp8 type for the same rate.
+COMPUTE_CALL_S = 1e-3
 
 
 @dataclass
@@ -77,8 +82,10 @@ class Sweep:
         if precision in self._ended:
             return self._ended[precision]
         last = self._last.get(precision)
-        if last is None or last.n < self.policy.guard_size or n <= last.n:
+        if last is None or n <= last.n:
             return None
+        if last.n < self.policy.guard_size:
+            return self._too_long(precision, n, last, light) if last.call_s >= COMPUTE_CALL_S else None
         if last.gflops < self.policy.min_gflops:
             unit = "GOPS" if PRECISIONS[precision].is_integer else "GFLOPS"
             reason = (f"{precision} reached {last.gflops:.3g} {unit} at n={last.n}, below --min-gflops "
@@ -93,6 +100,10 @@ class Sweep:
                       f"{last.gflops:.4g} at n={last.n}: within {FLAT_GAIN:.0%}): larger sizes skipped")
             self.end(precision, reason)
             return reason
+        return self._too_long(precision, n, last, light)
+
+    def _too_long(self, precision: str, n: int, last: _Last, light: bool) -> str | None:
+        """Why size ``n`` would take over the cap a call, from the time of the last size, or None."""
         predicted_s = last.call_s * (n / last.n) ** last.exponent
         cap = self.policy.max_call_s * (LIGHT_CALL_SHARE if light else 1.0)
         if predicted_s > cap:

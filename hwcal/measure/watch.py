@@ -85,14 +85,18 @@ class Watch:
         finally:
             self._sync()
 
-    def _sync(self) -> None:
+    def _sync(self, final: bool = False) -> None:
         """The probe's summary into the log, which the document reads."""
         if self.monitor.host_share is not None:
-            self.log.host_share = self.monitor.host_share.summary()
+            self.log.host_share = self.monitor.host_share.summary(final)
         if self.monitor.launch is not None:
             self.log.launch = self.monitor.launch.summary()
         if self.monitor.call is not None:
             self.log.call = self.monitor.call.summary()
+
+    def finish(self) -> None:
+        """The run's last summary, with what is measured once at its end (the host-share probe's DRAM ratio)."""
+        self._sync(final=True)
 
     def budget_left_s(self) -> float:
         return self.log.budget_s - self.log.spent_s

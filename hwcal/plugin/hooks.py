@@ -203,6 +203,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         outcome["message"] = ("hwcal: nothing timed (benchmarks disabled or all skipped): "
                               "results verified, no calibration filed")
         return
+    if cal.watch is not None:
+        cal.watch.finish()
     try:
         filed = file_calibration(cal, ["pytest", *config.invocation_params.args], outcome.get("selection", {}))
     except HwcalError as exc:
