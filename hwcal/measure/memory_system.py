@@ -26,6 +26,7 @@ from hwcal.measure.hierarchy import (
     LatencyBench,
     affordable_pool,
     first_touch,
+    first_touch_until,
     predict_latency_s,
     run_points,
     tier_points,
@@ -40,6 +41,7 @@ from hwcal.measure.memsys import (
     counted_bytes,
     curve_sizes,
     plan_tiers,
+    pow2_floor,
 )
 from hwcal.measure.multicore import measure_multicore
 from hwcal.measure.session import CalibrationSession
@@ -152,9 +154,19 @@ class MemorySystemState:
                           "sets were chased on 4 KiB pages only")
             if size < 2**20:
                 return None
-            self.huge = Pool(size, huge=True)
-            first_touch(self.huge, kernels, self.cpus[:1])
-            self.record.huge_pool_bytes = size
+            huge = Pool(size, huge=True)
+            faulted = first_touch_until(huge, kernels, self.cpus[0], seconds)
+            if faulted < size:
+                kept = pow2_floor(faulted)
+                self.note(f"huge pages: faulting the huge-page pool in ran slower than its probe said; after "
+                          f"{seconds:.2g} s {size_label(faulted)} of {size_label(size)} were in, the huge-page chase "
+                          f"stops at {size_label(kept)}; larger working sets were chased on 4 KiB pages only")
+                if kept < 2**20:
+                    huge.close()
+                    return None
+                huge.shrink(kept)
+            self.huge = huge
+            self.record.huge_pool_bytes = huge.size
         return self.huge
 
 

@@ -68,6 +68,12 @@ class Pool:
             self._huge = (now, huge_bytes_at(self.address, self.size, src))
         return self._huge[1]
 
+    def shrink(self, size: int) -> None:
+        """Use only the first ``size`` bytes (those faulted in); the rest of the mapping stays untouched."""
+        self.size = min(self.size, size)
+        self.bytes = self.bytes[: self.size]
+        self._huge = None
+
     def touched(self) -> None:
         """The pool was just faulted in: its huge-page backing is read afresh next time."""
         self._huge = None
