@@ -87,8 +87,7 @@ def _log_of(log: dict) -> object:
     return out
 
 
-def test_no_late_pass_quick_or_on_a_gpu_or_with_nothing_in_the_band(tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_late_pass_quick_or_with_nothing_to_time_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     quick = _session(tmp_path, TINY, quick=True)
     _first_pass(quick)
     assert run_late_pass(quick) is None
@@ -96,7 +95,28 @@ def test_no_late_pass_quick_or_on_a_gpu_or_with_nothing_in_the_band(tmp_path: Pa
     assert run_late_pass(session) is None  # nothing measured yet
     _first_pass(session)
     monkeypatch.setattr(type(session.backend), "device_type", "gpu")
-    assert run_late_pass(session) is None
+    assert run_late_pass(session) is None  # a GPU's BLAS and STREAM cases are not timed again; no floor here
+
+
+def test_a_gpu_times_its_launch_floors_again_and_nothing_else(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A GPU's launch path is the host's (the H100 host's tiny call: 6.3 or 9-13 us for minutes at a time): its
+    floors get a second window, the faster filed; its memory is its own, so its BLAS and STREAM cases do not."""
+    from hwcal.measure.floors import run_floor
+
+    session = _session(tmp_path, TINY)
+    _first_pass(session)
+    for timing in ("back_to_back", "isolated"):
+        run_floor(FakeBenchmark(), session, "scal", timing)
+    floors = session.results.floors
+    slow = floors["scal"] = type(floors["scal"])(**{**vars(floors["scal"]),
+                                                    "seconds_min": floors["scal"].seconds_min * 20})
+    monkeypatch.setattr(type(session.backend), "device_type", "gpu")
+    log = run_late_pass(session)
+    assert log is not None and log["band_bytes"] is None and log["budget_s"] == late_pass.LATE_BUDGET_S["gpu"]
+    assert {c["case"] for c in log["cases"]} == {"floor scal back_to_back", "floor scal isolated"}
+    first = next(c for c in log["cases"] if c["case"] == "floor scal back_to_back")
+    assert first["filed"] == "late" and floors["scal"].seconds_min == first["late_s"] < slow.seconds_min / 4
+    assert not schema_errors(build_calibration(make_input(interference=_log_of(log))))
 
 
 def test_a_wrong_result_in_the_second_window_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

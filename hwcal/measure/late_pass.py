@@ -24,6 +24,9 @@ calls with 21-69 MB of weights ran 1.3-2.0x apart in two runs of the same code a
 stayed within 1.2x, and a held-out referee's 3B and 7B projections at M <= 16 were predicted 20-57 % fast from
 the quicker run. They get a second window last, in a second of their own.
 
+A GPU's memory is its own, but its launch path is the host's: on a GPU the late pass times the launch floors
+alone, in a second window of their own (``LATE_BUDGET_S``).
+
 Once the other cases have run, the CPU cases are timed again, the floors and the in-core ones first, then those of the
 shared tiers, the most asked precision's first, then the GEMM shapes, within ``LATE_BUDGET_S``; in each tier
 the cases the watch flagged come first. Each is one more window of the same bound call on fresh operands,
@@ -51,7 +54,11 @@ from hwcal.measure.stream import size_label
 from hwcal.measure.watch import Watch
 from hwcal.precisions import PRECISIONS
 
-LATE_BUDGET_S = {"cpu": 4.0}  # GPUs: their memory is their own (no late pass)
+# A GPU's memory is its own, but its launch path is the host's: its late pass times the launch floors only. On the
+# H100 host (2026-12-08) a tiny call's launch moved between 6.3 and 9-13 us for minutes at a time; one run filed
+# every floor in the slow phase (all flagged), and its fp16 predictions of floor-bound ops ran 30-70 % high against
+# a referee pass in the quick one, where a file calibrated in the quick phase scored 4.5 / 17.5 %.
+LATE_BUDGET_S = {"cpu": 4.0, "gpu": 1.5}
 IN_CORE_S = 1.0  # of it, at most this on the in-core cases (they come first) ...
 BEFORE_SHAPES_S = 3.0  # ... up to this with the shared tiers' BLAS and STREAM cases, the rest on the GEMM shapes
 SHAPE_M_MAX = 16  # GEMM shapes up to this M (their weights' streaming sets their pace), of the most asked precision
@@ -92,6 +99,9 @@ def late_cases(session: CalibrationSession) -> list[LateCase]:
     BLAS cases, the STREAM sweep, the other precisions'), then the same groups in the shared tiers; within each
     tier those the watch flagged first (their first window is known to be suspect), then smallest first, as the
     largest cost the most."""
+    flagged = flagged_cases(session)
+    if session.backend.device_type != "cpu":
+        return _floor_cases(session, flagged)
     band = shared_band(session)
     if band is None:
         return []
@@ -99,7 +109,6 @@ def late_cases(session: CalibrationSession) -> list[LateCase]:
     results = session.results
     backend = session.backend
     precisions = backend.blas_precisions()
-    flagged = flagged_cases(session)
     blas_ids = _blas_case_ids(session)
     blas = [_case(flagged, "blas", i, f"{r.operation} {r.precision} {r.bytes:,} B", r.bytes, r.time_s["min"],
                   blas_ids.get((r.operation, r.precision, r.n, r.m or 1), ""),
@@ -252,21 +261,22 @@ def _file(session: CalibrationSession, case: LateCase, again: Any) -> None:
 
 def run_late_pass(session: CalibrationSession) -> dict[str, Any] | None:
     """Time the launch floors and the CPU cases up to the shared tiers again (and the flagged GEMM shapes of the
-    most asked precision, whatever their size), file the faster window of each, and log both in the interference
-    log (``late_pass``); None where there is no late pass (a GPU, --quick, no cache hierarchy)."""
+    most asked precision, whatever their size), on a GPU the launch floors alone, file the faster window of each,
+    and log both in the interference log (``late_pass``); None where there is no late pass (--quick, nothing to
+    time again)."""
     backend = session.backend
     budget = LATE_BUDGET_S.get(backend.device_type)
     cases = late_cases(session) if budget and not session.options.quick else []
     if budget is None or not cases:
         return None
-    band = shared_band(session)
-    assert band is not None  # late_cases found its cases by it
+    band = shared_band(session) if backend.device_type == "cpu" else None  # a GPU's: its floors alone
     started = time.perf_counter()
-    log: dict[str, Any] = {"budget_s": budget, "band_bytes": list(band), "cases": [], "left_out": 0}
+    log: dict[str, Any] = {"budget_s": budget, "band_bytes": list(band) if band else None, "cases": [],
+                           "left_out": 0}
     for case in cases:
         spent = time.perf_counter() - started
         left = budget - spent
-        if case.kind != "shape":
+        if case.kind != "shape" and band is not None:
             left = min(left, (IN_CORE_S if case.bytes <= band[0] else BEFORE_SHAPES_S) - spent)
         again, late_s = _again(session, case, left)
         if again is None or late_s is None:
