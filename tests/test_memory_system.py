@@ -39,6 +39,7 @@ from hwcal.measure.memsys import (
     ScalingPoint,
     counted_bytes,
     curve_sizes,
+    gaps_first,
     inside,
     plan_tiers,
 )
@@ -46,7 +47,7 @@ from hwcal.measure.records import BlasRecord, MemorySweep, StreamRecord
 from hwcal.measure.session import CalibrationOptions, CalibrationSession
 from tests.fakes import FakeBenchmark
 
-KiB, MiB = 2**10, 2**20
+KiB, MiB, GiB = 2**10, 2**20, 2**30
 # This machine's shape as sysfs reports it: private 48 KiB L1d and 2 MiB L2 per core, one 480 MiB L3.
 VM = CacheInfo((CacheLevel(1, 48 * KiB, 2), CacheLevel(2, 2 * MiB, 2), CacheLevel(3, 480 * MiB, 1)), "test")
 SMALL = CacheInfo((CacheLevel(1, 32 * KiB, 2), CacheLevel(2, 256 * KiB, 2), CacheLevel(3, 4 * MiB, 1)), "test")
@@ -649,3 +650,15 @@ def test_a_huge_pool_that_faults_in_slower_than_its_probe_is_cut_to_what_is_in(
         assert any("3MiB of 16MiB were in" in n and "stops at 2MiB" in n for n in notes), notes
     finally:
         state.close()
+
+
+def test_the_curve_meets_the_widest_gap_between_measured_working_sets_first() -> None:
+    """Each next size is the farthest (log2) from all measured so far, the tiers' points first: a budget that runs
+    out leaves the gaps it had least to say about (the AMX Xeon guest's ascending curve stopped at 0.5 MiB, with
+    nothing between its 16 MiB L3 point and its 1.9 GiB DRAM pool)."""
+    sizes = [4 * KiB * 2**i for i in range(19)]
+    order = gaps_first(sizes, [16 * KiB, 256 * KiB, 16 * MiB, 1920 * MiB])
+    assert sorted(order) == sizes
+    assert order[:3] == [128 * MiB, 2 * MiB, 64 * KiB]  # L3 to DRAM, L2 to L3, L1 to L2
+    assert order[-4:] == [MiB * 1024, 16 * MiB, 256 * KiB, 16 * KiB]  # the tiers' own sizes last
+    assert gaps_first([], [KiB]) == [] and gaps_first([KiB, 4 * KiB], []) == [4 * KiB, KiB]

@@ -40,6 +40,7 @@ from hwcal.measure.memsys import (
     MemorySystem,
     counted_bytes,
     curve_sizes,
+    gaps_first,
     plan_tiers,
     pow2_floor,
 )
@@ -262,14 +263,15 @@ def run_latency(state: MemorySystemState) -> None:
 
 
 def run_curve(state: MemorySystemState) -> None:
-    """With what is left of the budget: write at DRAM, then bandwidth and latency at every power of two."""
+    """With what is left of the budget: write at DRAM, then bandwidth and latency at every power of two, the widest
+    gap between the working sets measured first (``gaps_first``: the tiers' points are measured already)."""
     bench = _bench(state)
     if bench is None:
         pytest.skip("no memory for the DRAM pool")
     rec, workers = state.record, len(state.cpus)
     run_points(bench, rec, state.budget, _tier_points(state, ("write",)), _label)
     chaser = state.chaser = state.chaser or Chaser(state)
-    for ws in curve_sizes(rec.tiers):
+    for ws in gaps_first(curve_sizes(rec.tiers), [t.one_core_bytes for t in rec.tiers]):
         points = [(k, ws, n, False) for n in sorted({1, workers}) for k in CURVE_KERNELS]
         run_points(bench, rec, state.budget, points if ws <= bench.pool.size // 8 else [], _label)
         chaser.chase(ws)
