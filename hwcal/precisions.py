@@ -54,6 +54,12 @@ PRECISIONS: dict[str, Precision] = {p.name: p for p in _TABLE}
 CANONICAL_ORDER: tuple[str, ...] = tuple(PRECISIONS)
 
 
+def rate_unit(precision: str) -> str:
+    """The unit a precision's GEMM rate is given in: GOPS for the integer types, GFLOPS for the rest."""
+    known = PRECISIONS.get(precision)
+    return "GOPS" if known is not None and known.is_integer else "GFLOPS"
+
+
 def canonical_sorted(names: Iterable[str]) -> list[str]:
     """Sort precision names in canonical order; unknown names go last, alphabetically."""
     order = {name: i for i, name in enumerate(CANONICAL_ORDER)}

@@ -19,7 +19,7 @@ from hwcal.document.spec import build_cpu_spec
 from hwcal.measure.records import GemmRecord
 from hwcal.naming import CalibrationKey
 from hwcal.plugin.summary import summary_lines
-from hwcal.precisions import CANONICAL_ORDER, canonical_sorted
+from hwcal.precisions import CANONICAL_ORDER, canonical_sorted, rate_unit
 from tests.fakes import dram_sweep, matrix_and_detail
 
 RecordFactory = Callable[..., GemmRecord]
@@ -288,3 +288,8 @@ def test_summary_has_a_row_per_precision(valid_doc: dict[str, Any]) -> None:
     rows = [line for line in lines[2:] if not line.startswith("warning:")]
     assert [row.split()[0] for row in rows] == list(statuses)
     assert [row.split()[1] for row in rows] == [s["status"] for s in statuses.values()]
+
+
+def test_integer_rates_are_gops_the_rest_and_unknown_names_gflops() -> None:
+    assert [rate_unit(p) for p in ("int8", "int64", "fp32", "bf16", "fp8_e5m2", "nonsense")] == [
+        "GOPS", "GOPS", "GFLOPS", "GFLOPS", "GFLOPS", "GFLOPS"]

@@ -19,7 +19,7 @@ from hwcal.cli.common import (
 )
 from hwcal.cli.entry import EXIT_OK, Tool, say, tell
 from hwcal.document.format2 import efficiency_cell, precision_detail
-from hwcal.precisions import PRECISIONS
+from hwcal.precisions import rate_unit
 from hwcal.registry.api import Registry, UnknownHardwareError
 from hwcal.registry.errata import entry_errata
 from hwcal.registry.filters import natural_key, normalise_filter
@@ -139,7 +139,7 @@ def _detail(e: CalibrationEntry) -> list[str]:
     peaks, sizes = e.doc["precision_matrix"]["peak_gflops_by_precision"], matrix.get("peak_size_by_precision", {})
     rows = [("precision", "status", "peak", "unit", "at n", "efficiency")]
     for p, st in matrix["status"].items():
-        unit = "GOPS" if PRECISIONS.get(p) and PRECISIONS[p].is_integer else "GFLOPS"
+        unit = rate_unit(p)
         rows.append((p, st["status"], fmt_num(peaks.get(p)), unit if p in peaks else "",
                      str(sizes.get(p, "-")),
                      efficiency_cell(e.doc, p)))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from hwcal.precisions import PRECISIONS
+from hwcal.precisions import rate_unit
 
 GUARD_SIZE = 256
 # A light-plan precision's largest call: a third of --max-call-seconds (as its rounds are a third of the full
@@ -87,17 +87,15 @@ class Sweep:
         if last.n < self.policy.guard_size:
             return self._too_long(precision, n, last, light) if last.call_s >= COMPUTE_CALL_S else None
         if last.gflops < self.policy.min_gflops:
-            unit = "GOPS" if PRECISIONS[precision].is_integer else "GFLOPS"
-            reason = (f"{precision} reached {last.gflops:.3g} {unit} at n={last.n}, below --min-gflops "
+            reason = (f"{precision} reached {last.gflops:.3g} {rate_unit(precision)} at n={last.n}, below --min-gflops "
                       f"{self.policy.min_gflops:g}: larger sizes skipped")
             self.end(precision, reason)
             return reason
         before = self._before.get(precision)
         if (flat_stop and before is not None and before.n >= FLAT_FROM and not (before.flagged or last.flagged)
                 and abs(last.gflops / max(before.gflops, 1e-12) - 1) <= FLAT_GAIN):
-            unit = "GOPS" if PRECISIONS[precision].is_integer else "GFLOPS"
-            reason = (f"{precision}: not needed, the curve is flat ({before.gflops:.4g} {unit} at n={before.n}, "
-                      f"{last.gflops:.4g} at n={last.n}: within {FLAT_GAIN:.0%}): larger sizes skipped")
+            reason = (f"{precision}: not needed, the curve is flat ({before.gflops:.4g} {rate_unit(precision)} at "
+                      f"n={before.n}, {last.gflops:.4g} at n={last.n}: within {FLAT_GAIN:.0%}): larger sizes skipped")
             self.end(precision, reason)
             return reason
         return self._too_long(precision, n, last, light)

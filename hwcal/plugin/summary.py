@@ -6,7 +6,7 @@ from typing import Any
 
 from hwcal.document.format2 import efficiency_cell, precision_detail
 from hwcal.document.memory_system import levels_view
-from hwcal.precisions import PRECISIONS
+from hwcal.precisions import rate_unit
 from hwcal.report.energy import run_summary_lines as energy_lines
 
 
@@ -17,7 +17,7 @@ def summary_lines(doc: dict[str, Any]) -> list[str]:
     sizes = matrix.get("peak_size_by_precision", {})
     rows = [("precision", "status", "peak", "unit", "at", "layout", "efficiency", "note")]
     for p, st in matrix["status"].items():
-        unit = "GOPS" if PRECISIONS[p].is_integer else "GFLOPS"
+        unit = rate_unit(p)
         rows.append((
             p,
             st["status"],
@@ -53,7 +53,7 @@ def _searched_lines(searched: dict[str, Any]) -> list[str]:
     lines = []
     for p, r in searched.items():
         burst, held = r["burst"], r["sustained"]
-        unit = "GOPS" if PRECISIONS[p].is_integer else "GFLOPS"
+        unit = rate_unit(p)
         if burst.get("bursts"):
             spread = f", spread {burst['spread']:.1%}" if burst.get("spread") is not None else ""
             head = (f"peak = median of {len(burst['bursts'])} bursts {r['peak_gflops']:,.0f} {unit}{spread} (best "

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hwcal.document.format2 import precision_detail
-from hwcal.precisions import PRECISIONS, canonical_sorted
+from hwcal.precisions import canonical_sorted, rate_unit
 
 NOISE_FLOOR = 0.01  # files round peaks to 4-5 significant digits; below 1 % nothing is claimed
 
@@ -112,7 +112,7 @@ def compare(a: dict[str, Any], b: dict[str, Any], sigmas: float = 3.0,
         cva, cvb = peak_noise(a, p), peak_noise(b, p)
         noise = max(NOISE_FLOOR, sigmas * math.hypot(cva, cvb)) if cva is not None and cvb is not None else None
         ratio, verdict = _verdict(va, vb, noise)
-        unit = "GOPS" if PRECISIONS.get(p) and PRECISIONS[p].is_integer else "GFLOPS"
+        unit = rate_unit(p)
         row = Row(p, unit, va, vb, ratio, da.get("efficiency_by_precision", {}).get(p),
                   db.get("efficiency_by_precision", {}).get(p), noise, verdict)
         if fail_below is not None:

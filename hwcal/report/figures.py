@@ -15,7 +15,7 @@ from typing import Any
 
 from hwcal.document.format2 import precision_detail
 from hwcal.errors import HwcalError
-from hwcal.precisions import CANONICAL_ORDER, PRECISIONS, canonical_sorted
+from hwcal.precisions import CANONICAL_ORDER, canonical_sorted, rate_unit
 from hwcal.report.memory_figures import hierarchy_figure, latency_figure
 from hwcal.report.plotting import _figure_class, _no_data, _plain_log_axis, _title, bytes_label
 
@@ -38,10 +38,6 @@ def precision_colour(precision: str) -> str:
 def _intensity_label(v: float, _: Any = None) -> str:
     """Arithmetic intensities on a base-2 axis: 1/8, 1/2, 1, 4, 16."""
     return f"1/{round(1 / v):g}" if 0 < v < 1 else f"{v:g}"
-
-
-def _unit(precision: str) -> str:
-    return "GOPS" if PRECISIONS.get(precision) and PRECISIONS[precision].is_integer else "GFLOPS"
 
 
 def gemm_figure(doc: dict[str, Any]) -> Any:
@@ -215,17 +211,18 @@ def roofline_figure(doc: dict[str, Any]) -> Any:
                 gid=f"ceiling-memory-{name}")
     for p in canonical_sorted(peaks):
         # The compute roof starts at the ridge point, where the DRAM roof meets it.
-        per_byte = "op/B" if _unit(p) == "GOPS" else "FLOP/B"
+        unit = rate_unit(p)
+        per_byte = "op/B" if unit == "GOPS" else "FLOP/B"
         ax.plot([ridges[p], hi], [peaks[p], peaks[p]], color=precision_colour(p), lw=1.6,
-                label=f"{p} {peaks[p]:,.4g} {_unit(p)}, ridge {ridges[p]:.3g} {per_byte}", gid=f"ceiling-compute-{p}")
+                label=f"{p} {peaks[p]:,.4g} {unit}, ridge {ridges[p]:.3g} {per_byte}", gid=f"ceiling-compute-{p}")
         ax.plot([ridges[p]], [peaks[p]], marker="o", color=precision_colour(p), ms=6)
         # Beside the GEMM roof: the derived peak (dashed) and the measured FMA ceiling (solid, thin).
         if p in derived:
             ax.plot([derived[p] / dram, hi], [derived[p], derived[p]], color=precision_colour(p), lw=1.0, ls="--",
-                    label=f"{p} derived peak {derived[p]:,.4g} {_unit(p)}", gid=f"ceiling-derived-{p}")
+                    label=f"{p} derived peak {derived[p]:,.4g} {unit}", gid=f"ceiling-derived-{p}")
         if p in fma:
             ax.plot([fma[p] / dram, hi], [fma[p], fma[p]], color=precision_colour(p), lw=0.9, ls="-", alpha=0.6,
-                    label=f"{p} measured FMA ceiling {fma[p]:,.4g} {_unit(p)}", gid=f"ceiling-measured-{p}")
+                    label=f"{p} measured FMA ceiling {fma[p]:,.4g} {unit}", gid=f"ceiling-measured-{p}")
     _layer_points(ax, doc)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")

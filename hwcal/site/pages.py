@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from hwcal.document.format2 import precision_detail
-from hwcal.precisions import PRECISIONS, canonical_sorted
+from hwcal.precisions import canonical_sorted, rate_unit
 from hwcal.site.data import measured_clock
 from hwcal.site.energy import calibration_energy
 from hwcal.site.figures import CHARTS, figure_path
@@ -26,9 +26,6 @@ def _us(seconds: object) -> str:
     """Seconds as microseconds for a table cell, "-" where the file has none."""
     return num(seconds * 1e6) if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) else "-"
 
-def _unit(p: str) -> str:
-    return "GOPS" if PRECISIONS.get(p) and PRECISIONS[p].is_integer else "GFLOPS"
-
 
 def _summary(doc: dict[str, Any]) -> str:
     matrix, detail = doc["precision_matrix"], precision_detail(doc)
@@ -41,7 +38,7 @@ def _summary(doc: dict[str, Any]) -> str:
         s = status.get(p) or {}
         why = [s.get("reason"), *(s.get("sizes_skipped") or [])]
         rows.append([esc(p), f'<span class="st st-{esc(s.get("status", "measured"))}">{esc(s.get("status", "-"))}'
-                     "</span>", num(peaks.get(p)), esc(_unit(p)), num(theory.get(p)), pct(eff.get(p)),
+                     "</span>", num(peaks.get(p)), esc(rate_unit(p)), num(theory.get(p)), pct(eff.get(p)),
                      esc(source.get(p) or (f"square sweep at n={sizes[p]}" if p in sizes else "")),
                      esc(s.get("kernel") or ""), "<br>".join(esc(w) for w in why if w)])
     out = table("Peak throughput per precision", ["precision", "status", "peak", "unit", "theoretical",
