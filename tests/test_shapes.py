@@ -259,7 +259,8 @@ def test_shape_budget_shares(monkeypatch: pytest.MonkeyPatch, device: str, spent
     monkeypatch.setattr(shapes, "shape_precisions", lambda session: ["fp32", "bf16", "fp16"])
     session = types.SimpleNamespace(backend=types.SimpleNamespace(device_type=device),
                                     options=types.SimpleNamespace(quick=False),
-                                    budget_spent_s={"gemm_shapes": spent})
+                                    budget_spent_s={"gemm_shapes": spent},
+                                    family_budget=lambda family, nominal: nominal)  # no run target here
     budget = shapes.SHAPES_BUDGET_S[device, False]  # 8 s on a CPU, 12 s on a GPU: the expected seconds' whole
     got = {p: shapes._allowance(session, p) for p in expected}  # type: ignore[arg-type]
     assert got == {p: (pytest.approx(v), budget) for p, v in expected.items()}

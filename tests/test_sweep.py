@@ -1,4 +1,5 @@
-"""Early termination: never below the 256 guard; after it, too slow or predicted over budget skips."""
+"""Early termination: never below the 256 guard unless a call took a millisecond or more; after it, too slow or
+predicted over budget skips."""
 
 from __future__ import annotations
 
@@ -26,23 +27,32 @@ def test_no_termination_below_the_guard() -> None:
         assert sweep.skip_reason("fp32", n) is None
 
 
-def test_below_the_guard_a_long_call_forecasts_but_never_ends() -> None:
+def test_below_the_guard_a_long_call_forecasts_and_ends() -> None:
     """A call of a millisecond or more is compute, not launch overhead: from it the --max-call-seconds forecast
-    skips a size below the guard too (torch's fp8 on an AMX Xeon: 36 ms at 128, 0.29 s at 256), but a low rate
-    there still ends nothing."""
-    sweep = _sweep(min_gflops=10.0, max_call_s=0.3)
+    skips a size below the guard too (torch's fp8 on an AMX Xeon: 36 ms at 128, 0.29 s at 256), and a rate
+    under --min-gflops there ends the sweep."""
+    sweep = _sweep(min_gflops=0.1, max_call_s=0.3)
     sweep.record("fp8", 64, call_s=0.0044, gflops=0.12)
     assert sweep.skip_reason("fp8", 128) is None  # 35 ms fits under 0.3 s and under the light plan's 0.1 s
     sweep.record("fp8", 128, call_s=0.036, gflops=0.117)
     assert sweep.skip_reason("fp8", 256) is None  # 0.29 s fits the full plan's cap
     reason = sweep.skip_reason("fp8", 256, light=True)
     assert reason is not None and "n=256 predicted 0.29 s" in reason and "light plan's 0.1 s" in reason
-    assert sweep.skip_reason("fp8", 160, light=True) is None  # only the sizes over the cap (0.07 s here)
+    assert sweep.skip_reason("fp8", 160, light=True) is not None  # 0.07 s: within 1.5x of the light cap
+    assert sweep.skip_reason("fp8", 144, light=True) is None  # 0.05 s: only the sizes near or over the cap
+    ended = _sweep(min_gflops=1.0, max_call_s=0.3)
+    ended.record("fp8", 64, call_s=0.0044, gflops=0.12)
+    reason = ended.skip_reason("fp8", 128)
+    assert reason is not None and "0.12 GFLOPS at n=64, below --min-gflops 1" in reason
+    assert ended.skip_reason("fp8", 4096) == reason
+    quick = _sweep(min_gflops=1.0, max_call_s=0.3)
+    quick.record("fp32", 64, call_s=0.9 * COMPUTE_CALL_S, gflops=0.5)  # launch-bound size: no end
+    assert quick.skip_reason("fp32", 128) is None
 
 
 def test_min_gflops_terminates_after_the_guard() -> None:
     sweep = _sweep(min_gflops=10.0)
-    sweep.record("fp16", 128, call_s=0.001, gflops=0.2)
+    sweep.record("fp16", 128, call_s=0.0009, gflops=0.2)
     assert sweep.skip_reason("fp16", 256) is None
     sweep.record("fp16", 256, call_s=0.01, gflops=0.3)
     reason = sweep.skip_reason("fp16", 512)
@@ -98,11 +108,13 @@ def test_explicit_end_is_kept_first_reason() -> None:
     assert sweep.skip_reason("bf16", 32) == "first"
 
 
-@pytest.mark.parametrize(("n_last", "gflops", "cut"), [(128, 0.01, False), (256, 0.01, True), (255, 0.01, False),
-                                                      (1024, 0.01, True), (256, 5.0, False)])
-def test_guard_boundary(n_last: int, gflops: float, cut: bool) -> None:
+@pytest.mark.parametrize(("n_last", "gflops", "call_s", "cut"),
+                         [(128, 0.01, 0.0009, False), (256, 0.01, 0.0009, True), (255, 0.01, 0.0009, False),
+                          (1024, 0.01, 0.0009, True), (256, 5.0, 0.0009, False), (128, 0.01, COMPUTE_CALL_S, True),
+                          (128, 5.0, COMPUTE_CALL_S, False)])
+def test_guard_boundary(n_last: int, gflops: float, call_s: float, cut: bool) -> None:
     sweep = _sweep(min_gflops=1.0, max_call_s=1e9)
-    sweep.record("fp32", n_last, call_s=0.001, gflops=gflops)
+    sweep.record("fp32", n_last, call_s=call_s, gflops=gflops)
     assert (sweep.skip_reason("fp32", n_last * 2) is not None) is cut
 
 
@@ -163,7 +175,20 @@ def test_a_lighter_cap_on_one_call_skips_what_the_policy_would_run() -> None:
     reason = sweep.skip_reason("int64", 512, light=True)
     assert reason is not None and "light plan's 0.1 s" in reason and "0.23 s per GEMM" in reason
     assert sweep.skip_reason("int64", 1024, light=True) is not None  # only that size: not an end
-    assert sweep.skip_reason("int64", 384, light=True) is None
+    assert sweep.skip_reason("int64", 320, light=True) is None  # 0.057 s, not within 1.5x of the cap
+    near = sweep.skip_reason("int64", 384, light=True)  # 0.098 s: a cache cliff would take it over
+    assert near is not None and "within 1.5x of the light plan's 0.1 s" in near
+
+
+def test_the_light_plan_keeps_a_margin_under_its_cap() -> None:
+    """torch's int32 on the AMX Xeon guest: 11.2 ms at 512 forecast 97 ms at 1024 (under the 0.1 s light cap) and
+    took 219 ms at a cache cliff; the light plan's forecast keeps 1.5x under its cap, the full plan's none."""
+    sweep = _sweep(max_call_s=0.3)
+    sweep.record("int32", 256, call_s=0.00129, gflops=26.0)
+    sweep.record("int32", 512, call_s=0.0112, gflops=24.0)
+    reason = sweep.skip_reason("int32", 1024, light=True)
+    assert reason is not None and "within 1.5x" in reason
+    assert sweep.skip_reason("int32", 1024) is None
 
 
 def test_a_flat_curve_ends_the_sweep_where_asked() -> None:

@@ -41,6 +41,7 @@ class RunRecord:
     wall_time_s: float
     preflight: dict[str, Any] | None
     clock: ClockOutcome
+    schedule: dict[str, Any] | None = None  # the run's target and each budgeted family's share of it
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,8 @@ def _metadata(inp: BuildInput) -> dict[str, Any]:
                     "force": o.force},
         "wall_time_s": round(run.wall_time_s, 2),
     }
+    if run.schedule is not None:
+        metadata["schedule"] = run.schedule
     if inp.results.compute_ceiling is not None:
         metadata["compute_ceiling"] = ceiling_metadata(inp.results.compute_ceiling)
     if run.preflight is not None:

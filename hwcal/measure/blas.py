@@ -232,7 +232,7 @@ def _probe_call_s(session: CalibrationSession, operation: str, precision: str, n
 def _rounds_within_budget(session: CalibrationSession, operation: str, precision: str, nbytes: int,
                           wanted: int, label: str, refinement: bool = False) -> tuple[int, str | None]:
     backend = session.backend
-    budget = BLAS_BUDGET_S[backend.device_type, session.options.quick]
+    budget = session.family_budget("blas", BLAS_BUDGET_S[backend.device_type, session.options.quick])
     series = blas_series(backend)
     index = series.index((operation, precision)) if (operation, precision) in series else len(series) - 1
     spent = session.budget_spent_s.get("blas", 0.0)

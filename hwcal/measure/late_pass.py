@@ -265,10 +265,12 @@ def run_late_pass(session: CalibrationSession) -> dict[str, Any] | None:
     and log both in the interference log (``late_pass``); None where there is no late pass (--quick, nothing to
     time again)."""
     backend = session.backend
-    budget = LATE_BUDGET_S.get(backend.device_type)
-    cases = late_cases(session) if budget and not session.options.quick else []
-    if budget is None or not cases:
+    nominal = LATE_BUDGET_S.get(backend.device_type)
+    cases = late_cases(session) if nominal and not session.options.quick else []
+    if nominal is None or not cases:
         return None
+    budget = session.family_budget("late_pass", nominal)
+    scale = budget / nominal  # the run's schedule may have cut it: its windows shrink alike
     band = shared_band(session) if backend.device_type == "cpu" else None  # a GPU's: its floors alone
     started = time.perf_counter()
     log: dict[str, Any] = {"budget_s": budget, "band_bytes": list(band) if band else None, "cases": [],
@@ -277,7 +279,7 @@ def run_late_pass(session: CalibrationSession) -> dict[str, Any] | None:
         spent = time.perf_counter() - started
         left = budget - spent
         if case.kind != "shape" and band is not None:
-            left = min(left, (IN_CORE_S if case.bytes <= band[0] else BEFORE_SHAPES_S) - spent)
+            left = min(left, scale * (IN_CORE_S if case.bytes <= band[0] else BEFORE_SHAPES_S) - spent)
         again, late_s = _again(session, case, left)
         if again is None or late_s is None:
             log["left_out"] += 1

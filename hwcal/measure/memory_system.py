@@ -71,7 +71,9 @@ class MemorySystemState:
         self.session = session
         self.quick = session.options.quick
         self.record = MemorySystem(device=backend.device, caches=backend.stream_caches(),
-                                   budget_s=session.options.memory_s or BUDGET_S[backend.device_type, self.quick])
+                                   budget_s=session.family_budget(
+                                       "memory_system",
+                                       session.options.memory_s or BUDGET_S[backend.device_type, self.quick]))
         self.budget = Budget(self.record.budget_s)
         self.kernels: Kernels | None = None
         self.pool: Pool | None = None

@@ -31,6 +31,7 @@ from hwcal.measure.records import (
     MemorySweep,
     ShapeRecord,
 )
+from hwcal.measure.schedule import RunSchedule
 from hwcal.measure.sweep import Sweep, SweepPolicy
 from hwcal.measure.watch import InterferenceLog, Watch
 from hwcal.naming import CalibrationKey
@@ -61,6 +62,7 @@ class CalibrationOptions:
     # --kernel-names: the CUDA kernels of each NN case through the profiler (its first start costs ~5 s)
     kernel_names: bool = False
     memory_s: float | None = None  # --memory-seconds: the memory system's budget (its default when None)
+    target_s: float | None = None  # --target-seconds: the run's wall-clock target (0: none; None: the default)
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,8 @@ class CalibrationSession:
     # The run's energy meter, found once (hwcal.measure.energy.run_meter): the max-achievable search meters its
     # sustained windows with it before the energy family runs.
     energy_meter: MeterChoice | None = None
+    # The run's wall-clock target shared out among the budgeted families (the plugin sets it after collection).
+    schedule: RunSchedule | None = None
     _grouped: dict[str, tuple[int, list[str]]] = field(default_factory=dict)  # warn_grouped: head -> (index, items)
     _backend: Backend | None = None
     sweep: Sweep = field(init=False)
@@ -162,6 +166,10 @@ class CalibrationSession:
 
     def sizes(self) -> list[int]:
         return self.options.sizes or self.backend.default_sizes(self.options.quick)
+
+    def family_budget(self, family: str, nominal_s: float) -> float:
+        """A budgeted family's seconds: its nominal budget, or the schedule's share of the run's target."""
+        return self.schedule.budget(family, nominal_s) if self.schedule is not None else nominal_s
 
     def note_skip(self, precision: str, reason: str) -> None:
         self.results.skips.setdefault(precision, []).append(reason)

@@ -146,7 +146,7 @@ def _allowance(session: CalibrationSession, precision: str) -> tuple[float, floa
     """(seconds this precision may still spend, the whole budget): its share plus what the precisions before
     it left unused; on a CPU the first precision's share counts triple (``FIRST_SHARE``)."""
     backend = session.backend
-    budget = SHAPES_BUDGET_S[backend.device_type, session.options.quick]
+    budget = session.family_budget("gemm_shapes", SHAPES_BUDGET_S[backend.device_type, session.options.quick])
     precisions = shape_precisions(session)
     index = precisions.index(precision) if precision in precisions else len(precisions) - 1
     weights = [FIRST_SHARE[backend.device_type]] + [1] * (len(precisions) - 1)

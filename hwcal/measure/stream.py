@@ -223,7 +223,7 @@ def memory_sweep(session: CalibrationSession) -> MemorySweep:
             device=backend.device,
             threads=backend.stream_threads() if backend.device_type == "cpu" else None,
             element_bytes=backend.stream_element_bytes,
-            budget_s=MEMORY_BUDGET_S[backend.device_type, session.options.quick],
+            budget_s=session.family_budget("stream", MEMORY_BUDGET_S[backend.device_type, session.options.quick]),
         )
     return session.results.memory
 

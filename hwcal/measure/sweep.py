@@ -1,7 +1,8 @@
 """Early termination of a precision's size sweep, as a pure state machine.
 
-Only a size at or above the guard (256) may end a sweep: the original system stopped after 32x32
-and filed 0.5 GFLOPS for a 50 GFLOPS CPU because tiny GEMMs are launch-overhead bound.
+Only a size at or above the guard (256), or a call of a millisecond or more, may end a sweep: the original
+system stopped after 32x32 and filed 0.5 GFLOPS for a 50 GFLOPS CPU because tiny GEMMs are launch-overhead
+bound.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ GUARD_SIZE = 256
 # guest: 0.24 s a call at n=512, 1.3 s of the run for one size, at 1.12 GOPS against 1.15 at 256; fp8 0.19 s at
 # 2048, 7.5x its 1024 call for 6 % more).
 LIGHT_CALL_SHARE = 1 / 3
+# ... and its forecast must keep this margin: a light precision runs a generic loop, whose time jumps past n^3 at
+# a cache cliff the last step cannot show (torch's int32 on the AMX Xeon guest: 1.3 ms at 256, 11.2 at 512,
+# n^3.1; then 219 ms at 1024, n^4.3, where 97 were forecast: 1-2 s of the run for 9.9 GOPS against 26 at 256).
+LIGHT_FORECAST_MARGIN = 1.5
 # A CPU's curve is flat past its knee: two successive sizes, both at least FLAT_FROM, the larger within FLAT_GAIN
 # of the smaller's rate either way (and neither flagged by the watch), end the precision's sweep. On the Zen 4
 # guest every torch and numpy precision's rate moved under 5 % from 512 to 2048 (fp64 97, 93, 98 GFLOPS; fp32 206,
@@ -27,9 +32,10 @@ LIGHT_CALL_SHARE = 1 / 3
 FLAT_FROM = 512
 FLAT_GAIN = 0.05
 # The guard keeps launch overhead from ending a sweep, but a call of a millisecond or more is no launch overhead
-# (CPU floors are 1-3 us, a GPU's about 10): from such a call the --max-call-seconds forecast holds below the
-# guard too. torch's fp8 on the Sapphire Rapids guest took 36 ms a call at n=128 and 0.29 s at 256 (0.1 GFLOPS,
-# flat from 32 up): 1.5 s of rounds per fp8 type for the same rate.
+# (CPU floors are 1-3 us, a GPU's about 10): from such a call the --min-gflops end and the --max-call-seconds
+# forecast hold below the guard too. torch's fp8 on the Sapphire Rapids guest took 36 ms a call at n=128 and
+# 0.29 s at 256 (0.1 GFLOPS, flat from 32 up): 1.5 s of rounds per fp8 type for the same rate, and 0.34 s at
+# 128 once the forecast held; its 4.9 ms call at 64 now ends it.
 COMPUTE_CALL_S = 1e-3
 
 
@@ -84,13 +90,16 @@ class Sweep:
         last = self._last.get(precision)
         if last is None or n <= last.n:
             return None
-        if last.n < self.policy.guard_size:
-            return self._too_long(precision, n, last, light) if last.call_s >= COMPUTE_CALL_S else None
+        compute_bound = last.call_s >= COMPUTE_CALL_S
+        if last.n < self.policy.guard_size and not compute_bound:
+            return None
         if last.gflops < self.policy.min_gflops:
             reason = (f"{precision} reached {last.gflops:.3g} {rate_unit(precision)} at n={last.n}, below --min-gflops "
                       f"{self.policy.min_gflops:g}: larger sizes skipped")
             self.end(precision, reason)
             return reason
+        if last.n < self.policy.guard_size:
+            return self._too_long(precision, n, last, light)
         before = self._before.get(precision)
         if (flat_stop and before is not None and before.n >= FLAT_FROM and not (before.flagged or last.flagged)
                 and abs(last.gflops / max(before.gflops, 1e-12) - 1) <= FLAT_GAIN):
@@ -104,10 +113,11 @@ class Sweep:
         """Why size ``n`` would take over the cap a call, from the time of the last size, or None."""
         predicted_s = last.call_s * (n / last.n) ** last.exponent
         cap = self.policy.max_call_s * (LIGHT_CALL_SHARE if light else 1.0)
-        if predicted_s > cap:
+        if predicted_s * (LIGHT_FORECAST_MARGIN if light else 1.0) > cap:
             # Not an end: a smaller size in between could still fit, so only this size is skipped.
             limit = (f"the light plan's {cap:.2g} s (a third of --max-call-seconds)" if light
                      else f"--max-call-seconds {cap:g}")
+            over = f"over {limit}" if predicted_s > cap else f"within {LIGHT_FORECAST_MARGIN:g}x of {limit}"
             return (f"{precision} at n={n} predicted {predicted_s:.2g} s per GEMM (from {last.call_s:.2g} s at "
-                    f"n={last.n}, time ~ n^{last.exponent:.2g}), over {limit}")
+                    f"n={last.n}, time ~ n^{last.exponent:.2g}), {over}")
         return None

@@ -121,7 +121,8 @@ def file_calibration(cal: CalibrationSession, command_line: list[str], selection
     check_identity(spec, _cpu(identity), key, identity.detected_hardware_id)
     spec_to_file = new_spec(identity, cal.started_at) if spec is None else None
     run = RunRecord(started_at=cal.started_at, options=o, command_line=command_line, selection=selection,
-                    wall_time_s=cal.wall_time_s(), preflight=cal.preflight, clock=clock)
+                    wall_time_s=cal.wall_time_s(), preflight=cal.preflight, clock=clock,
+                    schedule=cal.schedule.as_dict() if cal.schedule is not None else None)
     doc = build_calibration(BuildInput(cal.results, identity, run, spec or spec_to_file or {}))
     path = calibration_path(o.registry, key)
     try:

@@ -169,7 +169,8 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "GEMM shapes (M x N x K; bBxMxNxK for a batch) replacing the shape families' list; the "
                "backend's families when not given", "HWCAL_SHAPES"),
     OptionSpec("--min-gflops", "hwcal_min_gflops", "GFLOPS", parse_nonneg_float, 1.0,
-               "after a size >= 256, a precision below this skips its larger sizes", "HWCAL_MIN_GFLOPS"),
+               "after a size >= 256 (or a call of 1 ms or more), a precision below this skips its larger sizes",
+               "HWCAL_MIN_GFLOPS"),
     OptionSpec("--max-call-seconds", "hwcal_max_call_s", "S", parse_positive_float, None,
                "skip a size whose single GEMM is predicted to take longer than this (0.3 s on a CPU, 0.1 s on a "
                "GPU, where such a call is already at the peak: an H200's fp32 16384^3 took 0.16 s a call, 1.5 s "
@@ -178,6 +179,11 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "time budget of the memory system (cache tiers, latency, all-core STREAM); a CPU whose DRAM pool "
                "(4x the last-level caches) takes longer to fault in needs more; 8 s (--quick 5 s, a GPU 10 s) when "
                "not given", "HWCAL_MEMORY_SECONDS"),
+    OptionSpec("--target-seconds", "hwcal_target_s", "S", parse_nonneg_float, None,
+               "wall-clock target of the run from its process's start: the budgeted families (BLAS, GEMM shapes, "
+               "STREAM, memory system, late pass) share what is left of it when each starts, never below half "
+               "their own budgets; 0 for none. 44 s on a CPU, 118 s on a GPU when not given; none with --quick "
+               "or --full", "HWCAL_TARGET_SECONDS"),
     OptionSpec("--dry-run", "hwcal_dry_run", None, None, False,
                "build and validate the calibration, print where it would go, write nothing", None, True),
     OptionSpec("--force", "hwcal_force", None, None, False,
@@ -253,4 +259,5 @@ def resolve_options(getoption: Callable[[str], Any], getini: Callable[[str], Any
         full=values["hwcal_full"],
         kernel_names=values["hwcal_kernel_names"] or values["hwcal_full"],
         memory_s=values["hwcal_memory_s"],
+        target_s=values["hwcal_target_s"],
     )

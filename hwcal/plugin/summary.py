@@ -38,8 +38,19 @@ def summary_lines(doc: dict[str, Any]) -> list[str]:
     sweep = [f"{p}: {reason}" for p, st in matrix["status"].items() for reason in st.get("sizes_skipped", [])]
     return ([ln.rstrip() for ln in lines] + [f"sweep: {s}" for s in sweep] + _searched_lines(searched)
             + _ceiling_lines(doc)
-            + _memory_lines(doc) + _operation_lines(doc) + energy_lines(doc)
+            + _memory_lines(doc) + _operation_lines(doc) + energy_lines(doc) + _schedule_lines(doc)
             + [f"warning: {w}" for w in doc.get("warnings", [])])
+
+
+def _schedule_lines(doc: dict[str, Any]) -> list[str]:
+    """The run's target and the budgets it cut (``metadata.schedule``), one line."""
+    plan = doc.get("metadata", {}).get("schedule")
+    if not plan or plan.get("target_s") is None:
+        return []
+    cut = [f"{name} {g['nominal_s']:g} -> {g['budget_s']:.1f} s" for name, g in plan["families"].items()
+           if g["scale"] < 1]
+    text = f"schedule: target {plan['target_s']:g} s from the process's start, filed at {plan['filed_at_s']:.1f} s"
+    return [text + (f"; budgets cut to keep it: {', '.join(cut)}" if cut else "; no budget cut")]
 
 
 def _shape(shape: dict[str, int]) -> str:
