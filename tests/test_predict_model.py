@@ -511,8 +511,18 @@ def test_a_power_of_two_width_is_scaled_by_how_much_slower_its_measured_calls_ra
         assert "a multiple of 64 KiB" in scaled.notes[-1] and any(p.family == "pow2_n" for p in scaled.points)
     between = model.predict(1, 8, 16384, 2048).seconds / plain.predict(1, 8, 16384, 2048).seconds
     assert between == pytest.approx(math.exp(math.log(1.5) * 2 / 3 + math.log(1.2) / 3), rel=1e-9)  # log M
-    assert model.predict(1, 512, 16384, 2048).seconds == pytest.approx(  # beyond the Ms measured: the nearest's
-        plain.predict(1, 512, 16384, 2048).seconds * 1.1, rel=1e-9)
+    # Above the largest M measured (128) the factor fades in log M to none at STRIDE_FADE_M (256), as measured
+    assert model.predict(1, 512, 16384, 2048).seconds == pytest.approx(plain.predict(1, 512, 16384, 2048).seconds)
+    assert model.predict(1, 181, 16384, 2048).seconds == pytest.approx(
+        plain.predict(1, 181, 16384, 2048).seconds * math.exp(math.log(1.1) * (1 - math.log2(181 / 128))), rel=1e-6)
+    short = GemmModel(pts + pow2[:2], rf)  # M = 1 and 4 alone (a run whose shape budget ran out)
+    at64 = short.predict(1, 64, 16384, 2048).seconds / plain.predict(1, 64, 16384, 2048).seconds
+    assert at64 == pytest.approx(1.5 ** (1 - 4 / 6), rel=1e-9)
+    assert short.predict(1, 256, 16384, 2048).seconds == pytest.approx(plain.predict(1, 256, 16384, 2048).seconds)
+    at512 = _gemm_point(512, 16384, 1152, plain.predict(1, 512, 16384, 1152).seconds * 1.3, family="pow2_n")
+    wide = GemmModel([*pts, *pow2, at512], rf)
+    assert wide.predict(1, 1024, 16384, 2048).seconds == pytest.approx(  # measured at or past 256: kept
+        plain.predict(1, 1024, 16384, 2048).seconds * 1.3, rel=1e-6)
     # A row no measured stride divides, a batch: as if no pow2_n call were filed; nor do they join the pool
     for b, m, n, k in ((1, 32, 16448, 2048), (1, 32, 8192, 2048), (1, 16, 24576, 1152), (8, 32, 16384, 1152)):
         assert model.predict(b, m, n, k).seconds == plain.predict(b, m, n, k).seconds

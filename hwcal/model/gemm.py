@@ -51,6 +51,11 @@ POWER = 2.0
 WEIGHTS = {"batch": 0.5, "m": 2.0, "n": 1.0, "k": 1.0, "elements": 2.0}
 NEAR = 4.0  # weighted octaves (M counts double): a nearest measured GEMM further than this is no support
 TILE = 128
+# A power-of-two width's slowdown fades with M (the library packs B and reuses it over more rows): numpy fp32 on the
+# Zen 4 guest, 16384 against 16448 wide, K = 3072: 1.57x at M = 4, 1.53 at 16, 1.24 at 64, 1.0 at 256. Above the
+# largest M a run measured, the factor fades to none at this M: the AMX Xeon guest's numpy run that measured
+# M = 1 and 4 alone (1.53x) predicted the 256-token layer's 256x16384x2048 at 2.0x its 61 ms.
+STRIDE_FADE_M = 256
 FLOOR_BATCH = 16  # matrices in the batched launch floor's call
 POW2_FAMILY = "pow2_n"  # small M at a power-of-two N (``hwcal.measure.shape_plan``)
 
@@ -254,10 +259,13 @@ class GemmModel:
         eb, row = self.roofline.element_bytes, stride[0].stride
         answer.seconds *= math.exp(log_factor)
         answer.points = [*behind, *answer.points]
+        took = ", ".join(f"{math.exp(st.log_factor):.2f}x at M = {st.m}" for st in stride)
+        faded = (f"; faded above M = {stride[-1].m}, to none at M = {STRIDE_FADE_M}"
+                 if stride[-1].m < m and stride[-1].m < STRIDE_FADE_M else "")
         answer.notes.append(
             f"N = {n}: B's rows lie {n * eb / 1024:g} KiB apart, a multiple of {row / 1024:g} KiB; GEMMs of that "
-            f"stride took {math.exp(log_factor):.2f}x what the others predict (measured at M = "
-            f"{', '.join(str(st.m) for st in stride)}, N = {row // eb}): applied")
+            f"stride took {took} what the others predict (N = {row // eb}): {math.exp(log_factor):.2f}x applied at "
+            f"M = {m}{faded}")
         return answer
 
     def _moved(self, b: int, m: int, n: int, k: int, resident_bytes: float) -> bool:
@@ -274,13 +282,19 @@ class GemmModel:
 
     @staticmethod
     def _stride_factor(stride: list[_Stride], m: int) -> tuple[float, list[Point]]:
-        """The log factor at ``m``: linear in log M between the two measured Ms around it, the nearest one's
-        beyond them; and the points it came from."""
+        """The log factor at ``m``: linear in log M between the two measured Ms around it, the smallest one's
+        below them; above the largest, faded linearly in log M to none at ``STRIDE_FADE_M`` (unless measured
+        there); and the points it came from."""
         below = [st for st in stride if st.m <= m]
         above = [st for st in stride if st.m >= m]
-        if not below or not above:
-            nearest = above[0] if not below else below[-1]
-            return nearest.log_factor, [nearest.point]
+        if not below:
+            return above[0].log_factor, [above[0].point]
+        if not above:
+            last = below[-1]
+            if last.m >= STRIDE_FADE_M:
+                return last.log_factor, [last.point]
+            t = min(1.0, math.log2(m / last.m) / math.log2(STRIDE_FADE_M / last.m))
+            return (1 - t) * last.log_factor, [last.point]
         lo, hi = below[-1], above[0]
         if lo.m == hi.m:
             return lo.log_factor, [lo.point]
