@@ -3,6 +3,7 @@ filed only where it is faster, its checks, its log in the document, and its plac
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -303,3 +304,23 @@ def test_the_floors_come_first_and_a_faster_window_replaces_a_slow_one(tmp_path:
     second = by_case["floor scal isolated"]
     assert second["first_s"] == isolated.seconds_min
     assert (session.results.isolated_floors["scal"] is isolated) == (second["filed"] == "first")
+
+
+def test_the_runs_schedule_cuts_the_late_pass_and_its_windows_alike(tmp_path: Path) -> None:
+    """A run behind its target gives the late pass less (``hwcal.measure.schedule``): the budget and its in-core
+    and shared-tier shares shrink by the same factor; a cut to nothing leaves every case out."""
+    from hwcal.measure.schedule import RunSchedule
+
+    session = _session(tmp_path, TINY)
+    _first_pass(session)
+    session.schedule = RunSchedule(44.0, {"late_pass": 4.0}, lambda: 42.0)  # 2 s left of 4: half
+    log = run_late_pass(session)
+    assert log is not None and log["budget_s"] == pytest.approx(2.0) and len(log["cases"]) == 4
+    assert session.schedule.grants["late_pass"].scale == pytest.approx(0.5)
+    late = _session(tmp_path, TINY)
+    _first_pass(late)
+    late.schedule = RunSchedule(44.0, {"late_pass": 4.0}, lambda: 42.0)
+    late.schedule.grants["late_pass"] = dataclasses.replace(session.schedule.grants["late_pass"], budget_s=1e-7,
+                                                            scale=2.5e-8)
+    cut = run_late_pass(late)
+    assert cut is not None and cut["cases"] == [] and cut["left_out"] == 4

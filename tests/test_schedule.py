@@ -154,3 +154,22 @@ def test_the_process_clock_counts_from_the_process_start() -> None:
     second = process_clock()
     assert 0.0 <= first < second and second - first >= 0.03
     assert abs(second - (time.time() - psutil.Process().create_time())) < 1.5
+
+
+def test_a_calibration_drops_hypothesiss_plugin_only_where_nothing_used_hypothesis(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its terminal summary imports hypothesis (0.9 s of a calibration's wall): dropped unless a test imported it."""
+    import sys
+
+    from hwcal.plugin.hooks import _drop_idle_hypothesis
+
+    plugin, dropped = object(), []
+    manager = SimpleNamespace(get_plugin=lambda name: plugin if name == "hypothesispytest" else None,
+                              unregister=dropped.append)
+    config = SimpleNamespace(pluginmanager=manager)
+    monkeypatch.setitem(sys.modules, "hypothesis", sys.modules.get("hypothesis") or object())
+    _drop_idle_hypothesis(config)  # type: ignore[arg-type]
+    assert dropped == []
+    monkeypatch.delitem(sys.modules, "hypothesis")
+    _drop_idle_hypothesis(config)  # type: ignore[arg-type]
+    assert dropped == [plugin]
