@@ -48,6 +48,9 @@ def test_below_the_guard_a_long_call_forecasts_and_ends() -> None:
     quick = _sweep(min_gflops=1.0, max_call_s=0.3)
     quick.record("fp32", 64, call_s=0.9 * COMPUTE_CALL_S, gflops=0.5)  # launch-bound size: no end
     assert quick.skip_reason("fp32", 128) is None
+    unwarmed = _sweep(min_gflops=1.0, max_call_s=0.3)  # --benchmark-disable's one call, or a disturbed one
+    unwarmed.record("fp32", 32, call_s=0.005, gflops=0.013, flagged=True)
+    assert unwarmed.skip_reason("fp32", 64) is None
 
 
 def test_min_gflops_terminates_after_the_guard() -> None:
