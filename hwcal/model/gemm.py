@@ -339,7 +339,16 @@ class GemmModel:
         rf = self.roofline
         floor_b = (self.batch_call_s if batched and self.batch_call_s
                    else self.gemm_call_s if not batched and self.gemm_call_s else rf.floor(b))
-        seconds = rf.combine(floor_b, rf.work(b, m, n, k, True, resident_bytes) * math.exp(log_ratio))
+        if moved and rf.additive:
+            # A CPU call in a layer: its bytes stream from the tier holding the layer, so it takes at least that
+            # tier's roofline; its own ratio to its roofline is overhead (a BLAS call per matrix, threads waking)
+            # and does not grow with the tier. numpy's decode attention (1x1024x64 per head, 27 GB/s: 9-10 us a
+            # matrix) was predicted 2.7x its alone time in a Llama 3.2 1B layer at one token (layer +26 -> +8 %).
+            alone_s = (exact.point.seconds if exact is not None
+                       else rf.combine(floor_b, rf.work(b, m, n, k, True) * math.exp(log_ratio)))
+            seconds = max(alone_s, rf.combine(floor_b, rf.work(b, m, n, k, True, resident_bytes)))
+        else:
+            seconds = rf.combine(floor_b, rf.work(b, m, n, k, True, resident_bytes) * math.exp(log_ratio))
         # A measured call of the same batch and M, with N and K at least this problem's, took no longer than the
         # answer may. The ratio above comes from calls the floor did not hide, which may lie in another tier: an
         # H100's fp16 1x4096x4096 was predicted 18.0 us from 144 MiB calls through the torch.mv curve, where
