@@ -658,18 +658,22 @@ def test_a_predicted_efficiency_is_a_share_of_its_reference_or_none() -> None:
 def test_in_a_layer_a_cpu_call_slows_to_the_layers_tier_not_by_its_own_overhead() -> None:
     """numpy's decode attention on the AMX Xeon guest: 1x1024x64 per head ran at 27 GB/s (a BLAS call per matrix)
     where its tier read 115; in a layer holding 249 MiB it was predicted at its ratio times the DRAM roofline, 2.7x
-    its alone time. Now: the slower of its alone time and the roofline of the layer's tier."""
-    tiers = lambda nbytes, warm: 100.0 if nbytes <= 2**24 else 25.0  # noqa: E731 -- L3 up to 16 MiB, then DRAM
-    rf = Roofline(1e12, 4, tiers, 1e-6, 1e-6, True)
+    its alone time. Now its alone time plus what its bytes take longer from the layer's tier; a compute-bound call
+    whose operands a cache held alone pays their whole time from the layer's tier on top."""
+    tiers = lambda nbytes, warm: 100.0 if nbytes <= 2**26 else 25.0  # noqa: E731 -- a cache up to 64 MiB, then DRAM
+    rf = Roofline(1e11, 4, tiers, 1e-6, 1e-6, True)
     heads, per_head = 16, 4.0 * (64 + 64 * 1024 + 1024)
     slow = _gemm_point(1, 1024, 64, 10e-6 * heads, batch=heads)  # 4x its 100 GB/s roofline: overhead
     fast = _gemm_point(1, 1024, 4096, rf.seconds(1, 1, 1024, 4096))  # at its roofline: bandwidth-bound
-    model = GemmModel([slow, fast], rf)
+    square = _gemm_point(2048, 2048, 2048, rf.seconds(1, 2048, 2048, 2048) * 1.2, family="square")  # compute-bound
+    model = GemmModel([slow, fast, square], rf)
     layer = 2.0**28
     in_layer = model.predict(heads, 1, 1024, 64, resident_bytes=layer)
-    assert in_layer.seconds == pytest.approx(max(slow.seconds, rf.floor(heads) + heads * per_head / 25e9))
+    assert in_layer.seconds == pytest.approx(slow.seconds + heads * per_head * (1 / 25e9 - 1 / 100e9))
     assert in_layer.seconds < 2 * slow.seconds
     bound = model.predict(1, 1, 1024, 4096, resident_bytes=layer)  # ratio 1: the DRAM roofline, as before
     assert bound.seconds == pytest.approx(rf.floor_s + fast.bytes / 25e9)
-    gpu = GemmModel([slow, fast], Roofline(1e12, 4, tiers, 1e-6, 1e-6, False))  # a GPU keeps its ratio
+    hidden = model.predict(1, 2048, 2048, 2048, resident_bytes=layer)  # its 48 MiB were cached alone: all added
+    assert hidden.seconds == pytest.approx(square.seconds + square.bytes / 25e9)
+    gpu = GemmModel([slow, fast], Roofline(1e11, 4, tiers, 1e-6, 1e-6, False))  # a GPU keeps its ratio
     assert gpu.predict(heads, 1, 1024, 64, resident_bytes=layer).seconds > 3 * slow.seconds

@@ -261,9 +261,10 @@ class Backend(ABC):
         return []
 
     def make_shape_operands(self, precision: str, m: int, n: int, k: int, batch: int, seed: int,
-                            rotate: bool = True) -> ShapeOperands:
+                            rotate: bool = True, b: Any = None) -> ShapeOperands:
         """Operands of one shaped GEMM; ``rotate``: on a device whose cache would hold them between calls,
-        several sets used in turn (a GPU's L2 flushed), else the same set every call (warm)."""
+        several sets used in turn (a GPU's L2 flushed), else the same set every call (warm); ``b``: a B of this
+        precision and shape (one set, not rotated) to use instead of a new one."""
         raise NotImplementedError(f"{self.framework} backend has no shaped GEMM")
 
     def gemm_shape(self, ops: ShapeOperands) -> Any:

@@ -276,13 +276,13 @@ class NumpyBackend(Backend):
         return ["fp32", "fp64"]
 
     def make_shape_operands(self, precision: str, m: int, n: int, k: int, batch: int, seed: int,
-                            rotate: bool = True) -> ShapeOperands:
+                            rotate: bool = True, b: Any = None) -> ShapeOperands:
         # One set: a CPU's operands are always warm between back-to-back calls (no flush to emulate).
         dtype = _DTYPES[precision]
         rng = np.random.default_rng(seed)
         lead = (batch,) if batch > 1 else ()
         a = self._normals(rng, (*lead, m, k), dtype)
-        b = self._normals(rng, (*lead, k, n), dtype)
+        b = self._normals(rng, (*lead, k, n), dtype) if b is None else _checked_b(b, (*lead, k, n), dtype)
         return ShapeOperands(precision, m, n, k, batch, a, b, out=np.empty((*lead, m, n), dtype=dtype))
 
 
@@ -351,3 +351,10 @@ class NumpyBackend(Backend):
             "fused": "numpy has no fused norm, softmax or activation kernel; a composition of ufuncs makes several "
                      "passes over memory where a framework's kernel makes one",
         })
+
+
+def _checked_b(b: Any, shape: tuple[int, ...], dtype: Any) -> Any:
+    """A given B must be the operand its case would have made: the same shape and type."""
+    if tuple(b.shape) != shape or b.dtype != dtype:
+        raise ValueError(f"a shared B of {tuple(b.shape)} {b.dtype} does not fit {shape} {np.dtype(dtype)}")
+    return b

@@ -119,7 +119,7 @@ class TorchOperations:
         return ["bf16", "fp16", "fp32", "tf32"] if self.device_type == "gpu" else ["fp32", "bf16", "fp16"]
 
     def make_shape_operands(self, precision: str, m: int, n: int, k: int, batch: int, seed: int,
-                            rotate: bool = True) -> ShapeOperands:
+                            rotate: bool = True, b: Any = None) -> ShapeOperands:
         dtype = _FLOAT[precision]
         gen = torch.Generator(device=self._torch_device).manual_seed(seed)
         lead = (batch,) if batch > 1 else ()
@@ -138,8 +138,14 @@ class TorchOperations:
             return normals(*lead, m, k), normals(*lead, k, n)
 
         # GPUs: rotate operand sets so one launch never finds the last one's operands in L2 (unless warm).
-        count = self._sets_needed(batch * (m * k + k * n) * dtype.itemsize) if rotate else 1
-        sets = [one_set() for _ in range(count)]
+        if b is not None:  # a shared B: one set, A drawn as its case's
+            if tuple(b.shape) != (*lead, k, n) or b.dtype != dtype or rotate:
+                raise ValueError(f"a shared B of {tuple(b.shape)} {b.dtype} does not fit {(*lead, k, n)} {dtype}"
+                                 + (" (operand sets rotate here)" if rotate else ""))
+            sets = [(normals(*lead, m, k), b)]
+        else:
+            count = self._sets_needed(batch * (m * k + k * n) * dtype.itemsize) if rotate else 1
+            sets = [one_set() for _ in range(count)]
         ops = ShapeOperands(precision, m, n, k, batch, sets[-1][0], sets[-1][1],
                             out=torch.empty(*lead, m, n, device=self._torch_device, dtype=dtype))
         ops.extra.update({"sets": sets, "next": 0})

@@ -145,6 +145,8 @@ class CalibrationSession:
     energy_meter: MeterChoice | None = None
     # The run's wall-clock target shared out among the budgeted families (the plugin sets it after collection).
     schedule: RunSchedule | None = None
+    # The B operands a CPU's warm GEMM shapes share across their Ms (``hwcal.measure.shape_weights``), once made.
+    shape_weights: Any = None
     _grouped: dict[str, tuple[int, list[str]]] = field(default_factory=dict)  # warn_grouped: head -> (index, items)
     _backend: Backend | None = None
     sweep: Sweep = field(init=False)

@@ -32,6 +32,7 @@ from hwcal.measure.case import VERIFY_ONLY, charged, run_verified
 from hwcal.measure.records import ShapeRecord
 from hwcal.measure.session import CalibrationSession
 from hwcal.measure.shape_plan import Shape, default_shapes, line_of
+from hwcal.measure.shape_weights import SharedWeights
 from hwcal.measure.timing import RoundPlan, launches_for, time_one_call, warmup_rounds
 from hwcal.measure.verify import Verification, verify_gemm
 from hwcal.precisions import PRECISIONS
@@ -122,14 +123,15 @@ def shape_cases(session: CalibrationSession) -> list[tuple[str, Shape]]:
 
 
 # ---- verification ---------------------------------------------------------------------------------------
-def verify_shape(backend: Backend, ops: ShapeOperands, c: Any, seed: int) -> Verification:
+def verify_shape(backend: Backend, ops: ShapeOperands, c: Any, seed: int,
+                 bx: tuple[Any, Any] | None = None) -> Verification:
     """Every matrix of the batch through the GEMM check (Freivalds plus sampled exact blocks against fp64,
-    ``hwcal.measure.verify``); the worst counts."""
+    ``hwcal.measure.verify``); the worst counts. ``bx``: a single GEMM's shared (X, B X)."""
     checks = []
     for i in range(ops.batch):
         a_i, b_i, c_i = (t[i] if ops.batch > 1 else t for t in (ops.a, ops.b, c))
         one = GemmOperands(ops.precision, ops.n, a_i, b_i, out=c_i, m=ops.m, k=ops.k)
-        checks.append(verify_gemm(backend, one, c_i, seed + i))
+        checks.append(verify_gemm(backend, one, c_i, seed + i, bx=bx if ops.batch == 1 else None))
     worst = max(checks, key=lambda check: (not check.ok, check.max_error))
     method = worst.method + (", every matrix of the batch" if ops.batch > 1 else "")
     return Verification(worst.ok, worst.max_error, worst.tolerance, method)
@@ -200,6 +202,17 @@ def _rounds_that_fit(session: CalibrationSession, precision: str, shape: Shape, 
                f"{max(left, 0):.2f} s its precision has left of the {budget:g} s shape budget")
 
 
+def _shared_weights(session: CalibrationSession, precision: str, shape: Shape) -> tuple[Any, Any] | None:
+    """A CPU's single warm GEMM: the B (and its check's B X) every M of this N x K shares
+    (``hwcal.measure.shape_weights``)."""
+    if session.backend.device_type != "cpu" or shape.batch != 1:
+        return None
+    if session.shape_weights is None:
+        session.shape_weights = SharedWeights(session.backend)
+    weights: SharedWeights = session.shape_weights
+    return weights.get(precision, shape.n, shape.k, seed=shape.n + 3 * shape.k + sum(map(ord, precision)))
+
+
 def run_shape(benchmark: Any, session: CalibrationSession, precision: str, shape: Shape) -> None:
     """Measure, verify and record one (precision, shape) case, or skip it with the reason."""
     session.families_run.add("gemm_shapes")
@@ -263,11 +276,14 @@ def _run(benchmark: Any, session: CalibrationSession, precision: str, shape: Sha
     kernel = backend.shape_kernel(precision, shape.batch)
     with backend.precision_mode(precision) as modes:
         warm = shape.family in WARM_FAMILIES
-        ops = backend.make_shape_operands(precision, shape.m, shape.n, shape.k, shape.batch, seed, rotate=not warm)
+        shared = _shared_weights(session, precision, shape) if warm else None
+        ops = backend.make_shape_operands(precision, shape.m, shape.n, shape.k, shape.batch, seed, rotate=not warm,
+                                          b=shared[0] if shared else None)
         call = backend.shape_call(ops)  # sized and timed: the same bound call
         plan = _plan(benchmark, session, precision, shape, call)
         run = run_verified(
-            benchmark, session, plan, call, (), lambda: verify_shape(backend, ops, ops.out, seed),
+            benchmark, session, plan, call, (),
+            lambda: verify_shape(backend, ops, ops.out, seed, bx=shared[1] if shared else None),
             info={"family": shape.family, "precision": precision, "shape": shape.label,
                   "flops": shape.flops * plan.launches, "kernel": kernel},
             failure_key=precision, where=shape.label, what=f"{precision} GEMM {shape.label}",

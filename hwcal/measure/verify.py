@@ -61,7 +61,27 @@ def _worse(worst: float, value: Any) -> float:
     return float("inf") if not np.isfinite(v) else max(worst, v)
 
 
-def verify_gemm(backend: Backend, ops: GemmOperands, c: Any, seed: int, vectors: int = 4) -> Verification:
+def freivalds_vectors(backend: Backend, precision: str, n: int, seed: int, vectors: int = 4) -> Any:
+    """X of the Freivalds check of an n-wide C: random normals, +-1 for integers (a zero would leave its column
+    of C unchecked by that vector)."""
+    return _vectors(backend, np.random.default_rng(seed + 1), precision, n, vectors)
+
+
+def _vectors(backend: Backend, rng: np.random.Generator, precision: str, n: int, vectors: int) -> Any:
+    shape = (n, vectors)
+    return backend.from_host(rng.choice(np.array([-1.0, 1.0]), size=shape) if PRECISIONS[precision].is_integer
+                             else rng.standard_normal(shape))
+
+
+def freivalds_pass(backend: Backend, b: Any, x: Any) -> Any:
+    """B X in fp64: what a check of every C = A B with this B and X needs of B (one pass over B)."""
+    return _one_pass(backend, b, x)
+
+
+def verify_gemm(backend: Backend, ops: GemmOperands, c: Any, seed: int, vectors: int = 4,
+                bx: tuple[Any, Any] | None = None) -> Verification:
+    """``bx``: (X, B X) made once for operands sharing B (``freivalds_vectors``, ``freivalds_pass``), so a check
+    reads B's fp64 pass once for all of them; else X is drawn from ``seed``."""
     prec = PRECISIONS[ops.precision]
     n, rows, inner = ops.n, ops.rows, ops.inner  # C is rows x n, the inner products inner long
     rng = np.random.default_rng(seed + 1)
@@ -73,13 +93,14 @@ def verify_gemm(backend: Backend, ops: GemmOperands, c: Any, seed: int, vectors:
         if inner * n * r * r >= 2.0**53:
             raise ValueError(f"integer verification not exact at {rows}x{n}x{inner}, operand range {r}")
     worst = 0.0
-    # Freivalds: C X against A (B X), X holding ``vectors`` random columns; +-1 entries for integers
-    # (a zero would leave its column of C unchecked by that vector).
-    shape = (n, vectors)
-    x = backend.from_host(rng.choice(np.array([-1.0, 1.0]), size=shape) if prec.is_integer
-                          else rng.standard_normal(shape))
+    # Freivalds: C X against A (B X), X holding ``vectors`` random columns.
+    if bx is None:
+        x = _vectors(backend, rng, ops.precision, n, vectors)
+        b_x = _one_pass(backend, ops.b, x)
+    else:
+        x, b_x = bx
     y = _one_pass(backend, c, x)
-    ref = _one_pass(backend, ops.a, _one_pass(backend, ops.b, x))
+    ref = _one_pass(backend, ops.a, b_x)
     if prec.is_integer:
         diff = _wrapped_distance(y - ref, modulus) if wraps else abs(y - ref)
         worst = _worse(worst, diff.max())

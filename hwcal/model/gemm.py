@@ -56,6 +56,12 @@ TILE = 128
 # largest M a run measured, the factor fades to none at this M: the AMX Xeon guest's numpy run that measured
 # M = 1 and 4 alone (1.53x) predicted the 256-token layer's 256x16384x2048 at 2.0x its 61 ms.
 STRIDE_FADE_M = 256
+# In a layer, a compute-bound CPU GEMM whose operands a tier this much faster than the layer's held alone pays their
+# whole streaming time from the layer's tier on top of its alone time. Timed op by op inside the Llama 3.2 1B layer
+# at 32 tokens (torch, AMX Xeon guest; the framework's GEMV curve: own tier / layer's): qkv 25 MB (1.63x) +1.02 ms
+# for 0.75 predicted, o 17 MB (1.63x) +0.62 for 0.50, down 67 MB (1.64x) +2.30 for 2.0; the gate and up projection,
+# 134 MB (1.25x, streaming alone too), +1.9, where its whole streaming is 4.0 and the tiers' difference 0.8.
+CACHED_ALONE = 1.5
 FLOOR_BATCH = 16  # matrices in the batched launch floor's call
 POW2_FAMILY = "pow2_n"  # small M at a power-of-two N (``hwcal.measure.shape_plan``)
 
@@ -268,6 +274,21 @@ class GemmModel:
             f"M = {m}{faded}")
         return answer
 
+    def _layer_extra_s(self, b: int, m: int, n: int, k: int, resident_bytes: float) -> float:
+        """What a CPU call takes in a layer beyond its alone time: its bytes now stream from the tier holding the
+        layer. Its own ratio to its roofline is overhead (a BLAS call per matrix, threads waking) that the slower
+        tier does not multiply: numpy's decode attention (27 GB/s, 1x1024x64 per head) had been predicted 2.7x its
+        alone time in the Llama 3.2 1B one-token layer. A compute-bound call whose operands a cache held alone
+        (its tier ``CACHED_ALONE`` x the layer's or more) hid their streaming under its work; from the layer's
+        tier it does not: it takes their whole time on top (``CACHED_ALONE``); else the tiers' difference."""
+        rf = self.roofline
+        nbytes = float(b * (m * k + k * n + m * n) * rf.element_bytes)
+        own, layer = rf.bandwidth(nbytes, True), rf.bandwidth(max(nbytes, resident_bytes), True)
+        compute_bound = 2.0 * b * m * n * k / (rf.peak_flops * rf.waves(b, m, n)) >= nbytes / (own * 1e9)
+        if compute_bound and own >= CACHED_ALONE * layer:
+            return nbytes / (layer * 1e9)
+        return max(0.0, nbytes / (layer * 1e9) - nbytes / (own * 1e9))
+
     def _moved(self, b: int, m: int, n: int, k: int, resident_bytes: float) -> bool:
         """Whether the call runs in a working set larger than its own operands (a layer's): they then stream from
         the tier holding that, and a measured time of the call alone is not its answer."""
@@ -340,13 +361,9 @@ class GemmModel:
         floor_b = (self.batch_call_s if batched and self.batch_call_s
                    else self.gemm_call_s if not batched and self.gemm_call_s else rf.floor(b))
         if moved and rf.additive:
-            # A CPU call in a layer: its bytes stream from the tier holding the layer, so it takes at least that
-            # tier's roofline; its own ratio to its roofline is overhead (a BLAS call per matrix, threads waking)
-            # and does not grow with the tier. numpy's decode attention (1x1024x64 per head, 27 GB/s: 9-10 us a
-            # matrix) was predicted 2.7x its alone time in a Llama 3.2 1B layer at one token (layer +26 -> +8 %).
             alone_s = (exact.point.seconds if exact is not None
                        else rf.combine(floor_b, rf.work(b, m, n, k, True) * math.exp(log_ratio)))
-            seconds = max(alone_s, rf.combine(floor_b, rf.work(b, m, n, k, True, resident_bytes)))
+            seconds = alone_s + self._layer_extra_s(b, m, n, k, resident_bytes)
         else:
             seconds = rf.combine(floor_b, rf.work(b, m, n, k, True, resident_bytes) * math.exp(log_ratio))
         # A measured call of the same batch and M, with N and K at least this problem's, took no longer than the

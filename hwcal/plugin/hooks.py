@@ -35,6 +35,7 @@ DEVICE_LOCK_KEY = pytest.StashKey[HostLock]()
 DEVICE_WAIT_S = 3600.0
 OUTCOME_KEY = pytest.StashKey[dict[str, Any]]()
 GEMM_FIXTURE = "gemm_case"  # the clock is sampled per GEMM test (throttled flags)
+SHAPE_FIXTURE = "shape_case"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -204,6 +205,14 @@ def _hold_device(config: pytest.Config, cal: CalibrationSession) -> None:
         raise pytest.UsageError(str(exc)) from None
     cal.started_at = datetime.now(timezone.utc)
     config.stash[DEVICE_LOCK_KEY] = lock
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """The GEMM shapes' shared weights (up to 1 GiB) go when the first case of another family starts: the memory
+    families after them size their arrays by the memory free."""
+    cal = item.config.stash.get(SESSION_KEY, None)
+    if cal is not None and cal.shape_weights is not None and SHAPE_FIXTURE not in getattr(item, "fixturenames", ()):
+        cal.shape_weights = None
 
 
 @pytest.hookimpl(wrapper=True)
