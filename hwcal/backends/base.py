@@ -262,9 +262,8 @@ class Backend(ABC):
 
     def make_shape_operands(self, precision: str, m: int, n: int, k: int, batch: int, seed: int,
                             rotate: bool = True, b: Any = None) -> ShapeOperands:
-        """Operands of one shaped GEMM; ``rotate``: on a device whose cache would hold them between calls,
-        several sets used in turn (a GPU's L2 flushed), else the same set every call (warm); ``b``: a B of this
-        precision and shape (one set, not rotated) to use instead of a new one."""
+        """Operands of one shaped GEMM; ``rotate``: several sets used in turn (a GPU's L2 flushed), else the same
+        set every call (warm); ``b``: a B of this precision and shape to use (one set, not rotated)."""
         raise NotImplementedError(f"{self.framework} backend has no shaped GEMM")
 
     def gemm_shape(self, ops: ShapeOperands) -> Any:

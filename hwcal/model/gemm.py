@@ -51,16 +51,14 @@ POWER = 2.0
 WEIGHTS = {"batch": 0.5, "m": 2.0, "n": 1.0, "k": 1.0, "elements": 2.0}
 NEAR = 4.0  # weighted octaves (M counts double): a nearest measured GEMM further than this is no support
 TILE = 128
-# A power-of-two width's slowdown fades with M (the library packs B and reuses it over more rows): numpy fp32 on the
-# Zen 4 guest, 16384 against 16448 wide, K = 3072: 1.57x at M = 4, 1.53 at 16, 1.24 at 64, 1.0 at 256. Above the
-# largest M a run measured, the factor fades to none at this M: the AMX Xeon guest's numpy run that measured
-# M = 1 and 4 alone (1.53x) predicted the 256-token layer's 256x16384x2048 at 2.0x its 61 ms.
+# A power-of-two width's slowdown fades with M (B packed and reused over more rows): numpy fp32, Zen 4, 16384 against
+# 16448 wide, K = 3072: 1.57x at M = 4, 1.53 at 16, 1.24 at 64, 1.0 at 256. Above the largest M measured it fades to
+# none at this M (an AMX Xeon numpy run with M = 1 and 4 alone, 1.53x, put 256x16384x2048 at 2.0x its 61 ms).
 STRIDE_FADE_M = 256
 # In a layer, a compute-bound CPU GEMM whose operands a tier this much faster than the layer's held alone pays their
-# whole streaming time from the layer's tier on top of its alone time. Timed op by op inside the Llama 3.2 1B layer
-# at 32 tokens (torch, AMX Xeon guest; the framework's GEMV curve: own tier / layer's): qkv 25 MB (1.63x) +1.02 ms
-# for 0.75 predicted, o 17 MB (1.63x) +0.62 for 0.50, down 67 MB (1.64x) +2.30 for 2.0; the gate and up projection,
-# 134 MB (1.25x, streaming alone too), +1.9, where its whole streaming is 4.0 and the tiers' difference 0.8.
+# whole streaming time from the layer's tier on top. Timed op by op in the Llama 3.2 1B layer at 32 tokens (torch,
+# AMX Xeon guest; GEMV curve, own tier / layer's): qkv 25 MB (1.63x) +1.02 ms, o 17 MB (1.63x) +0.62, down 67 MB
+# (1.64x) +2.30 (0.75, 0.50, 2.0 so predicted); gate+up 134 MB (1.25x, streamed alone too) +1.9 (whole 4.0, 0.8 so).
 CACHED_ALONE = 1.5
 FLOOR_BATCH = 16  # matrices in the batched launch floor's call
 POW2_FAMILY = "pow2_n"  # small M at a power-of-two N (``hwcal.measure.shape_plan``)
@@ -275,12 +273,10 @@ class GemmModel:
         return answer
 
     def _layer_extra_s(self, b: int, m: int, n: int, k: int, resident_bytes: float) -> float:
-        """What a CPU call takes in a layer beyond its alone time: its bytes now stream from the tier holding the
-        layer. Its own ratio to its roofline is overhead (a BLAS call per matrix, threads waking) that the slower
-        tier does not multiply: numpy's decode attention (27 GB/s, 1x1024x64 per head) had been predicted 2.7x its
-        alone time in the Llama 3.2 1B one-token layer. A compute-bound call whose operands a cache held alone
-        (its tier ``CACHED_ALONE`` x the layer's or more) hid their streaming under its work; from the layer's
-        tier it does not: it takes their whole time on top (``CACHED_ALONE``); else the tiers' difference."""
+        """A CPU call's time in a layer beyond its alone time: its bytes stream from the layer's tier. Its ratio to
+        its roofline is overhead (a BLAS call per matrix) the slower tier does not multiply (numpy's decode
+        attention had been predicted 2.7x its alone time in a one-token layer). A compute-bound call whose operands
+        a cache held alone (``CACHED_ALONE``) hid their streaming under its work: the layer's tier adds it all."""
         rf = self.roofline
         nbytes = float(b * (m * k + k * n + m * n) * rf.element_bytes)
         own, layer = rf.bandwidth(nbytes, True), rf.bandwidth(max(nbytes, resident_bytes), True)
