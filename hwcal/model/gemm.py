@@ -56,9 +56,9 @@ TILE = 128
 # none at this M (an AMX Xeon numpy run with M = 1 and 4 alone, 1.53x, put 256x16384x2048 at 2.0x its 61 ms).
 STRIDE_FADE_M = 256
 # In a layer, a compute-bound CPU GEMM whose operands a tier this much faster than the layer's held alone pays their
-# whole streaming time from the layer's tier on top. Timed op by op in the Llama 3.2 1B layer at 32 tokens (torch,
-# AMX Xeon guest; GEMV curve, own tier / layer's): qkv 25 MB (1.63x) +1.02 ms, o 17 MB (1.63x) +0.62, down 67 MB
-# (1.64x) +2.30 (0.75, 0.50, 2.0 so predicted); gate+up 134 MB (1.25x, streamed alone too) +1.9 (whole 4.0, 0.8 so).
+# whole streaming time from the layer's tier on top. Timed op by op in the Llama 3.2 1B layer at 32 tokens (torch, AMX
+# Xeon guest; GEMV curve, own tier / layer's): qkv 25 MB (1.63x) +1.02 ms, o 17 MB (1.63x) +0.62, down 67 MB (1.64x)
+# +2.30 (0.75, 0.50, 2.0 so predicted); gate+up 134 MB (1.25x, streamed alone too) +1.9 (whole 4.0, 0.8 so).
 CACHED_ALONE = 1.5
 FLOOR_BATCH = 16  # matrices in the batched launch floor's call
 POW2_FAMILY = "pow2_n"  # small M at a power-of-two N (``hwcal.measure.shape_plan``)
@@ -99,13 +99,16 @@ class Roofline:
         per_matrix = max(0.0, self.batched_floor_s - self.floor_s) / (FLOOR_BATCH - 1)
         return self.floor_s + (b - 1) * per_matrix
 
+    def operand_bytes(self, b: int, m: int, n: int, k: int) -> float:
+        return float(b * (m * k + k * n + m * n) * self.element_bytes)
+
+    def compute_s(self, b: int, m: int, n: int, k: int) -> float:
+        return 2.0 * b * m * n * k / (self.peak_flops * self.waves(b, m, n))  # at the peak, wave-quantised
+
     def work(self, b: int, m: int, n: int, k: int, warm: bool = True, resident_bytes: float = 0.0) -> float:
-        """Seconds of the work alone: compute at the peak (wave-quantised), or the bytes at the GB/s of the tier
-        holding them (``resident_bytes``: of one holding that much, e.g. the whole layer the call runs in)."""
-        flops = 2.0 * b * m * n * k
-        nbytes = float(b * (m * k + k * n + m * n) * self.element_bytes)
-        gbps = self.bandwidth(max(nbytes, resident_bytes), warm)
-        return max(flops / (self.peak_flops * self.waves(b, m, n)), nbytes / (gbps * 1e9))
+        """Seconds of the work alone: compute, or the bytes from the tier holding them (or ``resident_bytes``)."""
+        nbytes = self.operand_bytes(b, m, n, k)
+        return max(self.compute_s(b, m, n, k), nbytes / (self.bandwidth(max(nbytes, resident_bytes), warm) * 1e9))
 
     def combine(self, floor_s: float, work_s: float) -> float:
         return floor_s + work_s if self.additive else max(floor_s, work_s)
@@ -274,21 +277,18 @@ class GemmModel:
 
     def _layer_extra_s(self, b: int, m: int, n: int, k: int, resident_bytes: float) -> float:
         """A CPU call's time in a layer beyond its alone time: its bytes stream from the layer's tier. Its ratio to
-        its roofline is overhead (a BLAS call per matrix) the slower tier does not multiply (numpy's decode
-        attention had been predicted 2.7x its alone time in a one-token layer). A compute-bound call whose operands
-        a cache held alone (``CACHED_ALONE``) hid their streaming under its work: the layer's tier adds it all."""
+        its roofline is overhead (a BLAS call per matrix) the slower tier does not multiply. A compute-bound call
+        whose operands a cache held alone (``CACHED_ALONE``) hid their streaming: the layer's tier adds it all."""
         rf = self.roofline
-        nbytes = float(b * (m * k + k * n + m * n) * rf.element_bytes)
+        nbytes = rf.operand_bytes(b, m, n, k)
         own, layer = rf.bandwidth(nbytes, True), rf.bandwidth(max(nbytes, resident_bytes), True)
-        compute_bound = 2.0 * b * m * n * k / (rf.peak_flops * rf.waves(b, m, n)) >= nbytes / (own * 1e9)
-        if compute_bound and own >= CACHED_ALONE * layer:
+        if rf.compute_s(b, m, n, k) >= nbytes / (own * 1e9) and own >= CACHED_ALONE * layer:
             return nbytes / (layer * 1e9)
         return max(0.0, nbytes / (layer * 1e9) - nbytes / (own * 1e9))
 
     def _moved(self, b: int, m: int, n: int, k: int, resident_bytes: float) -> bool:
-        """Whether the call runs in a working set larger than its own operands (a layer's): they then stream from
-        the tier holding that, and a measured time of the call alone is not its answer."""
-        return resident_bytes > b * (m * k + k * n + m * n) * self.roofline.element_bytes
+        """Whether it runs in a working set larger than its operands (a layer's): its alone time is not its answer."""
+        return resident_bytes > self.roofline.operand_bytes(b, m, n, k)
 
     def _stride_of(self, b: int, n: int) -> list[_Stride]:
         """The measured power-of-two-width GEMMs whose stride divides this problem's row of B (the largest such
